@@ -1,0 +1,280 @@
+"""The schema: one SQLAlchemy Core table per concept.
+
+Core tables (not ORM classes) because every write that matters is an explicit guarded UPDATE
+or compare-and-set, and the ledger's hot path is a handful of statements we want to see.
+Alembic migrations under ``core/db/migrations`` must match this metadata (a test checks it).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, hands back aware UTC, on every backend.
+
+    SQLite has no time zones; storing naive UTC everywhere keeps comparisons in SQL
+    (``expires_at <= :now``) correct on both databases.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware UTC time")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+Money = BigInteger  # minor units of the shop currency
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("telegram_id", BigInteger, nullable=False, unique=True),
+    Column("username", String(64)),
+    Column("first_name", String(128)),
+    Column("language", String(8)),
+    Column("wallet_account_id", Integer, ForeignKey("accounts.id"), nullable=False, unique=True),
+    Column("blocked", Boolean, nullable=False, default=False),
+    Column("unreachable", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_users_username", users.c.username)
+
+# Ledger (TigerBeetle's model): cached sums on accounts, immutable transfers.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # 'wallet' for users; 'revenue', 'topups', 'adjustments' for the shop's system accounts.
+    Column("kind", String(16), nullable=False),
+    # Unique name for system accounts ('revenue'); NULL for wallets.
+    Column("code", String(32), unique=True),
+    Column("debits_must_not_exceed_credits", Boolean, nullable=False, default=False),
+    Column("debits_posted", Money, nullable=False, default=0),
+    Column("credits_posted", Money, nullable=False, default=0),
+    Column("debits_pending", Money, nullable=False, default=0),
+    Column("credits_pending", Money, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "debits_posted >= 0 AND credits_posted >= 0 AND debits_pending >= 0 AND credits_pending >= 0",
+        name="non_negative",
+    ),
+)
+
+transfers = Table(
+    "transfers",
+    metadata,
+    # Client-generated UUID (hex): retrying the same id with the same content is a no-op.
+    Column("id", String(36), primary_key=True),
+    # 'posted' (single phase), 'pending' (a hold), 'post_pending' / 'void_pending' (resolutions).
+    Column("kind", String(16), nullable=False),
+    Column("debit_account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("credit_account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("amount", Money, nullable=False),
+    # For resolutions: the pending transfer resolved. Unique: a hold is resolved at most once.
+    Column("pending_id", String(36), ForeignKey("transfers.id"), unique=True),
+    # For pending transfers: when the safety net must resolve it through its order.
+    Column("timeout_at", UTCDateTime),
+    # What it is for: 'purchase', 'capture', 'release', 'topup', 'adjustment', 'refund'.
+    Column("code", String(16), nullable=False),
+    Column("order_id", String(36), index=True),
+    Column("reference", String(128)),  # e.g. telegram_payment_charge_id, staff action id
+    Column("memo", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("amount > 0", name="positive_amount"),
+    CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
+)
+Index("ix_transfers_debit_account_id", transfers.c.debit_account_id, transfers.c.created_at)
+Index("ix_transfers_credit_account_id", transfers.c.credit_account_id, transfers.c.created_at)
+Index("ix_transfers_created_at", transfers.c.created_at)
+
+services = Table(
+    "services",
+    metadata,
+    Column("code", String(32), primary_key=True),  # canonical: 'whatsapp', 'google', …
+    Column("name", String(64), nullable=False),
+    Column("popularity", Integer, nullable=False, default=0),  # higher shows first
+)
+
+countries = Table(
+    "countries",
+    metadata,
+    Column("code", String(2), primary_key=True),  # ISO 3166-1 alpha-2
+    Column("name", String(64), nullable=False),
+)
+
+offers = Table(
+    "offers",
+    metadata,
+    Column("provider", String(32), primary_key=True),
+    Column("service", String(32), ForeignKey("services.code"), primary_key=True),
+    Column("country", String(2), ForeignKey("countries.code"), primary_key=True),
+    Column("cost", Money, nullable=False),  # provider cost converted to shop minor units
+    Column("stock", Integer, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+Index("ix_offers_service_country", offers.c.service, offers.c.country)
+
+price_overrides = Table(
+    "price_overrides",
+    metadata,
+    Column("service", String(32), ForeignKey("services.code"), primary_key=True),
+    Column("markup_percent", Integer),  # replaces MARKUP_PERCENT for this service
+    Column("fixed_price", Money),  # or a fixed user price, whatever the cost
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+quotes = Table(
+    "quotes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("service", String(32), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("price", Money, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("quote_id", String(36)),
+    Column("service", String(32), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("price", Money, nullable=False),  # what the user pays
+    Column("cost", Money),  # what the provider charges, in shop minor units
+    Column("status", String(16), nullable=False),
+    Column("version", Integer, nullable=False, default=1),
+    Column("hold_transfer_id", String(36), ForeignKey("transfers.id"), nullable=False),
+    Column("provider", String(32)),
+    Column("activation_id", String(64)),
+    Column("phone", String(32)),
+    Column("can_request_another", Boolean, nullable=False, default=False),
+    Column("expires_at", UTCDateTime),
+    Column("code", String(32)),  # the first code, the one the user paid for
+    Column("failure_reason", String(255)),
+    # Upstream bookkeeping, apart from what the user sees: 'none', 'active', 'cancel_pending',
+    # 'cancelled', 'finish_pending', 'finished'.
+    Column("upstream_state", String(16), nullable=False, default="none"),
+    Column("upstream_retry_at", UTCDateTime),
+    Column("upstream_attempts", Integer, nullable=False, default=0),
+    # Work scheduling for the poller and the other tickers.
+    Column("next_poll_at", UTCDateTime),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UTCDateTime),
+    Column("chat_id", BigInteger),  # where the order message lives, for notifications
+    Column("message_id", BigInteger),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+    UniqueConstraint("provider", "activation_id", name="uq_orders_provider_activation"),
+)
+Index("ix_orders_status_next_poll_at", orders.c.status, orders.c.next_poll_at)
+Index("ix_orders_status_expires_at", orders.c.status, orders.c.expires_at)
+Index("ix_orders_user_id_created_at", orders.c.user_id, orders.c.created_at)
+Index("ix_orders_created_at", orders.c.created_at)
+Index("ix_orders_upstream_state", orders.c.upstream_state, orders.c.upstream_retry_at)
+
+order_messages = Table(
+    "order_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String(36), ForeignKey("orders.id"), nullable=False),
+    # The provider's id for the message, or a digest of its text when it has none.
+    Column("provider_message_id", String(128), nullable=False),
+    Column("code", String(32)),
+    Column("text", Text),
+    Column("charged", Boolean, nullable=False),  # True only for the code that captured
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("order_id", "provider_message_id", name="uq_order_messages_dedupe"),
+)
+
+order_events = Table(
+    "order_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String(36), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("event", String(32), nullable=False),
+    Column("from_status", String(16)),
+    Column("to_status", String(16)),
+    Column("actor", String(64), nullable=False),  # 'user', 'scheduler', 'staff:alice', …
+    Column("detail", JSON),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Notifications to users and staff, written in the same transaction as the state change.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dedupe_key", String(128), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),  # 'code', 'expired', 'cancelled', 'staff_alert'…
+    Column("chat_id", BigInteger, nullable=False),
+    Column("order_id", String(36)),
+    Column("payload", JSON, nullable=False),
+    # 'pending', 'sent', 'failed', 'unreachable'
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UTCDateTime),
+    Column("last_error", String(255)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+)
+Index("ix_outbox_status_next_attempt_at", outbox.c.status, outbox.c.next_attempt_at)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("scope", String(32), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # 'in_progress' | 'done'
+    Column("result", JSON),
+    Column("locked_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)

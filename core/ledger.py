@@ -1,0 +1,266 @@
+"""Double-entry ledger with two-phase transfers (TigerBeetle's model).
+
+Invariants this module keeps, each by construction rather than by a later check:
+
+* Transfers are immutable and keyed by a client-generated id. Re-submitting the same id with
+  the same content returns the first result (``created=False``); different content raises
+  ``TransferConflict``.
+* A wallet's ``debits_posted + debits_pending <= credits_posted`` is enforced *inside* the
+  UPDATE that applies the amount, so two concurrent holds can never both pass a stale check.
+* A pending transfer (hold) is resolved at most once: a resolution row carries the pending id
+  under a UNIQUE constraint, and the account columns move only after that row is inserted.
+* Account rows are always updated in descending id order (wallets, created after the system
+  accounts, come first), so concurrent transfers cannot deadlock on PostgreSQL.
+
+Every function takes an open connection: the caller's unit of work owns the transaction, so a
+hold, its order row, the order event and the outbox row commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.db.engine import insert_ignore
+from core.db.tables import accounts, transfers
+from core.errors import HoldAlreadyResolved, InsufficientFunds, NotFound, TransferConflict
+
+REVENUE = "revenue"
+TOPUPS = "topups"
+ADJUSTMENTS = "adjustments"
+SYSTEM_ACCOUNTS = (REVENUE, TOPUPS, ADJUSTMENTS)
+
+POSTED, PENDING, POST_PENDING, VOID_PENDING = "posted", "pending", "post_pending", "void_pending"
+
+_NS = uuid.UUID("6f1d6a52-8c4e-4c39-9a53-1f3c2b6f0e11")
+
+
+def derived_id(*parts: object) -> str:
+    """A stable transfer id from an idempotency key: same key, same id, forever."""
+    return str(uuid.uuid5(_NS, ":".join(str(p) for p in parts)))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    id: str
+    created: bool  # False: this exact transfer already existed ("exists")
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountBalance:
+    account_id: int
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+
+    @property
+    def balance(self) -> int:
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def held(self) -> int:
+        return self.debits_pending
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+_system_ids: dict[tuple[str, str], int] = {}
+
+
+async def ensure_system_accounts(conn: AsyncConnection, now: datetime) -> None:
+    for code in SYSTEM_ACCOUNTS:
+        await conn.execute(
+            insert_ignore(conn, accounts).values(
+                kind=code, code=code, debits_must_not_exceed_credits=False,
+                debits_posted=0, credits_posted=0, debits_pending=0, credits_pending=0,
+                created_at=now,
+            )
+        )
+
+
+async def system_account(conn: AsyncConnection, code: str) -> int:
+    """Id of a system account; cached per database URL since system accounts never change."""
+    key = (str(conn.engine.url), code)
+    if key not in _system_ids:
+        acc_id = await conn.scalar(select(accounts.c.id).where(accounts.c.code == code))
+        if acc_id is None:
+            raise NotFound(f"system account {code!r} is missing; run `numbershop db upgrade`")
+        _system_ids[key] = acc_id
+    return _system_ids[key]
+
+
+async def open_wallet(conn: AsyncConnection, now: datetime) -> int:
+    result = await conn.execute(
+        accounts.insert().values(
+            kind="wallet", code=None, debits_must_not_exceed_credits=True,
+            debits_posted=0, credits_posted=0, debits_pending=0, credits_pending=0,
+            created_at=now,
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+async def balance_of(conn: AsyncConnection, account_id: int) -> AccountBalance:
+    row = (
+        await conn.execute(
+            select(
+                accounts.c.debits_posted, accounts.c.credits_posted,
+                accounts.c.debits_pending, accounts.c.credits_pending,
+            ).where(accounts.c.id == account_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"account {account_id} does not exist")
+    return AccountBalance(account_id, *row)
+
+
+async def _insert_transfer(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Insert the row; False if this id (same content) already exists. Raises on conflicts."""
+    result = await conn.execute(insert_ignore(conn, transfers).values(**values))
+    if result.rowcount == 1:
+        return True
+    existing = (
+        await conn.execute(select(transfers).where(transfers.c.id == values["id"]))
+    ).mappings().one_or_none()
+    if existing is None:
+        # Not our id: the UNIQUE(pending_id) constraint refused a second resolution.
+        raise HoldAlreadyResolved(f"hold {values.get('pending_id')} is already resolved")
+    for field in ("kind", "debit_account_id", "credit_account_id", "amount", "pending_id",
+                  "code", "order_id"):
+        if existing[field] != values.get(field):
+            raise TransferConflict(
+                f"transfer {values['id']} exists with a different {field}"
+            )
+    return False
+
+
+async def _debit(conn: AsyncConnection, account_id: int, amount: int, *, pending: bool) -> None:
+    """Apply a debit under the account's own rule, in one guarded UPDATE."""
+    col = accounts.c.debits_pending if pending else accounts.c.debits_posted
+    guard = (accounts.c.debits_must_not_exceed_credits.is_(False)) | (
+        accounts.c.debits_posted + accounts.c.debits_pending + amount <= accounts.c.credits_posted
+    )
+    result = await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id, guard)
+        .values({col.name: col + amount})
+    )
+    if result.rowcount != 1:
+        bal = await balance_of(conn, account_id)  # raises NotFound for a missing account
+        raise InsufficientFunds(missing=amount - bal.available, available=bal.available)
+
+
+async def _credit(conn: AsyncConnection, account_id: int, amount: int, *, pending: bool) -> None:
+    col = accounts.c.credits_pending if pending else accounts.c.credits_posted
+    result = await conn.execute(
+        update(accounts).where(accounts.c.id == account_id).values({col.name: col + amount})
+    )
+    if result.rowcount != 1:
+        raise NotFound(f"account {account_id} does not exist")
+
+
+async def _apply(conn: AsyncConnection, debit: int, credit: int, amount: int, *, pending: bool) -> None:
+    if debit > credit:
+        await _debit(conn, debit, amount, pending=pending)
+        await _credit(conn, credit, amount, pending=pending)
+    else:
+        await _credit(conn, credit, amount, pending=pending)
+        await _debit(conn, debit, amount, pending=pending)
+
+
+async def post_transfer(
+    conn: AsyncConnection, *, id: str, debit: int, credit: int, amount: int, code: str,
+    now: datetime, order_id: str | None = None, reference: str | None = None,
+    memo: str | None = None,
+) -> TransferResult:
+    """A single-phase transfer (top-up, adjustment, staff refund)."""
+    _check_amount(amount)
+    created = await _insert_transfer(conn, dict(
+        id=id, kind=POSTED, debit_account_id=debit, credit_account_id=credit, amount=amount,
+        pending_id=None, timeout_at=None, code=code, order_id=order_id, reference=reference,
+        memo=memo, created_at=now,
+    ))
+    if created:
+        await _apply(conn, debit, credit, amount, pending=False)
+    return TransferResult(id, created, amount)
+
+
+async def create_hold(
+    conn: AsyncConnection, *, id: str, debit: int, credit: int, amount: int,
+    timeout_at: datetime, now: datetime, code: str = "purchase", order_id: str | None = None,
+) -> TransferResult:
+    """Phase one of a two-phase transfer: reserve ``amount`` on the debit account."""
+    _check_amount(amount)
+    created = await _insert_transfer(conn, dict(
+        id=id, kind=PENDING, debit_account_id=debit, credit_account_id=credit, amount=amount,
+        pending_id=None, timeout_at=timeout_at, code=code, order_id=order_id, reference=None,
+        memo=None, created_at=now,
+    ))
+    if created:
+        await _apply(conn, debit, credit, amount, pending=True)
+    return TransferResult(id, created, amount)
+
+
+async def _resolve(
+    conn: AsyncConnection, pending_id: str, kind: str, code: str, now: datetime
+) -> TransferResult:
+    pending = (
+        await conn.execute(select(transfers).where(transfers.c.id == pending_id))
+    ).mappings().one_or_none()
+    if pending is None or pending["kind"] != PENDING:
+        raise NotFound(f"no pending transfer {pending_id}")
+    res_id = derived_id(pending_id, kind)
+    amount = pending["amount"]
+    created = await _insert_transfer(conn, dict(
+        id=res_id, kind=kind, debit_account_id=pending["debit_account_id"],
+        credit_account_id=pending["credit_account_id"], amount=amount, pending_id=pending_id,
+        timeout_at=None, code=code, order_id=pending["order_id"], reference=None, memo=None,
+        created_at=now,
+    ))
+    if created:
+        a = accounts.c
+        posting = kind == POST_PENDING
+        debit_values: dict[Any, Any] = {a.debits_pending: a.debits_pending - amount}
+        credit_values: dict[Any, Any] = {a.credits_pending: a.credits_pending - amount}
+        if posting:
+            debit_values[a.debits_posted] = a.debits_posted + amount
+            credit_values[a.credits_posted] = a.credits_posted + amount
+        steps = [(pending["debit_account_id"], debit_values),
+                 (pending["credit_account_id"], credit_values)]
+        steps.sort(key=lambda step: -step[0])  # same lock order as _apply
+        for account_id, values in steps:
+            await conn.execute(update(accounts).where(a.id == account_id).values(values))
+    return TransferResult(res_id, created, amount)
+
+
+async def post_hold(conn: AsyncConnection, pending_id: str, now: datetime) -> TransferResult:
+    """Capture: the held amount becomes posted. Idempotent; raises if the hold was voided."""
+    return await _resolve(conn, pending_id, POST_PENDING, "capture", now)
+
+
+async def void_hold(conn: AsyncConnection, pending_id: str, now: datetime) -> TransferResult:
+    """Release: the held amount is available again. Idempotent; raises if it was captured."""
+    return await _resolve(conn, pending_id, VOID_PENDING, "release", now)
+
+
+async def hold_resolution(conn: AsyncConnection, pending_id: str) -> str | None:
+    """'post_pending', 'void_pending' or None while the hold is still pending."""
+    return await conn.scalar(select(transfers.c.kind).where(transfers.c.pending_id == pending_id))
+
+
+def _check_amount(amount: int) -> None:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise ValueError(f"transfer amount must be a positive integer, got {amount!r}")

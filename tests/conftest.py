@@ -1,0 +1,100 @@
+"""Shared fixtures: a controllable clock and a real database per test.
+
+``db`` runs each test on SQLite (a fresh file) and, when ``NUMBERSHOP_TEST_POSTGRES_URL`` is
+set, again on PostgreSQL in a private database created for this test session (so two test
+runs on one server never see each other's rows). Without the variable the PostgreSQL variant
+is skipped with the reason printed by ``-ra``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from core.clock import FakeClock
+from core.db.engine import Database
+from core.db.tables import metadata
+from core import ledger
+
+PG_ENV = "NUMBERSHOP_TEST_POSTGRES_URL"
+
+
+def _pg_url() -> str | None:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        return None
+    if url.startswith(("postgres://", "postgresql://")):
+        url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str | None]:
+    """Create a throwaway database for this session; yield its URL; drop it afterwards."""
+    base = _pg_url()
+    if base is None:
+        yield None
+        return
+    name = f"numbershop_t_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    async def admin(sql: str) -> None:
+        eng = create_async_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            async with eng.connect() as conn:
+                await conn.execute(text(sql))
+        finally:
+            await eng.dispose()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = base.rsplit("/", 1)[0] + "/" + name
+
+    async def create_schema() -> None:
+        eng = create_async_engine(url)
+        async with eng.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        await eng.dispose()
+
+    asyncio.run(create_schema())
+    try:
+        yield url
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
+
+
+async def make_database(kind: str, tmp_path, pg_url: str | None) -> Database:  # noqa: ANN001
+    if kind == "sqlite":
+        db = Database(f"sqlite+aiosqlite:///{tmp_path}/test.db")
+        async with db.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        return db
+    if pg_url is None:
+        pytest.skip(f"PostgreSQL variant skipped: set {PG_ENV} to run it")
+    db = Database(pg_url)
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    async with db.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    return db
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request, tmp_path, pg_database_url, clock) -> AsyncIterator[Database]:  # noqa: ANN001
+    database = await make_database(request.param, tmp_path, pg_database_url)
+    ledger._system_ids.clear()
+    async with database.begin() as conn:
+        await ledger.ensure_system_accounts(conn, clock.now())
+    try:
+        yield database
+    finally:
+        await database.dispose()
