@@ -278,3 +278,93 @@ idempotency_keys = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)
+
+# Every staff or system action that changes money or orders, with who, why and when.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("actor", String(64), nullable=False),  # 'staff:alice', 'cli', 'system'
+    Column("action", String(48), nullable=False),  # 'wallet.credit', 'order.refund', …
+    Column("target_type", String(32)),
+    Column("target_id", String(64)),
+    Column("reason", Text),
+    Column("detail", JSON),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_audit_log_created_at", audit_log.c.created_at)
+
+staff = Table(
+    "staff",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),  # 'viewer' | 'support' | 'admin'
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("staff_id", Integer, ForeignKey("staff.id"), nullable=False),
+    Column("token_hash", String(128), nullable=False, unique=True),
+    Column("name", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+)
+
+# Telegram update ids already handled: a redelivered update is dropped.
+processed_updates = Table(
+    "processed_updates",
+    metadata,
+    Column("update_id", BigInteger, primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+# Provider webhook deliveries already recorded (idempotent by the provider's event id).
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("provider", String(32), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+reconciliation_runs = Table(
+    "reconciliation_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mode", String(16), nullable=False),  # 'dry_run' | 'execute' | 'scheduled'
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("checked", JSON),  # what was looked at, with counts
+    Column("findings", JSON),  # list of {code, message, ref}
+    Column("fixes", JSON),  # list of {code, message, ref}
+    Column("status", String(16), nullable=False),  # 'running' | 'clean' | 'fixed' | 'findings' | 'error'
+)
+Index("ix_reconciliation_runs_started_at", reconciliation_runs.c.started_at)
+
+provider_balances = Table(
+    "provider_balances",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("provider", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # provider's own minor units
+    Column("currency", String(8), nullable=False),
+    Column("taken_at", UTCDateTime, nullable=False),
+)
+Index("ix_provider_balances_provider_taken_at", provider_balances.c.provider, provider_balances.c.taken_at)
+
+# Scheduler heartbeats: when each job last ran, for job lag on the dashboard and /metrics.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("job", String(48), primary_key=True),
+    Column("last_started_at", UTCDateTime),
+    Column("last_finished_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("owner", String(64)),
+)
