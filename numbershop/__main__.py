@@ -1,0 +1,5 @@
+import sys
+
+from numbershop.cli import main
+
+sys.exit(main())
