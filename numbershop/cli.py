@@ -29,6 +29,8 @@ COMMAND_MODULES = [
     "simulator",
     "providers",
     "emulator",
+    "admin",
+    "staff",
 ]
 
 
