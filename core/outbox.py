@@ -1,0 +1,106 @@
+"""The notification outbox: messages to users and staff, written in the transaction that
+caused them and sent later by the bot process.
+
+Writing the row with the state change means a crash can never lose a notification or send
+one for a change that rolled back. ``dedupe_key`` (e.g. ``order:<id>:completed``) makes a
+replayed transition unable to queue the same message twice. Senders claim rows with a lease,
+so two bot processes never send the same row; a crashed sender's rows come back after the
+lease ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.db.engine import Database, insert_ignore
+from core.db.tables import outbox
+
+PENDING, SENT, FAILED, UNREACHABLE = "pending", "sent", "failed", "unreachable"
+MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: int
+    kind: str
+    chat_id: int
+    order_id: str | None
+    payload: dict[str, Any]
+    attempts: int
+
+
+async def enqueue(
+    conn: AsyncConnection, *, kind: str, chat_id: int, payload: dict[str, Any],
+    dedupe_key: str, now: datetime, order_id: str | None = None,
+) -> bool:
+    result = await conn.execute(insert_ignore(conn, outbox).values(
+        dedupe_key=dedupe_key, kind=kind, chat_id=chat_id, order_id=order_id, payload=payload,
+        status=PENDING, attempts=0, next_attempt_at=now, created_at=now,
+    ))
+    return result.rowcount == 1
+
+
+async def claim_batch(
+    db: Database, *, owner: str, now: datetime, limit: int = 50, lease_seconds: float = 60,
+) -> list[OutboxMessage]:
+    """Lease up to ``limit`` due rows to ``owner``, oldest first."""
+    due = and_(
+        outbox.c.status == PENDING,
+        outbox.c.next_attempt_at <= now,
+        or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now),
+    )
+    pick = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(limit)
+    if db.is_postgres:
+        pick = pick.with_for_update(skip_locked=True)
+    async with db.begin() as conn:
+        rows = (await conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(pick.scalar_subquery()), due)
+            .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
+                    attempts=outbox.c.attempts + 1)
+            .returning(outbox.c.id, outbox.c.kind, outbox.c.chat_id, outbox.c.order_id,
+                       outbox.c.payload, outbox.c.attempts)
+        )).all()
+    return sorted((OutboxMessage(*r) for r in rows), key=lambda m: m.id)
+
+
+async def _finish(db: Database, msg_id: int, owner: str, **values: Any) -> bool:
+    async with db.begin() as conn:
+        result = await conn.execute(
+            update(outbox)
+            .where(outbox.c.id == msg_id, outbox.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None, **values)
+        )
+    return result.rowcount == 1
+
+
+async def mark_sent(db: Database, msg_id: int, owner: str, now: datetime) -> bool:
+    return await _finish(db, msg_id, owner, status=SENT, sent_at=now, last_error=None)
+
+
+async def mark_retry(
+    db: Database, msg_id: int, owner: str, retry_at: datetime, error: str, *, attempts: int
+) -> bool:
+    """Try again at ``retry_at``; gives up as ``failed`` after MAX_ATTEMPTS."""
+    if attempts >= MAX_ATTEMPTS:
+        return await _finish(db, msg_id, owner, status=FAILED, last_error=error[:255])
+    return await _finish(db, msg_id, owner, next_attempt_at=retry_at, last_error=error[:255])
+
+
+async def mark_failed(db: Database, msg_id: int, owner: str, error: str) -> bool:
+    return await _finish(db, msg_id, owner, status=FAILED, last_error=error[:255])
+
+
+async def mark_unreachable(db: Database, msg_id: int, owner: str, error: str) -> bool:
+    return await _finish(db, msg_id, owner, status=UNREACHABLE, last_error=error[:255])
+
+
+async def backlog(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(
+        select(func.count()).select_from(outbox).where(outbox.c.status == PENDING)
+    ) or 0)
