@@ -1,0 +1,856 @@
+"""Order services: buy, deliver codes, cancel, expire, fail, recover, refund.
+
+The promise these services keep: a user never pays for a number that gave no code, never
+pays twice, and the shop never releases money it did not hold. How:
+
+* Every state change is ``order_states.transition`` applied as compare-and-set on
+  ``orders.status``, in one transaction with its ledger effect (capture, release or refund),
+  its ``order_events`` row and its outbox notification. Whoever loses a race changes nothing.
+* A purchase runs in three phases (DESIGN §4). Phase 1 commits the hold and a ``reserving``
+  order; phase 2 calls the provider with *no transaction open*; phase 3 commits the outcome.
+  A crash anywhere leaves a ``reserving`` order that ``recover_reserving`` resolves.
+* Cancel and expiry look for a code one last time before releasing the hold, so a code that
+  arrived just now is captured, never given away after a refund.
+* Upstream bookkeeping (cancel or finish at the provider) is tracked apart from what the
+  user sees and retried by a job, so a provider that is down never delays a refund.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core import idempotency, ledger, outbox
+from core.clock import Clock
+from core.config import Settings
+from core.db.engine import Database, insert_ignore
+from core.db.tables import order_events, order_messages, orders, transfers, users
+from core.errors import (
+    AlreadyInProgress,
+    InvalidInput,
+    NoProviderAvailable,
+    OrderNotFound,
+    OrderStateConflict,
+    UserBlocked,
+    UserNotFound,
+)
+from core.order_states import LedgerEffect, OrderEvent, OrderStatus, Transition, transition
+from core.providers.base import ActivationState, ActivationStatus, Provider, RentRequest, Rental, SmsMessage
+from core.providers.errors import (
+    AccountError,
+    AlreadyClosed,
+    BusinessError,
+    EarlyCancelDenied,
+    OutcomeUnknown,
+    OutOfStock,
+    PriceTooHigh,
+    ProviderError,
+    TransientError,
+)
+
+log = logging.getLogger(__name__)
+
+FINAL_CHECK_BUDGET_S = 2.0
+POLL_CONCURRENCY = 10
+UPSTREAM_MAX_BACKOFF_S = 600
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    id: str
+    user_id: int
+    telegram_id: int | None
+    service: str
+    country: str
+    price: int
+    cost: int | None
+    status: str
+    provider: str | None
+    activation_id: str | None
+    phone: str | None
+    code: str | None
+    can_request_another: bool
+    expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    failure_reason: str | None
+    upstream_state: str
+    hold_transfer_id: str
+    version: int
+    upstream_attempts: int = 0
+    chat_id: int | None = None
+    message_id: int | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (OrderStatus.RESERVING, OrderStatus.WAITING)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDetail:
+    order: OrderView
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    order: OrderView
+    refunded: int  # minor units returned to the wallet by this call (0 if not by this call)
+    already: bool = False  # the order was already cancelled before this call
+    completed_instead: bool = False  # a code had arrived: the order completed, nothing refunded
+
+
+_ORDER_COLUMNS = [c for c in orders.c] + [users.c.telegram_id]
+
+
+def _view(row: Mapping[str, Any]) -> OrderView:
+    return OrderView(
+        id=row["id"], user_id=row["user_id"], telegram_id=row.get("telegram_id"),
+        service=row["service"], country=row["country"], price=row["price"], cost=row["cost"],
+        status=row["status"], provider=row["provider"], activation_id=row["activation_id"],
+        phone=row["phone"], code=row["code"], can_request_another=bool(row["can_request_another"]),
+        expires_at=row["expires_at"], created_at=row["created_at"], updated_at=row["updated_at"],
+        closed_at=row["closed_at"], failure_reason=row["failure_reason"],
+        upstream_state=row["upstream_state"], hold_transfer_id=row["hold_transfer_id"],
+        version=row["version"], chat_id=row["chat_id"], message_id=row["message_id"],
+        upstream_attempts=row["upstream_attempts"],
+    )
+
+
+async def _load(conn: AsyncConnection, order_id: str) -> OrderView | None:
+    row = (await conn.execute(
+        select(*_ORDER_COLUMNS).select_from(orders.join(users, users.c.id == orders.c.user_id))
+        .where(orders.c.id == order_id)
+    )).mappings().one_or_none()
+    return _view(row) if row else None
+
+
+def _message_id(msg: SmsMessage) -> str:
+    return msg.message_id or f"code:{msg.code}:{msg.text}"[:128]
+
+
+class OrderService:
+    def __init__(
+        self, db: Database, clock: Clock, providers: Mapping[str, Provider], settings: Settings,
+        board: Any | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.providers = providers
+        self.settings = settings
+        self.board = board  # BreakerBoard: routing skips providers whose breaker is open
+
+    # ----------------------------------------------------------------- reads
+    async def get_order(self, order_id: str, *, user_id: int | None = None) -> OrderView:
+        """The order; ``user_id`` restricts to its owner (a foreign order looks unknown)."""
+        async with self.db.read() as conn:
+            order = await _load(conn, order_id)
+        if order is None or (user_id is not None and order.user_id != user_id):
+            raise OrderNotFound(f"no order {order_id}")
+        return order
+
+    async def get_order_detail(self, order_id: str) -> OrderDetail:
+        async with self.db.read() as conn:
+            order = await _load(conn, order_id)
+            if order is None:
+                raise OrderNotFound(f"no order {order_id}")
+            msgs = (await conn.execute(
+                select(order_messages).where(order_messages.c.order_id == order_id)
+                .order_by(order_messages.c.id))).mappings().all()
+            events = (await conn.execute(
+                select(order_events).where(order_events.c.order_id == order_id)
+                .order_by(order_events.c.id))).mappings().all()
+            xfers = (await conn.execute(
+                select(transfers).where(transfers.c.order_id == order_id)
+                .order_by(transfers.c.created_at, transfers.c.kind))).mappings().all()
+        return OrderDetail(order, [dict(m) for m in msgs], [dict(e) for e in events],
+                           [dict(t) for t in xfers])
+
+    async def list_orders(
+        self, *, user_id: int | None = None, status: str | None = None, limit: int = 20,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[OrderView]:
+        """Newest first; ``before`` is the (created_at, id) keyset cursor of the last row seen."""
+        if status is not None and status not in {s.value for s in OrderStatus}:
+            raise InvalidInput(f"unknown status {status!r}; use one of "
+                               + ", ".join(s.value for s in OrderStatus))
+        q = (select(*_ORDER_COLUMNS).select_from(orders.join(users, users.c.id == orders.c.user_id))
+             .order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit))
+        if user_id is not None:
+            q = q.where(orders.c.user_id == user_id)
+        if status is not None:
+            q = q.where(orders.c.status == status)
+        if before is not None:
+            q = q.where(or_(orders.c.created_at < before[0],
+                            and_(orders.c.created_at == before[0], orders.c.id < before[1])))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(q)).mappings().all()
+        return [_view(r) for r in rows]
+
+    # ------------------------------------------------------------- purchase
+    async def purchase(
+        self, *, user_id: int, quote_id: str, idempotency_key: str,
+        chat_id: int | None = None, message_id: int | None = None,
+    ) -> OrderView:
+        """Buy the quoted number. Safe to call again with the same key: it buys once.
+
+        Raises InsufficientFunds / QuoteExpired / QuoteNotFound / UserBlocked before any
+        money moves, ``AlreadyInProgress`` while the first attempt with this key is still
+        renting, and ``NoProviderAvailable`` after releasing the hold when no provider
+        could supply a number. Returns the order (``waiting``, or ``reserving`` when the
+        provider's answer was lost and recovery will settle it).
+        """
+        from core import catalog  # imported here: catalog is a sibling service
+
+        now = self.clock.now()
+        fp = idempotency.fingerprint("purchase", user_id, quote_id)
+        async with self.db.begin() as conn:
+            prior = await idempotency.claim(
+                conn, key=idempotency_key, scope="purchase", fingerprint=fp, now=now,
+                lock_seconds=self.settings.RECOVERY_AFTER_SECONDS)
+            if prior is None:
+                user = (await conn.execute(
+                    select(users.c.id, users.c.wallet_account_id, users.c.blocked,
+                           users.c.telegram_id).where(users.c.id == user_id))).one_or_none()
+                if user is None:
+                    raise UserNotFound(f"no user {user_id}")
+                if user.blocked:
+                    raise UserBlocked("this account is blocked")
+                quote = await catalog.load_quote(conn, quote_id, user_id, now)
+                candidates = await self._candidates(conn, quote.service, quote.country, quote.price)
+                order_id = ledger.new_id()
+                hold_id = ledger.derived_id("hold", order_id)
+                revenue = await ledger.system_account(conn, ledger.REVENUE)
+                await ledger.create_hold(
+                    conn, id=hold_id, debit=user.wallet_account_id, credit=revenue,
+                    amount=quote.price, order_id=order_id, now=now,
+                    timeout_at=now + timedelta(seconds=self.settings.ORDER_MAX_TTL_SECONDS
+                                               + self.settings.HOLD_GRACE_SECONDS))
+                await conn.execute(orders.insert().values(
+                    id=order_id, user_id=user_id, quote_id=quote_id, service=quote.service,
+                    country=quote.country, price=quote.price, status=OrderStatus.RESERVING,
+                    version=1, hold_transfer_id=hold_id,
+                    provider=candidates[0][0] if candidates else None,
+                    upstream_state="none", upstream_attempts=0, can_request_another=False,
+                    chat_id=chat_id if chat_id is not None else user.telegram_id,
+                    message_id=message_id, created_at=now, updated_at=now))
+                await self._event(conn, order_id, "created", None, OrderStatus.RESERVING,
+                                  "user", {"price": quote.price, "quote_id": quote_id}, now)
+                await idempotency.set_result(conn, idempotency_key, {"order_id": order_id}, now)
+        if prior is not None:
+            order = await self.get_order(prior["order_id"])
+            if order.status == OrderStatus.RESERVING:
+                raise AlreadyInProgress({"order_id": order.id})
+            return order
+        try:
+            order = await self._rent(order_id, candidates, actor="user")
+        finally:
+            async with self.db.begin() as conn:
+                await idempotency.finish(conn, idempotency_key, {"order_id": order_id},
+                                         self.clock.now())
+        return order
+
+    async def _candidates(
+        self, conn: AsyncConnection, service: str, country: str, max_cost: int
+    ) -> list[tuple[str, int]]:
+        """Providers able to sell this now, cheapest first, in PROVIDERS order on a tie."""
+        from core import catalog
+
+        offers = await catalog.candidate_offers(conn, service, country, max_cost,
+                                                providers=list(self.providers))
+        return [(o.provider, o.cost) for o in offers]
+
+    def _available(self, name: str) -> bool:
+        return self.board is None or self.board.is_available(name)
+
+    async def _rent(
+        self, order_id: str, candidates: list[tuple[str, int]], *, actor: str
+    ) -> OrderView:
+        """Phase 2 and 3: try providers in turn inside the one hold; no transaction open
+        while a provider is called."""
+        order = await self.get_order(order_id)
+        reasons: list[str] = []
+        tried: list[str] = []
+        for name, _cost in candidates:
+            if not self._available(name):
+                reasons.append("unavailable")
+                continue
+            if order.provider != name:
+                async with self.db.begin() as conn:
+                    moved = await conn.execute(
+                        update(orders).where(orders.c.id == order_id,
+                                             orders.c.status == OrderStatus.RESERVING)
+                        .values(provider=name, updated_at=self.clock.now()))
+                if moved.rowcount != 1:
+                    return await self.get_order(order_id)  # someone else settled it
+                order = await self.get_order(order_id)
+            tried.append(name)
+            request = RentRequest(order.service, order.country, max_cost=order.price,
+                                  idempotency_key=order_id)
+            try:
+                rental = await self.providers[name].rent(request)
+            except OutcomeUnknown as exc:
+                log.warning("order %s: outcome of rent at %s unknown (%s); recovery will settle it",
+                            order_id, name, exc)
+                await self._note(order_id, "rent_unknown", {"provider": name, "error": str(exc)})
+                return await self.get_order(order_id)
+            except (OutOfStock, PriceTooHigh) as exc:
+                reasons.append("out_of_stock" if isinstance(exc, OutOfStock) else "price")
+                continue
+            except AccountError as exc:
+                reasons.append("unavailable")
+                await self._alert(f"provider {name} account problem: {exc}", f"account:{name}")
+                continue
+            except (BusinessError, TransientError) as exc:
+                reasons.append("unavailable")
+                log.info("order %s: %s refused or failed (%s); trying the next provider",
+                         order_id, name, exc)
+                continue
+            return await self._assign(order_id, name, rental, actor=actor)
+        reason = ("out_of_stock" if reasons and all(r == "out_of_stock" for r in reasons)
+                  else "price" if reasons and all(r == "price" for r in reasons)
+                  else "unavailable" if reasons else "out_of_stock")
+        failed = await self.fail(order_id, reason=f"no provider could supply a number: {reason}",
+                                 actor=actor, notify=actor != "user",
+                                 detail={"tried": tried, "reasons": reasons})
+        raise NoProviderAvailable(reason, order_id=failed.id)
+
+    async def _assign(self, order_id: str, provider: str, rental: Rental, *, actor: str) -> OrderView:
+        now = self.clock.now()
+        async with self.db.begin() as conn:
+            order = await _load(conn, order_id)
+            assert order is not None
+            cap = order.created_at + timedelta(seconds=self.settings.ORDER_MAX_TTL_SECONDS)
+            values = dict(
+                provider=provider, activation_id=rental.activation_id, phone=rental.phone,
+                cost=rental.cost, expires_at=min(rental.expires_at, cap),
+                can_request_another=rental.can_request_another, upstream_state="active",
+                next_poll_at=now + timedelta(seconds=self.settings.SMS_POLL_INTERVAL_SECONDS))
+            won = await self._apply(conn, order, OrderEvent.RENTED, actor=actor, now=now,
+                                    values=values, detail={"provider": provider,
+                                                           "activation_id": rental.activation_id},
+                                    notify=actor != "user")
+            order = await _load(conn, order_id)
+        if not won:
+            # The order was settled while we were renting (recovery or staff): nobody owns
+            # this rental, so give it back at once rather than pay for it.
+            log.warning("order %s settled during rent; cancelling orphan %s at %s",
+                        order_id, rental.activation_id, provider)
+            await self._cancel_upstream_quietly(provider, rental.activation_id)
+        assert order is not None
+        return order
+
+    # --------------------------------------------------------------- codes
+    async def record_messages(
+        self, order_id: str, messages: Iterable[SmsMessage], *, actor: str = "scheduler"
+    ) -> OrderView:
+        """Record SMS for an order; the first code completes it and captures the hold.
+
+        Messages are stored once each. Codes after completion are recorded and forwarded
+        without charge; codes after a refund are recorded and never delivered (the user
+        got their money back, so the shop does not give the code away).
+        """
+        messages = list(messages)
+        now = self.clock.now()
+        async with self.db.begin() as conn:
+            order = await _load(conn, order_id)
+            if order is None:
+                raise OrderNotFound(f"no order {order_id}")
+            fresh: list[SmsMessage] = []
+            for msg in messages:
+                res = await conn.execute(insert_ignore(conn, order_messages).values(
+                    order_id=order_id, provider_message_id=_message_id(msg), code=msg.code,
+                    text=msg.text, charged=False, received_at=msg.received_at or now))
+                if res.rowcount == 1:
+                    fresh.append(msg)
+            coded = [m for m in fresh if m.code]
+            if not coded:
+                return order
+            if order.status == OrderStatus.WAITING:
+                first = coded[0]
+                won = await self._apply(
+                    conn, order, OrderEvent.CODE, actor=actor, now=now,
+                    values=dict(code=first.code, upstream_state="finish_pending",
+                                upstream_retry_at=now, next_poll_at=None),
+                    detail={"code": first.code}, notify=True,
+                    payload={"code": first.code, "text": first.text})
+                if won:
+                    await conn.execute(update(order_messages).where(
+                        order_messages.c.order_id == order_id,
+                        order_messages.c.provider_message_id == _message_id(first),
+                    ).values(charged=True))
+                    coded = coded[1:]
+                order = await _load(conn, order_id)
+                assert order is not None
+            if order.status == OrderStatus.COMPLETED:
+                for msg in coded:
+                    await outbox.enqueue(
+                        conn, kind="code_extra", chat_id=order.chat_id or order.telegram_id or 0,
+                        order_id=order_id, now=now,
+                        dedupe_key=f"order:{order_id}:msg:{_message_id(msg)}",
+                        payload=self._payload(order, code=msg.code, text=msg.text))
+        # Finishing upstream is left to retry_upstream: never a network call on the code's path.
+        return order
+
+    async def check_now(self, order_id: str, *, user_id: int | None = None) -> OrderView:
+        """Ask the provider once for this order's messages (the user's Check now button)."""
+        order = await self.get_order(order_id, user_id=user_id)
+        if order.status not in (OrderStatus.WAITING, OrderStatus.COMPLETED) or not order.activation_id:
+            return order
+        status = await self.providers[order.provider or ""].status(order.activation_id)
+        return await self._apply_status(order, status, actor="user")
+
+    async def request_another_code(self, order_id: str, *, user_id: int | None = None) -> OrderView:
+        order = await self.get_order(order_id, user_id=user_id)
+        if not order.can_request_another or order.status != OrderStatus.COMPLETED or not order.activation_id:
+            raise OrderStateConflict(order.id, order.status, "request another code")
+        await self.providers[order.provider or ""].request_another_code(order.activation_id)
+        now = self.clock.now()
+        async with self.db.begin() as conn:
+            await conn.execute(update(orders).where(orders.c.id == order_id).values(
+                next_poll_at=now, upstream_state="active", updated_at=now))
+            await self._event(conn, order_id, "another_code", order.status, order.status,
+                              "user", None, now)
+        return await self.get_order(order_id)
+
+    async def _apply_status(self, order: OrderView, status: ActivationStatus, *, actor: str) -> OrderView:
+        if status.messages:
+            order = await self.record_messages(order.id, status.messages, actor=actor)
+        if (order.status == OrderStatus.WAITING
+                and status.state in (ActivationState.CANCELLED, ActivationState.EXPIRED)):
+            # Closed upstream without a code: the user must not pay for it.
+            order = await self.fail(order.id, reason=f"provider closed the activation ({status.state})",
+                                    actor=actor, upstream_state="cancelled")
+        return order
+
+    # ------------------------------------------------------------- cancel
+    async def cancel(
+        self, order_id: str, *, user_id: int | None = None, actor: str = "user",
+        reason: str | None = None,
+    ) -> CancelResult:
+        """Cancel and refund at once; the upstream cancel follows and is retried if denied.
+
+        A second cancel returns ``already=True`` and refunds nothing. If a code arrived in
+        the meantime the order completes instead (``completed_instead=True``).
+        """
+        order = await self.get_order(order_id, user_id=user_id)
+        if order.status == OrderStatus.CANCELLED:
+            return CancelResult(order, 0, already=True)
+        if order.status == OrderStatus.RESERVING and actor == "user":
+            raise OrderStateConflict(order.id, order.status, "cancel yet")
+        if order.status not in (OrderStatus.WAITING, OrderStatus.RESERVING):
+            raise OrderStateConflict(order.id, order.status, "cancel")
+        if order.status == OrderStatus.WAITING:
+            checked = await self._final_check(order, actor=actor)
+            if checked.status == OrderStatus.COMPLETED:
+                return CancelResult(checked, 0, completed_instead=True)
+        now = self.clock.now()
+        async with self.db.begin() as conn:
+            current = await _load(conn, order_id)
+            assert current is not None
+            won = False
+            if current.status in (OrderStatus.WAITING, OrderStatus.RESERVING):
+                won = await self._apply(
+                    conn, current, OrderEvent.CANCEL, actor=actor, now=now,
+                    values=dict(upstream_state="cancel_pending" if current.activation_id else "none",
+                                upstream_retry_at=now, next_poll_at=None),
+                    detail={"reason": reason} if reason else None, notify=actor != "user")
+            after = await _load(conn, order_id)
+        assert after is not None
+        if not won:
+            if after.status == OrderStatus.CANCELLED:
+                return CancelResult(after, 0, already=True)
+            if after.status == OrderStatus.COMPLETED:
+                return CancelResult(after, 0, completed_instead=True)
+            raise OrderStateConflict(after.id, after.status, "cancel")
+        if after.activation_id:
+            await self._close_upstream(after)
+            after = await self.get_order(order_id)
+        return CancelResult(after, after.price)
+
+    async def _final_check(self, order: OrderView, *, actor: str) -> OrderView:
+        """One last look for a code before money goes back, within a short budget."""
+        if not order.activation_id or order.provider not in self.providers:
+            return order
+        try:
+            status = await asyncio.wait_for(
+                self.providers[order.provider].status(order.activation_id), FINAL_CHECK_BUDGET_S)
+        except (ProviderError, TimeoutError) as exc:
+            log.info("order %s: final check failed (%s); proceeding", order.id, exc)
+            return order
+        if status.messages:
+            return await self.record_messages(order.id, status.messages, actor=actor)
+        return order
+
+    # -------------------------------------------------------- expire, fail
+    async def expire(self, order_id: str, *, actor: str = "scheduler") -> OrderView:
+        order = await self.get_order(order_id)
+        if order.status != OrderStatus.WAITING:
+            return order
+        order = await self._final_check(order, actor=actor)
+        if order.status != OrderStatus.WAITING:
+            return order
+        now = self.clock.now()
+        async with self.db.begin() as conn:
+            current = await _load(conn, order_id)
+            assert current is not None
+            won = current.status == OrderStatus.WAITING and await self._apply(
+                conn, current, OrderEvent.EXPIRE, actor=actor, now=now,
+                values=dict(upstream_state="cancel_pending", upstream_retry_at=now,
+                            next_poll_at=None), notify=True)
+            after = await _load(conn, order_id)
+        assert after is not None
+        if won:
+            await self._close_upstream(after)
+        return await self.get_order(order_id)
+
+    async def fail(
+        self, order_id: str, *, reason: str, actor: str = "system", notify: bool = True,
+        detail: dict[str, Any] | None = None, upstream_state: str | None = None,
+    ) -> OrderView:
+        now = self.clock.now()
+        async with self.db.begin() as conn:
+            current = await _load(conn, order_id)
+            if current is None:
+                raise OrderNotFound(f"no order {order_id}")
+            if current.status in (OrderStatus.RESERVING, OrderStatus.WAITING):
+                upstream = upstream_state or ("cancel_pending" if current.activation_id else "none")
+                await self._apply(
+                    conn, current, OrderEvent.FAIL, actor=actor, now=now,
+                    values=dict(failure_reason=reason[:255], upstream_state=upstream,
+                                upstream_retry_at=now, next_poll_at=None),
+                    detail={"reason": reason, **(detail or {})}, notify=notify)
+            after = await _load(conn, order_id)
+        assert after is not None
+        if after.upstream_state == "cancel_pending" and current.status != after.status:
+            await self._close_upstream(after)
+            after = await self.get_order(order_id)
+        return after
+
+    # -------------------------------------------------------------- staff
+    async def staff_refund(
+        self, order_id: str, *, actor: str, reason: str, idempotency_key: str | None = None,
+    ) -> OrderView:
+        """Return a completed order's price to the wallet (revenue → wallet, posted)."""
+        from core import audit
+
+        if not reason or not reason.strip():
+            raise InvalidInput("a reason is required")
+        now = self.clock.now()
+        async with self.db.begin() as conn:
+            order = await _load(conn, order_id)
+            if order is None:
+                raise OrderNotFound(f"no order {order_id}")
+            if order.status == OrderStatus.REFUNDED:
+                return order
+            if order.status != OrderStatus.COMPLETED:
+                raise OrderStateConflict(order.id, order.status, "refund (only completed orders)")
+            won = await self._apply(conn, order, OrderEvent.REFUND, actor=actor, now=now,
+                                    detail={"reason": reason}, notify=True)
+            if won:
+                await audit.record(conn, actor=actor, action="order.refund", target_type="order",
+                                   target_id=order_id, reason=reason,
+                                   detail={"amount": order.price,
+                                           "idempotency_key": idempotency_key}, now=now)
+            after = await _load(conn, order_id)
+        assert after is not None
+        return after
+
+    # ------------------------------------------------------ transitions
+    async def _apply(
+        self, conn: AsyncConnection, order: OrderView, event: OrderEvent, *, actor: str,
+        now: datetime, values: dict[str, Any] | None = None,
+        detail: dict[str, Any] | None = None, notify: bool = False,
+        payload: dict[str, Any] | None = None,
+    ) -> bool:
+        """Compare-and-set the transition with its ledger effect, event and notification.
+        False means another writer moved the order first; nothing was changed."""
+        t: Transition = transition(order.status, event)
+        closing = t.target not in (OrderStatus.RESERVING, OrderStatus.WAITING)
+        res = await conn.execute(
+            update(orders).where(orders.c.id == order.id, orders.c.status == t.source)
+            .values(status=t.target, version=orders.c.version + 1, updated_at=now,
+                    **({"closed_at": now} if closing and order.closed_at is None else {}),
+                    **(values or {})))
+        if res.rowcount != 1:
+            return False
+        refunded = 0
+        if t.effect == LedgerEffect.CAPTURE:
+            await ledger.post_hold(conn, order.hold_transfer_id, now)
+        elif t.effect == LedgerEffect.RELEASE:
+            await ledger.void_hold(conn, order.hold_transfer_id, now)
+            refunded = order.price
+        elif t.effect == LedgerEffect.REFUND:
+            wallet = await conn.scalar(select(users.c.wallet_account_id)
+                                       .where(users.c.id == order.user_id))
+            await ledger.post_transfer(
+                conn, id=ledger.derived_id("refund", order.id), debit=await ledger.system_account(
+                    conn, ledger.REVENUE), credit=wallet, amount=order.price, code="refund",
+                order_id=order.id, now=now, memo=(detail or {}).get("reason"))
+            refunded = order.price
+        await self._event(conn, order.id, event.value, t.source, t.target, actor, detail, now)
+        if notify:
+            chat = order.chat_id or order.telegram_id
+            if chat:
+                body = self._payload(order, **{**(values or {}), **(payload or {}),
+                                               "status": t.target.value, "refunded": refunded})
+                await outbox.enqueue(conn, kind=t.target.value, chat_id=chat, order_id=order.id,
+                                     payload=body, now=now,
+                                     dedupe_key=f"order:{order.id}:{t.target.value}")
+        return True
+
+    def _payload(self, order: OrderView, **extra: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "order_id": order.id, "service": order.service, "country": order.country,
+            "phone": order.phone, "price": order.price, "currency": self.settings.SHOP_CURRENCY,
+            "message_id": order.message_id,
+        }
+        for key, value in extra.items():
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            if key in ("code", "text", "status", "refunded", "phone", "expires_at",
+                       "failure_reason", "activation_id"):
+                body[key] = value
+        return body
+
+    async def _event(
+        self, conn: AsyncConnection, order_id: str, event: str, source: str | None,
+        target: str | None, actor: str, detail: dict[str, Any] | None, now: datetime,
+    ) -> None:
+        await conn.execute(order_events.insert().values(
+            order_id=order_id, event=event, from_status=source, to_status=target, actor=actor,
+            detail=detail, created_at=now))
+
+    async def _note(self, order_id: str, event: str, detail: dict[str, Any]) -> None:
+        async with self.db.begin() as conn:
+            await self._event(conn, order_id, event, None, None, "system", detail, self.clock.now())
+
+    async def _alert(self, text: str, dedupe: str) -> None:
+        """Queue a staff alert (one per dedupe key per hour) when STAFF_CHAT_ID is set."""
+        chat = self.settings.STAFF_CHAT_ID
+        if chat is None:
+            log.warning("staff alert: %s", text)
+            return
+        now = self.clock.now()
+        async with self.db.begin() as conn:
+            await outbox.enqueue(conn, kind="staff_alert", chat_id=chat, payload={"text": text},
+                                 now=now, dedupe_key=f"alert:{dedupe}:{now:%Y%m%d%H}")
+
+    # ---------------------------------------------------------- upstream
+    async def _cancel_upstream_quietly(self, provider: str, activation_id: str) -> None:
+        try:
+            await self.providers[provider].cancel(activation_id)
+        except ProviderError as exc:
+            log.warning("cancel of orphan %s at %s failed: %s (the orphan sweep will retry)",
+                        activation_id, provider, exc)
+
+    async def _close_upstream(self, order: OrderView) -> None:
+        """Cancel (or finish) the activation upstream; on failure schedule a retry."""
+        if not order.activation_id or order.provider not in self.providers:
+            return
+        finishing = order.upstream_state == "finish_pending"
+        provider = self.providers[order.provider]
+        now = self.clock.now()
+        try:
+            if finishing:
+                await provider.finish(order.activation_id)
+            else:
+                await provider.cancel(order.activation_id)
+            done = {"upstream_state": "finished" if finishing else "cancelled",
+                    "upstream_retry_at": None}
+        except AlreadyClosed:
+            done = {"upstream_state": "finished" if finishing else "cancelled",
+                    "upstream_retry_at": None}
+        except EarlyCancelDenied as exc:
+            done = {"upstream_retry_at": exc.retry_at or now + timedelta(seconds=60)}
+        except ProviderError as exc:
+            backoff = min(UPSTREAM_MAX_BACKOFF_S, 15 * 2 ** min(order.upstream_attempts, 6))
+            log.info("upstream close of %s failed (%s); retry in %ss", order.id, exc, backoff)
+            done = {"upstream_retry_at": now + timedelta(seconds=backoff)}
+        async with self.db.begin() as conn:
+            await conn.execute(
+                update(orders).where(orders.c.id == order.id,
+                                     orders.c.upstream_state == order.upstream_state)
+                .values(upstream_attempts=orders.c.upstream_attempts + 1, **done))
+
+    async def retry_upstream(self, *, limit: int = 100) -> int:
+        """Retry pending upstream cancels and finishes that are due. Returns how many ran."""
+        now = self.clock.now()
+        async with self.db.read() as conn:
+            rows = (await conn.execute(
+                select(*_ORDER_COLUMNS).select_from(orders.join(users, users.c.id == orders.c.user_id))
+                .where(orders.c.upstream_state.in_(("cancel_pending", "finish_pending")),
+                       or_(orders.c.upstream_retry_at.is_(None), orders.c.upstream_retry_at <= now))
+                .limit(limit))).mappings().all()
+        for row in rows:
+            await self._close_upstream(_view(row))
+        return len(rows)
+
+    # ---------------------------------------------------- scheduled work
+    async def expire_due(self, *, limit: int = 100) -> int:
+        """Expire waiting orders past their deadline (after a final check for a code)."""
+        now = self.clock.now()
+        async with self.db.read() as conn:
+            ids = (await conn.scalars(
+                select(orders.c.id).where(orders.c.status == OrderStatus.WAITING,
+                                          orders.c.expires_at <= now)
+                .order_by(orders.c.expires_at).limit(limit))).all()
+        done = 0
+        for order_id in ids:
+            if (await self.expire(order_id)).status == OrderStatus.EXPIRED:
+                done += 1
+        return done
+
+    async def poll_orders(self, order_ids: list[str]) -> int:
+        """Fetch status for these orders, one batch call per provider where the protocol
+        allows, otherwise bounded concurrency; record codes. Returns codes recorded."""
+        async with self.db.read() as conn:
+            rows = (await conn.execute(
+                select(*_ORDER_COLUMNS).select_from(orders.join(users, users.c.id == orders.c.user_id))
+                .where(orders.c.id.in_(order_ids)))).mappings().all()
+        by_provider: dict[str, list[OrderView]] = defaultdict(list)
+        for row in rows:
+            order = _view(row)
+            if order.activation_id and order.provider in self.providers:
+                by_provider[order.provider].append(order)
+        before = sum(1 for r in rows if r["code"])
+        await asyncio.gather(*(self._poll_provider(name, group)
+                               for name, group in by_provider.items()))
+        async with self.db.read() as conn:
+            after = len((await conn.scalars(select(orders.c.id).where(
+                orders.c.id.in_(order_ids), orders.c.code.is_not(None)))).all())
+        return after - before
+
+    async def _poll_provider(self, name: str, group: list[OrderView]) -> None:
+        provider = self.providers[name]
+        statuses: dict[str, ActivationStatus] = {}
+        if provider.capabilities.batch_status:
+            try:
+                statuses = await provider.batch_status([o.activation_id for o in group if o.activation_id])
+            except ProviderError as exc:
+                log.info("batch status at %s failed: %s", name, exc)
+                return
+        else:
+            sem = asyncio.Semaphore(POLL_CONCURRENCY)
+
+            async def one(order: OrderView) -> None:
+                async with sem:
+                    try:
+                        statuses[order.activation_id or ""] = await provider.status(order.activation_id or "")
+                    except ProviderError as exc:
+                        log.info("status of %s at %s failed: %s", order.id, name, exc)
+
+            await asyncio.gather(*(one(o) for o in group))
+        for order in group:
+            status = statuses.get(order.activation_id or "")
+            if status is not None:
+                await self._apply_status(order, status, actor="scheduler")
+
+    async def poll_due(self, *, limit: int = 500) -> int:
+        """Poll waiting orders whose ``next_poll_at`` has come, and schedule their next poll
+        (more slowly as an order ages)."""
+        now = self.clock.now()
+        interval = self.settings.SMS_POLL_INTERVAL_SECONDS
+        async with self.db.read() as conn:
+            rows = (await conn.execute(
+                select(orders.c.id, orders.c.created_at).where(
+                    orders.c.status.in_((OrderStatus.WAITING, OrderStatus.COMPLETED)),
+                    orders.c.next_poll_at <= now).order_by(orders.c.next_poll_at).limit(limit))).all()
+        if not rows:
+            return 0
+        async with self.db.begin() as conn:
+            for order_id, created in rows:
+                age = (now - created).total_seconds()
+                delay = interval if age < 120 else min(interval * 3, 15)
+                await conn.execute(update(orders).where(
+                    orders.c.id == order_id, orders.c.next_poll_at.is_not(None)).values(
+                    next_poll_at=now + timedelta(seconds=delay)))
+        return await self.poll_orders([r[0] for r in rows])
+
+    async def recover_reserving(self, *, limit: int = 50) -> int:
+        """Settle orders left ``reserving`` (crash, or a rent whose answer was lost).
+
+        Idempotent providers are asked again with the same key; others are searched for an
+        activation nobody owns; if none is found, the order fails and the hold is voided (an
+        activation that shows up later is an orphan the sweep cancels).
+        """
+        now = self.clock.now()
+        threshold = now - timedelta(seconds=self.settings.RECOVERY_AFTER_SECONDS)
+        async with self.db.read() as conn:
+            ids = (await conn.scalars(select(orders.c.id).where(
+                orders.c.status == OrderStatus.RESERVING, orders.c.updated_at <= threshold)
+                .order_by(orders.c.created_at).limit(limit))).all()
+        settled = 0
+        for order_id in ids:
+            try:
+                order = await self._recover_one(order_id)
+            except ProviderError as exc:
+                log.info("recovery of %s deferred: %s", order_id, exc)
+                continue
+            if order.status != OrderStatus.RESERVING:
+                settled += 1
+        return settled
+
+    async def _recover_one(self, order_id: str) -> OrderView:
+        order = await self.get_order(order_id)
+        if order.status != OrderStatus.RESERVING:
+            return order
+        provider = self.providers.get(order.provider or "")
+        if provider is None:
+            return await self.fail(order_id, reason="provider no longer configured",
+                                   actor="recovery")
+        if provider.capabilities.idempotent_rent:
+            try:
+                rental = await provider.rent(RentRequest(order.service, order.country,
+                                                         max_cost=order.price,
+                                                         idempotency_key=order.id))
+            except BusinessError as exc:
+                return await self.fail(order_id, reason=f"recovery: {exc}", actor="recovery")
+            return await self._assign(order_id, order.provider or "", rental, actor="recovery")
+        active = await provider.active_activations()
+        async with self.db.read() as conn:
+            owned = set((await conn.scalars(select(orders.c.activation_id).where(
+                orders.c.provider == order.provider,
+                orders.c.activation_id.in_([a.activation_id for a in active])))).all()) if active else set()
+        window = timedelta(seconds=self.settings.RECOVERY_AFTER_SECONDS * 2)
+        for rental in active:
+            if rental.activation_id in owned:
+                continue
+            if rental.service not in (None, order.service) or rental.country not in (None, order.country):
+                continue
+            if rental.created_at is not None and abs(rental.created_at - order.created_at) > window:
+                continue
+            return await self._assign(order_id, order.provider or "", rental, actor="recovery")
+        return await self.fail(order_id, reason="recovery: the provider has no such activation",
+                               actor="recovery")
+
+    async def resolve_overdue_holds(self, *, grace_seconds: float = 0) -> int:
+        """Safety net: a hold past its timeout is settled through its order's transition
+        (expire a waiting order, fail a reserving one), never voided behind its back."""
+        now = self.clock.now() - timedelta(seconds=grace_seconds)
+        res = transfers.alias("res")
+        async with self.db.read() as conn:
+            rows = (await conn.execute(
+                select(orders.c.id, orders.c.status)
+                .select_from(transfers.join(orders, orders.c.hold_transfer_id == transfers.c.id))
+                .where(transfers.c.kind == ledger.PENDING, transfers.c.timeout_at <= now,
+                       ~select(res.c.id).where(res.c.pending_id == transfers.c.id).exists()))).all()
+        count = 0
+        for order_id, status in rows:
+            if status == OrderStatus.WAITING:
+                await self.expire(order_id, actor="safety_net")
+            elif status == OrderStatus.RESERVING:
+                await self.fail(order_id, reason="hold timed out while reserving", actor="safety_net")
+            count += 1
+        return count
