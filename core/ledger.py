@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.db.engine import insert_ignore
@@ -172,13 +172,29 @@ async def _credit(conn: AsyncConnection, account_id: int, amount: int, *, pendin
         raise NotFound(f"account {account_id} does not exist")
 
 
-async def _apply(conn: AsyncConnection, debit: int, credit: int, amount: int, *, pending: bool) -> None:
-    if debit > credit:
-        await _debit(conn, debit, amount, pending=pending)
-        await _credit(conn, credit, amount, pending=pending)
-    else:
-        await _credit(conn, credit, amount, pending=pending)
-        await _debit(conn, debit, amount, pending=pending)
+async def _apply(
+    conn: AsyncConnection, transfer_id: str, debit: int, credit: int, amount: int, *, pending: bool
+) -> None:
+    """Move the amount on both accounts, or, on InsufficientFunds, leave no trace at all.
+
+    The transfer row was inserted first (that is what makes retries idempotent), so a refused
+    debit must take it out again, and undo the credit when the lock order applied it first:
+    a caller that catches InsufficientFunds and commits must not commit half a transfer.
+    """
+    try:
+        if debit > credit:
+            await _debit(conn, debit, amount, pending=pending)
+            await _credit(conn, credit, amount, pending=pending)
+        else:
+            await _credit(conn, credit, amount, pending=pending)
+            try:
+                await _debit(conn, debit, amount, pending=pending)
+            except InsufficientFunds:
+                await _credit(conn, credit, -amount, pending=pending)
+                raise
+    except InsufficientFunds:
+        await conn.execute(delete(transfers).where(transfers.c.id == transfer_id))
+        raise
 
 
 async def post_transfer(
@@ -194,7 +210,7 @@ async def post_transfer(
         memo=memo, created_at=now,
     ))
     if created:
-        await _apply(conn, debit, credit, amount, pending=False)
+        await _apply(conn, id, debit, credit, amount, pending=False)
     return TransferResult(id, created, amount)
 
 
@@ -210,7 +226,7 @@ async def create_hold(
         memo=None, created_at=now,
     ))
     if created:
-        await _apply(conn, debit, credit, amount, pending=True)
+        await _apply(conn, id, debit, credit, amount, pending=True)
     return TransferResult(id, created, amount)
 
 
