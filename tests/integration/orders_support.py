@@ -42,6 +42,10 @@ class Crash(BaseException):
     """Script marker: the process dies mid-call (not an Exception, so nothing catches it)."""
 
 
+class CrashAfterApply(Crash):
+    """Script marker: the rental happens upstream, then the process dies before phase 3."""
+
+
 @dataclass
 class Activation:
     rental: Rental
@@ -83,7 +87,7 @@ class ScriptedProvider:
                 if act.key == req.idempotency_key:
                     return act.rental
         outcome = self.rent_script.pop(0) if self.rent_script else None
-        if isinstance(outcome, AppliedButUnknown):
+        if isinstance(outcome, (AppliedButUnknown, CrashAfterApply)):
             self._new(req)
             raise outcome
         if outcome is not None:
