@@ -1,0 +1,169 @@
+"""Shop users: one row per Telegram account, each owning exactly one wallet account.
+
+Every function takes the caller's connection so user changes commit with whatever else the
+service writes in that unit of work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core import ledger
+from core.db.engine import insert_ignore
+from core.db.tables import accounts, users
+from core.errors import InvalidInput, UserNotFound
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    id: int
+    telegram_id: int
+    username: str | None
+    first_name: str | None
+    wallet_account_id: int
+    blocked: bool
+    unreachable: bool
+    created_at: datetime
+
+
+_COLUMNS = (
+    users.c.id, users.c.telegram_id, users.c.username, users.c.first_name,
+    users.c.wallet_account_id, users.c.blocked, users.c.unreachable, users.c.created_at,
+)
+
+
+def _row(row: Any) -> UserRow:
+    return UserRow(
+        id=row.id, telegram_id=row.telegram_id, username=row.username,
+        first_name=row.first_name, wallet_account_id=row.wallet_account_id,
+        blocked=bool(row.blocked), unreachable=bool(row.unreachable), created_at=row.created_at,
+    )
+
+
+def check_telegram_id(telegram_id: object) -> int:
+    if not isinstance(telegram_id, int) or isinstance(telegram_id, bool) or telegram_id <= 0:
+        raise InvalidInput(f"{telegram_id!r} is not a Telegram user id")
+    return telegram_id
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value[:limit] or None
+
+
+async def find_user(conn: AsyncConnection, telegram_id: int) -> UserRow | None:
+    row = (await conn.execute(select(*_COLUMNS).where(users.c.telegram_id == telegram_id))).one_or_none()
+    return None if row is None else _row(row)
+
+
+async def get_user(conn: AsyncConnection, user_id: int) -> UserRow:
+    row = (await conn.execute(select(*_COLUMNS).where(users.c.id == user_id))).one_or_none()
+    if row is None:
+        raise UserNotFound(f"user {user_id} does not exist")
+    return _row(row)
+
+
+async def get_or_create_user(
+    conn: AsyncConnection,
+    *,
+    telegram_id: int,
+    username: str | None = None,
+    first_name: str | None = None,
+    now: datetime,
+) -> UserRow:
+    """The user for ``telegram_id``, created with a fresh wallet if there is none yet.
+
+    Race-safe without locks: the wallet account is opened first (``users.wallet_account_id``
+    is NOT NULL), then the user row is inserted with ON CONFLICT DO NOTHING. If a concurrent
+    transaction created the same user first, the insert does nothing (on PostgreSQL it waits
+    for that transaction to commit; on SQLite ``BEGIN IMMEDIATE`` already serialized us), and
+    the wallet we opened is deleted again in this same transaction, before anyone could see
+    or reference it. Two creators therefore end with one user and one wallet, never an
+    orphan account.
+
+    A changed username or first name is stored, so staff search finds current names.
+    """
+    check_telegram_id(telegram_id)
+    username = _clip(username.lstrip("@") if username else None, 64)
+    first_name = _clip(first_name, 128)
+
+    existing = await find_user(conn, telegram_id)
+    if existing is None:
+        wallet_id = await ledger.open_wallet(conn, now)
+        result = await conn.execute(
+            insert_ignore(conn, users).values(
+                telegram_id=telegram_id, username=username, first_name=first_name,
+                wallet_account_id=wallet_id, blocked=False, unreachable=False, created_at=now,
+            )
+        )
+        if result.rowcount == 1:
+            return await _must_find(conn, telegram_id)
+        await conn.execute(delete(accounts).where(accounts.c.id == wallet_id))
+        existing = await _must_find(conn, telegram_id)
+
+    changes: dict[str, Any] = {}
+    if username is not None and username != existing.username:
+        changes["username"] = username
+    if first_name is not None and first_name != existing.first_name:
+        changes["first_name"] = first_name
+    if changes:
+        await conn.execute(update(users).where(users.c.id == existing.id).values(**changes))
+        existing = await _must_find(conn, telegram_id)
+    return existing
+
+
+async def _must_find(conn: AsyncConnection, telegram_id: int) -> UserRow:
+    user = await find_user(conn, telegram_id)
+    if user is None:  # only possible if the row vanished under us, which nothing does
+        raise UserNotFound(f"no user with Telegram id {telegram_id}")
+    return user
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def search_users(conn: AsyncConnection, query: str, limit: int = 20) -> list[UserRow]:
+    """Staff search: an exact Telegram id, or a case-insensitive username substring.
+
+    A leading ``@`` is ignored. Exact id matches come first, then the newest users.
+    """
+    text = (query or "").strip().lstrip("@")
+    if not text or limit <= 0:
+        return []
+    conditions = [func.lower(users.c.username).like(f"%{_escape_like(text.lower())}%", escape="\\")]
+    exact = int(text) if text.isdigit() and len(text) <= 18 else None
+    if exact is not None:
+        conditions.append(users.c.telegram_id == exact)
+    rank = (users.c.telegram_id == exact) if exact is not None else None
+    order = [users.c.id.desc()] if rank is None else [rank.desc(), users.c.id.desc()]
+    rows = (
+        await conn.execute(select(*_COLUMNS).where(or_(*conditions)).order_by(*order).limit(limit))
+    ).all()
+    return [_row(r) for r in rows]
+
+
+async def set_blocked(conn: AsyncConnection, user_id: int, blocked: bool) -> UserRow:
+    result = await conn.execute(update(users).where(users.c.id == user_id).values(blocked=blocked))
+    if result.rowcount != 1:
+        raise UserNotFound(f"user {user_id} does not exist")
+    return await get_user(conn, user_id)
+
+
+async def mark_unreachable(conn: AsyncConnection, telegram_id: int, unreachable: bool = True) -> bool:
+    """Flag a user the bot cannot message (blocked the bot, deleted account).
+
+    Returns False when no such user exists: the notifier may learn about a chat before the
+    user row is visible, and that is not an error worth failing a send loop over.
+    """
+    result = await conn.execute(
+        update(users).where(users.c.telegram_id == telegram_id).values(unreachable=unreachable)
+    )
+    return result.rowcount == 1
