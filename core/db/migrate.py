@@ -18,6 +18,9 @@ point at it. ``PRAGMA foreign_key_check`` afterwards refuses to commit a broken 
 from __future__ import annotations
 
 import importlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,8 @@ from sqlalchemy.pool import NullPool
 
 from core.clock import SystemClock
 from core.errors import ShopError
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -102,7 +107,20 @@ def migration_engine(url: str) -> AsyncEngine:
 
 
 def _current(sync_conn: Connection) -> str | None:
-    return MigrationContext.configure(sync_conn).get_current_revision()
+    with _quiet_alembic():
+        return MigrationContext.configure(sync_conn).get_current_revision()
+
+
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic logs two INFO lines per context; commands print their own one-line summary."""
+    chatty = logging.getLogger("alembic.runtime.migration")
+    level = chatty.level
+    chatty.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        chatty.setLevel(level)
 
 
 def _check_not_unmanaged(sync_conn: Connection) -> None:
@@ -117,11 +135,16 @@ def _check_not_unmanaged(sync_conn: Connection) -> None:
 
 def _alembic(sync_conn: Connection, action: str, revision: str) -> None:
     cfg = alembic_config(connection=sync_conn)
-    if action == "upgrade":
-        _check_not_unmanaged(sync_conn)
-        command.upgrade(cfg, revision)
-    else:
-        command.downgrade(cfg, revision)
+    before = _current(sync_conn)
+    with _quiet_alembic():
+        if action == "upgrade":
+            _check_not_unmanaged(sync_conn)
+            command.upgrade(cfg, revision)
+        else:
+            command.downgrade(cfg, revision)
+    after = _current(sync_conn)
+    if after != before:
+        log.info("database schema %sd from %s to %s", action, before or "empty", after or "base")
     if sync_conn.dialect.name == "sqlite":
         broken = sync_conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
         if broken:
