@@ -60,6 +60,29 @@ async def test_get_or_create_user_creates_once_with_a_wallet(db, clock):
     assert await _counts(db) == (1, 1, 0, 0)
 
 
+async def test_get_or_create_user_losing_the_insert_leaves_no_orphan_wallet(db, clock, monkeypatch):
+    """The path a concurrent loser takes: it saw no user, opened a wallet, then lost the insert."""
+    import core.users as users_module
+
+    async with db.begin() as conn:
+        winner = await get_or_create_user(conn, telegram_id=42, now=clock.now())
+    real_find = users_module.find_user
+    misses = []
+
+    async def stale_find(conn, telegram_id):  # noqa: ANN001
+        if not misses:  # the first look happens "before the winner committed"
+            misses.append(telegram_id)
+            return None
+        return await real_find(conn, telegram_id)
+
+    monkeypatch.setattr(users_module, "find_user", stale_find)
+    async with db.begin() as conn:
+        loser = await get_or_create_user(conn, telegram_id=42, now=clock.now())
+    assert misses == [42]
+    assert loser == winner
+    assert await _counts(db) == (1, 1, 0, 0)
+
+
 async def test_get_or_create_user_keeps_names_current(db, clock):
     async with db.begin() as conn:
         await get_or_create_user(conn, telegram_id=42, username="old", first_name="A", now=clock.now())
