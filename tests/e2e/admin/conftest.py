@@ -1,13 +1,29 @@
-"""Fixtures for the dashboard tests: fast password hashing, staff of each role, an app."""
+"""Fixtures for the dashboard tests: fast password hashing, staff of each role, a shop with a
+scripted provider, the app and a logged-out client; helpers to log in and post forms."""
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 from argon2 import PasswordHasher
+from litestar import Litestar
+from litestar.stores.memory import MemoryStore
+from litestar.testing import AsyncTestClient
 
+from admin.app import create_app
+from admin.csrf import CSRF_COOKIE
+from admin.throttle import ThrottlePolicy
 from core.staff import StaffAccounts
+from core.wallets import Wallets
+from tests.integration.orders_support import ScriptedProvider, Shop
 
 PASSWORD = "correct horse battery"
+WEBHOOK_SECRET = "tv-webhook-secret-for-tests"
+ROLES = ("viewer", "support", "admin")
 
 
 @pytest.fixture
@@ -19,3 +35,68 @@ def hasher() -> PasswordHasher:
 @pytest.fixture
 def staff_accounts(db, clock, hasher) -> StaffAccounts:  # noqa: ANN001
     return StaffAccounts(db, clock, hasher)
+
+
+class FakeBoard:
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, Any]] = {"alpha": {"state": "closed", "failures": 0}}
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        return self.data
+
+
+@pytest.fixture
+async def shop(db, clock) -> Shop:  # noqa: ANN001
+    s = Shop(db, clock, {"alpha": ScriptedProvider("alpha", clock)},
+             TEXTVERIFIED_WEBHOOK_SECRET=WEBHOOK_SECRET, ADMIN_SECRET_KEY="k" * 32)
+    await s.setup_catalog()
+    return s
+
+
+@pytest.fixture
+def core(shop: Shop, db, clock) -> SimpleNamespace:  # noqa: ANN001
+    return SimpleNamespace(settings=shop.settings, db=db, clock=clock, board=FakeBoard(),
+                           providers=shop.providers, wallets=Wallets(db, clock, "USD"), orders=shop.orders)
+
+
+@pytest.fixture
+async def staff(staff_accounts: StaffAccounts) -> dict[str, Any]:
+    return {role: await staff_accounts.create(role, role, PASSWORD) for role in ROLES}
+
+
+@pytest.fixture
+def app(core, staff_accounts, clock, staff) -> Litestar:  # noqa: ANN001
+    return create_app(core, store=MemoryStore(), staff_accounts=staff_accounts, clock=clock,
+                      secret_key=secrets.token_hex(32),
+                      throttle_policy=ThrottlePolicy(per_account=3, per_ip=10, window_seconds=600,
+                                                     lockout_seconds=300))
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient]:
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as c:
+        yield c
+
+
+async def csrf(client: AsyncTestClient) -> str:
+    token = client.cookies.get(CSRF_COOKIE)
+    if token is None:
+        await client.get("/login")
+        token = client.cookies.get(CSRF_COOKIE)
+    assert token
+    return token
+
+
+async def post_form(client: AsyncTestClient, path: str, data: dict[str, Any], *, with_csrf: bool = True) -> Any:
+    body = dict(data)
+    if with_csrf:
+        body["_csrf_token"] = await csrf(client)
+    return await client.post(path, data=body, follow_redirects=False)
+
+
+async def login(client: AsyncTestClient, username: str, password: str = PASSWORD) -> Any:
+    return await post_form(client, "/login", {"username": username, "password": password})
+
+
+def nonce() -> str:
+    return secrets.token_urlsafe(18)

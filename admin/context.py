@@ -1,0 +1,65 @@
+"""What every dashboard handler needs, built once per app and kept in ``app.state.admin``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.clock import Clock
+from core.db.engine import Database
+from core.staff import StaffAccounts
+
+from admin.throttle import LoginThrottle
+
+
+@dataclass
+class AdminContext:
+    core: Any  # core.app.Core: db, clock, settings, board, providers, wallets, orders
+    staff: StaffAccounts
+    throttle: LoginThrottle
+    currency: str
+    reconcile: Any | None = None  # async (db, clock, execute: bool, …) → run id, when core has it
+
+    @property
+    def db(self) -> Database:
+        return self.core.db
+
+    @property
+    def clock(self) -> Clock:
+        return self.core.clock
+
+    @property
+    def board(self) -> Any:
+        return getattr(self.core, "board", None)
+
+    @property
+    def providers(self) -> dict[str, Any]:
+        return dict(getattr(self.core, "providers", {}) or {})
+
+
+def breaker_states(board: Any) -> dict[str, dict[str, Any]]:
+    """The breaker board's view, normalised to ``{provider: {state, failures, …}}``.
+
+    Read defensively: the dashboard must render even while a provider's breaker is in an
+    unexpected shape, so anything unreadable shows as 'unknown' rather than a 500.
+    """
+    if board is None or not hasattr(board, "states"):
+        return {}
+    try:
+        raw = board.states()
+    except Exception:  # noqa: BLE001 - shown as unknown, never a 500
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    items = raw.items() if isinstance(raw, dict) else ((getattr(s, "name", "?"), s) for s in raw)
+    for name, value in items:
+        if isinstance(value, str):
+            out[str(name)] = {"state": value, "failures": None}
+        elif isinstance(value, dict):
+            out[str(name)] = {"state": str(value.get("state", "unknown")),
+                              "failures": value.get("failures", value.get("failure_count")),
+                              **{k: v for k, v in value.items() if k not in ("state",)}}
+        else:
+            state = getattr(value, "state", "unknown")
+            failures = getattr(value, "failures", getattr(value, "failure_count", None))
+            out[str(name)] = {"state": str(getattr(state, "value", state)), "failures": failures}
+    return out

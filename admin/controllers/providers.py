@@ -1,0 +1,88 @@
+"""Providers: breaker state, upstream balance, offers; the catalogue with per-service price
+overrides (admin), set through core.catalog with an audit row in the same transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.params import FromPath
+from litestar import Request, get, post
+from litestar.response import Redirect, Template
+
+from core import audit, catalog
+from core.errors import ShopError
+from core.money import MoneyError, parse_positive_amount
+
+from admin import queries
+from admin.context import breaker_states
+from admin.forms import FormError, error_message, error_status, idempotency_key, reason_field
+from admin.render import ctx_of, flash, page, see_other
+
+
+async def providers_view(request: Request[Any, Any, Any], *, status: int = 200, error: str | None = None) -> Template:
+    ctx = ctx_of(request)
+    async with ctx.db.read() as conn:
+        balances = await queries.latest_provider_balances(conn)
+        offer_counts = await queries.provider_offer_counts(conn)
+        services = await queries.catalogue(conn)
+    names = sorted(set(ctx.providers) | set(balances) | set(offer_counts))
+    return page(request, "providers.html", status=status, error=error, names=names,
+                breakers=breaker_states(ctx.board), balances=balances, offer_counts=offer_counts,
+                services=services, markup=ctx.core.settings.MARKUP_PERCENT)
+
+
+@get("/providers", opt={"role": "viewer"})
+async def providers_page(request: Request[Any, Any, Any]) -> Template:
+    return await providers_view(request)
+
+
+async def apply_price(ctx: Any, me: Any, service: str, mode: str, value: str, reason: str) -> str:
+    """Set or clear a service's price override; returns a sentence for the flash message."""
+    now = ctx.clock.now()
+    async with ctx.db.begin() as conn:
+        if mode == "clear":
+            cleared = await catalog.clear_price_override(conn, service)
+            if cleared:
+                await audit.record(conn, actor=me.actor, action="price.clear", target_type="service",
+                                   target_id=service, reason=reason, detail=None, now=now)
+            return f"{service}: back to the default markup." if cleared else f"{service} had no override."
+        if mode == "markup":
+            try:
+                percent = int(value.strip().rstrip("%"))
+            except ValueError:
+                raise FormError("the markup is a whole number of percent, like 25") from None
+            result = await catalog.set_price_override(conn, service, markup_percent=percent, now=now)
+            text = f"{service}: markup {percent}%."
+        elif mode == "fixed":
+            try:
+                price = parse_positive_amount(value, ctx.currency)
+            except MoneyError as exc:
+                raise FormError(str(exc)) from None
+            result = await catalog.set_price_override(conn, service, fixed_price=price, now=now)
+            text = f"{service}: fixed price set."
+        else:
+            raise FormError("choose markup, fixed price or clear")
+        await audit.record(conn, actor=me.actor, action="price.set", target_type="service", target_id=service,
+                           reason=reason, now=now,
+                           detail={"markup_percent": result.markup_percent, "fixed_price": result.fixed_price})
+    return text
+
+
+@post("/providers/prices/{service:str}", opt={"role": "admin"})
+async def set_price(request: Request[Any, Any, Any], service: FromPath[str]) -> Template | Redirect:
+    ctx = ctx_of(request)
+    form = dict(await request.form())
+    try:
+        idempotency_key(request.user, form)
+        reason = reason_field(form)
+        text = await apply_price(ctx, request.user, service[:32], (form.get("mode") or "").strip(),
+                                 form.get("value") or "", reason)
+    except FormError as exc:
+        return await providers_view(request, status=exc.status, error=exc.message)
+    except ShopError as exc:
+        return await providers_view(request, status=error_status(exc), error=error_message(exc, ctx.currency))
+    flash(request, text)
+    return see_other("/providers")
+
+
+HANDLERS = [providers_page, set_price]

@@ -1,0 +1,123 @@
+"""Users: search, a user's wallet, transfers and orders; credit/debit (support), block (admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.params import FromPath
+from litestar import Request, get, post
+from litestar.response import Redirect, Template
+
+from core import audit
+from core.errors import ShopError, UserNotFound
+from core.users import find_user, set_blocked
+
+from admin import queries
+from admin.forms import FormError, amount_field, error_message, error_status, idempotency_key, reason_field
+from admin.params import OptQ
+from admin.render import ctx_of, flash, page, see_other
+
+
+@get("/users", opt={"role": "viewer"})
+async def users_page(request: Request[Any, Any, Any], q: OptQ = None) -> Template:
+    ctx = ctx_of(request)
+    async with ctx.db.read() as conn:
+        rows = await queries.search_users(conn, (q or "")[:64], limit=50)
+    return page(request, "users.html", rows=rows, q=q or "")
+
+
+async def user_page(request: Request[Any, Any, Any], telegram_id: int, *, status: int = 200,
+                    error: str | None = None, form: dict[str, str] | None = None) -> Template:
+    ctx = ctx_of(request)
+    async with ctx.db.read() as conn:
+        user = await queries.user_by_telegram_id(conn, telegram_id)
+        if user is None:
+            raise UserNotFound(f"no user with Telegram id {telegram_id}")
+        page_ = await queries.list_transfers(conn, queries.TransferFilter(user=str(telegram_id)), limit=30)
+        names = await queries.account_names(
+            conn, [t["debit_account_id"] for t in page_.rows] + [t["credit_account_id"] for t in page_.rows])
+        user_orders = await queries.user_orders(conn, user["id"], limit=30)
+    return page(request, "user.html", status=status, error=error, user=user, transfers=page_.rows,
+                more_transfers=page_.next_cursor is not None, names=names, orders=user_orders,
+                form=form or {})
+
+
+@get("/users/{telegram_id:int}", opt={"role": "viewer"})
+async def user_detail(request: Request[Any, Any, Any], telegram_id: FromPath[int]) -> Template:
+    return await user_page(request, telegram_id)
+
+
+async def _adjust(request: Request[Any, Any, Any], telegram_id: FromPath[int], direction: str) -> Template | Redirect:
+    ctx = ctx_of(request)
+    me = request.user
+    form = dict(await request.form())
+    try:
+        key = idempotency_key(me, form)
+        amount = amount_field(form, ctx.currency)
+        reason = reason_field(form)
+        async with ctx.db.read() as conn:
+            if await find_user(conn, telegram_id) is None:
+                raise UserNotFound(f"no user with Telegram id {telegram_id}")
+        method = ctx.core.wallets.credit if direction == "credit" else ctx.core.wallets.debit
+        change = await method(telegram_id, amount, reason=reason, idempotency_key=key, actor=me.actor)
+    except FormError as exc:
+        return await user_page(request, telegram_id, status=exc.status, error=exc.message, form=form)
+    except UserNotFound:
+        raise
+    except ShopError as exc:
+        return await user_page(request, telegram_id, status=error_status(exc),
+                               error=error_message(exc, ctx.currency), form=form)
+    from core.money import format_amount
+
+    verb = "Credited" if direction == "credit" else "Debited"
+    note = "" if change.created else " (this form was already submitted; nothing more was done)"
+    flash(request, f"{verb} {format_amount(amount, ctx.currency)}; balance now "
+                   f"{format_amount(change.wallet.balance, ctx.currency)}{note}")
+    return see_other(f"/users/{telegram_id}")
+
+
+@post("/users/{telegram_id:int}/credit", opt={"role": "support"})
+async def credit(request: Request[Any, Any, Any], telegram_id: FromPath[int]) -> Template | Redirect:
+    return await _adjust(request, telegram_id, "credit")
+
+
+@post("/users/{telegram_id:int}/debit", opt={"role": "support"})
+async def debit(request: Request[Any, Any, Any], telegram_id: FromPath[int]) -> Template | Redirect:
+    return await _adjust(request, telegram_id, "debit")
+
+
+async def change_blocked(ctx: Any, me: Any, telegram_id: FromPath[int], blocked: bool, reason: str) -> bool:
+    """Block or unblock with an audit row in the same transaction; False if nothing changed."""
+    now = ctx.clock.now()
+    async with ctx.db.begin() as conn:
+        user = await find_user(conn, telegram_id)
+        if user is None:
+            raise UserNotFound(f"no user with Telegram id {telegram_id}")
+        if user.blocked == blocked:
+            return False
+        await set_blocked(conn, user.id, blocked)
+        await audit.record(conn, actor=me.actor, action="user.block" if blocked else "user.unblock",
+                           target_type="user", target_id=user.id, reason=reason,
+                           detail={"telegram_id": telegram_id}, now=now)
+    return True
+
+
+@post("/users/{telegram_id:int}/block", opt={"role": "admin"})
+async def block(request: Request[Any, Any, Any], telegram_id: FromPath[int]) -> Template | Redirect:
+    ctx = ctx_of(request)
+    form = dict(await request.form())
+    try:
+        idempotency_key(request.user, form)
+        reason = reason_field(form)
+        value = form.get("blocked")
+        if value not in ("1", "0"):
+            raise FormError("say whether to block (1) or unblock (0)")
+        changed = await change_blocked(ctx, request.user, telegram_id, value == "1", reason)
+    except FormError as exc:
+        return await user_page(request, telegram_id, status=exc.status, error=exc.message, form=form)
+    state = "blocked" if value == "1" else "unblocked"
+    flash(request, f"User {telegram_id} {state}." if changed else f"User {telegram_id} was already {state}.")
+    return see_other(f"/users/{telegram_id}")
+
+
+HANDLERS = [users_page, user_detail, credit, debit, block]

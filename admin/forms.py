@@ -1,0 +1,113 @@
+"""Form plumbing shared by the pages: nonces, field parsing, and errors shown with the form.
+
+Each rendered form carries a fresh random nonce. Submitting it passes
+``admin:{staff_id}:{nonce}`` to the core service as the idempotency key, so a double click, a
+browser retry or a resubmitted page acts once. The staff id in the key keeps one person's
+nonce from ever colliding with another's.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+
+from core.errors import (
+    AlreadyInProgress,
+    HoldAlreadyResolved,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidInput,
+    NotFound,
+    OrderStateConflict,
+    ShopError,
+    TransferConflict,
+    UserBlocked,
+)
+from core.money import MoneyError, format_amount, parse_positive_amount
+from core.staff import StaffMember
+
+_NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+MAX_REASON = 500
+
+
+class FormError(Exception):
+    """Bad input or a refused action: shown next to the form, with an HTTP 4xx status."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def idempotency_key(member: StaffMember, form: Mapping[str, str]) -> str:
+    nonce = (form.get("nonce") or "").strip()
+    if not _NONCE_RE.match(nonce):
+        raise FormError("this form has expired or was not sent from the dashboard; reload the page")
+    return f"admin:{member.id}:{nonce}"
+
+
+def amount_field(form: Mapping[str, str], currency: str, name: str = "amount") -> int:
+    text = (form.get(name) or "").strip()
+    if not text:
+        raise FormError("enter an amount, like 5.00")
+    if text.startswith("-"):
+        raise FormError("the amount must be positive; use debit to take money away")
+    try:
+        return parse_positive_amount(text, currency)
+    except MoneyError as exc:
+        raise FormError(str(exc)) from None
+
+
+def reason_field(form: Mapping[str, str]) -> str:
+    reason = " ".join((form.get("reason") or "").split())
+    if len(reason) < 3:
+        raise FormError("a reason is required (at least 3 characters): it goes into the audit log")
+    if len(reason) > MAX_REASON:
+        raise FormError(f"the reason is longer than {MAX_REASON} characters")
+    return reason
+
+
+def parse_day(text: str | None, *, field: str) -> date | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise FormError(f"{field}: use a date like 2026-01-31") from None
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def day_end(day: date) -> datetime:
+    return day_start(day) + timedelta(days=1)
+
+
+def error_status(exc: ShopError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, (OrderStateConflict, HoldAlreadyResolved, IdempotencyConflict,
+                        AlreadyInProgress, TransferConflict, UserBlocked, InsufficientFunds)):
+        return 409
+    if isinstance(exc, InvalidInput):
+        return 400
+    return 400
+
+
+def error_message(exc: ShopError, currency: str) -> str:
+    if isinstance(exc, InsufficientFunds):
+        available = "" if exc.available is None else f"; available {format_amount(exc.available, currency)}"
+        return f"not enough money in the wallet{available}"
+    if isinstance(exc, AlreadyInProgress):
+        return "this form was already submitted and is still being processed"
+    if isinstance(exc, IdempotencyConflict):
+        return "this form was already used for a different action; reload the page"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,99 @@
+"""Rendering pages: the common context every template gets, flash messages, redirects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Request
+from litestar.response import Redirect, Template
+
+from core.money import format_amount
+from core.staff import StaffMember
+
+from admin.context import AdminContext
+from admin.forms import new_nonce
+
+NAV = [
+    ("/", "Overview", "viewer"),
+    ("/users", "Users", "viewer"),
+    ("/orders", "Orders", "viewer"),
+    ("/ledger", "Ledger", "viewer"),
+    ("/providers", "Providers", "viewer"),
+    ("/reconciliation", "Reconciliation", "viewer"),
+    ("/audit", "Audit", "viewer"),
+    ("/staff", "Staff", "admin"),
+]
+
+
+def ctx_of(request: Request[Any, Any, Any]) -> AdminContext:
+    return request.app.state.admin
+
+
+def flash(request: Request[Any, Any, Any], message: str, kind: str = "ok") -> None:
+    if not isinstance(request.scope.get("session"), dict):
+        return
+    messages = list(request.session.get("flash", []))
+    messages.append([kind, message])
+    request.set_session({**request.session, "flash": messages[-5:]})
+
+
+def _pop_flash(request: Request[Any, Any, Any]) -> list[list[str]]:
+    session = request.scope.get("session")
+    if not isinstance(session, dict) or not session.get("flash"):
+        return []
+    messages = session["flash"]
+    request.set_session({k: v for k, v in session.items() if k != "flash"})
+    return messages
+
+
+def page(request: Request[Any, Any, Any], template: str, *, status: int = 200,
+         error: str | None = None, **context: Any) -> Template:
+    ctx = ctx_of(request)
+    me = request.scope.get("user")
+    me = me if isinstance(me, StaffMember) else None
+    currency = ctx.currency
+    base = {
+        "me": me,
+        "nav": [(href, label) for href, label, role in NAV if me and me.allows(role)],
+        "path": request.url.path,
+        "flashes": _pop_flash(request),
+        "error": error,
+        "currency": currency,
+        "now": ctx.clock.now(),
+        "nonce": new_nonce,
+        "money": lambda minor: "—" if minor is None else format_amount(int(minor), currency),
+        "can": (lambda role: bool(me and me.allows(role))),
+        "qs": _qs,
+    }
+    base.update(context)
+    return Template(template_name=template, context=base, status_code=status)
+
+
+def _qs(params: dict[str, Any], **changes: Any) -> str:
+    merged = {k: v for k, v in {**params, **changes}.items() if v not in (None, "")}
+    return ("?" + urlencode(merged)) if merged else ""
+
+
+def see_other(path: str) -> Redirect:
+    return Redirect(path=path, status_code=303)
+
+
+def fmt_dt(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"

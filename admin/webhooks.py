@@ -1,0 +1,125 @@
+"""TextVerified webhooks: ``v2.sms.received`` delivers a code without waiting for a poll.
+
+Trust comes only from the signature: ``X-Webhook-Signature: HMAC-SHA512=<base64>`` over the
+exact raw body with ``TEXTVERIFIED_WEBHOOK_SECRET``, compared in constant time before the body
+is even parsed. A bad or missing signature is 401 and changes nothing.
+
+Idempotent twice over: a delivery whose event id is in ``webhook_events`` is acknowledged and
+skipped, and the message itself is recorded through ``OrderService.record_messages``, which
+stores each message once per order — so a crash between recording and remembering the event
+id, followed by the provider's retry, still captures at most once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from datetime import datetime
+from typing import Any
+
+from litestar import Request, post
+from litestar.response import Response
+from sqlalchemy import select
+
+from core.db.engine import insert_ignore
+from core.db.tables import orders, webhook_events
+from core.providers.base import SmsMessage
+
+PROVIDER = "textverified"
+SIGNATURE_HEADER = "x-webhook-signature"
+MAX_BODY = 64 * 1024
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The header value TextVerified sends for ``body`` (used by tests and the sandbox)."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha512).digest()
+    return "HMAC-SHA512=" + base64.b64encode(digest).decode()
+
+
+def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
+    if not header:
+        return False
+    scheme, _, value = header.strip().partition("=")
+    if scheme.strip().upper() != "HMAC-SHA512" or not value:
+        return False
+    try:
+        given = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha512).digest()
+    return hmac.compare_digest(given, expected)
+
+
+def _json(status: int, detail: str) -> Response[Any]:
+    return Response({"status_code": status, "detail": detail}, status_code=status)
+
+
+def message_id(data: dict[str, Any]) -> str:
+    """The webhook carries no SMS id: a digest of what identifies the message stands in."""
+    basis = f"{data.get('reservationId')}|{data.get('createdAt')}|{data.get('smsContent')}|{data.get('parsedCode')}"
+    return "tvwh:" + hashlib.sha256(basis.encode()).hexdigest()[:40]
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
+
+
+@post("/webhooks/textverified", opt={"public": True, "exclude_from_auth": True}, include_in_schema=False)
+async def textverified(request: Request[Any, Any, Any]) -> Response[Any]:
+    ctx = request.app.state.admin
+    secret = ctx.core.settings.TEXTVERIFIED_WEBHOOK_SECRET
+    if not secret:
+        return _json(503, "TextVerified webhooks are not configured (TEXTVERIFIED_WEBHOOK_SECRET)")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        return _json(413, "body too large")
+    if not signature_ok(body, request.headers.get(SIGNATURE_HEADER), secret):
+        return _json(401, "bad signature")
+    try:
+        envelope = json.loads(body)
+        event_id = str(envelope["id"])[:128]
+        event = envelope.get("event")
+        data = envelope.get("data") or {}
+        if not event_id or not isinstance(data, dict):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        return _json(400, "not a TextVerified webhook envelope")
+    if event != "v2.sms.received":
+        return _json(200, f"ignored event {event!r}")
+
+    async with ctx.db.read() as conn:
+        seen = await conn.scalar(select(webhook_events.c.id).where(webhook_events.c.id == event_id))
+        if seen is not None:
+            return _json(200, "duplicate delivery; already recorded")
+        reservation = data.get("reservationId")
+        order_id = None
+        if isinstance(reservation, str) and reservation:
+            order_id = await conn.scalar(select(orders.c.id).where(
+                orders.c.provider == PROVIDER, orders.c.activation_id == reservation[:64]))
+    if order_id is None:
+        # Not recorded as seen: if the order's number is still being committed, the
+        # provider's retry will find it.
+        return _json(404, "no order for this reservation")
+
+    code = data.get("parsedCode")
+    text = data.get("smsContent")
+    msg = SmsMessage(
+        message_id=message_id(data),
+        code=str(code)[:32] if code else None,
+        text=str(text) if text is not None else None,
+        received_at=_parse_time(data.get("createdAt")),
+    )
+    await ctx.core.orders.record_messages(order_id, [msg], actor="webhook:textverified")
+    async with ctx.db.begin() as conn:
+        await conn.execute(insert_ignore(conn, webhook_events).values(
+            id=event_id, provider=PROVIDER, received_at=ctx.clock.now()))
+    return _json(200, "recorded")
