@@ -1,0 +1,54 @@
+"""``numbershop admin run``: the staff dashboard alone, under uvicorn.
+
+Binds to 127.0.0.1 by default: the dashboard moves money, so exposing it is a deliberate
+choice (``--host 0.0.0.0`` behind TLS), never an accident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from core.config import load_settings
+from numbershop.cli import CliError
+
+log = logging.getLogger("numbershop.admin")
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from admin.app import create_app
+
+    if not 0 < args.port < 65536:
+        raise CliError(f"--port {args.port} is not a TCP port")
+    settings = load_settings()
+    app = create_app(settings, secure_cookies=args.secure_cookies)
+    ctx = app.state.admin
+    try:
+        if await ctx.staff.count() == 0:
+            log.warning("no staff accounts yet: create one with "
+                        "`numbershop staff add NAME --role admin`")
+    except Exception as exc:  # noqa: BLE001 - a missing schema is reported, not a traceback
+        raise CliError(f"the database is not ready ({type(exc).__name__}); run `numbershop db upgrade`") from None
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
+                            proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips)
+    server = uvicorn.Server(config)
+    log.info("dashboard on http://%s:%s/", args.host, args.port)
+    await server.serve()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    group = subparsers.add_parser("admin", help="the staff dashboard")
+    sub = group.add_subparsers(dest="admin_command", metavar="ACTION")
+    sub.required = True
+    run = sub.add_parser("run", help="serve the dashboard")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--secure-cookies", action="store_true",
+                     help="mark cookies Secure (when served over HTTPS)")
+    run.add_argument("--proxy-headers", action="store_true",
+                     help="trust X-Forwarded-For from --forwarded-allow-ips (behind a reverse proxy)")
+    run.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    run.set_defaults(func=cmd_run)
