@@ -1,0 +1,610 @@
+"""The ``textverified`` adapter: TextVerified API v2 (US numbers for single-use verifications).
+
+Protocol facts: ``shared/reference/textverified-api-v2.md`` and the OpenAPI document beside it.
+
+Why it looks the way it does:
+
+* **Bearer token** from ``POST /auth`` (``X-API-USERNAME`` + ``X-API-KEY``), cached until
+  shortly before it expires (by our clock and the reply's ``expiresIn``). A 401 on any call
+  means the token died early: refresh once and repeat the call once; a second 401 is
+  ``BadKey``. Concurrent callers share one refresh.
+* **Rent is idempotent.** ``POST /verifications`` carries ``Idempotency-Key`` = our order id
+  and ``maxPrice``. After an unclear failure (read timeout, reset, 5xx) the create is retried
+  with the same key; a purchase still running answers 409 ``IdempotencyConflict`` and is
+  retried after a short, bounded wait. If the outcome is still unknown the adapter raises
+  ``OutcomeUnknown``: the order stays ``reserving`` and recovery calls ``rent`` again with
+  the same key, which returns the same verification (201) or a definite 400. Once a create
+  may have been sent, every later failure in the same call is ``OutcomeUnknown`` — never a
+  definite error that would let routing rent a second number elsewhere.
+* **Follow links.** The 201's ``Location`` is fetched for the details, as the API asks; links
+  are only followed on the configured origin, so the bearer token never leaves for another host.
+* **Reservation-changing calls** (create, cancel, report) go one at a time per account.
+* **Money.** TextVerified bills in USD credits, only when a code arrives. ``cost_rate`` converts
+  credits to the shop currency (1.0 for a USD shop); max price rounds down, costs round up.
+* **Validation.** Every JSON reply is checked for the fields used; HTML or truncated JSON is
+  ``MalformedResponse``; unknown verification states too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from core.clock import Clock
+from core.catalog_data import SERVICE_CODES
+from core.providers.base import (
+    ActivationState,
+    ActivationStatus,
+    Balance,
+    Capabilities,
+    Offer,
+    Rental,
+    RentRequest,
+    SmsMessage,
+)
+from core.providers.cost_rate import CostRate, decimal
+from core.providers.errors import (
+    ActivationNotFound,
+    AlreadyClosed,
+    BadKey,
+    BadService,
+    BusinessError,
+    EarlyCancelDenied,
+    InsufficientProviderBalance,
+    MalformedResponse,
+    NotSupported,
+    OutcomeUnknown,
+    OutOfStock,
+    PriceTooHigh,
+    ProviderError,
+    RateLimited,
+    TooManyActive,
+)
+from core.providers.http import (
+    MalformedOutcome,
+    make_client,
+    parse_json,
+    parse_time,
+    send,
+    snippet,
+)
+
+log = logging.getLogger(__name__)
+
+API = "/api/pub/v2"
+
+# errorCode of a 400 on create → error class
+_CREATE_ERRORS: dict[str, type[ProviderError]] = {
+    "InsufficientBalance": InsufficientProviderBalance,
+    "Unavailable": OutOfStock,
+    "PricingFailure": PriceTooHigh,
+    "TooManyUnfinishedVerifications": TooManyActive,
+}
+
+_STATES: dict[str, ActivationState] = {
+    "verificationPending": ActivationState.WAITING,
+    "verificationCompleted": ActivationState.CODE,
+    "verificationCanceled": ActivationState.CANCELLED,
+    "verificationTimedOut": ActivationState.EXPIRED,
+    "verificationReported": ActivationState.CANCELLED,
+    "verificationRefunded": ActivationState.CANCELLED,
+    "verificationReused": ActivationState.FINISHED,
+    "verificationReactivated": ActivationState.FINISHED,
+}
+_OPEN_STATES = {"verificationPending", "verificationCompleted"}
+
+# canonical service → TextVerified serviceName candidates (first one the service list has);
+# a canonical code not listed here is tried as its own name.
+SERVICE_ALIASES: dict[str, tuple[str, ...]] = {
+    "google": ("google", "gmail", "youtube"),
+    "microsoft": ("microsoft", "outlook", "hotmail"),
+    "twitter": ("twitter", "x"),
+    "openai": ("openai", "chatgpt"),
+    "alibaba": ("alibaba", "aliexpress"),
+    "apple": ("apple", "icloud"),
+    "line": ("line", "linemessenger"),
+    "other": (),  # "servicenotlisted" needs a free-text name; not sold through this adapter
+}
+
+
+class TextVerifiedProvider:
+    name = "textverified"
+    capabilities = Capabilities(idempotent_rent=True, batch_status=False, another_code=False)
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        username: str,
+        api_key: str,
+        clock: Clock,
+        cost_rate: float | str | Decimal = 1.0,
+        shop_currency: str = "USD",
+        timeout: httpx.Timeout | float | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        token_refresh_margin_seconds: float = 60.0,
+        create_timeout_retries: int = 1,
+        conflict_retry_delays: tuple[float, ...] = (0.5, 1.0, 2.0),
+        early_cancel_retry_seconds: float = 60.0,
+        catalog_concurrency: int = 3,
+        max_pages: int = 20,
+        name: str | None = None,
+    ) -> None:
+        if not username or not api_key:
+            raise ValueError("TextVerified needs an API username and key")
+        if name:
+            self.name = name
+        base = httpx.URL(url.rstrip("/") + "/")
+        self._origin = (base.scheme, base.host, base.port)
+        self._base = base
+        self._username = username
+        self._api_key = api_key
+        self._clock = clock
+        self._rate = CostRate(cost_rate, shop_currency)
+        self._client = make_client(base_url=str(base), timeout=timeout, transport=transport)
+        self._lock = asyncio.Lock()  # reservation-changing calls, one at a time per account
+        self._auth_lock = asyncio.Lock()
+        self._token: str | None = None
+        self._token_expires: datetime | None = None
+        self._old_tokens: list[str] = []  # still masked in messages after a refresh
+        self._refresh_margin = timedelta(seconds=token_refresh_margin_seconds)
+        self._create_timeout_retries = create_timeout_retries
+        self._conflict_delays = conflict_retry_delays
+        self._early_cancel_retry = timedelta(seconds=early_cancel_retry_seconds)
+        self._catalog_concurrency = catalog_concurrency
+        self._max_pages = max_pages
+        self._service_names: dict[str, str] = {}  # TextVerified name → canonical, from catalog
+
+    @classmethod
+    def from_settings(cls, settings: Any, clock: Clock) -> TextVerifiedProvider:
+        from core.config import ConfigError
+
+        if not settings.TEXTVERIFIED_API_USERNAME or not settings.TEXTVERIFIED_API_KEY:
+            raise ConfigError("TEXTVERIFIED_API_USERNAME and TEXTVERIFIED_API_KEY: required when "
+                              "PROVIDERS includes textverified")
+        return cls(
+            url=settings.TEXTVERIFIED_URL,
+            username=settings.TEXTVERIFIED_API_USERNAME,
+            api_key=settings.TEXTVERIFIED_API_KEY,
+            clock=clock,
+            cost_rate=getattr(settings, "TEXTVERIFIED_COST_RATE", 1.0),
+            shop_currency=settings.SHOP_CURRENCY,
+        )
+
+    # ------------------------------------------------------------------ transport
+
+    @property
+    def _secrets(self) -> tuple[str | None, ...]:
+        return (self._api_key, self._token, *self._old_tokens)
+
+    def _url(self, href: str) -> httpx.URL:
+        """A path or a returned link, pinned to the configured origin (the token stays home)."""
+        url = self._base.join(href)
+        if (url.scheme, url.host, url.port) != self._origin:
+            url = self._base.copy_with(raw_path=url.raw_path)
+        return url
+
+    async def _bearer(self, stale: str | None = None) -> str:
+        async with self._auth_lock:
+            now = self._clock.now()
+            if (self._token and self._token != stale and self._token_expires
+                    and now < self._token_expires - self._refresh_margin):
+                return self._token
+            response = await send(
+                self._client, "POST", self._url(f"{API}/auth"), provider=self.name,
+                clock=self._clock, secrets=self._secrets, what="auth",
+                headers={"X-API-USERNAME": self._username, "X-API-KEY": self._api_key},
+            )
+            if response.status_code in (401, 403):
+                raise BadKey(f"{self.name}: auth refused (HTTP {response.status_code}); "
+                             "check TEXTVERIFIED_API_USERNAME/TEXTVERIFIED_API_KEY", provider=self.name)
+            if response.status_code != 200:
+                raise self._malformed("auth", response)
+            doc = parse_json(response, provider=self.name, label="auth", secrets=self._secrets)
+            token = doc.get("token") if isinstance(doc, dict) else None
+            if not isinstance(token, str) or not token:
+                raise self._malformed("auth", response)
+            expires = None
+            try:
+                expires = now + timedelta(seconds=float(doc["expiresIn"]))
+            except (KeyError, TypeError, ValueError):
+                expires = parse_time(doc.get("expiresAt"))
+            if expires is None:
+                raise self._malformed("auth", response)
+            if self._token:
+                self._old_tokens = [self._token, *self._old_tokens][:4]
+            self._token, self._token_expires = token, expires
+            return token
+
+    async def _authed(self, method: str, href: str, *, what: str, idempotent: bool = True,
+                      headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        """A call with the bearer token; one refresh-and-repeat on 401."""
+        token = await self._bearer()
+        for attempt in (1, 2):
+            response = await send(
+                self._client, method, self._url(href), provider=self.name, clock=self._clock,
+                idempotent=idempotent, secrets=self._secrets, what=what,
+                headers={"Authorization": f"Bearer {token}", **(headers or {})}, **kwargs,
+            )
+            if response.status_code == 401 and attempt == 1:
+                token = await self._bearer(stale=token)
+                continue
+            if response.status_code in (401, 403):
+                raise BadKey(f"{self.name}: {what}: HTTP {response.status_code} with a fresh token",
+                             provider=self.name)
+            return response
+        raise AssertionError("unreachable")
+
+    def _malformed(self, what: str, response: httpx.Response | str,
+                   cls: type[MalformedResponse] = MalformedResponse) -> MalformedResponse:
+        if isinstance(response, httpx.Response):
+            detail = f"HTTP {response.status_code}: {snippet(response.content, self._secrets)!r}"
+        else:
+            detail = snippet(response, self._secrets)
+        return cls(f"{self.name}: {what}: unexpected reply {detail}", provider=self.name)
+
+    async def _get_json(self, href: str, *, what: str, not_found: bool = True) -> Any:
+        response = await self._authed("GET", href, what=what)
+        if response.status_code == 404 and not_found:
+            raise ActivationNotFound(f"{self.name}: {what}: not found", provider=self.name)
+        if response.status_code != 200:
+            raise self._malformed(what, response)
+        return parse_json(response, provider=self.name, label=what, secrets=self._secrets)
+
+    async def _pages(self, href: str, *, what: str) -> list[dict[str, Any]]:
+        """All items of a paginated list, following ``links.next`` (bounded)."""
+        items: list[dict[str, Any]] = []
+        for _ in range(self._max_pages):
+            doc = await self._get_json(href, what=what, not_found=False)
+            if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+                raise self._malformed(what, repr(doc)[:200])
+            for item in doc["data"]:
+                if not isinstance(item, dict):
+                    raise self._malformed(what, repr(item)[:200])
+                items.append(item)
+            nxt = (doc.get("links") or {}).get("next") if isinstance(doc.get("links"), dict) else None
+            next_href = nxt.get("href") if isinstance(nxt, dict) else None
+            if not next_href or doc.get("hasNext") is False:
+                return items
+            href = str(next_href)
+        log.warning("%s: %s: more than %d pages; stopped", self.name, what, self._max_pages)
+        return items
+
+    @staticmethod
+    def _error_code(response: httpx.Response) -> str | None:
+        try:
+            doc = response.json()
+        except ValueError:
+            return None
+        code = doc.get("errorCode") if isinstance(doc, dict) else None
+        return code if isinstance(code, str) else None
+
+    # ------------------------------------------------------------------ catalogue
+
+    async def catalog(self) -> list[Offer]:
+        response = await self._authed(
+            "GET", f"{API}/services", what="services",
+            params={"numberType": "mobile", "reservationType": "verification"})
+        if response.status_code != 200:
+            raise self._malformed("services", response)
+        doc = parse_json(response, provider=self.name, label="services", secrets=self._secrets)
+        if not isinstance(doc, list):
+            raise self._malformed("services", repr(doc)[:200])
+        available: set[str] = set()
+        for entry in doc:
+            if not isinstance(entry, dict) or not isinstance(entry.get("serviceName"), str):
+                raise self._malformed("services", repr(entry)[:200])
+            if entry.get("capability") in ("sms", "smsAndVoiceCombo", None):
+                available.add(entry["serviceName"])
+        mapping: dict[str, str] = {}
+        for canonical in sorted(SERVICE_CODES):
+            for candidate in SERVICE_ALIASES.get(canonical, (canonical,)):
+                if candidate in available:
+                    mapping[canonical] = candidate
+                    break
+        self._service_names = {tv: canonical for canonical, tv in mapping.items()}
+        gate = asyncio.Semaphore(self._catalog_concurrency)
+
+        async def offer(canonical: str, tv_name: str) -> Offer | None:
+            async with gate:
+                try:
+                    price = await self._price(tv_name)
+                    stock = await self._stock(tv_name)
+                except BusinessError as exc:  # the service refuses this option combination
+                    log.info("%s: %s not offered: %s", self.name, tv_name, exc)
+                    return None
+            return Offer(service=canonical, country="US", cost=self._rate.to_shop_minor(price),
+                         stock=stock)
+
+        results = await asyncio.gather(*(offer(c, t) for c, t in mapping.items()))
+        return [o for o in results if o is not None]
+
+    async def _catalog_post(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        for attempt in (1, 2):
+            try:
+                response = await self._authed("POST", path, what=what, json=body)
+            except RateLimited as exc:  # catalogue calls are throttled; wait once if told briefly
+                if attempt == 1 and exc.retry_after is not None and exc.retry_after <= 5:
+                    await asyncio.sleep(exc.retry_after)
+                    continue
+                raise
+            if response.status_code == 400:
+                raise BusinessError(f"{self.name}: {what}: refused "
+                                    f"({self._error_code(response) or 'Bad Request'})", provider=self.name)
+            if response.status_code != 200:
+                raise self._malformed(what, response)
+            doc = parse_json(response, provider=self.name, label=what, secrets=self._secrets)
+            if not isinstance(doc, dict):
+                raise self._malformed(what, repr(doc)[:200])
+            return doc
+        raise AssertionError("unreachable")
+
+    async def _price(self, tv_name: str) -> Decimal:
+        doc = await self._catalog_post(f"{API}/pricing/verifications", {
+            "serviceName": tv_name, "areaCode": False, "carrier": False,
+            "numberType": "mobile", "capability": "sms"}, f"pricing {tv_name}")
+        try:
+            return decimal(doc["price"])
+        except (KeyError, ValueError):
+            raise self._malformed(f"pricing {tv_name}", repr(doc)[:200]) from None
+
+    async def _stock(self, tv_name: str) -> int:
+        doc = await self._catalog_post(f"{API}/inventory/verifications", {
+            "serviceName": tv_name, "numberType": "mobile", "capability": "sms"},
+            f"inventory {tv_name}")
+        quantity = doc.get("availableQuantity")
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
+            raise self._malformed(f"inventory {tv_name}", repr(doc)[:200])
+        return quantity
+
+    def _tv_name(self, canonical: str) -> str | None:
+        for tv, canon in self._service_names.items():
+            if canon == canonical:
+                return tv
+        candidates = SERVICE_ALIASES.get(canonical, (canonical,))
+        return candidates[0] if candidates else None
+
+    def _canonical(self, tv_name: object) -> str | None:
+        if not isinstance(tv_name, str):
+            return None
+        if tv_name in self._service_names:
+            return self._service_names[tv_name]
+        for canonical, aliases in SERVICE_ALIASES.items():
+            if tv_name in aliases:
+                return canonical
+        return tv_name if tv_name in SERVICE_CODES else None
+
+    # ------------------------------------------------------------------ rent
+
+    async def rent(self, request: RentRequest) -> Rental:
+        tv_name = self._tv_name(request.service)
+        if request.country.upper() != "US" or tv_name is None:
+            raise BadService(f"{self.name}: {request.service}/{request.country} is not sold here",
+                             provider=self.name)
+        max_price = self._rate.to_provider_max(request.max_cost)
+        if max_price <= 0:
+            raise PriceTooHigh(f"{self.name}: max cost {request.max_cost} is below one cent",
+                               provider=self.name)
+        key = request.idempotency_key.strip()
+        if not 1 <= len(key) <= 256:
+            raise ValueError("an Idempotency-Key must be 1 to 256 characters")
+        body = {"serviceName": tv_name, "capability": "sms", "maxPrice": float(max_price)}
+        async with self._lock:
+            location = await self._create(body, key)
+        try:
+            details = await self._get_json(location, what="verification details")
+            rental = self._rental(details, request.service, request.country)
+        except ProviderError as exc:
+            # The verification exists (201): renting again with the same key returns it.
+            raise OutcomeUnknown(f"{self.name}: created, but reading it failed: {exc}",
+                                 provider=self.name) from None
+        if rental.cost > request.max_cost:
+            log.warning("%s: verification %s cost %s above max %s", self.name,
+                        rental.activation_id, rental.cost, request.max_cost)
+        return rental
+
+    async def _create(self, body: dict[str, Any], key: str) -> str:
+        """POST the verification until a definite answer; returns the details link."""
+        maybe_sent = False
+        timeouts_left = self._create_timeout_retries
+        conflict_delays = iter(self._conflict_delays)
+        what = "create verification"
+        while True:
+            try:
+                response = await self._authed("POST", f"{API}/verifications", what=what,
+                                              idempotent=False, json=body,
+                                              headers={"Idempotency-Key": key})
+            except OutcomeUnknown:
+                maybe_sent = True
+                if timeouts_left > 0:
+                    timeouts_left -= 1
+                    log.info("%s: create unanswered; retrying with the same Idempotency-Key", self.name)
+                    continue
+                raise
+            except ProviderError as exc:
+                if maybe_sent:
+                    raise OutcomeUnknown(f"{self.name}: {what}: retry failed after an unanswered "
+                                         f"attempt: {exc}", provider=self.name) from None
+                raise
+            status = response.status_code
+            if status == 201:
+                location = response.headers.get("Location")
+                if not location:
+                    try:
+                        link = response.json()
+                        location = link.get("href") if isinstance(link, dict) else None
+                    except ValueError:
+                        location = None
+                if not isinstance(location, str) or not location:
+                    raise self._malformed(what, response, MalformedOutcome)
+                return location
+            code = self._error_code(response)
+            if status == 409:
+                # The first purchase with this key is still running: wait, same key again.
+                maybe_sent = True
+                delay = next(conflict_delays, None)
+                if delay is None:
+                    raise OutcomeUnknown(f"{self.name}: {what}: still in progress upstream "
+                                         f"({code or 'Conflict'})", provider=self.name)
+                await asyncio.sleep(delay)
+                continue
+            if status == 400 and code is not None:
+                cls = _CREATE_ERRORS.get(code, BusinessError)
+                raise cls(f"{self.name}: {what}: {code}", provider=self.name)
+            raise self._malformed(what, response, MalformedOutcome if maybe_sent else MalformedResponse)
+
+    def _rental(self, doc: Any, service: str | None, country: str | None) -> Rental:
+        try:
+            activation_id = doc["id"]
+            phone = doc["number"]
+            if not isinstance(activation_id, str) or not activation_id:
+                raise ValueError
+            if not isinstance(phone, str) or not phone.strip():
+                raise ValueError
+            cost = self._rate.to_shop_minor(doc["totalCost"])
+            expires = parse_time(doc["endsAt"])
+            if expires is None:
+                raise ValueError
+        except (KeyError, TypeError, ValueError):
+            raise self._malformed("verification details", repr(doc)[:200]) from None
+        return Rental(
+            activation_id=activation_id, phone=phone.strip(), cost=cost, expires_at=expires,
+            service=service or self._canonical(doc.get("serviceName")), country=country or "US",
+            created_at=parse_time(doc.get("createdAt")), can_request_another=False,
+        )
+
+    # ------------------------------------------------------------------ status
+
+    async def _details(self, activation_id: str) -> dict[str, Any]:
+        doc = await self._get_json(f"{API}/verifications/{_seg(activation_id)}",
+                                   what="verification details")
+        if not isinstance(doc, dict) or not isinstance(doc.get("state"), str):
+            raise self._malformed("verification details", repr(doc)[:200])
+        if doc["state"] not in _STATES:
+            raise self._malformed("verification details", f"unknown state {doc['state']!r}")
+        return doc
+
+    async def status(self, activation_id: str) -> ActivationStatus:
+        doc = await self._details(activation_id)
+        state = _STATES[doc["state"]]
+        messages: tuple[SmsMessage, ...] = ()
+        if doc["state"] in _OPEN_STATES or state is ActivationState.FINISHED:
+            messages = await self.messages(activation_id, doc)
+        if state is ActivationState.WAITING and messages:
+            state = ActivationState.CODE
+        return ActivationStatus(activation_id, state, messages)
+
+    async def messages(self, activation_id: str, details: dict[str, Any] | None = None
+                       ) -> tuple[SmsMessage, ...]:
+        link = (details or {}).get("sms")
+        href = link.get("href") if isinstance(link, dict) else None
+        if not href:
+            href = str(httpx.URL(f"{API}/sms", params={"reservationId": activation_id}))
+        out = []
+        for item in await self._pages(str(href), what="sms"):
+            mid = item.get("id")
+            if not isinstance(mid, str) or not mid:
+                raise self._malformed("sms", repr(item)[:200])
+            code, text = item.get("parsedCode"), item.get("smsContent")
+            out.append(SmsMessage(
+                message_id=mid,
+                code=code if isinstance(code, str) and code else None,
+                text=text if isinstance(text, str) else None,
+                received_at=parse_time(item.get("createdAt")),
+            ))
+        out.sort(key=lambda m: (m.received_at is None, m.received_at or datetime.min, m.message_id))
+        return tuple(out)
+
+    async def batch_status(self, activation_ids: list[str]) -> dict[str, ActivationStatus]:
+        """One status call per id (the API has no batch read); unknown ids are absent."""
+        gate = asyncio.Semaphore(4)
+        result: dict[str, ActivationStatus] = {}
+
+        async def one(aid: str) -> None:
+            async with gate:
+                try:
+                    result[aid] = await self.status(aid)
+                except ActivationNotFound:
+                    pass
+
+        await asyncio.gather(*(one(a) for a in dict.fromkeys(activation_ids)))
+        return result
+
+    async def active_activations(self) -> list[Rental]:
+        rentals = []
+        for item in await self._pages(f"{API}/verifications", what="verifications"):
+            if item.get("state") != "verificationPending":
+                continue
+            aid = item.get("id")
+            if not isinstance(aid, str) or not aid:
+                raise self._malformed("verifications", repr(item)[:200])
+            try:
+                details = await self._details(aid)
+            except ActivationNotFound:
+                continue
+            rentals.append(self._rental(details, None, "US"))
+        return rentals
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def cancel(self, activation_id: str) -> None:
+        async with self._lock:
+            response = await self._authed(
+                "POST", f"{API}/verifications/{_seg(activation_id)}/cancel", what="cancel")
+        if response.status_code == 200:
+            return
+        if response.status_code == 404:
+            raise ActivationNotFound(f"{self.name}: cancel: not found", provider=self.name)
+        if response.status_code != 400:
+            raise self._malformed("cancel", response)
+        # Not cancellable: closed already, or not yet (a provider-side waiting period).
+        doc = await self._details(activation_id)
+        if doc["state"] != "verificationPending":
+            raise AlreadyClosed(f"{self.name}: cancel: already {doc['state']}", provider=self.name)
+        raise EarlyCancelDenied(f"{self.name}: cancel refused while pending", provider=self.name,
+                                retry_at=self._clock.now() + self._early_cancel_retry)
+
+    async def report(self, activation_id: str) -> None:
+        """Report a number that did not work (refunds it upstream)."""
+        async with self._lock:
+            response = await self._authed(
+                "POST", f"{API}/verifications/{_seg(activation_id)}/report", what="report")
+        if response.status_code == 200:
+            return
+        if response.status_code == 404:
+            raise ActivationNotFound(f"{self.name}: report: not found", provider=self.name)
+        if response.status_code == 400:
+            raise BusinessError(f"{self.name}: report refused", provider=self.name)
+        raise self._malformed("report", response)
+
+    async def finish(self, activation_id: str) -> None:
+        """Nothing to do: a verification closes by itself once its code arrived."""
+
+    async def request_another_code(self, activation_id: str) -> None:
+        raise NotSupported(f"{self.name}: another code is not part of the verification API",
+                           provider=self.name)
+
+    async def balance(self) -> Balance:
+        doc = await self._get_json(f"{API}/account/me", what="account", not_found=False)
+        try:
+            value = decimal(doc["currentBalance"])
+        except (KeyError, TypeError, ValueError):
+            raise self._malformed("account", repr(doc)[:200]) from None
+        return Balance(amount=int(value.scaleb(2).to_integral_value(ROUND_FLOOR)), currency="USD")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _seg(activation_id: str) -> str:
+    """An id as one URL path segment (no traversal through a crafted id)."""
+    return quote(str(activation_id), safe="")
+
+
+__all__ = ["SERVICE_ALIASES", "TextVerifiedProvider"]
