@@ -14,6 +14,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -345,3 +346,52 @@ def test_subprocess_success_and_bad_input(tmp_path):
     assert row_counts(tmp_path / "sub.db") == before
     missing = _subprocess(tmp_path, "orders", "show", "nope")
     assert missing.returncode == 2 and missing.stderr.strip().startswith("numbershop: error:")
+
+
+# ---------------------------------------------------------------------- postgresql
+
+
+@pytest.fixture
+def pg_url(monkeypatch, tmp_path):  # noqa: ANN001, ANN201
+    """A private, empty PostgreSQL database for this test, dropped afterwards."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    base = os.environ.get("NUMBERSHOP_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("PostgreSQL variant skipped: set NUMBERSHOP_TEST_POSTGRES_URL to run it")
+    base = "postgresql+asyncpg://" + base.split("://", 1)[1]
+    name = f"numbershop_cli_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        eng = create_async_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            async with eng.connect() as conn:
+                await conn.execute(text(sql))
+        finally:
+            await eng.dispose()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    monkeypatch.chdir(tmp_path)
+    url = base.rsplit("/", 1)[0] + "/" + name
+    monkeypatch.setenv("DATABASE_URL", url)
+    try:
+        yield url
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_postgres_needs_an_explicit_upgrade_then_works(pg_url, capsys):
+    code, out, err = run(capsys, "wallet", "show", "1")
+    assert code == 2 and out == ""
+    assert "run `numbershop db upgrade`" in err and len(err.strip().splitlines()) == 1
+    assert run(capsys, "db", "upgrade")[0] == 0
+    credit = run_json(capsys, "wallet", "credit", "31", "4.00", "--reason", "pg",
+                      "--idempotency-key", "pg-1")
+    again = run_json(capsys, "wallet", "credit", "31", "4.00", "--reason", "pg",
+                     "--idempotency-key", "pg-1")
+    assert credit["created"] and not again["created"] and again["available"] == money(400)
+    code, _, err = run(capsys, "wallet", "debit", "31", "4.01", "--reason", "too much")
+    assert code == 2 and "available" in err
+    assert run_json(capsys, "ledger", "check")["ok"] is True
+    assert run_json(capsys, "orders", "list", "--user", "31")["orders"] == []
