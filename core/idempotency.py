@@ -37,12 +37,17 @@ def fingerprint(*parts: object) -> str:
 
 async def claim(
     conn: AsyncConnection, *, key: str, scope: str, fingerprint: str, now: datetime,
-    lock_seconds: float = 60,
+    lock_seconds: float = 60, result: Any = None,
 ) -> Any | None:
+    """Claim ``key`` for this request. With ``result``, the claim is stored as done at once:
+    for effects that commit whole in the claiming transaction (their later progress is
+    tracked on the object they created, e.g. the order's status)."""
     locked_until = now + timedelta(seconds=lock_seconds)
     inserted = await conn.execute(insert_ignore(conn, keys).values(
-        key=key, scope=scope, fingerprint=fingerprint, state=IN_PROGRESS, result=None,
-        locked_until=locked_until, created_at=now, updated_at=now,
+        key=key, scope=scope, fingerprint=fingerprint,
+        state=IN_PROGRESS if result is None else DONE, result=result,
+        locked_until=None if result is not None else locked_until,
+        created_at=now, updated_at=now,
     ))
     if inserted.rowcount == 1:
         return None

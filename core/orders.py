@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -136,8 +136,20 @@ async def _load(conn: AsyncConnection, order_id: str) -> OrderView | None:
     return _view(row) if row else None
 
 
+_VIEW_FIELDS = frozenset(OrderView.__dataclass_fields__)
+
+
+def _with(order: OrderView, **changes: Any) -> OrderView:
+    """The view after an UPDATE we just made, without reading the row back."""
+    return replace(order, **{k: v for k, v in changes.items() if k in _VIEW_FIELDS})
+
+
 def _message_id(msg: SmsMessage) -> str:
     return msg.message_id or f"code:{msg.code}:{msg.text}"[:128]
+
+
+class _Retry(Exception):
+    """Internal: roll the transaction back and run it again with fresh state."""
 
 
 class OrderService:
@@ -215,51 +227,60 @@ class OrderService:
 
         now = self.clock.now()
         fp = idempotency.fingerprint("purchase", user_id, quote_id)
+        order_id = ledger.new_id()
         async with self.db.begin() as conn:
+            # The key is stored as done with the order id: the order and its hold commit
+            # with it, and from then on the order's own status says how far it got.
             prior = await idempotency.claim(
                 conn, key=idempotency_key, scope="purchase", fingerprint=fp, now=now,
-                lock_seconds=self.settings.RECOVERY_AFTER_SECONDS)
+                result={"order_id": order_id})
             if prior is None:
-                user = (await conn.execute(
-                    select(users.c.id, users.c.wallet_account_id, users.c.blocked,
-                           users.c.telegram_id).where(users.c.id == user_id))).one_or_none()
-                if user is None:
-                    raise UserNotFound(f"no user {user_id}")
-                if user.blocked:
-                    raise UserBlocked("this account is blocked")
-                quote = await catalog.load_quote(conn, quote_id, user_id, now)
-                candidates = await self._candidates(conn, quote.service, quote.country, quote.price)
-                order_id = ledger.new_id()
-                hold_id = ledger.derived_id("hold", order_id)
-                revenue = await ledger.system_account(conn, ledger.REVENUE)
-                await ledger.create_hold(
-                    conn, id=hold_id, debit=user.wallet_account_id, credit=revenue,
-                    amount=quote.price, order_id=order_id, now=now,
-                    timeout_at=now + timedelta(seconds=self.settings.ORDER_MAX_TTL_SECONDS
-                                               + self.settings.HOLD_GRACE_SECONDS))
-                await conn.execute(orders.insert().values(
-                    id=order_id, user_id=user_id, quote_id=quote_id, service=quote.service,
-                    country=quote.country, price=quote.price, status=OrderStatus.RESERVING,
-                    version=1, hold_transfer_id=hold_id,
-                    provider=candidates[0][0] if candidates else None,
-                    upstream_state="none", upstream_attempts=0, can_request_another=False,
-                    chat_id=chat_id if chat_id is not None else user.telegram_id,
-                    message_id=message_id, created_at=now, updated_at=now))
-                await self._event(conn, order_id, "created", None, OrderStatus.RESERVING,
-                                  "user", {"price": quote.price, "quote_id": quote_id}, now)
-                await idempotency.set_result(conn, idempotency_key, {"order_id": order_id}, now)
+                order, candidates = await self._open_order(
+                    conn, order_id, user_id, quote_id, chat_id, message_id, now)
         if prior is not None:
             order = await self.get_order(prior["order_id"])
             if order.status == OrderStatus.RESERVING:
                 raise AlreadyInProgress({"order_id": order.id})
             return order
-        try:
-            order = await self._rent(order_id, candidates, actor="user")
-        finally:
-            async with self.db.begin() as conn:
-                await idempotency.finish(conn, idempotency_key, {"order_id": order_id},
-                                         self.clock.now())
-        return order
+        return await self._rent(order, candidates, actor="user")
+
+    async def _open_order(
+        self, conn: AsyncConnection, order_id: str, user_id: int, quote_id: str,
+        chat_id: int | None, message_id: int | None, now: datetime,
+    ) -> tuple[OrderView, list[tuple[str, int]]]:
+        """Phase 1: check the quote, place the hold, insert the order as ``reserving``."""
+        from core import catalog  # imported here: catalog is a sibling service
+
+        user = (await conn.execute(
+            select(users.c.id, users.c.wallet_account_id, users.c.blocked,
+                   users.c.telegram_id).where(users.c.id == user_id))).one_or_none()
+        if user is None:
+            raise UserNotFound(f"no user {user_id}")
+        if user.blocked:
+            raise UserBlocked("this account is blocked")
+        quote = await catalog.load_quote(conn, quote_id, user_id, now)
+        candidates = await self._candidates(conn, quote.service, quote.country, quote.price)
+        hold_id = ledger.derived_id("hold", order_id)
+        revenue = await ledger.system_account(conn, ledger.REVENUE)
+        await ledger.create_hold(
+            conn, id=hold_id, debit=user.wallet_account_id, credit=revenue,
+            amount=quote.price, order_id=order_id, now=now,
+            timeout_at=now + timedelta(seconds=self.settings.ORDER_MAX_TTL_SECONDS
+                                       + self.settings.HOLD_GRACE_SECONDS))
+        values = dict(
+            id=order_id, user_id=user_id, quote_id=quote_id, service=quote.service,
+            country=quote.country, price=quote.price, status=OrderStatus.RESERVING.value,
+            version=1, hold_transfer_id=hold_id,
+            provider=candidates[0][0] if candidates else None,
+            upstream_state="none", upstream_attempts=0, can_request_another=False,
+            chat_id=chat_id if chat_id is not None else user.telegram_id,
+            message_id=message_id, created_at=now, updated_at=now)
+        await conn.execute(orders.insert().values(**values))
+        await self._event(conn, order_id, "created", None, OrderStatus.RESERVING,
+                          "user", {"price": quote.price, "quote_id": quote_id}, now)
+        view = _view({**{c.name: None for c in orders.c}, **values,
+                      "telegram_id": user.telegram_id})
+        return view, candidates
 
     async def _candidates(
         self, conn: AsyncConnection, service: str, country: str, max_cost: int
@@ -275,11 +296,11 @@ class OrderService:
         return self.board is None or self.board.is_available(name)
 
     async def _rent(
-        self, order_id: str, candidates: list[tuple[str, int]], *, actor: str
+        self, order: OrderView, candidates: list[tuple[str, int]], *, actor: str
     ) -> OrderView:
         """Phase 2 and 3: try providers in turn inside the one hold; no transaction open
         while a provider is called."""
-        order = await self.get_order(order_id)
+        order_id = order.id
         reasons: list[str] = []
         tried: list[str] = []
         for name, _cost in candidates:
@@ -294,7 +315,7 @@ class OrderService:
                         .values(provider=name, updated_at=self.clock.now()))
                 if moved.rowcount != 1:
                     return await self.get_order(order_id)  # someone else settled it
-                order = await self.get_order(order_id)
+                order = _with(order, provider=name)
             tried.append(name)
             request = RentRequest(order.service, order.country, max_cost=order.price,
                                   idempotency_key=order_id)
@@ -317,7 +338,7 @@ class OrderService:
                 log.info("order %s: %s refused or failed (%s); trying the next provider",
                          order_id, name, exc)
                 continue
-            return await self._assign(order_id, name, rental, actor=actor)
+            return await self._assign(order, name, rental, actor=actor)
         reason = ("out_of_stock" if reasons and all(r == "out_of_stock" for r in reasons)
                   else "price" if reasons and all(r == "price" for r in reasons)
                   else "unavailable" if reasons else "out_of_stock")
@@ -326,30 +347,33 @@ class OrderService:
                                  detail={"tried": tried, "reasons": reasons})
         raise NoProviderAvailable(reason, order_id=failed.id)
 
-    async def _assign(self, order_id: str, provider: str, rental: Rental, *, actor: str) -> OrderView:
+    async def _assign(self, order: OrderView, provider: str, rental: Rental, *, actor: str) -> OrderView:
+        """Phase 3 on success: ``reserving`` → ``waiting`` with the number."""
         now = self.clock.now()
+        cap = order.created_at + timedelta(seconds=self.settings.ORDER_MAX_TTL_SECONDS)
+        values = dict(
+            provider=provider, activation_id=rental.activation_id, phone=rental.phone,
+            cost=rental.cost, expires_at=min(rental.expires_at, cap),
+            can_request_another=rental.can_request_another, upstream_state="active",
+            next_poll_at=now + timedelta(seconds=self.settings.SMS_POLL_INTERVAL_SECONDS))
+        reserving = _with(order, status=OrderStatus.RESERVING.value)
         async with self.db.begin() as conn:
-            order = await _load(conn, order_id)
-            assert order is not None
-            cap = order.created_at + timedelta(seconds=self.settings.ORDER_MAX_TTL_SECONDS)
-            values = dict(
-                provider=provider, activation_id=rental.activation_id, phone=rental.phone,
-                cost=rental.cost, expires_at=min(rental.expires_at, cap),
-                can_request_another=rental.can_request_another, upstream_state="active",
-                next_poll_at=now + timedelta(seconds=self.settings.SMS_POLL_INTERVAL_SECONDS))
-            won = await self._apply(conn, order, OrderEvent.RENTED, actor=actor, now=now,
+            won = await self._apply(conn, reserving, OrderEvent.RENTED, actor=actor, now=now,
                                     values=values, detail={"provider": provider,
                                                            "activation_id": rental.activation_id},
                                     notify=actor != "user")
-            order = await _load(conn, order_id)
-        if not won:
-            # The order was settled while we were renting (recovery or staff): nobody owns
-            # this rental, so give it back at once rather than pay for it.
-            log.warning("order %s settled during rent; cancelling orphan %s at %s",
-                        order_id, rental.activation_id, provider)
-            await self._cancel_upstream_quietly(provider, rental.activation_id)
-        assert order is not None
-        return order
+            if not won:
+                current = await _load(conn, order.id)
+        if won:
+            return _with(order, status=OrderStatus.WAITING.value, version=order.version + 1,
+                         updated_at=now, **values)
+        # The order was settled while we were renting (recovery or staff): nobody owns
+        # this rental, so give it back at once rather than pay for it.
+        log.warning("order %s settled during rent; cancelling orphan %s at %s",
+                    order.id, rental.activation_id, provider)
+        await self._cancel_upstream_quietly(provider, rental.activation_id)
+        assert current is not None
+        return current
 
     # --------------------------------------------------------------- codes
     async def record_messages(
@@ -362,37 +386,47 @@ class OrderService:
         got their money back, so the shop does not give the code away).
         """
         messages = list(messages)
+        while True:
+            try:
+                return await self._record_once(order_id, messages, actor=actor)
+            except _Retry:
+                continue  # the transaction rolled back whole; read the order again
+
+    async def _record_once(
+        self, order_id: str, messages: list[SmsMessage], *, actor: str
+    ) -> OrderView:
         now = self.clock.now()
         async with self.db.begin() as conn:
             order = await _load(conn, order_id)
             if order is None:
                 raise OrderNotFound(f"no order {order_id}")
+            # The first code of a waiting order is the one the user pays for; it is stored as
+            # charged, and the capture below commits with it or not at all.
+            capturing = order.status == OrderStatus.WAITING
             fresh: list[SmsMessage] = []
             for msg in messages:
+                charged = capturing and bool(msg.code)
                 res = await conn.execute(insert_ignore(conn, order_messages).values(
                     order_id=order_id, provider_message_id=_message_id(msg), code=msg.code,
-                    text=msg.text, charged=False, received_at=msg.received_at or now))
+                    text=msg.text, charged=charged, received_at=msg.received_at or now))
                 if res.rowcount == 1:
                     fresh.append(msg)
+                    capturing = capturing and not charged
             coded = [m for m in fresh if m.code]
             if not coded:
                 return order
             if order.status == OrderStatus.WAITING:
-                first = coded[0]
+                first = coded.pop(0)
+                values = dict(code=first.code, upstream_state="finish_pending",
+                              upstream_retry_at=now, next_poll_at=None)
                 won = await self._apply(
-                    conn, order, OrderEvent.CODE, actor=actor, now=now,
-                    values=dict(code=first.code, upstream_state="finish_pending",
-                                upstream_retry_at=now, next_poll_at=None),
+                    conn, order, OrderEvent.CODE, actor=actor, now=now, values=values,
                     detail={"code": first.code}, notify=True,
                     payload={"code": first.code, "text": first.text})
-                if won:
-                    await conn.execute(update(order_messages).where(
-                        order_messages.c.order_id == order_id,
-                        order_messages.c.provider_message_id == _message_id(first),
-                    ).values(charged=True))
-                    coded = coded[1:]
-                order = await _load(conn, order_id)
-                assert order is not None
+                if not won:  # lost a race (PostgreSQL): someone else moved the order first
+                    raise _Retry()
+                order = _with(order, status=OrderStatus.COMPLETED.value, version=order.version + 1,
+                              updated_at=now, closed_at=now, **values)
             if order.status == OrderStatus.COMPLETED:
                 for msg in coded:
                     await outbox.enqueue(
@@ -817,7 +851,7 @@ class OrderService:
                                                          idempotency_key=order.id))
             except BusinessError as exc:
                 return await self.fail(order_id, reason=f"recovery: {exc}", actor="recovery")
-            return await self._assign(order_id, order.provider or "", rental, actor="recovery")
+            return await self._assign(order, order.provider or "", rental, actor="recovery")
         active = await provider.active_activations()
         async with self.db.read() as conn:
             owned = set((await conn.scalars(select(orders.c.activation_id).where(
@@ -831,7 +865,7 @@ class OrderService:
                 continue
             if rental.created_at is not None and abs(rental.created_at - order.created_at) > window:
                 continue
-            return await self._assign(order_id, order.provider or "", rental, actor="recovery")
+            return await self._assign(order, order.provider or "", rental, actor="recovery")
         return await self.fail(order_id, reason="recovery: the provider has no such activation",
                                actor="recovery")
 

@@ -8,6 +8,7 @@ is a guarded UPDATE or a row lock, so no stronger isolation is needed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -72,6 +73,10 @@ class Database:
             engine_kw.setdefault("max_overflow", 20)
             self.engine = create_async_engine(url, echo=echo, **engine_kw)
         self.dialect = self.engine.dialect.name
+        # SQLite has one writer at a time. Queueing writers of this process on an asyncio
+        # lock keeps them off SQLite's busy handler, which sleeps in growing steps; other
+        # processes still wait through busy_timeout.
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -83,7 +88,11 @@ class Database:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as conn:
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
             yield conn
 
     @asynccontextmanager
