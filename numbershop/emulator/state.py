@@ -257,6 +257,7 @@ class EmulatedBot:
         self._next_update_id = 1
         self._allowed: frozenset[str] = DEFAULT_UPDATE_TYPES
         self._poller: object | None = None
+        self._polling = False
         self._updates_signal = Signal()
         self._changed = Signal()
         self._seq = 0
@@ -396,10 +397,21 @@ class EmulatedBot:
                 remaining = deadline - loop.time()
                 if batch or self._closed or remaining <= 0:
                     return batch
+                if not self._polling:
+                    self._polling = True
+                    self._changed.notify()
                 await self._updates_signal.wait(remaining)
         finally:
             if self._poller is me:
                 self._poller = None
+                if self._polling:
+                    self._polling = False
+                    self._changed.notify()
+
+    @property
+    def is_polling(self) -> bool:
+        """A getUpdates long poll is waiting right now (the bot is idle and listening)."""
+        return self._polling
 
     def _confirm(self, offset: int) -> None:
         now = time.perf_counter()
