@@ -35,6 +35,12 @@ class RotatingSessionBackend(ServerSideSessionBackend):
     async def store_in_message(
         self, scope_session: ScopeSession, message: Message, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> None:
+        if not scope_session and scope_session is not Empty:
+            # Litestar would store an empty session for every anonymous request, letting
+            # anyone fill the store; an empty session is no session.
+            if connection.cookies.get(self.config.key) in (None, "", "null"):
+                return
+            scope_session = Empty
         state = connection.scope.get("state") or {}
         if not state.get(_ROTATE) or scope_session is Empty:
             await super().store_in_message(scope_session, message, connection)

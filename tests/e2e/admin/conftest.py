@@ -47,7 +47,8 @@ class FakeBoard:
 
 @pytest.fixture
 async def shop(db, clock) -> Shop:  # noqa: ANN001
-    s = Shop(db, clock, {"alpha": ScriptedProvider("alpha", clock)},
+    s = Shop(db, clock, {"alpha": ScriptedProvider("alpha", clock),
+                         "textverified": ScriptedProvider("textverified", clock, cost=60)},
              TEXTVERIFIED_WEBHOOK_SECRET=WEBHOOK_SECRET, ADMIN_SECRET_KEY="k" * 32)
     await s.setup_catalog()
     return s
@@ -100,3 +101,38 @@ async def login(client: AsyncTestClient, username: str, password: str = PASSWORD
 
 def nonce() -> str:
     return secrets.token_urlsafe(18)
+
+
+async def buy(shop: Shop, telegram_id: int, *, funds: int = 1000, price: int = 100, key: str | None = None,
+              via: str = "alpha") -> Any:
+    """A waiting order for a (new or existing) user; ``via`` picks the provider that rents."""
+    from core.providers.errors import OutOfStock
+
+    user = await shop.user(telegram_id, funds=funds)
+    if via != "alpha":
+        shop.providers["alpha"].rent_script.append(OutOfStock("none"))
+    quote = await shop.quote(user.id, price=price)
+    return await shop.orders.purchase(user_id=user.id, quote_id=quote,
+                                      idempotency_key=key or f"k-{telegram_id}-{quote}")
+
+
+async def complete(shop: Shop, order: Any, code: str = "123456") -> Any:
+    provider = shop.providers[order.provider]
+    provider.deliver(order.activation_id, code)
+    return await shop.orders.check_now(order.id)
+
+
+async def count(db, table, *where) -> int:  # noqa: ANN001
+    from sqlalchemy import func, select
+
+    async with db.read() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(table).where(*where)) or 0)
+
+
+async def balance(db, telegram_id: int) -> Any:  # noqa: ANN001
+    from core import ledger
+    from core.users import find_user
+
+    async with db.read() as conn:
+        user = await find_user(conn, telegram_id)
+        return await ledger.balance_of(conn, user.wallet_account_id)
