@@ -261,3 +261,45 @@ async def test_redis_state_is_shared_between_boards(clock, redis_url):
         await client.aclose()
         await first.aclose()
         await second.aclose()
+
+
+# --- registry: the configured providers, each behind the board ----------------------------
+
+
+async def test_registry_builds_guarded_providers_in_priority_order(clock):
+    from core.config import Settings
+    from core.providers.registry import build_providers
+
+    board = BreakerBoard(clock=clock)
+    settings = Settings(_env_file=None, PROVIDERS="simulator", SIMULATOR_SEED=42)
+    providers = build_providers(settings, clock, board)
+    assert list(providers) == ["simulator"]
+    sim = providers["simulator"]
+    assert isinstance(sim, GuardedProvider) and sim.board is board
+    assert sim.inner.seed == 42 and sim.inner.clock is clock
+
+    both = Settings(_env_file=None, PROVIDERS="smsactivate,simulator", SMSACTIVATE_API_KEY="k")
+    built = build_providers(both, clock, BreakerBoard(clock=clock))
+    assert list(built) == ["smsactivate", "simulator"]
+    assert all(isinstance(p, GuardedProvider) for p in built.values())
+    for provider in [*providers.values(), *built.values()]:
+        await provider.aclose()
+
+
+@pytest.mark.parametrize(
+    ("providers", "missing"),
+    [
+        ("smsactivate", "SMSACTIVATE_API_KEY"),
+        ("simulator,textverified", "TEXTVERIFIED_API_USERNAME, TEXTVERIFIED_API_KEY"),
+    ],
+)
+def test_registry_names_missing_credentials(clock, providers, missing):
+    from core.config import ConfigError, Settings
+    from core.providers.registry import build_providers
+
+    settings = Settings(_env_file=None, PROVIDERS=providers, SMSACTIVATE_API_KEY=None,
+                        TEXTVERIFIED_API_USERNAME=None, TEXTVERIFIED_API_KEY=None)
+    with pytest.raises(ConfigError) as info:
+        build_providers(settings, clock, BreakerBoard(clock=clock))
+    assert str(info.value).startswith(f"{missing}: required when PROVIDERS includes")
+    assert "\n" not in str(info.value)
