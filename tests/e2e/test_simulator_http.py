@@ -306,3 +306,43 @@ async def test_cli_rejects_a_bad_port(tmp_path) -> None:  # noqa: ANN001
     _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 2
     assert "port" in err.decode() and "Traceback" not in err.decode()
+
+
+async def _providers_status(tmp_path, env_extra: dict[str, str], *args: str) -> tuple[int, str, str]:  # noqa: ANN001
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SMSACTIVATE_", "TEXTVERIFIED_", "PROVIDERS", "REDIS_URL"))}
+    env.update(env_extra)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "numbershop", "providers", "status", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_cli_providers_status(tmp_path, server: RunningSimulator,  # noqa: ANN001
+                                    sim: SimulatorProvider) -> None:
+    import json
+
+    env = {"PROVIDERS": "simulator,smsactivate", "SMSACTIVATE_URL": server.url,
+           "SMSACTIVATE_API_KEY": KEY, "SMSACTIVATE_COST_RATE": "1", "SHOP_CURRENCY": "USD"}
+    code, out, err = await _providers_status(tmp_path, env, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    rows = {r["name"]: r for r in doc["providers"]}
+    assert list(rows) == ["simulator", "smsactivate"]
+    expected = (await sim.balance()).amount
+    assert rows["smsactivate"]["balance"]["amount"] == expected
+    assert rows["smsactivate"]["breaker"] == {"state": "closed", "failure_count": 0,
+                                              "last_error": None, "opened_at": None}
+    assert rows["simulator"]["error"] is None
+
+    code, out, err = await _providers_status(tmp_path, {**env, "SMSACTIVATE_API_KEY": "wrong-key-42"})
+    assert code == 1
+    line = next(ln for ln in out.splitlines() if ln.startswith("smsactivate"))
+    assert "BadKey" in line and " 1 " in line  # one failure counted by the breaker
+    assert "wrong-key-42" not in out + err
+
+    code, out, err = await _providers_status(tmp_path, {"PROVIDERS": "smsactivate"})
+    assert code == 2
+    assert "SMSACTIVATE_API_KEY" in err and "Traceback" not in err
