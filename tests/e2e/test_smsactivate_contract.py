@@ -551,3 +551,60 @@ async def test_from_settings(fake: FakeSmsActivate, clock: FakeClock) -> None:
         await sa.aclose()
     with pytest.raises(ConfigError, match="SMSACTIVATE_API_KEY"):
         SmsActivateProvider.from_settings(load_settings(SMSACTIVATE_API_KEY=None), clock)
+
+
+# ---------------------------------------------------------------- circuit breaker over HTTP
+
+
+async def test_breaker_opens_fails_fast_and_closes_after_ttl(sa: SmsActivateProvider,
+                                                             fake: FakeSmsActivate,
+                                                             clock: FakeClock) -> None:
+    from core.providers.breaker import BreakerBoard
+    from core.providers.errors import BreakerOpen
+
+    board = BreakerBoard(threshold=3, ttl_s=30, clock=clock)
+    guarded = board.guard(sa)
+    # business refusals are healthy answers: they never open the breaker
+    for _ in range(5):
+        with pytest.raises(OutOfStock):
+            await guarded.rent(req(service="whatsapp", country="GB"))
+    assert board.states()["smsactivate"].failure_count == 0
+    fake.script("getBalance", status=502, body=HTML, times=3)
+    for _ in range(3):
+        with pytest.raises(ProviderUnavailable):
+            await guarded.balance()
+    info = board.states()["smsactivate"]
+    assert info.state == "opened" and info.failure_count == 3
+    assert "getBalance" in (info.last_error or "") and fake.api_key not in (info.last_error or "")
+    seen = len(fake.calls)
+    with pytest.raises(BreakerOpen):  # fails fast: the provider is not called
+        await guarded.status("1")
+    assert len(fake.calls) == seen
+    clock.advance(29)
+    with pytest.raises(BreakerOpen):
+        await guarded.balance()
+    assert len(fake.calls) == seen
+    clock.advance(2)  # past the TTL: the next call is the probe, and it succeeds
+    assert (await guarded.balance()).amount == 10000
+    assert board.states()["smsactivate"].state == "closed"
+    assert len(fake.calls) == seen + 1
+
+
+async def test_breaker_counts_timeouts_and_reopens_on_a_failed_probe(
+        sa: SmsActivateProvider, fake: FakeSmsActivate, clock: FakeClock) -> None:
+    from core.providers.breaker import BreakerBoard
+    from core.providers.errors import BreakerOpen
+
+    board = BreakerBoard(threshold=2, ttl_s=10, clock=clock)
+    guarded = board.guard(sa)
+    fake.script("getStatus", delay=2.0, body="STATUS_WAIT_CODE", times=2)
+    for _ in range(2):
+        with pytest.raises(ProviderTimeout):
+            await guarded.status("1")
+    assert board.states()["smsactivate"].state == "opened"
+    clock.advance(11)
+    fake.script("getStatus", body=HTML)
+    with pytest.raises(MalformedResponse):  # the probe fails: open again at once
+        await guarded.status("1")
+    with pytest.raises(BreakerOpen):
+        await guarded.status("1")

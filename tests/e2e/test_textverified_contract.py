@@ -525,3 +525,27 @@ async def test_from_settings(fake: FakeTextVerified, clock: FakeClock) -> None:
         await tv.aclose()
     with pytest.raises(ConfigError, match="TEXTVERIFIED_API_KEY"):
         TextVerifiedProvider.from_settings(load_settings(TEXTVERIFIED_API_KEY=None), clock)
+
+
+async def test_breaker_opens_on_account_errors_and_recovers(tv: TextVerifiedProvider,
+                                                            fake: FakeTextVerified,
+                                                            clock: FakeClock) -> None:
+    from core.providers.breaker import BreakerBoard
+    from core.providers.errors import BreakerOpen
+
+    board = BreakerBoard(threshold=2, ttl_s=60, clock=clock)
+    guarded = board.guard(tv)
+    real_key = fake.api_key
+    fake.api_key = "rotated"  # our key was revoked upstream
+    for _ in range(2):
+        with pytest.raises(BadKey):
+            await guarded.balance()
+    assert board.states()["textverified"].state == "opened"
+    calls = len(fake.calls)
+    with pytest.raises(BreakerOpen):
+        await guarded.rent(req())
+    assert len(fake.calls) == calls
+    fake.api_key = real_key  # staff fixed it
+    clock.advance(61)
+    assert (await guarded.balance()).amount == 2500
+    assert board.states()["textverified"].state == "closed"
