@@ -249,7 +249,6 @@ class EmulatedBot:
         self.username = username or f"emulated_{self.id}_bot"
         self.first_name = first_name or "Emulated bot"
         self._now = now
-        self._users: dict[int, _User] = {}
         self._chats: dict[int, _Chat] = {}
         self._updates: dict[int, UpdateRecord] = {}
         self._update_seq: dict[int, int] = {}
@@ -336,7 +335,6 @@ class EmulatedBot:
         chat = self._chats.get(user_id)
         if chat is None:
             user = _User(user_id, first_name or f"User {user_id}", username, language_code)
-            self._users[user_id] = user
             chat = self._chats[user_id] = _Chat(user)
         else:
             if first_name:
