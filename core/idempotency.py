@@ -43,7 +43,7 @@ async def claim(
     for effects that commit whole in the claiming transaction (their later progress is
     tracked on the object they created, e.g. the order's status)."""
     locked_until = now + timedelta(seconds=lock_seconds)
-    inserted = await conn.execute(insert_ignore(conn, keys).values(
+    inserted = await conn.execute(insert_ignore(conn, keys), dict(
         key=key, scope=scope, fingerprint=fingerprint,
         state=IN_PROGRESS if result is None else DONE, result=result,
         locked_until=None if result is not None else locked_until,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.db.engine import insert_ignore
@@ -129,7 +129,7 @@ async def balance_of(conn: AsyncConnection, account_id: int) -> AccountBalance:
 
 async def _insert_transfer(conn: AsyncConnection, values: dict[str, Any]) -> bool:
     """Insert the row; False if this id (same content) already exists. Raises on conflicts."""
-    result = await conn.execute(insert_ignore(conn, transfers).values(**values))
+    result = await conn.execute(insert_ignore(conn, transfers), values)
     if result.rowcount == 1:
         return True
     existing = (
@@ -147,27 +147,46 @@ async def _insert_transfer(conn: AsyncConnection, values: dict[str, Any]) -> boo
     return False
 
 
+_a = accounts.c
+# Built once: the hot path only binds parameters.
+_DEBIT = {
+    pending: update(accounts)
+    .where(_a.id == bindparam("acc"),
+           (_a.debits_must_not_exceed_credits.is_(False))
+           | (_a.debits_posted + _a.debits_pending + bindparam("amt") <= _a.credits_posted))
+    .values({col: col + bindparam("amt")})
+    for pending, col in ((True, _a.debits_pending), (False, _a.debits_posted))
+}
+_CREDIT = {
+    pending: update(accounts).where(_a.id == bindparam("acc")).values({col: col + bindparam("amt")})
+    for pending, col in ((True, _a.credits_pending), (False, _a.credits_posted))
+}
+_RESOLVE = {
+    # (kind, side) → statement moving the amount out of pending (and into posted on post).
+    (POST_PENDING, "debit"): update(accounts).where(_a.id == bindparam("acc")).values(
+        {_a.debits_pending: _a.debits_pending - bindparam("amt"),
+         _a.debits_posted: _a.debits_posted + bindparam("amt")}),
+    (POST_PENDING, "credit"): update(accounts).where(_a.id == bindparam("acc")).values(
+        {_a.credits_pending: _a.credits_pending - bindparam("amt"),
+         _a.credits_posted: _a.credits_posted + bindparam("amt")}),
+    (VOID_PENDING, "debit"): update(accounts).where(_a.id == bindparam("acc")).values(
+        {_a.debits_pending: _a.debits_pending - bindparam("amt")}),
+    (VOID_PENDING, "credit"): update(accounts).where(_a.id == bindparam("acc")).values(
+        {_a.credits_pending: _a.credits_pending - bindparam("amt")}),
+}
+_PENDING_BY_ID = select(transfers).where(transfers.c.id == bindparam("tid"))
+
+
 async def _debit(conn: AsyncConnection, account_id: int, amount: int, *, pending: bool) -> None:
     """Apply a debit under the account's own rule, in one guarded UPDATE."""
-    col = accounts.c.debits_pending if pending else accounts.c.debits_posted
-    guard = (accounts.c.debits_must_not_exceed_credits.is_(False)) | (
-        accounts.c.debits_posted + accounts.c.debits_pending + amount <= accounts.c.credits_posted
-    )
-    result = await conn.execute(
-        update(accounts)
-        .where(accounts.c.id == account_id, guard)
-        .values({col.name: col + amount})
-    )
+    result = await conn.execute(_DEBIT[pending], {"acc": account_id, "amt": amount})
     if result.rowcount != 1:
         bal = await balance_of(conn, account_id)  # raises NotFound for a missing account
         raise InsufficientFunds(missing=amount - bal.available, available=bal.available)
 
 
 async def _credit(conn: AsyncConnection, account_id: int, amount: int, *, pending: bool) -> None:
-    col = accounts.c.credits_pending if pending else accounts.c.credits_posted
-    result = await conn.execute(
-        update(accounts).where(accounts.c.id == account_id).values({col.name: col + amount})
-    )
+    result = await conn.execute(_CREDIT[pending], {"acc": account_id, "amt": amount})
     if result.rowcount != 1:
         raise NotFound(f"account {account_id} does not exist")
 
@@ -233,9 +252,7 @@ async def create_hold(
 async def _resolve(
     conn: AsyncConnection, pending_id: str, kind: str, code: str, now: datetime
 ) -> TransferResult:
-    pending = (
-        await conn.execute(select(transfers).where(transfers.c.id == pending_id))
-    ).mappings().one_or_none()
+    pending = (await conn.execute(_PENDING_BY_ID, {"tid": pending_id})).mappings().one_or_none()
     if pending is None or pending["kind"] != PENDING:
         raise NotFound(f"no pending transfer {pending_id}")
     res_id = derived_id(pending_id, kind)
@@ -247,18 +264,10 @@ async def _resolve(
         created_at=now,
     ))
     if created:
-        a = accounts.c
-        posting = kind == POST_PENDING
-        debit_values: dict[Any, Any] = {a.debits_pending: a.debits_pending - amount}
-        credit_values: dict[Any, Any] = {a.credits_pending: a.credits_pending - amount}
-        if posting:
-            debit_values[a.debits_posted] = a.debits_posted + amount
-            credit_values[a.credits_posted] = a.credits_posted + amount
-        steps = [(pending["debit_account_id"], debit_values),
-                 (pending["credit_account_id"], credit_values)]
+        steps = [(pending["debit_account_id"], "debit"), (pending["credit_account_id"], "credit")]
         steps.sort(key=lambda step: -step[0])  # same lock order as _apply
-        for account_id, values in steps:
-            await conn.execute(update(accounts).where(a.id == account_id).values(values))
+        for account_id, side in steps:
+            await conn.execute(_RESOLVE[(kind, side)], {"acc": account_id, "amt": amount})
     return TransferResult(res_id, created, amount)
 
 

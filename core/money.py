@@ -12,7 +12,7 @@ import re
 # ISO 4217 exponents for the currencies a shop is likely to run in; default 2.
 _EXPONENTS = {"JPY": 0, "KRW": 0, "VND": 0, "XTR": 0, "BHD": 3, "KWD": 3, "OMR": 3}
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "RUB": "₽", "XTR": "⭐"}
-_AMOUNT_RE = re.compile(r"^\s*(\d{1,12})(?:[.,](\d+))?\s*$")
+_AMOUNT_RE = re.compile(r"^\s*([0-9]{1,12})(?:[.,]([0-9]+))?\s*$")
 
 
 class MoneyError(ValueError):

@@ -25,14 +25,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, case, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core import idempotency, ledger, outbox
+from core import idempotency, jobs, ledger, outbox
 from core.clock import Clock
 from core.config import Settings
 from core.db.engine import Database, insert_ignore
-from core.db.tables import order_events, order_messages, orders, transfers, users
+from core.db.tables import UTCDateTime, order_events, order_messages, orders, transfers, users
 from core.errors import (
     AlreadyInProgress,
     InvalidInput,
@@ -146,6 +146,12 @@ def _with(order: OrderView, **changes: Any) -> OrderView:
 
 def _message_id(msg: SmsMessage) -> str:
     return msg.message_id or f"code:{msg.code}:{msg.text}"[:128]
+
+
+# Compare-and-set of an order's status; the new column values come in as parameters.
+_CAS = (update(orders)
+        .where(orders.c.id == bindparam("b_id"), orders.c.status == bindparam("b_from"))
+        .values(version=orders.c.version + 1))
 
 
 class _Retry(Exception):
@@ -275,7 +281,7 @@ class OrderService:
             upstream_state="none", upstream_attempts=0, can_request_another=False,
             chat_id=chat_id if chat_id is not None else user.telegram_id,
             message_id=message_id, created_at=now, updated_at=now)
-        await conn.execute(orders.insert().values(**values))
+        await conn.execute(orders.insert(), values)
         await self._event(conn, order_id, "created", None, OrderStatus.RESERVING,
                           "user", {"price": quote.price, "quote_id": quote_id}, now)
         view = _view({**{c.name: None for c in orders.c}, **values,
@@ -406,7 +412,7 @@ class OrderService:
             fresh: list[SmsMessage] = []
             for msg in messages:
                 charged = capturing and bool(msg.code)
-                res = await conn.execute(insert_ignore(conn, order_messages).values(
+                res = await conn.execute(insert_ignore(conn, order_messages), dict(
                     order_id=order_id, provider_message_id=_message_id(msg), code=msg.code,
                     text=msg.text, charged=charged, received_at=msg.received_at or now))
                 if res.rowcount == 1:
@@ -612,11 +618,11 @@ class OrderService:
         False means another writer moved the order first; nothing was changed."""
         t: Transition = transition(order.status, event)
         closing = t.target not in (OrderStatus.RESERVING, OrderStatus.WAITING)
-        res = await conn.execute(
-            update(orders).where(orders.c.id == order.id, orders.c.status == t.source)
-            .values(status=t.target, version=orders.c.version + 1, updated_at=now,
-                    **({"closed_at": now} if closing and order.closed_at is None else {}),
-                    **(values or {})))
+        params = {"b_id": order.id, "b_from": t.source.value, "status": t.target.value,
+                  "updated_at": now, **(values or {})}
+        if closing and order.closed_at is None:
+            params["closed_at"] = now
+        res = await conn.execute(_CAS, params)
         if res.rowcount != 1:
             return False
         refunded = 0
@@ -662,7 +668,7 @@ class OrderService:
         self, conn: AsyncConnection, order_id: str, event: str, source: str | None,
         target: str | None, actor: str, detail: dict[str, Any] | None, now: datetime,
     ) -> None:
-        await conn.execute(order_events.insert().values(
+        await conn.execute(order_events.insert(), dict(
             order_id=order_id, event=event, from_status=source, to_status=target, actor=actor,
             detail=detail, created_at=now))
 
@@ -718,123 +724,244 @@ class OrderService:
                                      orders.c.upstream_state == order.upstream_state)
                 .values(upstream_attempts=orders.c.upstream_attempts + 1, **done))
 
-    async def retry_upstream(self, *, limit: int = 100) -> int:
-        """Retry pending upstream cancels and finishes that are due. Returns how many ran."""
+    async def retry_upstream(self, *, owner: str | None = None, limit: int = 100) -> int:
+        """Retry pending upstream cancels and finishes that are due, each claimed with a
+        lease so two schedulers never call the provider twice for one. ``_close_upstream``
+        backs off exponentially and honours an early-cancel window's retry time. Returns
+        how many were attempted."""
+        owner = owner or self.worker_id
         now = self.clock.now()
-        async with self.db.read() as conn:
-            rows = (await conn.execute(
-                select(*_ORDER_COLUMNS).select_from(orders.join(users, users.c.id == orders.c.user_id))
-                .where(orders.c.upstream_state.in_(("cancel_pending", "finish_pending")),
-                       or_(orders.c.upstream_retry_at.is_(None), orders.c.upstream_retry_at <= now))
-                .limit(limit))).mappings().all()
-        for row in rows:
-            await self._close_upstream(_view(row))
-        return len(rows)
+        ids = await jobs.claim_orders(
+            self.db, owner=owner, now=now,
+            due=(orders.c.upstream_state.in_(("cancel_pending", "finish_pending")),
+                 or_(orders.c.upstream_retry_at.is_(None), orders.c.upstream_retry_at <= now)),
+            order_by=(orders.c.upstream_retry_at,), limit=limit)
+
+        async def close(order_id: str) -> None:
+            order = await self.get_order(order_id)
+            if order.upstream_state in ("cancel_pending", "finish_pending"):
+                await self._close_upstream(order)
+
+        await self._each(ids, close, owner=owner)
+        return len(ids)
 
     # ---------------------------------------------------- scheduled work
-    async def expire_due(self, *, limit: int = 100) -> int:
-        """Expire waiting orders past their deadline (after a final check for a code)."""
-        now = self.clock.now()
-        async with self.db.read() as conn:
-            ids = (await conn.scalars(
-                select(orders.c.id).where(orders.c.status == OrderStatus.WAITING,
-                                          orders.c.expires_at <= now)
-                .order_by(orders.c.expires_at).limit(limit))).all()
-        done = 0
-        for order_id in ids:
-            if (await self.expire(order_id)).status == OrderStatus.EXPIRED:
-                done += 1
-        return done
+    # Each job claims the orders it works on with a lease (core.jobs), so two scheduler
+    # processes split the work instead of repeating it. The transitions the jobs apply are
+    # compare-and-set regardless, so even overlapping work never moves money twice; leases
+    # only spare the duplicate provider calls. A worker that dies holding a lease loses it
+    # at ``lease_until`` and the next claimer finishes the work.
 
-    async def poll_orders(self, order_ids: list[str]) -> int:
+    @property
+    def worker_id(self) -> str:
+        """This service's lease-owner name, unique per instance."""
+        wid = self.__dict__.get("_worker_id")
+        if wid is None:
+            wid = self.__dict__["_worker_id"] = jobs.new_owner()
+        return wid
+
+    async def _each(
+        self, ids: list[str], work: Any, *, owner: str, concurrency: int = POLL_CONCURRENCY,
+    ) -> list[Any]:
+        """Run ``work(order_id)`` over claimed orders with bounded concurrency, then end the
+        leases. One order's failure is logged and does not stop the others. (A crash — a
+        BaseException — leaves the leases to expire, as a dead process would.)"""
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(order_id: str) -> Any:
+            async with sem:
+                try:
+                    return await work(order_id)
+                except Exception:
+                    log.exception("scheduled work on order %s failed; it will be retried", order_id)
+                    return None
+
+        results = await asyncio.gather(*(one(i) for i in ids))
+        await jobs.release_orders(self.db, ids, owner)
+        return list(results)
+
+    def _next_poll_at(self, now: datetime, tick_seconds: float) -> Any:
+        """When a just-claimed order is due again: every poll interval while it is young,
+        less often as it ages (most codes arrive in the first minutes). One ticker period
+        early, so that with discrete ticks the gap between two polls never exceeds it."""
+        interval = self.settings.SMS_POLL_INTERVAL_SECONDS
+        slack = min(max(tick_seconds, 0.0), interval / 2)
+        steps = [(age, now + timedelta(seconds=max(interval * factor - slack, 0.1)))
+                 for age, factor in POLL_BACKOFF]
+        last = now + timedelta(seconds=max(min(interval * POLL_BACKOFF_MAX_FACTOR,
+                                                max(interval, POLL_BACKOFF_CAP_S)) - slack, 0.1))
+        return case(*((orders.c.created_at > now - timedelta(seconds=age), literal(at, UTCDateTime()))
+                      for age, at in steps), else_=literal(last, UTCDateTime()))
+
+    def _poll_due_where(self, now: datetime) -> list[Any]:
+        return [
+            orders.c.next_poll_at <= now,
+            or_(orders.c.status == OrderStatus.WAITING,
+                and_(orders.c.status == OrderStatus.COMPLETED, orders.c.expires_at > now)),
+        ]
+
+    async def poll_due(
+        self, *, owner: str | None = None, limit: int = 1000, tick_seconds: float = 0.0,
+        max_rounds: int = 50,
+    ) -> int:
+        """Poll every order whose ``next_poll_at`` has come, in claimed batches of ``limit``,
+        rescheduling each in the claim itself. Returns how many orders got their first code.
+
+        ``tick_seconds`` is the poll ticker's period (see ``_next_poll_at``)."""
+        owner = owner or self.worker_id
+        recorded = 0
+        for _ in range(max_rounds):
+            now = self.clock.now()
+            ids = await jobs.claim_orders(
+                self.db, owner=owner, now=now, due=self._poll_due_where(now),
+                order_by=(orders.c.next_poll_at,), limit=limit, lease_seconds=jobs.POLL_LEASE_S,
+                values={"next_poll_at": self._next_poll_at(now, tick_seconds)})
+            if not ids:
+                break
+            try:
+                recorded += await self.poll_orders(ids)
+            except Exception:
+                await jobs.release_orders(self.db, ids, owner)
+                raise
+            await jobs.release_orders(self.db, ids, owner)
+            if len(ids) < limit:
+                break
+        return recorded
+
+    async def poll_orders(self, order_ids: Iterable[str]) -> int:
         """Fetch status for these orders, one batch call per provider where the protocol
-        allows, otherwise bounded concurrency; record codes. Returns codes recorded."""
+        allows, otherwise bounded concurrency; record new messages. Returns how many orders
+        got their first code."""
+        ids = list(order_ids)
+        rows: list[Any] = []
         async with self.db.read() as conn:
-            rows = (await conn.execute(
-                select(*_ORDER_COLUMNS).select_from(orders.join(users, users.c.id == orders.c.user_id))
-                .where(orders.c.id.in_(order_ids)))).mappings().all()
+            for chunk in _chunks(ids, SQL_IN_CHUNK):
+                rows += (await conn.execute(
+                    select(*_ORDER_COLUMNS).select_from(orders.join(users, users.c.id == orders.c.user_id))
+                    .where(orders.c.id.in_(chunk)))).mappings().all()
         by_provider: dict[str, list[OrderView]] = defaultdict(list)
         for row in rows:
             order = _view(row)
             if order.activation_id and order.provider in self.providers:
                 by_provider[order.provider].append(order)
-        before = sum(1 for r in rows if r["code"])
-        await asyncio.gather(*(self._poll_provider(name, group)
-                               for name, group in by_provider.items()))
-        async with self.db.read() as conn:
-            after = len((await conn.scalars(select(orders.c.id).where(
-                orders.c.id.in_(order_ids), orders.c.code.is_not(None)))).all())
-        return after - before
+        counts = await asyncio.gather(*(self._poll_provider(name, group)
+                                        for name, group in by_provider.items()))
+        return sum(counts)
 
-    async def _poll_provider(self, name: str, group: list[OrderView]) -> None:
+    async def _fetch_statuses(self, name: str, group: list[OrderView]) -> dict[str, ActivationStatus]:
         provider = self.providers[name]
-        statuses: dict[str, ActivationStatus] = {}
+        aids = [o.activation_id for o in group if o.activation_id]
         if provider.capabilities.batch_status:
             try:
-                statuses = await provider.batch_status([o.activation_id for o in group if o.activation_id])
+                return await provider.batch_status(aids)
             except ProviderError as exc:
-                log.info("batch status at %s failed: %s", name, exc)
-                return
-        else:
-            sem = asyncio.Semaphore(POLL_CONCURRENCY)
+                log.info("batch status of %d activations at %s failed: %s", len(aids), name, exc)
+                return {}
+        statuses: dict[str, ActivationStatus] = {}
+        sem = asyncio.Semaphore(POLL_CONCURRENCY)
 
-            async def one(order: OrderView) -> None:
-                async with sem:
-                    try:
-                        statuses[order.activation_id or ""] = await provider.status(order.activation_id or "")
-                    except ProviderError as exc:
-                        log.info("status of %s at %s failed: %s", order.id, name, exc)
+        async def one(aid: str) -> None:
+            async with sem:
+                try:
+                    statuses[aid] = await provider.status(aid)
+                except ProviderError as exc:
+                    log.info("status of %s at %s failed: %s", aid, name, exc)
 
-            await asyncio.gather(*(one(o) for o in group))
+        await asyncio.gather(*(one(a) for a in aids))
+        return statuses
+
+    async def _known_messages(self, order_ids: list[str]) -> set[tuple[str, str]]:
+        known: set[tuple[str, str]] = set()
+        if not order_ids:
+            return known
+        async with self.db.read() as conn:
+            for chunk in _chunks(order_ids, SQL_IN_CHUNK):
+                known.update((r[0], r[1]) for r in await conn.execute(
+                    select(order_messages.c.order_id, order_messages.c.provider_message_id)
+                    .where(order_messages.c.order_id.in_(chunk))))
+        return known
+
+    async def _poll_provider(self, name: str, group: list[OrderView]) -> int:
+        statuses = await self._fetch_statuses(name, group)
+        if not statuses:
+            return 0
+        with_messages = [o.id for o in group
+                         if (s := statuses.get(o.activation_id or "")) is not None and s.messages]
+        known = await self._known_messages(with_messages)
+        first_codes = 0
+        finished_upstream: list[str] = []
         for order in group:
             status = statuses.get(order.activation_id or "")
-            if status is not None:
-                await self._apply_status(order, status, actor="scheduler")
-
-    async def poll_due(self, *, limit: int = 500) -> int:
-        """Poll waiting orders whose ``next_poll_at`` has come, and schedule their next poll
-        (more slowly as an order ages)."""
-        now = self.clock.now()
-        interval = self.settings.SMS_POLL_INTERVAL_SECONDS
-        async with self.db.read() as conn:
-            rows = (await conn.execute(
-                select(orders.c.id, orders.c.created_at).where(
-                    orders.c.status.in_((OrderStatus.WAITING, OrderStatus.COMPLETED)),
-                    orders.c.next_poll_at <= now).order_by(orders.c.next_poll_at).limit(limit))).all()
-        if not rows:
-            return 0
-        async with self.db.begin() as conn:
-            for order_id, created in rows:
-                age = (now - created).total_seconds()
-                delay = interval if age < 120 else min(interval * 3, 15)
+            if status is None:
+                continue  # unknown upstream right now: polled again later, reconciled if it lasts
+            fresh = tuple(m for m in status.messages if (order.id, _message_id(m)) not in known)
+            closed = status.state not in (ActivationState.WAITING, ActivationState.CODE)
+            if closed and order.status == OrderStatus.COMPLETED and not fresh:
+                finished_upstream.append(order.id)
+                continue
+            if not fresh and not (closed and order.status == OrderStatus.WAITING):
+                continue
+            try:
+                after = await self._apply_status(order, replace(status, messages=fresh),
+                                                 actor="scheduler")
+            except Exception:
+                log.exception("order %s: recording its status failed; polled again later", order.id)
+                continue
+            if order.status == OrderStatus.WAITING and after.status == OrderStatus.COMPLETED:
+                first_codes += 1
+        if finished_upstream:
+            # Closed upstream after its code: nothing more can arrive, stop polling it.
+            async with self.db.begin() as conn:
                 await conn.execute(update(orders).where(
-                    orders.c.id == order_id, orders.c.next_poll_at.is_not(None)).values(
-                    next_poll_at=now + timedelta(seconds=delay)))
-        return await self.poll_orders([r[0] for r in rows])
+                    orders.c.id.in_(finished_upstream), orders.c.status == OrderStatus.COMPLETED)
+                    .values(next_poll_at=None))
+        return first_codes
 
-    async def recover_reserving(self, *, limit: int = 50) -> int:
+    async def expire_due(self, *, owner: str | None = None, limit: int = 100) -> int:
+        """Expire waiting orders past their deadline (each after a final check for a code)."""
+        owner = owner or self.worker_id
+        now = self.clock.now()
+        async with self.db.begin() as conn:
+            # Completed orders polled for another code stop being polled at their deadline.
+            await conn.execute(update(orders).where(
+                orders.c.status == OrderStatus.COMPLETED, orders.c.next_poll_at.is_not(None),
+                orders.c.expires_at <= now).values(next_poll_at=None))
+        ids = await jobs.claim_orders(
+            self.db, owner=owner, now=now,
+            due=(orders.c.status == OrderStatus.WAITING, orders.c.expires_at <= now),
+            order_by=(orders.c.expires_at,), limit=limit)
+        if not ids:
+            return 0
+        results = await self._each(ids, lambda oid: self.expire(oid), owner=owner)
+        return sum(1 for r in results if r is not None and r.status == OrderStatus.EXPIRED)
+
+    async def recover_reserving(self, *, owner: str | None = None, limit: int = 50) -> int:
         """Settle orders left ``reserving`` (crash, or a rent whose answer was lost).
 
         Idempotent providers are asked again with the same key; others are searched for an
         activation nobody owns; if none is found, the order fails and the hold is voided (an
-        activation that shows up later is an orphan the sweep cancels).
+        activation that shows up later is an orphan the reconciliation cancels).
         """
+        owner = owner or self.worker_id
         now = self.clock.now()
         threshold = now - timedelta(seconds=self.settings.RECOVERY_AFTER_SECONDS)
-        async with self.db.read() as conn:
-            ids = (await conn.scalars(select(orders.c.id).where(
-                orders.c.status == OrderStatus.RESERVING, orders.c.updated_at <= threshold)
-                .order_by(orders.c.created_at).limit(limit))).all()
-        settled = 0
-        for order_id in ids:
-            try:
-                order = await self._recover_one(order_id)
-            except ProviderError as exc:
-                log.info("recovery of %s deferred: %s", order_id, exc)
-                continue
-            if order.status != OrderStatus.RESERVING:
-                settled += 1
-        return settled
+        ids = await jobs.claim_orders(
+            self.db, owner=owner, now=now,
+            due=(orders.c.status == OrderStatus.RESERVING, orders.c.updated_at <= threshold),
+            order_by=(orders.c.created_at,), limit=limit)
+        if not ids:
+            return 0
+        results = await self._each(ids, self.recover_order, owner=owner,
+                                   concurrency=RECOVERY_CONCURRENCY)
+        return sum(1 for r in results if r is not None and r.status != OrderStatus.RESERVING)
+
+    async def recover_order(self, order_id: str) -> OrderView:
+        """Settle one ``reserving`` order now; a provider that fails leaves it for later."""
+        try:
+            return await self._recover_one(order_id)
+        except ProviderError as exc:
+            log.info("recovery of %s deferred: %s", order_id, exc)
+            return await self.get_order(order_id)
 
     async def _recover_one(self, order_id: str) -> OrderView:
         order = await self.get_order(order_id)
@@ -869,22 +996,99 @@ class OrderService:
         return await self.fail(order_id, reason="recovery: the provider has no such activation",
                                actor="recovery")
 
-    async def resolve_overdue_holds(self, *, grace_seconds: float = 0) -> int:
-        """Safety net: a hold past its timeout is settled through its order's transition
-        (expire a waiting order, fail a reserving one), never voided behind its back."""
-        now = self.clock.now() - timedelta(seconds=grace_seconds)
+    def _hold_overdue(self, cutoff: datetime) -> Any:
         res = transfers.alias("res")
-        async with self.db.read() as conn:
-            rows = (await conn.execute(
-                select(orders.c.id, orders.c.status)
-                .select_from(transfers.join(orders, orders.c.hold_transfer_id == transfers.c.id))
-                .where(transfers.c.kind == ledger.PENDING, transfers.c.timeout_at <= now,
-                       ~select(res.c.id).where(res.c.pending_id == transfers.c.id).exists()))).all()
-        count = 0
-        for order_id, status in rows:
-            if status == OrderStatus.WAITING:
-                await self.expire(order_id, actor="safety_net")
-            elif status == OrderStatus.RESERVING:
-                await self.fail(order_id, reason="hold timed out while reserving", actor="safety_net")
-            count += 1
-        return count
+        return (select(transfers.c.id).where(
+            transfers.c.id == orders.c.hold_transfer_id, transfers.c.kind == ledger.PENDING,
+            transfers.c.timeout_at <= cutoff,
+            ~select(res.c.id).where(res.c.pending_id == transfers.c.id).exists())
+            .exists())
+
+    async def resolve_overdue_holds(
+        self, *, owner: str | None = None, grace_seconds: float = 0, limit: int = 100,
+    ) -> int:
+        """Safety net: a hold past its timeout is settled through its order's transition
+        (expire a waiting order, fail a reserving one), never voided behind its back.
+        A closed order whose hold is still pending is the reconciliation's to report."""
+        owner = owner or self.worker_id
+        now = self.clock.now()
+        cutoff = now - timedelta(seconds=grace_seconds)
+        ids = await jobs.claim_orders(
+            self.db, owner=owner, now=now,
+            due=(orders.c.status.in_((OrderStatus.WAITING, OrderStatus.RESERVING)),
+                 self._hold_overdue(cutoff)),
+            order_by=(orders.c.created_at,), limit=limit)
+        if not ids:
+            return 0
+        results = await self._each(ids, lambda oid: self.settle_overdue(oid, actor="safety_net"),
+                                   owner=owner)
+        return sum(1 for r in results if r is not None and not r.is_open)
+
+    async def settle_overdue(self, order_id: str, *, actor: str) -> OrderView:
+        """Close an order that outlived its deadline or its hold: expire a waiting one
+        (final check first), fail a reserving one. Money follows the transition."""
+        order = await self.get_order(order_id)
+        if order.status == OrderStatus.WAITING:
+            return await self.expire(order_id, actor=actor)
+        if order.status == OrderStatus.RESERVING:
+            return await self.fail(order_id, reason="hold timed out while reserving", actor=actor)
+        return order
+
+    async def apply_upstream_status(
+        self, order_id: str, status: ActivationStatus, *, actor: str,
+    ) -> OrderView:
+        """Bring an order in line with what its provider reports: record messages (the first
+        code completes it), fail it if the provider closed it without a code."""
+        order = await self.get_order(order_id)
+        if order.status not in (OrderStatus.WAITING, OrderStatus.COMPLETED):
+            return order
+        return await self._apply_status(order, status, actor=actor)
+
+    async def settle_closed_order_hold(self, order_id: str, *, actor: str) -> bool:
+        """Repair a closed order whose hold is still pending: void it for a cancelled,
+        expired or failed order (the user is owed the money), post it for a completed or
+        refunded one (the user had the code). The order's status is the truth here; its
+        notification is queued under the transition's own dedupe key, so a user who was
+        already told is not told twice. True when this call settled the hold."""
+        from core import audit
+
+        now = self.clock.now()
+        async with self.db.begin() as conn:
+            order = await _load(conn, order_id)
+            if order is None or order.is_open:
+                return False
+            if await ledger.hold_resolution(conn, order.hold_transfer_id) is not None:
+                return False
+            voiding = order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED,
+                                       OrderStatus.FAILED)
+            if voiding:
+                await ledger.void_hold(conn, order.hold_transfer_id, now)
+            else:
+                await ledger.post_hold(conn, order.hold_transfer_id, now)
+            action = "hold_voided" if voiding else "hold_posted"
+            await self._event(conn, order_id, action, order.status, order.status, actor,
+                              {"reason": "reconciliation: order closed with its hold pending"}, now)
+            await audit.record(conn, actor=actor, action=f"order.{action}", target_type="order",
+                               target_id=order_id, reason="order closed with its hold pending",
+                               detail={"amount": order.price, "status": order.status}, now=now)
+            chat = order.chat_id or order.telegram_id
+            if voiding and chat:
+                await outbox.enqueue(
+                    conn, kind=order.status, chat_id=chat, order_id=order_id, now=now,
+                    dedupe_key=f"order:{order_id}:{order.status}",
+                    payload=self._payload(order, status=order.status, refunded=order.price))
+        return True
+
+
+# Scheduled work: polling backoff by order age — (younger than N seconds, interval × factor);
+# older orders are polled every interval × POLL_BACKOFF_MAX_FACTOR, at most POLL_BACKOFF_CAP_S.
+POLL_BACKOFF = ((120, 1), (600, 2))
+POLL_BACKOFF_MAX_FACTOR = 4
+POLL_BACKOFF_CAP_S = 30
+RECOVERY_CONCURRENCY = 4
+SQL_IN_CHUNK = 900  # ids per IN (…) list: well under SQLite's bound-parameter limit
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -38,7 +38,7 @@ async def enqueue(
     conn: AsyncConnection, *, kind: str, chat_id: int, payload: dict[str, Any],
     dedupe_key: str, now: datetime, order_id: str | None = None,
 ) -> bool:
-    result = await conn.execute(insert_ignore(conn, outbox).values(
+    result = await conn.execute(insert_ignore(conn, outbox), dict(
         dedupe_key=dedupe_key, kind=kind, chat_id=chat_id, order_id=order_id, payload=payload,
         status=PENDING, attempts=0, next_attempt_at=now, created_at=now,
     ))

@@ -106,12 +106,20 @@ class Database:
         await self.engine.dispose()
 
 
+_INSERT_IGNORE: dict[tuple[str, str], Insert] = {}
+
+
 def insert_ignore(conn: AsyncConnection, table: Table) -> Insert:
     """``INSERT … ON CONFLICT DO NOTHING`` for the connection's dialect.
 
     Used instead of catching IntegrityError, which on PostgreSQL would abort the transaction.
-    The caller checks ``rowcount`` (0 = the row already existed).
+    The caller checks ``rowcount`` (0 = the row already existed). The statement is built once
+    per dialect and table; hot paths pass the row as parameters
+    (``conn.execute(insert_ignore(conn, t), row)``) so nothing is rebuilt per call.
     """
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+    key = (conn.dialect.name, table.name)
+    stmt = _INSERT_IGNORE.get(key)
+    if stmt is None:
+        dialect_insert = postgresql.insert if key[0] == "postgresql" else sqlite.insert
+        stmt = _INSERT_IGNORE[key] = dialect_insert(table).on_conflict_do_nothing()
+    return stmt

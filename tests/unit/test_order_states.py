@@ -63,3 +63,12 @@ def test_unknown_names_are_illegal_not_crashes():
         transition("bogus", "code")
     with pytest.raises(IllegalTransition):
         transition("waiting", "explode")
+
+
+def test_amounts_accept_only_ascii_digits():
+    from core.money import MoneyError, parse_amount
+
+    assert parse_amount("5.00") == 500
+    for text in ("٥", "５.00", "5.٠٠"):
+        with pytest.raises(MoneyError):
+            parse_amount(text)
