@@ -1,0 +1,536 @@
+"""The catalogue: services, countries, provider offers, per-service prices and quotes.
+
+Why it looks like this:
+
+* Offers are a cache of each provider's catalogue, replaced per provider atomically by
+  ``sync_offers``. The provider is asked *before* the transaction opens (``sync_catalog``),
+  never inside it.
+* Prices live on the server. A quote stores the price shown on the confirm screen; the
+  purchase charges the stored quote (``load_quote`` checks owner and expiry), so nothing a
+  client sends can change what is charged.
+* A price is the user price of the cheapest offer with stock across providers, and only
+  offers whose cost fits the price are ever counted as sellable (a fixed price below the
+  cost makes the combination unavailable rather than a loss).
+
+Functions taking ``conn`` run inside the caller's unit of work; ``sync_offers`` and
+``sync_catalog`` own theirs.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, NamedTuple
+
+from sqlalchemy import bindparam, delete, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core import pricing
+from core.catalog_data import COUNTRIES, SERVICES
+from core.db.engine import insert_ignore
+from core.db.tables import countries, offers, price_overrides, quotes, services
+from core.errors import InvalidInput, NotFound, OutOfStock, QuoteExpired, QuoteNotFound
+from core.ledger import new_id
+
+if TYPE_CHECKING:
+    from core.clock import Clock
+    from core.db.engine import Database
+    from core.providers.base import Offer, Provider
+
+MAX_PAGE = 100
+MAX_OVERRIDE_MARKUP = 1000
+_SYNC_LOCK_CLASS = 0x0FFE  # first key of pg_advisory_xact_lock(int, int) for offer syncs
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceView:
+    code: str
+    name: str
+    available: bool  # some provider has a sellable offer with stock
+    min_price: int | None = None  # cheapest user price; None if unavailable or not asked
+
+
+@dataclass(frozen=True, slots=True)
+class CountryOffer:
+    country: str
+    name: str
+    price: int  # user price, shop minor units
+    stock: int  # summed over the offers that can serve this price
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    id: str
+    user_id: int
+    service: str
+    country: str
+    price: int
+    expires_at: datetime
+
+
+class Candidate(NamedTuple):
+    provider: str
+    cost: int
+    stock: int
+
+
+@dataclass(frozen=True, slots=True)
+class PriceOverride:
+    service: str
+    markup_percent: int | None
+    fixed_price: int | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    provider: str
+    stored: int  # offers now on record for the provider
+    removed: int  # (service, country) pairs it no longer offers
+    skipped: int  # offers naming a service/country we do not know, or invalid numbers
+
+
+# --- reference data ---------------------------------------------------------------------
+
+
+async def seed_reference_data(conn: AsyncConnection) -> None:
+    """Insert the canonical services and countries; safe to run on every start.
+
+    Existing rows get their display name and popularity refreshed from ``catalog_data``;
+    nothing is ever deleted (offers and history refer to these codes).
+    """
+    await conn.execute(
+        insert_ignore(conn, services),
+        [{"code": s.code, "name": s.name, "popularity": s.popularity} for s in SERVICES],
+    )
+    await conn.execute(
+        insert_ignore(conn, countries), [{"code": c.code, "name": c.name} for c in COUNTRIES]
+    )
+    await conn.execute(
+        update(services)
+        .where(services.c.code == bindparam("b_code"))
+        .where(
+            or_(services.c.name != bindparam("b_name"), services.c.popularity != bindparam("b_pop"))
+        )
+        .values(name=bindparam("b_name"), popularity=bindparam("b_pop")),
+        [{"b_code": s.code, "b_name": s.name, "b_pop": s.popularity} for s in SERVICES],
+    )
+    await conn.execute(
+        update(countries)
+        .where(countries.c.code == bindparam("b_code"))
+        .where(countries.c.name != bindparam("b_name"))
+        .values(name=bindparam("b_name")),
+        [{"b_code": c.code, "b_name": c.name} for c in COUNTRIES],
+    )
+
+
+# --- offers -----------------------------------------------------------------------------
+
+
+async def sync_offers(
+    db: Database, provider_name: str, new_offers: Iterable[Offer], now: datetime
+) -> SyncResult:
+    """Replace everything on record for ``provider_name`` with ``new_offers``, atomically.
+
+    Readers see the old catalogue or the new one, never a mix. Offers for unknown services or
+    countries are skipped (adapters map to canonical codes; anything else is noise). When a
+    provider lists a pair twice, the cheapest entry with stock wins.
+    """
+    best: dict[tuple[str, str], Offer] = {}
+    skipped = 0
+    async with db.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two syncs of one provider would otherwise both delete, then collide on insert.
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:cls, :key)"),
+                {"cls": _SYNC_LOCK_CLASS, "key": _lock_key(provider_name)},
+            )
+        known_services = set((await conn.execute(select(services.c.code))).scalars())
+        known_countries = set((await conn.execute(select(countries.c.code))).scalars())
+        for offer in new_offers:
+            key = (offer.service, offer.country)
+            if (
+                offer.service not in known_services
+                or offer.country not in known_countries
+                or offer.cost < 0
+                or offer.stock < 0
+            ):
+                skipped += 1
+                continue
+            held = best.get(key)
+            if held is None or _better(offer, held):
+                best[key] = offer
+        previous = {
+            (r.service, r.country)
+            for r in await conn.execute(
+                select(offers.c.service, offers.c.country).where(offers.c.provider == provider_name)
+            )
+        }
+        await conn.execute(delete(offers).where(offers.c.provider == provider_name))
+        if best:
+            await conn.execute(
+                offers.insert(),
+                [
+                    {
+                        "provider": provider_name,
+                        "service": o.service,
+                        "country": o.country,
+                        "cost": int(o.cost),
+                        "stock": int(o.stock),
+                        "updated_at": now,
+                    }
+                    for o in best.values()
+                ],
+            )
+    return SyncResult(
+        provider=provider_name,
+        stored=len(best),
+        removed=len(previous - best.keys()),
+        skipped=skipped,
+    )
+
+
+async def sync_catalog(db: Database, provider: Provider, clock: Clock) -> SyncResult:
+    """Fetch a provider's catalogue (no transaction open), then store it with ``sync_offers``."""
+    fetched = await provider.catalog()
+    return await sync_offers(db, provider.name, fetched, clock.now())
+
+
+async def prune_offers(conn: AsyncConnection, keep_providers: Sequence[str]) -> int:
+    """Drop offers of providers no longer configured, so they are never quoted."""
+    result = await conn.execute(delete(offers).where(offers.c.provider.not_in(list(keep_providers))))
+    return result.rowcount or 0
+
+
+def _better(new: Offer, held: Offer) -> bool:
+    if (new.stock > 0) != (held.stock > 0):
+        return new.stock > 0
+    return new.cost < held.cost
+
+
+def _lock_key(provider_name: str) -> int:
+    return zlib.crc32(provider_name.encode()) & 0x7FFFFFFF
+
+
+# --- browsing ---------------------------------------------------------------------------
+
+
+async def list_services(
+    conn: AsyncConnection,
+    *,
+    search: str | None = None,
+    offset: int = 0,
+    limit: int = 8,
+    markup_percent: int | float | None = None,
+) -> tuple[list[ServiceView], int]:
+    """One page of services, most popular first, and how many match in total.
+
+    ``search`` matches a case-insensitive substring of the name or the code. ``min_price`` is
+    filled only when ``markup_percent`` is given (it needs the shop's default markup).
+    """
+    offset = max(0, int(offset))
+    limit = max(1, min(int(limit), MAX_PAGE))
+    conditions = []
+    term = (search or "").strip().lower()
+    if term:
+        conditions.append(
+            or_(
+                func.lower(services.c.name).contains(term, autoescape=True),
+                func.lower(services.c.code).contains(term, autoescape=True),
+            )
+        )
+    total = (
+        await conn.execute(select(func.count()).select_from(services).where(*conditions))
+    ).scalar_one()
+    rows = (
+        await conn.execute(
+            select(services.c.code, services.c.name)
+            .where(*conditions)
+            .order_by(services.c.popularity.desc(), services.c.name, services.c.code)
+            .offset(offset)
+            .limit(limit)
+        )
+    ).all()
+    codes = [r.code for r in rows]
+    if not codes:
+        return [], int(total)
+    min_costs = {
+        service: int(cost)
+        for service, cost in await conn.execute(
+            select(offers.c.service, func.min(offers.c.cost))
+            .where(offers.c.service.in_(codes), offers.c.stock > 0)
+            .group_by(offers.c.service)
+        )
+    }
+    overrides = await _overrides_for(conn, codes)
+    views = []
+    for r in rows:
+        cost = min_costs.get(r.code)
+        price = None
+        if cost is not None:
+            ov = overrides.get(r.code)
+            candidate = pricing.user_price(
+                cost,
+                markup_percent=markup_percent if markup_percent is not None else 0,
+                override_markup=ov.markup_percent if ov else None,
+                fixed_price=ov.fixed_price if ov else None,
+            )
+            if pricing.sellable(cost, candidate):
+                price = candidate
+            else:
+                cost = None
+        views.append(
+            ServiceView(
+                code=r.code,
+                name=r.name,
+                available=cost is not None,
+                min_price=price if markup_percent is not None else None,
+            )
+        )
+    return views, int(total)
+
+
+async def list_countries(
+    conn: AsyncConnection, service: str, *, markup_percent: int | float
+) -> list[CountryOffer]:
+    """Countries where ``service`` can be bought now, cheapest first.
+
+    Price is the user price of the cheapest offer with stock across providers; stock is summed
+    over the offers that can serve that price. Raises ``NotFound`` for an unknown service.
+    """
+    await _require_service(conn, service)
+    override = await get_price_override(conn, service)
+    rows = (
+        await conn.execute(
+            select(offers.c.country, countries.c.name, offers.c.cost, offers.c.stock)
+            .join(countries, countries.c.code == offers.c.country)
+            .where(offers.c.service == service, offers.c.stock > 0)
+        )
+    ).all()
+    by_country: dict[str, list] = {}
+    for r in rows:
+        by_country.setdefault(r.country, []).append(r)
+    result = []
+    for code, group in by_country.items():
+        cheapest = min(r.cost for r in group)
+        price = _price(cheapest, markup_percent, override)
+        if not pricing.sellable(cheapest, price):
+            continue
+        stock = sum(r.stock for r in group if pricing.sellable(r.cost, price))
+        result.append(CountryOffer(country=code, name=group[0].name, price=price, stock=stock))
+    result.sort(key=lambda c: (c.price, -c.stock, c.name))
+    return result
+
+
+async def candidate_offers(
+    conn: AsyncConnection,
+    service: str,
+    country: str,
+    max_cost: int,
+    *,
+    providers: Sequence[str] | None = None,
+) -> list[Candidate]:
+    """Offers that can serve a purchase, cheapest first.
+
+    Only offers with stock and ``cost <= max_cost``. With ``providers`` (the configured
+    priority order), offers of other providers are left out and equal costs are ordered by
+    that priority; otherwise ties go by more stock, then provider name.
+    """
+    stmt = select(offers.c.provider, offers.c.cost, offers.c.stock).where(
+        offers.c.service == service,
+        offers.c.country == country,
+        offers.c.stock > 0,
+        offers.c.cost <= max_cost,
+    )
+    if providers is not None:
+        stmt = stmt.where(offers.c.provider.in_(list(providers)))
+    rows = [Candidate(r.provider, int(r.cost), int(r.stock)) for r in await conn.execute(stmt)]
+    if providers is not None:
+        rank = {name: i for i, name in enumerate(providers)}
+        rows.sort(key=lambda c: (c.cost, rank.get(c.provider, len(rank)), -c.stock))
+    else:
+        rows.sort(key=lambda c: (c.cost, -c.stock, c.provider))
+    return rows
+
+
+# --- quotes -----------------------------------------------------------------------------
+
+
+async def create_quote(
+    conn: AsyncConnection,
+    *,
+    user_id: int,
+    service: str,
+    country: str,
+    markup_percent: int | float,
+    now: datetime,
+    ttl_seconds: int,
+) -> Quote:
+    """Fix the price the confirm screen shows; the purchase charges exactly this.
+
+    ``NotFound`` for an unknown service or country, ``OutOfStock`` when no provider has a
+    sellable offer with stock.
+    """
+    await _require_service(conn, service)
+    await _require_country(conn, country)
+    cheapest = (
+        await conn.execute(
+            select(func.min(offers.c.cost)).where(
+                offers.c.service == service, offers.c.country == country, offers.c.stock > 0
+            )
+        )
+    ).scalar_one_or_none()
+    if cheapest is None:
+        raise OutOfStock(f"no numbers for {service} in {country} right now")
+    override = await get_price_override(conn, service)
+    price = _price(int(cheapest), markup_percent, override)
+    if not pricing.sellable(int(cheapest), price):
+        raise OutOfStock(f"no numbers for {service} in {country} at the set price")
+    quote = Quote(
+        id=new_id(),
+        user_id=user_id,
+        service=service,
+        country=country,
+        price=price,
+        expires_at=now + timedelta(seconds=ttl_seconds),
+    )
+    await conn.execute(
+        quotes.insert().values(
+            id=quote.id,
+            user_id=user_id,
+            service=service,
+            country=country,
+            price=price,
+            expires_at=quote.expires_at,
+            created_at=now,
+        )
+    )
+    return quote
+
+
+async def load_quote(conn: AsyncConnection, quote_id: str, user_id: int, now: datetime) -> Quote:
+    """The stored quote, only for its owner and only until it expires.
+
+    Another user's quote is reported as not found: its existence is not disclosed.
+    """
+    row = (
+        await conn.execute(select(quotes).where(quotes.c.id == str(quote_id)))
+    ).one_or_none()
+    if row is None or row.user_id != user_id:
+        raise QuoteNotFound("quote not found")
+    if now >= row.expires_at:
+        raise QuoteExpired("the quote has expired; choose the number again")
+    return Quote(
+        id=row.id,
+        user_id=row.user_id,
+        service=row.service,
+        country=row.country,
+        price=int(row.price),
+        expires_at=row.expires_at,
+    )
+
+
+async def max_cost_for_quote(
+    conn: AsyncConnection, quote: Quote, *, markup_percent: int | float
+) -> int:
+    """The most a provider may charge for this quote and still leave the configured margin."""
+    override = await get_price_override(conn, quote.service)
+    return pricing.max_cost_for_price(
+        quote.price,
+        markup_percent=markup_percent,
+        override_markup=override.markup_percent if override else None,
+        fixed_price=override.fixed_price if override else None,
+    )
+
+
+# --- price overrides --------------------------------------------------------------------
+
+
+async def set_price_override(
+    conn: AsyncConnection,
+    service: str,
+    *,
+    markup_percent: int | None = None,
+    fixed_price: int | None = None,
+    now: datetime,
+) -> PriceOverride:
+    """Set a service's own markup or fixed price (a fixed price wins when both are set)."""
+    await _require_service(conn, service)
+    if markup_percent is None and fixed_price is None:
+        raise InvalidInput("give a markup percent or a fixed price (or clear the override)")
+    if markup_percent is not None:
+        if isinstance(markup_percent, bool) or int(markup_percent) != markup_percent:
+            raise InvalidInput("the markup must be a whole number of percent")
+        markup_percent = int(markup_percent)
+        if not 0 <= markup_percent <= MAX_OVERRIDE_MARKUP:
+            raise InvalidInput(f"the markup must be between 0 and {MAX_OVERRIDE_MARKUP} percent")
+    if fixed_price is not None:
+        if isinstance(fixed_price, bool) or int(fixed_price) != fixed_price or fixed_price <= 0:
+            raise InvalidInput("a fixed price must be a positive amount")
+        fixed_price = int(fixed_price)
+    values = {"markup_percent": markup_percent, "fixed_price": fixed_price, "updated_at": now}
+    inserted = await conn.execute(insert_ignore(conn, price_overrides).values(service=service, **values))
+    if not inserted.rowcount:
+        await conn.execute(
+            update(price_overrides).where(price_overrides.c.service == service).values(**values)
+        )
+    return PriceOverride(service=service, updated_at=now, markup_percent=markup_percent, fixed_price=fixed_price)
+
+
+async def get_price_override(conn: AsyncConnection, service: str) -> PriceOverride | None:
+    return (await _overrides_for(conn, [service])).get(service)
+
+
+async def list_price_overrides(conn: AsyncConnection) -> list[PriceOverride]:
+    rows = await conn.execute(select(price_overrides).order_by(price_overrides.c.service))
+    return [_override_from_row(r) for r in rows]
+
+
+async def clear_price_override(conn: AsyncConnection, service: str) -> bool:
+    """Back to the shop's default markup; False if there was no override."""
+    result = await conn.execute(delete(price_overrides).where(price_overrides.c.service == service))
+    return bool(result.rowcount)
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _price(cost: int, markup_percent: int | float, override: PriceOverride | None) -> int:
+    return pricing.user_price(
+        cost,
+        markup_percent=markup_percent,
+        override_markup=override.markup_percent if override else None,
+        fixed_price=override.fixed_price if override else None,
+    )
+
+
+async def _overrides_for(conn: AsyncConnection, codes: Sequence[str]) -> dict[str, PriceOverride]:
+    rows = await conn.execute(select(price_overrides).where(price_overrides.c.service.in_(list(codes))))
+    return {r.service: _override_from_row(r) for r in rows}
+
+
+def _override_from_row(row) -> PriceOverride:  # noqa: ANN001
+    return PriceOverride(
+        service=row.service,
+        markup_percent=row.markup_percent,
+        fixed_price=int(row.fixed_price) if row.fixed_price is not None else None,
+        updated_at=row.updated_at,
+    )
+
+
+async def _require_service(conn: AsyncConnection, service: str) -> None:
+    found = (
+        await conn.execute(select(services.c.code).where(services.c.code == str(service)))
+    ).first()
+    if found is None:
+        raise NotFound(f"unknown service {service!r}")
+
+
+async def _require_country(conn: AsyncConnection, country: str) -> None:
+    found = (
+        await conn.execute(select(countries.c.code).where(countries.c.code == str(country)))
+    ).first()
+    if found is None:
+        raise NotFound(f"unknown country {country!r}")
