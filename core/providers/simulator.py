@@ -55,6 +55,11 @@ from core.providers.errors import (
 OPEN_STATES = frozenset({ActivationState.WAITING, ActivationState.CODE})
 DEFAULT_CODE_DELAY_S: tuple[float, float] = (5.0, 45.0)
 DEFAULT_BALANCE = 10**9  # minor units: enough for millions of benchmark rentals
+# A long-running demo server must not grow forever: the call log keeps its newest entries,
+# and closed activations are forgotten a while after they closed.
+MAX_CALLS_KEPT = 100_000
+CLOSED_RETENTION_S = 86_400.0
+_PRUNE_EVERY = 1024  # rentals
 
 # Typical base cost per service (US cents) and a price level per country; the seed jitters
 # both. Unlisted services cost 25, unlisted countries use factor 1.0.
@@ -208,7 +213,7 @@ class SimulatorProvider:
 
     def deliver_code(self, activation_id: str, code: str | None = None, text: str | None = None) -> SmsMessage:
         """Make an SMS arrive now (test control; not part of the port)."""
-        self.calls.append(("deliver_code", activation_id))
+        self._log("deliver_code", activation_id)
         act = self._get(activation_id)
         now = self.clock.now()
         self._refresh(act, now)
@@ -221,7 +226,7 @@ class SimulatorProvider:
     # --- the Provider port ----------------------------------------------------------
 
     async def catalog(self) -> list[Offer]:
-        self.calls.append(("catalog",))
+        self._log("catalog")
         await self._network()
         return [
             Offer(o.service, o.country, o.cost, 0) if self._knocked_out(o.service, o.country) else o
@@ -229,7 +234,7 @@ class SimulatorProvider:
         ]
 
     async def rent(self, request: RentRequest) -> Rental:
-        self.calls.append(("rent", request.service, request.country, request.idempotency_key))
+        self._log("rent", request.service, request.country, request.idempotency_key)
         await self._network()
         unknown_roll = self._faults.random()
         held = self._by_key.get(request.idempotency_key)
@@ -260,14 +265,14 @@ class SimulatorProvider:
         return self._rental(act)
 
     async def status(self, activation_id: str) -> ActivationStatus:
-        self.calls.append(("status", activation_id))
+        self._log("status", activation_id)
         await self._network()
         act = self._get(activation_id)
         self._refresh(act, self.clock.now())
         return _status(act)
 
     async def batch_status(self, activation_ids: list[str]) -> dict[str, ActivationStatus]:
-        self.calls.append(("batch_status", *activation_ids))
+        self._log("batch_status", *activation_ids)
         await self._network()
         now = self.clock.now()
         out: dict[str, ActivationStatus] = {}
@@ -279,7 +284,7 @@ class SimulatorProvider:
         return out
 
     async def cancel(self, activation_id: str) -> None:
-        self.calls.append(("cancel", activation_id))
+        self._log("cancel", activation_id)
         await self._network()
         act = self._get(activation_id)
         now = self.clock.now()
@@ -298,7 +303,7 @@ class SimulatorProvider:
         self._close(act, ActivationState.CANCELLED, now)
 
     async def finish(self, activation_id: str) -> None:
-        self.calls.append(("finish", activation_id))
+        self._log("finish", activation_id)
         await self._network()
         act = self._get(activation_id)
         now = self.clock.now()
@@ -308,7 +313,7 @@ class SimulatorProvider:
         self._close(act, ActivationState.FINISHED, now)
 
     async def request_another_code(self, activation_id: str) -> None:
-        self.calls.append(("another_code", activation_id))
+        self._log("another_code", activation_id)
         await self._network()
         if not self.capabilities.another_code:
             raise NotSupported("another code is not offered", provider=self.name)
@@ -320,7 +325,7 @@ class SimulatorProvider:
         self._schedule_code(act, now)
 
     async def active_activations(self) -> list[Rental]:
-        self.calls.append(("active_activations",))
+        self._log("active_activations")
         await self._network()
         now = self.clock.now()
         for act in list(self._open.values()):
@@ -328,7 +333,7 @@ class SimulatorProvider:
         return [self._rental(a) for a in self._open.values()]
 
     async def balance(self) -> Balance:
-        self.calls.append(("balance",))
+        self._log("balance")
         await self._network()
         return Balance(amount=self._balance, currency=self.currency)
 
@@ -349,6 +354,22 @@ class SimulatorProvider:
             return self.out_of_stock
         return (service, country) in self.out_of_stock
 
+    def _log(self, *entry: str) -> None:
+        self.calls.append(entry)
+        if len(self.calls) > MAX_CALLS_KEPT:
+            del self.calls[: MAX_CALLS_KEPT // 2]
+
+    def _prune(self, now: datetime) -> None:
+        horizon = now - timedelta(seconds=CLOSED_RETENTION_S)
+        stale = [
+            a for a in self.activations.values()
+            if a.closed_at is not None and a.closed_at < horizon
+        ]
+        for act in stale:
+            del self.activations[act.id]
+            if self._by_key.get(act.idempotency_key) is act:
+                del self._by_key[act.idempotency_key]
+
     def _get(self, activation_id: str) -> SimActivation:
         act = self.activations.get(activation_id)
         if act is None:
@@ -359,6 +380,8 @@ class SimulatorProvider:
         serial = next(self._serial)
         rng = random.Random(f"{self.seed}:rental:{serial}")
         now = self.clock.now()
+        if serial % _PRUNE_EVERY == 0:
+            self._prune(now)
         act = SimActivation(
             id=str(100_000_000 + serial),
             service=request.service,

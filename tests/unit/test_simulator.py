@@ -317,3 +317,19 @@ def test_bad_knobs_are_refused():
         p.set_faults(code_delay_s=(30, 10))
     with pytest.raises(ValueError):
         p.set_faults(ttl_s=0)
+
+
+async def test_long_runs_forget_old_closed_activations_and_old_calls(clock, monkeypatch):
+    import core.providers.simulator as simulator_module
+
+    monkeypatch.setattr(simulator_module, "MAX_CALLS_KEPT", 10)
+    p = sim(clock, code_delay_s=None)
+    old = await p.rent(req("old"))
+    still_open = await p.rent(req("open", country="US"))
+    await p.cancel(old.activation_id)
+    clock.advance(days=1, seconds=1)
+    for i in range(simulator_module._PRUNE_EVERY - 2):
+        await p.rent(req(f"k{i}", country="DE"))
+    assert old.activation_id not in p.activations
+    assert still_open.activation_id in p.activations  # open ones are never forgotten
+    assert len(p.calls) <= 10 and p.calls[-1][0] == "rent"
