@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     SHOP_CURRENCY: str = "USD"
     MARKUP_PERCENT: float = Field(default=20, ge=0, le=1000)
     STAFF_CHAT_ID: int | None = None
+    # Telegram Stars top-ups: how many Stars buy one whole unit of SHOP_CURRENCY (50 → one
+    # Star credits $0.02). The credited amount is fixed into the signed invoice payload.
+    STARS_PER_CURRENCY_UNIT: float = Field(default=50, gt=0, le=1_000_000)
     QUOTE_TTL_SECONDS: int = Field(default=600, gt=0)
     ORDER_MAX_TTL_SECONDS: int = Field(default=1800, gt=0)
     HOLD_GRACE_SECONDS: int = Field(default=900, gt=0)

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "simulator",
     "providers",
     "emulator",
+    "bot",
     "admin",
     "staff",
 ]

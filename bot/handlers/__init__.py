@@ -1,0 +1,49 @@
+"""Routers per feature.
+
+Each feature module declares its handlers on a ``HandlerSet`` and ``routers()`` builds fresh
+aiogram ``Router`` objects from them. A router can belong to one dispatcher only, and tests
+and the benchmark build several dispatchers in one process, so routers are made per build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiogram import Router
+
+Registration = tuple[str, Callable[..., Any], tuple[Any, ...]]
+
+
+class HandlerSet:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._registrations: list[Registration] = []
+
+    def _on(self, observer: str, filters: tuple[Any, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def register(func: Callable[..., Any]) -> Callable[..., Any]:
+            self._registrations.append((observer, func, filters))
+            return func
+        return register
+
+    def message(self, *filters: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return self._on("message", filters)
+
+    def callback_query(self, *filters: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return self._on("callback_query", filters)
+
+    def pre_checkout_query(self, *filters: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return self._on("pre_checkout_query", filters)
+
+    def router(self) -> Router:
+        router = Router(name=self.name)
+        for observer, func, filters in self._registrations:
+            getattr(router, observer).register(func, *filters)
+        return router
+
+
+def routers() -> list[Router]:
+    from bot.handlers import balance, buy, fallback, help, orders, start
+
+    # start first (it also leaves any half-typed input), fallback last (it catches the rest).
+    return [m.handlers.router() for m in (start, help, balance, orders, buy, fallback)]

@@ -1,0 +1,220 @@
+"""Buying: service → country → confirm (a server-side quote) → Buy → the order message.
+
+The confirm screen stores a quote and its Buy button carries only the quote id; the price
+charged is the stored one (core checks owner and expiry). The purchase's idempotency key is
+``tg:{chat_id}:{message_id}:buy:{quote_id}``: every tap on one message's Buy button — a
+double tap, a second device, a retried callback — maps to one key and so buys once, and a
+tap while the first is still renting is told "working on it".
+"""
+
+from __future__ import annotations
+
+from aiogram import F
+from aiogram.filters import Command, CommandObject, StateFilter
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+
+from bot.handlers import HandlerSet
+from bot import keyboards, texts
+from bot.context import ShopContext, accessible, send_screen, show
+from bot.middlewares import Reply
+from core import catalog
+from core.catalog import CountryOffer, ServiceView
+from core.errors import AlreadyInProgress, NoProviderAvailable
+
+handlers = HandlerSet("buy")
+
+MAX_SEARCH = 32
+Screen = tuple[str, InlineKeyboardMarkup]
+
+
+# --- screens ----------------------------------------------------------------------------
+
+
+async def services_screen(shop: ShopContext, offset: int = 0) -> Screen:
+    per = keyboards.SERVICES_PER_PAGE
+    async with shop.core.db.read() as conn:
+        views, total = await catalog.list_services(
+            conn, offset=offset, limit=per, markup_percent=shop.markup_percent)
+        if not views and offset > 0:  # a page that no longer exists: show the first
+            offset = 0
+            views, total = await catalog.list_services(
+                conn, offset=0, limit=per, markup_percent=shop.markup_percent)
+    pages = max(1, (total + per - 1) // per)
+    return (texts.services_page(offset // per + 1, pages),
+            keyboards.services(views, offset=offset, total=total, currency=shop.currency))
+
+
+async def search_services(shop: ShopContext, term: str) -> tuple[list[ServiceView], int]:
+    async with shop.core.db.read() as conn:
+        return await catalog.list_services(
+            conn, search=term, limit=keyboards.SERVICES_PER_PAGE,
+            markup_percent=shop.markup_percent)
+
+
+def _exact(views: list[ServiceView], total: int, term: str) -> ServiceView | None:
+    low = term.lower()
+    for v in views:
+        if v.code == low or v.name.lower() == low:
+            return v
+    return views[0] if total == 1 else None
+
+
+async def _offers(shop: ShopContext, service: str) -> list[CountryOffer]:
+    async with shop.core.db.read() as conn:
+        return await catalog.list_countries(conn, service, markup_percent=shop.markup_percent)
+
+
+async def countries_screen(shop: ShopContext, service: str, offset: int = 0) -> Screen:
+    offers = await _offers(shop, service)
+    if not offers:
+        return texts.no_countries(service), keyboards.back_to_services()
+    per = keyboards.COUNTRIES_PER_PAGE
+    if offset >= len(offers):
+        offset = 0
+    pages = (len(offers) + per - 1) // per
+    return (texts.countries_page(service, offset // per + 1, pages),
+            keyboards.countries(service, offers, offset=offset, currency=shop.currency))
+
+
+async def confirm_screen(
+    shop: ShopContext, *, user_id: int, telegram_id: int, service: str, country: str
+) -> Screen:
+    settings = shop.core.settings
+    async with shop.core.db.begin() as conn:
+        quote = await catalog.create_quote(
+            conn, user_id=user_id, service=service, country=country,
+            markup_percent=shop.markup_percent, now=shop.core.clock.now(),
+            ttl_seconds=settings.QUOTE_TTL_SECONDS)
+    wallet = await shop.core.wallets.show(telegram_id)
+    enough = wallet.available >= quote.price
+    text = texts.confirm(service, country, quote.price, wallet.available, shop.currency,
+                         max(1, settings.QUOTE_TTL_SECONDS // 60))
+    return text, keyboards.confirm(service, quote.id, quote.price, shop.currency, enough=enough)
+
+
+# --- browsing ---------------------------------------------------------------------------
+
+
+@handlers.callback_query(keyboards.MenuCb.filter(F.to == "buy"))
+async def on_buy_menu(query: CallbackQuery, shop: ShopContext) -> None:
+    await show(query.message, *await services_screen(shop))
+
+
+@handlers.callback_query(keyboards.ServicesCb.filter())
+async def on_services_page(query: CallbackQuery, callback_data: keyboards.ServicesCb,
+                           shop: ShopContext) -> None:
+    await show(query.message, *await services_screen(shop, callback_data.offset))
+
+
+@handlers.callback_query(keyboards.ServiceCb.filter())
+async def on_service(query: CallbackQuery, callback_data: keyboards.ServiceCb,
+                     shop: ShopContext) -> None:
+    await show(query.message, *await countries_screen(shop, callback_data.code, callback_data.offset))
+
+
+@handlers.callback_query(keyboards.CountryCb.filter())
+async def on_country(query: CallbackQuery, callback_data: keyboards.CountryCb,
+                     shop: ShopContext, user_id: int) -> None:
+    await show(query.message, *await confirm_screen(
+        shop, user_id=user_id, telegram_id=query.from_user.id,
+        service=callback_data.service, country=callback_data.country))
+
+
+@handlers.message(Command("buy"))
+async def cmd_buy(message: Message, command: CommandObject, shop: ShopContext, user_id: int) -> None:
+    """``/buy <service> [<country>]``: jump to the country list or straight to confirm."""
+    words = (command.args or "").split()
+    if not words:
+        await send_screen(message, *await services_screen(shop))
+        return
+    telegram_id = message.chat.id
+    if len(words) >= 2:
+        views, total = await search_services(shop, " ".join(words[:-1])[:MAX_SEARCH])
+        found = _exact(views, total, " ".join(words[:-1]))
+        if found is not None:
+            country = _match_country(await _offers(shop, found.code), words[-1])
+            if country is not None:
+                await send_screen(message, *await confirm_screen(
+                    shop, user_id=user_id, telegram_id=telegram_id, service=found.code,
+                    country=country))
+                return
+    term = " ".join(words)[:MAX_SEARCH]
+    views, total = await search_services(shop, term)
+    found = _exact(views, total, term)
+    if found is not None:
+        await send_screen(message, *await countries_screen(shop, found.code))
+    elif len(words) >= 2 and (first := _exact(*await search_services(shop, words[0]), words[0])):
+        await message.answer(texts.unknown_country(first.code, " ".join(words[1:])),
+                             reply_markup=(await countries_screen(shop, first.code))[1])
+    else:
+        await _search_results(message, shop, term, views, total)
+
+
+def _match_country(offers: list[CountryOffer], text: str) -> str | None:
+    low = text.strip().lower()
+    for o in offers:
+        if o.country.lower() == low or o.name.lower() == low:
+            return o.country
+    starts = [o for o in offers if o.name.lower().startswith(low)]
+    return starts[0].country if len(starts) == 1 else None
+
+
+@handlers.message(StateFilter(None), F.text, ~F.text.startswith("/"))
+async def on_search(message: Message, shop: ShopContext) -> None:
+    """Any plain text is a search for a service by name."""
+    term = (message.text or "").strip()[:MAX_SEARCH]
+    views, total = await search_services(shop, term)
+    found = _exact(views, total, term)
+    if found is not None and total == 1:
+        await send_screen(message, *await countries_screen(shop, found.code))
+        return
+    await _search_results(message, shop, term, views, total)
+
+
+async def _search_results(message: Message, shop: ShopContext, term: str,
+                          views: list[ServiceView], total: int) -> None:
+    if not views:
+        await message.answer(texts.search_none(term), reply_markup=keyboards.back_to_menu())
+        return
+    text = texts.services_page(1, 1, search=term, total=total)
+    if total > len(views):
+        text += "\n" + texts.search_more(len(views), total)
+    await message.answer(text, reply_markup=keyboards.services(
+        views, offset=0, total=total, currency=shop.currency, paged=False))
+
+
+# --- the purchase -----------------------------------------------------------------------
+
+
+@handlers.callback_query(keyboards.BuyCb.filter())
+async def on_buy(query: CallbackQuery, callback_data: keyboards.BuyCb, shop: ShopContext,
+                 user_id: int, reply: Reply) -> None:
+    message = accessible(query.message)
+    if message is None:
+        reply.say(texts.STALE_BUTTON, alert=True)
+        return
+    quote_id = str(callback_data.quote)
+    key = f"tg:{message.chat.id}:{message.message_id}:buy:{quote_id}"
+    try:
+        order = await shop.core.orders.purchase(
+            user_id=user_id, quote_id=quote_id, idempotency_key=key,
+            chat_id=message.chat.id, message_id=message.message_id)
+    except AlreadyInProgress:
+        reply.say(texts.WORKING)
+        return
+    except NoProviderAvailable as exc:
+        service = await _quote_service(shop, quote_id, user_id)
+        await show(message, texts.not_charged(exc.reason),
+                   keyboards.not_charged(service) if service else keyboards.back_to_menu())
+        reply.say(texts.not_charged(exc.reason), alert=True)
+        return
+    await show(message, *shop.order_screen(order))
+
+
+async def _quote_service(shop: ShopContext, quote_id: str, user_id: int) -> str | None:
+    try:
+        async with shop.core.db.read() as conn:
+            quote = await catalog.load_quote(conn, quote_id, user_id, shop.core.clock.now())
+    except Exception:  # noqa: BLE001 - only used to offer a "back" button
+        return None
+    return quote.service

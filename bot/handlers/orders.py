@@ -1,0 +1,80 @@
+"""The order message's buttons (Cancel & refund, Check now, Another code) and My orders.
+
+Every action names its order by id only; core answers ``OrderNotFound`` for an id that is
+unknown or belongs to someone else (existence is not disclosed), which the answerer turns
+into "that button no longer works" — nothing changes.
+"""
+
+from __future__ import annotations
+
+from aiogram import F
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, Message
+
+from bot.handlers import HandlerSet
+from bot import keyboards, texts
+from bot.context import ShopContext, show
+from bot.middlewares import Reply
+
+handlers = HandlerSet("orders")
+
+
+async def _orders_screen(shop: ShopContext, user_id: int) -> tuple[str, object]:
+    views = await shop.core.orders.list_orders(user_id=user_id, limit=keyboards.ORDERS_SHOWN)
+    return texts.orders_list(len(views)), keyboards.orders(views, shop.currency)
+
+
+@handlers.message(Command("orders"))
+async def cmd_orders(message: Message, shop: ShopContext, user_id: int) -> None:
+    text, markup = await _orders_screen(shop, user_id)
+    await message.answer(text, reply_markup=markup)
+
+
+@handlers.callback_query(keyboards.MenuCb.filter(F.to == "orders"))
+async def on_orders(query: CallbackQuery, shop: ShopContext, user_id: int) -> None:
+    text, markup = await _orders_screen(shop, user_id)
+    await show(query.message, text, markup)  # type: ignore[arg-type]
+
+
+@handlers.callback_query(keyboards.OrderCb.filter(F.action == "view"))
+async def on_view(query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext,
+                  user_id: int) -> None:
+    order = await shop.core.orders.get_order(str(callback_data.order), user_id=user_id)
+    own_message = (query.message is not None and order.message_id == query.message.message_id)
+    await show(query.message, *shop.order_screen(order, from_list=not own_message))
+
+
+@handlers.callback_query(keyboards.OrderCb.filter(F.action == "cancel"))
+async def on_cancel(query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext,
+                    user_id: int, reply: Reply) -> None:
+    result = await shop.core.orders.cancel(str(callback_data.order), user_id=user_id)
+    text, markup = shop.order_screen(result.order)
+    if result.completed_instead:
+        shop.wake_sender()  # the code message is in the outbox
+        reply.say(texts.CANCEL_COMPLETED_INSTEAD, alert=True)
+    elif result.already:
+        reply.say(texts.CANCEL_ALREADY)
+    else:
+        wallet = await shop.core.wallets.show(query.from_user.id)
+        text += "\n\n" + texts.cancelled(result.refunded, wallet.available, shop.currency)
+        reply.say(texts.cancelled(result.refunded, wallet.available, shop.currency))
+    await show(query.message, text, markup)
+
+
+@handlers.callback_query(keyboards.OrderCb.filter(F.action == "check"))
+async def on_check(query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext,
+                   user_id: int, reply: Reply) -> None:
+    order = await shop.core.orders.check_now(str(callback_data.order), user_id=user_id)
+    if order.code:
+        shop.wake_sender()
+        reply.say(texts.CHECKED_CODE)
+    elif order.status == "waiting":
+        reply.say(texts.CHECKED_NOTHING)
+    await show(query.message, *shop.order_screen(order))
+
+
+@handlers.callback_query(keyboards.OrderCb.filter(F.action == "another"))
+async def on_another(query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext,
+                     user_id: int, reply: Reply) -> None:
+    await shop.core.orders.request_another_code(str(callback_data.order), user_id=user_id)
+    reply.say(texts.ANOTHER_REQUESTED)

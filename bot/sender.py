@@ -1,0 +1,305 @@
+"""The notification sender: drains core's outbox into Telegram within its rate limits.
+
+Core writes an outbox row in the same transaction as the state change it reports (a code
+arrived, an order expired and was refunded, …). This sender, running in the bot process,
+turns rows into messages:
+
+* **At most once per sender.** Rows are leased with ``outbox.claim_batch`` (a conditional
+  UPDATE, ``SKIP LOCKED`` on PostgreSQL), so two bot processes never hold the same row, and
+  ``mark_*`` only succeeds for the lease owner. A crashed sender's rows come back when the
+  lease ends. The primary message of a row is sent first and the row is marked right after;
+  secondary edits never make a row retry, so a retry never duplicates a delivered message.
+* **Rate limits.** About ``per_second`` calls overall (token bucket), and rows to one chat
+  at least ``per_chat_interval`` apart. A 429 pauses *all* sending for ``retry_after`` (it is
+  a bot-wide flood limit), then the same call is made again; after a few 429s in a row the
+  row is put back for ``retry_after`` later.
+* **Blocked users.** A 403 marks the user unreachable and the row ``unreachable`` (final:
+  no retry storm); other rows for that chat in the batch are settled the same way without
+  calling Telegram again.
+
+``sleep`` and ``monotonic`` are injectable so tests can check waits without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+)
+from aiogram.types import InlineKeyboardMarkup
+
+from bot import errors, keyboards, texts
+from core import outbox
+from core.app import Core
+from core.errors import ShopError
+from core.outbox import OutboxMessage
+from core.users import mark_unreachable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRY_AFTER_TRIES = 3
+MAX_BACKOFF_S = 300
+
+
+class Undeliverable(Exception):
+    """A row no retry can deliver (unknown kind): marked failed at once."""
+
+
+class RetryLater(Exception):
+    def __init__(self, seconds: float, reason: str) -> None:
+        super().__init__(reason)
+        self.seconds = seconds
+
+
+class Limits:
+    """Bot-wide token bucket plus per-chat spacing; waits are reserved, never polled.
+
+    Each caller reserves its slot synchronously and then sleeps for its own deficit, so
+    concurrent senders queue fairly and nothing loops on a clock.
+    """
+
+    def __init__(
+        self, *, per_second: float, per_chat_interval: float,
+        monotonic: Callable[[], float], sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.rate = per_second
+        self.per_chat_interval = per_chat_interval
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self._tokens = float(per_second)
+        self._at = monotonic()
+        self._paused_until = 0.0
+        self._chat_next: dict[int, float] = {}
+
+    def pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, self.monotonic() + seconds)
+
+    async def call_slot(self) -> None:
+        now = self.monotonic()
+        self._tokens = min(float(self.rate), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        self._tokens -= 1.0
+        wait = max(0.0, -self._tokens / self.rate, self._paused_until - now)
+        if wait > 0:
+            await self.sleep(wait)
+
+    async def chat_slot(self, chat_id: int) -> None:
+        now = self.monotonic()
+        start = max(now, self._chat_next.get(chat_id, now))
+        self._chat_next[chat_id] = start + self.per_chat_interval
+        if len(self._chat_next) > 10_000:
+            self._chat_next = {c: t for c, t in self._chat_next.items() if t > now}
+        if start > now:
+            await self.sleep(start - now)
+
+
+class OutboxSender:
+    def __init__(
+        self, bot: Bot, core: Core, *, owner: str | None = None, per_second: float = 25.0,
+        per_chat_interval: float = 1.0, batch_size: int = 50, lease_seconds: float = 120.0,
+        idle_seconds: float = 0.5, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_unreachable: Callable[[int], None] | None = None,
+    ) -> None:
+        self.bot = bot
+        self.core = core
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
+        self.idle_seconds = idle_seconds
+        self.limits = Limits(per_second=per_second, per_chat_interval=per_chat_interval,
+                             monotonic=monotonic, sleep=sleep)
+        self.on_unreachable = on_unreachable
+        self._wake = asyncio.Event()
+        self.stats: dict[str, int] = defaultdict(int)
+
+    @property
+    def currency(self) -> str:
+        return self.core.settings.SHOP_CURRENCY
+
+    def wake(self) -> None:
+        """Look at the outbox now instead of after the idle pause."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Drain until ``stop`` is set; a failing database only delays, never kills, it."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                handled = await self.drain_once()
+                failures = 0
+            except Exception:  # noqa: BLE001 - keep the loop alive; rows stay leased/pending
+                failures += 1
+                log.exception("outbox drain failed")
+                handled = 0
+            if handled:
+                continue
+            self._wake.clear()
+            idle = self.idle_seconds * min(2 ** failures, 20)
+            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+
+    async def drain_once(self) -> int:
+        """Claim one batch and deliver it; returns how many rows were claimed."""
+        rows = await outbox.claim_batch(self.core.db, owner=self.owner, now=self.core.clock.now(),
+                                        limit=self.batch_size, lease_seconds=self.lease_seconds)
+        if not rows:
+            return 0
+        by_chat: dict[int, list[OutboxMessage]] = defaultdict(list)
+        for row in rows:
+            by_chat[row.chat_id].append(row)
+        await asyncio.gather(*(self._chat_rows(chat, group) for chat, group in by_chat.items()))
+        return len(rows)
+
+    async def _chat_rows(self, chat_id: int, rows: list[OutboxMessage]) -> None:
+        unreachable = False
+        for row in rows:
+            if unreachable:
+                await outbox.mark_unreachable(self.core.db, row.id, self.owner, "bot was blocked")
+                self.stats["unreachable"] += 1
+                continue
+            await self.limits.chat_slot(chat_id)
+            unreachable = await self._one(row)
+
+    async def _one(self, row: OutboxMessage) -> bool:
+        """Deliver one row and settle it; True if the chat turned out to be unreachable."""
+        db, owner = self.core.db, self.owner
+        try:
+            await self._deliver(row)
+        except TelegramForbiddenError as exc:
+            log.info("chat %s blocked the bot; row %s unreachable", row.chat_id, row.id)
+            async with db.begin() as conn:
+                await mark_unreachable(conn, row.chat_id)
+            await outbox.mark_unreachable(db, row.id, owner, str(exc))
+            if self.on_unreachable is not None:
+                self.on_unreachable(row.chat_id)
+            self.stats["unreachable"] += 1
+            return True
+        except RetryLater as exc:
+            await outbox.mark_retry(db, row.id, owner, self._at(exc.seconds), str(exc),
+                                    attempts=row.attempts)
+            self.stats["retry"] += 1
+            return False
+        except (TelegramBadRequest, Undeliverable) as exc:
+            log.warning("row %s (%s) refused by Telegram: %s", row.id, row.kind, exc)
+            await outbox.mark_failed(db, row.id, owner, str(exc))
+            self.stats["failed"] += 1
+            return False
+        except Exception as exc:  # noqa: BLE001 - network, 5xx, database: try again later
+            log.warning("row %s (%s) not sent: %s", row.id, row.kind, exc)
+            backoff = min(MAX_BACKOFF_S, 5 * 2 ** max(0, row.attempts - 1))
+            await outbox.mark_retry(db, row.id, owner, self._at(backoff), repr(exc),
+                                    attempts=row.attempts)
+            self.stats["retry"] += 1
+            return False
+        if not await outbox.mark_sent(db, row.id, owner, self.core.clock.now()):
+            log.warning("row %s: lease lost before it was marked sent", row.id)
+        self.stats["sent"] += 1
+        return False
+
+    def _at(self, seconds: float) -> Any:
+        return self.core.clock.now() + timedelta(seconds=seconds)
+
+    # --- calls ----------------------------------------------------------------------
+
+    async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
+        """One Bot API call inside the limits; 429 pauses everyone and tries again."""
+        for attempt in range(1, RETRY_AFTER_TRIES + 1):
+            await self.limits.call_slot()
+            try:
+                return await make()
+            except TelegramRetryAfter as exc:
+                self.stats["retry_after"] += 1
+                log.warning("flood limit: pausing all sends for %ss", exc.retry_after)
+                self.limits.pause(exc.retry_after)
+                if attempt == RETRY_AFTER_TRIES:
+                    raise RetryLater(exc.retry_after, str(exc)) from exc
+        raise AssertionError("unreachable")
+
+    async def _send(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+        await self._call(lambda: self.bot.send_message(chat_id, text, reply_markup=markup))
+
+    async def _edit(self, chat_id: int, message_id: int | None, text: str,
+                    markup: InlineKeyboardMarkup | None) -> bool:
+        """Secondary update of an existing message; failures other than 403 are only logged."""
+        if not message_id:
+            return False
+        try:
+            await self._call(lambda: self.bot.edit_message_text(
+                text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup))
+        except TelegramForbiddenError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the row's main message decides its fate
+            if not errors.is_not_modified(exc):
+                log.info("could not update message %s in chat %s: %s", message_id, chat_id, exc)
+                return False
+        return True
+
+    # --- rendering ------------------------------------------------------------------
+
+    async def _order_screen(self, row: OutboxMessage) -> tuple[str, InlineKeyboardMarkup] | None:
+        if not row.order_id:
+            return None
+        try:
+            order = await self.core.orders.get_order(row.order_id)
+        except ShopError:
+            return None
+        text = texts.order(
+            status=order.status, service=order.service, country=order.country,
+            price=order.price, currency=self.currency, phone=order.phone, code=order.code,
+            expires_at=order.expires_at, now=self.core.clock.now(), order_id=order.id)
+        return text, keyboards.order(order)
+
+    async def _available(self, telegram_id: int) -> int | None:
+        try:
+            return (await self.core.wallets.show(telegram_id)).available
+        except ShopError:
+            return None
+
+    async def _deliver(self, row: OutboxMessage) -> None:
+        p, chat = row.payload, row.chat_id
+        service = str(p.get("service") or "")
+        message_id = p.get("message_id")
+        if row.kind in ("completed", "code_extra"):
+            await self._send(chat, texts.code_message(p.get("code"), p.get("text"),
+                                                      p.get("phone"), service))
+        elif row.kind in ("expired", "failed", "cancelled", "refunded"):
+            price = int(p.get("refunded") or p.get("price") or 0)
+            await self._send(chat, texts.money_back(row.kind, price, self.currency, service,
+                                                    await self._available(chat)))
+        elif row.kind == "waiting":
+            screen = await self._order_screen(row)
+            if screen is not None and await self._edit(chat, message_id, *screen):
+                await self._send(chat, texts.number_ready(p.get("phone"), service))
+            elif screen is not None:
+                await self._send(chat, *screen)
+            else:
+                await self._send(chat, texts.number_ready(p.get("phone"), service))
+            return
+        elif row.kind == "staff_alert":
+            await self._send(chat, texts.staff_alert(str(p.get("text") or "")))
+            return
+        else:
+            raise Undeliverable(f"unknown outbox kind {row.kind!r}")
+        if row.kind != "code_extra":
+            screen = await self._order_screen(row)
+            if screen is not None:
+                await self._edit(chat, message_id, *screen)
