@@ -159,7 +159,9 @@ class TextVerifiedProvider:
         self._early_cancel_retry = timedelta(seconds=early_cancel_retry_seconds)
         self._catalog_concurrency = catalog_concurrency
         self._max_pages = max_pages
-        self._service_names: dict[str, str] = {}  # TextVerified name → canonical, from catalog
+        self._service_names: dict[str, str] = {}  # TextVerified name → canonical
+        self._services_loaded: datetime | None = None
+        self._services_ttl = timedelta(hours=1)
 
     @classmethod
     def from_settings(cls, settings: Any, clock: Clock) -> TextVerifiedProvider:
@@ -288,27 +290,7 @@ class TextVerifiedProvider:
     # ------------------------------------------------------------------ catalogue
 
     async def catalog(self) -> list[Offer]:
-        response = await self._authed(
-            "GET", f"{API}/services", what="services",
-            params={"numberType": "mobile", "reservationType": "verification"})
-        if response.status_code != 200:
-            raise self._malformed("services", response)
-        doc = parse_json(response, provider=self.name, label="services", secrets=self._secrets)
-        if not isinstance(doc, list):
-            raise self._malformed("services", repr(doc)[:200])
-        available: set[str] = set()
-        for entry in doc:
-            if not isinstance(entry, dict) or not isinstance(entry.get("serviceName"), str):
-                raise self._malformed("services", repr(entry)[:200])
-            if entry.get("capability") in ("sms", "smsAndVoiceCombo", None):
-                available.add(entry["serviceName"])
-        mapping: dict[str, str] = {}
-        for canonical in sorted(SERVICE_CODES):
-            for candidate in SERVICE_ALIASES.get(canonical, (canonical,)):
-                if candidate in available:
-                    mapping[canonical] = candidate
-                    break
-        self._service_names = {tv: canonical for canonical, tv in mapping.items()}
+        mapping = await self._service_map(refresh=True)
         gate = asyncio.Semaphore(self._catalog_concurrency)
 
         async def offer(canonical: str, tv_name: str) -> Offer | None:
@@ -322,7 +304,7 @@ class TextVerifiedProvider:
             return Offer(service=canonical, country="US", cost=self._rate.to_shop_minor(price),
                          stock=stock)
 
-        results = await asyncio.gather(*(offer(c, t) for c, t in mapping.items()))
+        results = await asyncio.gather(*(offer(c, t) for c, t in sorted(mapping.items())))
         return [o for o in results if o is not None]
 
     async def _catalog_post(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
@@ -363,12 +345,35 @@ class TextVerifiedProvider:
             raise self._malformed(f"inventory {tv_name}", repr(doc)[:200])
         return quantity
 
-    def _tv_name(self, canonical: str) -> str | None:
-        for tv, canon in self._service_names.items():
-            if canon == canonical:
-                return tv
-        candidates = SERVICE_ALIASES.get(canonical, (canonical,))
-        return candidates[0] if candidates else None
+    async def _service_map(self, *, refresh: bool = False) -> dict[str, str]:
+        """canonical → TextVerified serviceName, from the service list (cached an hour)."""
+        now = self._clock.now()
+        if (not refresh and self._services_loaded is not None
+                and now - self._services_loaded < self._services_ttl):
+            return {canonical: tv for tv, canonical in self._service_names.items()}
+        response = await self._authed(
+            "GET", f"{API}/services", what="services",
+            params={"numberType": "mobile", "reservationType": "verification"})
+        if response.status_code != 200:
+            raise self._malformed("services", response)
+        doc = parse_json(response, provider=self.name, label="services", secrets=self._secrets)
+        if not isinstance(doc, list):
+            raise self._malformed("services", repr(doc)[:200])
+        available: set[str] = set()
+        for entry in doc:
+            if not isinstance(entry, dict) or not isinstance(entry.get("serviceName"), str):
+                raise self._malformed("services", repr(entry)[:200])
+            if entry.get("capability") in ("sms", "smsAndVoiceCombo", None):
+                available.add(entry["serviceName"])
+        mapping: dict[str, str] = {}
+        for canonical in sorted(SERVICE_CODES):
+            for candidate in SERVICE_ALIASES.get(canonical, (canonical,)):
+                if candidate in available:
+                    mapping[canonical] = candidate
+                    break
+        self._service_names = {tv: canonical for canonical, tv in mapping.items()}
+        self._services_loaded = now
+        return mapping
 
     def _canonical(self, tv_name: object) -> str | None:
         if not isinstance(tv_name, str):
@@ -383,9 +388,12 @@ class TextVerifiedProvider:
     # ------------------------------------------------------------------ rent
 
     async def rent(self, request: RentRequest) -> Rental:
-        tv_name = self._tv_name(request.service)
-        if request.country.upper() != "US" or tv_name is None:
-            raise BadService(f"{self.name}: {request.service}/{request.country} is not sold here",
+        if request.country.upper() != "US":
+            raise BadService(f"{self.name}: only US numbers, not {request.country}",
+                             provider=self.name)
+        tv_name = (await self._service_map()).get(request.service)
+        if tv_name is None:
+            raise BadService(f"{self.name}: service {request.service!r} is not sold here",
                              provider=self.name)
         max_price = self._rate.to_provider_max(request.max_cost)
         if max_price <= 0:

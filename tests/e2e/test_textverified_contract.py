@@ -210,11 +210,22 @@ async def test_rent_sends_key_and_max_price_and_follows_location(
 
 
 async def test_rent_uses_the_aliased_service_name(tv: TextVerifiedProvider,
-                                                  fake: FakeTextVerified) -> None:
-    await tv.catalog()
-    rental = await tv.rent(req(service="google"))
+                                                  fake: FakeTextVerified, clock: FakeClock) -> None:
+    rental = await tv.rent(req(service="google"))  # no catalogue sync in this process yet
     assert fake.calls_to("create")[0].body["serviceName"] == "gmail"
     assert rental.service == "google"
+    await tv.rent(req(service="whatsapp", key="order-2"))
+    assert len(fake.calls_to("services")) == 1  # the service list is cached…
+    clock.advance(3601)
+    await tv.rent(req(service="whatsapp", key="order-3"))
+    assert len(fake.calls_to("services")) == 2  # …for an hour
+
+
+async def test_rent_of_a_service_textverified_does_not_list(tv: TextVerifiedProvider,
+                                                            fake: FakeTextVerified) -> None:
+    with pytest.raises(BadService):
+        await tv.rent(req(service="wechat"))
+    assert fake.calls_to("create") == []
 
 
 async def test_rent_outside_the_us_is_refused_without_a_call(tv: TextVerifiedProvider,
