@@ -10,10 +10,13 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.clock import FakeClock
 from core.config import ConfigError, load_settings
 from core.providers.base import ActivationState, Provider, RentRequest
+from core.providers.cost_rate import CostRate
 from core.providers.errors import (
     ActivationNotFound,
     AlreadyClosed,
@@ -608,3 +611,17 @@ async def test_breaker_counts_timeouts_and_reopens_on_a_failed_probe(
         await guarded.status("1")
     with pytest.raises(BreakerOpen):
         await guarded.status("1")
+
+
+# ---------------------------------------------------------------- cost conversion
+
+
+@given(max_cost=st.integers(min_value=0, max_value=10**7),
+       rate=st.decimals(min_value="0.0001", max_value="1000", places=4),
+       currency=st.sampled_from(["USD", "JPY", "KWD"]))
+def test_max_price_sent_upstream_never_lets_cost_exceed_the_users_price(
+        max_cost: int, rate: object, currency: str) -> None:
+    conv = CostRate(str(rate), currency)
+    provider_max = conv.to_provider_max(max_cost)
+    assert provider_max >= 0
+    assert conv.to_shop_minor(provider_max) <= max_cost
