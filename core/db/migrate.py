@@ -101,7 +101,8 @@ def migration_engine(url: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        readonly = conn.get_execution_options().get("readonly")
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -203,6 +204,7 @@ async def current_revision(url: str) -> str | None:
     engine = migration_engine(url)
     try:
         async with engine.connect() as conn:
+            conn = await conn.execution_options(readonly=True)  # no write lock just to look
             return await conn.run_sync(_current)
     finally:
         await engine.dispose()

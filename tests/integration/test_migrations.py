@@ -159,3 +159,20 @@ def test_initial_revision_imports_no_application_code():
     for path in versions.glob("*.py"):
         body = path.read_text()
         assert "import core" not in body and "from core" not in body, path.name
+
+
+async def test_checking_the_revision_does_not_wait_for_a_writer(tmp_path):
+    """Every CLI command checks the revision; a busy shop holding the write lock must not stall it."""
+    import sqlite3
+
+    path = tmp_path / "busy.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await migrate.upgrade(url)
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE accounts SET credits_posted = credits_posted WHERE id = 1")
+        assert await asyncio.wait_for(migrate.current_revision(url), 5) == migrate.head_revision()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
