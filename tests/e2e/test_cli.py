@@ -100,6 +100,15 @@ def test_db_upgrade_creates_a_fresh_database(tmp_path, monkeypatch, capsys):
     assert row_counts(path)["accounts"] == 3
 
 
+def test_commands_migrate_a_fresh_sqlite_database_themselves(tmp_path, monkeypatch, capsys):
+    """The embedded shop needs no setup: the first command brings the schema to head."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/auto.db")
+    obj = run_json(capsys, "wallet", "credit", "8", "1.00", "--reason", "first ever command")
+    assert obj["available"] == money(100)
+    assert run_json(capsys, "db", "current")["up_to_date"] is True
+
+
 # -------------------------------------------------------------------------- wallet
 
 
