@@ -33,6 +33,7 @@ class Core:
             close = getattr(provider, "aclose", None)
             if close is not None:
                 await close()
+        await self.board.aclose()
         await self.db.dispose()
 
 

@@ -154,6 +154,9 @@ class SimulatorProvider:
         self._open: dict[str, SimActivation] = {}
         self._faults = random.Random(f"{seed}:faults")
         self._serial = itertools.count(1)
+        # Activation ids start with the construction time, so a shop restarted on the same
+        # database never sees an id it already owns (still deterministic under a fake clock).
+        self._boot = int(self.clock.now().timestamp())
         self._balance = int(balance)
 
     # --- knobs ----------------------------------------------------------------------
@@ -383,7 +386,7 @@ class SimulatorProvider:
         if serial % _PRUNE_EVERY == 0:
             self._prune(now)
         act = SimActivation(
-            id=str(100_000_000 + serial),
+            id=f"{self._boot}{serial:06d}",
             service=request.service,
             country=request.country,
             phone=_phone(rng, request.country),

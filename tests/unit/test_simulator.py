@@ -130,12 +130,12 @@ async def test_latency_sleeps_only_when_positive(clock, monkeypatch):
 
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
     p = sim(clock)
-    await p.rent(req("o1"))
+    first = await p.rent(req("o1"))
     await p.balance()
     assert slept == []
     p.set_faults(latency_s=0.25)
     await p.rent(req("o2"))
-    await p.status("100000001")
+    await p.status(first.activation_id)
     assert slept == [0.25, 0.25]
 
 
@@ -333,3 +333,19 @@ async def test_long_runs_forget_old_closed_activations_and_old_calls(clock, monk
     assert old.activation_id not in p.activations
     assert still_open.activation_id in p.activations  # open ones are never forgotten
     assert len(p.calls) <= 10 and p.calls[-1][0] == "rent"
+
+
+async def test_a_restarted_simulator_never_reuses_activation_ids():
+    from datetime import UTC, datetime
+
+    from core.clock import FakeClock
+    from core.providers.base import RentRequest
+    from core.providers.simulator import SimulatorProvider
+
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    first = SimulatorProvider(seed=1, clock=clock)
+    a = await first.rent(RentRequest("whatsapp", "GB", max_cost=10**6, idempotency_key="a"))
+    clock.advance(5)
+    second = SimulatorProvider(seed=1, clock=clock)  # the shop restarted
+    b = await second.rent(RentRequest("whatsapp", "GB", max_cost=10**6, idempotency_key="b"))
+    assert a.activation_id != b.activation_id
