@@ -97,10 +97,12 @@ def create_app(
 
     app = Litestar(
         route_handlers=[
-            login.login_form, login.login, login.logout,
-            overview.overview_page,
-            *users.HANDLERS, *orders.HANDLERS, *ledger.HANDLERS, *providers.HANDLERS,
-            *reconciliation.HANDLERS, *audit.HANDLERS, *staff.HANDLERS,
+            Router(path="/", include_in_schema=False, route_handlers=[
+                login.login_form, login.login, login.logout,
+                overview.overview_page,
+                *users.HANDLERS, *orders.HANDLERS, *ledger.HANDLERS, *providers.HANDLERS,
+                *reconciliation.HANDLERS, *audit.HANDLERS, *staff.HANDLERS,
+            ]),
             *api.HANDLERS, metrics.metrics, health.healthz, health.readyz, webhooks.textverified,
             create_static_files_router(path="/static", directories=[HERE / "static"],
                                        opt={"public": True, "exclude_from_auth": True},

@@ -121,13 +121,21 @@ async def search_users(conn: AsyncConnection, query: str, limit: int = 50) -> li
     stmt = select(*_USER_COLS, *_wallet_cols()).join(accounts, accounts.c.id == users.c.wallet_account_id)
     if not q:
         stmt = stmt.order_by(users.c.id.desc())
-    elif q.lstrip("-").isdigit() and len(q) <= 19:
-        stmt = stmt.where(or_(users.c.telegram_id == int(q), users.c.id == int(q)))
+    elif q.isdigit():
+        number = _as_id(q)
+        stmt = stmt.where(or_(users.c.telegram_id == number, users.c.id == number) if number else users.c.id < 0)
     else:
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         stmt = stmt.where(users.c.username.like(escaped + "%", escape="\\")).order_by(users.c.username)
     rows = (await conn.execute(stmt.limit(limit))).mappings().all()
     return [_with_available(dict(r)) for r in rows]
+
+
+def _as_id(text: str) -> int | None:
+    """A typed number that can be a database id (BIGINT), else None."""
+    if text.isdigit() and len(text) <= 19 and int(text) <= 2**63 - 1:
+        return int(text)
+    return None
 
 
 def _with_available(row: dict[str, Any]) -> dict[str, Any]:
@@ -149,8 +157,9 @@ async def resolve_user_filter(conn: AsyncConnection, text: str | None) -> int | 
     text = (text or "").strip().lstrip("@")
     if not text:
         return None
-    if text.lstrip("-").isdigit() and len(text) <= 19:
-        uid = await conn.scalar(select(users.c.id).where(users.c.telegram_id == int(text)))
+    if text.lstrip("-").isdigit():
+        number = _as_id(text)
+        uid = (await conn.scalar(select(users.c.id).where(users.c.telegram_id == number))) if number else None
     else:
         uid = await conn.scalar(select(users.c.id).where(users.c.username == text))
     if uid is None:

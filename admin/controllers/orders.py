@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.params import FromPath
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 from sqlalchemy import select
@@ -17,7 +16,7 @@ from core.money import format_amount
 
 from admin import queries
 from admin.forms import FormError, error_message, error_status, idempotency_key, parse_day, reason_field
-from admin.params import OptQ
+from admin.params import OptQ, OrderIdPath
 from admin.render import ctx_of, flash, page, see_other
 
 
@@ -64,7 +63,7 @@ async def order_page(request: Request[Any, Any, Any], order_id: str, *, status: 
 
 
 @get("/orders/{order_id:str}", opt={"role": "viewer"})
-async def order_detail(request: Request[Any, Any, Any], order_id: FromPath[str]) -> Template:
+async def order_detail(request: Request[Any, Any, Any], order_id: OrderIdPath) -> Template:
     return await order_page(request, order_id[:64])
 
 
@@ -91,7 +90,7 @@ async def _audit_once(ctx: Any, me: Any, action: str, order_id: str, reason: str
 
 
 @post("/orders/{order_id:str}/cancel", opt={"role": "support"})
-async def cancel(request: Request[Any, Any, Any], order_id: FromPath[str]) -> Template | Redirect:
+async def cancel(request: Request[Any, Any, Any], order_id: OrderIdPath) -> Template | Redirect:
     ctx = ctx_of(request)
     form = dict(await request.form())
     try:
@@ -114,7 +113,7 @@ async def cancel(request: Request[Any, Any, Any], order_id: FromPath[str]) -> Te
 
 
 @post("/orders/{order_id:str}/refund", opt={"role": "admin"})
-async def refund(request: Request[Any, Any, Any], order_id: FromPath[str]) -> Template | Redirect:
+async def refund(request: Request[Any, Any, Any], order_id: OrderIdPath) -> Template | Redirect:
     ctx = ctx_of(request)
     form = dict(await request.form())
     try:

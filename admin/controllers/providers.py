@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.params import FromPath
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
@@ -16,6 +15,7 @@ from core.money import MoneyError, parse_positive_amount
 from admin import queries
 from admin.context import breaker_states
 from admin.forms import FormError, error_message, error_status, idempotency_key, reason_field
+from admin.params import NamePath
 from admin.render import ctx_of, flash, page, see_other
 
 
@@ -69,7 +69,7 @@ async def apply_price(ctx: Any, me: Any, service: str, mode: str, value: str, re
 
 
 @post("/providers/prices/{service:str}", opt={"role": "admin"})
-async def set_price(request: Request[Any, Any, Any], service: FromPath[str]) -> Template | Redirect:
+async def set_price(request: Request[Any, Any, Any], service: NamePath) -> Template | Redirect:
     ctx = ctx_of(request)
     form = dict(await request.form())
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from litestar.params import FromPath
 from litestar import Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
@@ -14,6 +13,7 @@ from core.errors import ShopError
 
 from admin import queries
 from admin.forms import FormError, error_message, error_status, idempotency_key
+from admin.params import IntIdPath
 from admin.render import ctx_of, flash, page, see_other
 
 
@@ -31,7 +31,7 @@ async def runs_page(request: Request[Any, Any, Any]) -> Template:
 
 
 @get("/reconciliation/{run_id:int}", opt={"role": "viewer"})
-async def run_page(request: Request[Any, Any, Any], run_id: FromPath[int]) -> Template:
+async def run_page(request: Request[Any, Any, Any], run_id: IntIdPath) -> Template:
     ctx = ctx_of(request)
     async with ctx.db.read() as conn:
         run = await queries.reconciliation_run(conn, run_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.params import FromPath
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
@@ -12,6 +11,7 @@ from core.errors import ShopError
 from core.staff import ROLES
 
 from admin.forms import FormError, error_message, error_status, idempotency_key
+from admin.params import IntIdPath, NamePath
 from admin.render import ctx_of, flash, page, see_other
 
 
@@ -56,7 +56,7 @@ async def add_staff(request: Request[Any, Any, Any]) -> Template | Redirect:
 
 
 @post("/staff/{username:str}/role", opt={"role": "admin"})
-async def set_role(request: Request[Any, Any, Any], username: FromPath[str]) -> Template | Redirect:
+async def set_role(request: Request[Any, Any, Any], username: NamePath) -> Template | Redirect:
     async def go(ctx: Any, me: Any, form: dict[str, str]) -> str:
         member = await ctx.staff.set_role(username, form.get("role", ""), actor=me.actor)
         return f"{member.username} is now {member.role}."
@@ -65,7 +65,7 @@ async def set_role(request: Request[Any, Any, Any], username: FromPath[str]) -> 
 
 
 @post("/staff/{username:str}/disabled", opt={"role": "admin"})
-async def set_disabled(request: Request[Any, Any, Any], username: FromPath[str]) -> Template | Redirect:
+async def set_disabled(request: Request[Any, Any, Any], username: NamePath) -> Template | Redirect:
     async def go(ctx: Any, me: Any, form: dict[str, str]) -> str:
         value = form.get("disabled")
         if value not in ("1", "0"):
@@ -77,7 +77,7 @@ async def set_disabled(request: Request[Any, Any, Any], username: FromPath[str])
 
 
 @post("/staff/{username:str}/password", opt={"role": "admin"})
-async def set_password(request: Request[Any, Any, Any], username: FromPath[str]) -> Template | Redirect:
+async def set_password(request: Request[Any, Any, Any], username: NamePath) -> Template | Redirect:
     async def go(ctx: Any, me: Any, form: dict[str, str]) -> str:
         member = await ctx.staff.set_password(username, form.get("password", ""), actor=me.actor)
         return f"Password changed for {member.username}; their sessions have ended."
@@ -86,7 +86,7 @@ async def set_password(request: Request[Any, Any, Any], username: FromPath[str])
 
 
 @post("/staff/{username:str}/tokens", opt={"role": "admin"})
-async def create_token(request: Request[Any, Any, Any], username: FromPath[str]) -> Template | Redirect:
+async def create_token(request: Request[Any, Any, Any], username: NamePath) -> Template | Redirect:
     async def go(ctx: Any, me: Any, form: dict[str, str]) -> Template:
         name = (form.get("name") or "").strip()[:64] or None
         token = await ctx.staff.create_token(username, name, actor=me.actor)
@@ -97,7 +97,7 @@ async def create_token(request: Request[Any, Any, Any], username: FromPath[str])
 
 
 @post("/staff/tokens/{token_id:int}/revoke", opt={"role": "admin"})
-async def revoke_token(request: Request[Any, Any, Any], token_id: FromPath[int]) -> Template | Redirect:
+async def revoke_token(request: Request[Any, Any, Any], token_id: IntIdPath) -> Template | Redirect:
     async def go(ctx: Any, me: Any, form: dict[str, str]) -> str:
         await ctx.staff.revoke_token(token_id, actor=me.actor)
         return f"API token {token_id} revoked."

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.params import FromPath
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
@@ -14,7 +13,7 @@ from core.users import find_user, set_blocked
 
 from admin import queries
 from admin.forms import FormError, amount_field, error_message, error_status, idempotency_key, reason_field
-from admin.params import OptQ
+from admin.params import OptQ, TelegramIdPath
 from admin.render import ctx_of, flash, page, see_other
 
 
@@ -43,11 +42,11 @@ async def user_page(request: Request[Any, Any, Any], telegram_id: int, *, status
 
 
 @get("/users/{telegram_id:int}", opt={"role": "viewer"})
-async def user_detail(request: Request[Any, Any, Any], telegram_id: FromPath[int]) -> Template:
+async def user_detail(request: Request[Any, Any, Any], telegram_id: TelegramIdPath) -> Template:
     return await user_page(request, telegram_id)
 
 
-async def _adjust(request: Request[Any, Any, Any], telegram_id: FromPath[int], direction: str) -> Template | Redirect:
+async def _adjust(request: Request[Any, Any, Any], telegram_id: TelegramIdPath, direction: str) -> Template | Redirect:
     ctx = ctx_of(request)
     me = request.user
     form = dict(await request.form())
@@ -77,16 +76,16 @@ async def _adjust(request: Request[Any, Any, Any], telegram_id: FromPath[int], d
 
 
 @post("/users/{telegram_id:int}/credit", opt={"role": "support"})
-async def credit(request: Request[Any, Any, Any], telegram_id: FromPath[int]) -> Template | Redirect:
+async def credit(request: Request[Any, Any, Any], telegram_id: TelegramIdPath) -> Template | Redirect:
     return await _adjust(request, telegram_id, "credit")
 
 
 @post("/users/{telegram_id:int}/debit", opt={"role": "support"})
-async def debit(request: Request[Any, Any, Any], telegram_id: FromPath[int]) -> Template | Redirect:
+async def debit(request: Request[Any, Any, Any], telegram_id: TelegramIdPath) -> Template | Redirect:
     return await _adjust(request, telegram_id, "debit")
 
 
-async def change_blocked(ctx: Any, me: Any, telegram_id: FromPath[int], blocked: bool, reason: str) -> bool:
+async def change_blocked(ctx: Any, me: Any, telegram_id: TelegramIdPath, blocked: bool, reason: str) -> bool:
     """Block or unblock with an audit row in the same transaction; False if nothing changed."""
     now = ctx.clock.now()
     async with ctx.db.begin() as conn:
@@ -103,7 +102,7 @@ async def change_blocked(ctx: Any, me: Any, telegram_id: FromPath[int], blocked:
 
 
 @post("/users/{telegram_id:int}/block", opt={"role": "admin"})
-async def block(request: Request[Any, Any, Any], telegram_id: FromPath[int]) -> Template | Redirect:
+async def block(request: Request[Any, Any, Any], telegram_id: TelegramIdPath) -> Template | Redirect:
     ctx = ctx_of(request)
     form = dict(await request.form())
     try:

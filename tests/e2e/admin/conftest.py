@@ -17,6 +17,8 @@ from litestar.testing import AsyncTestClient
 from admin.app import create_app
 from admin.csrf import CSRF_COOKIE
 from admin.throttle import ThrottlePolicy
+from core.db.engine import Database
+from core.orders import OrderService
 from core.staff import StaffAccounts
 from core.wallets import Wallets
 from tests.integration.orders_support import ScriptedProvider, Shop
@@ -56,8 +58,16 @@ async def shop(db, clock) -> Shop:  # noqa: ANN001
 
 @pytest.fixture
 def core(shop: Shop, db, clock) -> SimpleNamespace:  # noqa: ANN001
-    return SimpleNamespace(settings=shop.settings, db=db, clock=clock, board=FakeBoard(),
-                           providers=shop.providers, wallets=Wallets(db, clock, "USD"), orders=shop.orders)
+    """The app's own core on its own engine over the same database.
+
+    Litestar's test client runs the app on an event loop in another thread; asyncpg
+    connections belong to the loop that opened them, so the app must not share the
+    fixture's engine (the app's engine is disposed on the app's loop at shutdown).
+    """
+    app_db = Database(db.url)
+    return SimpleNamespace(settings=shop.settings, db=app_db, clock=clock, board=FakeBoard(),
+                           providers=shop.providers, wallets=Wallets(app_db, clock, "USD"),
+                           orders=OrderService(app_db, clock, shop.providers, shop.settings))
 
 
 @pytest.fixture
@@ -66,11 +76,13 @@ async def staff(staff_accounts: StaffAccounts) -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(core, staff_accounts, clock, staff) -> Litestar:  # noqa: ANN001
-    return create_app(core, store=MemoryStore(), staff_accounts=staff_accounts, clock=clock,
-                      secret_key=secrets.token_hex(32),
-                      throttle_policy=ThrottlePolicy(per_account=3, per_ip=10, window_seconds=600,
-                                                     lockout_seconds=300))
+def app(core, clock, hasher, staff) -> Litestar:  # noqa: ANN001
+    app = create_app(core, store=MemoryStore(), staff_accounts=StaffAccounts(core.db, clock, hasher), clock=clock,
+                     secret_key=secrets.token_hex(32),
+                     throttle_policy=ThrottlePolicy(per_account=3, per_ip=10, window_seconds=600,
+                                                    lockout_seconds=300))
+    app.on_shutdown.append(core.db.dispose)
+    return app
 
 
 @pytest.fixture
