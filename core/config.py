@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     HOLD_GRACE_SECONDS: int = Field(default=900, gt=0)
     RECOVERY_AFTER_SECONDS: int = Field(default=120, gt=0)
     SMS_POLL_INTERVAL_SECONDS: float = Field(default=3, gt=0)
+    RECONCILE_INTERVAL_SECONDS: int = Field(default=900, gt=0)
     ADMIN_SECRET_KEY: str | None = None
 
     @field_validator("PROVIDERS", mode="before")
