@@ -267,8 +267,8 @@ async def _names(conn: Any, rows: list[dict[str, Any]]) -> dict[int, str]:
     return await queries.account_names(conn, [t["debit_account_id"] for t in rows] + [t["credit_account_id"] for t in rows])
 
 
-def _providers(ctx: Any, balances: dict[str, dict[str, Any]]) -> list[ProviderOut]:
-    breakers = breaker_states(ctx.board)
+async def _providers(ctx: Any, balances: dict[str, dict[str, Any]]) -> list[ProviderOut]:
+    breakers = await breaker_states(ctx.board)
     out = []
     for name in sorted(set(ctx.providers) | set(balances) | set(breakers)):
         b, bal = breakers.get(name, {}), balances.get(name)
@@ -295,7 +295,7 @@ async def api_overview(request: Request[Any, Any, Any]) -> OverviewOut:
                        refund_count_today=ov.refund_count_today, released_today=_m(ctx, ov.released_today),
                        held_now=_m(ctx, ov.held_now), wallet_total=_m(ctx, ov.wallet_total),
                        open_orders=ov.open_orders, outbox_backlog=int(ov.outbox_backlog),
-                       providers=_providers(ctx, ov.provider_balances))
+                       providers=await _providers(ctx, ov.provider_balances))
 
 
 @get("/api/users", opt=VIEWER, tags=["users"])
@@ -452,7 +452,7 @@ async def api_providers(request: Request[Any, Any, Any]) -> list[ProviderOut]:
     ctx = _ctx(request)
     async with ctx.db.read() as conn:
         balances = await queries.latest_provider_balances(conn)
-    return _providers(ctx, balances)
+    return await _providers(ctx, balances)
 
 
 HANDLERS = [api_overview, api_users, api_user, api_credit, api_debit, api_block, api_orders, api_order,

@@ -141,10 +141,10 @@ def create_app(
 def _find_reconcile() -> Any | None:
     """The reconciliation entry point, if core has one yet (written by the scheduler work)."""
     try:
-        from core import reconciliation  # type: ignore[attr-defined]
+        from core import reconcile
     except ImportError:
         return None
-    return getattr(reconciliation, "run_reconciliation", None) or getattr(reconciliation, "reconcile", None)
+    return getattr(reconcile, "run_reconciliation", None)
 
 
 def _wants_json(request: Request[Any, Any, Any]) -> bool:

@@ -37,16 +37,17 @@ class AdminContext:
         return dict(getattr(self.core, "providers", {}) or {})
 
 
-def breaker_states(board: Any) -> dict[str, dict[str, Any]]:
+async def breaker_states(board: Any) -> dict[str, dict[str, Any]]:
     """The breaker board's view, normalised to ``{provider: {state, failures, …}}``.
 
-    Read defensively: the dashboard must render even while a provider's breaker is in an
-    unexpected shape, so anything unreadable shows as 'unknown' rather than a 500.
+    ``astates()`` re-reads the shared store, so a replica shows what the bot's and the
+    scheduler's processes saw. Read defensively: the dashboard must render even while a
+    breaker is in an unexpected shape, so anything unreadable shows as 'unknown', never a 500.
     """
     if board is None or not hasattr(board, "states"):
         return {}
     try:
-        raw = board.states()
+        raw = await board.astates() if hasattr(board, "astates") else board.states()
     except Exception:  # noqa: BLE001 - shown as unknown, never a 500
         return {}
     out: dict[str, dict[str, Any]] = {}

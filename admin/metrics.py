@@ -47,7 +47,7 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[str]:
     metric("numbershop_captured_today_minor", "gauge", "Revenue captured today, minor units.", [({}, ov.captured_today)])
     metric("numbershop_held_minor", "gauge", "Money held by open orders now, minor units.", [({}, ov.held_now)])
     metric("numbershop_wallets_minor", "gauge", "Sum of all wallet balances, minor units.", [({}, ov.wallet_total)])
-    breakers = breaker_states(ctx.board)
+    breakers = await breaker_states(ctx.board)
     metric("numbershop_breaker_state", "gauge", "Circuit breaker per provider: 0 closed, 1 half-open, 2 open, -1 unknown.",
            [({"provider": n}, BREAKER_VALUES.get(str(b.get("state")).lower(), -1)) for n, b in sorted(breakers.items())])
     metric("numbershop_breaker_failures", "gauge", "Consecutive failures counted by each breaker.",

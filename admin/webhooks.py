@@ -25,7 +25,7 @@ from litestar.response import Response
 from sqlalchemy import select
 
 from core.db.engine import insert_ignore
-from core.db.tables import orders, webhook_events
+from core.db.tables import order_messages, orders, webhook_events
 from core.providers.base import SmsMessage
 
 PROVIDER = "textverified"
@@ -112,14 +112,29 @@ async def textverified(request: Request[Any, Any, Any]) -> Response[Any]:
 
     code = data.get("parsedCode")
     text = data.get("smsContent")
+    code = str(code)[:32] if code else None
+    text = str(text) if text is not None else None
+    async with ctx.db.read() as conn:
+        # The poller records the same SMS under TextVerified's message id, which the webhook
+        # does not carry: one already recorded with the same code and text is this one.
+        polled = await conn.scalar(select(order_messages.c.id).where(
+            order_messages.c.order_id == order_id, order_messages.c.code == code,
+            order_messages.c.text == text).limit(1))
+    if polled is not None:
+        await _remember(ctx, event_id)
+        return _json(200, "already recorded by polling")
     msg = SmsMessage(
         message_id=message_id(data),
-        code=str(code)[:32] if code else None,
-        text=str(text) if text is not None else None,
+        code=code,
+        text=text,
         received_at=_parse_time(data.get("createdAt")),
     )
     await ctx.core.orders.record_messages(order_id, [msg], actor="webhook:textverified")
+    await _remember(ctx, event_id)
+    return _json(200, "recorded")
+
+
+async def _remember(ctx: Any, event_id: str) -> None:
     async with ctx.db.begin() as conn:
         await conn.execute(insert_ignore(conn, webhook_events).values(
             id=event_id, provider=PROVIDER, received_at=ctx.clock.now()))
-    return _json(200, "recorded")

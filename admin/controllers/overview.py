@@ -18,5 +18,5 @@ async def overview_page(request: Request[Any, Any, Any]) -> Template:
     now = ctx.clock.now()
     async with ctx.db.read() as conn:
         ov = await queries.overview(conn, now)
-    return page(request, "overview.html", ov=ov, breakers=breaker_states(ctx.board),
+    return page(request, "overview.html", ov=ov, breakers=await breaker_states(ctx.board),
                 providers=sorted(set(ctx.providers) | set(ov.provider_balances)))

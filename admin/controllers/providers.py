@@ -27,7 +27,7 @@ async def providers_view(request: Request[Any, Any, Any], *, status: int = 200, 
         services = await queries.catalogue(conn)
     names = sorted(set(ctx.providers) | set(balances) | set(offer_counts))
     return page(request, "providers.html", status=status, error=error, names=names,
-                breakers=breaker_states(ctx.board), balances=balances, offer_counts=offer_counts,
+                breakers=await breaker_states(ctx.board), balances=balances, offer_counts=offer_counts,
                 services=services, markup=ctx.core.settings.MARKUP_PERCENT)
 
 

@@ -173,3 +173,19 @@ async def test_audit_page_shows_who_what_why(admin_client, shop) -> None:  # noq
     page = await admin_client.get("/audit?action=wallet.credit")
     assert page.status_code == 200
     assert "staff:admin" in page.text and "birthday gift" in page.text and "wallet.credit" in page.text
+
+
+async def test_reconciliation_run_now(admin_client, shop, db) -> None:  # noqa: ANN001
+    from core.db.tables import reconciliation_runs
+
+    await buy(shop, 906, funds=1000)
+    r = await post_form(admin_client, "/reconciliation/run", {"mode": "dry_run", "nonce": nonce()})
+    assert r.status_code == 303, r.text
+    async with db.read() as conn:
+        run = (await conn.execute(select(reconciliation_runs))).mappings().one()
+    assert run["mode"] == "dry_run"
+    page = await admin_client.get("/reconciliation")
+    assert f'/reconciliation/{run["id"]}' in page.text
+    assert (await admin_client.get(f'/reconciliation/{run["id"]}')).status_code == 200
+    r = await post_form(admin_client, "/reconciliation/run", {"mode": "sideways", "nonce": nonce()})
+    assert r.status_code == 400

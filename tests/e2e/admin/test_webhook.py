@@ -89,3 +89,15 @@ async def test_a_code_for_an_alpha_order_with_the_same_id_is_not_taken(client, s
     body = envelope(order.activation_id)
     assert (await _post(client, body, sign(body, WEBHOOK_SECRET))).status_code == 404
     assert await _status(db, order.id) == "waiting"
+
+
+async def test_a_code_already_polled_is_not_recorded_again(client, shop, db) -> None:  # noqa: ANN001
+    order = await buy(shop, 325, funds=1000, via="textverified")
+    provider = shop.providers["textverified"]
+    provider.deliver(order.activation_id, "424242", "Your code is 424242")
+    await shop.orders.check_now(order.id)  # the poller got it first, under the provider's id
+    assert await _status(db, order.id) == "completed"
+    body = envelope(order.activation_id)
+    r = await _post(client, body, sign(body, WEBHOOK_SECRET))
+    assert r.status_code == 200 and "polling" in r.text
+    assert await count(db, order_messages) == 1
