@@ -32,6 +32,8 @@ COMMAND_MODULES = [
     "bot",
     "admin",
     "staff",
+    "scheduler",
+    "reconcile",
 ]
 
 
