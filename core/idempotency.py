@@ -70,6 +70,10 @@ async def claim(
     return None
 
 
+async def exists(conn: AsyncConnection, key: str) -> bool:
+    return await conn.scalar(select(keys.c.key).where(keys.c.key == key)) is not None
+
+
 async def set_result(conn: AsyncConnection, key: str, result: Any, now: datetime) -> None:
     """Record what the attempt produced while it is still running (e.g. the order id)."""
     await conn.execute(update(keys).where(keys.c.key == key).values(result=result, updated_at=now))

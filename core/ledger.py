@@ -249,26 +249,66 @@ async def create_hold(
     return TransferResult(id, created, amount)
 
 
+_t = transfers.c
+_RESOLUTION_COLUMNS = ["id", "kind", "debit_account_id", "credit_account_id", "amount",
+                       "pending_id", "code", "order_id", "created_at"]
+_RESOLVE_INSERT: dict[str, Any] = {}
+
+
+def _resolve_insert(conn: AsyncConnection) -> Any:
+    """INSERT the resolution row copied from its pending transfer in one statement.
+
+    ``ON CONFLICT DO NOTHING`` covers both a retry (same id) and a second resolution
+    (UNIQUE pending_id); RETURNING tells us whether we inserted and what to move.
+    """
+    dialect = conn.dialect.name
+    if dialect not in _RESOLVE_INSERT:
+        source = select(
+            bindparam("res_id"), bindparam("kind"), _t.debit_account_id, _t.credit_account_id,
+            _t.amount, _t.id, bindparam("code"), _t.order_id, bindparam("now", type_=_t.created_at.type),
+        ).where(_t.id == bindparam("pending_id"), _t.kind == PENDING)
+        _RESOLVE_INSERT[dialect] = (
+            insert_ignore(conn, transfers).from_select(_RESOLUTION_COLUMNS, source)
+            .returning(_t.debit_account_id, _t.credit_account_id, _t.amount)
+        )
+    return _RESOLVE_INSERT[dialect]
+
+
 async def _resolve(
     conn: AsyncConnection, pending_id: str, kind: str, code: str, now: datetime
 ) -> TransferResult:
+    res_id = derived_id(pending_id, kind)
+    row = (await conn.execute(_resolve_insert(conn), {
+        "res_id": res_id, "kind": kind, "code": code, "now": now, "pending_id": pending_id,
+    })).one_or_none()
+    if row is None:
+        return await _resolve_existing(conn, pending_id, res_id, kind, code, now)
+    debit, credit, amount = row
+    for account_id, side in sorted(((debit, "debit"), (credit, "credit")),
+                                   key=lambda step: -step[0]):  # same lock order as _apply
+        await conn.execute(_RESOLVE[(kind, side)], {"acc": account_id, "amt": amount})
+    return TransferResult(res_id, True, amount)
+
+
+async def _resolve_existing(
+    conn: AsyncConnection, pending_id: str, res_id: str, kind: str, code: str, now: datetime
+) -> TransferResult:
+    """Nothing was inserted: explain why (retry, other resolution, or no such hold)."""
     pending = (await conn.execute(_PENDING_BY_ID, {"tid": pending_id})).mappings().one_or_none()
     if pending is None or pending["kind"] != PENDING:
         raise NotFound(f"no pending transfer {pending_id}")
-    res_id = derived_id(pending_id, kind)
-    amount = pending["amount"]
     created = await _insert_transfer(conn, dict(
         id=res_id, kind=kind, debit_account_id=pending["debit_account_id"],
-        credit_account_id=pending["credit_account_id"], amount=amount, pending_id=pending_id,
-        timeout_at=None, code=code, order_id=pending["order_id"], reference=None, memo=None,
-        created_at=now,
+        credit_account_id=pending["credit_account_id"], amount=pending["amount"],
+        pending_id=pending_id, timeout_at=None, code=code, order_id=pending["order_id"],
+        reference=None, memo=None, created_at=now,
     ))
-    if created:
-        steps = [(pending["debit_account_id"], "debit"), (pending["credit_account_id"], "credit")]
-        steps.sort(key=lambda step: -step[0])  # same lock order as _apply
-        for account_id, side in steps:
-            await conn.execute(_RESOLVE[(kind, side)], {"acc": account_id, "amt": amount})
-    return TransferResult(res_id, created, amount)
+    if created:  # not expected (the first insert would have taken it), but never half-apply
+        for account_id, side in sorted(((pending["debit_account_id"], "debit"),
+                                        (pending["credit_account_id"], "credit")),
+                                       key=lambda step: -step[0]):
+            await conn.execute(_RESOLVE[(kind, side)], {"acc": account_id, "amt": pending["amount"]})
+    return TransferResult(res_id, created, pending["amount"])
 
 
 async def post_hold(conn: AsyncConnection, pending_id: str, now: datetime) -> TransferResult:

@@ -495,28 +495,26 @@ class OrderService:
             checked = await self._final_check(order, actor=actor)
             if checked.status == OrderStatus.COMPLETED:
                 return CancelResult(checked, 0, completed_instead=True)
+            order = checked
         now = self.clock.now()
+        values = dict(upstream_state="cancel_pending" if order.activation_id else "none",
+                      upstream_retry_at=now, next_poll_at=None)
         async with self.db.begin() as conn:
-            current = await _load(conn, order_id)
-            assert current is not None
-            won = False
-            if current.status in (OrderStatus.WAITING, OrderStatus.RESERVING):
-                won = await self._apply(
-                    conn, current, OrderEvent.CANCEL, actor=actor, now=now,
-                    values=dict(upstream_state="cancel_pending" if current.activation_id else "none",
-                                upstream_retry_at=now, next_poll_at=None),
-                    detail={"reason": reason} if reason else None, notify=actor != "user")
-            after = await _load(conn, order_id)
-        assert after is not None
-        if not won:
+            # CAS from the status we read: if it moved since, nothing is written here.
+            won = await self._apply(
+                conn, order, OrderEvent.CANCEL, actor=actor, now=now, values=values,
+                detail={"reason": reason} if reason else None, notify=actor != "user")
+            after = None if won else await _load(conn, order_id)
+        if after is not None:
             if after.status == OrderStatus.CANCELLED:
                 return CancelResult(after, 0, already=True)
             if after.status == OrderStatus.COMPLETED:
                 return CancelResult(after, 0, completed_instead=True)
             raise OrderStateConflict(after.id, after.status, "cancel")
+        after = _with(order, status=OrderStatus.CANCELLED.value, version=order.version + 1,
+                      updated_at=now, closed_at=order.closed_at or now, **values)
         if after.activation_id:
-            await self._close_upstream(after)
-            after = await self.get_order(order_id)
+            after = _with(after, **await self._close_upstream(after))
         return CancelResult(after, after.price)
 
     async def _final_check(self, order: OrderView, *, actor: str) -> OrderView:
@@ -695,10 +693,11 @@ class OrderService:
             log.warning("cancel of orphan %s at %s failed: %s (the orphan sweep will retry)",
                         activation_id, provider, exc)
 
-    async def _close_upstream(self, order: OrderView) -> None:
-        """Cancel (or finish) the activation upstream; on failure schedule a retry."""
+    async def _close_upstream(self, order: OrderView) -> dict[str, Any]:
+        """Cancel (or finish) the activation upstream; on failure schedule a retry.
+        Returns the upstream columns it wrote."""
         if not order.activation_id or order.provider not in self.providers:
-            return
+            return {}
         finishing = order.upstream_state == "finish_pending"
         provider = self.providers[order.provider]
         now = self.clock.now()
@@ -723,6 +722,7 @@ class OrderService:
                 update(orders).where(orders.c.id == order.id,
                                      orders.c.upstream_state == order.upstream_state)
                 .values(upstream_attempts=orders.c.upstream_attempts + 1, **done))
+        return {**done, "upstream_attempts": order.upstream_attempts + 1}
 
     async def retry_upstream(self, *, owner: str | None = None, limit: int = 100) -> int:
         """Retry pending upstream cancels and finishes that are due, each claimed with a
