@@ -16,6 +16,7 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, Router
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.logging.config import LoggingConfig
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
@@ -132,6 +133,10 @@ def create_app(
             HTTPException: _http_error,
         },
         on_shutdown=[on_shutdown],
+        # Unexpected errors are logged with their traceback (never shown to the browser);
+        # the process's root logger belongs to the command line, so it is left alone.
+        logging_config=LoggingConfig(configure_root_logger=False, log_exceptions="always",
+                                     disable_existing_loggers=False),
         debug=debug,
     )
     app.state.admin = ctx
