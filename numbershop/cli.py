@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "staff",
     "scheduler",
     "reconcile",
+    "run",
 ]
 
 
