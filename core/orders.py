@@ -373,6 +373,11 @@ class OrderService:
         if won:
             return _with(order, status=OrderStatus.WAITING.value, version=order.version + 1,
                          updated_at=now, **values)
+        assert current is not None
+        if current.provider == provider and current.activation_id == rental.activation_id:
+            # Another recovery of this order got the same rental (idempotent rent) first:
+            # it is the order's number now, not an orphan.
+            return current
         # The order was settled while we were renting (recovery or staff): nobody owns
         # this rental, so give it back at once rather than pay for it.
         log.warning("order %s settled during rent; cancelling orphan %s at %s",

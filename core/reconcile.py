@@ -295,19 +295,17 @@ class Reconciler:
                     "upstream_orphan", f"{name}: activation {aid} ({rental.service}/"
                     f"{rental.country}, {rental.phone}) is active but no order owns it", aid,
                     fix="cancel it upstream", repair=self._cancel_upstream(provider, aid, False)))
-            elif row.status not in (OrderStatus.RESERVING, OrderStatus.WAITING, OrderStatus.COMPLETED) \
-                    and row.upstream_state in ("cancelled", "finished", "none"):
-                finish = row.status == OrderStatus.REFUNDED
+            elif self._closed_here(row):
+                # The listing came before our read of the order, so the order may have closed
+                # it upstream in between: ask once more before calling it a leak.
+                if not await self._still_open(provider, aid):
+                    continue
+                finish = row.status in (OrderStatus.COMPLETED, OrderStatus.REFUNDED)
                 report.findings.append(Finding(
                     "closed_order_active_upstream", f"{name}: activation {aid} is still active "
-                    f"but its order {row.id} is {row.status}", row.id,
-                    fix="finish it upstream" if finish else "cancel it upstream",
+                    f"but its order {row.id} is {row.status} (upstream {row.upstream_state})",
+                    row.id, fix="finish it upstream" if finish else "cancel it upstream",
                     repair=self._cancel_upstream(provider, aid, finish)))
-            elif row.status == OrderStatus.COMPLETED and row.upstream_state in ("cancelled", "finished"):
-                report.findings.append(Finding(
-                    "closed_order_active_upstream", f"{name}: activation {aid} is still active "
-                    f"but order {row.id} finished it", row.id,
-                    fix="finish it upstream", repair=self._cancel_upstream(provider, aid, True)))
             if row is not None and row.cost is not None and rental.cost != row.cost:
                 report.findings.append(Finding(
                     "cost_mismatch", f"{name}: activation {aid} of order {row.id} costs "
@@ -349,6 +347,25 @@ class Reconciler:
                 report.findings.append(Finding(
                     "order_closed_upstream", f"{name}: order {row.id} is waiting but the provider "
                     f"finished activation {row.activation_id} without a code we know of", row.id))
+
+    @staticmethod
+    def _closed_here(row: Any) -> bool:
+        """Our books say this activation was closed upstream (not merely pending a retry)."""
+        if row.status in (OrderStatus.RESERVING, OrderStatus.WAITING):
+            return False
+        if row.status == OrderStatus.COMPLETED:
+            return row.upstream_state in ("cancelled", "finished")
+        return row.upstream_state in ("cancelled", "finished", "none")
+
+    @staticmethod
+    async def _still_open(provider: Provider, activation_id: str) -> bool:
+        try:
+            status = await provider.status(activation_id)
+        except ActivationNotFound:
+            return False
+        except ProviderError:
+            return True  # cannot tell: report it; a repair tolerates "already closed"
+        return status.state in (ActivationState.WAITING, ActivationState.CODE)
 
     def _may_be_joining(self, rental: Rental, reserving: set[tuple[str, str]], now: datetime) -> bool:
         """A rental whose order may still be committing phase 3 or awaiting recovery."""
