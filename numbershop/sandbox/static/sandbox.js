@@ -204,9 +204,12 @@
         btn.dataset.testid = "inline-button";
         if (b.pay) {
           btn.classList.add("pay");
-          const paid = m.invoice && m.invoice.paid;
-          btn.disabled = !!paid;
-          btn.onclick = () => pay(m.message_id, btn);
+          if (m.invoice && m.invoice.paid) {
+            btn.textContent = "✓ Paid";
+            btn.disabled = true;
+          } else {
+            btn.onclick = () => pay(m.message_id, btn);
+          }
         } else if (b.url) {
           btn.onclick = () => {
             if (/^https?:\/\//i.test(b.url)) window.open(b.url, "_blank", "noopener");
