@@ -36,6 +36,7 @@ from core.db.tables import (
     transfers,
     users,
 )
+from core import ledger
 from core.ledger import SYSTEM_ACCOUNTS
 
 ORDER_STATUSES = ("reserving", "waiting", "completed", "cancelled", "expired", "failed", "refunded")
@@ -403,7 +404,9 @@ async def overview(conn: AsyncConnection, now: datetime) -> Overview:
             ov.released_today, ov.released_count_today = int(total), int(n)
         else:
             ov.refunds_today, ov.refund_count_today = int(total), int(n)
-    for row in (await conn.execute(select(accounts).where(accounts.c.code.in_(SYSTEM_ACCOUNTS)))).mappings():
+    # By primary key: with many wallets (code NULL) SQLite may scan accounts for ``code IN``.
+    system_ids = [await ledger.system_account(conn, code) for code in SYSTEM_ACCOUNTS]
+    for row in (await conn.execute(select(accounts).where(accounts.c.id.in_(system_ids)))).mappings():
         ov.wallet_total += row["debits_posted"] - row["credits_posted"]
         if row["code"] == "revenue":
             ov.held_now = int(row["credits_pending"])

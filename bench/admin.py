@@ -186,7 +186,7 @@ def _pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def measure(path: Path, requests: int, rng: random.Random) -> dict[str, float]:
+async def measure(path: Path, requests: int, rng: random.Random, only: set[str]) -> dict[str, float]:
     from argon2 import PasswordHasher
     from litestar.stores.memory import MemoryStore
     from litestar.testing import AsyncTestClient
@@ -242,6 +242,8 @@ async def measure(path: Path, requests: int, rng: random.Random) -> dict[str, fl
         }
         results: dict[str, float] = {}
         for name, make in pages.items():
+            if only and name not in only:
+                continue
             for i in range(5):  # warm up: the first requests compile templates and fill caches
                 await client.get(make(i))
             samples = []
@@ -267,12 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--db", type=Path, default=None, help="SQLite file to seed or reuse")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--only", default="", help="comma-separated page names to time (default: all)")
     args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     path = args.db or Path(tempfile.gettempdir()) / f"numbershop-bench-admin-{args.orders}.db"
     rng = random.Random(args.seed)
     seed(path, args.orders, args.transfers, args.users, rng)
-    results = asyncio.run(measure(path, args.requests, rng))
+    results = asyncio.run(measure(path, args.requests, rng, {n for n in args.only.split(",") if n}))
     results.update(orders=args.orders, transfers=args.transfers, requests=args.requests,
                    target_p99_ms=100, within_target=all(v <= 100 for k, v in results.items() if k.endswith("_p99_ms")))
     print(json.dumps(results))
