@@ -11,6 +11,7 @@ every route. Errors from core map to 4xx pages or JSON, never a traceback.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +137,22 @@ def create_app(
         # Unexpected errors are logged with their traceback (never shown to the browser);
         # the process's root logger belongs to the command line, so it is left alone.
         logging_config=LoggingConfig(configure_root_logger=False, log_exceptions="always",
-                                     disable_existing_loggers=False),
+                                     disable_existing_loggers=False,
+                                     exception_logging_handler=_log_unexpected),
         debug=debug,
     )
     app.state.admin = ctx
     return app
+
+
+def _log_unexpected(logger: Any, scope: Any, tb: list[str]) -> None:
+    """Log the traceback of an unexpected error; expected refusals (4xx) are not errors."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, (ShopError, FormError, BadQuery)):
+        return
+    if isinstance(exc, HTTPException) and exc.status_code < 500:
+        return
+    logger.error("unexpected error on %s %s:\n%s", scope.get("method", ""), scope.get("path", ""), "".join(tb))
 
 
 def _find_reconcile() -> Any | None:

@@ -7,7 +7,10 @@ choice (``--host 0.0.0.0`` behind TLS), never an accident.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
+import signal
 
 from core.config import load_settings
 from numbershop.cli import CliError
@@ -15,8 +18,31 @@ from numbershop.cli import CliError
 log = logging.getLogger("numbershop.admin")
 
 
+def _server_class():  # noqa: ANN202 - uvicorn is imported only when serving
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """Stops on SIGINT/SIGTERM without re-raising the signal at exit (uvicorn's default),
+        so a requested stop exits 0 like every other numbershop command."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def,override]
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+            try:
+                yield
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
+    return Server
+
+
 async def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
+
+    _Server = _server_class()  # noqa: N806
 
     from admin.app import create_app
 
@@ -33,7 +59,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"the database is not ready ({type(exc).__name__}); run `numbershop db upgrade`") from None
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
                             proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     log.info("dashboard on http://%s:%s/", args.host, args.port)
     await server.serve()
     return 0
