@@ -83,6 +83,7 @@ def create_app(
         throttle=LoginThrottle(sessions, clock, throttle_policy),
         currency=settings.SHOP_CURRENCY,
         reconcile=reconcile if reconcile is not None else _find_reconcile(),
+        nonces=sessions,
     )
 
     def engine_callback(engine: JinjaTemplateEngine) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from litestar.stores.base import Store
+
 from core.clock import Clock
 from core.db.engine import Database
 from core.staff import StaffAccounts
@@ -18,7 +20,8 @@ class AdminContext:
     staff: StaffAccounts
     throttle: LoginThrottle
     currency: str
-    reconcile: Any | None = None  # async (db, clock, execute: bool, …) → run id, when core has it
+    reconcile: Any | None = None  # core.reconcile.run_reconciliation, when core has it
+    nonces: Store | None = None  # used form nonces (the session store: Redis when scaled out)
 
     @property
     def db(self) -> Database:

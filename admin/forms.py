@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, time, timedelta
+
+from litestar.stores.base import Store
 
 from core.errors import (
     AlreadyInProgress,
@@ -50,6 +53,31 @@ def idempotency_key(member: StaffMember, form: Mapping[str, str]) -> str:
     if not _NONCE_RE.match(nonce):
         raise FormError("this form has expired or was not sent from the dashboard; reload the page")
     return f"admin:{member.id}:{nonce}"
+
+
+class AlreadySubmitted(Exception):
+    """This form's nonce was used before: the action already happened (or is happening)."""
+
+
+ALREADY_SUBMITTED = "This form was already submitted; nothing more was done."
+NONCE_TTL_SECONDS = 7 * 24 * 3600
+
+
+@asynccontextmanager
+async def acting_once(store: Store, key: str) -> AsyncIterator[None]:
+    """Run the body once per form nonce, for actions whose core service takes no
+    idempotency key (block, prices, staff, reconciliation). Claimed in the shared store
+    (Redis when replicas run), released again if the action fails, so fixing the input
+    and resubmitting is never refused."""
+    name = f"form-nonce:{key}"
+    if await store.exists(name):
+        raise AlreadySubmitted(key)
+    await store.set(name, b"1", expires_in=NONCE_TTL_SECONDS)
+    try:
+        yield
+    except BaseException:
+        await store.delete(name)
+        raise
 
 
 def amount_field(form: Mapping[str, str], currency: str, name: str = "amount") -> int:

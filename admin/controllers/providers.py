@@ -14,7 +14,7 @@ from core.money import MoneyError, parse_positive_amount
 
 from admin import queries
 from admin.context import breaker_states
-from admin.forms import FormError, error_message, error_status, idempotency_key, reason_field
+from admin.forms import ALREADY_SUBMITTED, AlreadySubmitted, acting_once, FormError, error_message, error_status, idempotency_key, reason_field
 from admin.params import NamePath
 from admin.render import ctx_of, flash, page, see_other
 
@@ -73,10 +73,14 @@ async def set_price(request: Request[Any, Any, Any], service: NamePath) -> Templ
     ctx = ctx_of(request)
     form = dict(await request.form())
     try:
-        idempotency_key(request.user, form)
+        key = idempotency_key(request.user, form)
         reason = reason_field(form)
-        text = await apply_price(ctx, request.user, service[:32], (form.get("mode") or "").strip(),
-                                 form.get("value") or "", reason)
+        async with acting_once(ctx.nonces, key):
+            text = await apply_price(ctx, request.user, service[:32], (form.get("mode") or "").strip(),
+                                     form.get("value") or "", reason)
+    except AlreadySubmitted:
+        flash(request, ALREADY_SUBMITTED)
+        return see_other("/providers")
     except FormError as exc:
         return await providers_view(request, status=exc.status, error=exc.message)
     except ShopError as exc:

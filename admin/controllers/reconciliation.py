@@ -12,7 +12,7 @@ from litestar.response import Redirect, Template
 from core.errors import ShopError
 
 from admin import queries
-from admin.forms import FormError, error_message, error_status, idempotency_key
+from admin.forms import ALREADY_SUBMITTED, AlreadySubmitted, acting_once, FormError, error_message, error_status, idempotency_key
 from admin.params import IntIdPath
 from admin.render import ctx_of, flash, page, see_other
 
@@ -59,11 +59,15 @@ async def run_now(request: Request[Any, Any, Any]) -> Template | Redirect:
     ctx = ctx_of(request)
     form = dict(await request.form())
     try:
-        idempotency_key(request.user, form)
+        key = idempotency_key(request.user, form)
         mode = form.get("mode")
         if mode not in ("dry_run", "execute"):
             raise FormError("choose a dry run or execute")
-        await run_reconciliation(ctx, request.user, mode == "execute")
+        async with acting_once(ctx.nonces, key):
+            await run_reconciliation(ctx, request.user, mode == "execute")
+    except AlreadySubmitted:
+        flash(request, ALREADY_SUBMITTED)
+        return see_other("/reconciliation")
     except FormError as exc:
         return await runs_view(request, status=exc.status, error=exc.message)
     except ShopError as exc:

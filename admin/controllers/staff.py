@@ -10,7 +10,7 @@ from litestar.response import Redirect, Template
 from core.errors import ShopError
 from core.staff import ROLES
 
-from admin.forms import FormError, error_message, error_status, idempotency_key
+from admin.forms import ALREADY_SUBMITTED, AlreadySubmitted, acting_once, FormError, error_message, error_status, idempotency_key
 from admin.params import IntIdPath, NamePath
 from admin.render import ctx_of, flash, page, see_other
 
@@ -33,8 +33,11 @@ async def _act(request: Request[Any, Any, Any], action: Any) -> Template | Redir
     ctx = ctx_of(request)
     form = dict(await request.form())
     try:
-        idempotency_key(request.user, form)
-        result = await action(ctx, request.user, form)
+        async with acting_once(ctx.nonces, idempotency_key(request.user, form)):
+            result = await action(ctx, request.user, form)
+    except AlreadySubmitted:
+        flash(request, ALREADY_SUBMITTED)
+        return see_other("/staff")
     except FormError as exc:
         return await staff_view(request, status=exc.status, error=exc.message)
     except ShopError as exc:

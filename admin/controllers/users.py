@@ -12,7 +12,7 @@ from core.errors import ShopError, UserNotFound
 from core.users import find_user, set_blocked
 
 from admin import queries
-from admin.forms import FormError, amount_field, error_message, error_status, idempotency_key, reason_field
+from admin.forms import ALREADY_SUBMITTED, AlreadySubmitted, acting_once, FormError, amount_field, error_message, error_status, idempotency_key, reason_field
 from admin.params import OptQ, TelegramIdPath
 from admin.render import ctx_of, flash, page, see_other
 
@@ -106,12 +106,16 @@ async def block(request: Request[Any, Any, Any], telegram_id: TelegramIdPath) ->
     ctx = ctx_of(request)
     form = dict(await request.form())
     try:
-        idempotency_key(request.user, form)
+        key = idempotency_key(request.user, form)
         reason = reason_field(form)
         value = form.get("blocked")
         if value not in ("1", "0"):
             raise FormError("say whether to block (1) or unblock (0)")
-        changed = await change_blocked(ctx, request.user, telegram_id, value == "1", reason)
+        async with acting_once(ctx.nonces, key):
+            changed = await change_blocked(ctx, request.user, telegram_id, value == "1", reason)
+    except AlreadySubmitted:
+        flash(request, ALREADY_SUBMITTED)
+        return see_other(f"/users/{telegram_id}")
     except FormError as exc:
         return await user_page(request, telegram_id, status=exc.status, error=exc.message, form=form)
     state = "blocked" if value == "1" else "unblocked"

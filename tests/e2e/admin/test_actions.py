@@ -189,3 +189,37 @@ async def test_reconciliation_run_now(admin_client, shop, db) -> None:  # noqa: 
     assert (await admin_client.get(f'/reconciliation/{run["id"]}')).status_code == 200
     r = await post_form(admin_client, "/reconciliation/run", {"mode": "sideways", "nonce": nonce()})
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize(("path", "form", "action"), [
+    ("/providers/prices/whatsapp", {"mode": "markup", "value": "25", "reason": "promo"}, "price.set"),
+    ("/users/907/block", {"blocked": "1", "reason": "fraud"}, "user.block"),
+    ("/staff/viewer/tokens", {"name": "ci"}, "staff.token_create"),
+    ("/reconciliation/run", {"mode": "dry_run"}, None),
+])
+async def test_double_submit_of_other_forms_acts_once(admin_client, shop, db, path, form, action) -> None:  # noqa: ANN001
+    from core.db.tables import reconciliation_runs
+
+    if db.is_postgres:
+        pytest.skip("the nonce registry lives in the session store, not the database")
+    await shop.user(907)
+    form = {**form, "nonce": nonce()}
+    first = await post_form(admin_client, path, form)
+    second = await post_form(admin_client, path, form)
+    assert first.status_code in (200, 303) and second.status_code == 303, (first.text, second.text)
+    if action:
+        assert len(await _audit(db, action)) == 1
+    else:
+        assert await count(db, reconciliation_runs) == 1
+    assert "already submitted" in (await admin_client.get(second.headers["location"])).text
+
+
+async def test_a_refused_form_can_be_fixed_and_resent_with_its_nonce(admin_client, shop, db) -> None:  # noqa: ANN001
+    token = nonce()
+    r = await post_form(admin_client, "/providers/prices/whatsapp", {"mode": "markup", "value": "lots",
+                                                                    "reason": "promo", "nonce": token})
+    assert r.status_code == 400
+    r = await post_form(admin_client, "/providers/prices/whatsapp", {"mode": "markup", "value": "25",
+                                                                    "reason": "promo", "nonce": token})
+    assert r.status_code == 303
+    assert len(await _audit(db, "price.set")) == 1
