@@ -31,6 +31,7 @@ class LoginThrottle:
         self.store = store
         self.clock = clock
         self.policy = policy or ThrottlePolicy()
+        self._failures_seen = 0
 
     def _keys(self, username: str, ip: str) -> list[tuple[str, int]]:
         user = (username or "").strip().lower()[:64]
@@ -59,6 +60,11 @@ class LoginThrottle:
         return max(0, math.ceil(wait))
 
     async def failure(self, username: str, ip: str) -> None:
+        self._failures_seen += 1
+        if self._failures_seen % 500 == 0 and hasattr(self.store, "delete_expired"):
+            # The in-memory store only drops expired keys when asked; a password spray
+            # must not grow it without bound. (Redis expires keys by itself.)
+            await self.store.delete_expired()
         now = self.clock.now().timestamp()
         ttl = max(self.policy.window_seconds, self.policy.lockout_seconds) + 60
         for key, limit in self._keys(username, ip):
