@@ -43,11 +43,19 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextmanager
-def database_errors(url: str) -> Iterator[None]:
-    """Turn a driver's operational failure inside the block into ``DatabaseUnavailable``."""
+def database_errors(url: str, *, connecting: bool = True) -> Iterator[None]:
+    """Turn a driver's operational failure inside the block into ``DatabaseUnavailable``.
+
+    ``connecting``: the block only talks to the database, so a bare ``OSError`` (asyncpg's
+    refused connection) is the database's too. Around a long-running body that also talks to
+    providers and Telegram, pass False so their socket errors are not blamed on the database.
+    """
+    operational: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
+    if connecting:
+        operational += (OSError,)
     try:
         yield
-    except (OperationalError, InterfaceError, OSError) as exc:
+    except operational as exc:
         raise DatabaseUnavailable(f"cannot use the database {display_url(url)}: {_one_line(exc)}") from None
     except DBAPIError as exc:
         if exc.connection_invalidated:
@@ -67,7 +75,7 @@ async def open_core(
         await migrate.ensure_current(url, auto_upgrade=url.startswith("sqlite"))
     core = build_core(settings, clock=clock, providers=None if with_providers else {})
     try:
-        with database_errors(url):
+        with database_errors(url, connecting=False):
             yield core
     finally:
         await core.aclose()

@@ -329,6 +329,17 @@ def test_unusable_database_is_one_line(tmp_path, monkeypatch, capsys):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_unreachable_postgres_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres:secret@127.0.0.1:1/nowhere")
+    for argv in (["wallet", "show", "1"], ["db", "upgrade"], ["orders", "list"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and out == ""
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "cannot use the database" in lines[0], err
+        assert "secret" not in err  # the password is masked
+
+
 # ---------------------------------------------------------------------- subprocess
 
 
