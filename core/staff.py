@@ -30,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.clock import Clock
 from core.db.engine import Database, insert_ignore
-from core.db.tables import api_tokens, audit_log, staff
+from core import audit
+from core.db.tables import api_tokens, staff
 from core.errors import InvalidInput, NotFound
 
 ROLES = ("viewer", "support", "admin")
@@ -119,10 +120,8 @@ async def _audit(
     conn: AsyncConnection, *, actor: str, action: str, target: str, reason: str | None,
     detail: dict[str, object] | None, now: datetime,
 ) -> None:
-    await conn.execute(audit_log.insert().values(
-        actor=actor, action=action, target_type="staff", target_id=target, reason=reason,
-        detail=detail, created_at=now,
-    ))
+    await audit.record(conn, actor=actor, action=action, target_type="staff", target_id=target,
+                       reason=reason, detail=detail, now=now)
 
 
 class StaffAccounts:
