@@ -154,6 +154,17 @@ _CAS = (update(orders)
         .values(version=orders.c.version + 1))
 
 
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """What phase 1 read and validated before opening its write transaction."""
+
+    user_id: int
+    wallet_account_id: int
+    telegram_id: int
+    quote: Any
+    candidates: list[tuple[str, int]]
+
+
 class _Retry(Exception):
     """Internal: roll the transaction back and run it again with fresh state."""
 
@@ -229,11 +240,16 @@ class OrderService:
         could supply a number. Returns the order (``waiting``, or ``reserving`` when the
         provider's answer was lost and recovery will settle it).
         """
-        from core import catalog  # imported here: catalog is a sibling service
-
         now = self.clock.now()
         fp = idempotency.fingerprint("purchase", user_id, quote_id)
         order_id = ledger.new_id()
+        checked = None
+        async with self.db.read() as conn:
+            # Reads first, outside the write transaction, so the writer's lock covers only
+            # the writes. A key already in use skips the checks: a retry after the quote
+            # expired must still get its order back, not an error.
+            if not await idempotency.exists(conn, idempotency_key):
+                checked = await self._check_purchase(conn, user_id, quote_id, now)
         async with self.db.begin() as conn:
             # The key is stored as done with the order id: the order and its hold commit
             # with it, and from then on the order's own status says how far it got.
@@ -241,20 +257,20 @@ class OrderService:
                 conn, key=idempotency_key, scope="purchase", fingerprint=fp, now=now,
                 result={"order_id": order_id})
             if prior is None:
-                order, candidates = await self._open_order(
-                    conn, order_id, user_id, quote_id, chat_id, message_id, now)
+                if checked is None:  # the key vanished (reaped) since we looked
+                    checked = await self._check_purchase(conn, user_id, quote_id, now)
+                order = await self._open_order(conn, order_id, checked, chat_id, message_id, now)
         if prior is not None:
             order = await self.get_order(prior["order_id"])
             if order.status == OrderStatus.RESERVING:
                 raise AlreadyInProgress({"order_id": order.id})
             return order
-        return await self._rent(order, candidates, actor="user")
+        assert checked is not None
+        return await self._rent(order, checked.candidates, actor="user")
 
-    async def _open_order(
-        self, conn: AsyncConnection, order_id: str, user_id: int, quote_id: str,
-        chat_id: int | None, message_id: int | None, now: datetime,
-    ) -> tuple[OrderView, list[tuple[str, int]]]:
-        """Phase 1: check the quote, place the hold, insert the order as ``reserving``."""
+    async def _check_purchase(
+        self, conn: AsyncConnection, user_id: int, quote_id: str, now: datetime
+    ) -> _Checked:
         from core import catalog  # imported here: catalog is a sibling service
 
         user = (await conn.execute(
@@ -266,27 +282,34 @@ class OrderService:
             raise UserBlocked("this account is blocked")
         quote = await catalog.load_quote(conn, quote_id, user_id, now)
         candidates = await self._candidates(conn, quote.service, quote.country, quote.price)
+        return _Checked(user.id, user.wallet_account_id, user.telegram_id, quote, candidates)
+
+    async def _open_order(
+        self, conn: AsyncConnection, order_id: str, checked: _Checked,
+        chat_id: int | None, message_id: int | None, now: datetime,
+    ) -> OrderView:
+        """Phase 1: place the hold and insert the order as ``reserving``."""
+        quote = checked.quote
         hold_id = ledger.derived_id("hold", order_id)
         revenue = await ledger.system_account(conn, ledger.REVENUE)
         await ledger.create_hold(
-            conn, id=hold_id, debit=user.wallet_account_id, credit=revenue,
+            conn, id=hold_id, debit=checked.wallet_account_id, credit=revenue,
             amount=quote.price, order_id=order_id, now=now,
             timeout_at=now + timedelta(seconds=self.settings.ORDER_MAX_TTL_SECONDS
                                        + self.settings.HOLD_GRACE_SECONDS))
         values = dict(
-            id=order_id, user_id=user_id, quote_id=quote_id, service=quote.service,
+            id=order_id, user_id=checked.user_id, quote_id=quote.id, service=quote.service,
             country=quote.country, price=quote.price, status=OrderStatus.RESERVING.value,
             version=1, hold_transfer_id=hold_id,
-            provider=candidates[0][0] if candidates else None,
+            provider=checked.candidates[0][0] if checked.candidates else None,
             upstream_state="none", upstream_attempts=0, can_request_another=False,
-            chat_id=chat_id if chat_id is not None else user.telegram_id,
+            chat_id=chat_id if chat_id is not None else checked.telegram_id,
             message_id=message_id, created_at=now, updated_at=now)
         await conn.execute(orders.insert(), values)
         await self._event(conn, order_id, "created", None, OrderStatus.RESERVING,
-                          "user", {"price": quote.price, "quote_id": quote_id}, now)
-        view = _view({**{c.name: None for c in orders.c}, **values,
-                      "telegram_id": user.telegram_id})
-        return view, candidates
+                          "user", {"price": quote.price, "quote_id": quote.id}, now)
+        return _view({**{c.name: None for c in orders.c}, **values,
+                      "telegram_id": checked.telegram_id})
 
     async def _candidates(
         self, conn: AsyncConnection, service: str, country: str, max_cost: int
@@ -407,10 +430,21 @@ class OrderService:
         self, order_id: str, messages: list[SmsMessage], *, actor: str
     ) -> OrderView:
         now = self.clock.now()
-        async with self.db.begin() as conn:
+        async with self.db.read() as conn:
             order = await _load(conn, order_id)
-            if order is None:
-                raise OrderNotFound(f"no order {order_id}")
+            # The same SMS can reach us twice under different ids (a provider webhook carries
+            # none, the poller sees the provider's); same code and text is the same message.
+            seen = set((await conn.execute(
+                select(order_messages.c.code, order_messages.c.text)
+                .where(order_messages.c.order_id == order_id))).all())
+        if order is None:
+            raise OrderNotFound(f"no order {order_id}")
+        messages = [m for m in messages if (m.code, m.text) not in seen]
+        if not messages:
+            return order
+        async with self.db.begin() as conn:
+            # Read before the write transaction: if the order moved meanwhile, the
+            # compare-and-set below fails and the whole attempt is retried.
             # The first code of a waiting order is the one the user pays for; it is stored as
             # charged, and the capture below commits with it or not at all.
             capturing = order.status == OrderStatus.WAITING
@@ -438,6 +472,8 @@ class OrderService:
                     raise _Retry()
                 order = _with(order, status=OrderStatus.COMPLETED.value, version=order.version + 1,
                               updated_at=now, closed_at=now, **values)
+            if coded and order.status == OrderStatus.COMPLETED:
+                order = await _load(conn, order_id) or order  # rare: was it refunded since?
             if order.status == OrderStatus.COMPLETED:
                 for msg in coded:
                     await outbox.enqueue(
@@ -812,31 +848,30 @@ class OrderService:
         """Poll every order whose ``next_poll_at`` has come, in claimed batches of ``limit``,
         rescheduling each in the claim itself. Returns how many orders got their first code.
 
-        ``tick_seconds`` is the poll ticker's period (see ``_next_poll_at``)."""
+        ``tick_seconds`` is the poll ticker's period (see ``_next_poll_at``). The lease lasts
+        until the order is due again, so it needs no release: a poller that dies mid-round
+        leaves its orders to whoever polls next, one interval later."""
         owner = owner or self.worker_id
         recorded = 0
         for _ in range(max_rounds):
             now = self.clock.now()
+            due_again = self._next_poll_at(now, tick_seconds)
             ids = await jobs.claim_orders(
                 self.db, owner=owner, now=now, due=self._poll_due_where(now),
-                order_by=(orders.c.next_poll_at,), limit=limit, lease_seconds=jobs.POLL_LEASE_S,
-                values={"next_poll_at": self._next_poll_at(now, tick_seconds)})
+                order_by=(orders.c.next_poll_at,), limit=limit,
+                values={"next_poll_at": due_again, "lease_until": due_again})
             if not ids:
                 break
-            try:
-                recorded += await self.poll_orders(ids)
-            except Exception:
-                await jobs.release_orders(self.db, ids, owner)
-                raise
-            await jobs.release_orders(self.db, ids, owner)
+            recorded += await self.poll_orders(ids, owner=owner)
             if len(ids) < limit:
                 break
         return recorded
 
-    async def poll_orders(self, order_ids: Iterable[str]) -> int:
+    async def poll_orders(self, order_ids: Iterable[str], *, owner: str | None = None) -> int:
         """Fetch status for these orders, one batch call per provider where the protocol
         allows, otherwise bounded concurrency; record new messages. Returns how many orders
-        got their first code."""
+        got their first code. ``owner``'s poll leases end on the orders that closed, so the
+        upstream finish or cancel need not wait for the next poll time."""
         ids = list(order_ids)
         rows: list[Any] = []
         async with self.db.read() as conn:
@@ -849,9 +884,12 @@ class OrderService:
             order = _view(row)
             if order.activation_id and order.provider in self.providers:
                 by_provider[order.provider].append(order)
-        counts = await asyncio.gather(*(self._poll_provider(name, group)
-                                        for name, group in by_provider.items()))
-        return sum(counts)
+        results = await asyncio.gather(*(self._poll_provider(name, group)
+                                         for name, group in by_provider.items()))
+        closed = [oid for _, ids in results for oid in ids]
+        if owner is not None and closed:
+            await jobs.release_orders(self.db, closed, owner)
+        return sum(n for n, _ in results)
 
     async def _fetch_statuses(self, name: str, group: list[OrderView]) -> dict[str, ActivationStatus]:
         provider = self.providers[name]
@@ -886,15 +924,16 @@ class OrderService:
                     .where(order_messages.c.order_id.in_(chunk))))
         return known
 
-    async def _poll_provider(self, name: str, group: list[OrderView]) -> int:
+    async def _poll_provider(self, name: str, group: list[OrderView]) -> tuple[int, list[str]]:
+        """(orders that got their first code, orders this poll closed)."""
         statuses = await self._fetch_statuses(name, group)
         if not statuses:
-            return 0
+            return 0, []
         with_messages = [o.id for o in group
                          if (s := statuses.get(o.activation_id or "")) is not None and s.messages]
         known = await self._known_messages(with_messages)
-        first_codes = 0
         finished_upstream: list[str] = []
+        changed: list[tuple[OrderView, ActivationStatus]] = []
         for order in group:
             status = statuses.get(order.activation_id or "")
             if status is None:
@@ -903,24 +942,32 @@ class OrderService:
             closed = status.state not in (ActivationState.WAITING, ActivationState.CODE)
             if closed and order.status == OrderStatus.COMPLETED and not fresh:
                 finished_upstream.append(order.id)
-                continue
-            if not fresh and not (closed and order.status == OrderStatus.WAITING):
-                continue
-            try:
-                after = await self._apply_status(order, replace(status, messages=fresh),
-                                                 actor="scheduler")
-            except Exception:
-                log.exception("order %s: recording its status failed; polled again later", order.id)
-                continue
-            if order.status == OrderStatus.WAITING and after.status == OrderStatus.COMPLETED:
-                first_codes += 1
+            elif fresh or (closed and order.status == OrderStatus.WAITING):
+                changed.append((order, replace(status, messages=fresh)))
+        sem = asyncio.Semaphore(APPLY_CONCURRENCY)
+
+        async def apply(order: OrderView, status: ActivationStatus) -> OrderView | None:
+            async with sem:
+                try:
+                    return await self._apply_status(order, status, actor="scheduler")
+                except Exception:
+                    log.exception("order %s: recording its status failed; polled again later",
+                                  order.id)
+                    return None
+
+        afters = await asyncio.gather(*(apply(o, s) for o, s in changed))
+        first_codes = sum(1 for (before, _), after in zip(changed, afters, strict=True)
+                          if after is not None and before.status == OrderStatus.WAITING
+                          and after.status == OrderStatus.COMPLETED)
+        closed = [a.id for (b, _), a in zip(changed, afters, strict=True)
+                  if a is not None and a.status != b.status]
         if finished_upstream:
             # Closed upstream after its code: nothing more can arrive, stop polling it.
             async with self.db.begin() as conn:
                 await conn.execute(update(orders).where(
                     orders.c.id.in_(finished_upstream), orders.c.status == OrderStatus.COMPLETED)
                     .values(next_poll_at=None))
-        return first_codes
+        return first_codes, closed
 
     async def expire_due(self, *, owner: str | None = None, limit: int = 100) -> int:
         """Expire waiting orders past their deadline (each after a final check for a code)."""
@@ -1087,10 +1134,13 @@ class OrderService:
 
 # Scheduled work: polling backoff by order age — (younger than N seconds, interval × factor);
 # older orders are polled every interval × POLL_BACKOFF_MAX_FACTOR, at most POLL_BACKOFF_CAP_S.
-POLL_BACKOFF = ((120, 1), (600, 2))
+# Codes mostly arrive within minutes, and a batch status read makes a poll cheap, so the full
+# rate lasts five minutes.
+POLL_BACKOFF = ((300, 1), (900, 2))
 POLL_BACKOFF_MAX_FACTOR = 4
 POLL_BACKOFF_CAP_S = 30
 RECOVERY_CONCURRENCY = 4
+APPLY_CONCURRENCY = 8  # orders whose news (a code, a close) are written at once per provider
 SQL_IN_CHUNK = 900  # ids per IN (…) list: well under SQLite's bound-parameter limit
 
 

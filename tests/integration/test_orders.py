@@ -435,3 +435,13 @@ async def test_outbox_rows_carry_what_the_bot_needs(shop, clock):
     assert msg.chat_id == 1 and msg.kind == "completed"
     assert msg.payload["code"] == "31337" and msg.payload["text"] == "WhatsApp code 31337"
     assert msg.payload["phone"] == order.phone
+
+
+async def test_the_same_sms_under_two_ids_is_recorded_and_forwarded_once(shop):
+    user = await shop.user(1, funds=500)
+    order = await _buy(shop, user)
+    await shop.orders.record_messages(order.id, [SmsMessage("webhook:digest", "4242", "code 4242")])
+    await shop.orders.record_messages(order.id, [SmsMessage("provider-17", "4242", "code 4242")])
+    assert await _count(shop.db, order_messages, order_messages.c.order_id == order.id) == 1
+    assert await _count(shop.db, outbox_t, outbox_t.c.order_id == order.id) == 1
+    assert (await shop.wallet(user)).balance == 400
