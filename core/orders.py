@@ -545,6 +545,12 @@ class OrderService:
             won = await self._apply(
                 conn, order, OrderEvent.CANCEL, actor=actor, now=now, values=values,
                 detail={"reason": reason} if reason else None, notify=actor != "user")
+            if won and actor != "user":
+                from core import audit
+
+                await audit.record(conn, actor=actor, action="order.cancel", target_type="order",
+                                   target_id=order_id, reason=reason,
+                                   detail={"refunded": order.price}, now=now)
             after = None if won else await _load(conn, order_id)
         if after is not None:
             if after.status == OrderStatus.CANCELLED:
@@ -852,19 +858,30 @@ class OrderService:
         until the order is due again, so it needs no release: a poller that dies mid-round
         leaves its orders to whoever polls next, one interval later."""
         owner = owner or self.worker_id
+        rounds: set[asyncio.Task[int]] = set()
         recorded = 0
-        for _ in range(max_rounds):
-            now = self.clock.now()
-            due_again = self._next_poll_at(now, tick_seconds)
-            ids = await jobs.claim_orders(
-                self.db, owner=owner, now=now, due=self._poll_due_where(now),
-                order_by=(orders.c.next_poll_at,), limit=limit,
-                values={"next_poll_at": due_again, "lease_until": due_again})
-            if not ids:
-                break
-            recorded += await self.poll_orders(ids, owner=owner)
-            if len(ids) < limit:
-                break
+        try:
+            for _ in range(max_rounds):
+                now = self.clock.now()
+                due_again = self._next_poll_at(now, tick_seconds)
+                ids = await jobs.claim_orders(
+                    self.db, owner=owner, now=now, due=self._poll_due_where(now),
+                    order_by=(orders.c.next_poll_at,), limit=limit,
+                    values={"next_poll_at": due_again, "lease_until": due_again})
+                if not ids:
+                    break
+                # Rounds overlap (a few at a time): the next batch is claimed and fetched
+                # while the codes of the previous one are still being written.
+                rounds.add(asyncio.create_task(self.poll_orders(ids, owner=owner)))
+                if len(rounds) >= POLL_ROUNDS_IN_FLIGHT:
+                    done, rounds = await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
+                    recorded += sum(t.result() for t in done)
+                if len(ids) < limit:
+                    break
+            recorded += sum(await asyncio.gather(*rounds))
+        finally:
+            for task in rounds:
+                task.cancel()
         return recorded
 
     async def poll_orders(self, order_ids: Iterable[str], *, owner: str | None = None) -> int:
@@ -1141,6 +1158,7 @@ POLL_BACKOFF_MAX_FACTOR = 4
 POLL_BACKOFF_CAP_S = 30
 RECOVERY_CONCURRENCY = 4
 APPLY_CONCURRENCY = 8  # orders whose news (a code, a close) are written at once per provider
+POLL_ROUNDS_IN_FLIGHT = 3
 SQL_IN_CHUNK = 900  # ids per IN (…) list: well under SQLite's bound-parameter limit
 
 

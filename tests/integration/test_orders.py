@@ -445,3 +445,16 @@ async def test_the_same_sms_under_two_ids_is_recorded_and_forwarded_once(shop):
     assert await _count(shop.db, order_messages, order_messages.c.order_id == order.id) == 1
     assert await _count(shop.db, outbox_t, outbox_t.c.order_id == order.id) == 1
     assert (await shop.wallet(user)).balance == 400
+
+
+async def test_staff_cancel_is_audited_with_the_refund(shop):
+    user = await shop.user(1, funds=500)
+    order = await _buy(shop, user)
+    result = await shop.orders.cancel(order.id, actor="staff:ann", reason="customer asked")
+    assert result.refunded == 100
+    await shop.orders.cancel(order.id, actor="staff:ann", reason="customer asked")
+    async with shop.db.read() as conn:
+        rows = (await conn.execute(select(audit_log.c.actor, audit_log.c.reason)
+                                   .where(audit_log.c.action == "order.cancel"))).all()
+    assert rows == [("staff:ann", "customer asked")]
+    assert await _count(shop.db, outbox_t, outbox_t.c.kind == "cancelled") == 1
