@@ -214,6 +214,9 @@ Index("ix_orders_status_next_poll_at", orders.c.status, orders.c.next_poll_at)
 Index("ix_orders_status_expires_at", orders.c.status, orders.c.expires_at)
 Index("ix_orders_user_id_created_at", orders.c.user_id, orders.c.created_at)
 Index("ix_orders_created_at", orders.c.created_at)
+# Dashboard filters page through one status or service newest first.
+Index("ix_orders_status_created_at", orders.c.status, orders.c.created_at)
+Index("ix_orders_service_created_at", orders.c.service, orders.c.created_at)
 Index("ix_orders_upstream_state", orders.c.upstream_state, orders.c.upstream_retry_at)
 
 order_messages = Table(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 09:11:30.431777
+Create Date: 2026-11-26 10:07:09.422009
 """
 
 from __future__ import annotations
@@ -263,6 +263,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.create_index('ix_orders_created_at', ['created_at'], unique=False)
+        batch_op.create_index('ix_orders_service_created_at', ['service', 'created_at'], unique=False)
+        batch_op.create_index('ix_orders_status_created_at', ['status', 'created_at'], unique=False)
         batch_op.create_index('ix_orders_status_expires_at', ['status', 'expires_at'], unique=False)
         batch_op.create_index('ix_orders_status_next_poll_at', ['status', 'next_poll_at'], unique=False)
         batch_op.create_index('ix_orders_upstream_state', ['upstream_state', 'upstream_retry_at'], unique=False)
@@ -322,6 +324,8 @@ def downgrade() -> None:
         batch_op.drop_index('ix_orders_upstream_state')
         batch_op.drop_index('ix_orders_status_next_poll_at')
         batch_op.drop_index('ix_orders_status_expires_at')
+        batch_op.drop_index('ix_orders_status_created_at')
+        batch_op.drop_index('ix_orders_service_created_at')
         batch_op.drop_index('ix_orders_created_at')
 
     op.drop_table('orders')
