@@ -30,7 +30,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 log = logging.getLogger("numbershop.run")
@@ -79,11 +79,13 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-async def serve(components: Sequence[Component], stop: asyncio.Event) -> None:
+async def serve(components: Sequence[Component], stop: asyncio.Event,
+                ready: Callable[[], None] | None = None) -> None:
     """Start ``components`` in order, run until ``stop`` is set or one fails, stop them all.
 
-    A stop requested while components are still starting cancels the start (a provider or
-    a database that hangs must not make Ctrl-C wait) and stops those already up.
+    ``ready`` is called once everything has started. A stop requested while components are
+    still starting cancels the start (a provider or a database that hangs must not make
+    Ctrl-C wait) and stops those already up.
     """
     started: list[Component] = []
     failed: str | None = None
@@ -104,6 +106,8 @@ async def serve(components: Sequence[Component], stop: asyncio.Event) -> None:
                 raise exc
             raise ComponentFailed(one_line(exc)) from exc  # type: ignore[arg-type]
         if not stop.is_set():
+            if ready is not None:
+                ready()
             watched = {c.task: c for c in started if c.task is not None}
             done, _ = await asyncio.wait({stopper, *watched}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -116,8 +120,11 @@ async def serve(components: Sequence[Component], stop: asyncio.Event) -> None:
         if started:
             log.info("stopping…")
         for component in reversed(started):
+            began = asyncio.get_running_loop().time()
             try:
                 await asyncio.wait_for(component.stop(), STOP_TIMEOUT_S)
+                log.debug("%s stopped in %.2fs", component.name,
+                          asyncio.get_running_loop().time() - began)
             except TimeoutError:
                 log.warning("%s did not stop within %.0fs; cut off (its work resumes on the "
                             "next start)", component.name, STOP_TIMEOUT_S)
@@ -154,10 +161,17 @@ async def drain_tasks(timeout: float = DRAIN_TIMEOUT_S) -> None:
         return
     _, late = await asyncio.wait(pending, timeout=timeout)
     if late:
-        log.warning("cancelling %d task(s) still running after %.0fs", len(late), timeout)
+        log.warning("cancelling %d task(s) still running after %.0fs: %s", len(late), timeout,
+                    ", ".join(sorted(_describe(t) for t in late)))
         for task in late:
             task.cancel()
         await asyncio.wait(late, timeout=2.0)
+
+
+def _describe(task: asyncio.Task[Any]) -> str:
+    coro = task.get_coro()
+    name = getattr(coro, "__qualname__", None) or type(coro).__name__
+    return f"{task.get_name()} ({name})"
 
 
 @contextlib.contextmanager

@@ -44,7 +44,79 @@ log = logging.getLogger("numbershop.run")
 CHATTY_LOGGERS = ("aiogram", "apscheduler", "uvicorn", "uvicorn.error", "aiohttp.access")
 
 
+class CutJobNotice(logging.Filter):
+    """APScheduler 3's asyncio executor cancels jobs still running when the scheduler shuts
+    down and logs each as an ERROR with the CancelledError's traceback. A job cut at a stop
+    is expected and safe (its claims are leases that lapse; its transitions are
+    compare-and-set), so it is one INFO line here, not a traceback on a clean exit."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, asyncio.CancelledError):
+            job = record.args[0] if isinstance(record.args, tuple) and record.args else "a job"
+            record.msg, record.args = "job %s stopped mid-run by the shutdown; it resumes on the next start", (job,)
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 # --------------------------------------------------------------------------- components
+
+
+class DatabaseStep(Component):
+    """Migrate (SQLite) or check the schema (PostgreSQL). Shielded: a stop during start-up
+    waits for the migration's one transaction instead of cutting it."""
+
+    name = "database"
+
+    def __init__(self, settings: Settings, *, reset: bool) -> None:
+        self.settings = settings
+        self.reset = reset
+        self._work: asyncio.Task[str | None] | None = None
+
+    async def start(self) -> str:
+        url = self.settings.DATABASE_URL
+        if self.reset:
+            _reset_sandbox_database(url)
+        self._work = asyncio.create_task(self._migrate(url), name="migrate")
+        revision = await asyncio.shield(self._work)
+        return f"{display_url(url)} at revision {revision}"
+
+    @staticmethod
+    async def _migrate(url: str) -> str | None:
+        with database_errors(url):
+            await migrate.ensure_current(url, auto_upgrade=url.startswith("sqlite"))
+            return await migrate.current_revision(url)
+
+    async def stop(self) -> None:
+        if self._work is not None and not self._work.done():
+            await asyncio.wait({self._work})
+
+
+class CatalogueStep(Component):
+    """Fetch each provider's catalogue once, so the shop has something to sell at once; a
+    provider that fails is a warning (the scheduler's sync ticker retries)."""
+
+    name = "catalogue"
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    async def start(self) -> str:
+        parts = []
+        for name, provider in self.core.providers.items():
+            try:
+                with database_errors(self.core.settings.DATABASE_URL):
+                    result = await sync_catalog(self.core.db, provider, self.core.clock)
+            except Exception as exc:  # noqa: BLE001 - the shop still starts
+                log.warning("catalogue of %s not fetched: %s (the scheduler retries)", name, exc)
+                parts.append(f"{name}: not fetched")
+                continue
+            parts.append(f"{name}: {result.stored} offers")
+        return "; ".join(parts) or "no providers"
+
+    async def stop(self) -> None:
+        return None
 
 
 class SenderComponent(Component):
@@ -69,13 +141,50 @@ class SenderComponent(Component):
             await self.task
 
 
+class InFlightUpdates:
+    """Knows which updates the dispatcher is handling right now.
+
+    aiogram's ``stop_polling`` stops fetching updates but does not wait for the handlers it
+    already started as tasks; the bot must not be reported stopped (and the Bot API server,
+    the sender and the database closed behind it) while one is still answering a user. The
+    count starts at ``feed_update``, before any middleware, so an update still queued for
+    the database in the dedupe middleware counts too.
+    """
+
+    def __init__(self, dp: Any) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+        feed = dp.feed_update
+
+        async def feed_update(*args: Any, **kwargs: Any) -> Any:
+            task = asyncio.current_task()
+            if task is not None:
+                self.tasks.add(task)
+            try:
+                return await feed(*args, **kwargs)
+            finally:
+                self.tasks.discard(task)  # type: ignore[arg-type]
+
+        dp.feed_update = feed_update
+
+    async def wait(self, timeout: float) -> int:
+        """Wait for the handlers running now; returns how many were still running at the end."""
+        current = asyncio.current_task()
+        running = {t for t in self.tasks if t is not current and not t.done()}
+        if not running:
+            return 0
+        _, late = await asyncio.wait(running, timeout=timeout)
+        return len(late)
+
+
 class BotComponent(Component):
     name = "bot"
+    HANDLERS_TIMEOUT_S = 15.0
 
     def __init__(self, app: Any, api_url: str) -> None:
         self.app = app
         self.api_url = api_url
         self._stop = asyncio.Event()
+        self.in_flight = InFlightUpdates(app.dp)
 
     async def start(self) -> str:
         try:
@@ -90,6 +199,10 @@ class BotComponent(Component):
         self._stop.set()
         if self.task is not None:
             await self.task
+        late = await self.in_flight.wait(self.HANDLERS_TIMEOUT_S)
+        if late:
+            log.warning("bot: %d update(s) still being handled after %.0fs; left to finish "
+                        "(or to be resumed by the jobs)", late, self.HANDLERS_TIMEOUT_S)
 
 
 class SchedulerComponent(Component):
@@ -119,11 +232,29 @@ class DashboardComponent(Component):
 
     name = "dashboard"
 
-    def __init__(self, core: Core, sock: socket.socket, *, note: str = "") -> None:
+    def __init__(self, core: Core, sock: socket.socket, *, sandbox: bool = False,
+                 page_config: dict[str, Any] | None = None) -> None:
         self.core = core
         self.sock = sock
-        self.note = note
+        self.sandbox = sandbox
+        self.page_config = page_config
         self.server: Any = None
+
+    async def _login_note(self, url: str) -> str:
+        """A fresh sandbox gets a dashboard login (shown here and on the page); a real shop
+        with no staff yet is told how to make one."""
+        from core.staff import StaffAccounts
+
+        accounts = StaffAccounts(self.core.db, self.core.clock)
+        if await accounts.count() > 0:
+            return ""
+        if not self.sandbox:
+            return " (no staff yet: numbershop staff add NAME --role admin)"
+        password = secrets.token_urlsafe(9)
+        await accounts.create("sandbox", "admin", password, actor="sandbox")
+        if self.page_config is not None:
+            self.page_config["dashboard"] = {"url": url, "username": "sandbox", "password": password}
+        return f" (log in as sandbox / {password})"
 
     async def start(self) -> str:
         import uvicorn
@@ -163,7 +294,8 @@ class DashboardComponent(Component):
         root.setLevel(saved_level)
         host, port = self.sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{port}/{self.note}"
+        url = f"http://{shown}:{port}/"
+        return url + await self._login_note(url)
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -177,10 +309,11 @@ class DashboardComponent(Component):
 
 @dataclass
 class Plan:
-    """What this run will start, decided before anything starts."""
+    """What this run will start, decided (and its ports bound) before anything starts."""
 
     settings: Settings
     sandbox: bool
+    reset_db: bool = False
     web_sock: socket.socket | None = None
     admin_sock: socket.socket | None = None
     sockets: list[socket.socket] = field(default_factory=list)
@@ -246,19 +379,19 @@ def _dashboard_available() -> bool:
 
 def plan(args: argparse.Namespace) -> Plan:
     settings = load_settings()
-    sandbox = not settings.BOT_TOKEN
-    p = Plan(settings=settings, sandbox=sandbox)
+    p = Plan(settings=settings, sandbox=not settings.BOT_TOKEN)
     try:
-        if sandbox:
-            p.web_sock = _bind(args.host, args.port, "sandbox", "--port or SANDBOX_PORT")
-            p.sockets.append(p.web_sock)
+        if p.sandbox:
             from numbershop.sandbox.web import base_url
 
+            p.web_sock = _bind(args.host, args.port, "sandbox", "--port or SANDBOX_PORT")
+            p.sockets.append(p.web_sock)
             overrides: dict[str, Any] = dict(
                 BOT_TOKEN=sb.SANDBOX_TOKEN, TELEGRAM_API_URL=base_url(p.web_sock),
                 PROVIDERS=("simulator",), STAFF_CHAT_ID=None)
-            if "DATABASE_URL" not in settings.model_fields_set:
+            if "DATABASE_URL" not in settings.model_fields_set:  # not chosen by the operator
                 overrides["DATABASE_URL"] = sb.SANDBOX_DATABASE_URL
+                p.reset_db = True
             p.settings = settings.model_copy(update=overrides)
         if not args.no_admin and _dashboard_available():
             p.admin_sock = _bind(args.admin_host, args.admin_port, "dashboard",
@@ -272,125 +405,91 @@ def plan(args: argparse.Namespace) -> Plan:
 
 def _reset_sandbox_database(url: str) -> None:
     """The sandbox's own file starts afresh: the simulator's activations live in memory, so
-    yesterday's open orders would point at activations that no longer exist."""
+    the last run's open orders would point at activations that no longer exist (and the
+    simulator, numbering from the start again, would hand out their ids anew)."""
     database = make_url(url).database
-    if not database:
+    if not database or database == ":memory:":
         return
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(database + suffix).unlink(missing_ok=True)
 
 
-async def _migrate(settings: Settings) -> None:
-    url = settings.DATABASE_URL
-    with database_errors(url):
-        await migrate.ensure_current(url, auto_upgrade=url.startswith("sqlite"))
-        revision = await migrate.current_revision(url)
-    log.info("%-9s %s at revision %s", "database", display_url(url), revision)
+def _build_core(p: Plan, args: argparse.Namespace) -> tuple[Core, Any]:
+    """The core; in the sandbox also the raw simulator (the panel delivers codes through it)."""
+    if not p.sandbox:
+        return build_core(p.settings), None
+    from core.providers.breaker import BreakerBoard
+    from core.providers.simulator import SimulatorProvider
+
+    clock = SystemClock()
+    board = BreakerBoard(redis_url=p.settings.REDIS_URL, clock=clock)
+    simulator = SimulatorProvider(seed=p.settings.SIMULATOR_SEED, clock=clock,
+                                  code_delay_s=args.code_delay)
+    core = build_core(p.settings, clock=clock, board=board,
+                      providers={"simulator": board.guard(simulator)})
+    return core, simulator
 
 
-async def _sync_catalogues(core: Core) -> None:
-    for name, provider in core.providers.items():
-        try:
-            result = await sync_catalog(core.db, provider, core.clock)
-        except Exception as exc:  # noqa: BLE001 - the shop still starts; the scheduler retries
-            log.warning("catalogue of %s not fetched: %s (the scheduler retries)", name, exc)
-            continue
-        log.info("%-9s %s: %d offers", "catalogue", name, result.stored)
+def _components(p: Plan, args: argparse.Namespace, core: Core, simulator: Any,
+                app: Any) -> list[Component]:
+    """In start order; they stop in reverse (see numbershop.runtime)."""
+    settings = p.settings
+    parts: list[Component] = [DatabaseStep(settings, reset=p.reset_db), CatalogueStep(core)]
+    page_config: dict[str, Any] | None = None
+    if p.sandbox:
+        from numbershop.emulator import Emulator
+        from numbershop.sandbox.panel import DeliveryPanel
+        from numbershop.sandbox.web import SandboxServer, make_sandbox_app
 
-
-async def _sandbox_staff(core: Core) -> str:
-    """A fresh sandbox gets a dashboard login, shown in the log line and on the page."""
-    from core.staff import StaffAccounts
-
-    accounts = StaffAccounts(core.db, core.clock)
-    if await accounts.count() > 0:
-        return ""
-    password = secrets.token_urlsafe(9)
-    await accounts.create("sandbox", "admin", password, actor="sandbox")
-    return password
+        assert p.web_sock is not None
+        emulator = Emulator(auto_register=False)
+        tg = emulator.add_bot(sb.SANDBOX_TOKEN, username=sb.SANDBOX_BOT_USERNAME,
+                              first_name=sb.SANDBOX_BOT_NAME)
+        panel = DeliveryPanel(simulator, core, on_delivered=app.sender.wake)
+        page_config = dict(
+            user={"id": sb.DEFAULT_USER_ID, "first_name": sb.DEFAULT_USER_NAME},
+            currency=settings.SHOP_CURRENCY, dashboard=None,
+            auto_codes=None if args.code_delay is None else list(args.code_delay))
+        parts.append(SandboxServer(make_sandbox_app(emulator, tg, panel, page_config),
+                                   emulator, p.web_sock))
+    parts += [SenderComponent(app, settings.TELEGRAM_API_URL),
+              BotComponent(app, settings.TELEGRAM_API_URL),
+              SchedulerComponent(core)]
+    if p.admin_sock is not None:
+        parts.append(DashboardComponent(core, p.admin_sock, sandbox=p.sandbox,
+                                        page_config=page_config))
+    return parts
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
     if not args.verbose:
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
-    p = plan(args)
-    try:
-        settings = p.settings
-        if p.sandbox and "DATABASE_URL" not in load_settings().model_fields_set:
-            _reset_sandbox_database(settings.DATABASE_URL)
-        await _migrate(settings)
-        return await _run(args, p)
-    finally:
-        p.close()
+    logging.getLogger("apscheduler.executors.default").addFilter(CutJobNotice())
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        p = plan(args)
+        try:
+            return await _run(args, p, stop)
+        finally:
+            p.close()
 
 
-async def _run(args: argparse.Namespace, p: Plan) -> int:
+async def _run(args: argparse.Namespace, p: Plan, stop: asyncio.Event) -> int:
     from bot.app import build_app, build_bot
 
-    settings = p.settings
-    panel = None
-    if p.sandbox:
-        from core.providers.breaker import BreakerBoard
-        from core.providers.simulator import SimulatorProvider
-
-        clock = SystemClock()
-        board = BreakerBoard(redis_url=settings.REDIS_URL, clock=clock)
-        simulator = SimulatorProvider(seed=settings.SIMULATOR_SEED, clock=clock,
-                                      code_delay_s=args.code_delay)
-        core = build_core(settings, clock=clock, board=board,
-                          providers={"simulator": board.guard(simulator)})
-    else:
-        core = build_core(settings)
+    core, simulator = _build_core(p, args)
     try:
-        with database_errors(settings.DATABASE_URL):
-            await _sync_catalogues(core)
-            app = build_app(core, build_bot(settings))
-            components: list[Component] = []
-            page_config: dict[str, Any] = {}
-            if p.sandbox:
-                from numbershop.emulator import Emulator
-                from numbershop.sandbox.panel import DeliveryPanel
-                from numbershop.sandbox.web import SandboxServer, make_sandbox_app
-
-                emulator = Emulator(auto_register=False)
-                tg = emulator.add_bot(sb.SANDBOX_TOKEN, username=sb.SANDBOX_BOT_USERNAME,
-                                      first_name=sb.SANDBOX_BOT_NAME)
-                panel = DeliveryPanel(simulator, core, on_delivered=app.sender.wake)
-                page_config.update(user={"id": sb.DEFAULT_USER_ID, "first_name": sb.DEFAULT_USER_NAME},
-                                   currency=settings.SHOP_CURRENCY, dashboard=None,
-                                   auto_codes=None if args.code_delay is None else list(args.code_delay))
-                assert p.web_sock is not None
-                components.append(SandboxServer(make_sandbox_app(emulator, tg, panel, page_config),
-                                                emulator, p.web_sock))
-            components += [SenderComponent(app, settings.TELEGRAM_API_URL), BotComponent(app, settings.TELEGRAM_API_URL),
-                           SchedulerComponent(core)]
-            if p.admin_sock is not None:
-                note = ""
-                if p.sandbox:
-                    password = await _sandbox_staff(core)
-                    host, port = p.admin_sock.getsockname()[:2]
-                    page_config["dashboard"] = {"url": f"http://{host}:{port}/", "username": "sandbox",
-                                                "password": password or None}
-                    if password:
-                        note = f" (log in as sandbox / {password})"
-                elif await _no_staff(core):
-                    note = " (no staff yet: numbershop staff add NAME --role admin)"
-                components.append(DashboardComponent(core, p.admin_sock, note=note))
-            stop = asyncio.Event()
-            with stop_on_signals(stop):
-                if p.sandbox:
-                    assert p.web_sock is not None
-                    from numbershop.sandbox.web import base_url
-
-                    print(f"numbershop sandbox: open {base_url(p.web_sock)}/ in your browser "
-                          "(Ctrl-C to stop)", flush=True)
-                try:
-                    await serve(components, stop)
-                except ComponentFailed as exc:
-                    await drain_tasks()
-                    raise CliError(str(exc)) from None
+        app = build_app(core, build_bot(p.settings))
+        try:
+            try:
+                await serve(_components(p, args, core, simulator, app), stop,
+                            ready=lambda: _announce(p))
+            except ComponentFailed as exc:
                 await drain_tasks()
+                raise CliError(str(exc)) from None
+            await drain_tasks()
+        finally:
             await app.aclose()
     finally:
         await core.aclose()
@@ -398,10 +497,15 @@ async def _run(args: argparse.Namespace, p: Plan) -> int:
     return 0
 
 
-async def _no_staff(core: Core) -> bool:
-    from core.staff import StaffAccounts
+def _announce(p: Plan) -> None:
+    """The one line a newcomer needs, on stdout once everything is up."""
+    if p.sandbox and p.web_sock is not None:
+        from numbershop.sandbox.web import base_url
 
-    return await StaffAccounts(core.db, core.clock).count() == 0
+        print(f"numbershop sandbox: open {base_url(p.web_sock)}/ in your browser "
+              "(Ctrl-C to stop)", flush=True)
+    else:
+        print("numbershop: running (Ctrl-C to stop)", flush=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

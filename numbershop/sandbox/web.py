@@ -19,6 +19,7 @@ loopback, but any web page open in the same browser could otherwise post to it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Awaitable, Callable
@@ -95,10 +96,46 @@ async def deliver(request: web.Request) -> web.Response:
     return _json({"ok": True, "result": asdict(done)})
 
 
+class InFlight:
+    """The request handlers running now, so a stop can end the page's long polls at once.
+
+    ``Emulator.close`` releases ``getUpdates`` long polls but not the control API's chat
+    long polls (``?since=…&timeout=25``), and aiohttp does not cancel a handler whose client
+    is still connected: without this, Ctrl-C with the page open would wait out the poll.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    @web.middleware
+    async def track(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        task = asyncio.current_task()
+        if task is None:
+            return await handler(request)
+        self.tasks.add(task)
+        try:
+            return await handler(request)
+        finally:
+            self.tasks.discard(task)
+
+    async def cancel_all(self) -> None:
+        tasks = [t for t in self.tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+
+
+INFLIGHT_KEY = web.AppKey("sandbox_inflight", InFlight)
+
+
 def make_sandbox_app(emulator: Emulator, bot: EmulatedBot, panel: DeliveryPanel,
                      config: dict[str, Any]) -> web.Application:
     """The emulator's application with the chat page and the panel's routes added."""
     app = make_app(emulator)
+    inflight = InFlight()
+    app[INFLIGHT_KEY] = inflight
+    app.middlewares.append(inflight.track)
     app.middlewares.append(same_origin_writes)
     app[CONFIG_KEY] = config
     app[PANEL_KEY] = panel
@@ -147,7 +184,8 @@ class SandboxServer(Component):
                 f"control API at {self.url}/control/)")
 
     async def stop(self) -> None:
-        self.emulator.close()  # long polls (the page's, a stray getUpdates) return at once
+        self.emulator.close()  # a stray getUpdates long poll returns at once
+        await self.app[INFLIGHT_KEY].cancel_all()  # the pages' chat long polls end now
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -3,11 +3,17 @@ clean stops on SIGTERM and SIGINT, and one line (exit 2) for a port that is take
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,7 +76,14 @@ def test_sandbox_serves_the_page_and_the_bot_answers_then_stops_cleanly(tmp_path
                                        "http://evil.example", {"text": "/start"})
     assert status == 403, refused
 
-    assert_clean_exit(proc, proc.stop(signal.SIGTERM))
+    # Users keep writing while SIGTERM arrives: every handler the bot started finishes
+    # before the Bot API, the sender and the database go away — none dies half-way.
+    with chatting_users(base, bot["id"], range(5000, 5006)) as replies:
+        deadline = time.monotonic() + 30
+        while sum(replies.values()) < 12:  # the bot is busy answering them
+            assert time.monotonic() < deadline, f"the bot did not answer: {replies}"
+            time.sleep(0.05)
+        assert_clean_exit(proc, proc.stop(signal.SIGTERM))
     # The sandbox kept its books in its own database, and they balance.
     assert (tmp_path / "data" / "sandbox.db").exists()
     assert not (tmp_path / "data" / "numbershop.db").exists()
@@ -78,6 +91,38 @@ def test_sandbox_serves_the_page_and_the_bot_answers_then_stops_cleanly(tmp_path
         [sys.executable, "-m", "numbershop", "ledger", "check"], cwd=tmp_path, capture_output=True,
         text=True, timeout=60, env=clean_env(DATABASE_URL="sqlite:///data/sandbox.db"))
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+@contextlib.contextmanager
+def chatting_users(base: str, bot: int, users: range) -> Iterator[Counter[int]]:
+    """Threads that keep writing to the bot until the block ends; yields replies per user."""
+    stop = threading.Event()
+    replies: Counter[int] = Counter()
+
+    def chat(user: int) -> None:
+        texts = itertools.cycle(["/start", "/balance", "/buy whatsapp", "/orders"])
+        while not stop.is_set():
+            try:
+                status, sent = http("POST", f"{base}/control/bots/{bot}/users/{user}/messages",
+                                    {"text": next(texts)}, timeout=5)
+                if status != 200:
+                    return
+                status, _ = http("GET", f"{base}/control/bots/{bot}/updates/"
+                                 f"{sent['result']['update_id']}/reply?timeout=5", timeout=10)
+                if status == 200:
+                    replies[user] += 1
+            except OSError:  # the server went away: the shop is stopping
+                return
+
+    threads = [threading.Thread(target=chat, args=(u,), daemon=True) for u in users]
+    for thread in threads:
+        thread.start()
+    try:
+        yield replies
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(15)
 
 
 def http_with_origin(url: str, origin: str, body: dict) -> tuple[int, object]:

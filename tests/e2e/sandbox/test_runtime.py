@@ -110,3 +110,49 @@ async def test_drain_lets_in_flight_work_finish_and_cancels_what_overstays() -> 
 async def _until(predicate) -> None:  # noqa: ANN001
     while not predicate():
         await asyncio.sleep(0.01)
+
+
+def test_a_job_cut_by_the_shutdown_is_one_info_line_not_a_traceback(caplog) -> None:  # noqa: ANN001
+    import logging
+
+    from numbershop.commands.run import CutJobNotice
+
+    logger = logging.getLogger("apscheduler.executors.test-cut")
+    logger.addFilter(CutJobNotice())
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        try:
+            raise asyncio.CancelledError()
+        except asyncio.CancelledError:
+            logger.exception('Job "%s" raised an exception', "poll (trigger: interval)")
+        try:
+            raise ValueError("a real bug")
+        except ValueError:
+            logger.exception('Job "%s" raised an exception', "expire")
+    cut, bug = caplog.records
+    assert (cut.levelname, cut.exc_info) == ("INFO", None)
+    assert cut.getMessage() == ("job poll (trigger: interval) stopped mid-run by the shutdown; "
+                                "it resumes on the next start")
+    assert bug.levelname == "ERROR" and bug.exc_info is not None  # real failures stay loud
+
+
+async def test_the_bot_counts_updates_in_flight_from_the_first_middleware_on() -> None:
+    from numbershop.commands.run import InFlightUpdates
+
+    release = asyncio.Event()
+    seen: list[int] = []
+
+    class Dispatcher:
+        async def feed_update(self, bot: object, update: int) -> int:
+            await release.wait()
+            seen.append(update)
+            return update
+
+    dp = Dispatcher()
+    in_flight = InFlightUpdates(dp)
+    handlers = [asyncio.create_task(dp.feed_update(None, n)) for n in (1, 2)]
+    await asyncio.sleep(0)
+    assert await in_flight.wait(0.05) == 2  # both still being handled
+    release.set()
+    assert await in_flight.wait(5) == 0
+    assert sorted(seen) == [1, 2] and [t.result() for t in handlers] == [1, 2]
+    assert in_flight.tasks == set()
