@@ -33,6 +33,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from core.errors import ShopError
+
 log = logging.getLogger("numbershop.run")
 
 STOP_TIMEOUT_S = 20.0
@@ -143,7 +145,9 @@ async def _start_all(components: Sequence[Component], started: list[Component]) 
             raise
         except Exception as exc:
             await _stop_partial(component)
-            raise ComponentFailed(f"{component.name} could not start: {one_line(exc)}") from exc
+            # The shop's own errors are sentences already; anything else names its type.
+            reason = str(exc) if isinstance(exc, ShopError) and str(exc) else one_line(exc)
+            raise ComponentFailed(f"{component.name} could not start: {reason}") from exc
         started.append(component)
         log.info("%-9s %s", component.name, where)
 

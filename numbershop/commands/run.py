@@ -386,13 +386,18 @@ def plan(args: argparse.Namespace) -> Plan:
 
             p.web_sock = _bind(args.host, args.port, "sandbox", "--port or SANDBOX_PORT")
             p.sockets.append(p.web_sock)
-            overrides: dict[str, Any] = dict(
+            # Play money never touches the configured shop: its own database (fresh each run,
+            # as the emulator's update ids and the simulator's rentals are), no shared Redis.
+            unused = [n for n in ("DATABASE_URL", "REDIS_URL") if n in settings.model_fields_set]
+            if unused:
+                log.info("sandbox: %s not used; play money stays in %s, started afresh",
+                         " and ".join(unused) + (" is" if len(unused) == 1 else " are"),
+                         display_url(sb.SANDBOX_DATABASE_URL))
+            p.settings = settings.model_copy(update=dict(
                 BOT_TOKEN=sb.SANDBOX_TOKEN, TELEGRAM_API_URL=base_url(p.web_sock),
-                PROVIDERS=("simulator",), STAFF_CHAT_ID=None)
-            if "DATABASE_URL" not in settings.model_fields_set:  # not chosen by the operator
-                overrides["DATABASE_URL"] = sb.SANDBOX_DATABASE_URL
-                p.reset_db = True
-            p.settings = settings.model_copy(update=overrides)
+                PROVIDERS=("simulator",), STAFF_CHAT_ID=None, REDIS_URL=None,
+                DATABASE_URL=sb.SANDBOX_DATABASE_URL))
+            p.reset_db = True
         if not args.no_admin and _dashboard_available():
             p.admin_sock = _bind(args.admin_host, args.admin_port, "dashboard",
                                  "--admin-port, or --no-admin")
@@ -404,9 +409,10 @@ def plan(args: argparse.Namespace) -> Plan:
 
 
 def _reset_sandbox_database(url: str) -> None:
-    """The sandbox's own file starts afresh: the simulator's activations live in memory, so
-    the last run's open orders would point at activations that no longer exist (and the
-    simulator, numbering from the start again, would hand out their ids anew)."""
+    """The sandbox's own file starts afresh. Its emulator and simulator live in memory: the
+    last run's open orders would point at activations that no longer exist, and the new
+    emulator numbers updates from 1 again, which the bot's update log would drop as
+    redeliveries of the last run's."""
     database = make_url(url).database
     if not database or database == ":memory:":
         return

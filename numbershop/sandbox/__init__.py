@@ -8,7 +8,9 @@ inline buttons, Stars invoices paid with one click, and a panel (``panel``) that
 arrive for any open activation. Codes also arrive on their own after a realistic delay.
 
 The sandbox keeps its data in its own database (``./data/sandbox.db``, started afresh each
-run) unless ``DATABASE_URL`` is set, so play money never mixes with a real shop's books.
+run, since the emulator and the simulator start afresh too) and ignores ``DATABASE_URL`` and
+``REDIS_URL``: play money never mixes with a real shop's books, even on a server where
+``BOT_TOKEN`` was left unset by mistake.
 """
 
 from __future__ import annotations

@@ -48,9 +48,12 @@ def start_chat(base: str, bot: int, user: int, text: str = "/start") -> dict:
 
 
 def test_sandbox_serves_the_page_and_the_bot_answers_then_stops_cleanly(tmp_path: Path, processes) -> None:
-    proc = run_shop(tmp_path, "run", "--port", "0", "--admin-port", "0", "--code-delay", "off")
+    # A configured DATABASE_URL (say, the real shop's) is left alone by the sandbox.
+    proc = run_shop(tmp_path, "run", "--port", "0", "--admin-port", "0", "--code-delay", "off",
+                    DATABASE_URL="sqlite:///shop.db")
     processes.append(proc)
     base = proc.wait_for(SANDBOX_URL).group(1)
+    assert "DATABASE_URL is not used" in proc.output
     dashboard = proc.wait_for(DASHBOARD_URL).group(1)
     for component in ("database", "catalogue", "sandbox", "sender", "bot", "scheduler", "dashboard"):
         assert re.search(rf"numbershop\.run: {component} ", proc.output), (component, proc.output)
@@ -86,7 +89,7 @@ def test_sandbox_serves_the_page_and_the_bot_answers_then_stops_cleanly(tmp_path
         assert_clean_exit(proc, proc.stop(signal.SIGTERM))
     # The sandbox kept its books in its own database, and they balance.
     assert (tmp_path / "data" / "sandbox.db").exists()
-    assert not (tmp_path / "data" / "numbershop.db").exists()
+    assert not (tmp_path / "shop.db").exists() and not (tmp_path / "data" / "numbershop.db").exists()
     check = subprocess.run(
         [sys.executable, "-m", "numbershop", "ledger", "check"], cwd=tmp_path, capture_output=True,
         text=True, timeout=60, env=clean_env(DATABASE_URL="sqlite:///data/sandbox.db"))
