@@ -7,8 +7,9 @@ logging one line saying where it listens. Ctrl-C or SIGTERM stops them in revers
 lets in-flight work finish (``numbershop.runtime``); the exit status is 0.
 
 Without a token: the same components, plus the sandbox (``numbershop.sandbox``): the Bot API
-emulator and a web chat page on ``127.0.0.1:8088``, the bot pointed at the emulator and the
-simulator as the only provider. Nothing to configure.
+emulator and a web chat page on ``127.0.0.1:8088``, the bot pointed at the emulator, the
+simulator as the only provider, and a database of its own (``./data/sandbox.db``, started
+afresh; ``DATABASE_URL`` and ``REDIS_URL`` are left alone). Nothing to configure.
 
 Listening sockets are bound before anything else happens, so a busy port is one line on
 stderr (exit 2) and not a half-started shop.
