@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# How long each kind of work may hold an order before another worker may take it over.
-POLL_LEASE_S = 15.0
+# How long a job may hold an order before another worker may take it over. (The poller's
+# lease instead lasts until the order's next poll: see OrderService.poll_due.)
 WORK_LEASE_S = 60.0
 
 
@@ -64,8 +64,10 @@ async def claim_orders(
     """Lease up to ``limit`` orders matching ``due`` to ``owner``; returns their ids.
 
     ``values`` are set in the same UPDATE (e.g. the next poll time), so claiming and
-    rescheduling are one atomic step.
+    rescheduling are one atomic step; they may set ``lease_until`` themselves.
     """
+    values = {"lease_owner": owner,
+              "lease_until": now + timedelta(seconds=lease_seconds), **(values or {})}
     conditions = [*due, lease_free(now)]
     pick = select(orders.c.id).where(*conditions).order_by(*order_by).limit(limit)
     stmt = update(orders)
@@ -80,9 +82,7 @@ async def claim_orders(
         stmt = stmt.where(orders.c.id.in_(pick.scalar_subquery()), *conditions)
     async with db.begin() as conn:
         rows = (await conn.execute(
-            stmt.values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
-                        **(values or {}))
-            .returning(orders.c.id)
+            stmt.values(**values).returning(orders.c.id)
         )).all()
     return [r[0] for r in rows]
 

@@ -854,9 +854,9 @@ class OrderService:
         """Poll every order whose ``next_poll_at`` has come, in claimed batches of ``limit``,
         rescheduling each in the claim itself. Returns how many orders got their first code.
 
-        ``tick_seconds`` is the poll ticker's period (see ``_next_poll_at``). The lease lasts
-        until the order is due again, so it needs no release: a poller that dies mid-round
-        leaves its orders to whoever polls next, one interval later."""
+        ``tick_seconds`` is the poll ticker's period (see ``_next_poll_at``). Each round's lease
+        ends when the round is done; if the poller dies mid-round, it ends when the orders
+        are due again, and whoever polls next takes them."""
         owner = owner or self.worker_id
         rounds: set[asyncio.Task[int]] = set()
         recorded = 0
@@ -887,8 +887,8 @@ class OrderService:
     async def poll_orders(self, order_ids: Iterable[str], *, owner: str | None = None) -> int:
         """Fetch status for these orders, one batch call per provider where the protocol
         allows, otherwise bounded concurrency; record new messages. Returns how many orders
-        got their first code. ``owner``'s poll leases end on the orders that closed, so the
-        upstream finish or cancel need not wait for the next poll time."""
+        got their first code. With ``owner``, that owner's leases on these orders end once
+        they are polled, so expiry or an upstream retry can take them at once."""
         ids = list(order_ids)
         rows: list[Any] = []
         async with self.db.read() as conn:
@@ -903,10 +903,9 @@ class OrderService:
                 by_provider[order.provider].append(order)
         results = await asyncio.gather(*(self._poll_provider(name, group)
                                          for name, group in by_provider.items()))
-        closed = [oid for _, ids in results for oid in ids]
-        if owner is not None and closed:
-            await jobs.release_orders(self.db, closed, owner)
-        return sum(n for n, _ in results)
+        if owner is not None:
+            await jobs.release_orders(self.db, ids, owner)
+        return sum(results)
 
     async def _fetch_statuses(self, name: str, group: list[OrderView]) -> dict[str, ActivationStatus]:
         provider = self.providers[name]
@@ -941,11 +940,10 @@ class OrderService:
                     .where(order_messages.c.order_id.in_(chunk))))
         return known
 
-    async def _poll_provider(self, name: str, group: list[OrderView]) -> tuple[int, list[str]]:
-        """(orders that got their first code, orders this poll closed)."""
+    async def _poll_provider(self, name: str, group: list[OrderView]) -> int:
         statuses = await self._fetch_statuses(name, group)
         if not statuses:
-            return 0, []
+            return 0
         with_messages = [o.id for o in group
                          if (s := statuses.get(o.activation_id or "")) is not None and s.messages]
         known = await self._known_messages(with_messages)
@@ -976,15 +974,13 @@ class OrderService:
         first_codes = sum(1 for (before, _), after in zip(changed, afters, strict=True)
                           if after is not None and before.status == OrderStatus.WAITING
                           and after.status == OrderStatus.COMPLETED)
-        closed = [a.id for (b, _), a in zip(changed, afters, strict=True)
-                  if a is not None and a.status != b.status]
         if finished_upstream:
             # Closed upstream after its code: nothing more can arrive, stop polling it.
             async with self.db.begin() as conn:
                 await conn.execute(update(orders).where(
                     orders.c.id.in_(finished_upstream), orders.c.status == OrderStatus.COMPLETED)
                     .values(next_poll_at=None))
-        return first_codes, closed
+        return first_codes
 
     async def expire_due(self, *, owner: str | None = None, limit: int = 100) -> int:
         """Expire waiting orders past their deadline (each after a final check for a code)."""
@@ -1156,7 +1152,7 @@ class OrderService:
 POLL_BACKOFF = ((300, 1), (900, 2))
 POLL_BACKOFF_MAX_FACTOR = 4
 POLL_BACKOFF_CAP_S = 30
-RECOVERY_CONCURRENCY = 4
+RECOVERY_CONCURRENCY = 1  # two at once could both take the same unowned activation
 APPLY_CONCURRENCY = 8  # orders whose news (a code, a close) are written at once per provider
 POLL_ROUNDS_IN_FLIGHT = 3
 SQL_IN_CHUNK = 900  # ids per IN (…) list: well under SQLite's bound-parameter limit

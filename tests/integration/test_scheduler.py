@@ -134,8 +134,8 @@ async def test_poll_claims_only_due_orders_and_reschedules_them(shop, clock):
 
 async def test_poll_backs_off_for_old_orders(shop, clock):
     user = await shop.user(1, funds=1000)
-    young = await buy(shop, user, "k1")
-    clock.advance(200)
+    oldest = await buy(shop, user, "k1")
+    clock.advance(500)
     middle = await buy(shop, user, "k2")
     clock.advance(500)
     newest = await buy(shop, user, "k3")
@@ -144,7 +144,7 @@ async def test_poll_backs_off_for_old_orders(shop, clock):
     now = clock.now()
     assert await next_poll(shop, newest.id) == now + timedelta(seconds=3)  # 3 s old: interval
     assert await next_poll(shop, middle.id) == now + timedelta(seconds=6)  # 503 s: 2 × 3
-    assert await next_poll(shop, young.id) == now + timedelta(seconds=12)  # 703 s: 4 × 3
+    assert await next_poll(shop, oldest.id) == now + timedelta(seconds=12)  # 1003 s: 4 × 3
 
 
 async def test_poll_batches_per_provider_or_asks_one_by_one(duo, clock):
@@ -176,8 +176,10 @@ async def test_provider_failures_mid_batch_lose_nothing(duo, clock):
     statuses = {o.id: (await order(duo, o.id)).status for o in a + b}
     assert [statuses[o.id] for o in b] == ["completed", "waiting", "completed"]
     assert all(statuses[o.id] == "waiting" for o in a)
-    for o in a + b:
-        assert (await lease(duo, o.id)) == (None, None)  # leases released despite the failures
+    for o in a + b:  # leases end with the round, failures or not
+        assert (await lease(duo, o.id)) == (None, None)
+        if statuses[o.id] == "waiting":
+            assert await next_poll(duo, o.id) == clock.now() + timedelta(seconds=2.5)
     beta.status_failures.clear()
     clock.advance(3)
     assert await jobs_of(duo, "B").poll() == 3
@@ -227,11 +229,12 @@ async def test_crash_after_poll_claim_the_lease_expires_and_another_polls(shop, 
     clock.advance(3)
     with pytest.raises(Crash):
         await jobs_of(shop, "A").poll()
-    owner, _until = await lease(shop, o.id)
-    assert owner == "A"
-    clock.advance(5)  # due again by next_poll_at, but A's lease still holds it
+    owner, until = await lease(shop, o.id)
+    # A died mid-round: its lease lasts until the order is due again, then B takes it.
+    assert owner == "A" and until == await next_poll(shop, o.id) == clock.now() + timedelta(seconds=2.5)
+    clock.advance(2)
     assert await jobs_of(shop, "B").poll() == 0
-    clock.advance(jobs.POLL_LEASE_S)
+    clock.advance(1)
     assert await jobs_of(shop, "B").poll() == 1
     assert (await order(shop, o.id)).code == "5150"
 
