@@ -29,6 +29,9 @@ class _SkipNotice(logging.Filter):
 
 
 logging.getLogger("apscheduler.scheduler").addFilter(_SkipNotice())
+# "Running job … executed successfully" twice a second from the poll ticker drowns the log;
+# job failures are still logged (ERROR) and every run leaves its heartbeat in job_runs.
+logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
 
 
 def build_scheduler(tickers: list[Ticker]) -> AsyncIOScheduler:
