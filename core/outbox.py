@@ -55,12 +55,18 @@ async def claim_batch(
         or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now),
     )
     pick = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(limit)
+    stmt = update(outbox)
     if db.is_postgres:
-        pick = pick.with_for_update(skip_locked=True)
+        # A materialized CTE runs the locking pick once; as ``id IN (subquery)`` PostgreSQL
+        # may re-run it per row, skipping rows this statement just locked, and claim more
+        # than ``limit`` (same reasoning as core.jobs.claim_orders).
+        picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        stmt = stmt.where(outbox.c.id == picked.c.id, due)
+    else:
+        stmt = stmt.where(outbox.c.id.in_(pick.scalar_subquery()), due)
     async with db.begin() as conn:
         rows = (await conn.execute(
-            update(outbox)
-            .where(outbox.c.id.in_(pick.scalar_subquery()), due)
+            stmt
             .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
                     attempts=outbox.c.attempts + 1)
             .returning(outbox.c.id, outbox.c.kind, outbox.c.chat_id, outbox.c.order_id,

@@ -65,3 +65,11 @@ async def test_unreachable_is_final(db, clock):
     await outbox.mark_unreachable(db, msg.id, "a", "403 blocked")
     clock.advance(3600)
     assert await outbox.claim_batch(db, owner="a", now=clock.now()) == []
+
+
+async def test_a_claim_never_takes_more_than_its_limit(db, clock):
+    await _enqueue(db, clock, n=5)
+    claimed = await outbox.claim_batch(db, owner="a", now=clock.now(), limit=1)
+    assert len(claimed) == 1
+    rest = await outbox.claim_batch(db, owner="b", now=clock.now(), limit=10)
+    assert len(rest) == 4 and claimed[0].id not in {m.id for m in rest}
