@@ -34,14 +34,45 @@ logging.getLogger("apscheduler.scheduler").addFilter(_SkipNotice())
 logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
 
 
-def build_scheduler(tickers: list[Ticker]) -> AsyncIOScheduler:
-    """An AsyncIOScheduler (not started) with one interval job per ticker."""
+STOP_GRACE_S = 10.0
+
+
+def build_scheduler(tickers: list[Ticker], running: set[asyncio.Task] | None = None) -> AsyncIOScheduler:
+    """An AsyncIOScheduler (not started) with one interval job per ticker. ``running``, when
+    given, holds the tasks of the runs in progress, so a stop can wait for them."""
     sched = AsyncIOScheduler(timezone=UTC)
     for ticker in tickers:
-        sched.add_job(ticker.run, IntervalTrigger(seconds=ticker.interval_s, timezone=UTC),
+        sched.add_job(_tracked(ticker.run, running), IntervalTrigger(seconds=ticker.interval_s, timezone=UTC),
                       id=ticker.name, name=ticker.name, coalesce=True, max_instances=1,
                       misfire_grace_time=max(30, int(ticker.interval_s)))
     return sched
+
+
+def _tracked(run, running):  # noqa: ANN001, ANN202
+    if running is None:
+        return run
+
+    async def tracked() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running.add(task)
+        try:
+            await run()
+        finally:
+            running.discard(task)
+
+    tracked.__name__ = getattr(run, "__name__", "ticker")
+    return tracked
+
+
+async def _stop(sched: AsyncIOScheduler, running: set[asyncio.Task]) -> None:
+    """No new runs; let the runs in progress finish (each is one committed step at a time,
+    so one cut at the grace limit resumes safely on the next start); then shut down."""
+    if sched.running:
+        sched.pause()
+    if running:
+        await asyncio.wait(set(running), timeout=STOP_GRACE_S)
+    sched.shutdown(wait=False)
 
 
 async def run_scheduler(
@@ -53,12 +84,13 @@ async def run_scheduler(
     leadership = leadership or leadership_for(core.db.url)
     try:
         while await leadership.acquire(stop):
-            sched = build_scheduler(shop_jobs.tickers())
+            running: set[asyncio.Task] = set()
+            sched = build_scheduler(shop_jobs.tickers(), running)
             sched.start()
             log.info("scheduler %s: %d tickers running", shop_jobs.owner, len(sched.get_jobs()))
             try:
                 await leadership.watch(stop)
             finally:
-                sched.shutdown(wait=False)
+                await _stop(sched, running)
     finally:
         await leadership.release()

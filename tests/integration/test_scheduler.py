@@ -495,3 +495,28 @@ async def test_claims_skip_orders_leased_by_someone_else(shop, clock):
     assert await jobs.release_orders(shop.db, got, "X") == 1
     async with shop.db.begin() as conn:  # leave no leases behind for the expiry below
         await conn.execute(update(orders).values(lease_owner=None, lease_until=None))
+
+
+async def test_a_stop_lets_the_run_in_progress_finish(shop):
+    import asyncio
+
+    from scheduler import runner
+    from scheduler.tickers import Ticker
+
+    entered, release, finished = asyncio.Event(), asyncio.Event(), []
+
+    async def slow_job() -> None:
+        entered.set()
+        await release.wait()
+        finished.append(True)
+
+    running: set = set()
+    sched = runner.build_scheduler([Ticker("slow", 0.05, slow_job)], running)
+    sched.start()
+    await asyncio.wait_for(entered.wait(), 5)
+    stopping = asyncio.create_task(runner._stop(sched, running))
+    await asyncio.sleep(0)  # let the stop begin while the job still waits
+    assert not stopping.done()
+    release.set()
+    await asyncio.wait_for(stopping, 5)
+    assert finished == [True]

@@ -317,8 +317,8 @@ async def test_runner_rebuilds_the_tickers_after_losing_and_regaining_leadership
     stopped: list[bool] = []
     real_build = runner.build_scheduler
 
-    def build(tickers):
-        sched = real_build(tickers)
+    def build(tickers, running=None):
+        sched = real_build(tickers, running)
         sched.start = lambda *a, **k: started.append(len(sched.get_jobs()))
         sched.shutdown = lambda wait=True: stopped.append(wait)
         return sched
