@@ -6,9 +6,12 @@ thin: read the callback, call one core service, render one screen.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InaccessibleMessage, InlineKeyboardMarkup, MaybeInaccessibleMessage, Message
@@ -16,10 +19,52 @@ from aiogram.types import InaccessibleMessage, InlineKeyboardMarkup, MaybeInacce
 from bot import errors, keyboards, texts
 from bot.invoices import InvoiceSigner, credit_for_stars, PACKAGES
 from bot.middlewares import UserDirectory
+from core import ledger
 from core.app import Core
 from core.orders import OrderView
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class TtlCache:
+    """A small read-through cache with expiry; concurrent misses share one load.
+
+    For the catalogue screens: every user browsing WhatsApp sees the same country list, the
+    offers behind it change only when the scheduler syncs a provider, and the confirm screen
+    re-prices from the database (a fresh quote), so a few seconds of staleness on a list
+    costs nothing while sparing the database the same queries for every tap.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 1024,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.monotonic = monotonic
+        self._entries: dict[Hashable, tuple[float, asyncio.Future[Any]]] = {}
+
+    async def get(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+        now = self.monotonic()
+        entry = self._entries.get(key)
+        if entry is None or entry[0] <= now:
+            if len(self._entries) >= self.max_entries:
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            entry = (now + self.ttl, future)
+            self._entries[key] = entry
+            try:
+                future.set_result(await load())
+            except asyncio.CancelledError:
+                self._entries.pop(key, None)
+                future.cancel()
+                raise
+            except Exception as exc:
+                self._entries.pop(key, None)
+                future.set_exception(exc)
+                future.exception()  # marked retrieved; every awaiter re-raises it below
+        return await asyncio.shield(entry[1])
 
 
 @dataclass
@@ -28,6 +73,15 @@ class ShopContext:
     signer: InvoiceSigner
     users: UserDirectory
     wake_sender: Callable[[], None] = field(default=lambda: None)
+    catalog_cache: TtlCache = field(default_factory=lambda: TtlCache(ttl=5.0))
+
+    async def balance(self, telegram_id: int) -> Any:
+        """Balance, held and available for a user (one query when the wallet is known)."""
+        account = self.users.wallet_account(telegram_id)
+        if account is None:
+            return await self.core.wallets.show(telegram_id)
+        async with self.core.db.read() as conn:
+            return await ledger.balance_of(conn, account)
 
     @property
     def currency(self) -> str:

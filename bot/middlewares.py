@@ -72,22 +72,29 @@ class UpdateLog:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            ids = list(dict.fromkeys(update_id for update_id, _ in batch))
             try:
-                fresh: list[bool] = []
                 async with self.db.begin() as conn:
-                    now = self.clock.now()
-                    for update_id, _ in batch:
-                        result = await conn.execute(insert_ignore(conn, processed_updates).values(
-                            update_id=update_id, received_at=now))
-                        fresh.append(result.rowcount == 1)
+                    rows = [{"update_id": i, "received_at": self.clock.now()} for i in ids]
+                    stmt = insert_ignore(conn, processed_updates)
+                    if len(ids) == 1:  # the usual case: rowcount says it all, no fetch
+                        result = await conn.execute(stmt.values(rows))
+                        inserted = set(ids) if result.rowcount == 1 else set()
+                    else:
+                        inserted = set((await conn.execute(
+                            stmt.values(rows).returning(processed_updates.c.update_id))).scalars())
             except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), ok in zip(batch, fresh, strict=True):
+            for update_id, future in batch:
+                # Fresh for the first waiter of a newly inserted id; a duplicate in the
+                # same batch is a redelivery like any other.
+                fresh = update_id in inserted
+                inserted.discard(update_id)
                 if not future.done():
-                    future.set_result(ok)
+                    future.set_result(fresh)
 
 
 def _is_payment(update: Update) -> bool:
@@ -142,14 +149,17 @@ class CallbackAnswerer(BaseMiddleware):
         assert isinstance(event, CallbackQuery)
         reply = Reply()
         data["reply"] = reply
-        task = asyncio.ensure_future(self._run(handler, event, data, reply))
-        done, _ = await asyncio.wait({task}, timeout=self.deadline)
-        answered = False
-        if not done:
-            await self._answer(event, Reply(texts.WORKING))
-            answered = True
-        result = await task
-        if not answered:
+        early: list[asyncio.Task[None]] = []
+        timer = asyncio.get_running_loop().call_later(
+            self.deadline, lambda: early.append(asyncio.ensure_future(
+                self._answer(event, Reply(texts.WORKING)))))
+        try:
+            result = await self._run(handler, event, data, reply)
+        finally:
+            timer.cancel()
+        if early:
+            await early[0]  # answered "working on it" already; the screen says the rest
+        else:
             await self._answer(event, reply)
         return result
 
@@ -247,7 +257,8 @@ class RateLimit(BaseMiddleware):
 
 
 class UserDirectory:
-    """Telegram id → shop user id, created on first sight and remembered in the process.
+    """Telegram id → (shop user id, wallet account id), created on first sight and
+    remembered in the process.
 
     The mapping never changes once made, so caching it is safe; ``forget`` makes the next
     update from that user go to the database again (the sender calls it after a 403 so a
@@ -259,12 +270,16 @@ class UserDirectory:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
-        self._ids: dict[int, int] = {}
+        self._ids: dict[int, tuple[int, int]] = {}
+
+    def wallet_account(self, telegram_id: int) -> int | None:
+        known = self._ids.get(telegram_id)
+        return known[1] if known else None
 
     async def resolve(self, user: User) -> int:
         cached = self._ids.get(user.id)
         if cached is not None:
-            return cached
+            return cached[0]
         async with self.db.begin() as conn:
             row = await get_or_create_user(conn, telegram_id=user.id, username=user.username,
                                            first_name=user.first_name, now=self.clock.now())
@@ -272,7 +287,7 @@ class UserDirectory:
                 await mark_unreachable(conn, user.id, False)
         if len(self._ids) >= self.MAX:
             self._ids.clear()
-        self._ids[user.id] = row.id
+        self._ids[user.id] = (row.id, row.wallet_account_id)
         return row.id
 
     def forget(self, telegram_id: int) -> None:

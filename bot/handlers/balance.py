@@ -34,7 +34,7 @@ class TopUp(StatesGroup):
 
 
 async def _balance_screen(shop: ShopContext, telegram_id: int) -> tuple[str, object]:
-    wallet = await shop.core.wallets.show(telegram_id)
+    wallet = await shop.balance(telegram_id)
     return (texts.balance(wallet.balance, wallet.held, wallet.available, shop.currency),
             keyboards.balance(shop.packages(), shop.currency))
 

@@ -30,25 +30,30 @@ Screen = tuple[str, InlineKeyboardMarkup]
 # --- screens ----------------------------------------------------------------------------
 
 
+async def _services_page(shop: ShopContext, offset: int, search: str | None = None
+                         ) -> tuple[list[ServiceView], int]:
+    async def load() -> tuple[list[ServiceView], int]:
+        async with shop.core.db.read() as conn:
+            return await catalog.list_services(
+                conn, search=search, offset=offset, limit=keyboards.SERVICES_PER_PAGE,
+                markup_percent=shop.markup_percent)
+
+    return await shop.catalog_cache.get(("services", offset, search), load)
+
+
 async def services_screen(shop: ShopContext, offset: int = 0) -> Screen:
     per = keyboards.SERVICES_PER_PAGE
-    async with shop.core.db.read() as conn:
-        views, total = await catalog.list_services(
-            conn, offset=offset, limit=per, markup_percent=shop.markup_percent)
-        if not views and offset > 0:  # a page that no longer exists: show the first
-            offset = 0
-            views, total = await catalog.list_services(
-                conn, offset=0, limit=per, markup_percent=shop.markup_percent)
+    views, total = await _services_page(shop, offset)
+    if not views and offset > 0:  # a page that no longer exists: show the first
+        offset = 0
+        views, total = await _services_page(shop, offset)
     pages = max(1, (total + per - 1) // per)
     return (texts.services_page(offset // per + 1, pages),
             keyboards.services(views, offset=offset, total=total, currency=shop.currency))
 
 
 async def search_services(shop: ShopContext, term: str) -> tuple[list[ServiceView], int]:
-    async with shop.core.db.read() as conn:
-        return await catalog.list_services(
-            conn, search=term, limit=keyboards.SERVICES_PER_PAGE,
-            markup_percent=shop.markup_percent)
+    return await _services_page(shop, 0, term.strip().lower())
 
 
 def _exact(views: list[ServiceView], total: int, term: str) -> ServiceView | None:
@@ -60,8 +65,11 @@ def _exact(views: list[ServiceView], total: int, term: str) -> ServiceView | Non
 
 
 async def _offers(shop: ShopContext, service: str) -> list[CountryOffer]:
-    async with shop.core.db.read() as conn:
-        return await catalog.list_countries(conn, service, markup_percent=shop.markup_percent)
+    async def load() -> list[CountryOffer]:
+        async with shop.core.db.read() as conn:
+            return await catalog.list_countries(conn, service, markup_percent=shop.markup_percent)
+
+    return await shop.catalog_cache.get(("countries", service), load)
 
 
 async def countries_screen(shop: ShopContext, service: str, offset: int = 0) -> Screen:
@@ -85,7 +93,7 @@ async def confirm_screen(
             conn, user_id=user_id, service=service, country=country,
             markup_percent=shop.markup_percent, now=shop.core.clock.now(),
             ttl_seconds=settings.QUOTE_TTL_SECONDS)
-    wallet = await shop.core.wallets.show(telegram_id)
+    wallet = await shop.balance(telegram_id)
     enough = wallet.available >= quote.price
     text = texts.confirm(service, country, quote.price, wallet.available, shop.currency,
                          max(1, settings.QUOTE_TTL_SECONDS // 60))

@@ -55,7 +55,7 @@ async def on_cancel(query: CallbackQuery, callback_data: keyboards.OrderCb, shop
     elif result.already:
         reply.say(texts.CANCEL_ALREADY)
     else:
-        wallet = await shop.core.wallets.show(query.from_user.id)
+        wallet = await shop.balance(query.from_user.id)
         text += "\n\n" + texts.cancelled(result.refunded, wallet.available, shop.currency)
         reply.say(texts.cancelled(result.refunded, wallet.available, shop.currency))
     await show(query.message, text, markup)

@@ -17,7 +17,7 @@ handlers = HandlerSet("start")
 @handlers.message(CommandStart())
 async def cmd_start(message: Message, shop: ShopContext, state: FSMContext) -> None:
     await state.clear()
-    wallet = await shop.core.wallets.show(message.chat.id)
+    wallet = await shop.balance(message.chat.id)
     first = message.from_user.first_name if message.from_user else None
     await message.answer(texts.greeting(first, wallet.available, shop.currency),
                          reply_markup=keyboards.main_menu())
@@ -26,12 +26,12 @@ async def cmd_start(message: Message, shop: ShopContext, state: FSMContext) -> N
 @handlers.message(Command("menu"))
 async def cmd_menu(message: Message, shop: ShopContext, state: FSMContext) -> None:
     await state.clear()
-    wallet = await shop.core.wallets.show(message.chat.id)
+    wallet = await shop.balance(message.chat.id)
     await message.answer(texts.menu(wallet.available, shop.currency), reply_markup=keyboards.main_menu())
 
 
 @handlers.callback_query(keyboards.MenuCb.filter(F.to == "home"))
 async def on_home(query: CallbackQuery, shop: ShopContext, state: FSMContext) -> None:
     await state.clear()
-    wallet = await shop.core.wallets.show(query.from_user.id)
+    wallet = await shop.balance(query.from_user.id)
     await show(query.message, texts.menu(wallet.available, shop.currency), keyboards.main_menu())

@@ -1,0 +1,433 @@
+"""Bot latency under load: the shop bot against a minimal echo bot, same emulator, same run.
+
+    python -m bench.bot [--users 200] [--db sqlite|postgres] [--url postgresql://…]
+
+This process runs the Bot API emulator and the simulated users; the bot under test runs in
+a process of its own (``--serve echo|shop``, started here), a real aiogram client
+long-polling the emulator over real HTTP, as a deployed bot polls Telegram. Keeping the
+users and the emulator out of the bot's process means the bot's event loop only carries the
+bot, as in production. The two bots are measured one after the other, each with
+``--users`` users at once, each user pausing ``--think-min``…``--think-max`` seconds between
+taps like a (quick) person:
+
+* echo: a minimal aiogram bot (text → the same text with one button; button →
+  answerCallbackQuery); each user sends as many updates as a shop journey has, alternating
+  texts and button presses;
+* shop: the real bot (``bot.app.build_app``) on a fresh database with the simulator
+  provider, its notification sender running: /start → Balance → a Stars package → pay
+  (pre-checkout, successful payment) → Menu → Buy number → WhatsApp → the cheapest country →
+  Buy → Check now until the code is there (the sender posts it) → My orders; every fourth
+  user cancels at once instead.
+
+Latency of one update = from the emulator creating it to the first Bot API call the bot
+makes in that chat afterwards (``EmulatedBot.first_reply``), one ``perf_counter`` clock. The
+last line is one JSON object: ``ratio`` (shop p99 / echo p99) and both bots' p50/p99 in ms.
+Exit status 1 if any journey failed or the books do not balance afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bot import texts
+from core import catalog, ledger
+from core.clock import SystemClock
+from core.db.engine import Database
+from core.db.tables import metadata
+from core.invariants import check_invariants
+from core.providers.simulator import SimulatorProvider
+from numbershop.emulator import ChatView, EmulatedBot, running_emulator
+
+SHOP_TOKEN = "900001:bench-shop-bot"
+ECHO_TOKEN = "900002:bench-echo-bot"
+WAIT = 60.0
+FIRST_USER = 10_000_000
+CODE_DELAY_S = (1.5, 2.5)  # simulator: a code "arrives" this long after the rent
+SHOP_STEPS = 12  # updates in a shop journey with one Check now (payment = 2 updates)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+# --- the bots under test (run with --serve) ---------------------------------------------
+
+
+async def serve_echo(api_url: str) -> None:
+    from aiogram import Bot, Dispatcher, F
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+
+    dp = Dispatcher()
+    again = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="again", callback_data="again")]])
+
+    @dp.message(F.text)
+    async def echo(message: Message) -> None:
+        await message.answer(message.text or "", reply_markup=again)
+
+    @dp.callback_query()
+    async def pressed(query: CallbackQuery) -> None:
+        await query.answer()
+
+    bot = Bot(ECHO_TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url)))
+    stop = _stop_on_sigterm()
+    polling = asyncio.create_task(dp.start_polling(bot, handle_signals=False, polling_timeout=10))
+    await stop.wait()
+    await dp.stop_polling()
+    await polling
+
+
+async def serve_shop(api_url: str, database_url: str, seed: int) -> None:
+    from bot.app import build_app, build_bot
+    from core.app import build_core
+    from core.config import Settings
+
+    settings = Settings(_env_file=None, DATABASE_URL=database_url, BOT_TOKEN=SHOP_TOKEN,
+                        TELEGRAM_API_URL=api_url, PROVIDERS="simulator", SIMULATOR_SEED=seed)
+    clock = SystemClock()
+    sim = SimulatorProvider(seed=seed, clock=clock, code_delay_s=CODE_DELAY_S)
+    core = build_core(settings, clock=clock, providers={"simulator": sim})
+    app = build_app(core, build_bot(settings))
+    stop = _stop_on_sigterm()
+    try:
+        await app.run(stop, polling_timeout=10)
+    finally:
+        await app.aclose()
+        await core.aclose()
+
+
+def _stop_on_sigterm() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+# --- simulated users --------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    name: str
+    tg: EmulatedBot
+    update_ids: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def latencies_ms(self) -> list[float]:
+        out = []
+        for update_id in self.update_ids:
+            record = self.tg.update(update_id)
+            reply = self.tg.first_reply(update_id)
+            if reply is None:
+                self.errors.append(f"update {update_id} ({record.kind}) got no reply")
+                continue
+            out.append((reply.started - record.created_at) * 1000)
+        return out
+
+
+class User:
+    """One simulated person: acts, waits for the bot, pauses like a human."""
+
+    def __init__(self, phase: Phase, user_id: int, rng: random.Random, think: tuple[float, float]) -> None:
+        self.phase = phase
+        self.tg = phase.tg
+        self.id = user_id
+        self.rng = rng
+        self.think = think
+        self.last_message_id = 0
+
+    async def pause(self) -> None:
+        await asyncio.sleep(self.rng.uniform(*self.think))
+
+    async def say(self, text_: str) -> None:
+        update_id = self.tg.send_text(self.id, text_, first_name=f"U{self.id}")
+        self.phase.update_ids.append(update_id)
+        await self.tg.wait_for_reply(update_id, WAIT)
+        await self.pause()
+
+    def button(self, prefix: str) -> tuple[int, str]:
+        for msg in reversed(self.tg.chat(self.id).bot_messages()):
+            for b in msg.buttons:
+                if b.text.startswith(prefix) and b.callback_data:
+                    return msg.message_id, b.callback_data
+        raise LookupError(f"user {self.id}: no button {prefix!r}")
+
+    async def press(self, prefix: str, *, index: int | None = None, pause: bool = True) -> str | None:
+        if index is not None:  # on the message the previous press edited
+            msg = self.tg.chat(self.id).message(self.last_message_id)
+            message_id, data = msg.message_id, msg.buttons[index].callback_data
+        else:
+            message_id, data = self.button(prefix)
+        self.last_message_id = message_id
+        pressed = self.tg.press_button(self.id, message_id, data=data)
+        self.phase.update_ids.append(pressed.update_id)
+        answer = await self.tg.wait_for_callback_answer(pressed.query_id, WAIT)
+        if pause:
+            await self.pause()
+        return answer.text
+
+    async def pay(self) -> None:
+        payment = await self.tg.pay_invoice(self.id, timeout=WAIT)
+        if payment.status != "paid":
+            raise RuntimeError(f"payment {payment.status}")
+        self.phase.update_ids += [payment.pre_checkout_update_id, payment.update_id]
+        await self.tg.wait_for_reply(payment.update_id, WAIT)
+        await self.pause()
+
+    async def wait_chat(self, predicate: Callable[[ChatView], bool], what: str) -> None:
+        """Wait on this chat's own change signal (a bot-wide wait would wake every user on
+        every change and turn the driver, not the bot, into the bottleneck)."""
+        deadline = time.monotonic() + WAIT
+        view = self.tg.chat(self.id)
+        while not predicate(view):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"user {self.id}: no {what}")
+            view = await self.tg.wait_for_change(self.id, view.version, remaining)
+
+
+async def echo_journey(user: User, _: int) -> None:
+    await user.say("/start")
+    for i in range(SHOP_STEPS - 1):
+        if i % 2:
+            await user.say(f"hello {i}")
+        else:
+            await user.press("again")
+
+
+async def shop_journey(user: User, i: int) -> None:
+    cancel = i % 4 == 3
+    await user.say("/start")
+    await user.press("💰 Balance")
+    await user.press("⭐ 250")
+    await user.pay()
+    await user.press("« Menu")
+    await user.press("🛒 Buy number")
+    await user.press("WhatsApp")
+    await user.press("", index=0)  # the cheapest country
+    order_message = user.button("✅ Buy for")[0]
+    await user.press("✅ Buy for", pause=not cancel)
+    # A slow rent is answered "working on it" and the edit follows: wait for the number.
+    await user.wait_chat(lambda chat: "Number:" in (chat.message(order_message).text or ""),
+                         "order message")
+    def order_text(chat: ChatView) -> str:
+        return chat.message(order_message).text or ""
+
+    if cancel:
+        answer = await user.press("❌ Cancel & refund")
+        if answer != texts.WORKING and (not answer or "refunded" not in answer):
+            raise RuntimeError(f"cancel answered {answer!r}")
+        await user.wait_chat(lambda chat: "Cancelled" in order_text(chat), "cancelled order")
+    else:
+        for _ in range(8):
+            if "Completed" in order_text(user.tg.chat(user.id)):
+                break
+            answer = await user.press("🔄 Check now")
+            if answer == texts.WORKING:  # slow: the edit follows
+                await user.wait_chat(lambda chat: "Waiting" not in order_text(chat)
+                                     or "Code:" in order_text(chat), "checked order")
+        await user.wait_chat(lambda chat: any(t.startswith("📩") for t in chat.texts()),
+                             "code message")
+    await user.say("/orders")
+
+
+async def run_users(
+    phase: Phase, users: int, journey: Callable[[User, int], Awaitable[None]], seed: int,
+    think: tuple[float, float], ramp: float,
+) -> float:
+    started = time.perf_counter()
+
+    async def one(i: int) -> None:
+        rng = random.Random(f"{seed}:{phase.name}:{i}")
+        await asyncio.sleep(ramp * i / max(1, users))
+        user = User(phase, FIRST_USER + i, rng, think)
+        try:
+            await journey(user, i)
+        except Exception as exc:  # noqa: BLE001 - report it, keep the others going
+            phase.errors.append(f"user {user.id}: {type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(one(i) for i in range(users)))
+    return time.perf_counter() - started
+
+
+@contextlib.asynccontextmanager
+async def bot_process(tg: EmulatedBot, *args: str) -> AsyncIterator[None]:
+    """Start ``python -m bench.bot --serve …``; yield once it long-polls; stop it after."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.bot", "--serve", *args])
+    try:
+        deadline = time.monotonic() + WAIT
+        while not any(c.method == "getUpdates" for c in tg.calls):
+            if proc.poll() is not None:
+                raise RuntimeError(f"bot process {args[0]} exited with {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bot process {args[0]} did not start polling")
+            await asyncio.sleep(0.05)  # startup is outside the measurement
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# --- the database -----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def bench_database(kind: str, url: str | None, workdir: str) -> AsyncIterator[str]:
+    """A fresh database for this run (a private one on PostgreSQL, dropped afterwards)."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{workdir}/bench.db"
+        return
+    base = url or os.environ.get("NUMBERSHOP_TEST_POSTGRES_URL")
+    if not base:
+        sys.exit("bench.bot: --db postgres needs --url or NUMBERSHOP_TEST_POSTGRES_URL")
+    if base.startswith(("postgres://", "postgresql://")):
+        base = "postgresql+asyncpg://" + base.split("://", 1)[1]
+    name = f"numbershop_bench_bot_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def prepare(database_url: str, seed: int) -> None:
+    db = Database(database_url)
+    clock = SystemClock()
+    async with db.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    async with db.begin() as conn:
+        await ledger.ensure_system_accounts(conn, clock.now())
+        await catalog.seed_reference_data(conn)
+    await catalog.sync_catalog(db, SimulatorProvider(seed=seed, clock=clock), clock)
+    await db.dispose()
+
+
+async def audit(database_url: str) -> tuple[int, dict[str, int]]:
+    db = Database(database_url)
+    ledger._system_ids.clear()
+    violations = await check_invariants(db, SystemClock().now(), 0)
+    async with db.read() as conn:
+        statuses = dict((await conn.execute(text(
+            "SELECT status, count(*) FROM orders GROUP BY status"))).all())
+    await db.dispose()
+    return len(violations), statuses
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    think = (args.think_min, args.think_max)
+    with tempfile.TemporaryDirectory() as workdir:
+        async with bench_database(args.db, args.url, workdir) as database_url:
+            await prepare(database_url, args.seed)
+            async with running_emulator() as (emulator, base_url):
+                echo = Phase("echo", emulator.add_bot(ECHO_TOKEN))
+                async with bot_process(echo.tg, "echo", "--api-url", base_url):
+                    echo_s = await run_users(echo, args.users, echo_journey, args.seed, think, args.ramp)
+                shop = Phase("shop", emulator.add_bot(SHOP_TOKEN))
+                async with bot_process(shop.tg, "shop", "--api-url", base_url,
+                                       "--database-url", database_url, "--seed", str(args.seed)):
+                    shop_s = await run_users(shop, args.users, shop_journey, args.seed, think, args.ramp)
+                echo_ms, shop_ms = echo.latencies_ms(), shop.latencies_ms()
+                if args.verbose:
+                    report_slowest(shop)
+            violations, statuses = await audit(database_url)
+
+    for name, seconds, values in (("echo", echo_s, echo_ms), ("shop", shop_s, shop_ms)):
+        print(f"{name}: {len(values)} updates in {seconds:.1f}s, p50 {percentile(values, .5):.1f} ms, "
+              f"p99 {percentile(values, .99):.1f} ms, max {max(values, default=0):.1f} ms, "
+              f"mean {statistics.fmean(values) if values else 0:.1f} ms", file=sys.stderr)
+    for err in (echo.errors + shop.errors)[:10]:
+        print(f"error: {err}", file=sys.stderr)
+    orders = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())) or "none"
+    print(f"orders: {orders}; ledger violations: {violations}", file=sys.stderr)
+    echo_p99, shop_p99 = percentile(echo_ms, .99), percentile(shop_ms, .99)
+    return {
+        "users": args.users, "db": args.db,
+        "ratio": round(shop_p99 / echo_p99, 2) if echo_p99 else None,
+        "shop_p50_ms": round(percentile(shop_ms, .5), 2), "shop_p99_ms": round(shop_p99, 2),
+        "echo_p50_ms": round(percentile(echo_ms, .5), 2), "echo_p99_ms": round(echo_p99, 2),
+        "shop_updates": len(shop_ms), "echo_updates": len(echo_ms),
+        "errors": len(echo.errors) + len(shop.errors), "ledger_violations": violations,
+    }
+
+
+def report_slowest(phase: Phase) -> None:
+    timed = []
+    for u in phase.update_ids:
+        reply = phase.tg.first_reply(u)
+        if reply is not None:
+            timed.append(((reply.started - phase.tg.update(u).created_at) * 1000, u))
+    for ms, u in sorted(timed)[-15:]:
+        rec = phase.tg.update(u)
+        body = rec.payload.get(rec.kind, {})
+        what = body.get("data") or body.get("text") or ""
+        delivered = (rec.delivered_at - rec.created_at) * 1000 if rec.delivered_at else -1
+        print(f"slow: {ms:.1f} ms (delivered after {delivered:.1f} ms) {rec.kind} {what}",
+              file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bot", description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--url", help="PostgreSQL server URL (default NUMBERSHOP_TEST_POSTGRES_URL)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--think-min", type=float, default=1.0, help="seconds between a user's taps")
+    parser.add_argument("--think-max", type=float, default=3.0)
+    parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which users arrive")
+    parser.add_argument("--verbose", action="store_true", help="list the slowest shop updates")
+    parser.add_argument("--serve", choices=("echo", "shop"), help=argparse.SUPPRESS)
+    parser.add_argument("--api-url", help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        logging.basicConfig(level=logging.WARNING)
+        if args.serve == "echo":
+            asyncio.run(serve_echo(args.api_url))
+        elif os.environ.get("BENCH_BOT_PROFILE"):  # where to write a cProfile of the shop bot
+            import cProfile
+
+            cProfile.runctx("asyncio.run(serve_shop(args.api_url, args.database_url, args.seed))",
+                            globals(), locals(), os.environ["BENCH_BOT_PROFILE"])
+        else:
+            asyncio.run(serve_shop(args.api_url, args.database_url, args.seed))
+        return 0
+    result = asyncio.run(main_async(args))
+    print(json.dumps(result))
+    return 0 if not result["errors"] and not result["ledger_violations"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

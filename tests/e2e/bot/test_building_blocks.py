@@ -1,0 +1,86 @@
+"""The bot's small parts on their own: update log, catalogue cache, rate limiter, limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.context import TtlCache
+from bot.middlewares import TokenBucket, UpdateLog
+from bot.sender import Limits
+
+
+async def test_update_log_batches_and_dedupes(db, clock) -> None:  # noqa: ANN001
+    log = UpdateLog(db, clock)
+    first = await asyncio.gather(*(log.record(i) for i in (1, 2, 2, 3, 1)))
+    assert first == [True, True, False, True, False]  # duplicates within one batch, too
+    assert await log.record(2) is False
+    assert await asyncio.gather(log.record(3), log.record(4)) == [False, True]
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_ttl_cache_shares_loads_expires_and_forgets_errors() -> None:
+    now = FakeTime()
+    cache = TtlCache(ttl=5, monotonic=now)
+    loads = 0
+    gate = asyncio.Event()
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        await gate.wait()
+        return loads
+
+    waiting = asyncio.gather(cache.get("k", load), cache.get("k", load))
+    await asyncio.sleep(0)
+    gate.set()
+    assert await waiting == [1, 1] and loads == 1
+    now.now += 4.9
+    assert await cache.get("k", load) == 1
+    now.now += 0.2
+    assert await cache.get("k", load) == 2
+
+    async def broken() -> int:
+        raise RuntimeError("database down")
+
+    with pytest.raises(RuntimeError):
+        await cache.get("x", broken)
+    assert await cache.get("x", load) == 3  # the failure was not cached
+
+
+def test_token_bucket_allows_a_burst_then_the_rate() -> None:
+    now = FakeTime()
+    bucket = TokenBucket(rate=2, burst=3, monotonic=now)
+    assert [bucket.allow(1) for _ in range(4)] == [True, True, True, False]
+    assert bucket.allow(2)  # per user
+    now.now += 0.5
+    assert bucket.allow(1) and not bucket.allow(1)
+
+
+async def test_limits_reserve_waits_without_polling() -> None:
+    now, waits = FakeTime(), []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(round(seconds, 3))
+
+    limits = Limits(per_second=10, per_chat_interval=1.0, monotonic=now, sleep=sleep)
+    for _ in range(12):
+        await limits.call_slot()
+    assert waits == [0.1, 0.2]  # a burst of 10, then spaced at the rate
+    waits.clear()
+    for _ in range(3):
+        await limits.chat_slot(42)
+    await limits.chat_slot(43)
+    assert waits == [1.0, 2.0]  # one chat: a second apart; another chat: no wait
+    waits.clear()
+    limits.pause(7)
+    await limits.call_slot()
+    assert waits and waits[0] >= 7
