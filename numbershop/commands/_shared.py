@@ -33,6 +33,17 @@ def limit(text: str) -> int:
     return value
 
 
+def port(text: str) -> int:
+    """argparse type for a TCP port; 0 asks the OS for a free one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("use a port between 0 and 65535 (0 picks a free one)")
+    return value
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 

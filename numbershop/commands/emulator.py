@@ -7,21 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 
 from numbershop.cli import CliError
+from numbershop.runtime import stop_on_signals
+from numbershop.commands._shared import port
 from numbershop.emulator import Emulator, EmulatorError, running_emulator
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("use a port between 0 and 65535")
-    return value
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
@@ -34,24 +26,17 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     if args.strict and not args.bot:
         raise CliError("--strict needs at least one --bot TOKEN")
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # e.g. Windows
-            loop.add_signal_handler(sig, stop.set)
     try:
-        async with running_emulator(args.host, args.port, emulator) as (_, base_url):
-            print(
-                f"emulator: Bot API at {base_url}/bot<token>/<method>, "
-                f"control API at {base_url}/control/ (Ctrl-C to stop)",
-                flush=True,
-            )
-            await stop.wait()
+        with stop_on_signals(stop):
+            async with running_emulator(args.host, args.port, emulator) as (_, base_url):
+                print(
+                    f"emulator: Bot API at {base_url}/bot<token>/<method>, "
+                    f"control API at {base_url}/control/ (Ctrl-C to stop)",
+                    flush=True,
+                )
+                await stop.wait()
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
     print("emulator: stopped", flush=True)
     return 0
 
@@ -63,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     serve = sub.add_parser("serve", help="serve the Bot API and its control API over HTTP")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8081, help="port (8081; 0 picks a free one)")
+    serve.add_argument("--port", type=port, default=8081, help="port (8081; 0 picks a free one)")
     serve.add_argument(
         "--bot", action="append", default=[], metavar="TOKEN",
         help="register a bot token up front (repeatable); any well-formed token also "

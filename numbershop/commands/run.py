@@ -37,6 +37,7 @@ from core.config import Settings, load_settings
 from core.db import migrate
 from numbershop import sandbox as sb
 from numbershop.cli import CliError
+from numbershop.commands._shared import port
 from numbershop.runtime import Component, ComponentFailed, drain_tasks, serve, stop_on_signals
 
 log = logging.getLogger("numbershop.run")
@@ -324,14 +325,6 @@ class Plan:
             sock.close()
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("use a port between 0 and 65535")
-    return value
 
 
 def _code_delay(text: str) -> tuple[float, float] | None:
@@ -353,7 +346,7 @@ def _env_port(name: str, default: int) -> int:
     if raw is None or not raw.strip():
         return default
     try:
-        return _port(raw)
+        return port(raw)
     except argparse.ArgumentTypeError as exc:
         raise CliError(f"{name}: {exc}") from None
 
@@ -522,14 +515,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "Without BOT_TOKEN: the sandbox (Bot API emulator, simulator, web chat page).")
     run.add_argument("--host", default=os.environ.get("SANDBOX_HOST", sb.DEFAULT_HOST),
                      help="sandbox page address (SANDBOX_HOST, default 127.0.0.1)")
-    run.add_argument("--port", type=_port, default=None,
+    run.add_argument("--port", type=port, default=None,
                      help="sandbox page port (SANDBOX_PORT, default 8088; 0 picks a free one)")
     run.add_argument("--code-delay", type=_code_delay, default=sb.DEFAULT_CODE_DELAY_S,
                      metavar="MIN-MAX|off",
                      help="sandbox: seconds until a simulated code arrives on its own "
                      "(default 10-60; off: only the page's Deliver button)")
     run.add_argument("--admin-host", default="127.0.0.1", help="dashboard address (127.0.0.1)")
-    run.add_argument("--admin-port", type=_port, default=8000, help="dashboard port (8000)")
+    run.add_argument("--admin-port", type=port, default=8000, help="dashboard port (8000)")
     run.add_argument("--no-admin", action="store_true", help="do not start the dashboard")
     run.set_defaults(func=_with_env_port)
 

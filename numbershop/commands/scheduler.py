@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 from core.bootstrap import open_core
 from core.config import load_settings
 from numbershop.commands._shared import print_json
+from numbershop.runtime import stop_on_signals
 from scheduler.runner import run_scheduler
 from scheduler.tickers import ShopJobs
 
@@ -26,10 +26,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
                                  else getattr(v, "status", str(v)) for k, v in results.items()}})
             return 1 if any(isinstance(v, str) and v.startswith("error") for v in results.values()) else 0
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_scheduler(core, stop=stop)
+        with stop_on_signals(stop):
+            await run_scheduler(core, stop=stop)
     return 0
 
 

@@ -10,27 +10,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import ipaddress
 import logging
-import signal
 
 from core.clock import SystemClock
 from core.providers.simulator import SimulatorProvider
 from core.providers.simulator_http import DEFAULT_API_KEY, HANDLER_PATH, start_server
 from numbershop.cli import CliError
+from numbershop.runtime import stop_on_signals
+from numbershop.commands._shared import port
 
 log = logging.getLogger("numbershop.simulator")
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("use a port between 0 and 65535 (0 picks a free one)")
-    return value
 
 
 def _seed(text: str) -> int:
@@ -61,11 +53,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("the simulator's control API has no authentication; %s is reachable "
                     "from other machines", args.host)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
+    with stop_on_signals(stop):
         try:
             server = await start_server(simulator, api_key=args.api_key, host=args.host,
                                         port=args.port)
@@ -78,10 +66,6 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             await stop.wait()
         finally:
             await server.stop()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
     print("simulator: stopped", flush=True)
     return 0
 
@@ -92,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub.required = True
     serve = sub.add_parser("serve", help="serve the simulator over HTTP (SMS-Activate protocol)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8089, help="TCP port (default 8089)")
+    serve.add_argument("--port", type=port, default=8089, help="TCP port (default 8089)")
     serve.add_argument("--seed", type=_seed, default=1, help="catalogue, numbers and codes follow it")
     serve.add_argument("--api-key", type=_api_key, default=DEFAULT_API_KEY,
                        help=f"the api_key clients must send (default {DEFAULT_API_KEY!r})")
