@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, case, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,6 +33,7 @@ from core.clock import Clock
 from core.config import Settings
 from core.db.engine import Database, insert_ignore
 from core.db.tables import UTCDateTime, order_events, order_messages, orders, transfers, users
+from core.db.tables import outbox as outbox_t
 from core.errors import (
     AlreadyInProgress,
     InvalidInput,
@@ -152,6 +153,35 @@ def _message_id(msg: SmsMessage) -> str:
 _CAS = (update(orders)
         .where(orders.c.id == bindparam("b_id"), orders.c.status == bindparam("b_from"))
         .values(version=orders.c.version + 1))
+
+
+_JOINED = orders.join(users, users.c.id == orders.c.user_id)
+_IDS = bindparam("ids", expanding=True)
+_LOAD_MANY = select(*_ORDER_COLUMNS).select_from(_JOINED).where(orders.c.id.in_(_IDS))
+# Under a share lock (PostgreSQL; SQLite's writer is alone anyway): a concurrent transition
+# of these orders waits for our commit, or we see its result.
+_LOCK_MANY = _LOAD_MANY.with_for_update(read=True, of=orders)
+_SEEN_MANY = (select(order_messages.c.order_id, order_messages.c.code, order_messages.c.text)
+              .where(order_messages.c.order_id.in_(_IDS)))
+_CHARGE = update(order_messages).where(order_messages.c.id.in_(_IDS)).values(charged=True)
+
+
+def _event_row(
+    order_id: str, event: str, source: str | None, target: str | None, actor: str,
+    detail: dict[str, Any] | None, now: datetime,
+) -> dict[str, Any]:
+    return dict(order_id=order_id, event=event, from_status=source, to_status=target,
+                actor=actor, detail=detail, created_at=now)
+
+
+def _outbox_row(
+    *, kind: str, chat_id: int, payload: dict[str, Any], dedupe_key: str, now: datetime,
+    order_id: str | None = None,
+) -> dict[str, Any]:
+    """The row ``outbox.enqueue`` writes, for inserting many in one statement."""
+    return dict(dedupe_key=dedupe_key, kind=kind, chat_id=chat_id, order_id=order_id,
+                payload=payload, status=outbox.PENDING, attempts=0, next_attempt_at=now,
+                created_at=now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,70 +449,145 @@ class OrderService:
         without charge; codes after a refund are recorded and never delivered (the user
         got their money back, so the shop does not give the code away).
         """
-        messages = list(messages)
-        while True:
-            try:
-                return await self._record_once(order_id, messages, actor=actor)
-            except _Retry:
-                continue  # the transaction rolled back whole; read the order again
-
-    async def _record_once(
-        self, order_id: str, messages: list[SmsMessage], *, actor: str
-    ) -> OrderView:
-        now = self.clock.now()
-        async with self.db.read() as conn:
-            order = await _load(conn, order_id)
-            # The same SMS can reach us twice under different ids (a provider webhook carries
-            # none, the poller sees the provider's); same code and text is the same message.
-            seen = set((await conn.execute(
-                select(order_messages.c.code, order_messages.c.text)
-                .where(order_messages.c.order_id == order_id))).all())
+        (order,) = await self.record_many([(order_id, messages)], actor=actor)
         if order is None:
             raise OrderNotFound(f"no order {order_id}")
-        messages = [m for m in messages if (m.code, m.text) not in seen]
-        if not messages:
-            return order
-        async with self.db.begin() as conn:
-            # Read before the write transaction: if the order moved meanwhile, the
-            # compare-and-set below fails and the whole attempt is retried.
-            # The first code of a waiting order is the one the user pays for; it is stored as
-            # charged, and the capture below commits with it or not at all.
-            capturing = order.status == OrderStatus.WAITING
-            fresh: list[SmsMessage] = []
-            for msg in messages:
-                charged = capturing and bool(msg.code)
-                res = await conn.execute(insert_ignore(conn, order_messages), dict(
-                    order_id=order_id, provider_message_id=_message_id(msg), code=msg.code,
-                    text=msg.text, charged=charged, received_at=msg.received_at or now))
-                if res.rowcount == 1:
-                    fresh.append(msg)
-                    capturing = capturing and not charged
-            coded = [m for m in fresh if m.code]
-            if not coded:
-                return order
-            if order.status == OrderStatus.WAITING:
-                first = coded.pop(0)
-                values = dict(code=first.code, upstream_state="finish_pending",
-                              upstream_retry_at=now, next_poll_at=None)
-                won = await self._apply(
-                    conn, order, OrderEvent.CODE, actor=actor, now=now, values=values,
-                    detail={"code": first.code}, notify=True,
-                    payload={"code": first.code, "text": first.text})
-                if not won:  # lost a race (PostgreSQL): someone else moved the order first
-                    raise _Retry()
-                order = _with(order, status=OrderStatus.COMPLETED.value, version=order.version + 1,
-                              updated_at=now, closed_at=now, **values)
-            if coded and order.status == OrderStatus.COMPLETED:
-                order = await _load(conn, order_id) or order  # rare: was it refunded since?
-            if order.status == OrderStatus.COMPLETED:
-                for msg in coded:
-                    await outbox.enqueue(
-                        conn, kind="code_extra", chat_id=order.chat_id or order.telegram_id or 0,
-                        order_id=order_id, now=now,
-                        dedupe_key=f"order:{order_id}:msg:{_message_id(msg)}",
-                        payload=self._payload(order, code=msg.code, text=msg.text))
-        # Finishing upstream is left to retry_upstream: never a network call on the code's path.
         return order
+
+    async def record_many(
+        self, items: Iterable[tuple[str, Iterable[SmsMessage]]], *, actor: str = "scheduler",
+    ) -> list[OrderView | None]:
+        """``record_messages`` for many orders in one write transaction.
+
+        The poller records a whole round's codes this way: one commit and one move of each
+        account (the revenue row above all, which every capture touches) instead of one per
+        order. Each order ends exactly as ``record_messages`` would leave it; its view comes
+        back in its position (None for an unknown order). All or nothing: if any order's
+        writes fail, nothing of the batch is written.
+        """
+        items = [(order_id, list(messages)) for order_id, messages in items]
+        batch: dict[str, list[SmsMessage]] = {}
+        for order_id, messages in items:
+            batch.setdefault(order_id, []).extend(messages)
+        while True:
+            try:
+                views = await self._record_once(batch, actor=actor)
+                break
+            except _Retry:
+                continue  # the transaction rolled back whole; read the orders again
+        return [views.get(order_id) for order_id, _ in items]
+
+    async def _record_once(
+        self, batch: dict[str, list[SmsMessage]], *, actor: str
+    ) -> dict[str, OrderView]:
+        now = self.clock.now()
+        ids = list(batch)
+        views: dict[str, OrderView] = {}
+        seen: dict[str, set[tuple[str | None, str | None]]] = defaultdict(set)
+        # Read before the write transaction, so the writer's lock covers only the writes: if
+        # an order moves meanwhile, its compare-and-set fails and the attempt is retried.
+        async with self.db.read() as conn:
+            for chunk in _chunks(ids, SQL_IN_CHUNK):
+                views.update((r["id"], _view(r)) for r in
+                             (await conn.execute(_LOAD_MANY, {"ids": chunk})).mappings())
+                # The same SMS can reach us twice under different ids (a provider webhook
+                # carries none, the poller sees the provider's); same code and text is the
+                # same message.
+                for order_id, code, text in await conn.execute(_SEEN_MANY, {"ids": chunk}):
+                    seen[order_id].add((code, text))
+        todo: list[tuple[OrderView, list[SmsMessage]]] = []
+        for order_id, messages in batch.items():
+            fresh = [m for m in messages if (m.code, m.text) not in seen[order_id]]
+            if order_id in views and fresh:
+                todo.append((views[order_id], fresh))
+        if todo:
+            async with self.db.begin() as conn:
+                views.update(await self._record_in(conn, todo, actor=actor, now=now))
+        # Finishing upstream is left to retry_upstream: never a network call on the code's path.
+        return views
+
+    async def _record_in(
+        self, conn: AsyncConnection, todo: list[tuple[OrderView, list[SmsMessage]]], *,
+        actor: str, now: datetime,
+    ) -> dict[str, OrderView]:
+        """The writes of ``_record_once``: a fixed number of statements for the whole batch
+        plus one compare-and-set per order that a code completes. Order rows are locked
+        first (in id order), the accounts last, as in every other transition."""
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for order, messages in todo:
+            for msg in messages:
+                # A second message under the same id is refused, as the unique constraint
+                # refuses it in a later transaction.
+                rows.setdefault((order.id, _message_id(msg)), dict(
+                    order_id=order.id, provider_message_id=_message_id(msg), code=msg.code,
+                    text=msg.text, charged=False, received_at=msg.received_at or now))
+        # In key order, so that two batches with messages in common (two pollers after a
+        # lease ran out) wait for each other on the first shared key instead of deadlocking.
+        inserted = {(r.order_id, r.provider_message_id): r.id for r in await conn.execute(
+            insert_ignore(conn, order_messages).returning(
+                order_messages.c.id, order_messages.c.order_id,
+                order_messages.c.provider_message_id), [rows[k] for k in sorted(rows)])}
+        captures: list[tuple[OrderView, SmsMessage, int]] = []  # order, its code, message row
+        extras: list[tuple[OrderView, list[SmsMessage]]] = []  # codes after the charged one
+        for order, messages in todo:
+            coded: list[SmsMessage] = []
+            keys: set[str] = set()
+            for msg in messages:
+                key = _message_id(msg)
+                if key not in keys:
+                    keys.add(key)
+                    if msg.code and (order.id, key) in inserted:
+                        coded.append(msg)
+            if coded and order.status == OrderStatus.WAITING:
+                # The first new code of a waiting order is the one the user pays for: it is
+                # marked charged and captured in this transaction, or neither happens.
+                first = coded.pop(0)
+                captures.append((order, first, inserted[(order.id, _message_id(first))]))
+            if coded:
+                extras.append((order, coded))
+
+        t = transition(OrderStatus.WAITING, OrderEvent.CODE)
+        after: dict[str, OrderView] = {}
+        events: list[dict[str, Any]] = []
+        notes: list[dict[str, Any]] = []
+        for order, msg, _row in sorted(captures, key=lambda c: c[0].id):
+            values = dict(code=msg.code, upstream_state="finish_pending", upstream_retry_at=now,
+                          next_poll_at=None)
+            if not await self._cas(conn, order, t, now, values):
+                raise _Retry()  # lost a race (PostgreSQL): someone else moved the order first
+            events.append(_event_row(order.id, t.event.value, t.source, t.target, actor,
+                                     {"code": msg.code}, now))
+            note = self._notice(order, t, now, values, {"code": msg.code, "text": msg.text}, 0)
+            if note is not None:
+                notes.append(_outbox_row(**note))
+            after[order.id] = _with(order, status=t.target.value, version=order.version + 1,
+                                    updated_at=now, closed_at=order.closed_at or now, **values)
+        # Codes after the charged one go to the user free of charge while the order stays
+        # completed. Its status is read again under a share lock, so a staff refund cannot
+        # commit between this look and the notification's commit: a code that arrives after
+        # a refund is kept and never sent.
+        others = [o.id for o, _ in extras if o.id not in after and o.status == OrderStatus.COMPLETED]
+        for chunk in _chunks(others, SQL_IN_CHUNK):
+            after.update((r["id"], _view(r)) for r in
+                         (await conn.execute(_LOCK_MANY, {"ids": chunk})).mappings())
+        for order, coded in extras:
+            current = after.get(order.id)
+            if current is None or current.status != OrderStatus.COMPLETED:
+                continue
+            notes += [_outbox_row(
+                kind="code_extra", chat_id=current.chat_id or current.telegram_id or 0,
+                order_id=order.id, now=now, dedupe_key=f"order:{order.id}:msg:{_message_id(msg)}",
+                payload=self._payload(current, code=msg.code, text=msg.text)) for msg in coded]
+        if captures:
+            await conn.execute(_CHARGE, {"ids": [row for _o, _m, row in captures]})
+            await conn.execute(order_events.insert(), events)
+        if notes:
+            await conn.execute(insert_ignore(conn, outbox_t), notes)
+        if captures:
+            # Last, so the accounts (the revenue row, which every capture moves) stay locked
+            # only for the commit.
+            await ledger.post_holds(conn, [o.hold_transfer_id for o, _m, _r in captures], now)
+        return after
 
     async def check_now(self, order_id: str, *, user_id: int | None = None) -> OrderView:
         """Ask the provider once for this order's messages (the user's Check now button)."""
@@ -508,6 +613,11 @@ class OrderService:
     async def _apply_status(self, order: OrderView, status: ActivationStatus, *, actor: str) -> OrderView:
         if status.messages:
             order = await self.record_messages(order.id, status.messages, actor=actor)
+        return await self._fail_if_closed(order, status, actor=actor)
+
+    async def _fail_if_closed(
+        self, order: OrderView, status: ActivationStatus, *, actor: str
+    ) -> OrderView:
         if (order.status == OrderStatus.WAITING
                 and status.state in (ActivationState.CANCELLED, ActivationState.EXPIRED)):
             # Closed upstream without a code: the user must not pay for it.
@@ -662,13 +772,7 @@ class OrderService:
         """Compare-and-set the transition with its ledger effect, event and notification.
         False means another writer moved the order first; nothing was changed."""
         t: Transition = transition(order.status, event)
-        closing = t.target not in (OrderStatus.RESERVING, OrderStatus.WAITING)
-        params = {"b_id": order.id, "b_from": t.source.value, "status": t.target.value,
-                  "updated_at": now, **(values or {})}
-        if closing and order.closed_at is None:
-            params["closed_at"] = now
-        res = await conn.execute(_CAS, params)
-        if res.rowcount != 1:
+        if not await self._cas(conn, order, t, now, values or {}):
             return False
         refunded = 0
         if t.effect == LedgerEffect.CAPTURE:
@@ -685,15 +789,37 @@ class OrderService:
                 order_id=order.id, now=now, memo=(detail or {}).get("reason"))
             refunded = order.price
         await self._event(conn, order.id, event.value, t.source, t.target, actor, detail, now)
-        if notify:
-            chat = order.chat_id or order.telegram_id
-            if chat:
-                body = self._payload(order, **{**(values or {}), **(payload or {}),
-                                               "status": t.target.value, "refunded": refunded})
-                await outbox.enqueue(conn, kind=t.target.value, chat_id=chat, order_id=order.id,
-                                     payload=body, now=now,
-                                     dedupe_key=f"order:{order.id}:{t.target.value}")
+        note = self._notice(order, t, now, values or {}, payload, refunded) if notify else None
+        if note is not None:
+            await outbox.enqueue(conn, **note)
         return True
+
+    async def _cas(
+        self, conn: AsyncConnection, order: OrderView, t: Transition, now: datetime,
+        values: dict[str, Any],
+    ) -> bool:
+        """The compare-and-set of ``t`` on the order row: False if it is no longer in
+        ``t.source`` (another writer moved it first) and nothing was changed."""
+        params = {"b_id": order.id, "b_from": t.source.value, "status": t.target.value,
+                  "updated_at": now, **values}
+        if t.target not in (OrderStatus.RESERVING, OrderStatus.WAITING) and order.closed_at is None:
+            params["closed_at"] = now
+        res = await conn.execute(_CAS, params)
+        return res.rowcount == 1
+
+    def _notice(
+        self, order: OrderView, t: Transition, now: datetime, values: dict[str, Any],
+        payload: dict[str, Any] | None, refunded: int,
+    ) -> dict[str, Any] | None:
+        """The user's notification of a transition (``outbox.enqueue`` arguments), deduped
+        per order and target status; None when the order has no chat to tell."""
+        chat = order.chat_id or order.telegram_id
+        if not chat:
+            return None
+        body = self._payload(order, **{**values, **(payload or {}),
+                                       "status": t.target.value, "refunded": refunded})
+        return dict(kind=t.target.value, chat_id=chat, order_id=order.id, payload=body, now=now,
+                    dedupe_key=f"order:{order.id}:{t.target.value}")
 
     def _payload(self, order: OrderView, **extra: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -713,9 +839,8 @@ class OrderService:
         self, conn: AsyncConnection, order_id: str, event: str, source: str | None,
         target: str | None, actor: str, detail: dict[str, Any] | None, now: datetime,
     ) -> None:
-        await conn.execute(order_events.insert(), dict(
-            order_id=order_id, event=event, from_status=source, to_status=target, actor=actor,
-            detail=detail, created_at=now))
+        await conn.execute(order_events.insert(),
+                           _event_row(order_id, event, source, target, actor, detail, now))
 
     async def _note(self, order_id: str, event: str, detail: dict[str, Any]) -> None:
         async with self.db.begin() as conn:
@@ -959,18 +1084,24 @@ class OrderService:
                 finished_upstream.append(order.id)
             elif fresh or (closed and order.status == OrderStatus.WAITING):
                 changed.append((order, replace(status, messages=fresh)))
+        recorded = await self._record_polled([(o, s) for o, s in changed if s.messages])
         sem = asyncio.Semaphore(APPLY_CONCURRENCY)
 
-        async def apply(order: OrderView, status: ActivationStatus) -> OrderView | None:
+        async def settle(order: OrderView, status: ActivationStatus) -> OrderView | None:
+            if status.messages:
+                current = recorded.get(order.id)
+                if current is None:
+                    return None  # not recorded (logged): polled again later
+                order = current
             async with sem:
                 try:
-                    return await self._apply_status(order, status, actor="scheduler")
+                    return await self._fail_if_closed(order, status, actor="scheduler")
                 except Exception:
                     log.exception("order %s: recording its status failed; polled again later",
                                   order.id)
                     return None
 
-        afters = await asyncio.gather(*(apply(o, s) for o, s in changed))
+        afters = await asyncio.gather(*(settle(o, s) for o, s in changed))
         first_codes = sum(1 for (before, _), after in zip(changed, afters, strict=True)
                           if after is not None and before.status == OrderStatus.WAITING
                           and after.status == OrderStatus.COMPLETED)
@@ -981,6 +1112,37 @@ class OrderService:
                     orders.c.id.in_(finished_upstream), orders.c.status == OrderStatus.COMPLETED)
                     .values(next_poll_at=None))
         return first_codes
+
+    async def _record_polled(
+        self, polled: list[tuple[OrderView, ActivationStatus]]
+    ) -> dict[str, OrderView | None]:
+        """Record a round's new messages, ``RECORD_BATCH`` orders per transaction. If a batch
+        fails as a whole, its orders are recorded one by one, so one bad order (or a
+        deadlock victim) holds back no other; an order that fails alone maps to None."""
+        recorded: dict[str, OrderView | None] = {}
+        for chunk in _chunks(polled, RECORD_BATCH):
+            try:
+                views = await self.record_many([(o.id, s.messages) for o, s in chunk],
+                                               actor="scheduler")
+                recorded.update((o.id, v) for (o, _), v in zip(chunk, views, strict=True))
+                continue
+            except Exception:
+                log.exception("recording the messages of %d orders together failed; "
+                              "recording them one by one", len(chunk))
+            sem = asyncio.Semaphore(APPLY_CONCURRENCY)
+
+            async def one(order: OrderView, status: ActivationStatus) -> None:
+                async with sem:
+                    try:
+                        recorded[order.id] = await self.record_messages(
+                            order.id, status.messages, actor="scheduler")
+                    except Exception:
+                        log.exception("order %s: recording its messages failed; polled again "
+                                      "later", order.id)
+                        recorded[order.id] = None
+
+            await asyncio.gather(*(one(o, s) for o, s in chunk))
+        return recorded
 
     async def expire_due(self, *, owner: str | None = None, limit: int = 100) -> int:
         """Expire waiting orders past their deadline (each after a final check for a code)."""
@@ -1153,11 +1315,13 @@ POLL_BACKOFF = ((300, 1), (900, 2))
 POLL_BACKOFF_MAX_FACTOR = 4
 POLL_BACKOFF_CAP_S = 30
 RECOVERY_CONCURRENCY = 1  # two at once could both take the same unowned activation
-APPLY_CONCURRENCY = 8  # orders whose news (a code, a close) are written at once per provider
+APPLY_CONCURRENCY = 8  # orders written at once per provider when one at a time (a close, a retry)
+RECORD_BATCH = 250  # orders whose new messages are recorded in one transaction
 POLL_ROUNDS_IN_FLIGHT = 3
+_T = TypeVar("_T")
 SQL_IN_CHUNK = 900  # ids per IN (…) list: well under SQLite's bound-parameter limit
 
 
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+def _chunks(items: list[_T], size: int) -> Iterable[list[_T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
