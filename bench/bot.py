@@ -23,6 +23,12 @@ Latency of one update = from the emulator creating it to the first Bot API call 
 makes in that chat afterwards (``EmulatedBot.first_reply``), one ``perf_counter`` clock. The
 last line is one JSON object: ``ratio`` (shop p99 / echo p99) and both bots' p50/p99 in ms.
 Exit status 1 if any journey failed or the books do not balance afterwards.
+
+Users arrive over ``--ramp`` seconds (5 by default: they move through the journey nearly in
+step, so about 200 Buy taps land within a few seconds — the burst case; ``--ramp 30``
+spreads them into a steady state). Both bots freeze their start-up objects out of the
+garbage collector, as ``numbershop bot run`` does. ``--verbose`` prints the shop's latency
+per journey step; ``BENCH_BOT_PROFILE=path`` writes a cProfile of the shop bot's process.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -92,6 +99,7 @@ async def serve_echo(api_url: str) -> None:
         await query.answer()
 
     bot = Bot(ECHO_TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url)))
+    freeze_startup_objects()  # the same treatment as the shop bot
     stop = _stop_on_sigterm()
     polling = asyncio.create_task(dp.start_polling(bot, handle_signals=False, polling_timeout=10))
     await stop.wait()
@@ -110,12 +118,20 @@ async def serve_shop(api_url: str, database_url: str, seed: int) -> None:
     sim = SimulatorProvider(seed=seed, clock=clock, code_delay_s=CODE_DELAY_S)
     core = build_core(settings, clock=clock, providers={"simulator": sim})
     app = build_app(core, build_bot(settings))
+    freeze_startup_objects()  # as `numbershop bot run` does
     stop = _stop_on_sigterm()
     try:
         await app.run(stop, polling_timeout=10)
     finally:
         await app.aclose()
         await core.aclose()
+
+
+def freeze_startup_objects() -> None:
+    """What ``bot.app.freeze_startup_objects`` does, without importing the shop into the
+    echo bot's process."""
+    gc.collect()
+    gc.freeze()
 
 
 def _stop_on_sigterm() -> asyncio.Event:
@@ -361,7 +377,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
                     shop_s = await run_users(shop, args.users, shop_journey, args.seed, think, args.ramp)
                 echo_ms, shop_ms = echo.latencies_ms(), shop.latencies_ms()
                 if args.verbose:
-                    report_slowest(shop)
+                    report_steps(shop)
             violations, statuses = await audit(database_url)
 
     for name, seconds, values in (("echo", echo_s, echo_ms), ("shop", shop_s, shop_ms)):
@@ -383,19 +399,35 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def report_slowest(phase: Phase) -> None:
+def _step(phase: Phase, update_id: int) -> str:
+    """A short name for the journey step an update belongs to (ids left out)."""
+    rec = phase.tg.update(update_id)
+    body = rec.payload.get(rec.kind, {})
+    if rec.kind == "callback_query":
+        prefix, _, rest = str(body.get("data", "")).partition(":")
+        return f"button {prefix}:{rest.split(':')[0]}" if prefix in ("m", "o") else f"button {prefix}"
+    if rec.kind == "message":
+        return "text " + (body.get("text") or "(payment)").split()[0]
+    return rec.kind
+
+
+def report_steps(phase: Phase) -> None:
+    """Per-step latencies, and when the slowest updates happened (clusters mean stalls)."""
+    by_step: dict[str, list[float]] = {}
     timed = []
     for u in phase.update_ids:
         reply = phase.tg.first_reply(u)
         if reply is not None:
-            timed.append(((reply.started - phase.tg.update(u).created_at) * 1000, u))
-    for ms, u in sorted(timed)[-15:]:
-        rec = phase.tg.update(u)
-        body = rec.payload.get(rec.kind, {})
-        what = body.get("data") or body.get("text") or ""
-        delivered = (rec.delivered_at - rec.created_at) * 1000 if rec.delivered_at else -1
-        print(f"slow: {ms:.1f} ms (delivered after {delivered:.1f} ms) {rec.kind} {what}",
-              file=sys.stderr)
+            ms = (reply.started - phase.tg.update(u).created_at) * 1000
+            timed.append((ms, u))
+            by_step.setdefault(_step(phase, u), []).append(ms)
+    t0 = min(phase.tg.update(u).created_at for u in phase.update_ids)
+    slowest = sorted(u for _, u in sorted(timed)[-25:])
+    print("slowest 25 at (s into the run): "
+          + ", ".join(f"{phase.tg.update(u).created_at - t0:.1f}" for u in slowest), file=sys.stderr)
+    for step, values in sorted(by_step.items(), key=lambda kv: -percentile(kv[1], .99)):
+        print(f"step {step:<22} n={len(values):4d} p50 {percentile(values, .5):6.1f} ms "
+              f"p99 {percentile(values, .99):6.1f} ms", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -407,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think-min", type=float, default=1.0, help="seconds between a user's taps")
     parser.add_argument("--think-max", type=float, default=3.0)
     parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which users arrive")
-    parser.add_argument("--verbose", action="store_true", help="list the slowest shop updates")
+    parser.add_argument("--verbose", action="store_true", help="shop latency per journey step")
     parser.add_argument("--serve", choices=("echo", "shop"), help=argparse.SUPPRESS)
     parser.add_argument("--api-url", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)

@@ -51,7 +51,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if not settings.BOT_TOKEN:
         raise CliError(MISSING_TOKEN)
-    from bot.app import build_app, build_bot
+    from bot.app import build_app, build_bot, freeze_startup_objects
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -68,6 +68,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
                 await app.aclose()
                 raise CliError(f"cannot reach the Bot API at {settings.TELEGRAM_API_URL}: {exc}") from None
             log.info("bot @%s polling %s (Ctrl-C to stop)", me.username, settings.TELEGRAM_API_URL)
+            freeze_startup_objects()
             try:
                 await app.run(stop)
             finally:
