@@ -7,7 +7,8 @@ import asyncio
 from sqlalchemy import select
 
 from bot.sender import OutboxSender
-from core.db.tables import outbox, users
+from core import outbox
+from core.db.tables import users
 from tests.e2e.bot.conftest import Harness, SleepRecorder
 from tests.e2e.bot.test_journeys import buy_first_whatsapp
 
@@ -121,3 +122,37 @@ async def test_rows_to_one_chat_are_spaced_a_second_apart(shop: Harness) -> None
     spaced = [w for w in shop.sleeps.waits if w > 0.5]
     assert len(spaced) >= 2 and all(w <= 2.0 for w in spaced)  # 1 s, then 2 s reserved
     assert sum(t.startswith("⌛") for t in shop.tg.chat(ALICE).texts()) == 3
+
+
+async def test_number_found_by_recovery_updates_the_order_message(shop: Harness) -> None:
+    await shop.fund(ALICE, 1000, "seed")
+    await shop.say(ALICE, "/buy whatsapp ID")
+    message_id = shop.find(ALICE, "✅ Buy for")[0].message_id
+    shop.sim.set_faults(outcome_unknown_rate=1.0)  # rented upstream, the answer is lost
+    await shop.press(ALICE, "✅ Buy for")
+    text = shop.tg.chat(ALICE).message(message_id).text
+    assert "Getting your number" in text
+    (order,) = await shop.orders_of(ALICE)
+    assert order.status == "reserving" and (await shop.wallet(ALICE)).held == order.price
+    shop.sim.set_faults(outcome_unknown_rate=0.0)
+    shop.clock.advance(shop.core.settings.RECOVERY_AFTER_SECONDS + 1)
+    assert await shop.core.orders.recover_reserving() == 1
+    assert await shop.drain() == 1
+    (order,) = await shop.orders_of(ALICE)
+    chat = shop.tg.chat(ALICE)
+    assert order.status == "waiting"
+    assert order.phone in chat.message(message_id).text
+    assert chat.message(message_id).button_texts[:2] == ["❌ Cancel & refund", "🔄 Check now"]
+    assert chat.last().text.startswith("📱 Your WhatsApp number is ready")
+    await shop.assert_books_clean()
+
+
+async def test_staff_alerts_reach_the_staff_chat(shop: Harness) -> None:
+    staff_chat = 999
+    shop.tg.add_user(staff_chat, first_name="Staff")
+    async with shop.core.db.begin() as conn:
+        await outbox.enqueue(conn, kind="staff_alert", chat_id=staff_chat,
+                             payload={"text": "provider <simulator> balance low"},
+                             dedupe_key="alert:test", now=shop.clock.now())
+    assert await shop.drain() == 1
+    assert shop.tg.chat(staff_chat).last().text == "🚨 provider <simulator> balance low"
