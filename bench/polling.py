@@ -21,8 +21,9 @@ Codes arrive within the first minutes of an order's life, as real ones do, which
 orders are polled every ``SMS_POLL_INTERVAL_SECONDS``; older orders are polled less often by
 design. The default spread, 100 s, is 100 codes a second for as long as it lasts (a shop
 turning over 10,000 orders every 100 seconds). Polling itself is cheap with batch status;
-what bounds the rate is writing each code (its capture, event and notification commit in one
-transaction per order), so ``--spread 60`` (167 codes/s) shows where one writer saturates.
+what bounds the rate is writing the codes (capture, event and notification of each order,
+committed together for up to ``RECORD_BATCH`` orders of a round), so ``--spread 60``
+(167 codes/s) and ``--spread 30`` (333 codes/s) show how far one writer goes.
 The last line is one JSON object.
 """
 
