@@ -11,13 +11,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InaccessibleMessage, InlineKeyboardMarkup, MaybeInaccessibleMessage, Message
 
 from bot import errors, keyboards, texts
-from bot.invoices import InvoiceSigner, credit_for_stars, PACKAGES
+from bot.invoices import PACKAGES, InvoiceSigner, credit_for_stars
 from bot.middlewares import UserDirectory
 from core import ledger
 from core.app import Core
@@ -99,12 +100,19 @@ class ShopContext:
         return [(s, credit_for_stars(s, self.stars_per_unit, self.currency)) for s in PACKAGES]
 
     def order_screen(self, order: OrderView, *, from_list: bool = False) -> tuple[str, InlineKeyboardMarkup]:
-        text = texts.order(
-            status=order.status, service=order.service, country=order.country,
-            price=order.price, currency=self.currency, phone=order.phone, code=order.code,
-            expires_at=order.expires_at, now=self.core.clock.now(), order_id=order.id,
-            failure_reason=order.failure_reason)
-        return text, keyboards.order(order, from_list=from_list)
+        return order_screen(order, now=self.core.clock.now(), currency=self.currency,
+                            from_list=from_list)
+
+
+def order_screen(
+    order: OrderView, *, now: datetime, currency: str, from_list: bool = False
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The order message as it should look now (handlers and the sender share it)."""
+    text = texts.order(
+        status=order.status, service=order.service, country=order.country, price=order.price,
+        currency=currency, phone=order.phone, code=order.code, expires_at=order.expires_at,
+        now=now, order_id=order.id)
+    return text, keyboards.order(order, from_list=from_list)
 
 
 async def show(

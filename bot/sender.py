@@ -41,7 +41,8 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardMarkup
 
-from bot import errors, keyboards, texts
+from bot import errors, texts
+from bot.context import order_screen
 from core import outbox
 from core.app import Core
 from core.errors import ShopError
@@ -262,11 +263,7 @@ class OutboxSender:
             order = await self.core.orders.get_order(row.order_id)
         except ShopError:
             return None
-        text = texts.order(
-            status=order.status, service=order.service, country=order.country,
-            price=order.price, currency=self.currency, phone=order.phone, code=order.code,
-            expires_at=order.expires_at, now=self.core.clock.now(), order_id=order.id)
-        return text, keyboards.order(order)
+        return order_screen(order, now=self.core.clock.now(), currency=self.currency)
 
     async def _available(self, telegram_id: int) -> int | None:
         try:

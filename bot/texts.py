@@ -231,7 +231,7 @@ def time_left(expires_at: datetime | None, now: datetime) -> str:
 def order(
     *, status: str, service: str, country: str, price: int, currency: str,
     phone: str | None, code: str | None, expires_at: datetime | None, now: datetime,
-    order_id: str, failure_reason: str | None = None,
+    order_id: str,
 ) -> str:
     lines = [f"<b>{escape(service_name(service))}</b> · {country_label(country)}"]
     if phone:

@@ -3,7 +3,6 @@ moved by garbage input. Each test checks the books and the money, not just the w
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from sqlalchemy import select
