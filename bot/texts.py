@@ -256,10 +256,13 @@ def order(
     return "\n".join(lines)
 
 
-def cancelled(refunded: int, balance: int, currency: str) -> str:
+def cancelled(refunded: int, balance: int, currency: str, *, html: bool = True) -> str:
+    """The cancel confirmation; ``html=False`` for a callback toast, which Telegram shows as
+    plain text (tags would appear literally)."""
+    amount = format_amount(balance, currency)
     return (
         f"❌ Order cancelled. {format_amount(refunded, currency)} refunded — "
-        f"your available balance is now <b>{format_amount(balance, currency)}</b>."
+        f"your available balance is now {f'<b>{amount}</b>' if html else amount}."
     )
 
 

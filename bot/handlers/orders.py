@@ -57,7 +57,7 @@ async def on_cancel(query: CallbackQuery, callback_data: keyboards.OrderCb, shop
     else:
         wallet = await shop.balance(query.from_user.id)
         text += "\n\n" + texts.cancelled(result.refunded, wallet.available, shop.currency)
-        reply.say(texts.cancelled(result.refunded, wallet.available, shop.currency))
+        reply.say(texts.cancelled(result.refunded, wallet.available, shop.currency, html=False))
     await show(query.message, text, markup)
 
 

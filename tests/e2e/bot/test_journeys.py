@@ -91,6 +91,7 @@ async def test_buy_then_cancel_refunds_at_once(shop: Harness) -> None:
     answer = await shop.press(ALICE, "❌ Cancel & refund")
     money = f"${price // 100}.{price % 100:02d}"
     assert answer.text is not None and f"{money} refunded" in answer.text
+    assert "<" not in answer.text  # a callback toast shows tags literally
     text = shop.tg.chat(ALICE).message(message_id).text
     assert "Cancelled" in text and f"{money} refunded" in text
     assert "available balance is now $3.00" in text
