@@ -9,6 +9,7 @@ is a guarded UPDATE or a row lock, so no stronger isolation is needed.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -41,8 +42,8 @@ def _sqlite_engine(url: str, **kw: Any) -> AsyncEngine:
         # Take transaction control away from the driver so we can say BEGIN IMMEDIATE.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        set_wal(cur)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
@@ -55,6 +56,24 @@ def _sqlite_engine(url: str, **kw: Any) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def set_wal(cur: Any) -> None:
+    """Switch a new database file to WAL. WAL is stored in the file, so this is a read on
+    every later connection; only the very first switch takes an exclusive lock, and SQLite
+    answers "locked" at once (no busy wait) when another process opens the file at the same
+    moment, so that one case is retried briefly."""
+    cur.execute("PRAGMA journal_mode")
+    if str(cur.fetchone()[0]).lower() == "wal":
+        return
+    for attempt in range(100):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError, whichever adapter wraps it
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.05)
 
 
 class Database:

@@ -17,6 +17,7 @@ point at it. ``PRAGMA foreign_key_check`` afterwards refuses to commit a broken 
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from core.clock import SystemClock
+from core.db.engine import set_wal
 from core.errors import ShopError
 
 log = logging.getLogger(__name__)
@@ -94,8 +96,8 @@ def migration_engine(url: str) -> AsyncEngine:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        set_wal(cur)
         cur.execute("PRAGMA foreign_keys=OFF")
         cur.close()
 
@@ -175,6 +177,20 @@ async def seed(conn: AsyncConnection, now: datetime) -> None:
 
 async def upgrade(url: str, revision: str = "head", *, now: datetime | None = None) -> str | None:
     """Migrate to ``revision`` (default head), then seed; returns the revision now current."""
+    async with _in_process(url):
+        return await _upgrade(url, revision, now)
+
+
+_LOCKS: dict[str, asyncio.Lock] = {}
+
+
+def _in_process(url: str) -> asyncio.Lock:
+    """Upgrades of one database from one process queue here; across processes SQLite's
+    BEGIN IMMEDIATE and PostgreSQL's advisory lock serialise them."""
+    return _LOCKS.setdefault(normalize_url(url), asyncio.Lock())
+
+
+async def _upgrade(url: str, revision: str, now: datetime | None) -> str | None:
     engine = migration_engine(url)
     try:
         async with engine.begin() as conn:
