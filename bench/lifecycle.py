@@ -18,18 +18,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from sqlalchemy import text
+
+from bench._support import percentile, throwaway_database
 from core import catalog, ledger
 from core.clock import SystemClock
 from core.config import Settings
@@ -41,39 +40,6 @@ from core.providers.simulator import SimulatorProvider
 from core.users import get_or_create_user
 
 SERVICE, COUNTRY = "whatsapp", "GB"
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
-async def _fresh_database(kind: str, url: str | None) -> tuple[Database, str | None]:
-    if kind == "sqlite":
-        path = tempfile.mkdtemp(prefix="nsbench-")
-        return Database(f"sqlite+aiosqlite:///{path}/bench.db"), None
-    base = url or os.environ.get("NUMBERSHOP_TEST_POSTGRES_URL")
-    if not base:
-        sys.exit("bench.lifecycle: give --url or set NUMBERSHOP_TEST_POSTGRES_URL for --db postgres")
-    base = "postgresql+asyncpg://" + base.split("://", 1)[1]
-    name = f"numbershop_bench_{os.getpid()}"
-    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return Database(base.rsplit("/", 1)[0] + "/" + name), base
-
-
-async def _drop(kind: str, base: str | None, db: Database) -> None:
-    await db.dispose()
-    if kind == "postgres" and base:
-        admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "numbershop_bench_{os.getpid()}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def _prepare(db: Database, users: int, funds: int) -> list:
@@ -207,8 +173,7 @@ async def main(argv: list[str] | None = None) -> dict:
                              "run does not decide the ratio")
     args = parser.parse_args(argv)
 
-    db, base = await _fresh_database(args.db, args.url)
-    try:
+    async with throwaway_database(args.db, args.url, "bench.lifecycle") as db:
         users = await _prepare(db, args.users, funds=10_000_000)
         baselines, shops = [], []
         for round_ in range(args.rounds):
@@ -219,8 +184,6 @@ async def main(argv: list[str] | None = None) -> dict:
         baseline = max(baselines, key=lambda r: r["per_s"])
         shop = max(shops, key=lambda r: r["per_s"])
         violations = await check_invariants(db, datetime.now(UTC))
-    finally:
-        await _drop(args.db, base, db)
     result = {
         "db": args.db,
         "users": args.users,
@@ -229,9 +192,9 @@ async def main(argv: list[str] | None = None) -> dict:
         "baseline_per_s": round(baseline["per_s"], 1),
         "ratio": round(shop["per_s"] / baseline["per_s"], 3),
         "p50_ms": round(statistics.median(shop["latencies"]) * 1000, 1),
-        "p99_ms": round(_percentile(shop["latencies"], 0.99) * 1000, 1),
+        "p99_ms": round(percentile(shop["latencies"], 0.99) * 1000, 1),
         "baseline_p50_ms": round(statistics.median(baseline["latencies"]) * 1000, 1),
-        "baseline_p99_ms": round(_percentile(baseline["latencies"], 0.99) * 1000, 1),
+        "baseline_p99_ms": round(percentile(baseline["latencies"], 0.99) * 1000, 1),
         "invariants_ok": not violations,
     }
     if violations:

@@ -31,20 +31,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import os
 import resource
 import statistics
-import sys
-import tempfile
 import time
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import select, update
 
+from bench._support import percentile, throwaway_database
 from core import catalog, ledger
 from core.clock import SystemClock
 from core.config import Settings
@@ -63,42 +61,9 @@ ORDERS_PER_USER = 10
 BATCH = 500
 
 
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-async def _database(kind: str, url: str | None) -> tuple[Database, str | None, str | None]:
-    if kind == "sqlite":
-        path = tempfile.mkdtemp(prefix="nsbench-poll-")
-        return Database(f"sqlite+aiosqlite:///{path}/bench.db"), None, None
-    base = url or os.environ.get("NUMBERSHOP_TEST_POSTGRES_URL")
-    if not base:
-        sys.exit("bench.polling: give --url or set NUMBERSHOP_TEST_POSTGRES_URL for --db postgres")
-    base = "postgresql+asyncpg://" + base.split("://", 1)[1]
-    name = f"numbershop_bench_poll_{os.getpid()}"
-    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return Database(base.rsplit("/", 1)[0] + "/" + name), base, name
-
-
-async def _drop(db: Database, base: str | None, name: str | None) -> None:
-    await db.dispose()
-    if base and name:
-        admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def _setup(db: Database, sim: SimulatorProvider, settings: Settings, n: int) -> list[str]:
@@ -154,7 +119,9 @@ async def _setup(db: Database, sim: SimulatorProvider, settings: Settings, n: in
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     clock = SystemClock()
     settings = Settings(SMS_POLL_INTERVAL_SECONDS=args.interval)
-    db, base, name = await _database(args.db, args.url)
+    resources = contextlib.AsyncExitStack()
+    db = await resources.enter_async_context(
+        throwaway_database(args.db, args.url, "bench.polling"))
     sim = SimulatorProvider(seed=args.seed, clock=clock, code_delay_s=None, ttl_s=3600)
     sim.set_offer(SERVICE, COUNTRY, cost=50, stock=10_000_000)
     try:
@@ -260,20 +227,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "steady_polled": polled,
             "steady_batch_calls": batch_calls,
             "tick_mean_s": round(statistics.fmean(tick_times), 3) if tick_times else None,
-            "tick_p99_s": round(_pct(tick_times, 0.99), 3),
+            "tick_p99_s": round(percentile(tick_times, 0.99), 3),
             "cpu_s_per_1000": round(steady_cpu / max(polled, 1) * 1000, 4),
             "codes_notified": len(latencies),
             "codes_due": due,
             "still_waiting": waiting,
-            "p50_ms": round(_pct(latencies, 0.50), 1),
-            "p99_ms": round(_pct(latencies, 0.99), 1),
+            "p50_ms": round(percentile(latencies, 0.50), 1),
+            "p99_ms": round(percentile(latencies, 0.99), 1),
             "max_ms": round(max(latencies), 1) if latencies else None,
             "target_p99_ms": (args.interval + 1) * 1000,
         }
         result["target_met"] = result["p99_ms"] <= result["target_p99_ms"]
         return result
     finally:
-        await _drop(db, base, name)
+        await resources.aclose()
 
 
 def main(argv: list[str] | None = None) -> None:
