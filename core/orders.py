@@ -195,6 +195,16 @@ class _Checked:
     candidates: list[tuple[str, int]]
 
 
+DIRECT_CLOSE_GRACE_S = 60
+
+
+def _after_direct_close(now: datetime) -> datetime:
+    """When the retry job may take over an upstream cancel that the caller makes itself
+    right after committing: only if that direct attempt never recorded an outcome (a crash),
+    so a scheduler's retry cannot race it into a second cancel at the provider."""
+    return now + timedelta(seconds=DIRECT_CLOSE_GRACE_S)
+
+
 class _Retry(Exception):
     """Internal: roll the transaction back and run it again with fresh state."""
 
@@ -649,7 +659,7 @@ class OrderService:
             order = checked
         now = self.clock.now()
         values = dict(upstream_state="cancel_pending" if order.activation_id else "none",
-                      upstream_retry_at=now, next_poll_at=None)
+                      upstream_retry_at=_after_direct_close(now), next_poll_at=None)
         async with self.db.begin() as conn:
             # CAS from the status we read: if it moved since, nothing is written here.
             won = await self._apply(
@@ -702,7 +712,7 @@ class OrderService:
             assert current is not None
             won = current.status == OrderStatus.WAITING and await self._apply(
                 conn, current, OrderEvent.EXPIRE, actor=actor, now=now,
-                values=dict(upstream_state="cancel_pending", upstream_retry_at=now,
+                values=dict(upstream_state="cancel_pending", upstream_retry_at=_after_direct_close(now),
                             next_poll_at=None), notify=True)
             after = await _load(conn, order_id)
         assert after is not None
@@ -724,7 +734,7 @@ class OrderService:
                 await self._apply(
                     conn, current, OrderEvent.FAIL, actor=actor, now=now,
                     values=dict(failure_reason=reason[:255], upstream_state=upstream,
-                                upstream_retry_at=now, next_poll_at=None),
+                                upstream_retry_at=_after_direct_close(now), next_poll_at=None),
                     detail={"reason": reason, **(detail or {})}, notify=notify)
             after = await _load(conn, order_id)
         assert after is not None
