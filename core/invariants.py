@@ -12,8 +12,6 @@ COMMITTED each statement would see a different moment and report violations that
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,24 +38,11 @@ class Violation:
     ref: str | None = None  # the account, transfer or order concerned
 
 
-@asynccontextmanager
-async def _snapshot(db: Database) -> AsyncIterator[AsyncConnection]:
-    async with db.engine.connect() as conn:
-        if db.is_postgres:
-            conn = await conn.execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True
-            )
-        else:
-            conn = await conn.execution_options(readonly=True)
-        async with conn.begin():
-            yield conn
-
-
 async def check_invariants(db: Database, now: datetime, grace_seconds: int = 120) -> list[Violation]:
     """Every violation found, grouped by invariant; an empty list means the books are sound."""
     cutoff = now - timedelta(seconds=grace_seconds)
     found: list[Violation] = []
-    async with _snapshot(db) as conn:
+    async with db.scan() as conn:
         for check in (_global_balance, _cached_sums, _overdrawn, _holds, _orders):
             found.extend(await check(conn, cutoff))
     return found

@@ -1,14 +1,16 @@
 """Engine set-up for both backends and the unit of work.
 
-SQLite: WAL so readers never block the writer, a busy timeout so writers queue instead of
-failing, and ``BEGIN IMMEDIATE`` for write transactions so two writers never both read and
-then deadlock on upgrading their locks. PostgreSQL: asyncpg, READ COMMITTED; every money write
+SQLite: WAL so readers never block the writer, ``BEGIN IMMEDIATE`` for write transactions so
+two writers never both read and then deadlock on upgrading their locks, and the shop's own
+transactions run inline on the event loop (``core.db.sqlite_inline`` says why) while long
+scans go through aiosqlite's thread. PostgreSQL: asyncpg, READ COMMITTED; every money write
 is a guarded UPDATE or a row lock, so no stronger isolation is needed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,22 +20,40 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import Insert
 from sqlalchemy.sql.schema import Table
 
+from core.db.sqlite_inline import inline_url
+
+# How long a writer waits for another connection's write transaction before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# While a new connection is set up (the first switch to WAL may have to wait briefly).
+_SQLITE_SETUP_TIMEOUT_MS = 5_000
 
 
-def _sqlite_engine(url: str, **kw: Any) -> AsyncEngine:
+def _is_memory(url: str) -> bool:
+    return make_url(url).database in (None, "", ":memory:")
+
+
+def _sqlite_engine(url: str, *, inline: bool, **kw: Any) -> AsyncEngine:
+    """An engine on the SQLite file ``url``: the inline driver for the shop's transactions,
+    or aiosqlite (``inline=False``) for long scans off the loop."""
     parsed = make_url(url)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if not _is_memory(url):
+        Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+        kw.setdefault("pool_size", 8)
+        kw.setdefault("max_overflow", 8)
+    else:
+        kw.pop("pool_size", None)
+        kw.pop("max_overflow", None)
+    # Inline connections must never wait inside SQLite (it would stall the whole loop):
+    # Database retries a busy BEGIN on the loop instead. aiosqlite's thread may wait.
+    busy_ms = 0 if inline else SQLITE_BUSY_TIMEOUT_MS
     engine = create_async_engine(
-        url,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-        pool_size=kw.pop("pool_size", 8),
-        max_overflow=kw.pop("max_overflow", 8),
+        inline_url(url) if inline else url,
+        connect_args={"timeout": _SQLITE_SETUP_TIMEOUT_MS / 1000},
         **kw,
     )
 
@@ -42,16 +62,19 @@ def _sqlite_engine(url: str, **kw: Any) -> AsyncEngine:
         # Take transaction control away from the driver so we can say BEGIN IMMEDIATE.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout={_SQLITE_SETUP_TIMEOUT_MS}")
         set_wal(cur)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         if conn.get_execution_options().get("readonly"):
             conn.exec_driver_sql("BEGIN")
+            # Take the read snapshot now, where a busy database can still be retried.
+            conn.exec_driver_sql("PRAGMA schema_version")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -76,8 +99,15 @@ def set_wal(cur: Any) -> None:
             time.sleep(0.05)
 
 
+def _is_busy(exc: OperationalError) -> bool:
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc.orig)
+
+
 class Database:
-    """One engine and the two ways in: a write transaction and a read-only one.
+    """One engine and the ways in: a write transaction, a read-only one, and a long scan.
 
     Services own their transactions: ``async with db.begin() as conn`` commits on success and
     rolls back on any exception. Nothing else commits. Never await a network call inside one.
@@ -85,16 +115,18 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False, **engine_kw: Any) -> None:
         self.url = url
+        self._scan_engine: AsyncEngine | None = None
+        self._echo = echo
         if url.startswith("sqlite"):
-            self.engine = _sqlite_engine(url, echo=echo, **engine_kw)
+            self.engine = _sqlite_engine(url, inline=True, echo=echo, **engine_kw)
         else:
             engine_kw.setdefault("pool_size", 20)
             engine_kw.setdefault("max_overflow", 20)
             self.engine = create_async_engine(url, echo=echo, **engine_kw)
         self.dialect = self.engine.dialect.name
-        # SQLite has one writer at a time. Queueing writers of this process on an asyncio
-        # lock keeps them off SQLite's busy handler, which sleeps in growing steps; other
-        # processes still wait through busy_timeout.
+        # SQLite has one writer at a time. Writers of this process queue on an asyncio lock
+        # (in arrival order, without polling); other processes' writers are waited out by
+        # retrying BEGIN on the loop.
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @property
@@ -111,18 +143,81 @@ class Database:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock, self.engine.begin() as conn:
+        async with self._write_lock, self._sqlite_transaction(readonly=False) as conn:
             yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+        if not self.is_sqlite:
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(readonly=True)
+                async with conn.begin():
+                    yield conn
+            return
+        async with self._sqlite_transaction(readonly=True) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def scan(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only snapshot for long work (audits, reports): every query in it sees one
+        moment. On SQLite it runs in aiosqlite's thread, so a scan of the whole ledger never
+        holds up the event loop; on PostgreSQL it is a REPEATABLE READ read-only transaction."""
+        if self.is_postgres:
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True)
+                async with conn.begin():
+                    yield conn
+            return
+        if _is_memory(self.url):  # another engine would see another database
+            async with self.read() as conn:
+                yield conn
+            return
+        if self._scan_engine is None:
+            self._scan_engine = _sqlite_engine(self.url, inline=False, echo=self._echo,
+                                               pool_size=2, max_overflow=2)
+        async with self._scan_engine.connect() as conn:
             conn = await conn.execution_options(readonly=True)
             async with conn.begin():
                 yield conn
 
+    @asynccontextmanager
+    async def _sqlite_transaction(self, *, readonly: bool) -> AsyncIterator[AsyncConnection]:
+        """Begin on an inline connection, retrying on the loop while another connection
+        holds the lock (with ``busy_timeout`` 0 SQLite answers busy at once)."""
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        delay = 0.0005
+        while True:
+            conn = await self.engine.connect()
+            try:
+                if readonly:
+                    conn = await conn.execution_options(readonly=True)
+                tx = await conn.begin()
+            except OperationalError as exc:
+                await conn.close()
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            except BaseException:
+                await conn.close()
+                raise
+            else:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        try:
+            try:
+                yield conn
+            except BaseException:
+                await tx.rollback()
+                raise
+            await tx.commit()
+        finally:
+            await conn.close()
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._scan_engine is not None:
+            await self._scan_engine.dispose()
 
 
 _INSERT_IGNORE: dict[tuple[str, str], Insert] = {}
