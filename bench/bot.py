@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -45,14 +44,11 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot import texts
 from core import catalog, ledger
@@ -61,6 +57,8 @@ from core.db.engine import Database
 from core.db.tables import metadata
 from core.invariants import check_invariants
 from core.providers.simulator import SimulatorProvider
+from bench._support import percentile, throwaway_database
+from bot.warmup import freeze_startup_objects
 from numbershop.emulator import ChatView, EmulatedBot, running_emulator
 
 SHOP_TOKEN = "900001:bench-shop-bot"
@@ -69,13 +67,6 @@ WAIT = 60.0
 FIRST_USER = 10_000_000
 CODE_DELAY_S = (1.5, 2.5)  # simulator: a code "arrives" this long after the rent
 SHOP_STEPS = 12  # updates in a shop journey with one Check now (payment = 2 updates)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 # --- the bots under test (run with --serve) ---------------------------------------------
@@ -125,13 +116,6 @@ async def serve_shop(api_url: str, database_url: str, seed: int) -> None:
     finally:
         await app.aclose()
         await core.aclose()
-
-
-def freeze_startup_objects() -> None:
-    """What ``bot.app.freeze_startup_objects`` does, without importing the shop into the
-    echo bot's process."""
-    gc.collect()
-    gc.freeze()
 
 
 def _stop_on_sigterm() -> asyncio.Event:
@@ -313,31 +297,7 @@ async def bot_process(tg: EmulatedBot, *args: str) -> AsyncIterator[None]:
 # --- the database -----------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def bench_database(kind: str, url: str | None, workdir: str) -> AsyncIterator[str]:
-    """A fresh database for this run (a private one on PostgreSQL, dropped afterwards)."""
-    if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{workdir}/bench.db"
-        return
-    base = url or os.environ.get("NUMBERSHOP_TEST_POSTGRES_URL")
-    if not base:
-        sys.exit("bench.bot: --db postgres needs --url or NUMBERSHOP_TEST_POSTGRES_URL")
-    if base.startswith(("postgres://", "postgresql://")):
-        base = "postgresql+asyncpg://" + base.split("://", 1)[1]
-    name = f"numbershop_bench_bot_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.rsplit("/", 1)[0] + "/" + name
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
-
-async def prepare(database_url: str, seed: int) -> None:
-    db = Database(database_url)
+async def prepare(db: Database, seed: int) -> None:
     clock = SystemClock()
     async with db.begin() as conn:
         await conn.run_sync(metadata.create_all)
@@ -345,17 +305,14 @@ async def prepare(database_url: str, seed: int) -> None:
         await ledger.ensure_system_accounts(conn, clock.now())
         await catalog.seed_reference_data(conn)
     await catalog.sync_catalog(db, SimulatorProvider(seed=seed, clock=clock), clock)
-    await db.dispose()
 
 
-async def audit(database_url: str) -> tuple[int, dict[str, int]]:
-    db = Database(database_url)
+async def audit(db: Database) -> tuple[int, dict[str, int]]:
     ledger._system_ids.clear()
     violations = await check_invariants(db, SystemClock().now(), 0)
     async with db.read() as conn:
         statuses = dict((await conn.execute(text(
             "SELECT status, count(*) FROM orders GROUP BY status"))).all())
-    await db.dispose()
     return len(violations), statuses
 
 
@@ -364,21 +321,21 @@ async def audit(database_url: str) -> tuple[int, dict[str, int]]:
 
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
     think = (args.think_min, args.think_max)
-    with tempfile.TemporaryDirectory() as workdir:
-        async with bench_database(args.db, args.url, workdir) as database_url:
-            await prepare(database_url, args.seed)
-            async with running_emulator() as (emulator, base_url):
-                echo = Phase("echo", emulator.add_bot(ECHO_TOKEN))
-                async with bot_process(echo.tg, "echo", "--api-url", base_url):
-                    echo_s = await run_users(echo, args.users, echo_journey, args.seed, think, args.ramp)
-                shop = Phase("shop", emulator.add_bot(SHOP_TOKEN))
-                async with bot_process(shop.tg, "shop", "--api-url", base_url,
-                                       "--database-url", database_url, "--seed", str(args.seed)):
-                    shop_s = await run_users(shop, args.users, shop_journey, args.seed, think, args.ramp)
-                echo_ms, shop_ms = echo.latencies_ms(), shop.latencies_ms()
-                if args.verbose:
-                    report_steps(shop)
-            violations, statuses = await audit(database_url)
+    async with throwaway_database(args.db, args.url, "bench.bot") as db:
+        await prepare(db, args.seed)
+        database_url = db.url
+        async with running_emulator() as (emulator, base_url):
+            echo = Phase("echo", emulator.add_bot(ECHO_TOKEN))
+            async with bot_process(echo.tg, "echo", "--api-url", base_url):
+                echo_s = await run_users(echo, args.users, echo_journey, args.seed, think, args.ramp)
+            shop = Phase("shop", emulator.add_bot(SHOP_TOKEN))
+            async with bot_process(shop.tg, "shop", "--api-url", base_url,
+                                   "--database-url", database_url, "--seed", str(args.seed)):
+                shop_s = await run_users(shop, args.users, shop_journey, args.seed, think, args.ramp)
+            echo_ms, shop_ms = echo.latencies_ms(), shop.latencies_ms()
+            if args.verbose:
+                report_steps(shop)
+        violations, statuses = await audit(db)
 
     for name, seconds, values in (("echo", echo_s, echo_ms), ("shop", shop_s, shop_ms)):
         print(f"{name}: {len(values)} updates in {seconds:.1f}s, p50 {percentile(values, .5):.1f} ms, "

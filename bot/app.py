@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -51,18 +50,6 @@ COMMANDS = [
     BotCommand(command="orders", description="My recent orders"),
     BotCommand(command="help", description="How it works and refunds"),
 ]
-
-
-def freeze_startup_objects() -> None:
-    """Move everything created at start-up (aiogram's and pydantic's models, SQLAlchemy's
-    metadata: millions of objects) out of the garbage collector's sight.
-
-    A long-running bot otherwise pays a full collection of all of them every so often —
-    measured at 150–200 ms, a stall every update in flight waits out. Call it once, after
-    start-up and before serving; it is process-wide, so composition roots call it.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 def build_bot(settings: Settings, *, token: str | None = None) -> Bot:

@@ -51,7 +51,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if not settings.BOT_TOKEN:
         raise CliError(MISSING_TOKEN)
-    from bot.app import build_app, build_bot, freeze_startup_objects
+    from bot.app import build_app, build_bot
+    from bot.warmup import freeze_startup_objects
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

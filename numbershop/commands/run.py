@@ -477,10 +477,12 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, p: Plan, stop: asyncio.Event) -> int:
     from bot.app import build_app, build_bot
+    from bot.warmup import keep_response_models
 
     core, simulator = _build_core(p, args)
     try:
         app = build_app(core, build_bot(p.settings))
+        keep_response_models()
         try:
             try:
                 await serve(_components(p, args, core, simulator, app), stop,
