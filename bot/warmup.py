@@ -7,8 +7,7 @@ Both fixes remove stalls of the event loop that every update in flight would wai
   garbage collector has taken the last one, the next call builds the class again: 5–10 ms of
   schema building on the loop, hundreds of times an hour (seen in a profile of
   ``python -m bench.bot``: ~600 rebuilds in a 30 s run, 82 with this, all at start-up).
-  Holding one of each keeps the cache
-  warm for the life of the process.
+  Holding one of each keeps the cache warm for the life of the process.
 * Everything created at start-up (aiogram's and pydantic's models, SQLAlchemy's metadata:
   millions of objects) is moved out of the collector's sight; a full collection of them
   otherwise takes 150–200 ms every so often.
