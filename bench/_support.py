@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -27,11 +28,13 @@ async def throwaway_database(kind: str, url: str | None, prog: str) -> AsyncIter
     """A fresh SQLite file, or a PostgreSQL database created on the server at ``url`` (or
     NUMBERSHOP_TEST_POSTGRES_URL) for this run and dropped afterwards."""
     if kind == "sqlite":
-        db = Database(f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='nsbench-')}/bench.db")
+        workdir = tempfile.mkdtemp(prefix="nsbench-")
+        db = Database(f"sqlite+aiosqlite:///{workdir}/bench.db")
         try:
             yield db
         finally:
             await db.dispose()
+            shutil.rmtree(workdir, ignore_errors=True)
         return
     base = url or os.environ.get("NUMBERSHOP_TEST_POSTGRES_URL")
     if not base:
