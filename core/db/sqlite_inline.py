@@ -6,7 +6,7 @@ Why not aiosqlite here: it runs each connection in a thread and hands every driv
 its turn behind whatever else the loop is doing, and the thread then competes with the loop
 for the GIL. Under load a write transaction therefore held SQLite's single write lock for
 5–20 ms of mostly waiting, every other writer queued behind it, and the bot's p99 latency
-went to seconds (``python -m bench.bot``: p99 0.85–2.2 s with aiosqlite, under 0.1 s inline).
+went to seconds (``python -m bench.bot``: p99 0.58–2.2 s with aiosqlite, 0.05–0.3 s inline).
 Inline, the lock is held for the transaction's real work.
 
 What makes inline safe: no transaction of ours waits on the network (a rule of the
