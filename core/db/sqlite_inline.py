@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import pool
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.util.concurrency import await_
 
 DRIVER = "numbershop_inline"
@@ -82,6 +82,4 @@ registry.register(f"sqlite.{DRIVER}", __name__, "SQLiteDialect_inline")
 
 def inline_url(url: str) -> URL:
     """The same database file (or memory) with this module's driver."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).set(drivername=f"sqlite+{DRIVER}")
