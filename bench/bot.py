@@ -96,8 +96,10 @@ async def serve_echo(api_url: str) -> None:
     bot = Bot(ECHO_TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url)))
     freeze_startup_objects()  # the same treatment as the shop bot
     stop = _stop_on_sigterm()
+    cpu_start = time.process_time()
     polling = asyncio.create_task(dp.start_polling(bot, handle_signals=False, polling_timeout=10))
     await stop.wait()
+    _report_cpu(cpu_start)
     await dp.stop_polling()
     await polling
 
@@ -115,11 +117,25 @@ async def serve_shop(api_url: str, database_url: str, seed: int) -> None:
     app = build_app(core, build_bot(settings))
     freeze_startup_objects()  # as `numbershop bot run` does
     stop = _stop_on_sigterm()
+    cpu_start = time.process_time()
+    stop_reported = asyncio.create_task(_report_cpu_on(stop, cpu_start))
     try:
         await app.run(stop, polling_timeout=10)
     finally:
+        await stop_reported
         await app.aclose()
         await core.aclose()
+
+
+def _report_cpu(since: float) -> None:
+    """Tell the driver (on stdout) how much CPU this process used while it was measured:
+    from start-up done to the stop signal, so imports and shutdown are left out."""
+    print(json.dumps({"cpu_s": time.process_time() - since}), flush=True)
+
+
+async def _report_cpu_on(stop: asyncio.Event, since: float) -> None:
+    await stop.wait()
+    _report_cpu(since)
 
 
 def _stop_on_sigterm() -> asyncio.Event:
@@ -140,6 +156,19 @@ class Phase:
     update_ids: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_s: float | None = None  # the bot process's CPU while measured, as it reported it
+    calls_from: int = 0  # the bot's Bot API calls before this phase (one bot serves each round)
+
+    def __post_init__(self) -> None:
+        self.calls_from = len(self.tg.calls)
+
+    def api_calls(self) -> int:
+        """Bot API calls made in this phase, long polls left out (their number depends on
+        how updates happen to batch, not on what the bot does)."""
+        return sum(1 for c in self.tg.calls[self.calls_from:] if c.method != "getUpdates")
+
+    def cpu_ms_per_update(self) -> float | None:
+        return self.cpu_s * 1000 / len(self.update_ids) if self.cpu_s and self.update_ids else None
 
     @functools.cached_property
     def latencies(self) -> list[float]:
@@ -282,10 +311,13 @@ async def run_users(
 
 
 @contextlib.asynccontextmanager
-async def bot_process(tg: EmulatedBot, *args: str) -> AsyncIterator[None]:
-    """Start ``python -m bench.bot --serve …``; yield once it long-polls; stop it after."""
+async def bot_process(phase: Phase, *args: str) -> AsyncIterator[None]:
+    """Start ``python -m bench.bot --serve …``; yield once it long-polls; stop it after and
+    keep the CPU time it reports."""
+    tg = phase.tg
     before = len(tg.calls)  # the bot may have been served by an earlier process
-    proc = subprocess.Popen([sys.executable, "-m", "bench.bot", "--serve", *args])
+    proc = subprocess.Popen([sys.executable, "-m", "bench.bot", "--serve", *args],
+                            stdout=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + WAIT
         while not any(c.method == "getUpdates" for c in tg.calls[before:]):
@@ -298,9 +330,13 @@ async def bot_process(tg: EmulatedBot, *args: str) -> AsyncIterator[None]:
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            await asyncio.to_thread(proc.wait, 30)
+            out, _ = await asyncio.to_thread(proc.communicate, timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+            out, _ = await asyncio.to_thread(proc.communicate)
+        for line in (out or "").splitlines():
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                phase.cpu_s = float(json.loads(line)["cpu_s"])
 
 
 # --- the database -----------------------------------------------------------------------
@@ -338,11 +374,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
                 # New people each round, on the same schedule: rounds differ only by noise.
                 first_user = FIRST_USER + n * args.users
                 echo = Phase("echo", emulator.add_bot(ECHO_TOKEN))
-                async with bot_process(echo.tg, "echo", "--api-url", base_url):
+                async with bot_process(echo, "echo", "--api-url", base_url):
                     echo.seconds = await run_users(echo, args.users, echo_journey, args.seed,
                                                    think, args.ramp, first_user)
                 shop = Phase("shop", emulator.add_bot(SHOP_TOKEN))
-                async with bot_process(shop.tg, "shop", "--api-url", base_url,
+                async with bot_process(shop, "shop", "--api-url", base_url,
                                        "--database-url", db.url, "--seed", str(args.seed)):
                     shop.seconds = await run_users(shop, args.users, shop_journey, args.seed,
                                                    think, args.ramp, first_user)
@@ -369,8 +405,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         "echo_p50_ms": round(percentile(echo_ms, .5), 2),
         "echo_p99_ms": round(percentile(echo_ms, .99), 2),
         "shop_updates": len(shop_ms), "echo_updates": len(echo_ms),
+        "shop_cpu_ms_per_update": _cpu_ms([shop for _, shop in rounds]),
+        "echo_cpu_ms_per_update": _cpu_ms([echo for echo, _ in rounds]),
         "errors": len(errors), "ledger_violations": violations,
     }
+
+
+def _cpu_ms(phases: list[Phase]) -> float | None:
+    """CPU per update over all rounds: steadier than p99 on a shared machine, and the cause
+    of most of the shop's tail (a busier loop queues more)."""
+    if any(p.cpu_s is None for p in phases):
+        return None
+    updates = sum(len(p.update_ids) for p in phases)
+    return round(sum(p.cpu_s or 0.0 for p in phases) * 1000 / updates, 2) if updates else None
 
 
 def _ratio(echo: Phase, shop: Phase) -> float | None:
@@ -384,6 +431,10 @@ def report_round(n: int, echo: Phase, shop: Phase) -> None:
         print(f"round {n} {phase.name}: {len(values)} updates in {phase.seconds:.1f}s, "
               f"p50 {percentile(values, .5):.1f} ms, p99 {percentile(values, .99):.1f} ms, "
               f"max {max(values, default=0):.1f} ms", file=sys.stderr)
+        cpu = phase.cpu_ms_per_update()
+        print(f"round {n} {phase.name}: {phase.api_calls() / max(1, len(phase.update_ids)):.2f} "
+              f"Bot API calls per update, CPU {f'{cpu:.2f} ms' if cpu else 'n/a'} per update",
+              file=sys.stderr)
     ratio = _ratio(echo, shop)
     print(f"round {n} ratio: {ratio:.2f}" if ratio else f"round {n} ratio: n/a", file=sys.stderr)
 
