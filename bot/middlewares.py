@@ -75,14 +75,16 @@ class UpdateLog:
             ids = list(dict.fromkeys(update_id for update_id, _ in batch))
             try:
                 async with self.db.begin() as conn:
-                    rows = [{"update_id": i, "received_at": self.clock.now()} for i in ids]
+                    # One prepared statement per id, not one multi-row INSERT: SQLAlchemy
+                    # cannot cache a multi-VALUES statement and compiled it for every
+                    # update (a third of the dedupe's cost); rowcount tells us what is new.
                     stmt = insert_ignore(conn, processed_updates)
-                    if len(ids) == 1:  # the usual case: rowcount says it all, no fetch
-                        result = await conn.execute(stmt.values(rows))
-                        inserted = set(ids) if result.rowcount == 1 else set()
-                    else:
-                        inserted = set((await conn.execute(
-                            stmt.values(rows).returning(processed_updates.c.update_id))).scalars())
+                    now = self.clock.now()
+                    inserted = set()
+                    for i in ids:
+                        result = await conn.execute(stmt, {"update_id": i, "received_at": now})
+                        if result.rowcount == 1:
+                            inserted.add(i)
             except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
                 for _, future in batch:
                     if not future.done():
