@@ -17,7 +17,6 @@ from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
@@ -38,6 +37,7 @@ from bot.middlewares import (
     UserResolver,
 )
 from bot.sender import OutboxSender
+from bot.session import JsonSession
 from core.app import Core
 from core.config import Settings
 
@@ -56,7 +56,7 @@ def build_bot(settings: Settings, *, token: str | None = None) -> Bot:
     token = token or settings.BOT_TOKEN
     if not token:
         raise ValueError("BOT_TOKEN is not set")
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL))
+    session = JsonSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL))
     return Bot(token, session=session,
                default=DefaultBotProperties(parse_mode=ParseMode.HTML,
                                             link_preview_is_disabled=True))
