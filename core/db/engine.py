@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql import Insert
 from sqlalchemy.sql.schema import Table
 
-from core.db.sqlite_inline import inline_url
+from core.db.sqlite_inline import InlineConnection, inline_url
 
 # How long a writer waits for another connection's write transaction before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -184,21 +184,27 @@ class Database:
     @asynccontextmanager
     async def _sqlite_transaction(self, *, readonly: bool) -> AsyncIterator[AsyncConnection]:
         """Begin on an inline connection, retrying on the loop while another connection
-        holds the lock (with ``busy_timeout`` 0 SQLite answers busy at once)."""
+        holds the lock (with ``busy_timeout`` 0 SQLite answers busy at once).
+
+        Begin, commit and close are called synchronously: the driver never waits, and the
+        greenlet bridge cost more than the work (see ``sqlite_inline``). Taking a connection
+        from the pool still goes through the bridge, where a full pool can be waited for."""
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
         delay = 0.0005
         while True:
-            conn = await self.engine.connect()
+            conn = await InlineConnection(self.engine).start()
+            sync_conn = conn.sync_connection
+            assert sync_conn is not None
             try:
                 if readonly:
-                    conn = await conn.execution_options(readonly=True)
-                tx = await conn.begin()
+                    sync_conn.execution_options(readonly=True)
+                tx = sync_conn.begin()
             except OperationalError as exc:
-                await conn.close()
+                sync_conn.close()
                 if not _is_busy(exc) or time.monotonic() >= deadline:
                     raise
             except BaseException:
-                await conn.close()
+                sync_conn.close()
                 raise
             else:
                 break
@@ -208,11 +214,11 @@ class Database:
             try:
                 yield conn
             except BaseException:
-                await tx.rollback()
+                tx.rollback()
                 raise
-            await tx.commit()
+            tx.commit()
         finally:
-            await conn.close()
+            sync_conn.close()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

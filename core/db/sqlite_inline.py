@@ -16,9 +16,15 @@ waits on a lock inside SQLite: ``busy_timeout`` is 0 and ``Database`` retries a 
 holding the lock, so blocking the loop there could never end). Long read-only scans go
 through aiosqlite (``Database.scan``) so they never hold the loop.
 
-The dialect is the stock pysqlite one, marked async so ``AsyncEngine`` accepts it; each
-execute yields to SQLAlchemy's greenlet bridge once with an already finished awaitable,
-which is what ``AsyncConnection`` expects of an async driver, and costs no loop iteration.
+The dialect is the stock pysqlite one, marked async so ``AsyncEngine`` accepts it.
+``Database`` hands out ``InlineConnection``: the ``AsyncConnection`` API the code uses
+(``execute``, ``scalar``, ``scalars``, ``exec_driver_sql``, ``run_sync``) calling straight
+into the synchronous connection. SQLAlchemy's greenlet bridge (a new greenlet and two
+switches per call) bought nothing for a driver that never waits, and cost as much as the
+statement itself: a one-statement transaction went from ~450 µs to ~200 µs of CPU here.
+Anything still reaching the bridge (``begin``/``close`` on a plain ``AsyncConnection`` of
+this engine, as tests and tools may use) gets an already finished awaitable per statement,
+which is what the bridge expects of an async driver, and costs no loop iteration.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from sqlalchemy import pool
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.util.concurrency import await_
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 DRIVER = "numbershop_inline"
 
@@ -66,15 +73,47 @@ class SQLiteDialect_inline(SQLiteDialect_pysqlite):  # noqa: N801 - SQLAlchemy's
 
     def do_execute(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
         super().do_execute(cursor, statement, parameters, context)
-        await_(_done())
+        if in_greenlet():
+            await_(_done())
 
     def do_execute_no_params(self, cursor: Any, statement: Any, context: Any = None) -> None:
         super().do_execute_no_params(cursor, statement, context)
-        await_(_done())
+        if in_greenlet():
+            await_(_done())
 
     def do_executemany(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
         super().do_executemany(cursor, statement, parameters, context)
-        await_(_done())
+        if in_greenlet():
+            await_(_done())
+
+
+class InlineConnection(AsyncConnection):
+    """An ``AsyncConnection`` whose calls run the synchronous connection directly.
+
+    Only for connections of the inline dialect: nothing here can wait, so there is nothing
+    to bridge. Results are fully buffered (sqlite3 fetches rows as asked, but a statement
+    never waits on I/O we would have to yield for), so the synchronous results are returned
+    as they are, as ``AsyncConnection`` itself does for buffered results.
+    """
+
+    async def execute(self, statement: Any, parameters: Any = None, *,
+                      execution_options: Any = None) -> Any:
+        return self._proxied.execute(statement, parameters, execution_options=execution_options)
+
+    async def scalar(self, statement: Any, parameters: Any = None, *,
+                     execution_options: Any = None) -> Any:
+        return self._proxied.scalar(statement, parameters, execution_options=execution_options)
+
+    async def scalars(self, statement: Any, parameters: Any = None, *,
+                      execution_options: Any = None) -> Any:
+        return self._proxied.scalars(statement, parameters, execution_options=execution_options)
+
+    async def exec_driver_sql(self, statement: str, parameters: Any = None,
+                              execution_options: Any = None) -> Any:
+        return self._proxied.exec_driver_sql(statement, parameters, execution_options)
+
+    async def run_sync(self, fn: Any, *arg: Any, **kw: Any) -> Any:
+        return fn(self._proxied, *arg, **kw)
 
 
 registry.register(f"sqlite.{DRIVER}", __name__, "SQLiteDialect_inline")

@@ -117,3 +117,30 @@ async def test_shop_transactions_are_inline_and_never_wait_inside_sqlite(pair) -
             assert await conn.scalar(text("PRAGMA busy_timeout")) == 0
     async with first.scan() as conn:  # aiosqlite's thread may wait
         assert await conn.scalar(text("PRAGMA busy_timeout")) == engine_mod.SQLITE_BUSY_TIMEOUT_MS
+
+
+async def test_inline_transactions_skip_the_greenlet_bridge(pair, monkeypatch) -> None:  # noqa: ANN001
+    """Everything the code calls on a transaction's connection runs directly; only taking a
+    connection from the pool goes through SQLAlchemy's greenlet bridge (where a full pool
+    can be waited for). The bridge used to cost as much as the statements themselves."""
+    import sqlalchemy.ext.asyncio.engine as async_engine
+
+    first, _ = pair
+    spawned: list[str] = []
+    real_spawn = async_engine.greenlet_spawn
+
+    async def counting_spawn(fn, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        spawned.append(getattr(fn, "__name__", repr(fn)))
+        return await real_spawn(fn, *args, **kw)
+
+    monkeypatch.setattr(async_engine, "greenlet_spawn", counting_spawn)
+    async with first.begin() as conn:
+        await _insert(conn, 7)
+        assert await conn.scalar(select(processed_updates.c.update_id)) == 7
+        assert list(await conn.scalars(select(processed_updates.c.update_id))) == [7]
+        assert (await conn.exec_driver_sql("SELECT count(*) FROM processed_updates")).scalar() == 1
+        assert await conn.run_sync(lambda sync: sync.execute(
+            select(processed_updates.c.update_id)).scalar()) == 7
+    async with first.read() as conn:
+        assert await conn.scalar(select(processed_updates.c.update_id)) == 7
+    assert spawned == ["connect", "connect"]  # one pool checkout per transaction, nothing else
