@@ -113,15 +113,14 @@ async def open_wallet(conn: AsyncConnection, now: datetime) -> int:
     return int(result.inserted_primary_key[0])
 
 
+_BALANCE = select(
+    accounts.c.debits_posted, accounts.c.credits_posted,
+    accounts.c.debits_pending, accounts.c.credits_pending,
+).where(accounts.c.id == bindparam("account_id"))  # built once: read on nearly every screen
+
+
 async def balance_of(conn: AsyncConnection, account_id: int) -> AccountBalance:
-    row = (
-        await conn.execute(
-            select(
-                accounts.c.debits_posted, accounts.c.credits_posted,
-                accounts.c.debits_pending, accounts.c.credits_pending,
-            ).where(accounts.c.id == account_id)
-        )
-    ).one_or_none()
+    row = (await conn.execute(_BALANCE, {"account_id": account_id})).one_or_none()
     if row is None:
         raise NotFound(f"account {account_id} does not exist")
     return AccountBalance(account_id, *row)

@@ -129,11 +129,12 @@ def _view(row: Mapping[str, Any]) -> OrderView:
     )
 
 
+_LOAD = (select(*_ORDER_COLUMNS).select_from(orders.join(users, users.c.id == orders.c.user_id))
+         .where(orders.c.id == bindparam("order_id")))  # built once: every order screen reads it
+
+
 async def _load(conn: AsyncConnection, order_id: str) -> OrderView | None:
-    row = (await conn.execute(
-        select(*_ORDER_COLUMNS).select_from(orders.join(users, users.c.id == orders.c.user_id))
-        .where(orders.c.id == order_id)
-    )).mappings().one_or_none()
+    row = (await conn.execute(_LOAD, {"order_id": order_id})).mappings().one_or_none()
     return _view(row) if row else None
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.db.engine import Database, insert_ignore
@@ -45,18 +45,16 @@ async def enqueue(
     return result.rowcount == 1
 
 
-async def claim_batch(
-    db: Database, *, owner: str, now: datetime, limit: int = 50, lease_seconds: float = 60,
-) -> list[OutboxMessage]:
-    """Lease up to ``limit`` due rows to ``owner``, oldest first."""
+def _claim_statement(postgres: bool) -> Any:
+    now = bindparam("b_now", type_=outbox.c.next_attempt_at.type)
     due = and_(
         outbox.c.status == PENDING,
         outbox.c.next_attempt_at <= now,
         or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now),
     )
-    pick = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(limit)
+    pick = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(bindparam("b_limit"))
     stmt = update(outbox)
-    if db.is_postgres:
+    if postgres:
         # A materialized CTE runs the locking pick once; as ``id IN (subquery)`` PostgreSQL
         # may re-run it per row, skipping rows this statement just locked, and claim more
         # than ``limit`` (same reasoning as core.jobs.claim_orders).
@@ -64,14 +62,26 @@ async def claim_batch(
         stmt = stmt.where(outbox.c.id == picked.c.id, due)
     else:
         stmt = stmt.where(outbox.c.id.in_(pick.scalar_subquery()), due)
-    async with db.begin() as conn:
-        rows = (await conn.execute(
-            stmt
-            .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
+    return (stmt
+            .values(lease_owner=bindparam("b_owner", type_=outbox.c.lease_owner.type),
+                    lease_until=bindparam("b_lease_until", type_=outbox.c.lease_until.type),
                     attempts=outbox.c.attempts + 1)
             .returning(outbox.c.id, outbox.c.kind, outbox.c.chat_id, outbox.c.order_id,
-                       outbox.c.payload, outbox.c.attempts)
-        )).all()
+                       outbox.c.payload, outbox.c.attempts))
+
+
+# Built once per dialect: every sender polls with it several times a second.
+_CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
+
+
+async def claim_batch(
+    db: Database, *, owner: str, now: datetime, limit: int = 50, lease_seconds: float = 60,
+) -> list[OutboxMessage]:
+    """Lease up to ``limit`` due rows to ``owner``, oldest first."""
+    params = {"b_now": now, "b_limit": limit, "b_owner": owner,
+              "b_lease_until": now + timedelta(seconds=lease_seconds)}
+    async with db.begin() as conn:
+        rows = (await conn.execute(_CLAIM[db.is_postgres], params)).all()
     return sorted((OutboxMessage(*r) for r in rows), key=lambda m: m.id)
 
 

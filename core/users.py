@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core import ledger
@@ -58,13 +58,18 @@ def _clip(value: str | None, limit: int) -> str | None:
     return value[:limit] or None
 
 
+# Built once: on the bot's hot paths building a statement cost as much as running it.
+_BY_TELEGRAM_ID = select(*_COLUMNS).where(users.c.telegram_id == bindparam("telegram_id"))
+_BY_ID = select(*_COLUMNS).where(users.c.id == bindparam("user_id"))
+
+
 async def find_user(conn: AsyncConnection, telegram_id: int) -> UserRow | None:
-    row = (await conn.execute(select(*_COLUMNS).where(users.c.telegram_id == telegram_id))).one_or_none()
+    row = (await conn.execute(_BY_TELEGRAM_ID, {"telegram_id": telegram_id})).one_or_none()
     return None if row is None else _row(row)
 
 
 async def get_user(conn: AsyncConnection, user_id: int) -> UserRow:
-    row = (await conn.execute(select(*_COLUMNS).where(users.c.id == user_id))).one_or_none()
+    row = (await conn.execute(_BY_ID, {"user_id": user_id})).one_or_none()
     if row is None:
         raise UserNotFound(f"user {user_id} does not exist")
     return _row(row)
