@@ -358,6 +358,17 @@ async def candidate_offers(
 # --- quotes -----------------------------------------------------------------------------
 
 
+# The quote and purchase path's statements, built once (building one per call cost as much
+# as running it).
+_SERVICE = select(services.c.code).where(services.c.code == bindparam("code"))
+_COUNTRY = select(countries.c.code).where(countries.c.code == bindparam("code"))
+_CHEAPEST = select(func.min(offers.c.cost)).where(
+    offers.c.service == bindparam("service"), offers.c.country == bindparam("country"),
+    offers.c.stock > 0)
+_OVERRIDE = select(price_overrides).where(price_overrides.c.service == bindparam("service"))
+_QUOTE = select(quotes).where(quotes.c.id == bindparam("quote_id"))
+
+
 async def create_quote(
     conn: AsyncConnection,
     *,
@@ -375,13 +386,8 @@ async def create_quote(
     """
     await _require_service(conn, service)
     await _require_country(conn, country)
-    cheapest = (
-        await conn.execute(
-            select(func.min(offers.c.cost)).where(
-                offers.c.service == service, offers.c.country == country, offers.c.stock > 0
-            )
-        )
-    ).scalar_one_or_none()
+    cheapest = (await conn.execute(_CHEAPEST, {"service": service, "country": country})
+                ).scalar_one_or_none()
     if cheapest is None:
         raise OutOfStock(f"no numbers for {service} in {country} right now")
     override = await get_price_override(conn, service)
@@ -396,17 +402,10 @@ async def create_quote(
         price=price,
         expires_at=now + timedelta(seconds=ttl_seconds),
     )
-    await conn.execute(
-        quotes.insert().values(
-            id=quote.id,
-            user_id=user_id,
-            service=service,
-            country=country,
-            price=price,
-            expires_at=quote.expires_at,
-            created_at=now,
-        )
-    )
+    await conn.execute(quotes.insert(), {
+        "id": quote.id, "user_id": user_id, "service": service, "country": country,
+        "price": price, "expires_at": quote.expires_at, "created_at": now,
+    })
     return quote
 
 
@@ -415,9 +414,7 @@ async def load_quote(conn: AsyncConnection, quote_id: str, user_id: int, now: da
 
     Another user's quote is reported as not found: its existence is not disclosed.
     """
-    row = (
-        await conn.execute(select(quotes).where(quotes.c.id == str(quote_id)))
-    ).one_or_none()
+    row = (await conn.execute(_QUOTE, {"quote_id": str(quote_id)})).one_or_none()
     if row is None or row.user_id != user_id:
         raise QuoteNotFound("quote not found")
     if now >= row.expires_at:
@@ -480,7 +477,8 @@ async def set_price_override(
 
 
 async def get_price_override(conn: AsyncConnection, service: str) -> PriceOverride | None:
-    return (await _overrides_for(conn, [service])).get(service)
+    row = (await conn.execute(_OVERRIDE, {"service": service})).first()
+    return _override_from_row(row) if row is not None else None
 
 
 async def list_price_overrides(conn: AsyncConnection) -> list[PriceOverride]:
@@ -521,16 +519,12 @@ def _override_from_row(row) -> PriceOverride:  # noqa: ANN001
 
 
 async def _require_service(conn: AsyncConnection, service: str) -> None:
-    found = (
-        await conn.execute(select(services.c.code).where(services.c.code == str(service)))
-    ).first()
+    found = (await conn.execute(_SERVICE, {"code": str(service)})).first()
     if found is None:
         raise NotFound(f"unknown service {service!r}")
 
 
 async def _require_country(conn: AsyncConnection, country: str) -> None:
-    found = (
-        await conn.execute(select(countries.c.code).where(countries.c.code == str(country)))
-    ).first()
+    found = (await conn.execute(_COUNTRY, {"code": str(country)})).first()
     if found is None:
         raise NotFound(f"unknown country {country!r}")

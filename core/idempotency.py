@@ -19,7 +19,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.db.engine import Database, insert_ignore
@@ -70,8 +70,11 @@ async def claim(
     return None
 
 
+_EXISTS = select(keys.c.key).where(keys.c.key == bindparam("key"))  # every purchase asks
+
+
 async def exists(conn: AsyncConnection, key: str) -> bool:
-    return await conn.scalar(select(keys.c.key).where(keys.c.key == key)) is not None
+    return await conn.scalar(_EXISTS, {"key": key}) is not None
 
 
 async def set_result(conn: AsyncConnection, key: str, result: Any, now: datetime) -> None:

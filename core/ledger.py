@@ -103,13 +103,11 @@ async def system_account(conn: AsyncConnection, code: str) -> int:
 
 
 async def open_wallet(conn: AsyncConnection, now: datetime) -> int:
-    result = await conn.execute(
-        accounts.insert().values(
-            kind="wallet", code=None, debits_must_not_exceed_credits=True,
-            debits_posted=0, credits_posted=0, debits_pending=0, credits_pending=0,
-            created_at=now,
-        )
-    )
+    result = await conn.execute(accounts.insert(), {
+        "kind": "wallet", "code": None, "debits_must_not_exceed_credits": True,
+        "debits_posted": 0, "credits_posted": 0, "debits_pending": 0, "credits_pending": 0,
+        "created_at": now,
+    })
     return int(result.inserted_primary_key[0])
 
 

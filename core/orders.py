@@ -150,6 +150,9 @@ def _message_id(msg: SmsMessage) -> str:
     return msg.message_id or f"code:{msg.code}:{msg.text}"[:128]
 
 
+_BUYER = select(users.c.id, users.c.wallet_account_id, users.c.blocked,
+                users.c.telegram_id).where(users.c.id == bindparam("user_id"))
+
 # Compare-and-set of an order's status; the new column values come in as parameters.
 _CAS = (update(orders)
         .where(orders.c.id == bindparam("b_id"), orders.c.status == bindparam("b_from"))
@@ -314,9 +317,7 @@ class OrderService:
     ) -> _Checked:
         from core import catalog  # imported here: catalog is a sibling service
 
-        user = (await conn.execute(
-            select(users.c.id, users.c.wallet_account_id, users.c.blocked,
-                   users.c.telegram_id).where(users.c.id == user_id))).one_or_none()
+        user = (await conn.execute(_BUYER, {"user_id": user_id})).one_or_none()
         if user is None:
             raise UserNotFound(f"no user {user_id}")
         if user.blocked:
