@@ -202,7 +202,7 @@ async def measure(path: Path, requests: int, rng: random.Random, only: set[str])
     clock = FakeClock(NOW)
     settings = Settings(_env_file=None, DATABASE_URL=f"sqlite+aiosqlite:///{path}", ADMIN_SECRET_KEY="b" * 32)
     db = Database(settings.DATABASE_URL)
-    ledger._system_ids.clear()
+    ledger.forget_system_accounts()
     staff = StaffAccounts(db, clock, PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
     if await staff.find("bench") is None:
         await staff.create("bench", "admin", "bench password")

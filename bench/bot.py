@@ -353,7 +353,7 @@ async def prepare(db: Database, seed: int) -> None:
 
 
 async def audit(db: Database) -> tuple[int, dict[str, int]]:
-    ledger._system_ids.clear()
+    ledger.forget_system_accounts()
     violations = await check_invariants(db, SystemClock().now(), 0)
     async with db.read() as conn:
         statuses = dict((await conn.execute(text(

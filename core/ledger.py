@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.db.engine import insert_ignore
+from core.db.engine import at_commit, insert_ignore
 from core.db.tables import accounts, transfers
 from core.errors import HoldAlreadyResolved, InsufficientFunds, NotFound, TransferConflict
 
@@ -80,6 +80,13 @@ class AccountBalance:
 _system_ids: dict[tuple[str, str], int] = {}
 
 
+def forget_system_accounts() -> None:
+    """Drop the cached system account ids (they are cached per database URL); for tools and
+    tests that make a new database under a URL already used in this process."""
+    _system_ids.clear()
+    _system_account_ids.clear()
+
+
 async def ensure_system_accounts(conn: AsyncConnection, now: datetime) -> None:
     for code in SYSTEM_ACCOUNTS:
         await conn.execute(
@@ -99,6 +106,7 @@ async def system_account(conn: AsyncConnection, code: str) -> int:
         if acc_id is None:
             raise NotFound(f"system account {code!r} is missing; run `numbershop db upgrade`")
         _system_ids[key] = acc_id
+        _system_account_ids.setdefault(key[0], set()).add(acc_id)
     return _system_ids[key]
 
 
@@ -174,8 +182,63 @@ _RESOLVE = {
 _PENDING_BY_ID = select(transfers).where(transfers.c.id == bindparam("tid"))
 
 
+# --- system accounts move last ----------------------------------------------------------
+# Every purchase, capture and top-up also moves a shared system account (revenue, topups).
+# On PostgreSQL its row stays locked from that UPDATE to the commit, so updated where the
+# transfer happens it serialized every purchase behind the others' remaining statements
+# (under a burst of Buy taps: seconds). System accounts have no balance rule to check and
+# nothing reads them inside a transaction, so their moves are summed and applied as the
+# transaction's last statement (``at_commit``), in the same descending-id lock order as
+# every transfer: the lock is held for one statement. Outside ``Database.begin()`` (nothing
+# to flush them) they apply at once, as do moves on any other account.
+
+_MOVE_KEYS = ("d_pending", "d_posted", "c_pending", "c_posted")
+_system_account_ids: dict[str, set[int]] = {}
+
+
+class _SystemMoves:
+    def __init__(self) -> None:
+        self.moves: dict[int, dict[str, int]] = {}
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        rows = [dict(acc=acc, **move) for acc, move in sorted(self.moves.items(), reverse=True)
+                if any(move.values())]
+        if rows:
+            await conn.execute(_MOVE, rows)
+
+
+def _deferred(conn: AsyncConnection, account_id: int, **deltas: int) -> bool:
+    """Queue a move of a system account for the end of the transaction; False when the
+    caller must apply it now."""
+    if account_id not in _system_account_ids.get(str(conn.engine.url), ()):
+        return False
+    later = at_commit(conn, "ledger.system_moves", _SystemMoves)
+    if later is None:
+        return False
+    move = later.moves.setdefault(account_id, dict.fromkeys(_MOVE_KEYS, 0))
+    for key, delta in deltas.items():
+        move[key] += delta
+    return True
+
+
+_RESOLVE_DELTAS = {
+    (POST_PENDING, "debit"): lambda amt: {"d_pending": -amt, "d_posted": amt},
+    (POST_PENDING, "credit"): lambda amt: {"c_pending": -amt, "c_posted": amt},
+    (VOID_PENDING, "debit"): lambda amt: {"d_pending": -amt},
+    (VOID_PENDING, "credit"): lambda amt: {"c_pending": -amt},
+}
+
+
+async def _resolve_move(conn: AsyncConnection, kind: str, side: str, account_id: int,
+                        amount: int) -> None:
+    if not _deferred(conn, account_id, **_RESOLVE_DELTAS[(kind, side)](amount)):
+        await conn.execute(_RESOLVE[(kind, side)], {"acc": account_id, "amt": amount})
+
+
 async def _debit(conn: AsyncConnection, account_id: int, amount: int, *, pending: bool) -> None:
     """Apply a debit under the account's own rule, in one guarded UPDATE."""
+    if _deferred(conn, account_id, **{"d_pending" if pending else "d_posted": amount}):
+        return  # a system account: no rule to check
     result = await conn.execute(_DEBIT[pending], {"acc": account_id, "amt": amount})
     if result.rowcount != 1:
         bal = await balance_of(conn, account_id)  # raises NotFound for a missing account
@@ -183,6 +246,8 @@ async def _debit(conn: AsyncConnection, account_id: int, amount: int, *, pending
 
 
 async def _credit(conn: AsyncConnection, account_id: int, amount: int, *, pending: bool) -> None:
+    if _deferred(conn, account_id, **{"c_pending" if pending else "c_posted": amount}):
+        return
     result = await conn.execute(_CREDIT[pending], {"acc": account_id, "amt": amount})
     if result.rowcount != 1:
         raise NotFound(f"account {account_id} does not exist")
@@ -283,7 +348,7 @@ async def _resolve(
     debit, credit, amount = row
     for account_id, side in sorted(((debit, "debit"), (credit, "credit")),
                                    key=lambda step: -step[0]):  # same lock order as _apply
-        await conn.execute(_RESOLVE[(kind, side)], {"acc": account_id, "amt": amount})
+        await _resolve_move(conn, kind, side, account_id, amount)
     return TransferResult(res_id, True, amount)
 
 
@@ -304,7 +369,7 @@ async def _resolve_existing(
         for account_id, side in sorted(((pending["debit_account_id"], "debit"),
                                         (pending["credit_account_id"], "credit")),
                                        key=lambda step: -step[0]):
-            await conn.execute(_RESOLVE[(kind, side)], {"acc": account_id, "amt": pending["amount"]})
+            await _resolve_move(conn, kind, side, account_id, pending["amount"])
     return TransferResult(res_id, created, pending["amount"])
 
 
@@ -370,9 +435,10 @@ async def post_holds(
         credit["c_pending"] -= amount
         credit["c_posted"] += amount
         results[row["pending_id"]] = TransferResult(row["id"], True, amount)
-    if moves:
-        await conn.execute(_MOVE, [dict(acc=acc, **moves[acc])
-                                   for acc in sorted(moves, reverse=True)])
+    now_rows = [dict(acc=acc, **moves[acc]) for acc in sorted(moves, reverse=True)
+                if not _deferred(conn, acc, **moves[acc])]
+    if now_rows:
+        await conn.execute(_MOVE, now_rows)
     for pid in ids:
         if pid not in results:
             results[pid] = await _resolve_existing(

@@ -91,7 +91,7 @@ async def make_database(kind: str, tmp_path, pg_url: str | None) -> Database:  #
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db(request, tmp_path, pg_database_url, clock) -> AsyncIterator[Database]:  # noqa: ANN001
     database = await make_database(request.param, tmp_path, pg_database_url)
-    ledger._system_ids.clear()
+    ledger.forget_system_accounts()
     async with database.begin() as conn:
         await ledger.ensure_system_accounts(conn, clock.now())
     try:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -140,10 +140,11 @@ class Database:
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         if self._write_lock is None:
-            async with self.engine.begin() as conn:
+            async with self.engine.begin() as conn, _end_of_transaction_work(conn):
                 yield conn
             return
-        async with self._write_lock, self._sqlite_transaction(readonly=False) as conn:
+        async with (self._write_lock, self._sqlite_transaction(readonly=False) as conn,
+                    _end_of_transaction_work(conn)):
             yield conn
 
     @asynccontextmanager
@@ -227,6 +228,45 @@ class Database:
 
 
 _INSERT_IGNORE: dict[tuple[str, str], Insert] = {}
+
+_AT_COMMIT = "numbershop.at_commit"
+T = TypeVar("T", bound="AtCommit")
+
+
+class AtCommit(Protocol):
+    async def flush(self, conn: AsyncConnection) -> None: ...
+
+
+def at_commit(conn: AsyncConnection, key: str, factory: Callable[[], T]) -> T | None:
+    """Work to run as the last statements of this ``Database.begin()`` transaction.
+
+    Returns the transaction's object for ``key`` (made by ``factory`` on first use), whose
+    ``flush`` runs right before COMMIT, or is dropped with a rollback. None outside a
+    ``Database.begin()`` transaction: the caller must then do the work at once.
+    Why: on PostgreSQL a row lock is held from the UPDATE to the commit; the ledger's shared
+    system-account rows are updated by every purchase, so they are updated last (see
+    ``core.ledger``) and hold their lock for one statement, not the whole transaction.
+    """
+    work = conn.sync_connection.info.get(_AT_COMMIT) if conn.sync_connection else None
+    if work is None:
+        return None
+    if key not in work:
+        work[key] = factory()
+    return cast(T, work[key])
+
+
+@asynccontextmanager
+async def _end_of_transaction_work(conn: AsyncConnection) -> AsyncIterator[None]:
+    assert conn.sync_connection is not None
+    info = conn.sync_connection.info  # lives with the pooled connection: always removed below
+    work: dict[str, AtCommit] = {}
+    info[_AT_COMMIT] = work
+    try:
+        yield
+        for item in work.values():
+            await item.flush(conn)
+    finally:
+        info.pop(_AT_COMMIT, None)
 
 
 def insert_ignore(conn: AsyncConnection, table: Table) -> Insert:

@@ -55,7 +55,7 @@ def reconcile(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[st
 def seed_closed_order_with_pending_hold(env: dict[str, str]) -> str:
     """A user with 500, and an order that says cancelled while its 100 is still held."""
     async def go() -> str:
-        ledger._system_ids.clear()  # the cache is per database; this is a fresh one
+        ledger.forget_system_accounts()  # the cache is per database; this is a fresh one
         db = Database(env["DATABASE_URL"])
         now = datetime.now(UTC)
         order_id = ledger.new_id()
@@ -75,7 +75,7 @@ def seed_closed_order_with_pending_hold(env: dict[str, str]) -> str:
                 upstream_state="cancelled", upstream_attempts=0, can_request_another=False,
                 chat_id=4242, created_at=now, updated_at=now, closed_at=now))
         await db.dispose()
-        ledger._system_ids.clear()
+        ledger.forget_system_accounts()
         return order_id
     return asyncio.run(go())
 

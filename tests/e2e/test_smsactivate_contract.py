@@ -57,7 +57,9 @@ def make(fake: FakeSmsActivate, clock: FakeClock, **kw: object) -> SmsActivatePr
     opts: dict[str, object] = dict(
         url=fake.base_url + PATH, api_key=fake.api_key, clock=clock, cost_rate=RATE,
         order_ttl_seconds=1200, shop_currency="USD", provider_currency="RUB",
-        timeout=httpx.Timeout(0.5),
+        # Short reads make the slow-reply tests quick; connecting to the local fake gets
+        # longer, or a busy CI machine fails an unrelated test with ConnectTimeout.
+        timeout=httpx.Timeout(0.5, connect=5.0),
     )
     opts.update(kw)
     return SmsActivateProvider(**opts)  # type: ignore[arg-type]

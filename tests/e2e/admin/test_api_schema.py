@@ -41,7 +41,7 @@ def test_api_never_answers_5xx(tmp_path) -> None:  # noqa: ANN001
         async with db.begin() as conn:
             await conn.run_sync(metadata.create_all)
             await ledger.ensure_system_accounts(conn, clock.now())
-        ledger._system_ids.clear()
+        ledger.forget_system_accounts()
         await shop.setup_catalog()
         for tid in (1001, 1002):
             user = await shop.user(tid, funds=5000)
@@ -53,7 +53,7 @@ def test_api_never_answers_5xx(tmp_path) -> None:  # noqa: ANN001
         return token
 
     token = asyncio.run(setup())
-    ledger._system_ids.clear()
+    ledger.forget_system_accounts()
     core = SimpleNamespace(settings=shop.settings, db=db, clock=clock, board=None, providers=shop.providers,
                            wallets=Wallets(db, clock, "USD"), orders=shop.orders)
     app = create_app(core, store=MemoryStore(), staff_accounts=staff_accounts, secret_key=secrets.token_hex(32))

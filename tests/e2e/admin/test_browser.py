@@ -55,7 +55,7 @@ def test_log_in_credit_refund_and_audit(tmp_path) -> None:  # noqa: ANN001
         async with db.begin() as conn:
             await conn.run_sync(metadata.create_all)
             await ledger.ensure_system_accounts(conn, clock.now())
-        ledger._system_ids.clear()
+        ledger.forget_system_accounts()
         await shop.setup_catalog()
         user = await shop.user(4242, funds=2000)
         quote = await shop.quote(user.id, price=300)
@@ -67,7 +67,7 @@ def test_log_in_credit_refund_and_audit(tmp_path) -> None:  # noqa: ANN001
         return order.id
 
     order_id = asyncio.run(seed())
-    ledger._system_ids.clear()
+    ledger.forget_system_accounts()
     core = SimpleNamespace(settings=shop.settings, db=db, clock=clock, board=None, providers=shop.providers,
                            wallets=Wallets(db, clock, "USD"), orders=shop.orders)
     app = create_app(core, staff_accounts=staff, secret_key=secrets.token_hex(32))

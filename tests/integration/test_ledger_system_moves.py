@@ -1,0 +1,118 @@
+"""System accounts (revenue, topups, adjustments) move as a transaction's last statement.
+
+Why it matters: on PostgreSQL the shared revenue row stays locked from its UPDATE to the
+commit; moved where the transfer happens, every purchase waited for the others' remaining
+statements. These tests pin down both halves: the books are exactly as before (commit,
+rollback, capture, void, batch capture, outside ``Database.begin``), and on PostgreSQL a
+second purchase holds its money while the first purchase's transaction is still open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from core import ledger
+from core.invariants import check_invariants
+
+
+async def _wallet(db, clock, amount: int) -> int:  # noqa: ANN001
+    now = clock.now()
+    async with db.begin() as conn:
+        wallet = await ledger.open_wallet(conn, now)
+        topups = await ledger.system_account(conn, ledger.TOPUPS)
+        await ledger.post_transfer(conn, id=ledger.new_id(), debit=topups, credit=wallet,
+                                   amount=amount, code="topup", now=now)
+    return wallet
+
+
+async def _hold(conn, clock, wallet: int, revenue: int, amount: int) -> str:  # noqa: ANN001
+    hold_id = ledger.new_id()
+    await ledger.create_hold(conn, id=hold_id, debit=wallet, credit=revenue, amount=amount,
+                             timeout_at=clock.now() + timedelta(minutes=20), now=clock.now(),
+                             code="test-hold")  # not a purchase: no order to belong to
+    return hold_id
+
+
+async def _balances(db, *ids: int) -> list[tuple[int, int, int, int]]:  # noqa: ANN001
+    async with db.read() as conn:
+        out = []
+        for account_id in ids:
+            b = await ledger.balance_of(conn, account_id)
+            out.append((b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending))
+        return out
+
+
+async def test_books_come_out_the_same(db, clock) -> None:  # noqa: ANN001
+    wallet = await _wallet(db, clock, 1000)
+    async with db.read() as conn:
+        revenue = await ledger.system_account(conn, ledger.REVENUE)
+        topups = await ledger.system_account(conn, ledger.TOPUPS)
+    assert await _balances(db, topups) == [(1000, 0, 0, 0)]
+
+    async with db.begin() as conn:
+        kept = await _hold(conn, clock, wallet, revenue, 100)
+        released = await _hold(conn, clock, wallet, revenue, 30)
+        batch = [await _hold(conn, clock, wallet, revenue, 5) for _ in range(3)]
+    assert await _balances(db, wallet, revenue) == [(0, 1000, 145, 0), (0, 0, 0, 145)]
+
+    with pytest.raises(RuntimeError):
+        async with db.begin() as conn:
+            await _hold(conn, clock, wallet, revenue, 200)
+            raise RuntimeError("crash before commit")
+    assert await _balances(db, wallet, revenue) == [(0, 1000, 145, 0), (0, 0, 0, 145)]
+
+    async with db.begin() as conn:
+        await ledger.post_hold(conn, kept, clock.now())
+        await ledger.void_hold(conn, released, clock.now())
+        await ledger.post_holds(conn, batch, clock.now())
+    assert await _balances(db, wallet, revenue) == [(115, 1000, 0, 0), (0, 115, 0, 0)]
+    assert await check_invariants(db, clock.now(), 0) == []
+
+
+async def test_outside_database_begin_moves_apply_at_once(db, clock) -> None:  # noqa: ANN001
+    wallet = await _wallet(db, clock, 100)
+    async with db.engine.connect() as conn:  # a plain connection: nothing would flush later
+        async with conn.begin():
+            revenue = await ledger.system_account(conn, ledger.REVENUE)
+            await _hold(conn, clock, wallet, revenue, 40)
+    assert await _balances(db, revenue) == [(0, 0, 0, 40)]
+
+
+async def test_a_refused_debit_leaves_no_system_move(db, clock) -> None:  # noqa: ANN001
+    wallet = await _wallet(db, clock, 10)
+    async with db.begin() as conn:
+        revenue = await ledger.system_account(conn, ledger.REVENUE)
+        with pytest.raises(ledger.InsufficientFunds):
+            await _hold(conn, clock, wallet, revenue, 50)
+        await _hold(conn, clock, wallet, revenue, 10)
+    assert await _balances(db, wallet, revenue) == [(0, 10, 10, 0), (0, 0, 0, 10)]
+
+
+async def test_postgres_purchases_do_not_queue_on_the_revenue_row(db, clock) -> None:  # noqa: ANN001
+    if not db.is_postgres:
+        pytest.skip("row locks held to commit are PostgreSQL's; SQLite has one writer anyway")
+    first_wallet = await _wallet(db, clock, 100)
+    second_wallet = await _wallet(db, clock, 100)
+    async with db.read() as conn:
+        revenue = await ledger.system_account(conn, ledger.REVENUE)
+    first_holds, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_purchase() -> None:
+        async with db.begin() as conn:
+            await _hold(conn, clock, first_wallet, revenue, 60)
+            first_holds.set()
+            await release.wait()  # the rest of a purchase's transaction, still open
+
+    first = asyncio.create_task(slow_purchase())
+    await asyncio.wait_for(first_holds.wait(), 5)
+    try:
+        async with db.begin() as conn:  # would wait for `first` if revenue were locked
+            await asyncio.wait_for(_hold(conn, clock, second_wallet, revenue, 70), 2)
+    finally:
+        release.set()
+        await first
+    assert await _balances(db, revenue) == [(0, 0, 0, 130)]
+    assert await check_invariants(db, clock.now(), 0) == []
