@@ -77,14 +77,13 @@ class AccountBalance:
         return self.balance - self.held
 
 
-_system_ids: dict[tuple[str, str], int] = {}
+_system_ids: dict[str, dict[str, int]] = {}  # database URL → system account code → id
 
 
 def forget_system_accounts() -> None:
     """Drop the cached system account ids (they are cached per database URL); for tools and
     tests that make a new database under a URL already used in this process."""
     _system_ids.clear()
-    _system_account_ids.clear()
 
 
 async def ensure_system_accounts(conn: AsyncConnection, now: datetime) -> None:
@@ -100,14 +99,13 @@ async def ensure_system_accounts(conn: AsyncConnection, now: datetime) -> None:
 
 async def system_account(conn: AsyncConnection, code: str) -> int:
     """Id of a system account; cached per database URL since system accounts never change."""
-    key = (str(conn.engine.url), code)
-    if key not in _system_ids:
+    known = _system_ids.setdefault(str(conn.engine.url), {})
+    if code not in known:
         acc_id = await conn.scalar(select(accounts.c.id).where(accounts.c.code == code))
         if acc_id is None:
             raise NotFound(f"system account {code!r} is missing; run `numbershop db upgrade`")
-        _system_ids[key] = acc_id
-        _system_account_ids.setdefault(key[0], set()).add(acc_id)
-    return _system_ids[key]
+        known[code] = acc_id
+    return known[code]
 
 
 async def open_wallet(conn: AsyncConnection, now: datetime) -> int:
@@ -166,18 +164,21 @@ _CREDIT = {
     pending: update(accounts).where(_a.id == bindparam("acc")).values({col: col + bindparam("amt")})
     for pending, col in ((True, _a.credits_pending), (False, _a.credits_posted))
 }
+# One statement moves any mix of amounts on one account (resolutions, batch captures,
+# system accounts at commit); unmoved columns are bound to 0.
+_MOVE_KEYS = ("d_pending", "d_posted", "c_pending", "c_posted")
+_MOVE = update(accounts).where(_a.id == bindparam("acc")).values({
+    _a.debits_pending: _a.debits_pending + bindparam("d_pending"),
+    _a.debits_posted: _a.debits_posted + bindparam("d_posted"),
+    _a.credits_pending: _a.credits_pending + bindparam("c_pending"),
+    _a.credits_posted: _a.credits_posted + bindparam("c_posted"),
+})
+# (kind, side) → the pending column the amount leaves, and the posted one it enters (post).
 _RESOLVE = {
-    # (kind, side) → statement moving the amount out of pending (and into posted on post).
-    (POST_PENDING, "debit"): update(accounts).where(_a.id == bindparam("acc")).values(
-        {_a.debits_pending: _a.debits_pending - bindparam("amt"),
-         _a.debits_posted: _a.debits_posted + bindparam("amt")}),
-    (POST_PENDING, "credit"): update(accounts).where(_a.id == bindparam("acc")).values(
-        {_a.credits_pending: _a.credits_pending - bindparam("amt"),
-         _a.credits_posted: _a.credits_posted + bindparam("amt")}),
-    (VOID_PENDING, "debit"): update(accounts).where(_a.id == bindparam("acc")).values(
-        {_a.debits_pending: _a.debits_pending - bindparam("amt")}),
-    (VOID_PENDING, "credit"): update(accounts).where(_a.id == bindparam("acc")).values(
-        {_a.credits_pending: _a.credits_pending - bindparam("amt")}),
+    (POST_PENDING, "debit"): ("d_pending", "d_posted"),
+    (POST_PENDING, "credit"): ("c_pending", "c_posted"),
+    (VOID_PENDING, "debit"): ("d_pending", None),
+    (VOID_PENDING, "credit"): ("c_pending", None),
 }
 _PENDING_BY_ID = select(transfers).where(transfers.c.id == bindparam("tid"))
 
@@ -192,9 +193,6 @@ _PENDING_BY_ID = select(transfers).where(transfers.c.id == bindparam("tid"))
 # every transfer: the lock is held for one statement. Outside ``Database.begin()`` (nothing
 # to flush them) they apply at once, as do moves on any other account.
 
-_MOVE_KEYS = ("d_pending", "d_posted", "c_pending", "c_posted")
-_system_account_ids: dict[str, set[int]] = {}
-
 
 class _SystemMoves:
     def __init__(self) -> None:
@@ -207,10 +205,10 @@ class _SystemMoves:
             await conn.execute(_MOVE, rows)
 
 
-def _deferred(conn: AsyncConnection, account_id: int, **deltas: int) -> bool:
+def _deferred(conn: AsyncConnection, account_id: int, deltas: dict[str, int]) -> bool:
     """Queue a move of a system account for the end of the transaction; False when the
     caller must apply it now."""
-    if account_id not in _system_account_ids.get(str(conn.engine.url), ()):
+    if account_id not in _system_ids.get(str(conn.engine.url), {}).values():
         return False
     later = at_commit(conn, "ledger.system_moves", _SystemMoves)
     if later is None:
@@ -221,23 +219,21 @@ def _deferred(conn: AsyncConnection, account_id: int, **deltas: int) -> bool:
     return True
 
 
-_RESOLVE_DELTAS = {
-    (POST_PENDING, "debit"): lambda amt: {"d_pending": -amt, "d_posted": amt},
-    (POST_PENDING, "credit"): lambda amt: {"c_pending": -amt, "c_posted": amt},
-    (VOID_PENDING, "debit"): lambda amt: {"d_pending": -amt},
-    (VOID_PENDING, "credit"): lambda amt: {"c_pending": -amt},
-}
-
-
 async def _resolve_move(conn: AsyncConnection, kind: str, side: str, account_id: int,
                         amount: int) -> None:
-    if not _deferred(conn, account_id, **_RESOLVE_DELTAS[(kind, side)](amount)):
-        await conn.execute(_RESOLVE[(kind, side)], {"acc": account_id, "amt": amount})
+    """Move a resolved hold's amount out of pending (and into posted on a capture)."""
+    leaves, enters = _RESOLVE[(kind, side)]
+    deltas = dict.fromkeys(_MOVE_KEYS, 0)
+    deltas[leaves] = -amount
+    if enters:
+        deltas[enters] = amount
+    if not _deferred(conn, account_id, deltas):
+        await conn.execute(_MOVE, {"acc": account_id, **deltas})
 
 
 async def _debit(conn: AsyncConnection, account_id: int, amount: int, *, pending: bool) -> None:
     """Apply a debit under the account's own rule, in one guarded UPDATE."""
-    if _deferred(conn, account_id, **{"d_pending" if pending else "d_posted": amount}):
+    if _deferred(conn, account_id, {"d_pending" if pending else "d_posted": amount}):
         return  # a system account: no rule to check
     result = await conn.execute(_DEBIT[pending], {"acc": account_id, "amt": amount})
     if result.rowcount != 1:
@@ -246,7 +242,7 @@ async def _debit(conn: AsyncConnection, account_id: int, amount: int, *, pending
 
 
 async def _credit(conn: AsyncConnection, account_id: int, amount: int, *, pending: bool) -> None:
-    if _deferred(conn, account_id, **{"c_pending" if pending else "c_posted": amount}):
+    if _deferred(conn, account_id, {"c_pending" if pending else "c_posted": amount}):
         return
     result = await conn.execute(_CREDIT[pending], {"acc": account_id, "amt": amount})
     if result.rowcount != 1:
@@ -383,13 +379,6 @@ async def void_hold(conn: AsyncConnection, pending_id: str, now: datetime) -> Tr
     return await _resolve(conn, pending_id, VOID_PENDING, "release", now)
 
 
-# One statement moves any mix of amounts on one account; the batch path binds the sums.
-_MOVE = update(accounts).where(_a.id == bindparam("acc")).values({
-    _a.debits_pending: _a.debits_pending + bindparam("d_pending"),
-    _a.debits_posted: _a.debits_posted + bindparam("d_posted"),
-    _a.credits_pending: _a.credits_pending + bindparam("c_pending"),
-    _a.credits_posted: _a.credits_posted + bindparam("c_posted"),
-})
 _HOLDS_BY_ID = (select(_t.id, _t.debit_account_id, _t.credit_account_id, _t.amount, _t.order_id)
                 .where(_t.id.in_(bindparam("ids", expanding=True)), _t.kind == PENDING))
 
@@ -426,17 +415,15 @@ async def post_holds(
         if row["pending_id"] not in inserted:
             continue
         amount = row["amount"]
-        debit = moves.setdefault(row["debit_account_id"], dict.fromkeys(
-            ("d_pending", "d_posted", "c_pending", "c_posted"), 0))
+        debit = moves.setdefault(row["debit_account_id"], dict.fromkeys(_MOVE_KEYS, 0))
         debit["d_pending"] -= amount
         debit["d_posted"] += amount
-        credit = moves.setdefault(row["credit_account_id"], dict.fromkeys(
-            ("d_pending", "d_posted", "c_pending", "c_posted"), 0))
+        credit = moves.setdefault(row["credit_account_id"], dict.fromkeys(_MOVE_KEYS, 0))
         credit["c_pending"] -= amount
         credit["c_posted"] += amount
         results[row["pending_id"]] = TransferResult(row["id"], True, amount)
     now_rows = [dict(acc=acc, **moves[acc]) for acc in sorted(moves, reverse=True)
-                if not _deferred(conn, acc, **moves[acc])]
+                if not _deferred(conn, acc, moves[acc])]
     if now_rows:
         await conn.execute(_MOVE, now_rows)
     for pid in ids:
