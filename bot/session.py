@@ -12,17 +12,12 @@ Responses are parsed and checked exactly as aiogram does (``check_response``), s
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, cast
+from typing import Any
 
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.exceptions import TelegramNetworkError
 from aiogram.methods import TelegramMethod
-from aiogram.methods.base import TelegramType
-from aiohttp import ClientError
-
-_JSON = {"Content-Type": "application/json"}
+from aiohttp import BytesPayload, FormData
 
 
 class JsonSession(AiohttpSession):
@@ -42,22 +37,13 @@ class JsonSession(AiohttpSession):
             body[key] = prepared
         return None if files else self.json_dumps(body)
 
-    async def make_request(
-        self, bot: Bot, method: TelegramMethod[TelegramType], timeout: int | None = None,
-    ) -> TelegramType:
+    def build_form_data(self, bot: Bot, method: TelegramMethod[Any]) -> FormData:
+        """The request body aiogram's ``make_request`` posts: JSON unless files go along.
+
+        Only the body changes; sending, timeouts and error mapping stay aiogram's own.
+        """
         body = self.json_body(bot, method)
         if body is None:
-            return await super().make_request(bot, method, timeout)
-        session = await self.create_session()
-        url = self.api.api_url(token=bot.token, method=method.__api_method__)
-        try:
-            async with session.post(url, data=body, headers=_JSON,
-                                    timeout=self.timeout if timeout is None else timeout) as resp:
-                raw_result = await resp.text()
-        except asyncio.TimeoutError as e:
-            raise TelegramNetworkError(method=method, message="Request timeout error") from e
-        except ClientError as e:
-            raise TelegramNetworkError(method=method, message=f"{type(e).__name__}: {e}") from e
-        response = self.check_response(bot=bot, method=method, status_code=resp.status,
-                                       content=raw_result)
-        return cast(TelegramType, response.result)
+            return super().build_form_data(bot, method)
+        payload = BytesPayload(body.encode(), content_type="application/json")
+        return payload  # type: ignore[return-value]  # aiohttp posts any payload as `data`
