@@ -33,6 +33,8 @@ from aiogram import BaseMiddleware
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Insert
 
 from bot import errors, texts
 from core.clock import Clock
@@ -60,6 +62,7 @@ class UpdateLog:
         self.clock = clock
         self._pending: list[tuple[int, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._statement: Insert | None = None  # for this database's dialect, built once
 
     async def record(self, update_id: int) -> bool:
         """True the first time ``update_id`` is seen, False for a redelivery."""
@@ -69,22 +72,24 @@ class UpdateLog:
             self._flusher = asyncio.create_task(self._flush())
         return await future
 
+    def _insert(self, conn: AsyncConnection) -> Insert:
+        if self._statement is None:
+            self._statement = insert_ignore(conn, processed_updates).returning(
+                processed_updates.c.update_id)
+        return self._statement
+
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
             ids = list(dict.fromkeys(update_id for update_id, _ in batch))
             try:
+                now = self.clock.now()
                 async with self.db.begin() as conn:
-                    # One prepared statement per id, not one multi-row INSERT: SQLAlchemy
-                    # cannot cache a multi-VALUES statement and compiled it for every
-                    # update (a third of the dedupe's cost); rowcount tells us what is new.
-                    stmt = insert_ignore(conn, processed_updates)
-                    now = self.clock.now()
-                    inserted = set()
-                    for i in ids:
-                        result = await conn.execute(stmt, {"update_id": i, "received_at": now})
-                        if result.rowcount == 1:
-                            inserted.add(i)
+                    # The rows go in as parameters of one cached statement (SQLAlchemy
+                    # batches them into multi-row INSERTs itself); building a multi-VALUES
+                    # statement here instead was compiled anew for every update.
+                    inserted = set((await conn.execute(self._insert(conn), [
+                        {"update_id": i, "received_at": now} for i in ids])).scalars())
             except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
                 for _, future in batch:
                     if not future.done():
