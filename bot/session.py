@@ -1,23 +1,49 @@
-"""The Bot API client session: aiogram's aiohttp session, posting JSON instead of multipart.
+"""The Bot API client session: aiogram's aiohttp session, lighter where the shop can tell.
 
-aiogram sends every method as ``multipart/form-data`` so that the same code path can attach
-files. The shop sends no files, and building and encoding a multipart body (each field
-JSON-encoded on its own, then framed with boundaries) was about a third of the CPU of a Bot
-API call in the bot benchmark. Telegram accepts ``application/json`` bodies for every
-method; a call that does carry an ``InputFile`` still goes the multipart way.
+Three changes, each measured in ``python -m bench.bot`` (a Bot API call was about a third of
+the bot's CPU, and most of that was pydantic building and rebuilding Telegram objects):
 
-Responses are parsed and checked exactly as aiogram does (``check_response``), so errors,
-``retry_after`` and the typed results are unchanged.
+* Bodies are JSON, not ``multipart/form-data``. aiogram frames every method as a form so
+  one code path can attach files; the shop sends no files, and encoding the form (each
+  field JSON-encoded on its own, then framed) was a third of a call's CPU. Telegram accepts
+  ``application/json`` for every method; a call that carries an ``InputFile`` still goes
+  the multipart way.
+* A successful edit returns ``True`` instead of the edited message. Telegram answers an
+  edit with the whole message, keyboard included, and aiogram turns it into models — one
+  per button — that nobody reads: the shop edits screens and never looks at the echo. The
+  Bot API itself returns ``True`` for some edits, so callers already have to accept it.
+* Updates arrive without the keyboard of the message a button was pressed on
+  (``callback_query.message.reply_markup``). Telegram sends the whole keyboard back with
+  every tap; the handlers read the message's id, chat and text and render the next screen
+  themselves, so parsing a dozen buttons per tap was pure cost.
+
+Errors are aiogram's own (``check_response``): status codes, ``retry_after``, decode
+failures and typed results of every other method are unchanged.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.methods import TelegramMethod
+from aiogram.exceptions import ClientDecodeError
+from aiogram.methods import (
+    EditMessageCaption,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    GetUpdates,
+    TelegramMethod,
+)
+from aiogram.methods.base import Response, TelegramType
+from aiogram.types import Update
 from aiohttp import BytesPayload, FormData
+from pydantic import ValidationError
+
+EDITS = (EditMessageText, EditMessageReplyMarkup, EditMessageCaption)
+_EDITED: Response[Any] = Response[bool].model_construct(ok=True, result=True)
+_UPDATES = Response[list[Update]]
 
 
 class JsonSession(AiohttpSession):
@@ -47,3 +73,25 @@ class JsonSession(AiohttpSession):
             return super().build_form_data(bot, method)
         payload = BytesPayload(body.encode(), content_type="application/json")
         return payload  # type: ignore[return-value]  # aiohttp posts any payload as `data`
+
+    def check_response(
+        self, bot: Bot, method: TelegramMethod[TelegramType], status_code: int, content: str,
+    ) -> Response[TelegramType]:
+        """aiogram's check, with the two shortcuts the module describes for successes."""
+        if HTTPStatus.OK <= status_code <= HTTPStatus.IM_USED and isinstance(method, (GetUpdates, *EDITS)):
+            try:
+                data = self.json_loads(content)
+            except Exception:  # noqa: BLE001 - aiogram's check below reports it
+                data = None
+            if isinstance(data, dict) and data.get("ok") is True:
+                if not isinstance(method, GetUpdates):
+                    return _EDITED
+                for update in data.get("result") or ():
+                    message = (update.get("callback_query") or {}).get("message")
+                    if isinstance(message, dict):
+                        message.pop("reply_markup", None)
+                try:
+                    return _UPDATES.model_validate(data, context={"bot": bot})  # type: ignore[return-value]
+                except ValidationError as exc:
+                    raise ClientDecodeError("Failed to deserialize object", exc, data) from exc
+        return super().check_response(bot, method, status_code, content)

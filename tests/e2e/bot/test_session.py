@@ -1,16 +1,23 @@
 """``bot.session.JsonSession``: JSON bodies over real HTTP, the same results and errors as
-aiogram's multipart session, and multipart still used when a call carries a file."""
+aiogram's multipart session, multipart still used when a call carries a file, and the two
+things it leaves unparsed (an edit's echo, the keyboard under a pressed button)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+)
 from aiogram.types import (
     BufferedInputFile,
     InlineKeyboardButton,
@@ -54,7 +61,7 @@ async def test_send_and_edit_arrive_as_sent_and_return_typed_results(
 
     edited = await bot.edit_message_text("Done", chat_id=USER, message_id=sent.message_id,
                                          reply_markup=_keyboard("Again", "a"))
-    assert isinstance(edited, Message) and edited.text == "Done"
+    assert edited is True  # the echoed message is not parsed: nobody reads it
     view = tg.chat(USER).message(sent.message_id)
     assert (view.text, view.button_texts, view.edited) == ("Done", ["Again"], True)
 
@@ -80,17 +87,9 @@ async def test_errors_are_aiograms_typed_errors(served: tuple[EmulatedBot, Bot])
     assert tg.chat(USER).texts() == ["same"]  # nothing failed half-way into the chat
 
 
-@pytest.fixture
-async def recorder() -> AsyncIterator[tuple[list[str], str]]:
-    """A stand-in Bot API server that records each request's content type."""
-    seen: list[str] = []
-
-    async def handle(request: web.Request) -> web.Response:
-        seen.append(request.content_type)
-        await request.read()
-        result = {"message_id": 1, "date": 0, "chat": {"id": USER, "type": "private"}}
-        return web.json_response({"ok": True, "result": result})
-
+@contextlib.asynccontextmanager
+async def _stand_in(handle: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[str]:
+    """A stand-in Bot API server on loopback; yields its base URL."""
     app = web.Application()
     app.router.add_post("/bot{token}/{method}", handle)
     runner = web.AppRunner(app)
@@ -99,9 +98,24 @@ async def recorder() -> AsyncIterator[tuple[list[str], str]]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield seen, f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[tuple[list[str], str]]:
+    """A stand-in server that records each request's content type."""
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request.content_type)
+        await request.read()
+        result = {"message_id": 1, "date": 0, "chat": {"id": USER, "type": "private"}}
+        return web.json_response({"ok": True, "result": result})
+
+    async with _stand_in(handle) as base_url:
+        yield seen, base_url
 
 
 async def test_json_without_files_multipart_with_a_file(recorder: tuple[list[str], str]) -> None:
@@ -113,3 +127,58 @@ async def test_json_without_files_multipart_with_a_file(recorder: tuple[list[str
     finally:
         await bot.session.close()
     assert seen == ["application/json", "multipart/form-data"]
+
+
+async def test_updates_arrive_without_the_pressed_messages_keyboard(
+    served: tuple[EmulatedBot, Bot],
+) -> None:
+    tg, bot = served
+    sent = await bot.send_message(USER, "Pick <b>one</b>", reply_markup=_keyboard("One", "pick:1"))
+    text_update = tg.send_text(USER, "hello")
+    pressed = tg.press_button(USER, sent.message_id, data="pick:1")
+    updates = await bot.get_updates(timeout=0)
+    assert [u.update_id for u in updates] == [text_update, pressed.update_id]
+    assert updates[0].message is not None and updates[0].message.text == "hello"
+    query = updates[1].callback_query
+    assert query is not None and query.data == "pick:1" and query.from_user.id == USER
+    message = query.message
+    assert isinstance(message, Message)
+    assert (message.message_id, message.chat.id, message.text) == (sent.message_id, USER, "Pick one")
+    assert message.reply_markup is None  # left out: the handlers render the next screen
+    assert query.bot is bot  # still bound, so shortcuts such as query.answer() work
+    assert tg.chat(USER).message(sent.message_id).button_texts == ["One"]  # the chat itself is unchanged
+
+
+async def test_a_failed_edit_and_a_garbled_answer_are_still_errors(
+    recorder_body: tuple[list[bytes], str],
+) -> None:
+    bodies, base_url = recorder_body
+    bot = Bot(TOKEN, session=JsonSession(api=TelegramAPIServer.from_base(base_url)))
+    try:
+        bodies.append(b'{"ok": false, "error_code": 400, "description": "Bad Request: message to edit not found"}')
+        with pytest.raises(TelegramBadRequest, match="not found"):
+            await bot.edit_message_text("x", chat_id=USER, message_id=99)
+        bodies.append(b"<html>bad gateway</html>")
+        with pytest.raises(ClientDecodeError):
+            await bot.edit_message_text("x", chat_id=USER, message_id=99)
+        bodies.append(b'{"ok": true, "result": [{"update_id": "not a number"}]}')
+        with pytest.raises(ClientDecodeError):
+            await bot.get_updates(timeout=0)
+    finally:
+        await bot.session.close()
+
+
+@pytest.fixture
+async def recorder_body() -> AsyncIterator[tuple[list[bytes], str]]:
+    """A stand-in server answering each request with the next queued body (status 400 for
+    an ``ok: false`` body, as Telegram does)."""
+    bodies: list[bytes] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        body = bodies.pop(0)
+        status = 400 if b'"ok": false' in body else 200
+        return web.Response(body=body, status=status, content_type="application/json")
+
+    async with _stand_in(handle) as base_url:
+        yield bodies, base_url
