@@ -19,13 +19,13 @@ from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import MissingGreenlet, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import Insert
 from sqlalchemy.sql.schema import Table
 
-from core.db.sqlite_inline import InlineConnection, inline_url
+from core.db.sqlite_inline import READ_BEGIN, WRITE_BEGIN, InlineConnection, inline_url
 
 # How long a writer waits for another connection's write transaction before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -44,7 +44,9 @@ def _sqlite_engine(url: str, *, inline: bool, **kw: Any) -> AsyncEngine:
     if not _is_memory(url):
         Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
         kw.setdefault("pool_size", 8)
-        kw.setdefault("max_overflow", 8)
+        # Inline: never wait for a connection (nothing may wait on the loop's thread), open
+        # another; connections are a file handle each and transactions are short.
+        kw.setdefault("max_overflow", -1 if inline else 8)
     else:
         kw.pop("pool_size", None)
         kw.pop("max_overflow", None)
@@ -69,14 +71,12 @@ def _sqlite_engine(url: str, *, inline: bool, **kw: Any) -> AsyncEngine:
         cur.execute(f"PRAGMA busy_timeout={busy_ms}")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        if conn.get_execution_options().get("readonly"):
-            conn.exec_driver_sql("BEGIN")
-            # Take the read snapshot now, where a busy database can still be retried.
-            conn.exec_driver_sql("PRAGMA schema_version")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    if not inline:  # the inline dialect says BEGIN itself (``do_begin``)
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            readonly = conn.get_execution_options().get("readonly")
+            for sql in READ_BEGIN if readonly else WRITE_BEGIN:
+                conn.exec_driver_sql(sql)
 
     return engine
 
@@ -188,24 +188,29 @@ class Database:
         holds the lock (with ``busy_timeout`` 0 SQLite answers busy at once).
 
         Begin, commit and close are called synchronously: the driver never waits, and the
-        greenlet bridge cost more than the work (see ``sqlite_inline``). Taking a connection
-        from the pool still goes through the bridge, where a full pool can be waited for."""
+        greenlet bridge cost more than the work (see ``sqlite_inline``)."""
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
         delay = 0.0005
         while True:
-            conn = await InlineConnection(self.engine).start()
+            # The inline pool never waits (see _sqlite_engine), so a connection is taken
+            # without SQLAlchemy's greenlet bridge — except a pool's very first one, whose
+            # set-up SQLAlchemy runs under an async mutex.
+            try:
+                conn = InlineConnection(self.engine, self.engine.sync_engine.connect())
+            except MissingGreenlet:
+                conn = await InlineConnection(self.engine).start()
             sync_conn = conn.sync_connection
             assert sync_conn is not None
+            raw = sync_conn.connection.dbapi_connection
             try:
-                if readonly:
-                    sync_conn.execution_options(readonly=True)
+                raw.begin_statements = READ_BEGIN if readonly else WRITE_BEGIN  # type: ignore[union-attr]
                 tx = sync_conn.begin()
             except OperationalError as exc:
-                sync_conn.close()
+                _release(sync_conn)
                 if not _is_busy(exc) or time.monotonic() >= deadline:
                     raise
             except BaseException:
-                sync_conn.close()
+                _release(sync_conn)
                 raise
             else:
                 break
@@ -219,12 +224,20 @@ class Database:
                 raise
             tx.commit()
         finally:
-            sync_conn.close()
+            _release(sync_conn)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self._scan_engine is not None:
             await self._scan_engine.dispose()
+
+
+def _release(sync_conn: Connection) -> None:
+    """Back to the pool, set to begin as a writer again (the safe default for anyone else
+    who takes it, e.g. a test's own ``engine.begin()``)."""
+    if not (sync_conn.closed or sync_conn.invalidated):
+        sync_conn.connection.dbapi_connection.begin_statements = WRITE_BEGIN  # type: ignore[union-attr]
+    sync_conn.close()
 
 
 _INSERT_IGNORE: dict[tuple[str, str], Insert] = {}

@@ -51,7 +51,16 @@ class _Cursor(sqlite3.Cursor):
         """Results are fully buffered by sqlite3's cursor; nothing to release."""
 
 
+# What BEGIN says. Writers take the write lock up front (two writers never both read and
+# then deadlock upgrading); readers take their snapshot at once (the PRAGMA reads the
+# database), where a busy database can still be retried.
+WRITE_BEGIN = ("BEGIN IMMEDIATE",)
+READ_BEGIN = ("BEGIN", "PRAGMA schema_version")
+
+
 class _Connection(sqlite3.Connection):
+    begin_statements: tuple[str, ...] = WRITE_BEGIN  # ``Database`` sets READ_BEGIN for reads
+
     def cursor(self, factory: Any = _Cursor) -> Any:  # type: ignore[override]
         return super().cursor(factory)
 
@@ -70,6 +79,14 @@ class SQLiteDialect_inline(SQLiteDialect_pysqlite):  # noqa: N801 - SQLAlchemy's
         # Connections are made on the loop's thread but may be finalised on another.
         cparams.setdefault("check_same_thread", False)
         return super().connect(*cargs, **cparams)
+
+    def do_begin(self, dbapi_connection: Any) -> None:
+        """The driver is in autocommit mode (the engine's connect hook), so the dialect says
+        BEGIN itself — here rather than in an engine ``begin`` listener, because any
+        connection-event listener makes SQLAlchemy dispatch its execute events on every
+        statement, which cost more than a short transaction's own statements."""
+        for sql in dbapi_connection.begin_statements:
+            dbapi_connection.execute(sql)
 
     def do_execute(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
         super().do_execute(cursor, statement, parameters, context)
