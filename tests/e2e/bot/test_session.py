@@ -5,7 +5,10 @@ things it leaves unparsed (an edit's echo, the keyboard under a pressed button).
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from aiogram import Bot
@@ -18,12 +21,22 @@ from aiogram.exceptions import (
     TelegramForbiddenError,
     TelegramRetryAfter,
 )
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    AnswerPreCheckoutQuery,
+    BanChatMember,
+    EditMessageText,
+    SendInvoice,
+    SendMessage,
+    TelegramMethod,
+)
 from aiogram.types import (
     BufferedInputFile,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LabeledPrice,
     Message,
+    MessageEntity,
 )
 from aiohttp import web
 
@@ -182,3 +195,38 @@ async def recorder_body() -> AsyncIterator[tuple[list[bytes], str]]:
 
     async with _stand_in(handle) as base_url:
         yield bodies, base_url
+
+
+def _aiogram_body(session: JsonSession, bot: Bot, method: TelegramMethod[Any]) -> dict[str, Any]:
+    """The body as aiogram's own ``prepare_value`` builds it, field by field."""
+    files: dict[str, Any] = {}
+    body = {}
+    for key, value in method.model_dump(warnings=False).items():
+        prepared = session.prepare_value(value, bot=bot, files=files, _dumps_json=False)
+        if prepared is not None and prepared != "":
+            body[key] = prepared
+    return body
+
+
+def test_json_bodies_are_what_aiogram_would_send() -> None:
+    session = JsonSession()
+    bot = Bot(TOKEN, session=session, default=DefaultBotProperties(
+        parse_mode=ParseMode.HTML, link_preview_is_disabled=True))
+    keyboard = InlineKeyboardMarkup(inline_keyboard=[
+        [InlineKeyboardButton(text=f"Country {i}", callback_data=f"c:wa:{i}")] for i in range(5)
+    ] + [[InlineKeyboardButton(text="Site", url="https://example.org")]])
+    methods: list[TelegramMethod[Any]] = [
+        SendMessage(chat_id=USER, text="Price: <b>1</b>", reply_markup=keyboard),
+        SendMessage(chat_id=USER, text="*x*", parse_mode=ParseMode.MARKDOWN_V2,
+                    entities=[MessageEntity(type="bold", offset=0, length=1)]),
+        EditMessageText(chat_id=USER, message_id=3, text="", reply_markup=keyboard),
+        AnswerCallbackQuery(callback_query_id="q1", text="Refunded", show_alert=False),
+        SendInvoice(chat_id=USER, title="Stars", description="250", payload="p", currency="XTR",
+                    prices=[LabeledPrice(label="250", amount=250)]),
+        BanChatMember(chat_id=-100, user_id=USER, until_date=datetime(2030, 1, 2, tzinfo=UTC)),
+        AnswerPreCheckoutQuery(pre_checkout_query_id="pc", ok=False, error_message="No"),
+    ]
+    for method in methods:
+        body = session.json_body(bot, method)
+        assert body is not None
+        assert json.loads(body) == _aiogram_body(session, bot, method), type(method).__name__
