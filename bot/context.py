@@ -96,8 +96,8 @@ class ShopContext:
     def stars_per_unit(self) -> float:
         return self.core.settings.STARS_PER_CURRENCY_UNIT
 
-    def packages(self) -> list[tuple[int, int]]:
-        return [(s, credit_for_stars(s, self.stars_per_unit, self.currency)) for s in PACKAGES]
+    def packages(self) -> tuple[tuple[int, int], ...]:
+        return tuple((s, credit_for_stars(s, self.stars_per_unit, self.currency)) for s in PACKAGES)
 
     def order_screen(self, order: OrderView, *, from_list: bool = False) -> tuple[str, InlineKeyboardMarkup]:
         return order_screen(order, now=self.core.clock.now(), currency=self.currency,

@@ -9,6 +9,7 @@ works" fallback, and every id is re-checked against its owner by core.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 from uuid import UUID
 
@@ -69,24 +70,32 @@ def _markup(rows: list[list[InlineKeyboardButton]]) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[r for r in rows if r])
 
 
+# Keyboards that never change are built once: every Telegram object is a validated pydantic
+# model (about 17 us a button), and they are frozen, so sharing one is safe.
+_MENU = _button(texts.BTN_MENU, MenuCb(to="home"))
+_MAIN_MENU = _markup([
+    [_button(texts.BTN_BUY, MenuCb(to="buy"))],
+    [_button(texts.BTN_BALANCE, MenuCb(to="balance"))],
+    [_button(texts.BTN_ORDERS, MenuCb(to="orders")), _button(texts.BTN_HELP, MenuCb(to="help"))],
+])
+_BACK_TO_MENU = _markup([[_MENU]])
+_BACK_TO_SERVICES = _markup([[_button(texts.BTN_BACK, ServicesCb(offset=0)), _MENU]])
+
+
 def menu_row() -> list[InlineKeyboardButton]:
-    return [_button(texts.BTN_MENU, MenuCb(to="home"))]
+    return [_MENU]
 
 
 def main_menu() -> InlineKeyboardMarkup:
-    return _markup([
-        [_button(texts.BTN_BUY, MenuCb(to="buy"))],
-        [_button(texts.BTN_BALANCE, MenuCb(to="balance"))],
-        [_button(texts.BTN_ORDERS, MenuCb(to="orders")), _button(texts.BTN_HELP, MenuCb(to="help"))],
-    ])
+    return _MAIN_MENU
 
 
 def back_to_menu() -> InlineKeyboardMarkup:
-    return _markup([menu_row()])
+    return _BACK_TO_MENU
 
 
 def back_to_services() -> InlineKeyboardMarkup:
-    return _markup([[_button(texts.BTN_BACK, ServicesCb(offset=0)), *menu_row()]])
+    return _BACK_TO_SERVICES
 
 
 def _pager(offset: int, per_page: int, total: int, make: object) -> list[InlineKeyboardButton]:
@@ -125,7 +134,7 @@ def countries(
                      CountryCb(service=service, country=o.country))] for o in page]
     rows.append(_pager(offset, COUNTRIES_PER_PAGE, len(offers),
                        lambda o: ServiceCb(code=service, offset=o)))
-    rows.append([_button(texts.BTN_BACK, ServicesCb(offset=0)), *menu_row()])
+    rows.append(_BACK_TO_SERVICES.inline_keyboard[0])
     return _markup(rows)
 
 
@@ -167,7 +176,9 @@ def orders(views: list[OrderView], currency: str) -> InlineKeyboardMarkup:
     return _markup(rows)
 
 
-def balance(packages: list[tuple[int, int]], currency: str) -> InlineKeyboardMarkup:
+@functools.lru_cache(maxsize=8)
+def balance(packages: tuple[tuple[int, int], ...], currency: str) -> InlineKeyboardMarkup:
+    """The top-up packages (fixed by settings, so built once per set)."""
     buttons = [_button(texts.btn_package(stars, amount, currency), TopUpCb(stars=stars))
                for stars, amount in packages]
     rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]

@@ -42,6 +42,12 @@ async def _services_page(shop: ShopContext, offset: int, search: str | None = No
 
 
 async def services_screen(shop: ShopContext, offset: int = 0) -> Screen:
+    """Everyone sees the same page, so the rendered screen is cached with the catalogue."""
+    return await shop.catalog_cache.get(("services-screen", offset),
+                                        lambda: _render_services(shop, offset))
+
+
+async def _render_services(shop: ShopContext, offset: int) -> Screen:
     per = keyboards.SERVICES_PER_PAGE
     views, total = await _services_page(shop, offset)
     if not views and offset > 0:  # a page that no longer exists: show the first
@@ -73,6 +79,12 @@ async def _offers(shop: ShopContext, service: str) -> list[CountryOffer]:
 
 
 async def countries_screen(shop: ShopContext, service: str, offset: int = 0) -> Screen:
+    """The same for everyone, so cached like the services page."""
+    return await shop.catalog_cache.get(("countries-screen", service, offset),
+                                        lambda: _render_countries(shop, service, offset))
+
+
+async def _render_countries(shop: ShopContext, service: str, offset: int) -> Screen:
     offers = await _offers(shop, service)
     if not offers:
         return texts.no_countries(service), keyboards.back_to_services()
