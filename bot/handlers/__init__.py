@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiogram import Router
+from aiogram.filters import Filter
+from aiogram.utils.magic_filter import MagicFilter
 
 Registration = tuple[str, Callable[..., Any], tuple[Any, ...]]
 
@@ -38,8 +40,27 @@ class HandlerSet:
     def router(self) -> Router:
         router = Router(name=self.name)
         for observer, func, filters in self._registrations:
-            getattr(router, observer).register(func, *filters)
+            getattr(router, observer).register(func, *(_inline(f) for f in filters))
         return router
+
+
+class _Magic(Filter):
+    """A magic filter (``F.text``, ``F.successful_payment``…) checked on the event loop.
+
+    aiogram runs every synchronous filter through ``asyncio.to_thread``, and a magic filter
+    is synchronous: each check of a microsecond's work took a thread hand-off and a loop
+    turn to come back.
+    """
+
+    def __init__(self, magic: MagicFilter) -> None:
+        self.magic = magic
+
+    async def __call__(self, event: Any) -> Any:
+        return self.magic.resolve(event)
+
+
+def _inline(f: Any) -> Any:
+    return _Magic(f) if isinstance(f, MagicFilter) else f
 
 
 def routers() -> list[Router]:

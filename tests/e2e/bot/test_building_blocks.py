@@ -84,3 +84,31 @@ async def test_limits_reserve_waits_without_polling() -> None:
     limits.pause(7)
     await limits.call_slot()
     assert waits and waits[0] >= 7
+
+
+async def test_filters_run_on_the_loop_and_still_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiogram runs a synchronous filter through ``asyncio.to_thread``; none of the shop's
+    filters go that way, and the magic ones still decide as before."""
+    from aiogram.types import Chat, Message, SuccessfulPayment, User
+
+    from bot.handlers import routers
+
+    async def no_threads(*_: object, **__: object) -> None:
+        raise AssertionError("a filter ran in a thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_threads)
+    user, chat = User(id=1, is_bot=False, first_name="A"), Chat(id=1, type="private")
+    paid = Message(message_id=1, date=0, chat=chat, from_user=user, successful_payment=SuccessfulPayment(
+        currency="XTR", total_amount=250, invoice_payload="p", telegram_payment_charge_id="c",
+        provider_payment_charge_id="p"))
+    text = Message(message_id=2, date=0, chat=chat, from_user=user, text="whats")
+    checked = 0
+    for router in routers():
+        for handler in router.message.handlers:
+            for f in handler.filters or []:
+                assert f.awaitable, (router.name, handler.callback.__name__)
+                if getattr(f.callback, "magic", None) is not None:
+                    checked += 1
+                    for event in (paid, text):
+                        assert bool(await f.call(event)) == bool(f.callback.magic.resolve(event))
+    assert checked >= 3  # F.successful_payment, F.text, ~F.text.startswith("/")
