@@ -168,13 +168,3 @@ async def test_more_open_transactions_than_pooled_connections_never_wait(pair) -
 
     assert await asyncio.gather(*(reader() for _ in range(readers))) == [1] * readers
 
-
-async def test_a_failed_transaction_leaves_nothing_and_the_connection_reusable(pair) -> None:  # noqa: ANN001
-    first, _ = pair
-    with pytest.raises(RuntimeError):
-        async with first.begin() as conn:
-            await _insert(conn, 5)
-            raise RuntimeError("boom")
-    async with first.begin() as conn:
-        await _insert(conn, 6)
-    assert await _ids(first) == [6]
