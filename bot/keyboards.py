@@ -79,7 +79,8 @@ _MAIN_MENU = _markup([
     [_button(texts.BTN_ORDERS, MenuCb(to="orders")), _button(texts.BTN_HELP, MenuCb(to="help"))],
 ])
 _BACK_TO_MENU = _markup([[_MENU]])
-_BACK_TO_SERVICES = _markup([[_button(texts.BTN_BACK, ServicesCb(offset=0)), _MENU]])
+_BACK = _button(texts.BTN_BACK, ServicesCb(offset=0))
+_BACK_TO_SERVICES = _markup([[_BACK, _MENU]])
 
 
 def menu_row() -> list[InlineKeyboardButton]:
@@ -134,7 +135,7 @@ def countries(
                      CountryCb(service=service, country=o.country))] for o in page]
     rows.append(_pager(offset, COUNTRIES_PER_PAGE, len(offers),
                        lambda o: ServiceCb(code=service, offset=o)))
-    rows.append(_BACK_TO_SERVICES.inline_keyboard[0])
+    rows.append([_BACK, _MENU])
     return _markup(rows)
 
 
