@@ -33,7 +33,6 @@ from aiogram import BaseMiddleware
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Insert
 
 from bot import errors, texts
@@ -72,9 +71,9 @@ class UpdateLog:
             self._flusher = asyncio.create_task(self._flush())
         return await future
 
-    def _insert(self, conn: AsyncConnection) -> Insert:
+    def _insert(self) -> Insert:
         if self._statement is None:
-            self._statement = insert_ignore(conn, processed_updates).returning(
+            self._statement = insert_ignore(self.db, processed_updates).returning(
                 processed_updates.c.update_id)
         return self._statement
 
@@ -84,12 +83,13 @@ class UpdateLog:
             ids = list(dict.fromkeys(update_id for update_id, _ in batch))
             try:
                 now = self.clock.now()
-                async with self.db.begin() as conn:
-                    # The rows go in as parameters of one cached statement (SQLAlchemy
-                    # batches them into multi-row INSERTs itself); building a multi-VALUES
-                    # statement here instead was compiled anew for every update.
-                    inserted = set((await conn.execute(self._insert(conn), [
-                        {"update_id": i, "received_at": now} for i in ids])).scalars())
+                # The rows go in as parameters of one cached statement (SQLAlchemy batches
+                # them into multi-row INSERTs itself); building a multi-VALUES statement here
+                # instead was compiled anew for every update. Each row stands alone, so one
+                # statement without a transaction around it is enough (``write_one``).
+                written = await self.db.write_one(self._insert(), [
+                    {"update_id": i, "received_at": now} for i in ids])
+                inserted = {row[0] for row in written.rows}
             except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
                 for _, future in batch:
                     if not future.done():

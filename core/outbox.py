@@ -80,19 +80,17 @@ async def claim_batch(
     """Lease up to ``limit`` due rows to ``owner``, oldest first."""
     params = {"b_now": now, "b_limit": limit, "b_owner": owner,
               "b_lease_until": now + timedelta(seconds=lease_seconds)}
-    async with db.begin() as conn:
-        rows = (await conn.execute(_CLAIM[db.is_postgres], params)).all()
-    return sorted((OutboxMessage(*r) for r in rows), key=lambda m: m.id)
+    written = await db.write_one(_CLAIM[db.is_postgres], params)
+    return sorted((OutboxMessage(*r) for r in written.rows), key=lambda m: m.id)
 
 
 async def _finish(db: Database, msg_id: int, owner: str, **values: Any) -> bool:
-    async with db.begin() as conn:
-        result = await conn.execute(
-            update(outbox)
-            .where(outbox.c.id == msg_id, outbox.c.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None, **values)
-        )
-    return result.rowcount == 1
+    written = await db.write_one(
+        update(outbox)
+        .where(outbox.c.id == msg_id, outbox.c.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None, **values)
+    )
+    return written.rowcount == 1
 
 
 async def mark_sent(db: Database, msg_id: int, owner: str, now: datetime) -> bool:

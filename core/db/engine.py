@@ -14,15 +14,16 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Row, make_url
 from sqlalchemy.exc import MissingGreenlet, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.sql import Insert
+from sqlalchemy.sql import Executable, Insert
 from sqlalchemy.sql.schema import Table
 
 from core.db.sqlite_inline import READ_BEGIN, WRITE_BEGIN, InlineConnection, inline_url
@@ -149,14 +150,37 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        """Reads. On SQLite one snapshot for the whole block. On PostgreSQL each statement
+        sees what was committed when it started (READ COMMITTED gives every statement its
+        own snapshot even inside a transaction), so the statements run in autocommit: a
+        BEGIN and a COMMIT around them bought nothing but two round trips per read. Use
+        ``scan`` when several queries must see one moment."""
         if not self.is_sqlite:
             async with self.engine.connect() as conn:
-                conn = await conn.execution_options(readonly=True)
-                async with conn.begin():
-                    yield conn
+                yield await conn.execution_options(isolation_level="AUTOCOMMIT")
             return
         async with self._sqlite_transaction(readonly=True) as conn:
             yield conn
+
+    async def write_one(self, statement: Executable, parameters: Any = None) -> Written:
+        """One write statement that is atomic by itself (an upsert of independent rows, a
+        guarded UPDATE … RETURNING): its rows and row count.
+
+        On PostgreSQL it runs in autocommit, its own transaction: one round trip instead
+        of three for the hot single-statement writes (the update log, outbox claims and
+        settlements). With a list of parameter sets SQLAlchemy may split it into several
+        statements, so each row must stand alone. On SQLite it runs in the usual write
+        transaction, where this process's write lock and the busy retries live. Nothing
+        registered with ``at_commit`` can run here: anything more than one statement
+        belongs in ``begin()``."""
+        if self.is_sqlite:
+            async with self.begin() as conn:
+                result = await conn.execute(statement, parameters)
+                return Written(result.all() if result.returns_rows else [], result.rowcount)
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            result = await conn.execute(statement, parameters)
+            return Written(result.all() if result.returns_rows else [], result.rowcount)
 
     @asynccontextmanager
     async def scan(self) -> AsyncIterator[AsyncConnection]:
@@ -232,6 +256,12 @@ class Database:
             await self._scan_engine.dispose()
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    rows: list[Row[Any]]
+    rowcount: int
+
+
 def _release(sync_conn: Connection) -> None:
     """Back to the pool, set to begin as a writer again (the safe default for anyone else
     who takes it, e.g. a test's own ``engine.begin()``)."""
@@ -282,15 +312,16 @@ async def _end_of_transaction_work(conn: AsyncConnection) -> AsyncIterator[None]
         info.pop(_AT_COMMIT, None)
 
 
-def insert_ignore(conn: AsyncConnection, table: Table) -> Insert:
-    """``INSERT … ON CONFLICT DO NOTHING`` for the connection's dialect.
+def insert_ignore(on: AsyncConnection | Database, table: Table) -> Insert:
+    """``INSERT … ON CONFLICT DO NOTHING`` for the dialect of ``on`` (a connection, or the
+    database for ``Database.write_one``).
 
     Used instead of catching IntegrityError, which on PostgreSQL would abort the transaction.
     The caller checks ``rowcount`` (0 = the row already existed). The statement is built once
     per dialect and table; hot paths pass the row as parameters
     (``conn.execute(insert_ignore(conn, t), row)``) so nothing is rebuilt per call.
     """
-    key = (conn.dialect.name, table.name)
+    key = (on.dialect if isinstance(on, Database) else on.dialect.name, table.name)
     stmt = _INSERT_IGNORE.get(key)
     if stmt is None:
         dialect_insert = postgresql.insert if key[0] == "postgresql" else sqlite.insert
