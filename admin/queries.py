@@ -315,11 +315,14 @@ async def _transfer_stmt(conn: AsyncConnection, flt: TransferFilter) -> Select[A
     if flt.user:
         user_id = await resolve_user_filter(conn, flt.user)
         account_id = await conn.scalar(select(users.c.wallet_account_id).where(users.c.id == user_id))
-    elif flt.account:
-        account_id = await conn.scalar(select(accounts.c.id).where(accounts.c.code == flt.account))
+    account_ids: tuple[int, ...] = ()
     if account_id is not None:
-        stmt = stmt.where(or_(transfers.c.debit_account_id == account_id,
-                              transfers.c.credit_account_id == account_id))
+        account_ids = (account_id,)
+    elif flt.account:  # every shard of the system account
+        account_ids = await ledger.system_account_ids(conn, flt.account)
+    if account_ids:
+        stmt = stmt.where(or_(transfers.c.debit_account_id.in_(account_ids),
+                              transfers.c.credit_account_id.in_(account_ids)))
     if flt.order_id:
         stmt = stmt.where(transfers.c.order_id == flt.order_id.strip())
     if flt.date_from:
@@ -405,11 +408,11 @@ async def overview(conn: AsyncConnection, now: datetime) -> Overview:
         else:
             ov.refunds_today, ov.refund_count_today = int(total), int(n)
     # By primary key: with many wallets (code NULL) SQLite may scan accounts for ``code IN``.
-    system_ids = [await ledger.system_account(conn, code) for code in SYSTEM_ACCOUNTS]
+    system_ids = [i for code in SYSTEM_ACCOUNTS for i in await ledger.system_account_ids(conn, code)]
     for row in (await conn.execute(select(accounts).where(accounts.c.id.in_(system_ids)))).mappings():
         ov.wallet_total += row["debits_posted"] - row["credits_posted"]
-        if row["code"] == "revenue":
-            ov.held_now = int(row["credits_pending"])
+        if row["kind"] == ledger.REVENUE:  # summed over its shards
+            ov.held_now += int(row["credits_pending"])
     for status, n in (await conn.execute(
             select(orders.c.status, func.count()).where(orders.c.status.in_(OPEN_STATUSES))
             .group_by(orders.c.status))).all():

@@ -333,7 +333,7 @@ class OrderService:
         """Phase 1: place the hold and insert the order as ``reserving``."""
         quote = checked.quote
         hold_id = ledger.derived_id("hold", order_id)
-        revenue = await ledger.system_account(conn, ledger.REVENUE)
+        revenue = await ledger.system_account(conn, ledger.REVENUE, spread=order_id)
         await ledger.create_hold(
             conn, id=hold_id, debit=checked.wallet_account_id, credit=revenue,
             amount=quote.price, order_id=order_id, now=now,
@@ -797,7 +797,7 @@ class OrderService:
                                        .where(users.c.id == order.user_id))
             await ledger.post_transfer(
                 conn, id=ledger.derived_id("refund", order.id), debit=await ledger.system_account(
-                    conn, ledger.REVENUE), credit=wallet, amount=order.price, code="refund",
+                    conn, ledger.REVENUE, spread=order.id), credit=wallet, amount=order.price, code="refund",
                 order_id=order.id, now=now, memo=(detail or {}).get("reason"))
             refunded = order.price
         await self._event(conn, order.id, event.value, t.source, t.target, actor, detail, now)

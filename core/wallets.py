@@ -49,7 +49,7 @@ class TransferLine:
     code: str  # 'topup', 'adjustment', 'purchase', 'capture', 'release', 'refund'
     direction: str  # 'out' when the wallet is the debit side, else 'in'
     amount: int
-    counterparty: str  # the other account's code ('revenue', …) or 'wallet'
+    counterparty: str  # the other account's kind ('revenue', … for every shard) or 'wallet'
     order_id: str | None
     reference: str | None
     memo: str | None
@@ -164,7 +164,7 @@ class Wallets:
         now = self.clock.now()
         async with self.db.begin() as conn:
             user = await get_or_create_user(conn, telegram_id=telegram_id, username=username, now=now)
-            topups = await ledger.system_account(conn, ledger.TOPUPS)
+            topups = await ledger.system_account(conn, ledger.TOPUPS, spread=ref)
             try:
                 result = await ledger.post_transfer(
                     conn, id=transfer_id, debit=topups, credit=user.wallet_account_id,
@@ -191,7 +191,7 @@ class Wallets:
                 await conn.execute(
                     select(
                         t.id, t.kind, t.code, t.debit_account_id, t.amount, t.order_id,
-                        t.reference, t.memo, t.created_at, accounts.c.code.label("other_code"),
+                        t.reference, t.memo, t.created_at, accounts.c.kind.label("other_kind"),
                     )
                     .join_from(transfers, accounts, accounts.c.id == other)
                     .where(or_(t.debit_account_id == wallet, t.credit_account_id == wallet))
@@ -203,7 +203,7 @@ class Wallets:
             TransferLine(
                 id=r.id, kind=r.kind, code=r.code,
                 direction="out" if r.debit_account_id == wallet else "in",
-                amount=r.amount, counterparty=r.other_code or "wallet", order_id=r.order_id,
+                amount=r.amount, counterparty=r.other_kind, order_id=r.order_id,
                 reference=r.reference, memo=r.memo, created_at=r.created_at,
             )
             for r in rows

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
+from core import ledger
 from core.clock import FakeClock
 from core.db.engine import Database
 from core.db.tables import metadata, offers
@@ -81,7 +82,7 @@ def test_db_upgrade_is_idempotent_and_reports_revision(shop_db, capsys):
     code, out, _ = run(capsys, "db", "upgrade")
     assert code == 0 and "already at revision" in out
     assert row_counts(shop_db) == before  # seeding twice adds nothing
-    assert before["accounts"] == 3  # revenue, topups, adjustments
+    assert before["accounts"] == len(ledger.system_rows())  # revenue, topups, adjustments and their shards
     assert before["services"] > 0 and before["countries"] > 0
     obj = run_json(capsys, "db", "upgrade")
     assert obj["from"] == obj["to"] == obj["head"]
@@ -97,7 +98,7 @@ def test_db_upgrade_creates_a_fresh_database(tmp_path, monkeypatch, capsys):
     assert code == 1 and "revision none" in out
     code, out, _ = run(capsys, "db", "upgrade")
     assert code == 0 and "upgraded from an empty database" in out
-    assert row_counts(path)["accounts"] == 3
+    assert row_counts(path)["accounts"] == len(ledger.system_rows())
 
 
 def test_commands_migrate_a_fresh_sqlite_database_themselves(tmp_path, monkeypatch, capsys):

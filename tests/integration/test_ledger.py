@@ -55,8 +55,25 @@ async def test_system_accounts_are_created_once(db, clock):
         rows = (await conn.execute(select(accounts.c.code, accounts.c.kind)
                                    .where(accounts.c.code.is_not(None)))).all()
         revenue = await ledger.system_account(conn, ledger.REVENUE)
-    assert sorted(rows) == sorted((c, c) for c in ledger.SYSTEM_ACCOUNTS)
+    assert sorted(rows) == sorted((code, kind) for kind, code in ledger.system_rows())
+    assert len([r for r in rows if r.kind == ledger.REVENUE]) == ledger.SHARDS
     assert revenue > 0
+
+
+async def test_shards_spread_by_key_and_the_plain_account_comes_without_one(db):
+    """The same key always picks the same shard (an order's hold and refund meet on one
+    row); many keys use every shard; no key gives the plain, unsharded row."""
+    async with db.read() as conn:
+        ids = await ledger.system_account_ids(conn, ledger.REVENUE)
+        plain = await ledger.system_account(conn, ledger.REVENUE)
+        picks = [await ledger.system_account(conn, ledger.REVENUE, spread=f"order-{i}")
+                 for i in range(400)]
+        again = await ledger.system_account(conn, ledger.REVENUE, spread="order-7")
+        adjustments = await ledger.system_account_ids(conn, ledger.ADJUSTMENTS)
+    assert plain == ids[0] and len(ids) == ledger.SHARDS
+    assert set(picks) == set(ids)
+    assert again == picks[7]
+    assert len(adjustments) == 1  # not a hot account: one row
 
 
 async def test_posted_transfer_moves_money_on_both_sides(db, clock):

@@ -13,6 +13,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from core import ledger
 from core.invariants import check_invariants
@@ -115,4 +116,46 @@ async def test_postgres_purchases_do_not_queue_on_the_revenue_row(db, clock) -> 
         release.set()
         await first
     assert await _balances(db, revenue) == [(0, 0, 0, 130)]
+    assert await check_invariants(db, clock.now(), 0) == []
+
+
+async def test_postgres_a_locked_revenue_shard_holds_up_only_its_own_orders(db, clock) -> None:  # noqa: ANN001
+    """A purchase whose order picks another shard commits while one shard's row is locked by
+    a transaction that has not committed yet (its end-of-transaction move done, as a busy
+    event loop leaves it): the shards, not one revenue row, are what purchases queue on."""
+    if not db.is_postgres:
+        pytest.skip("row locks held to commit are PostgreSQL's; SQLite has one writer anyway")
+    first_wallet = await _wallet(db, clock, 100)
+    second_wallet = await _wallet(db, clock, 100)
+    async with db.read() as conn:
+        busy = await ledger.system_account(conn, ledger.REVENUE, spread="order-a")
+        other = None
+        for i in range(100):
+            other = await ledger.system_account(conn, ledger.REVENUE, spread=f"order-{i}")
+            if other != busy:
+                break
+    assert other is not None and other != busy
+    locked, release = asyncio.Event(), asyncio.Event()
+
+    async def moved_but_not_committed() -> None:
+        async with db.begin() as conn:
+            await _hold(conn, clock, first_wallet, busy, 60)
+            await conn.execute(text("UPDATE accounts SET credits_pending = credits_pending"
+                                    " WHERE id = :id"), {"id": busy})  # the row lock
+            locked.set()
+            await release.wait()
+
+    async def purchase_on_another_shard() -> None:
+        async with db.begin() as conn:
+            await _hold(conn, clock, second_wallet, other, 70)
+
+    first = asyncio.create_task(moved_but_not_committed())
+    await asyncio.wait_for(locked.wait(), 5)
+    try:
+        await asyncio.wait_for(purchase_on_another_shard(), 5)  # committed, not queued
+        assert await _balances(db, other) == [(0, 0, 0, 70)]
+    finally:
+        release.set()
+        await first
+    assert await _balances(db, busy) == [(0, 0, 0, 60)]
     assert await check_invariants(db, clock.now(), 0) == []
