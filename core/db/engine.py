@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Row, make_url
+from sqlalchemy.engine import Connection, CursorResult, Row, make_url
 from sqlalchemy.exc import MissingGreenlet, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import Executable, Insert
@@ -175,12 +175,10 @@ class Database:
         belongs in ``begin()``."""
         if self.is_sqlite:
             async with self.begin() as conn:
-                result = await conn.execute(statement, parameters)
-                return Written(result.all() if result.returns_rows else [], result.rowcount)
+                return Written.of(await conn.execute(statement, parameters))
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            result = await conn.execute(statement, parameters)
-            return Written(result.all() if result.returns_rows else [], result.rowcount)
+            return Written.of(await conn.execute(statement, parameters))
 
     @asynccontextmanager
     async def scan(self) -> AsyncIterator[AsyncConnection]:
@@ -260,6 +258,11 @@ class Database:
 class Written:
     rows: list[Row[Any]]
     rowcount: int
+
+    @classmethod
+    def of(cls, result: CursorResult[Any]) -> Written:
+        """Read while the connection is still open: rows first, then the count."""
+        return cls(result.all() if result.returns_rows else [], result.rowcount)
 
 
 def _release(sync_conn: Connection) -> None:
