@@ -408,7 +408,8 @@ async def overview(conn: AsyncConnection, now: datetime) -> Overview:
         else:
             ov.refunds_today, ov.refund_count_today = int(total), int(n)
     # By primary key: with many wallets (code NULL) SQLite may scan accounts for ``code IN``.
-    system_ids = [i for code in SYSTEM_ACCOUNTS for i in await ledger.system_account_ids(conn, code)]
+    system_ids = [account_id for code in SYSTEM_ACCOUNTS
+                  for account_id in await ledger.system_account_ids(conn, code)]
     for row in (await conn.execute(select(accounts).where(accounts.c.id.in_(system_ids)))).mappings():
         ov.wallet_total += row["debits_posted"] - row["credits_posted"]
         if row["kind"] == ledger.REVENUE:  # summed over its shards

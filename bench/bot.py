@@ -33,8 +33,9 @@ spreads them into a steady state). Both bots freeze their start-up objects out o
 garbage collector, as ``numbershop bot run`` does. The driver (this process) keeps its own
 cyclic collector off while a bot is measured, as ``timeit`` does: it stamps every latency on
 its loop, and by the third round its full collections took 250 ms, booked as the bot's
-latency. ``driver_max_lag_ms`` is the driver loop's worst lateness, the check on that. ``--verbose`` prints the shop's latency
-per journey step; ``BENCH_BOT_PROFILE=path`` writes a cProfile of the shop bot's process.
+latency. ``driver_max_lag_ms`` is the driver loop's worst lateness, the check on that.
+``--verbose`` prints the shop's latency per journey step; ``BENCH_BOT_PROFILE=path`` writes
+a cProfile of the shop bot's process.
 """
 
 from __future__ import annotations

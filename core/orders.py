@@ -795,10 +795,11 @@ class OrderService:
         elif t.effect == LedgerEffect.REFUND:
             wallet = await conn.scalar(select(users.c.wallet_account_id)
                                        .where(users.c.id == order.user_id))
+            revenue = await ledger.system_account(conn, ledger.REVENUE, spread=order.id)
             await ledger.post_transfer(
-                conn, id=ledger.derived_id("refund", order.id), debit=await ledger.system_account(
-                    conn, ledger.REVENUE, spread=order.id), credit=wallet, amount=order.price, code="refund",
-                order_id=order.id, now=now, memo=(detail or {}).get("reason"))
+                conn, id=ledger.derived_id("refund", order.id), debit=revenue, credit=wallet,
+                amount=order.price, code="refund", order_id=order.id, now=now,
+                memo=(detail or {}).get("reason"))
             refunded = order.price
         await self._event(conn, order.id, event.value, t.source, t.target, actor, detail, now)
         note = self._notice(order, t, now, values or {}, payload, refunded) if notify else None
