@@ -95,7 +95,9 @@ async def world(db: Database, clock: FakeClock) -> AsyncIterator[World]:
                         TEXTVERIFIED_API_USERNAME=tv_fake.username,
                         TEXTVERIFIED_API_KEY=tv_fake.api_key, MARKUP_PERCENT=20)
     board = BreakerBoard(threshold=2, ttl_s=60, clock=clock)
-    timeout = httpx.Timeout(0.5)
+    # Reading the reply times out well before the 2 s a "lost answer" takes; connecting to a
+    # local fake never should (CI once waited 0.5 s for a connect under load and failed setup).
+    timeout = httpx.Timeout(1.0, connect=10.0, pool=10.0)
     providers = {
         "smsactivate": board.guard(SmsActivateProvider(
             url=sa_fake.base_url + PATH, api_key=sa_fake.api_key, clock=clock, cost_rate=1.0,
