@@ -100,11 +100,10 @@ async def confirm_screen(
     shop: ShopContext, *, user_id: int, telegram_id: int, service: str, country: str
 ) -> Screen:
     settings = shop.core.settings
-    async with shop.core.db.begin() as conn:
-        quote = await catalog.create_quote(
-            conn, user_id=user_id, service=service, country=country,
-            markup_percent=shop.markup_percent, now=shop.core.clock.now(),
-            ttl_seconds=settings.QUOTE_TTL_SECONDS)
+    quote = await catalog.new_quote(
+        shop.core.db, user_id=user_id, service=service, country=country,
+        markup_percent=shop.markup_percent, now=shop.core.clock.now(),
+        ttl_seconds=settings.QUOTE_TTL_SECONDS)
     wallet = await shop.balance(telegram_id)
     enough = wallet.available >= quote.price
     text = texts.confirm(service, country, quote.price, wallet.available, shop.currency,

@@ -217,6 +217,34 @@ async def test_quote_refusals(shop, clock):
         assert (await conn.execute(select(func.count()).select_from(quotes))).scalar_one() == 0
 
 
+async def test_a_quote_without_a_transaction_prices_and_refuses_like_one(shop, clock):
+    """``new_quote`` (the bot's path: one read, one insert) against ``create_quote``."""
+    user = await make_user(shop, clock, 1)
+    await store(shop, clock, "a", ("whatsapp", "GB", 100, 5), ("telegram", "GB", 100, 0))
+    await store(shop, clock, "b", ("whatsapp", "GB", 90, 0), ("whatsapp", "US", 10, 1))
+    async with shop.begin() as conn:
+        await catalog.set_price_override(conn, "whatsapp", markup_percent=50, now=clock.now())
+    kw = dict(user_id=user, markup_percent=MARKUP, now=clock.now(), ttl_seconds=60)
+    quote = await catalog.new_quote(shop, service="whatsapp", country="GB", **kw)
+    async with shop.begin() as conn:
+        same = await catalog.create_quote(conn, service="whatsapp", country="GB", **kw)
+    assert quote.price == same.price == 150  # the override on the cheapest cost with stock
+    async with shop.read() as conn:
+        assert await catalog.load_quote(conn, quote.id, user, clock.now()) == quote
+
+    for service, country, error in [("telegram", "GB", OutOfStock), ("telegram", "US", OutOfStock),
+                                    ("nosuch", "GB", NotFound), ("whatsapp", "GBR", NotFound)]:
+        with pytest.raises(error):
+            await catalog.new_quote(shop, service=service, country=country, **kw)
+    async with shop.begin() as conn:
+        await catalog.set_price_override(conn, "whatsapp", fixed_price=99, now=clock.now())
+    with pytest.raises(OutOfStock):  # below every cost of GB: never sold at a loss
+        await catalog.new_quote(shop, service="whatsapp", country="GB", **kw)
+    assert (await catalog.new_quote(shop, service="whatsapp", country="US", **kw)).price == 99
+    async with shop.read() as conn:
+        assert (await conn.execute(select(func.count()).select_from(quotes))).scalar_one() == 3
+
+
 async def test_expired_quote(shop, clock):
     user = await make_user(shop, clock, 1)
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5))
