@@ -296,7 +296,7 @@ class OutboxSender:
             return
         else:
             raise Undeliverable(f"unknown outbox kind {row.kind!r}")
-        if row.kind != "code_extra":
+        if row.kind != "code_extra" and not p.get("screen_shown"):
             screen = await self._order_screen(row)
             if screen is not None:
                 await self._edit(chat, message_id, *screen)

@@ -569,7 +569,12 @@ class OrderService:
                 raise _Retry()  # lost a race (PostgreSQL): someone else moved the order first
             events.append(_event_row(order.id, t.event.value, t.source, t.target, actor,
                                      {"code": msg.code}, now))
-            note = self._notice(order, t, now, values, {"code": msg.code, "text": msg.text}, 0)
+            # The code goes out as its own message whoever found it. The order's message is
+            # left to the caller when the user's own tap found the code (Check now, Cancel's
+            # last look): the bot redraws that screen with its answer, as it does for every
+            # transition a user drives, and a second edit from the sender would only repeat it.
+            note = self._notice(order, t, now, values, {"code": msg.code, "text": msg.text,
+                                                        "screen_shown": actor == "user"}, 0)
             if note is not None:
                 notes.append(_outbox_row(**note))
             after[order.id] = _with(order, status=t.target.value, version=order.version + 1,
@@ -844,7 +849,7 @@ class OrderService:
             if isinstance(value, datetime):
                 value = value.isoformat()
             if key in ("code", "text", "status", "refunded", "phone", "expires_at",
-                       "failure_reason", "activation_id"):
+                       "failure_reason", "activation_id", "screen_shown"):
                 body[key] = value
         return body
 

@@ -69,7 +69,10 @@ async def test_start_topup_buy_code_completed(shop: Harness) -> None:
     shop.sim.deliver_code(order.activation_id, code="424242", text="Your WhatsApp code is 424-242")
     answer = await shop.press(ALICE, "🔄 Check now")
     assert answer.text == "The code has arrived!"
+    sender_from = len(shop.tg.calls_for(ALICE))
     assert await shop.drain() == 1
+    # The tap redrew the order message itself; the sender only sends the code.
+    assert [c.method for c in shop.tg.calls_for(ALICE)[sender_from:]] == ["sendMessage"]
     chat = shop.tg.chat(ALICE)
     code_msg = chat.last()
     assert code_msg.message_id != message_id

@@ -147,6 +147,24 @@ async def test_number_found_by_recovery_updates_the_order_message(shop: Harness)
     await shop.assert_books_clean()
 
 
+async def test_code_found_by_the_poller_completes_the_order_message(shop: Harness) -> None:
+    """Nobody tapped anything: the sender sends the code and redraws the order message."""
+    await shop.fund(ALICE, 1000, "seed")
+    _, message_id = await buy_first_whatsapp(shop, ALICE)
+    (order,) = await shop.orders_of(ALICE)
+    shop.sim.deliver_code(order.activation_id, code="556677")
+    await shop.core.orders.poll_orders([order.id])
+    sender_from = len(shop.tg.calls_for(ALICE))
+    assert await shop.drain() == 1
+    assert [c.method for c in shop.tg.calls_for(ALICE)[sender_from:]] == [
+        "sendMessage", "editMessageText"]
+    chat = shop.tg.chat(ALICE)
+    assert "556677" in chat.last().text
+    assert "Completed" in chat.message(message_id).text
+    assert "Code: 556677" in chat.message(message_id).text
+    await shop.assert_books_clean()
+
+
 async def test_staff_alerts_reach_the_staff_chat(shop: Harness) -> None:
     staff_chat = 999
     shop.tg.add_user(staff_chat, first_name="Staff")
