@@ -15,7 +15,8 @@ the bot's CPU, and most of that was pydantic building and rebuilding Telegram ob
 * Updates arrive without the keyboard of the message a button was pressed on
   (``callback_query.message.reply_markup``). Telegram sends the whole keyboard back with
   every tap; the handlers read the message's id, chat and text and render the next screen
-  themselves, so parsing a dozen buttons per tap was pure cost.
+  themselves, so parsing a dozen buttons per tap was pure cost. A sent message comes back
+  without its keyboard for the same reason: the shop sent it and never reads it back.
 
 Errors are aiogram's own (``check_response``): status codes, ``retry_after``, decode
 failures and typed results of every other method are unchanged.
@@ -34,16 +35,19 @@ from aiogram.methods import (
     EditMessageReplyMarkup,
     EditMessageText,
     GetUpdates,
+    SendMessage,
     TelegramMethod,
 )
 from aiogram.methods.base import Response, TelegramType
-from aiogram.types import Update
+from aiogram.types import Message, Update
 from aiohttp import BytesPayload, FormData
 from pydantic import ValidationError
 
 EDITS = (EditMessageText, EditMessageReplyMarkup, EditMessageCaption)
 _EDITED: Response[Any] = Response[bool].model_construct(ok=True, result=True)
 _UPDATES = Response[list[Update]]
+_SENT = Response[Message]
+_SHORTCUTS = (GetUpdates, SendMessage, *EDITS)
 
 
 class JsonSession(AiohttpSession):
@@ -92,21 +96,28 @@ class JsonSession(AiohttpSession):
     def check_response(
         self, bot: Bot, method: TelegramMethod[TelegramType], status_code: int, content: str,
     ) -> Response[TelegramType]:
-        """aiogram's check, with the two shortcuts the module describes for successes."""
-        if HTTPStatus.OK <= status_code <= HTTPStatus.IM_USED and isinstance(method, (GetUpdates, *EDITS)):
+        """aiogram's check, with the shortcuts the module describes for successes."""
+        if HTTPStatus.OK <= status_code <= HTTPStatus.IM_USED and isinstance(method, _SHORTCUTS):
             try:
                 data = self.json_loads(content)
             except Exception:  # noqa: BLE001 - aiogram's check below reports it
                 data = None
             if isinstance(data, dict) and data.get("ok") is True:
-                if not isinstance(method, GetUpdates):
+                if isinstance(method, EDITS):
                     return _EDITED
-                for update in data.get("result") or ():
-                    message = (update.get("callback_query") or {}).get("message")
-                    if isinstance(message, dict):
-                        message.pop("reply_markup", None)
+                model: type[Response[Any]]
+                if isinstance(method, GetUpdates):
+                    model = _UPDATES
+                    for update in data.get("result") or ():
+                        message = (update.get("callback_query") or {}).get("message")
+                        if isinstance(message, dict):
+                            message.pop("reply_markup", None)
+                else:
+                    model = _SENT
+                    if isinstance(data.get("result"), dict):
+                        data["result"].pop("reply_markup", None)
                 try:
-                    return _UPDATES.model_validate(data, context={"bot": bot})  # type: ignore[return-value]
+                    return model.model_validate(data, context={"bot": bot})  # type: ignore[return-value]
                 except ValidationError as exc:
                     raise ClientDecodeError("Failed to deserialize object", exc, data) from exc
         return super().check_response(bot, method, status_code, content)

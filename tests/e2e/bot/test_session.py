@@ -68,6 +68,8 @@ async def test_send_and_edit_arrive_as_sent_and_return_typed_results(
     tg, bot = served
     sent = await bot.send_message(USER, "Price: <b>12.50</b>", reply_markup=_keyboard("Buy", "b:1"))
     assert isinstance(sent, Message)
+    assert (sent.chat.id, sent.text) == (USER, "Price: 12.50")
+    assert sent.reply_markup is None  # the echoed keyboard is not parsed: nobody reads it
     view = tg.chat(USER).message(sent.message_id)
     assert view.text == "Price: 12.50"  # the default parse mode reached the server: HTML parsed
     assert [(b.text, b.callback_data) for b in view.buttons] == [("Buy", "b:1")]
@@ -177,6 +179,9 @@ async def test_a_failed_edit_and_a_garbled_answer_are_still_errors(
         bodies.append(b'{"ok": true, "result": [{"update_id": "not a number"}]}')
         with pytest.raises(ClientDecodeError):
             await bot.get_updates(timeout=0)
+        bodies.append(b'{"ok": true, "result": {"message_id": "not a number"}}')
+        with pytest.raises(ClientDecodeError):
+            await bot.send_message(USER, "x")
     finally:
         await bot.session.close()
 
