@@ -389,7 +389,8 @@ async def price_quote(
     now: datetime,
     ttl_seconds: int,
 ) -> Quote:
-    """The quote the confirm screen would show, not yet stored (``store_quote``).
+    """The quote the confirm screen would show, not yet stored (``create_quote`` and
+    ``new_quote`` store it).
 
     ``NotFound`` for an unknown service or country, ``OutOfStock`` when no provider has a
     sellable offer with stock.
