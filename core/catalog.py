@@ -324,6 +324,14 @@ async def list_countries(
     return result
 
 
+# Every purchase asks this; building the statement per call cost more than running it.
+_CANDIDATES = select(offers.c.provider, offers.c.cost, offers.c.stock).where(
+    offers.c.service == bindparam("service"), offers.c.country == bindparam("country"),
+    offers.c.stock > 0, offers.c.cost <= bindparam("max_cost"))
+_CANDIDATES_OF = _CANDIDATES.where(
+    offers.c.provider.in_(bindparam("providers", expanding=True)))
+
+
 async def candidate_offers(
     conn: AsyncConnection,
     service: str,
@@ -338,15 +346,12 @@ async def candidate_offers(
     priority order), offers of other providers are left out and equal costs are ordered by
     that priority; otherwise ties go by more stock, then provider name.
     """
-    stmt = select(offers.c.provider, offers.c.cost, offers.c.stock).where(
-        offers.c.service == service,
-        offers.c.country == country,
-        offers.c.stock > 0,
-        offers.c.cost <= max_cost,
-    )
-    if providers is not None:
-        stmt = stmt.where(offers.c.provider.in_(list(providers)))
-    rows = [Candidate(r.provider, int(r.cost), int(r.stock)) for r in await conn.execute(stmt)]
+    params = {"service": service, "country": country, "max_cost": max_cost}
+    if providers is None:
+        result = await conn.execute(_CANDIDATES, params)
+    else:
+        result = await conn.execute(_CANDIDATES_OF, {**params, "providers": list(providers)})
+    rows = [Candidate(r.provider, int(r.cost), int(r.stock)) for r in result]
     if providers is not None:
         rank = {name: i for i, name in enumerate(providers)}
         rows.sort(key=lambda c: (c.cost, rank.get(c.provider, len(rank)), -c.stock))
