@@ -167,6 +167,11 @@ _LOAD_MANY = select(*_ORDER_COLUMNS).select_from(_JOINED).where(orders.c.id.in_(
 _LOCK_MANY = _LOAD_MANY.with_for_update(read=True, of=orders)
 _SEEN_MANY = (select(order_messages.c.order_id, order_messages.c.code, order_messages.c.text)
               .where(order_messages.c.order_id.in_(_IDS)))
+# Newest first, built once: every My orders screen asks for a user's; filters (the
+# dashboard's) are added per call.
+_NEWEST = (select(*_ORDER_COLUMNS).select_from(_JOINED)
+           .order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(bindparam("limit")))
+_NEWEST_OF_USER = _NEWEST.where(orders.c.user_id == bindparam("user_id"))
 _CHARGE = update(order_messages).where(order_messages.c.id.in_(_IDS)).values(charged=True)
 
 
@@ -258,17 +263,14 @@ class OrderService:
         if status is not None and status not in {s.value for s in OrderStatus}:
             raise InvalidInput(f"unknown status {status!r}; use one of "
                                + ", ".join(s.value for s in OrderStatus))
-        q = (select(*_ORDER_COLUMNS).select_from(orders.join(users, users.c.id == orders.c.user_id))
-             .order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit))
-        if user_id is not None:
-            q = q.where(orders.c.user_id == user_id)
+        q = _NEWEST if user_id is None else _NEWEST_OF_USER
         if status is not None:
             q = q.where(orders.c.status == status)
         if before is not None:
             q = q.where(or_(orders.c.created_at < before[0],
                             and_(orders.c.created_at == before[0], orders.c.id < before[1])))
         async with self.db.read() as conn:
-            rows = (await conn.execute(q)).mappings().all()
+            rows = (await conn.execute(q, {"limit": limit, "user_id": user_id})).mappings().all()
         return [_view(r) for r in rows]
 
     # ------------------------------------------------------------- purchase

@@ -415,15 +415,23 @@ async def test_staff_refund_of_open_order_is_refused(shop):
 
 async def test_list_orders_keyset_pages(shop, clock):
     user = await shop.user(1, funds=1000)
+    other = await shop.user(2, funds=1000)
     for i in range(5):
         await _buy(shop, user, key=f"k{i}")
         clock.advance(1)
+    theirs = await _buy(shop, other, key="o1")
     first = await shop.orders.list_orders(user_id=user.id, limit=3)
     rest = await shop.orders.list_orders(user_id=user.id, limit=3,
                                          before=(first[-1].created_at, first[-1].id))
     assert len(first) == 3 and len(rest) == 2
+    assert {o.user_id for o in first + rest} == {user.id}
     assert not {o.id for o in first} & {o.id for o in rest}
     assert first[0].created_at > rest[-1].created_at
+    everyone = await shop.orders.list_orders(limit=10)
+    assert len(everyone) == 6 and everyone[0].id == theirs.id  # newest first
+    await shop.orders.cancel(theirs.id, user_id=other.id)
+    assert [o.id for o in await shop.orders.list_orders(status="cancelled")] == [theirs.id]
+    assert await shop.orders.list_orders(user_id=user.id, status="cancelled") == []
 
 
 async def test_outbox_rows_carry_what_the_bot_needs(shop, clock):
