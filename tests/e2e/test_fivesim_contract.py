@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -562,7 +563,7 @@ async def test_slow_read_times_out(fs: FiveSimProvider, fake: FakeFiveSim) -> No
 @pytest.mark.parametrize("fault", [dict(apply=True, delay=2.0), dict(apply=True, reset=True)],
                          ids=["timeout", "dropped"])
 async def test_lost_buy_reply_is_outcome_unknown_and_found_in_the_history(
-        fault: dict[str, object], fs: FiveSimProvider, fake: FakeFiveSim) -> None:
+        fault: dict[str, Any], fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     fake.add_order(product="telegram", country="usa")  # someone else's, already known
     fake.script("buy", **fault)  # bought upstream, reply lost
     with pytest.raises(OutcomeUnknown):

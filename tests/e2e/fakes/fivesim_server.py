@@ -14,6 +14,7 @@ finish, cancel, ban.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from core.clock import Clock
 
-from .base import FakeServer
+from .base import FakeServer, Handler
 
 PREFIX = "/v1"
 LIFETIME = timedelta(minutes=15)
@@ -141,7 +142,8 @@ class FakeFiveSim(FakeServer):
             r.add_get(PREFIX + f"/user/{op}/{{id}}",
                       self._wrap(op, getattr(self, f"_{op}"), user=True))
 
-    def _wrap(self, route: str, handler: Any, *, user: bool = False) -> Any:
+    def _wrap(self, route: str, handler: Callable[[web.Request], web.StreamResponse], *,
+              user: bool = False) -> Handler:
         async def entry(request: web.Request) -> web.StreamResponse:
             async def real(req: web.Request) -> web.StreamResponse:
                 if user and req.headers.get("Authorization") != f"Bearer {self.api_key}":
