@@ -130,6 +130,7 @@ _STATES: dict[str, ActivationState] = {
     "FINISHED": ActivationState.FINISHED,
 }
 _OPEN = frozenset({"PENDING", "RECEIVED"})
+_LONGEST_LIFETIME = timedelta(minutes=30)
 _CLOSE_OPS = {"finish": "FINISHED", "cancel": "CANCELED", "ban": "BANNED"}
 
 
@@ -383,14 +384,15 @@ class FiveSimProvider:
             doc = await self._get(path, what="buy", idempotent=False,
                                   params={"maxPrice": format_provider_amount(max_price)})
         rental = self._rental(doc, "buy", service=request.service, country=request.country,
-                              idempotent=False)
+                              idempotent=False, fresh=True)
         if rental.cost > request.max_cost:
             log.warning("%s: order %s cost %s above max %s", self.name, rental.activation_id,
                         rental.cost, request.max_cost)
         return rental
 
     def _rental(self, doc: Any, what: str, *, service: str | None = None,
-                country: str | None = None, idempotent: bool = True) -> Rental:
+                country: str | None = None, idempotent: bool = True,
+                fresh: bool = False) -> Rental:
         try:
             if not isinstance(doc, dict):
                 raise ValueError
@@ -405,7 +407,15 @@ class FiveSimProvider:
             raise self._malformed(what, repr(doc)[:200], idempotent) from None
         now = self._clock.now()
         raw_created = parse_time(doc.get("created_at"))
-        created = raw_created if raw_created is not None and now - self._ttl <= raw_created <= now else now
+        if fresh:
+            # Just bought: a creation time outside [now − ttl, now] is clock skew.
+            created = (raw_created if raw_created is not None
+                       and now - self._ttl <= raw_created <= now else now)
+        elif raw_created is not None:
+            # From the history: an old order keeps its age (recovery matches on it).
+            created = min(raw_created, now)
+        else:
+            raise self._malformed(what, repr(doc)[:200], idempotent)
         lifetime = self._ttl
         raw_expires = parse_time(doc.get("expires"))
         if raw_created is not None and raw_expires is not None and raw_expires > raw_created:
@@ -479,7 +489,8 @@ class FiveSimProvider:
         This is the recovery hook for a buy whose reply was lost: the newest pages are read
         until an order older than the longest lifetime shows up (it cannot be open).
         """
-        horizon = self._clock.now() - self._ttl - timedelta(minutes=5)
+        # 5sim keeps some orders open up to 30 minutes, whatever our own deadline
+        horizon = self._clock.now() - max(self._ttl, _LONGEST_LIFETIME) - timedelta(minutes=5)
         open_orders: list[Rental] = []
         offset = 0
         for _ in range(self._max_pages):

@@ -369,6 +369,17 @@ async def test_active_activations_reads_the_order_history(fs: FiveSimProvider, f
     assert call.query["category"] == "activation" and call.query["reverse"] == "true"
 
 
+async def test_active_activations_keep_an_old_open_orders_age(fs: FiveSimProvider,
+                                                              fake: FakeFiveSim,
+                                                              clock: FakeClock) -> None:
+    # some operators keep an order open up to 30 minutes, longer than our deadline
+    created = clock.now() - timedelta(minutes=25)
+    old = fake.add_order(created=created, lifetime=timedelta(minutes=30))
+    [rental] = await fs.active_activations()
+    assert rental.activation_id == str(old.id)
+    assert rental.created_at == created  # not clamped to now: recovery matches on it
+
+
 async def test_active_activations_pages_until_orders_are_too_old(fake: FakeFiveSim,
                                                                  clock: FakeClock) -> None:
     fs = make(fake, clock, history_page_size=2)
@@ -530,8 +541,10 @@ async def test_malformed_buy_reply_is_outcome_unknown(body: str, fs: FiveSimProv
     assert isinstance(raised.value, MalformedResponse)
 
 
-@pytest.mark.parametrize("body", [HTML, '{"Data": {"a": 1}}', '{"Data": [{"id": 1}]}',
-                                  '{"Data": [', "[]"])
+@pytest.mark.parametrize("body", [
+    HTML, '{"Data": {"a": 1}}', '{"Data": [{"id": 1}]}', '{"Data": [', "[]",
+    # an open order without a creation time could be matched to any lost buy
+    '{"Data": [{"id": 1, "phone": "+79990000000", "price": 1, "status": "RECEIVED"}]}'])
 async def test_malformed_order_history(body: str, fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     fake.script("orders", body=body, content_type="application/json")
     with pytest.raises(MalformedResponse):
@@ -728,6 +741,24 @@ async def test_dropped_buy_reply_is_recovered_into_the_same_order(
     assert settled.status == "waiting" and settled.activation_id == str(bought.id)
     assert settled.cost == 80
     assert len(fake.calls_to("buy")) == 1  # recovered, never bought twice
+    assert await check_invariants(db, clock.now()) == []
+
+
+async def test_failed_buy_is_not_matched_to_an_old_open_order(
+        shop: tuple[OrderService, FiveSimProvider], db: Database, fake: FakeFiveSim,
+        clock: FakeClock) -> None:
+    orders, _ = shop
+    # an unowned open order of the same product and country, bought 25 minutes ago
+    stale = fake.add_order(product="telegram", country="usa", price="0.80",
+                           created=clock.now() - timedelta(minutes=25),
+                           lifetime=timedelta(minutes=30))
+    fake.script("buy", status=502, body=HTML, content_type="text/html")  # nothing bought
+    order = await _purchase(db, orders, clock, "k1")
+    assert order.status == "reserving"  # type: ignore[attr-defined]
+    clock.advance(121)
+    settled = await orders.recover_order(order.id)  # type: ignore[attr-defined]
+    assert settled.status == "failed" and settled.activation_id is None
+    assert fake.orders[stale.id].status == "RECEIVED"
     assert await check_invariants(db, clock.now()) == []
 
 

@@ -56,10 +56,11 @@ class FakeOrder:
     status: str = "RECEIVED"
     sms: list[FakeSms] | None = None  # null right after purchase
     checked: bool = False
+    lifetime: timedelta = LIFETIME  # 15 minutes in the docs; 6–30 for some operators
 
     @property
     def expires(self) -> datetime:
-        return self.created + LIFETIME
+        return self.created + self.lifetime
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -163,8 +164,11 @@ class FakeFiveSim(FakeServer):
 
     def add_order(self, *, product: str = "whatsapp", country: str = "russia",
                   price: str = "15.5", status: str = "RECEIVED",
-                  created: datetime | None = None) -> FakeOrder:
-        return self._new_order(country, "mts", product, Decimal(price), status, created)
+                  created: datetime | None = None,
+                  lifetime: timedelta = LIFETIME) -> FakeOrder:
+        order = self._new_order(country, "mts", product, Decimal(price), status, created)
+        order.lifetime = lifetime
+        return order
 
     def _new_order(self, country: str, operator: str, product: str, price: Decimal,
                    status: str, created: datetime | None = None) -> FakeOrder:
