@@ -529,12 +529,16 @@ class FiveSimProvider:
     async def _close(self, activation_id: str, op: str) -> None:
         async with self._lock:
             doc = await self._order(activation_id, op)
-        if doc["status"] == _CLOSE_OPS[op]:
+        status = doc["status"]
+        if status == _CLOSE_OPS[op]:
             return
-        if doc["status"] not in _OPEN:
-            raise AlreadyClosed(f"{self.name}: {op}: order {activation_id} is {doc['status']}",
-                                provider=self.name)
-        raise self._malformed(op, repr(doc)[:200])
+        if status in _OPEN:
+            raise self._malformed(op, repr(doc)[:200])
+        message = f"{self.name}: {op}: order {activation_id} is {status}"
+        if op != "finish" and status == "FINISHED":
+            # Billed upstream: not the unbilled close that was asked for.
+            raise BusinessError(message, provider=self.name)
+        raise AlreadyClosed(message, provider=self.name)
 
     async def cancel(self, activation_id: str) -> None:
         await self._close(activation_id, "cancel")

@@ -558,6 +558,15 @@ async def test_close_reply_with_another_status(fs: FiveSimProvider, fake: FakeFi
                 content_type="application/json")
     with pytest.raises(AlreadyClosed):  # closed unbilled some other way
         await fs.cancel(rental.activation_id)
+    fake.script("cancel", body=_json({**order, "status": "FINISHED"}),
+                content_type="application/json")
+    with pytest.raises(BusinessError) as billed:  # closed, but billed: not what was asked
+        await fs.cancel(rental.activation_id)
+    assert type(billed.value) is BusinessError
+    fake.script("finish", body=_json({**order, "status": "TIMEOUT"}),
+                content_type="application/json")
+    with pytest.raises(AlreadyClosed):
+        await fs.finish(rental.activation_id)
     fake.script("cancel", body=_json(order), content_type="application/json")  # still open
     with pytest.raises(MalformedResponse):
         await fs.cancel(rental.activation_id)
