@@ -155,6 +155,25 @@ async def test_catalog_skips_a_country_5sim_no_longer_knows(fs: FiveSimProvider,
     assert ("telegram", "US") not in offers and ("whatsapp", "GB") in offers
 
 
+async def test_catalog_fails_whole_on_a_transient_error(fs: FiveSimProvider,
+                                                        fake: FakeFiveSim) -> None:
+    # a partial catalogue would drop the missing country's offers: keep the old one instead
+    fake.script("prices", status=502, body=HTML, content_type="text/html")
+    with pytest.raises(ProviderUnavailable):
+        await fs.catalog()
+
+
+async def test_catalog_price_calls_are_bounded(fake: FakeFiveSim, clock: FakeClock) -> None:
+    fs = make(fake, clock, catalogue_concurrency=1, catalogue_countries=["GB", "RU", "US"])
+    fake.script("prices", apply=True, delay=0.05, times=3)
+    try:
+        offers = await fs.catalog()
+    finally:
+        await fs.aclose()
+    assert len(fake.calls_to("prices")) == 3 and fake.max_in_flight["prices"] == 1
+    assert {o.country for o in offers} == {"GB", "RU", "US"}
+
+
 async def test_catalog_handles_an_empty_country(fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     fake.prices["usa"] = {}
     offers = {(o.service, o.country) for o in await fs.catalog()}
