@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-KNOWN_PROVIDERS = ("simulator", "smsactivate", "textverified")
+KNOWN_PROVIDERS = ("simulator", "smsactivate", "textverified", "fivesim")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/numbershop.db"
 
 
@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     TEXTVERIFIED_API_USERNAME: str | None = None
     TEXTVERIFIED_API_KEY: str | None = None
     TEXTVERIFIED_WEBHOOK_SECRET: str | None = None
+    # 5sim.net (API v1): amounts are in the account's currency; rate = shop units per 5sim unit.
+    FIVESIM_URL: str = "https://5sim.net/v1"
+    FIVESIM_API_KEY: str | None = None
+    FIVESIM_COST_RATE: float = Field(default=1.0, gt=0)
+    FIVESIM_ORDER_TTL_SECONDS: int = Field(default=900, gt=0)
     SHOP_CURRENCY: str = "USD"
     MARKUP_PERCENT: float = Field(default=20, ge=0, le=1000)
     STAFF_CHAT_ID: int | None = None
