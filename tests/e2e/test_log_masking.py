@@ -18,7 +18,7 @@ WEBHOOK_SECRET = "tv-webhook-secret-value"
 
 
 @pytest.fixture
-def output(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[io.StringIO]:  # noqa: ANN001
+def output(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[io.StringIO]:
     """The root logger with one stream handler, set up by the command line's own start-up."""
     monkeypatch.chdir(tmp_path)  # no .env of the repository
     monkeypatch.setenv("SMSACTIVATE_API_KEY", API_KEY)

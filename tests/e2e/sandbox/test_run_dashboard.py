@@ -29,7 +29,7 @@ def test_run_trusts_no_proxy_headers_by_default() -> None:
 
 @pytest.mark.parametrize("trust", [False, True])
 async def test_the_dashboard_sees_the_real_peer_unless_told_to_trust_a_proxy(
-        db: Database, clock: FakeClock, tmp_path, monkeypatch, trust: bool) -> None:  # noqa: ANN001
+        db: Database, clock: FakeClock, tmp_path, monkeypatch, trust: bool) -> None:
     if not db.is_sqlite:
         pytest.skip("the proxy setting does not depend on the database")
     monkeypatch.chdir(tmp_path)
@@ -46,7 +46,7 @@ async def test_the_dashboard_sees_the_real_peer_unless_told_to_trust_a_proxy(
         app = dashboard.server.config.loaded_app
         inner = app.app if type(app).__name__ == "ProxyHeadersMiddleware" else app
 
-        async def spy(scope, receive, send):  # noqa: ANN001, ANN202
+        async def spy(scope, receive, send):
             if scope["type"] == "http":
                 seen.append(scope["client"][0])
             await inner(scope, receive, send)
