@@ -35,6 +35,7 @@ from litestar.middleware.base import DefineMiddleware
 from core.clock import Clock
 from core.config import Settings
 from core.errors import ShopError
+from core.hosts import allowed_hosts
 from core.money import format_amount
 from core.staff import StaffAccounts
 
@@ -112,6 +113,7 @@ def create_app(
                                        include_in_schema=False),
         ],
         middleware=[
+            allowed_hosts(settings.ALLOWED_HOSTS),  # DNS rebinding: 421 for unknown Host names
             session_config(secure=secure_cookies).middleware,
             csrf_middleware(secret, secure=secure_cookies),
             DefineMiddleware(StaffAuthMiddleware, exclude=PUBLIC_PATHS),

@@ -22,7 +22,8 @@ class ConfigError(Exception):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        allow_inf_nan=False,  # "nan" or "inf" in a number is a typo, never a setting
     )
 
     DATABASE_URL: str = DEFAULT_DATABASE_URL
@@ -57,6 +58,20 @@ class Settings(BaseSettings):
     SMS_POLL_INTERVAL_SECONDS: float = Field(default=3, gt=0)
     RECONCILE_INTERVAL_SECONDS: int = Field(default=900, gt=0)
     ADMIN_SECRET_KEY: str | None = None
+
+    # --- Web servers' Host check (core.hosts) -------------------------------------------
+    # Names the dashboard and the sandbox answer besides localhost, 127.0.0.1, [::1] and the
+    # address they are bound to; anything else gets 421 (DNS rebinding). "*" turns it off.
+    ALLOWED_HOSTS: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("ALLOWED_HOSTS", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> tuple[str, ...]:
+        from core.hosts import split_hosts
+
+        return split_hosts(value if isinstance(value, str) else tuple(value))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------------------------
 
     @field_validator("PROVIDERS", mode="before")
     @classmethod

@@ -62,6 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def mask_secrets_in_logs() -> None:
+    """Every handler of the root logger masks secrets (``core.logmask``): the configured
+    ones by value, and key-like query parameters and bot tokens by shape. Bad settings are
+    left for the command to report."""
+    from core.config import load_settings
+    from core.logmask import install_secret_masking, secret_values
+
+    try:
+        secrets = secret_values(load_settings())
+    except ConfigError:
+        secrets = []
+    install_secret_masking(secrets)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -69,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    mask_secrets_in_logs()
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
