@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -40,11 +41,33 @@ class TokenBucket:
 
 
 class RateLimit(BaseMiddleware):
+    """Refuses updates over the user's bucket; a limited message gets one sentence per
+    ``WARN_EVERY_S`` (more would be spam), a limited callback query is answered with it.
+
+    The map of recent warnings only keeps entries still inside their quiet period: an older
+    one could not stop a warning anyway. Entries are added in clock order, so the expired
+    ones are always at its front and pruning is cheap; ``MAX_WARNED`` caps it during a flood
+    of distinct users (forgetting one only means an early second warning).
+    """
+
     WARN_EVERY_S = 5.0
+    MAX_WARNED = 10_000
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.bucket = bucket
-        self._warned: dict[int, float] = {}
+        self._warned: OrderedDict[int, float] = OrderedDict()  # user id -> when warned
+
+    def _should_warn(self, user_id: int, now: float) -> bool:
+        warned = self._warned
+        while warned:
+            oldest = next(iter(warned))
+            if now - warned[oldest] < self.WARN_EVERY_S and len(warned) < self.MAX_WARNED:
+                break
+            warned.popitem(last=False)
+        if user_id in warned:
+            return False
+        warned[user_id] = now
+        return True
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
@@ -55,9 +78,6 @@ class RateLimit(BaseMiddleware):
         log.info("user %s is rate limited", user.id)
         if isinstance(event, CallbackQuery):
             data["reply"].say(texts.RATE_LIMITED)
-        elif isinstance(event, Message):
-            now = self.bucket.monotonic()
-            if now - self._warned.get(user.id, -1e9) >= self.WARN_EVERY_S:
-                self._warned[user.id] = now
-                await event.answer(texts.RATE_LIMITED)
+        elif isinstance(event, Message) and self._should_warn(user.id, self.bucket.monotonic()):
+            await event.answer(texts.RATE_LIMITED)
         return None
