@@ -21,6 +21,7 @@ EMULATOR_KEY = web.AppKey("numbershop_emulator", Emulator)
 
 
 def make_app(emulator: Emulator | None = None) -> web.Application:
+    # Here, not at the top: control imports EMULATOR_KEY from this module (a real cycle).
     from numbershop.emulator.control import add_control_routes
 
     app = web.Application()

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from core import ledger
 from core.clock import FakeClock
@@ -419,9 +420,6 @@ def test_a_command_is_parsed_in_full_when_named_after_top_level_flags(capsys):
 @pytest.fixture
 def pg_url(monkeypatch, tmp_path):  # noqa: ANN001, ANN201
     """A private, empty PostgreSQL database for this test, dropped afterwards."""
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     base = os.environ.get("NUMBERSHOP_TEST_POSTGRES_URL")
     if not base:
         pytest.skip("PostgreSQL variant skipped: set NUMBERSHOP_TEST_POSTGRES_URL to run it")

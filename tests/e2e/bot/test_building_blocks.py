@@ -6,9 +6,10 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from aiogram.types import Chat, Message, User
+from aiogram.types import Chat, Message, SuccessfulPayment, User
 
 from bot.context import TtlCache
+from bot.handlers import routers
 from bot.middlewares import RateLimit, TokenBucket, UpdateLog
 from bot.sender import Limits
 
@@ -91,10 +92,6 @@ async def test_limits_reserve_waits_without_polling() -> None:
 async def test_filters_run_on_the_loop_and_still_match(monkeypatch: pytest.MonkeyPatch) -> None:
     """aiogram runs a synchronous filter through ``asyncio.to_thread``; none of the shop's
     filters go that way, and the magic ones still decide as before."""
-    from aiogram.types import Chat, Message, SuccessfulPayment, User
-
-    from bot.handlers import routers
-
     async def no_threads(*_: object, **__: object) -> None:
         raise AssertionError("a filter ran in a thread")
 
