@@ -27,6 +27,7 @@ def make_app(emulator: Emulator | None = None, *,
              hosts: HostPolicy | None = None) -> web.Application:
     """The emulator's application; browsers get only same-origin requests through, on a
     ``Host`` that ``hosts`` allows (see ``guards``)."""
+    # Here, not at the top: control imports EMULATOR_KEY from this module (a real cycle).
     from numbershop.emulator.control import add_control_routes
 
     host_guard = HostGuard(hosts if hosts is not None else HostPolicy())

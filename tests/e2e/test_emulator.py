@@ -25,6 +25,7 @@ from aiogram.exceptions import (
 )
 from aiogram.filters import Command, CommandObject
 from aiogram.types import (
+    BotCommand,
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -38,6 +39,7 @@ from aiogram.types import (
 )
 
 from numbershop.emulator import (
+    BotApiError,
     EmulatedBot,
     Emulator,
     EmulatorError,
@@ -459,8 +461,6 @@ async def test_startup_calls_and_reply_keyboards(tg: EmulatedBot, bot: Bot) -> N
     assert (me.id, me.username, me.is_bot) == (424242, "shop_test_bot", True)
     assert await bot.delete_webhook(drop_pending_updates=True)
     assert (await bot.get_webhook_info()).url == ""
-    from aiogram.types import BotCommand
-
     assert await bot.set_my_commands([BotCommand(command="start", description="Menu")])
     assert [c.command for c in await bot.get_my_commands()] == ["start"]
     with pytest.raises(TelegramBadRequest, match="BOT_COMMAND_INVALID"):
@@ -578,8 +578,6 @@ def test_html_is_parsed_into_text_and_entities(
     ],
 )
 def test_malformed_html_is_refused_like_telegram(source: str, error: str) -> None:
-    from numbershop.emulator import BotApiError
-
     with pytest.raises(BotApiError) as refused:
         render(source, "HTML")
     assert refused.value.description == f"Bad Request: can't parse entities: {error}"
