@@ -82,7 +82,7 @@ def mask_secrets_in_logs() -> None:
     """Every handler of the root logger masks secrets (``core.logmask``): the configured
     ones by value, and key-like query parameters and bot tokens by shape. Bad settings are
     left for the command to report."""
-    from core.config import load_settings
+    from core.config import ConfigError, load_settings
     from core.logmask import install_secret_masking, secret_values
 
     try:
@@ -100,11 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    mask_secrets_in_logs()
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    mask_secrets_in_logs()
     # Lazy: core.config loads pydantic, which only a command that runs needs, not --help.
     from core.config import ConfigError
 
