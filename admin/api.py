@@ -18,7 +18,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from core.errors import OrderNotFound, UserNotFound
 from core.money import MoneyError, money_json, parse_positive_amount
-from core.staff import StaffMember
+from core.staff import StaffMember, adjust_wallet
 
 from admin import queries
 from admin.context import breaker_states
@@ -334,8 +334,9 @@ async def _adjust(request: Request[Any, Any, Any], telegram_id: int, data: Adjus
     async with ctx.db.read() as conn:
         if await find_user(conn, telegram_id) is None:
             raise UserNotFound(f"no user with Telegram id {telegram_id}")
-    method = ctx.core.wallets.credit if direction == "credit" else ctx.core.wallets.debit
-    change = await method(telegram_id, amount, reason=reason, idempotency_key=f"api:{me.id}:{key}", actor=me.actor)
+    change = await adjust_wallet(ctx.core.wallets, me, direction, telegram_id, amount, reason=reason,
+                                 idempotency_key=f"api:{me.id}:{key}",
+                                 support_credit_limit=ctx.core.settings.SUPPORT_CREDIT_LIMIT)
     w = change.wallet
     return WalletChangeOut(transfer_id=change.transfer_id, created=change.created, amount=_m(ctx, change.amount),
                            balance=_m(ctx, w.balance), held=_m(ctx, w.held), available=_m(ctx, w.available))
