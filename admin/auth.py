@@ -52,7 +52,7 @@ async def session_member(ctx: Any, session: dict[str, Any]) -> StaffMember | Non
     staff_id = session.get("staff_id")
     if not isinstance(staff_id, int):
         return None
-    member = await ctx.staff.get(staff_id)
+    member: StaffMember | None = await ctx.staff.get(staff_id)
     if (member is not None and not member.disabled
             and session.get("epoch") == member.password_epoch and _fresh(ctx, session)):
         return member
@@ -70,7 +70,8 @@ def _fresh(ctx: Any, session: dict[str, Any]) -> bool:
     login_at = session.get("login_at")
     if not isinstance(login_at, (int, float)):
         return False
-    return 0 <= ctx.clock.now().timestamp() - login_at < ctx.session_max_age
+    age = ctx.clock.now().timestamp() - login_at
+    return bool(0 <= age < ctx.session_max_age)
 
 
 def role_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:

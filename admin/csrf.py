@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from litestar.datastructures import Cookie, MutableScopeHeaders
+from litestar.enums import ScopeType
 from litestar.exceptions import PermissionDeniedException
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -94,11 +95,12 @@ class SessionCSRFMiddleware:
         self.secure = secure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        if path.startswith(WEBHOOK_PREFIX) or ((path == "/api" or path.startswith("/api/")) and _has_bearer(scope)):
+        api = path == "/api" or path.startswith("/api/")
+        if path.startswith(WEBHOOK_PREFIX) or (api and _has_bearer(scope)):
             await self.app(scope, receive, send)
             return
         cookies = _cookies(scope)
@@ -115,7 +117,7 @@ class SessionCSRFMiddleware:
         expected = csrf_token_for(self.secret, binding)
         state = ScopeState.from_scope(scope)
 
-        if scope["method"] not in SAFE_METHODS:
+        if scope.get("method", "GET") not in SAFE_METHODS:
             foreign = foreign_origin(scope)
             if foreign is not None:
                 raise PermissionDeniedException(

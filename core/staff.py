@@ -33,9 +33,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core import audit
 from core.clock import Clock
 from core.db.engine import Database, insert_ignore
-from core import audit
 from core.db.tables import api_tokens, staff
 from core.errors import InvalidInput, NotFound, ShopError
 from core.money import format_amount
@@ -286,7 +286,8 @@ class StaffAccounts:
         row = None
         if _USERNAME_RE.match(username):  # anything else names nobody (and NUL would upset PostgreSQL)
             async with self.db.read() as conn:
-                row = (await conn.execute(select(staff).where(staff.c.username == username))).mappings().first()
+                found = await conn.execute(select(staff).where(staff.c.username == username))
+                row = found.mappings().first()
         if row is None:
             if self._dummy_hash is None:
                 self._dummy_hash = await self._hash(secrets.token_hex(16))

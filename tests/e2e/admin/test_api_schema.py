@@ -36,7 +36,7 @@ from tests.integration.orders_support import ScriptedProvider, Shop
 pytestmark = pytest.mark.slow
 
 
-def _fuzz_app(tmp_path) -> tuple[Any, dict[str, str]]:  # noqa: ANN001
+def _fuzz_app(tmp_path) -> tuple[Any, dict[str, str]]:
     """The dashboard over a small shop, and the header of an admin's API token."""
     clock = FakeClock()
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/fuzz.db")
@@ -63,11 +63,12 @@ def _fuzz_app(tmp_path) -> tuple[Any, dict[str, str]]:  # noqa: ANN001
     ledger.forget_system_accounts()
     core = SimpleNamespace(settings=shop.settings, db=db, clock=clock, board=None, providers=shop.providers,
                            wallets=Wallets(db, clock, "USD"), orders=shop.orders)
-    app = create_app(core, store=MemoryStore(), staff_accounts=staff_accounts, secret_key=secrets.token_hex(32))
+    app = create_app(core, store=MemoryStore(), staff_accounts=staff_accounts,
+                     secret_key=secrets.token_hex(32))
     return app, {"Authorization": f"Bearer {token}"}
 
 
-def test_api_never_answers_5xx(tmp_path) -> None:  # noqa: ANN001
+def test_api_never_answers_5xx(tmp_path) -> None:
     app, auth = _fuzz_app(tmp_path)
     schema = schemathesis.openapi.from_asgi("/api/schema/openapi.json", app, headers=auth)
 
@@ -79,7 +80,7 @@ def test_api_never_answers_5xx(tmp_path) -> None:  # noqa: ANN001
         @hypothesis.settings(max_examples=25, deadline=None, database=None, derandomize=True,
                              suppress_health_check=list(hypothesis.HealthCheck))
         @hypothesis.given(case=operation.as_strategy())
-        def run(case) -> None:  # noqa: ANN001
+        def run(case) -> None:
             response = case.call(headers=auth)
             statuses[response.status_code] += 1
             if response.status_code >= 500:
@@ -112,10 +113,11 @@ def _query_keys(route: Any) -> tuple[str, ...]:
                  if n not in ("request", "data") and n not in path_names) or ("q",)
 
 
-def test_pages_never_answer_5xx_whatever_the_query(tmp_path) -> None:  # noqa: ANN001
+def test_pages_never_answer_5xx_whatever_the_query(tmp_path) -> None:
     app, auth = _fuzz_app(tmp_path)
     routes = {route.path: route for route in app.routes
-              if "GET" in getattr(route, "methods", ()) and not route.path.startswith(("/static", "/api/schema"))}
+              if "GET" in getattr(route, "methods", ())
+              and not route.path.startswith(("/static", "/api/schema"))}
     assert {"/users", "/orders", "/ledger", "/ledger.csv", "/audit", "/users/{telegram_id:int}",
             "/api/orders"} <= set(routes), sorted(routes)
     failures: list[str] = []
@@ -133,9 +135,11 @@ def test_pages_never_answer_5xx_whatever_the_query(tmp_path) -> None:  # noqa: A
                 failures.append(f"GET {path} {query!r} → {response.status_code}: {response.text[:200]}")
 
         def fuzz(path: str, keys: tuple[str, ...]) -> None:
+            queries = st.dictionaries(st.sampled_from(keys), VALUES, max_size=4)
+
             @hypothesis.settings(max_examples=25, deadline=None, database=None, derandomize=True,
                                  suppress_health_check=list(hypothesis.HealthCheck))
-            @hypothesis.given(path_value=VALUES, query=st.dictionaries(st.sampled_from(keys), VALUES, max_size=4))
+            @hypothesis.given(path_value=VALUES, query=queries)
             def run(path_value: str, query: dict[str, str]) -> None:
                 get(path, path_value, query)
 

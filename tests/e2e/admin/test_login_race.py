@@ -37,7 +37,7 @@ class CountingHasher(PasswordHasher):
         self.verify_calls = 0
         self._lock = threading.Lock()
 
-    def verify(self, hash: str | bytes, password: str | bytes) -> bool:  # noqa: A002
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
         with self._lock:
             self.verify_calls += 1
         return super().verify(hash, password)
@@ -58,7 +58,7 @@ class GatedStaff(StaffAccounts):
 
 
 @pytest.fixture(params=["memory", "redis"])
-def store_kind(request: pytest.FixtureRequest, db: Any) -> str:  # noqa: ANN401
+def store_kind(request: pytest.FixtureRequest, db: Any) -> str:
     if request.param == "redis":
         if not os.environ.get(REDIS_ENV):
             pytest.skip(f"Redis variant skipped: set {REDIS_ENV} to run it")
@@ -67,7 +67,8 @@ def store_kind(request: pytest.FixtureRequest, db: Any) -> str:  # noqa: ANN401
     return str(request.param)
 
 
-async def test_concurrent_wrong_logins_reach_the_hash_at_most_the_limit(core, clock, staff, store_kind) -> None:  # noqa: ANN001
+async def test_concurrent_wrong_logins_reach_the_hash_at_most_the_limit(
+        core, clock, staff, store_kind) -> None:
     store = None
     if store_kind == "redis":
         from litestar.stores.redis import RedisStore
@@ -79,8 +80,8 @@ async def test_concurrent_wrong_logins_reach_the_hash_at_most_the_limit(core, cl
         store = MemoryStore()
     hasher = CountingHasher()
     accounts = GatedStaff(core.db, clock, hasher)
-    app = create_app(core, store=store, staff_accounts=accounts, clock=clock, secret_key=secrets.token_hex(32),
-                     throttle_policy=POLICY)
+    app = create_app(core, store=store, staff_accounts=accounts, clock=clock,
+                     secret_key=secrets.token_hex(32), throttle_policy=POLICY)
     transport = httpx.ASGITransport(app=app, client=("10.0.0.7", 4000))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as client:

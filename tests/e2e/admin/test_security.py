@@ -25,10 +25,15 @@ from .conftest import balance, buy, count, csrf, login, nonce, post_form
 
 HUGE = 2**64 + 5
 NOT_ASCII = ["²", "١", "１２"]
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def credit(amount: str) -> dict[str, str]:
+    return {"amount": amount, "reason": "goodwill", "nonce": nonce()}
 
 
 @pytest.fixture
-async def world(shop):  # noqa: ANN001
+async def world(shop):
     await buy(shop, 555, funds=1000)
     return 555
 
@@ -40,7 +45,7 @@ USER_FILTERS = ["/orders?user={v}", "/ledger?user={v}", "/ledger.csv?user={v}", 
 
 
 @pytest.mark.parametrize("value", [*NOT_ASCII, str(HUGE), "-" + str(HUGE), "3000000000"])
-async def test_user_filters_refuse_odd_numbers_with_a_reason(client, staff, world, value) -> None:  # noqa: ANN001
+async def test_user_filters_refuse_odd_numbers_with_a_reason(client, staff, world, value) -> None:
     await login(client, "viewer")
     for template in USER_FILTERS:
         r = await client.get(template.format(v=value))
@@ -51,7 +56,7 @@ async def test_user_filters_refuse_odd_numbers_with_a_reason(client, staff, worl
         assert r.status_code == 200, (path, r.text[:200])  # a search that finds nobody
 
 
-async def test_cursors_with_ids_beyond_the_column_are_refused(client, staff, world) -> None:  # noqa: ANN001
+async def test_cursors_with_ids_beyond_the_column_are_refused(client, staff, world) -> None:
     await login(client, "viewer")
     when = datetime(2026, 1, 1, tzinfo=UTC)
     for row_id in (HUGE, 2**63 - 1, 2**31, "²", "1\x00"):
@@ -65,7 +70,7 @@ async def test_cursors_with_ids_beyond_the_column_are_refused(client, staff, wor
             assert r.status_code in (200, 400), (path, row_id, r.status_code, r.text[:200])
 
 
-async def test_days_are_ascii_and_leave_room_for_the_next_day(client, staff, world) -> None:  # noqa: ANN001
+async def test_days_are_ascii_and_leave_room_for_the_next_day(client, staff, world) -> None:
     await login(client, "viewer")
     for day in ("9999-12-31", "０２０２６-01-01", "2026-01-0١", "0001-01-01"):
         for path in ("/orders", "/ledger", "/api/orders", "/api/transfers"):
@@ -73,7 +78,7 @@ async def test_days_are_ascii_and_leave_room_for_the_next_day(client, staff, wor
             assert r.status_code == 400, (path, day, r.status_code, r.text[:200])
 
 
-async def test_path_ids_beyond_the_column_are_refused(client, staff) -> None:  # noqa: ANN001
+async def test_path_ids_beyond_the_column_are_refused(client, staff) -> None:
     await login(client, "admin")
     r = await client.get(f"/reconciliation/{2**40}")
     assert 400 <= r.status_code < 500
@@ -83,7 +88,7 @@ async def test_path_ids_beyond_the_column_are_refused(client, staff) -> None:  #
 
 # --- item 6: CSRF bound to the session, Origin checked --------------------------------------
 
-async def test_a_token_from_before_login_is_worthless_after_it(client, staff, world, db) -> None:  # noqa: ANN001
+async def test_a_token_from_before_login_is_worthless_after_it(client, staff, world, db) -> None:
     before = await csrf(client)
     assert (await login(client, "support")).status_code == 303
     after = await csrf(client)
@@ -96,7 +101,7 @@ async def test_a_token_from_before_login_is_worthless_after_it(client, staff, wo
     assert r.status_code == 303
 
 
-async def test_a_token_from_another_session_is_refused(app: Litestar, client, staff, world, db) -> None:  # noqa: ANN001
+async def test_a_token_from_another_session_is_refused(app: Litestar, client, staff, world, db) -> None:
     async with AsyncTestClient(app=app, base_url="http://testserver.local") as other:
         await login(other, "viewer")
         foreign = await csrf(other)
@@ -110,7 +115,7 @@ async def test_a_token_from_another_session_is_refused(app: Litestar, client, st
 @pytest.mark.parametrize("header", [{"Origin": "https://evil.example"}, {"Origin": "null"},
                                     {"Referer": "https://evil.example/page"},
                                     {"Origin": "http://testserver.local.evil.example"}])
-async def test_unsafe_requests_from_another_origin_are_refused(client, staff, world, db, header) -> None:  # noqa: ANN001
+async def test_unsafe_requests_from_another_origin_are_refused(client, staff, world, db, header) -> None:
     await login(client, "support")
     token = await csrf(client)
     form = {"amount": "1.00", "reason": "goodwill", "nonce": nonce(), "_csrf_token": token}
@@ -125,7 +130,7 @@ async def test_unsafe_requests_from_another_origin_are_refused(client, staff, wo
 
 # --- item 7: headers -------------------------------------------------------------------------
 
-async def test_pages_carry_security_headers_and_the_new_token_page_is_not_cached(client, staff) -> None:  # noqa: ANN001
+async def test_pages_carry_security_headers_and_the_new_token_page_is_not_cached(client, staff) -> None:
     await login(client, "admin")
     r = await post_form(client, "/staff/viewer/tokens", {"name": "ci", "nonce": nonce()})
     assert r.status_code == 200 and "nsk_" in r.text
@@ -149,7 +154,7 @@ def test_templates_have_nothing_inline_that_the_csp_would_block() -> None:
             assert needle not in text, (path.name, needle)
 
 
-async def test_api_docs_page_is_off_unless_asked_for(core, clock, hasher, staff, staff_accounts) -> None:  # noqa: ANN001
+async def test_api_docs_page_is_off_unless_asked_for(core, clock, hasher, staff, staff_accounts) -> None:
     token = await staff_accounts.create_token("viewer")
     auth = {"Authorization": f"Bearer {token}"}
     for enabled, expected in ((False, 404), (True, 200)):
@@ -172,7 +177,7 @@ def count_form_parsing(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     original = Request.form
 
-    async def counting(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    async def counting(self, *args, **kwargs):
         calls.append(1)
         return await original(self, *args, **kwargs)
 
@@ -180,17 +185,17 @@ def count_form_parsing(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-async def test_a_huge_anonymous_form_is_refused_before_parsing(client, count_form_parsing) -> None:  # noqa: ANN001
+async def test_a_huge_anonymous_form_is_refused_before_parsing(client, count_form_parsing) -> None:
     body = b"&".join(b"f%d=1" % i for i in range(2_000_000))[: 6 * 1024 * 1024]
-    r = await client.post("/login", content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+    r = await client.post("/login", content=body, headers=FORM)
     assert r.status_code == 413
     assert "larger than" in r.text
     assert count_form_parsing == []
 
 
-async def test_a_form_with_too_many_fields_is_refused_before_parsing(client, count_form_parsing) -> None:  # noqa: ANN001
+async def test_a_form_with_too_many_fields_is_refused_before_parsing(client, count_form_parsing) -> None:
     body = b"&".join(b"f%d=1" % i for i in range(5000))  # small, but thousands of fields
-    r = await client.post("/login", content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+    r = await client.post("/login", content=body, headers=FORM)
     assert r.status_code == 413
     assert "fields" in r.text
     assert count_form_parsing == []
@@ -201,12 +206,13 @@ async def test_a_form_with_too_many_fields_is_refused_before_parsing(client, cou
 
 # --- item 11: text that must not be stored ---------------------------------------------------
 
-BAD_REASONS = ["refund\x00please", "refund \u202egnp.exe", "ok \u2066isolate\u2069", "rlm\u200f here", "arabic\u061cmark",
+BAD_REASONS = ["refund\x00please", "refund \u202egnp.exe", "ok \u2066isolate\u2069", "rlm\u200f here",
+               "arabic\u061cmark",
                "bell\x07ring"]
 
 
 @pytest.mark.parametrize("reason", BAD_REASONS)
-async def test_reasons_with_nul_or_bidi_controls_are_refused(client, staff, world, db, reason) -> None:  # noqa: ANN001
+async def test_reasons_with_nul_or_bidi_controls_are_refused(client, staff, world, db, reason) -> None:
     await login(client, "support")
     r = await post_form(client, "/users/555/credit", {"amount": "1.00", "reason": reason, "nonce": nonce()})
     assert r.status_code == 400, r.text[:300]
@@ -219,29 +225,31 @@ async def test_reasons_with_nul_or_bidi_controls_are_refused(client, staff, worl
     assert await count(db, audit_log, audit_log.c.action == "wallet.credit") == 0
 
 
-async def test_token_names_with_controls_are_refused(client, staff) -> None:  # noqa: ANN001
+async def test_token_names_with_controls_are_refused(client, staff) -> None:
     await login(client, "admin")
     r = await post_form(client, "/staff/viewer/tokens", {"name": "ci\u202e", "nonce": nonce()})
     assert r.status_code == 400 and "direction-control" in r.text
 
 
-async def test_a_nul_in_the_login_form_or_a_query_is_a_400_not_a_500(client, staff) -> None:  # noqa: ANN001
+async def test_a_nul_in_the_login_form_or_a_query_is_a_400_not_a_500(client, staff) -> None:
     r = await client.get("/login", params={"next": "/\x00"})
     assert r.status_code == 400
     token = await csrf(client)
-    r = await client.post("/login", data={"username": "ad\x00min", "password": "x" * 10, "_csrf_token": token})
+    form = {"username": "ad\x00min", "password": "x" * 10, "_csrf_token": token}
+    r = await client.post("/login", data=form)
     assert r.status_code == 400
 
 
 # --- item 13: absolute session age -----------------------------------------------------------
 
-def _app_with_store(core, clock, hasher, store):  # noqa: ANN001, ANN202
+def _app_with_store(core, clock, hasher, store):
     return create_app(core, store=store, staff_accounts=StaffAccounts(core.db, clock, hasher), clock=clock,
                       secret_key=secrets.token_hex(32), throttle_policy=ThrottlePolicy())
 
 
 @pytest.mark.parametrize("store_kind", ["memory", "redis"])
-async def test_a_busy_session_still_ends_seven_days_after_login(core, clock, hasher, staff, db, store_kind) -> None:  # noqa: ANN001
+async def test_a_busy_session_still_ends_seven_days_after_login(
+        core, clock, hasher, staff, db, store_kind) -> None:
     if store_kind == "redis":
         url = os.environ.get("NUMBERSHOP_TEST_REDIS_URL")
         if not url:
@@ -272,10 +280,10 @@ async def test_a_busy_session_still_ends_seven_days_after_login(core, clock, has
 
 # --- item 14: support credit limit -----------------------------------------------------------
 
-async def test_support_may_credit_up_to_the_limit_and_only_an_admin_beyond(client, staff, world, db) -> None:  # noqa: ANN001
+async def test_support_may_credit_up_to_the_limit_and_only_an_admin_beyond(client, staff, world, db) -> None:
     assert (await balance(db, 555)).balance == 1000
     await login(client, "support")
-    r = await post_form(client, "/users/555/credit", {"amount": "100.01", "reason": "goodwill", "nonce": nonce()})
+    r = await post_form(client, "/users/555/credit", credit("100.01"))
     assert r.status_code == 403 and "at most $100.00" in r.text, r.text[:300]
     token = await csrf(client)
     r = await client.post("/api/users/555/credit", headers={"X-CSRFToken": token},
@@ -283,12 +291,12 @@ async def test_support_may_credit_up_to_the_limit_and_only_an_admin_beyond(clien
     assert r.status_code == 403 and "ask an admin" in r.json()["detail"]
     assert (await balance(db, 555)).balance == 1000
     assert await count(db, transfers, transfers.c.code == "adjustment") == 0
-    r = await post_form(client, "/users/555/credit", {"amount": "100.00", "reason": "goodwill", "nonce": nonce()})
+    r = await post_form(client, "/users/555/credit", credit("100.00"))
     assert r.status_code == 303
     r = await post_form(client, "/users/555/debit", {"amount": "100.00", "reason": "undo", "nonce": nonce()})
     assert r.status_code == 303  # the limit is on credits
     await post_form(client, "/logout", {})
     await login(client, "admin")
-    r = await post_form(client, "/users/555/credit", {"amount": "500.00", "reason": "big refund", "nonce": nonce()})
+    r = await post_form(client, "/users/555/credit", credit("500.00"))
     assert r.status_code == 303
     assert (await balance(db, 555)).balance == 1000 + 50000
