@@ -18,7 +18,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from core.errors import OrderNotFound, UserNotFound
 from core.money import MoneyError, money_json, parse_positive_amount
-from core.staff import StaffMember, adjust_wallet
+from core.staff import StaffMember, adjust_wallet, check_free_text
 
 from admin import queries
 from admin.context import breaker_states
@@ -328,7 +328,7 @@ async def _adjust(request: Request[Any, Any, Any], telegram_id: int, data: Adjus
     except MoneyError as exc:
         raise FormError(str(exc)) from None
     reason = reason_field({"reason": data.reason})
-    key = (data.idempotency_key or "").strip()
+    key = check_free_text((data.idempotency_key or "").strip(), "idempotency_key")
     if not 1 <= len(key) <= 100:
         raise FormError("idempotency_key must be 1 to 100 characters")
     async with ctx.db.read() as conn:
@@ -405,7 +405,7 @@ async def api_cancel(request: Request[Any, Any, Any], order_id: OrderId, data: J
 async def api_refund(request: Request[Any, Any, Any], order_id: OrderId, data: JSONBody[ReasonIn]) -> OrderOut:
     ctx = _ctx(request)
     reason = reason_field({"reason": data.reason})
-    key = (data.idempotency_key or "").strip()[:100] or None
+    key = check_free_text((data.idempotency_key or "").strip()[:100], "idempotency_key") or None
     await ctx.core.orders.staff_refund(order_id, actor=request.user.actor, reason=reason,
                                        idempotency_key=f"api:{request.user.id}:{key}" if key else None)
     async with ctx.db.read() as conn:

@@ -225,6 +225,15 @@ async def test_reasons_with_nul_or_bidi_controls_are_refused(client, staff, worl
     assert await count(db, audit_log, audit_log.c.action == "wallet.credit") == 0
 
 
+async def test_api_idempotency_keys_with_controls_are_refused(client, staff, world, db) -> None:
+    await login(client, "support")
+    token = await csrf(client)
+    r = await client.post("/api/users/555/credit", headers={"X-CSRFToken": token},
+                          json={"amount": "1.00", "reason": "goodwill", "idempotency_key": "k\u202e1"})
+    assert r.status_code == 400 and "direction-control" in r.json()["detail"]
+    assert (await balance(db, 555)).balance == 1000
+
+
 async def test_token_names_with_controls_are_refused(client, staff) -> None:
     await login(client, "admin")
     r = await post_form(client, "/staff/viewer/tokens", {"name": "ci\u202e", "nonce": nonce()})
