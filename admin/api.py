@@ -1,7 +1,8 @@
 """/api: JSON for the dashboard's reads and actions, for scripts and other services.
 
 Same guards and core services as the pages. Authentication is a staff session (with the
-``X-CSRFToken`` header for writes) or ``Authorization: Bearer <staff API token>``. Amounts go
+``X-CSRFToken`` header for writes, carrying the token of the dashboard's forms, which is
+bound to the session) or ``Authorization: Bearer <staff API token>``. Amounts go
 in as decimal strings (``"5.00"``, parsed by core.money, never floats) and come out as
 ``{minor, formatted}``. Write endpoints take an ``idempotency_key``: a retry with the same key
 acts once.
