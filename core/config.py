@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     SMS_POLL_INTERVAL_SECONDS: float = Field(default=3, gt=0)
     RECONCILE_INTERVAL_SECONDS: int = Field(default=900, gt=0)
     ADMIN_SECRET_KEY: str | None = None
+    # Dashboard security: a staff session ends this long after login however active it is;
+    # support staff may credit at most SUPPORT_CREDIT_LIMIT minor units per action (admins
+    # have no limit); the interactive API docs page (CDN script) is for development only.
+    ADMIN_SESSION_MAX_AGE_SECONDS: int = Field(default=7 * 24 * 3600, gt=0)
+    SUPPORT_CREDIT_LIMIT: int = Field(default=10_000, ge=0)
+    ADMIN_API_DOCS: bool = False
 
     # --- Web servers' Host check (core.hosts) -------------------------------------------
     # Names the dashboard and the sandbox answer besides localhost, 127.0.0.1, [::1] and the
