@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 import sqlite3
 import statistics
 import sys
@@ -192,7 +193,6 @@ async def measure(path: Path, requests: int, rng: random.Random, only: set[str])
     from litestar.testing import AsyncTestClient
 
     from admin.app import create_app
-    from admin.csrf import CSRF_COOKIE
     from admin.queries import encode_cursor
     from core import ledger
     from core.orders import OrderService
@@ -212,10 +212,12 @@ async def measure(path: Path, requests: int, rng: random.Random, only: set[str])
     app = create_app(core, store=MemoryStore(), staff_accounts=staff, secret_key="c" * 64)
     app.on_shutdown.append(db.dispose)
 
-    async with AsyncTestClient(app=app, base_url="http://bench.local") as client:
-        await client.get("/login")
+    async with AsyncTestClient(app=app, base_url="http://localhost") as client:
+        page = (await client.get("/login")).text
+        token = re.search(r'name="_csrf_token" value="([0-9a-f]+)"', page)
+        assert token, "the login page carries no CSRF token"
         r = await client.post("/login", data={"username": "bench", "password": "bench password",
-                                              "_csrf_token": client.cookies.get(CSRF_COOKIE)},
+                                              "_csrf_token": token.group(1)},
                               follow_redirects=False)
         assert r.status_code == 303, r.text
 
