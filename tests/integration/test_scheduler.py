@@ -86,6 +86,7 @@ async def test_apscheduler_registers_every_job_at_its_interval(shop):
         "reconcile": (900.0, 1, True),  # every 15 minutes by default
         "sync_catalog": (600.0, 1, True),
         "reap_keys": (3600.0, 1, True),
+        "retention": (21600.0, 1, True),  # every six hours
     }
 
 
