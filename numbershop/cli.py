@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "scheduler",
     "reconcile",
     "run",
+    "doctor",
 ]
 
 
