@@ -134,8 +134,9 @@ class ShopJobs:
 
     async def apply_retention(self) -> retention.RetentionReport:
         policy = retention.RetentionPolicy.from_settings(self.core.settings)
-        return await self._run("retention", lambda: retention.prune(
+        report: retention.RetentionReport = await self._run("retention", lambda: retention.prune(
             self.core.db, self.core.clock, policy))
+        return report
 
     async def run_all_once(self) -> dict[str, Any]:
         """Every job once, in ticker order (``numbershop scheduler run --once``)."""
