@@ -88,6 +88,27 @@ async def test_a_missing_sqlite_file_is_reported_not_created(tmp_path: Path) -> 
     assert not path.exists()
 
 
+async def test_postgres_built_without_migrations_fails(pg_database_url: str | None) -> None:
+    if pg_database_url is None:
+        pytest.skip("PostgreSQL variant skipped: set NUMBERSHOP_TEST_POSTGRES_URL to run it")
+    checks = by_name(await run_checks(settings(pg_database_url), timeout=5))
+    line = checks["database"].line()
+    assert line.startswith("FAIL") and "revision none" in line
+    assert line.endswith("fix: run `numbershop db upgrade`")
+
+
+async def test_an_unreachable_postgres_fails_with_the_fix() -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    url = f"postgresql+asyncpg://shop:hunter2@127.0.0.1:{port}/shop"
+    checks = by_name(await run_checks(settings(url), timeout=2))
+    line = checks["database"].line()
+    assert line.startswith("FAIL  database: cannot use") and "hunter2" not in line
+    assert line.endswith("fix: check DATABASE_URL and that the database server is running")
+
+
 async def test_a_bad_token_fails_against_the_emulator(migrated: str,
                                                       emulator: tuple[Emulator, str]) -> None:
     bad = "4242:someone-elses-token-abcdefghij"
