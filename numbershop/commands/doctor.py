@@ -31,7 +31,7 @@ from core.clock import SystemClock
 from core.config import ConfigError, Settings, load_settings
 from core.db import migrate
 from core.providers.breaker import BreakerBoard
-from core.providers.registry import build_provider
+from core.providers.registry import REQUIRED_SETTINGS, build_provider
 
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 120.0
@@ -204,39 +204,40 @@ async def check_webhook(settings: Settings, http: httpx.AsyncClient) -> Check:
 # --- providers -----------------------------------------------------------------------------
 
 
+async def _check_provider(name: str, settings: Settings, board: BreakerBoard, clock: SystemClock,
+                          timeout: float) -> Check:
+    label = f"provider {name}"
+    if name == "simulator":
+        return Check(label, "warn", "the built-in simulator sells made-up numbers; "
+                     "set PROVIDERS to real providers for production")
+    keys = " and ".join(REQUIRED_SETTINGS.get(name, ())) or "its settings"
+    try:
+        provider = board.guard(build_provider(name, settings, clock))
+    except ConfigError as exc:
+        return fail(label, str(exc), f"set {keys}")
+    try:
+        balance = await asyncio.wait_for(provider.balance(), timeout)
+    except TimeoutError:
+        return fail(label, f"no answer within {timeout:g}s",
+                    "check the provider URL and outbound HTTPS from this machine")
+    except Exception as exc:  # the provider's refusal is the finding
+        return fail(label, f"balance call failed: {type(exc).__name__}: {exc}",
+                    f"check {keys} (and the account) at the provider")
+    finally:
+        with contextlib.suppress(Exception):  # closing is best effort
+            await provider.aclose()
+    return ok(label, f"key accepted, balance {balance.amount} {balance.currency} (provider minor units)")
+
+
 async def check_providers(settings: Settings, timeout: float) -> list[Check]:
+    """Side by side, so three slow providers still answer within one timeout."""
     clock = SystemClock()
     board = BreakerBoard(clock=clock)  # private: never the shared (Redis) breaker state
-    checks: list[Check] = []
     try:
-        for name in settings.PROVIDERS:
-            label = f"provider {name}"
-            if name == "simulator":
-                checks.append(Check(label, "warn", "the built-in simulator sells made-up numbers; "
-                                    "set PROVIDERS to real providers for production"))
-                continue
-            try:
-                provider = board.guard(build_provider(name, settings, clock))
-            except ConfigError as exc:
-                checks.append(fail(label, str(exc), "set the provider's API key variables"))
-                continue
-            try:
-                balance = await asyncio.wait_for(provider.balance(), timeout)
-            except TimeoutError:
-                checks.append(fail(label, f"no answer within {timeout:g}s",
-                                   "check the provider URL and outbound HTTPS from this machine"))
-            except Exception as exc:  # the provider's refusal is the finding
-                checks.append(fail(label, f"balance call failed: {type(exc).__name__}: {exc}",
-                                   f"check {name.upper()}_API_KEY (and the account) at the provider"))
-            else:
-                checks.append(ok(label, f"key accepted, balance {balance.amount} {balance.currency} "
-                                 "(provider minor units)"))
-            finally:
-                with contextlib.suppress(Exception):  # closing is best effort
-                    await provider.aclose()
+        return list(await asyncio.gather(*(
+            _check_provider(name, settings, board, clock, timeout) for name in settings.PROVIDERS)))
     finally:
         await board.aclose()
-    return checks
 
 
 # --- secrets and the dashboard -------------------------------------------------------------

@@ -162,6 +162,8 @@ async def test_provider_keys_are_tried(migrated: str) -> None:
     line = bad["provider smsactivate"].line()
     assert line.startswith("FAIL") and "SMSACTIVATE_API_KEY" in line
     assert "sa-wrong-key-456" not in line
+    missing = by_name(await run_checks(settings(migrated, PROVIDERS="fivesim"), timeout=5))
+    assert missing["provider fivesim"].failed and missing["provider fivesim"].fix == "set FIVESIM_API_KEY"
 
 
 async def test_unreachable_services_fail_fast(migrated: str) -> None:
