@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     def data_dir(self) -> Path:
         return Path("data")
 
+    # --- Retention (core.retention): how long the logs are kept; the books are never deleted
+    RETENTION_UPDATE_LOG_DAYS: int = Field(default=7, gt=0, le=3650)  # processed_updates
+    RETENTION_OUTBOX_DAYS: int = Field(default=7, gt=0, le=3650)  # settled rows only
+    RETENTION_ORDER_EVENTS_DAYS: int = Field(default=90, gt=0, le=3650)  # closed orders only
+    RETENTION_QUOTES_HOURS: int = Field(default=24, gt=0, le=87600)  # expired, unused quotes
+    RETENTION_BATCH_SIZE: int = Field(default=500, gt=0, le=10_000)  # rows per transaction
+    RETENTION_MAX_ROWS_PER_RUN: int = Field(default=50_000, gt=0)  # per kind, per run
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings, turning pydantic's report into one line naming the variable."""

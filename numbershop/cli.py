@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "scheduler": "the scheduled jobs (polling, expiry, reconciliation…)",
     "reconcile": "check ledger, orders and providers agree (dry run unless --execute)",
     "run": "run the whole shop in one process (the browser sandbox without BOT_TOKEN)",
+    "doctor": "check a production configuration (database, Redis, Telegram, providers, secrets)",
 }
 TOP_LEVEL_FLAGS = frozenset({"-v", "--verbose"})
 

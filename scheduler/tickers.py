@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core import catalog, idempotency, jobs
+from core import catalog, idempotency, jobs, retention
 from core.clock import Clock
 from core.config import Settings
 from core.db.engine import Database
@@ -31,6 +31,8 @@ RETRY_UPSTREAM_EVERY_S = 15.0
 SAFETY_NET_EVERY_S = 60.0
 SYNC_CATALOG_EVERY_S = 600.0
 REAP_KEYS_EVERY_S = 3600.0
+# Retention: a few times a day, so a run stays small and a restart never skips a day.
+RETENTION_EVERY_S = 6 * 3600.0
 
 
 class CoreLike(Protocol):
@@ -79,6 +81,7 @@ class ShopJobs:
             Ticker("reconcile", float(s.RECONCILE_INTERVAL_SECONDS), self.reconcile),
             Ticker("sync_catalog", SYNC_CATALOG_EVERY_S, self.sync_catalog),
             Ticker("reap_keys", REAP_KEYS_EVERY_S, self.reap_keys),
+            Ticker("retention", RETENTION_EVERY_S, self.apply_retention),
         ]
 
     async def _run(self, name: str, work: Callable[[], Awaitable[Any]]) -> Any:
@@ -128,6 +131,12 @@ class ShopJobs:
     async def reap_keys(self) -> int:
         return await self._run("reap_keys", lambda: idempotency.reap(
             self.core.db, self.core.clock.now()))
+
+    async def apply_retention(self) -> retention.RetentionReport:
+        policy = retention.RetentionPolicy.from_settings(self.core.settings)
+        report: retention.RetentionReport = await self._run("retention", lambda: retention.prune(
+            self.core.db, self.core.clock, policy))
+        return report
 
     async def run_all_once(self) -> dict[str, Any]:
         """Every job once, in ticker order (``numbershop scheduler run --once``)."""

@@ -86,6 +86,7 @@ async def test_apscheduler_registers_every_job_at_its_interval(shop):
         "reconcile": (900.0, 1, True),  # every 15 minutes by default
         "sync_catalog": (600.0, 1, True),
         "reap_keys": (3600.0, 1, True),
+        "retention": (21600.0, 1, True),  # every six hours
     }
 
 
@@ -474,7 +475,7 @@ async def test_heartbeats_record_start_finish_and_error(shop, clock):
 async def test_run_all_once_runs_every_job(shop, clock):
     results = await jobs_of(shop).run_all_once()
     assert set(results) == {"poll", "expire", "recover", "retry_upstream", "void_overdue_holds",
-                            "reconcile", "sync_catalog", "reap_keys"}
+                            "reconcile", "sync_catalog", "reap_keys", "retention"}
     async with shop.db.read() as conn:
         beats = {r.job: r.last_finished_at for r in await conn.execute(select(job_runs))}
     assert set(beats) == set(results) and all(v == clock.now() for v in beats.values())
