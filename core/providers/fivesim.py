@@ -86,6 +86,7 @@ from core.providers.errors import (
     RateLimited,
 )
 from core.providers.http import MalformedOutcome, make_client, parse_time, send, snippet
+from core.providers.instances import ProviderInstance
 
 log = logging.getLogger(__name__)
 
@@ -183,20 +184,14 @@ class FiveSimProvider:
         self._countries: tuple[datetime, dict[str, str]] | None = None  # ISO → slug
 
     @classmethod
-    def from_settings(cls, settings: Any, clock: Clock) -> FiveSimProvider:
-        from core.config import ConfigError
-
-        if not settings.FIVESIM_API_KEY:
-            raise ConfigError("FIVESIM_API_KEY: required when PROVIDERS includes fivesim")
-        return cls(
-            url=settings.FIVESIM_URL,
-            api_key=settings.FIVESIM_API_KEY,
-            clock=clock,
-            cost_rate=settings.FIVESIM_COST_RATE,
-            order_ttl_seconds=settings.FIVESIM_ORDER_TTL_SECONDS,
-            shop_currency=settings.SHOP_CURRENCY,
-            provider_currency=getattr(settings, "FIVESIM_CURRENCY", None),
-        )
+    def from_instance(cls, instance: ProviderInstance, shop_currency: str,
+                      clock: Clock) -> FiveSimProvider:
+        if not instance.url or not instance.api_key:
+            raise ValueError(f"{instance.name}: a fivesim instance needs a URL and a key")
+        return cls(url=instance.url, api_key=instance.api_key, clock=clock,
+                   cost_rate=instance.cost_rate, order_ttl_seconds=instance.order_ttl_seconds,
+                   shop_currency=shop_currency, provider_currency=instance.currency,
+                   name=instance.name)
 
     # ------------------------------------------------------------------ transport
 

@@ -36,8 +36,8 @@ from urllib.parse import quote
 
 import httpx
 
-from core.clock import Clock
 from core.catalog_data import SERVICE_CODES
+from core.clock import Clock
 from core.providers.base import (
     ActivationState,
     ActivationStatus,
@@ -74,6 +74,7 @@ from core.providers.http import (
     send,
     snippet,
 )
+from core.providers.instances import ProviderInstance
 
 log = logging.getLogger(__name__)
 
@@ -164,20 +165,14 @@ class TextVerifiedProvider:
         self._services_ttl = timedelta(hours=1)
 
     @classmethod
-    def from_settings(cls, settings: Any, clock: Clock) -> TextVerifiedProvider:
-        from core.config import ConfigError
-
-        if not settings.TEXTVERIFIED_API_USERNAME or not settings.TEXTVERIFIED_API_KEY:
-            raise ConfigError("TEXTVERIFIED_API_USERNAME and TEXTVERIFIED_API_KEY: required when "
-                              "PROVIDERS includes textverified")
-        return cls(
-            url=settings.TEXTVERIFIED_URL,
-            username=settings.TEXTVERIFIED_API_USERNAME,
-            api_key=settings.TEXTVERIFIED_API_KEY,
-            clock=clock,
-            cost_rate=getattr(settings, "TEXTVERIFIED_COST_RATE", 1.0),
-            shop_currency=settings.SHOP_CURRENCY,
-        )
+    def from_instance(cls, instance: ProviderInstance, shop_currency: str,
+                      clock: Clock) -> TextVerifiedProvider:
+        if not instance.url or not instance.api_username or not instance.api_key:
+            raise ValueError(f"{instance.name}: a textverified instance needs a URL, "
+                             "a username and a key")
+        return cls(url=instance.url, username=instance.api_username, api_key=instance.api_key,
+                   clock=clock, cost_rate=instance.cost_rate, shop_currency=shop_currency,
+                   name=instance.name)
 
     # ------------------------------------------------------------------ transport
 

@@ -33,6 +33,7 @@ from core.providers.errors import (
     RateLimited,
     TooManyActive,
 )
+from core.providers.registry import build_provider
 from core.providers.textverified import TextVerifiedProvider
 
 from .fakes.textverified_server import API, FakeTextVerified
@@ -525,17 +526,26 @@ async def test_secrets_never_logged_or_in_errors(tv: TextVerifiedProvider, fake:
             assert secret not in record.getMessage()
 
 
-async def test_from_settings(fake: FakeTextVerified, clock: FakeClock) -> None:
-    settings = load_settings(TEXTVERIFIED_URL=fake.base_url,
+async def test_instance_settings(fake: FakeTextVerified, clock: FakeClock) -> None:
+    settings = load_settings(_env_file=None, PROVIDERS="textverified,tv2",
+                             TEXTVERIFIED_URL=fake.base_url,
                              TEXTVERIFIED_API_USERNAME=fake.username,
-                             TEXTVERIFIED_API_KEY=fake.api_key)
-    tv = TextVerifiedProvider.from_settings(settings, clock)
+                             TEXTVERIFIED_API_KEY=fake.api_key, TV2_KIND="textverified",
+                             TV2_URL=fake.base_url, TV2_API_USERNAME=fake.username,
+                             TV2_API_KEY=fake.api_key)
+    first, second = (build_provider(n, settings, clock) for n in ("textverified", "tv2"))
     try:
-        assert (await tv.balance()).amount == 2500
+        assert (first.name, second.name) == ("textverified", "tv2")
+        assert (await first.balance()).amount == 2500
+        assert (await second.balance()).amount == 2500
     finally:
-        await tv.aclose()
-    with pytest.raises(ConfigError, match="TEXTVERIFIED_API_KEY"):
-        TextVerifiedProvider.from_settings(load_settings(TEXTVERIFIED_API_KEY=None), clock)
+        await first.aclose()
+        await second.aclose()
+    with pytest.raises(ConfigError, match="^TEXTVERIFIED_API_KEY: required"):
+        load_settings(_env_file=None, PROVIDERS="textverified", TEXTVERIFIED_API_USERNAME="u")
+    with pytest.raises(ConfigError, match="^TEXTVERIFIED_COST_RATE: required"):
+        load_settings(_env_file=None, PROVIDERS="textverified", SHOP_CURRENCY="EUR",
+                      TEXTVERIFIED_API_USERNAME="u", TEXTVERIFIED_API_KEY="k")
 
 
 async def test_breaker_opens_on_account_errors_and_recovers(tv: TextVerifiedProvider,
