@@ -67,6 +67,7 @@ from core.providers.base import (
     RentRequest,
     SmsMessage,
 )
+from core.providers.catalogue_gaps import CatalogueGaps
 from core.providers.cost_rate import CostRate, decimal, format_provider_amount
 from core.providers.errors import (
     ActivationNotFound,
@@ -182,6 +183,7 @@ class FiveSimProvider:
         self._page_size = history_page_size
         self._max_pages = history_max_pages
         self._countries: tuple[datetime, dict[str, str]] | None = None  # ISO → slug
+        self._lost_countries: set[str] = set()  # slugs with no ISO code
 
     @classmethod
     def from_instance(cls, instance: ProviderInstance, shop_currency: str,
@@ -244,6 +246,19 @@ class FiveSimProvider:
         return cls(f"{self.name}: {what}: unexpected reply {detail}", provider=self.name)
 
     # ------------------------------------------------------------------ catalogue
+
+    async def catalogue_gaps(self) -> CatalogueGaps:
+        """Country slugs (``/guest/countries``) and activation products
+        (``/guest/products/any/any``) that map to no ISO country / canonical service."""
+        self._countries = None  # fresh, so the slugs lost in the mapping are counted
+        await self._country_map()
+        doc = await self._get("/guest/products/any/any", what="products", user=False)
+        if not isinstance(doc, dict):
+            raise self._malformed("products", repr(doc)[:200])
+        products = {str(p) for p, entry in doc.items()
+                    if data.canonical_service(p) is None
+                    and not (isinstance(entry, dict) and entry.get("Category") == "hosting")}
+        return CatalogueGaps.of(products, self._lost_countries)
 
     async def catalog(self) -> list[Offer]:
         countries = await self._country_map()
@@ -325,6 +340,7 @@ class FiveSimProvider:
         if not isinstance(doc, dict):
             raise self._malformed("countries", repr(doc)[:200])
         candidates: dict[str, set[str]] = {}
+        lost: set[str] = set()
         for slug, entry in doc.items():
             if not isinstance(entry, dict):
                 raise self._malformed("countries", f"{slug}: {entry!r}"[:200])
@@ -334,6 +350,8 @@ class FiveSimProvider:
             iso = codes[0] if len(codes) == 1 else data.country_iso(slug)
             if iso is not None:
                 candidates.setdefault(iso, set()).add(str(slug))
+            else:
+                lost.add(str(slug))
         mapping: dict[str, str] = {}
         for iso, slugs in candidates.items():
             preferred = data.country_slug(iso)
@@ -345,6 +363,7 @@ class FiveSimProvider:
                 log.warning("%s: %s has several slugs (%s); not sold", self.name, iso,
                             ", ".join(sorted(slugs)))
         self._countries = (now, mapping)
+        self._lost_countries = lost
         return mapping
 
     def _slug(self, iso: str) -> str | None:

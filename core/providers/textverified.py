@@ -48,6 +48,7 @@ from core.providers.base import (
     RentRequest,
     SmsMessage,
 )
+from core.providers.catalogue_gaps import CatalogueGaps
 from core.providers.cost_rate import CostRate, decimal
 from core.providers.errors import (
     ActivationNotFound,
@@ -161,6 +162,7 @@ class TextVerifiedProvider:
         self._catalog_concurrency = catalog_concurrency
         self._max_pages = max_pages
         self._service_names: dict[str, str] = {}  # TextVerified name → canonical
+        self._available: set[str] = set()  # SMS-capable names in the last service list
         self._services_loaded: datetime | None = None
         self._services_ttl = timedelta(hours=1)
 
@@ -284,6 +286,13 @@ class TextVerifiedProvider:
 
     # ------------------------------------------------------------------ catalogue
 
+    async def catalogue_gaps(self) -> CatalogueGaps:
+        """TextVerified service names (SMS-capable) no canonical service maps to. Countries:
+        TextVerified sells US numbers only, so there is nothing to lose there."""
+        await self._service_map(refresh=True)
+        lost = {name for name in self._available if self._canonical(name) is None}
+        return CatalogueGaps.of(lost, ())
+
     async def catalog(self) -> list[Offer]:
         mapping = await self._service_map(refresh=True)
         gate = asyncio.Semaphore(self._catalog_concurrency)
@@ -367,6 +376,7 @@ class TextVerifiedProvider:
                     mapping[canonical] = candidate
                     break
         self._service_names = {tv: canonical for canonical, tv in mapping.items()}
+        self._available = available
         self._services_loaded = now
         return mapping
 

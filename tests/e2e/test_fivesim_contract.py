@@ -798,3 +798,12 @@ def _json(doc: object) -> str:
     import json
 
     return json.dumps(doc)
+
+
+async def test_catalogue_gaps_name_unmapped_products_and_countries(
+        fs: FiveSimProvider, fake: FakeFiveSim) -> None:
+    fake.countries["atlantis"] = {"iso": {}, "prefix": {"+999": 1}, "text_en": "Atlantis"}
+    fake.prices["england"]["madeupapp"] = {"virtual21": {"cost": 1.0, "count": 3}}
+    gaps = await fs.catalogue_gaps()
+    assert "madeupapp" in gaps.services and "telegram" not in gaps.services
+    assert gaps.countries == ("atlantis",)

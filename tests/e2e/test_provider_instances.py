@@ -168,3 +168,55 @@ def test_preset_on_another_kind_is_refused() -> None:
     with pytest.raises(ConfigError, match="^FIVESIM_PRESET: only handlerapi"):
         load_settings(_env_file=None, PROVIDERS="fivesim", FIVESIM_API_KEY="k",
                       FIVESIM_CURRENCY="USD", FIVESIM_PRESET="daisysms")
+
+
+# ---------------------------------------------------------------- numbershop providers status
+
+
+async def test_providers_status_lists_instances_and_what_could_not_be_mapped(
+        tmp_path: Path, clock: FakeClock) -> None:
+    import asyncio
+    import json
+
+    from .fakes.smsactivate_server import PATH, FakeSmsActivate
+
+    fake = FakeSmsActivate(clock, dialect="daisysms")
+    await fake.start()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SMSACTIVATE_", "DAISYSMS_", "PROVIDERS", "REDIS_URL",
+                                "SHOP_CURRENCY"))}
+    env.update({"PROVIDERS": "daisysms,simulator", "DAISYSMS_URL": fake.base_url + PATH,
+                "DAISYSMS_API_KEY": fake.api_key, "SHOP_CURRENCY": "USD",
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+                "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", "")})
+
+    async def status(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "numbershop", "providers", "status", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    try:
+        code, out, err = await status("--json")
+        assert code == 0, err
+        rows = {r["name"]: r for r in json.loads(out)["providers"]}
+        assert list(rows) == ["daisysms", "simulator"]
+        daisy = rows["daisysms"]
+        assert (daisy["kind"], daisy["preset"], daisy["host"]) == ("handlerapi", "daisysms",
+                                                                   "127.0.0.1")
+        assert daisy["breaker"]["state"] == "closed"
+        assert daisy["balance"]["currency"] == "USD"
+        # the fake lists service "zzz" and the virtual-US id 12, which the shop cannot name
+        assert daisy["unmapped"] == {"services": ["zzz"], "countries": ["12"]}
+        assert (rows["simulator"]["kind"], rows["simulator"]["unmapped"]) == ("simulator", None)
+        code, out, err = await status()
+        assert code == 0, err
+        header, first = out.splitlines()[:2]
+        assert header.split()[:5] == ["PROVIDER", "KIND", "PRESET", "HOST", "BREAKER"]
+        assert first.split()[:5] == ["daisysms", "handlerapi", "daisysms", "127.0.0.1", "closed"]
+        assert "daisysms: not mapped, never sold: services zzz; countries 12" in out
+        assert fake.api_key not in out + err
+    finally:
+        await fake.stop()

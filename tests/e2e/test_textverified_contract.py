@@ -570,3 +570,10 @@ async def test_breaker_opens_on_account_errors_and_recovers(tv: TextVerifiedProv
     clock.advance(61)
     assert (await guarded.balance()).amount == 2500
     assert board.states()["textverified"].state == "closed"
+
+
+async def test_catalogue_gaps_name_the_services_no_canonical_service_maps(
+        tv: TextVerifiedProvider) -> None:
+    gaps = await tv.catalogue_gaps()
+    # gmail maps (an alias of google); voice-only services are not sold at all
+    assert gaps.services == ("someothersite",) and gaps.countries == ()
