@@ -16,8 +16,19 @@ Why it looks the way it does:
   the same key, which returns the same verification (201) or a definite 400. Once a create
   may have been sent, every later failure in the same call is ``OutcomeUnknown`` — never a
   definite error that would let routing rent a second number elsewhere.
-* **Follow links.** The 201's ``Location`` is fetched for the details, as the API asks; links
-  are only followed on the configured origin, so the bearer token never leaves for another host.
+  A 400 to a retry with the same key means that purchase expired without completing: the
+  spec says start over with a new key, derived from the order's (``~new``), so recovery lands
+  on the replacement purchase. An ``Error`` with ``errorCode: null`` is still a refusal.
+* **Follow links.** The 201's ``Location`` is fetched for the details, as the API asks; the
+  details' action links (``cancel``, ``report``) are followed with the ``method`` they give,
+  and only when ``canCancel`` / ``canReport`` allow — a cancel that is not allowed yet is
+  ``EarlyCancelDenied`` without a request. Links are only followed on the configured origin,
+  so the bearer token never leaves for another host.
+* **States.** ``verificationCompleted`` (the code came) is closed everywhere: ``FINISHED``
+  with its messages, not active, not cancellable. Encrypted SMS (``encrypted: true``) are
+  skipped and logged, never shown. ``availableQuantity`` 9000 means "9000 or more". The
+  account needs only ``username``; no ``currentBalance`` is ``NotSupported`` (no breaker
+  failure), a negative one a real balance.
 * **Reservation-changing calls** (create, cancel, report) go one at a time per account.
 * **Money.** TextVerified bills in USD credits, only when a code arrives. ``cost_rate`` converts
   credits to the shop currency (1.0 for a USD shop); max price rounds down, costs round up.
@@ -30,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
@@ -91,7 +102,8 @@ _CREATE_ERRORS: dict[str, type[ProviderError]] = {
 
 _STATES: dict[str, ActivationState] = {
     "verificationPending": ActivationState.WAITING,
-    "verificationCompleted": ActivationState.CODE,
+    # Completed: the code arrived and the verification closed (billed) — never "still open"
+    "verificationCompleted": ActivationState.FINISHED,
     "verificationCanceled": ActivationState.CANCELLED,
     "verificationTimedOut": ActivationState.EXPIRED,
     "verificationReported": ActivationState.CANCELLED,
@@ -99,7 +111,9 @@ _STATES: dict[str, ActivationState] = {
     "verificationReused": ActivationState.FINISHED,
     "verificationReactivated": ActivationState.FINISHED,
 }
-_OPEN_STATES = {"verificationPending", "verificationCompleted"}
+_OPEN_STATES = {"verificationPending"}
+#: ``availableQuantity`` is capped: 9000 means "9000 or more"
+STOCK_CAP = 9000
 
 # canonical service → TextVerified serviceName candidates (first one the service list has);
 # a canonical code not listed here is tried as its own name.
@@ -277,12 +291,7 @@ class TextVerifiedProvider:
 
     @staticmethod
     def _error_code(response: httpx.Response) -> str | None:
-        try:
-            doc = response.json()
-        except ValueError:
-            return None
-        code = doc.get("errorCode") if isinstance(doc, dict) else None
-        return code if isinstance(code, str) else None
+        return _error_doc(response)[1]
 
     # ------------------------------------------------------------------ catalogue
 
@@ -347,7 +356,7 @@ class TextVerifiedProvider:
         quantity = doc.get("availableQuantity")
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
             raise self._malformed(f"inventory {tv_name}", repr(doc)[:200])
-        return quantity
+        return min(quantity, STOCK_CAP)  # STOCK_CAP means "at least that many"
 
     async def _service_map(self, *, refresh: bool = False) -> dict[str, str]:
         """canonical → TextVerified serviceName, from the service list (cached an hour)."""
@@ -425,6 +434,7 @@ class TextVerifiedProvider:
     async def _create(self, body: dict[str, Any], key: str) -> str:
         """POST the verification until a definite answer; returns the details link."""
         maybe_sent = False
+        restarted = False
         timeouts_left = self._create_timeout_retries
         conflict_delays = iter(self._conflict_delays)
         what = "create verification"
@@ -432,7 +442,8 @@ class TextVerifiedProvider:
             try:
                 response = await self._authed("POST", f"{API}/verifications", what=what,
                                               idempotent=False, json=body,
-                                              headers={"Idempotency-Key": key})
+                                              headers={"Idempotency-Key": key,
+                                                       "Accept": "application/json"})
             except OutcomeUnknown:
                 maybe_sent = True
                 if timeouts_left > 0:
@@ -457,7 +468,7 @@ class TextVerifiedProvider:
                 if not isinstance(location, str) or not location:
                     raise self._malformed(what, response, MalformedOutcome)
                 return location
-            code = self._error_code(response)
+            is_error, code, description = _error_doc(response)
             if status == 409:
                 # The first purchase with this key is still running: wait, same key again.
                 maybe_sent = True
@@ -467,9 +478,21 @@ class TextVerifiedProvider:
                                          f"({code or 'Conflict'})", provider=self.name)
                 await asyncio.sleep(delay)
                 continue
-            if status == 400 and code is not None:
-                cls = _CREATE_ERRORS.get(code, BusinessError)
-                raise cls(f"{self.name}: {what}: {code}", provider=self.name)
+            if (status == 400 and not restarted
+                    and (maybe_sent or not is_error or code not in _CREATE_ERRORS)):
+                # The spec: after a retry with the same key, 400 means that purchase expired
+                # without completing — nothing was bought; start over with a new key. The new
+                # key is derived, so recovery renting again with the order's key (400 again,
+                # the expired purchase) lands on the replacement purchase, never a third one.
+                # A known refusal (no numbers, price…) to a first attempt stays definite.
+                log.info("%s: create expired upstream (%s); starting over with a new key",
+                         self.name, code or description or "400")
+                key, restarted, maybe_sent = _restart_key(key), True, False
+                continue
+            if status == 400 and is_error:
+                cls = _CREATE_ERRORS.get(code or "", BusinessError)
+                reason = code or description or "refused"
+                raise cls(f"{self.name}: {what}: {reason}", provider=self.name)
             raise self._malformed(what, response, MalformedOutcome if maybe_sent else MalformedResponse)
 
     def _rental(self, doc: Any, service: str | None, country: str | None) -> Rental:
@@ -524,6 +547,12 @@ class TextVerifiedProvider:
             mid = item.get("id")
             if not isinstance(mid, str) or not mid:
                 raise self._malformed("sms", repr(item)[:200])
+            if item.get("encrypted") is True:
+                # An encrypted body (and its parsed code) is ciphertext to us: showing it
+                # would hand the user garbage. Skipped, and said so.
+                log.warning("%s: sms %s of %s is encrypted; not shown", self.name, mid,
+                            activation_id)
+                continue
             code, text = item.get("parsedCode"), item.get("smsContent")
             out.append(SmsMessage(
                 message_id=mid,
@@ -566,29 +595,54 @@ class TextVerifiedProvider:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def _action(self, doc: dict[str, Any], name: str, allowed_key: str | None
+                ) -> tuple[bool, str, str]:
+        """(allowed, method, href) of an action in the verification details, as given."""
+        action = doc.get(name)
+        link = action.get("link") if isinstance(action, dict) else None
+        href = link.get("href") if isinstance(link, dict) else None
+        method = link.get("method") if isinstance(link, dict) else None
+        allowed = action.get(allowed_key) if allowed_key and isinstance(action, dict) else True
+        if not isinstance(href, str) or not href or not isinstance(allowed, bool):
+            raise self._malformed("verification details", f"{name}: {action!r}"[:200])
+        method = method.strip().upper() if isinstance(method, str) and method.strip() else "POST"
+        if method not in ("POST", "GET", "PUT", "PATCH", "DELETE"):
+            raise self._malformed("verification details", f"{name}: method {method!r}")
+        return allowed, method, href
+
     async def cancel(self, activation_id: str) -> None:
-        async with self._lock:
-            response = await self._authed(
-                "POST", f"{API}/verifications/{_seg(activation_id)}/cancel", what="cancel")
-        if response.status_code == 200:
-            return
-        if response.status_code == 404:
-            raise ActivationNotFound(f"{self.name}: cancel: not found", provider=self.name)
-        if response.status_code != 400:
-            raise self._malformed("cancel", response)
-        # Not cancellable: closed already, or not yet (a provider-side waiting period).
+        """Cancel as the details say: ``cancel.canCancel`` decides, ``cancel.link`` is used."""
         doc = await self._details(activation_id)
-        if doc["state"] != "verificationPending":
-            raise AlreadyClosed(f"{self.name}: cancel: already {doc['state']}", provider=self.name)
-        raise EarlyCancelDenied(f"{self.name}: cancel refused while pending", provider=self.name,
-                                retry_at=self._clock.now() + self._early_cancel_retry)
+        for attempt in (1, 2):
+            if doc["state"] != "verificationPending":
+                raise AlreadyClosed(f"{self.name}: cancel: already {doc['state']}",
+                                    provider=self.name)
+            allowed, method, href = self._action(doc, "cancel", "canCancel")
+            if not allowed:
+                raise EarlyCancelDenied(f"{self.name}: cancel not allowed yet (canCancel false)",
+                                        provider=self.name,
+                                        retry_at=self._clock.now() + self._early_cancel_retry)
+            async with self._lock:
+                response = await self._authed(method, href, what="cancel")
+            if response.status_code in (200, 204):
+                return
+            if response.status_code == 404:
+                raise ActivationNotFound(f"{self.name}: cancel: not found", provider=self.name)
+            if response.status_code != 400 or attempt == 2:
+                break
+            doc = await self._details(activation_id)  # changed since we read it: ask again
+        raise self._malformed("cancel", response)
 
     async def report(self, activation_id: str) -> None:
-        """Report a number that did not work (refunds it upstream)."""
+        """Report a number that did not work (refunds it upstream), if ``report.canReport``."""
+        doc = await self._details(activation_id)
+        allowed, method, href = self._action(doc, "report", "canReport")
+        if not allowed:
+            raise BusinessError(f"{self.name}: report not allowed ({doc['state']})",
+                                provider=self.name)
         async with self._lock:
-            response = await self._authed(
-                "POST", f"{API}/verifications/{_seg(activation_id)}/report", what="report")
-        if response.status_code == 200:
+            response = await self._authed(method, href, what="report")
+        if response.status_code in (200, 204):
             return
         if response.status_code == 404:
             raise ActivationNotFound(f"{self.name}: report: not found", provider=self.name)
@@ -605,14 +659,44 @@ class TextVerifiedProvider:
 
     async def balance(self) -> Balance:
         doc = await self._get_json(f"{API}/account/me", what="account", not_found=False)
+        if not isinstance(doc, dict) or not isinstance(doc.get("username"), str):
+            raise self._malformed("account", repr(doc)[:200])
+        # The spec requires only ``username``: a missing balance is an answer, not a fault,
+        # and a negative one (credit owed) is a real balance.
+        raw = doc.get("currentBalance")
+        if raw is None:
+            raise NotSupported(f"{self.name}: the account reply carries no balance",
+                               provider=self.name)
         try:
-            value = decimal(doc["currentBalance"])
-        except (KeyError, TypeError, ValueError):
+            if isinstance(raw, bool):
+                raise InvalidOperation
+            value = Decimal(str(raw))
+            if not value.is_finite():
+                raise InvalidOperation
+        except InvalidOperation:
             raise self._malformed("account", repr(doc)[:200]) from None
         return Balance(amount=int(value.scaleb(2).to_integral_value(ROUND_FLOOR)), currency="USD")
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _error_doc(response: httpx.Response) -> tuple[bool, str | None, str | None]:
+    """(is an ``Error`` document, errorCode, errorDescription). The spec makes both fields
+    required but nullable: ``{"errorCode": null, …}`` is still a well-formed refusal."""
+    try:
+        doc = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return False, None, None
+    if not isinstance(doc, dict) or not ({"errorCode", "errorDescription"} & doc.keys()):
+        return False, None, None
+    code, text = doc.get("errorCode"), doc.get("errorDescription")
+    return True, code if isinstance(code, str) else None, text if isinstance(text, str) else None
+
+
+def _restart_key(key: str) -> str:
+    """The key of the purchase that replaces an expired one (still 1–256 characters)."""
+    return key[:250] + "~new"
 
 
 def _seg(activation_id: str) -> str:

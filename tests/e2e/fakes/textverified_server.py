@@ -2,8 +2,13 @@
 
 Bearer tokens from ``POST /auth`` expire by the injected clock; ``Idempotency-Key`` on create
 returns the same 201 for a finished purchase, 409 ``IdempotencyConflict`` while it is still
-running; errors are ``{errorCode, errorDescription}``; lists are paginated with
-``links.next``; the documented ``test_*`` service names produce the documented errors.
+running, 400 once it expired without completing; errors are ``{errorCode, errorDescription}``
+(both nullable, as the ``Error`` schema says); lists are paginated with ``links.next``; the
+documented ``test_*`` service names produce the documented errors. Following the schemas:
+``Account`` requires only ``username`` (``balance=None`` leaves ``currentBalance`` out);
+``Sms`` carries ``encrypted``; verification details carry ``cancel {canCancel, link}``,
+``report {canReport, link}``, ``reuse``, ``reactivate``, each link with its ``method``
+(``action_path`` moves the action links elsewhere, to prove clients follow them).
 """
 
 from __future__ import annotations
@@ -46,14 +51,16 @@ class Purchase:
 class FakeTextVerified(FakeServer):
     def __init__(self, clock: Clock, *, username: str = "shop@example.com",
                  api_key: str = "tv-secret-key-456", token_seconds: float = 900,
-                 balance: str = "25.00", lifetime_seconds: int = 900,
+                 balance: str | None = "25.00", lifetime_seconds: int = 900,
                  cancel_after_seconds: float = 0, page_size: int = 2) -> None:
         super().__init__()
         self.clock = clock
         self.username = username
         self.api_key = api_key
         self.token_seconds = token_seconds
-        self.balance = Decimal(balance)
+        self.balance = None if balance is None else Decimal(balance)
+        self.expired_keys: set[str] = set()  # purchases that expired without completing
+        self.action_path = API + "/verifications"  # where details' action links point
         self.lifetime = timedelta(seconds=lifetime_seconds)
         self.cancel_after = timedelta(seconds=cancel_after_seconds)
         self.page_size = page_size
@@ -88,8 +95,9 @@ class FakeTextVerified(FakeServer):
         r.add_post(f"{API}/verifications", self._wrap("create", self._create))
         r.add_get(f"{API}/verifications", self._wrap("list", self._list))
         r.add_get(f"{API}/verifications/{{id}}", self._wrap("details", self._details))
-        r.add_post(f"{API}/verifications/{{id}}/cancel", self._wrap("cancel", self._cancel))
-        r.add_post(f"{API}/verifications/{{id}}/report", self._wrap("report", self._report))
+        for base in (f"{API}/verifications", f"{API}/actions"):
+            r.add_post(f"{base}/{{id}}/cancel", self._wrap("cancel", self._cancel))
+            r.add_post(f"{base}/{{id}}/report", self._wrap("report", self._report))
         r.add_get(f"{API}/sms", self._wrap("sms", self._sms))
 
     def _wrap(self, route: str, handler: Any, auth: bool = True) -> Any:
@@ -115,12 +123,14 @@ class FakeTextVerified(FakeServer):
     def revoke_tokens(self) -> None:
         self.tokens.clear()
 
-    def deliver(self, verification_id: str, code: str, text: str | None = None) -> None:
+    def deliver(self, verification_id: str, code: str, text: str | None = None, *,
+                encrypted: bool = False) -> None:
         v = self.verifications[verification_id]
         v.sms.append({
             "id": f"sms_{next(self._seq)}", "from": "12345", "to": v.number,
-            "createdAt": _iso(self.clock.now()), "smsContent": text or f"Your code is {code}",
-            "parsedCode": code, "encrypted": False,
+            "createdAt": _iso(self.clock.now()),
+            "smsContent": "gAAAAABl9x…ciphertext" if encrypted else text or f"Your code is {code}",
+            "parsedCode": None if encrypted else code, "encrypted": encrypted,
         })
         v.state = "verificationCompleted"
 
@@ -135,7 +145,7 @@ class FakeTextVerified(FakeServer):
         return {"method": "GET", "href": f"{self.base_url}{path}"}
 
     @staticmethod
-    def _error(status: int, code: str, description: str = "") -> web.Response:
+    def _error(status: int, code: str | None, description: str = "") -> web.Response:
         return web.json_response({"errorCode": code, "errorDescription": description or code},
                                  status=status)
 
@@ -151,7 +161,10 @@ class FakeTextVerified(FakeServer):
                                   "expiresAt": _iso(expires)})
 
     async def _account(self, request: web.Request, body: Any) -> web.StreamResponse:
-        return web.json_response({"username": self.username, "currentBalance": float(self.balance)})
+        doc: dict[str, Any] = {"username": self.username}
+        if self.balance is not None:
+            doc["currentBalance"] = float(self.balance)
+        return web.json_response(doc)
 
     async def _services(self, request: web.Request, body: Any) -> web.StreamResponse:
         if not request.query.get("numberType") or not request.query.get("reservationType"):
@@ -182,6 +195,8 @@ class FakeTextVerified(FakeServer):
             key = key.strip()
             if not 1 <= len(key) <= 256:
                 return self._error(400, "InvalidIdempotencyKey")
+            if key in self.expired_keys:
+                return self._error(400, None, "The purchase expired; start a new one.")
             purchase = self.purchases.get(key)
             if purchase is not None:
                 if purchase.rounds_left > 0:
@@ -226,10 +241,13 @@ class FakeTextVerified(FakeServer):
             "sms": self._link(f"{API}/sms?reservationId={v.id}"),
             "calls": self._link(f"{API}/calls?reservationId={v.id}"),
             "sale": self._link(f"{API}/sales/sale_{v.id}"),
-            "cancel": {"canCancel": v.state == "verificationPending",
-                       "link": {"method": "POST", "href": f"{self.base_url}{base}/cancel"}},
+            "cancel": {"canCancel": v.state == "verificationPending"
+                       and self.clock.now() >= v.created + self.cancel_after,
+                       "link": {"method": "POST",
+                                "href": f"{self.base_url}{self.action_path}/{v.id}/cancel"}},
             "report": {"canReport": v.state in ("verificationPending", "verificationCompleted"),
-                       "link": {"method": "POST", "href": f"{self.base_url}{base}/report"}},
+                       "link": {"method": "POST",
+                                "href": f"{self.base_url}{self.action_path}/{v.id}/report"}},
             "reactivate": {"canReactivate": False, "link": self._link(f"{base}/reactivate")},
             "reuse": {"reusableUntil": None, "link": self._link(f"{base}/reuse")},
         }
