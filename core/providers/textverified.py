@@ -654,8 +654,50 @@ class TextVerifiedProvider:
         """Nothing to do: a verification closes by itself once its code arrived."""
 
     async def request_another_code(self, activation_id: str) -> None:
-        raise NotSupported(f"{self.name}: another code is not part of the verification API",
-                           provider=self.name)
+        """Not on this port: TextVerified's ways to another code (``reuse`` shortly after a
+        completed verification, ``reactivate`` later) create a *new* verification with its
+        own id and cost, which an order cannot follow by its old activation id. They are
+        offered as :meth:`reuse` and :meth:`reactivate`, each returning the new rental."""
+        raise NotSupported(f"{self.name}: another code needs a new verification "
+                           "(reuse or reactivate), not this activation", provider=self.name)
+
+    async def reuse(self, activation_id: str) -> Rental:
+        """The same number again, while ``reuse.reusableUntil`` lies in the future."""
+        doc = await self._details(activation_id)
+        _, method, href = self._action(doc, "reuse", None)
+        until = parse_time((doc.get("reuse") or {}).get("reusableUntil"))
+        if until is None or until <= self._clock.now():
+            raise NotSupported(f"{self.name}: {activation_id} is not reusable", provider=self.name)
+        return await self._again(doc, "reuse", method, href)
+
+    async def reactivate(self, activation_id: str) -> Rental:
+        """A completed verification's number again, when ``reactivate.canReactivate``."""
+        doc = await self._details(activation_id)
+        allowed, method, href = self._action(doc, "reactivate", "canReactivate")
+        if not allowed:
+            raise NotSupported(f"{self.name}: {activation_id} cannot be reactivated",
+                               provider=self.name)
+        return await self._again(doc, "reactivate", method, href)
+
+    async def _again(self, doc: dict[str, Any], what: str, method: str, href: str) -> Rental:
+        async with self._lock:
+            response = await self._authed(method, href, what=what, idempotent=False,
+                                          headers={"Accept": "application/json"})
+        if response.status_code == 400:
+            raise BusinessError(f"{self.name}: {what} refused "
+                                f"({self._error_code(response) or 'not eligible'})",
+                                provider=self.name)
+        if response.status_code != 201:
+            raise self._malformed(what, response, MalformedOutcome)
+        location = response.headers.get("Location")
+        if not location:
+            raise self._malformed(what, response, MalformedOutcome)
+        try:
+            details = await self._get_json(location, what="verification details")
+            return self._rental(details, self._canonical(doc.get("serviceName")), "US")
+        except ProviderError as exc:
+            raise OutcomeUnknown(f"{self.name}: {what} created, but reading it failed: {exc}",
+                                 provider=self.name) from None
 
     async def balance(self) -> Balance:
         doc = await self._get_json(f"{API}/account/me", what="account", not_found=False)

@@ -702,3 +702,27 @@ async def test_completed_is_closed_everywhere(tv: TextVerifiedProvider,
     assert await tv.active_activations() == []
     with pytest.raises(AlreadyClosed):
         await tv.cancel(rental.activation_id)
+
+
+async def test_reuse_while_reusable_then_reactivate(tv: TextVerifiedProvider,
+                                                   fake: FakeTextVerified,
+                                                   clock: FakeClock) -> None:
+    fake.action_path = "/api/pub/v2/actions"
+    first = await tv.rent(req())
+    with pytest.raises(NotSupported):  # pending: reusableUntil is null, nothing is sent
+        await tv.reuse(first.activation_id)
+    with pytest.raises(NotSupported):  # canReactivate false
+        await tv.reactivate(first.activation_id)
+    assert fake.calls_to("reuse") == [] and fake.calls_to("reactivate") == []
+    fake.deliver(first.activation_id, "111111")
+    again = await tv.reuse(first.activation_id)
+    assert again.activation_id != first.activation_id and again.phone == first.phone
+    assert fake.calls_to("reuse")[0].path.startswith("/api/pub/v2/actions/")
+    assert (await tv.status(first.activation_id)).state is ActivationState.FINISHED
+    fake.deliver(again.activation_id, "222222")
+    clock.advance(301)  # past the reuse window: reactivation instead
+    with pytest.raises(NotSupported):
+        await tv.reuse(again.activation_id)
+    third = await tv.reactivate(again.activation_id)
+    assert third.phone == first.phone and third.service == "whatsapp"
+    assert fake.verifications[again.activation_id].state == "verificationReactivated"

@@ -40,6 +40,7 @@ class FakeVerification:
     ends: datetime
     state: str = "verificationPending"
     sms: list[dict[str, Any]] = field(default_factory=list)
+    completed: datetime | None = None
 
 
 @dataclass
@@ -61,6 +62,7 @@ class FakeTextVerified(FakeServer):
         self.balance = None if balance is None else Decimal(balance)
         self.expired_keys: set[str] = set()  # purchases that expired without completing
         self.action_path = API + "/verifications"  # where details' action links point
+        self.reuse_window = timedelta(minutes=5)  # reusable this long after completion
         self.lifetime = timedelta(seconds=lifetime_seconds)
         self.cancel_after = timedelta(seconds=cancel_after_seconds)
         self.page_size = page_size
@@ -98,6 +100,8 @@ class FakeTextVerified(FakeServer):
         for base in (f"{API}/verifications", f"{API}/actions"):
             r.add_post(f"{base}/{{id}}/cancel", self._wrap("cancel", self._cancel))
             r.add_post(f"{base}/{{id}}/report", self._wrap("report", self._report))
+            r.add_post(f"{base}/{{id}}/reuse", self._wrap("reuse", self._reuse))
+            r.add_post(f"{base}/{{id}}/reactivate", self._wrap("reactivate", self._reactivate))
         r.add_get(f"{API}/sms", self._wrap("sms", self._sms))
 
     def _wrap(self, route: str, handler: Any, auth: bool = True) -> Any:
@@ -133,6 +137,7 @@ class FakeTextVerified(FakeServer):
             "parsedCode": None if encrypted else code, "encrypted": encrypted,
         })
         v.state = "verificationCompleted"
+        v.completed = v.completed or self.clock.now()
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -234,7 +239,6 @@ class FakeTextVerified(FakeServer):
         return web.json_response(link, status=201, headers={"Location": link["href"]})
 
     def _expanded(self, v: FakeVerification) -> dict[str, Any]:
-        base = f"{API}/verifications/{v.id}"
         return {
             "id": v.id, "number": v.number, "serviceName": v.service, "state": v.state,
             "totalCost": float(v.cost), "createdAt": _iso(v.created), "endsAt": _iso(v.ends),
@@ -248,8 +252,13 @@ class FakeTextVerified(FakeServer):
             "report": {"canReport": v.state in ("verificationPending", "verificationCompleted"),
                        "link": {"method": "POST",
                                 "href": f"{self.base_url}{self.action_path}/{v.id}/report"}},
-            "reactivate": {"canReactivate": False, "link": self._link(f"{base}/reactivate")},
-            "reuse": {"reusableUntil": None, "link": self._link(f"{base}/reuse")},
+            "reactivate": {"canReactivate": self._reactivatable(v),
+                           "link": {"method": "POST",
+                                    "href": f"{self.base_url}{self.action_path}/{v.id}/reactivate"}},
+            "reuse": {"reusableUntil": _iso(v.completed + self.reuse_window)
+                      if self._reusable(v) else None,
+                      "link": {"method": "POST",
+                               "href": f"{self.base_url}{self.action_path}/{v.id}/reuse"}},
         }
 
     async def _details(self, request: web.Request, body: Any) -> web.StreamResponse:
@@ -298,6 +307,32 @@ class FakeTextVerified(FakeServer):
             return self._error(400, "CannotCancel", "this verification cannot be cancelled")
         v.state = "verificationCanceled"
         return web.Response(status=200)
+
+    def _reusable(self, v: FakeVerification) -> bool:
+        return (v.state == "verificationCompleted" and v.completed is not None
+                and self.clock.now() < v.completed + self.reuse_window)
+
+    def _reactivatable(self, v: FakeVerification) -> bool:
+        return v.state == "verificationCompleted" and not self._reusable(v)
+
+    def _again(self, request: web.Request, allowed: Any, new_state: str) -> web.Response:
+        v = self.verifications.get(request.match_info["id"])
+        if v is None:
+            return web.Response(status=404)
+        if not allowed(v):
+            return self._error(400, "NotEligible", "not eligible")
+        now = self.clock.now()
+        vid = f"ver_{next(self._seq)}"
+        self.verifications[vid] = FakeVerification(vid, v.number, v.service, v.cost, now,
+                                                   now + self.lifetime)
+        v.state = new_state
+        return self._created(vid)
+
+    async def _reuse(self, request: web.Request, body: Any) -> web.StreamResponse:
+        return self._again(request, self._reusable, "verificationReused")
+
+    async def _reactivate(self, request: web.Request, body: Any) -> web.StreamResponse:
+        return self._again(request, self._reactivatable, "verificationReactivated")
 
     async def _report(self, request: web.Request, body: Any) -> web.StreamResponse:
         v = self.verifications.get(request.match_info["id"])
