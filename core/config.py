@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     SIMULATOR_SEED: int = 1
     # The dashboard's TextVerified webhook endpoint checks signatures with this secret.
     TEXTVERIFIED_WEBHOOK_SECRET: str | None = None
-    _provider_instances: tuple[ProviderInstance, ...] = PrivateAttr(default=())
+    _provider_variables: dict[str, str] = PrivateAttr(default_factory=dict)
+    _provider_instances: tuple[tuple[object, ...], tuple[ProviderInstance, ...]] | None = (
+        PrivateAttr(default=None))
 
     @classmethod
     def settings_customise_sources(
@@ -71,18 +73,24 @@ class Settings(BaseSettings):
             data = dict(data)
             raw = data.pop(_RAW_KEY, None) or {}
         settings = handler(data)
-        from core.providers.instances import load_instances
-
-        settings._provider_instances = load_instances(
-            settings.PROVIDERS, raw, shop_currency=settings.SHOP_CURRENCY,
-            simulator_seed=settings.SIMULATOR_SEED,
-            reserved={name.upper() for name in cls.model_fields})
+        settings._provider_variables = raw
+        settings.provider_instances  # noqa: B018 - checked now: a bad value stops start-up
         return settings
 
     @property
     def provider_instances(self) -> tuple[ProviderInstance, ...]:
-        """``PROVIDERS``' instances with their settings, in priority order."""
-        return self._provider_instances
+        """``PROVIDERS``' instances with their settings, in priority order. Loaded again when
+        a copy changed what they depend on (``model_copy(update={"PROVIDERS": …})``)."""
+        from core.providers.instances import load_instances
+
+        key = (self.PROVIDERS, self.SHOP_CURRENCY, self.SIMULATOR_SEED)
+        if self._provider_instances is None or self._provider_instances[0] != key:
+            loaded = load_instances(
+                self.PROVIDERS, self._provider_variables, shop_currency=self.SHOP_CURRENCY,
+                simulator_seed=self.SIMULATOR_SEED,
+                reserved={name.upper() for name in type(self).model_fields})
+            self._provider_instances = (key, loaded)
+        return self._provider_instances[1]
 
     SHOP_CURRENCY: str = "USD"
     MARKUP_PERCENT: float = Field(default=20, ge=0, le=1000)

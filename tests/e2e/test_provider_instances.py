@@ -220,3 +220,13 @@ async def test_providers_status_lists_instances_and_what_could_not_be_mapped(
         assert fake.api_key not in out + err
     finally:
         await fake.stop()
+
+
+def test_a_copy_with_other_providers_builds_only_those() -> None:
+    """The sandbox runs on a copy with PROVIDERS=("simulator",): play money must never reach
+    the real provider the shop's own settings name."""
+    settings = load_settings(_env_file=None, PROVIDERS="fivesim,simulator", FIVESIM_API_KEY="k",
+                             FIVESIM_CURRENCY="USD")
+    sandbox = settings.model_copy(update={"PROVIDERS": ("simulator",)})
+    assert [i.name for i in sandbox.provider_instances] == ["simulator"]
+    assert [i.name for i in settings.provider_instances] == ["fivesim", "simulator"]
