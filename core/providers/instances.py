@@ -176,8 +176,9 @@ def _kind(v: _Vars) -> str:
     if default is None and v.get("PRESET") is not None:
         return "handlerapi"
     if default is None:
-        raise v.fail("KIND", f"required for provider {v.name!r}: choose from {', '.join(KINDS)} "
-                     f"(or name a handler_api preset in {v.var('PRESET')})")
+        raise ConfigError(
+            f"PROVIDERS: {v.name!r} is no kind or preset; set {v.var('KIND')} (one of "
+            f"{', '.join(KINDS)}) or {v.var('PRESET')} (one of {', '.join(PRESETS)})")
     return default
 
 
