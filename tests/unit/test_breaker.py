@@ -296,7 +296,6 @@ async def test_registry_builds_guarded_providers_in_priority_order(clock):
 )
 def test_registry_names_missing_credentials(clock, providers, missing):
     from core.config import ConfigError, Settings
-    from core.providers.registry import build_providers
 
     with pytest.raises(ConfigError) as info:  # settings refuse them before any provider is built
         Settings(_env_file=None, PROVIDERS=providers, SMSACTIVATE_API_KEY=None,
