@@ -6,13 +6,28 @@ as written here (no prefix). A bad value fails at start with one line naming the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-KNOWN_PROVIDERS = ("simulator", "smsactivate", "textverified", "fivesim")
+if TYPE_CHECKING:
+    from core.providers.instances import ProviderInstance
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/numbershop.db"
 
 
@@ -30,21 +45,54 @@ class Settings(BaseSettings):
     REDIS_URL: str | None = None
     BOT_TOKEN: str | None = None
     TELEGRAM_API_URL: str = "https://api.telegram.org"
+    # Providers: ``PROVIDERS`` names instances in priority order; each instance's own settings
+    # (``<NAME>_KIND``, ``<NAME>_URL``, ``<NAME>_API_KEY``, ``<NAME>_CURRENCY``, …) are read by
+    # core/providers/instances.py from the same environment and .env (see provider_instances).
     PROVIDERS: Annotated[tuple[str, ...], NoDecode] = ("simulator",)
     SIMULATOR_SEED: int = 1
-    SMSACTIVATE_URL: str = "https://api.sms-activate.ae/stubs/handler_api.php"
-    SMSACTIVATE_API_KEY: str | None = None
-    SMSACTIVATE_COST_RATE: float = Field(default=1.0, gt=0)
-    SMSACTIVATE_ORDER_TTL_SECONDS: int = Field(default=1200, gt=0)
-    TEXTVERIFIED_URL: str = "https://www.textverified.com"
-    TEXTVERIFIED_API_USERNAME: str | None = None
-    TEXTVERIFIED_API_KEY: str | None = None
+    # The dashboard's TextVerified webhook endpoint checks signatures with this secret.
     TEXTVERIFIED_WEBHOOK_SECRET: str | None = None
-    # 5sim.net (API v1): amounts are in the account's currency; rate = shop units per 5sim unit.
-    FIVESIM_URL: str = "https://5sim.net/v1"
-    FIVESIM_API_KEY: str | None = None
-    FIVESIM_COST_RATE: float = Field(default=1.0, gt=0)
-    FIVESIM_ORDER_TTL_SECONDS: int = Field(default=900, gt=0)
+    _provider_variables: dict[str, str] = PrivateAttr(default_factory=dict)
+    _provider_instances: tuple[tuple[object, ...], tuple[ProviderInstance, ...]] | None = (
+        PrivateAttr(default=None))
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        raw = _RawVariables(settings_cls, (dotenv_settings, env_settings, init_settings))
+        return init_settings, env_settings, dotenv_settings, file_secret_settings, raw
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _load_provider_instances(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]
+                                 ) -> Settings:
+        raw: dict[str, str] = {}
+        if isinstance(data, dict):
+            data = dict(data)
+            raw = data.pop(_RAW_KEY, None) or {}
+        settings = handler(data)
+        settings._provider_variables = raw
+        settings.provider_instances  # noqa: B018 - checked now: a bad value stops start-up
+        return settings
+
+    @property
+    def provider_instances(self) -> tuple[ProviderInstance, ...]:
+        """``PROVIDERS``' instances with their settings, in priority order. Loaded again when
+        a copy changed what they depend on (``model_copy(update={"PROVIDERS": …})``)."""
+        from core.providers.instances import load_instances
+
+        key = (self.PROVIDERS, self.SHOP_CURRENCY, self.SIMULATOR_SEED)
+        if self._provider_instances is None or self._provider_instances[0] != key:
+            loaded = load_instances(
+                self.PROVIDERS, self._provider_variables, shop_currency=self.SHOP_CURRENCY,
+                simulator_seed=self.SIMULATOR_SEED,
+                reserved={name.upper() for name in type(self).model_fields})
+            self._provider_instances = (key, loaded)
+        return self._provider_instances[1]
+
     SHOP_CURRENCY: str = "USD"
     MARKUP_PERCENT: float = Field(default=20, ge=0, le=1000)
     STAFF_CHAT_ID: int | None = None
@@ -85,14 +133,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             names = tuple(p.strip().lower() for p in value.split(",") if p.strip())
         else:
-            names = tuple(str(p).strip().lower() for p in value)  # type: ignore[union-attr]
+            names = tuple(str(p).strip().lower() for p in value)  # type: ignore[attr-defined]
         if not names:
             raise ValueError("name at least one provider")
-        unknown = [n for n in names if n not in KNOWN_PROVIDERS]
-        if unknown:
-            raise ValueError(
-                f"unknown provider {unknown[0]!r}; choose from {', '.join(KNOWN_PROVIDERS)}"
-            )
+        from core.providers.instances import check_name
+
+        for name in names:
+            problem = check_name(name)
+            if problem:
+                raise ValueError(problem)
         if len(set(names)) != len(names):
             raise ValueError("a provider is listed twice")
         return names
@@ -127,6 +176,33 @@ class Settings(BaseSettings):
     RETENTION_QUOTES_HOURS: int = Field(default=24, gt=0, le=87600)  # expired, unused quotes
     RETENTION_BATCH_SIZE: int = Field(default=500, gt=0, le=10_000)  # rows per transaction
     RETENTION_MAX_ROWS_PER_RUN: int = Field(default=50_000, gt=0)  # per kind, per run
+
+
+_RAW_KEY = "__provider_variables__"
+
+
+class _RawVariables(PydanticBaseSettingsSource):
+    """Every variable of ``.env``, the environment and the keyword arguments (later wins),
+    upper-cased, for the provider instance loader: pydantic-settings only reads declared
+    fields, and ``<NAME>_*`` cannot be declared."""
+
+    def __init__(self, settings_cls: type[BaseSettings],
+                 sources: tuple[PydanticBaseSettingsSource, ...]) -> None:
+        super().__init__(settings_cls)
+        self._sources = sources
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        merged: dict[str, str] = {}
+        for source in self._sources:
+            found: Mapping[str, Any] = (getattr(source, "env_vars", None)
+                                        or getattr(source, "init_kwargs", None) or {})
+            for key, value in found.items():
+                if value is not None and not isinstance(value, (dict, list, tuple)):
+                    merged[str(key).upper()] = str(value)
+        return {_RAW_KEY: merged}
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -67,6 +67,7 @@ from core.providers.base import (
     RentRequest,
     SmsMessage,
 )
+from core.providers.catalogue_gaps import CatalogueGaps
 from core.providers.cost_rate import CostRate, decimal, format_provider_amount
 from core.providers.errors import (
     ActivationNotFound,
@@ -86,6 +87,7 @@ from core.providers.errors import (
     RateLimited,
 )
 from core.providers.http import MalformedOutcome, make_client, parse_time, send, snippet
+from core.providers.instances import ProviderInstance
 
 log = logging.getLogger(__name__)
 
@@ -181,22 +183,17 @@ class FiveSimProvider:
         self._page_size = history_page_size
         self._max_pages = history_max_pages
         self._countries: tuple[datetime, dict[str, str]] | None = None  # ISO → slug
+        self._lost_countries: set[str] = set()  # slugs with no ISO code
 
     @classmethod
-    def from_settings(cls, settings: Any, clock: Clock) -> FiveSimProvider:
-        from core.config import ConfigError
-
-        if not settings.FIVESIM_API_KEY:
-            raise ConfigError("FIVESIM_API_KEY: required when PROVIDERS includes fivesim")
-        return cls(
-            url=settings.FIVESIM_URL,
-            api_key=settings.FIVESIM_API_KEY,
-            clock=clock,
-            cost_rate=settings.FIVESIM_COST_RATE,
-            order_ttl_seconds=settings.FIVESIM_ORDER_TTL_SECONDS,
-            shop_currency=settings.SHOP_CURRENCY,
-            provider_currency=getattr(settings, "FIVESIM_CURRENCY", None),
-        )
+    def from_instance(cls, instance: ProviderInstance, shop_currency: str,
+                      clock: Clock) -> FiveSimProvider:
+        if not instance.url or not instance.api_key:
+            raise ValueError(f"{instance.name}: a fivesim instance needs a URL and a key")
+        return cls(url=instance.url, api_key=instance.api_key, clock=clock,
+                   cost_rate=instance.cost_rate, order_ttl_seconds=instance.order_ttl_seconds,
+                   shop_currency=shop_currency, provider_currency=instance.currency,
+                   name=instance.name)
 
     # ------------------------------------------------------------------ transport
 
@@ -249,6 +246,19 @@ class FiveSimProvider:
         return cls(f"{self.name}: {what}: unexpected reply {detail}", provider=self.name)
 
     # ------------------------------------------------------------------ catalogue
+
+    async def catalogue_gaps(self) -> CatalogueGaps:
+        """Country slugs (``/guest/countries``) and activation products
+        (``/guest/products/any/any``) that map to no ISO country / canonical service."""
+        self._countries = None  # fresh, so the slugs lost in the mapping are counted
+        await self._country_map()
+        doc = await self._get("/guest/products/any/any", what="products", user=False)
+        if not isinstance(doc, dict):
+            raise self._malformed("products", repr(doc)[:200])
+        products = {str(p) for p, entry in doc.items()
+                    if data.canonical_service(p) is None
+                    and not (isinstance(entry, dict) and entry.get("Category") == "hosting")}
+        return CatalogueGaps.of(products, self._lost_countries)
 
     async def catalog(self) -> list[Offer]:
         countries = await self._country_map()
@@ -330,6 +340,7 @@ class FiveSimProvider:
         if not isinstance(doc, dict):
             raise self._malformed("countries", repr(doc)[:200])
         candidates: dict[str, set[str]] = {}
+        lost: set[str] = set()
         for slug, entry in doc.items():
             if not isinstance(entry, dict):
                 raise self._malformed("countries", f"{slug}: {entry!r}"[:200])
@@ -339,6 +350,8 @@ class FiveSimProvider:
             iso = codes[0] if len(codes) == 1 else data.country_iso(slug)
             if iso is not None:
                 candidates.setdefault(iso, set()).add(str(slug))
+            else:
+                lost.add(str(slug))
         mapping: dict[str, str] = {}
         for iso, slugs in candidates.items():
             preferred = data.country_slug(iso)
@@ -350,6 +363,7 @@ class FiveSimProvider:
                 log.warning("%s: %s has several slugs (%s); not sold", self.name, iso,
                             ", ".join(sorted(slugs)))
         self._countries = (now, mapping)
+        self._lost_countries = lost
         return mapping
 
     def _slug(self, iso: str) -> str | None:

@@ -16,8 +16,19 @@ Why it looks the way it does:
   the same key, which returns the same verification (201) or a definite 400. Once a create
   may have been sent, every later failure in the same call is ``OutcomeUnknown`` — never a
   definite error that would let routing rent a second number elsewhere.
-* **Follow links.** The 201's ``Location`` is fetched for the details, as the API asks; links
-  are only followed on the configured origin, so the bearer token never leaves for another host.
+  A 400 to a retry with the same key means that purchase expired without completing: the
+  spec says start over with a new key, derived from the order's (``~new``), so recovery lands
+  on the replacement purchase. An ``Error`` with ``errorCode: null`` is still a refusal.
+* **Follow links.** The 201's ``Location`` is fetched for the details, as the API asks; the
+  details' action links (``cancel``, ``report``) are followed with the ``method`` they give,
+  and only when ``canCancel`` / ``canReport`` allow — a cancel that is not allowed yet is
+  ``EarlyCancelDenied`` without a request. Links are only followed on the configured origin,
+  so the bearer token never leaves for another host.
+* **States.** ``verificationCompleted`` (the code came) is closed everywhere: ``FINISHED``
+  with its messages, not active, not cancellable. Encrypted SMS (``encrypted: true``) are
+  skipped and logged, never shown. ``availableQuantity`` 9000 means "9000 or more". The
+  account needs only ``username``; no ``currentBalance`` is ``NotSupported`` (no breaker
+  failure), a negative one a real balance.
 * **Reservation-changing calls** (create, cancel, report) go one at a time per account.
 * **Money.** TextVerified bills in USD credits, only when a code arrives. ``cost_rate`` converts
   credits to the shop currency (1.0 for a USD shop); max price rounds down, costs round up.
@@ -30,14 +41,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from core.clock import Clock
 from core.catalog_data import SERVICE_CODES
+from core.clock import Clock
 from core.providers.base import (
     ActivationState,
     ActivationStatus,
@@ -48,6 +59,7 @@ from core.providers.base import (
     RentRequest,
     SmsMessage,
 )
+from core.providers.catalogue_gaps import CatalogueGaps
 from core.providers.cost_rate import CostRate, decimal
 from core.providers.errors import (
     ActivationNotFound,
@@ -74,6 +86,7 @@ from core.providers.http import (
     send,
     snippet,
 )
+from core.providers.instances import ProviderInstance
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +102,8 @@ _CREATE_ERRORS: dict[str, type[ProviderError]] = {
 
 _STATES: dict[str, ActivationState] = {
     "verificationPending": ActivationState.WAITING,
-    "verificationCompleted": ActivationState.CODE,
+    # Completed: the code arrived and the verification closed (billed) — never "still open"
+    "verificationCompleted": ActivationState.FINISHED,
     "verificationCanceled": ActivationState.CANCELLED,
     "verificationTimedOut": ActivationState.EXPIRED,
     "verificationReported": ActivationState.CANCELLED,
@@ -97,7 +111,9 @@ _STATES: dict[str, ActivationState] = {
     "verificationReused": ActivationState.FINISHED,
     "verificationReactivated": ActivationState.FINISHED,
 }
-_OPEN_STATES = {"verificationPending", "verificationCompleted"}
+_OPEN_STATES = {"verificationPending"}
+#: ``availableQuantity`` is capped: 9000 means "9000 or more"
+STOCK_CAP = 9000
 
 # canonical service → TextVerified serviceName candidates (first one the service list has);
 # a canonical code not listed here is tried as its own name.
@@ -160,24 +176,19 @@ class TextVerifiedProvider:
         self._catalog_concurrency = catalog_concurrency
         self._max_pages = max_pages
         self._service_names: dict[str, str] = {}  # TextVerified name → canonical
+        self._available: set[str] = set()  # SMS-capable names in the last service list
         self._services_loaded: datetime | None = None
         self._services_ttl = timedelta(hours=1)
 
     @classmethod
-    def from_settings(cls, settings: Any, clock: Clock) -> TextVerifiedProvider:
-        from core.config import ConfigError
-
-        if not settings.TEXTVERIFIED_API_USERNAME or not settings.TEXTVERIFIED_API_KEY:
-            raise ConfigError("TEXTVERIFIED_API_USERNAME and TEXTVERIFIED_API_KEY: required when "
-                              "PROVIDERS includes textverified")
-        return cls(
-            url=settings.TEXTVERIFIED_URL,
-            username=settings.TEXTVERIFIED_API_USERNAME,
-            api_key=settings.TEXTVERIFIED_API_KEY,
-            clock=clock,
-            cost_rate=getattr(settings, "TEXTVERIFIED_COST_RATE", 1.0),
-            shop_currency=settings.SHOP_CURRENCY,
-        )
+    def from_instance(cls, instance: ProviderInstance, shop_currency: str,
+                      clock: Clock) -> TextVerifiedProvider:
+        if not instance.url or not instance.api_username or not instance.api_key:
+            raise ValueError(f"{instance.name}: a textverified instance needs a URL, "
+                             "a username and a key")
+        return cls(url=instance.url, username=instance.api_username, api_key=instance.api_key,
+                   clock=clock, cost_rate=instance.cost_rate, shop_currency=shop_currency,
+                   name=instance.name)
 
     # ------------------------------------------------------------------ transport
 
@@ -280,14 +291,16 @@ class TextVerifiedProvider:
 
     @staticmethod
     def _error_code(response: httpx.Response) -> str | None:
-        try:
-            doc = response.json()
-        except ValueError:
-            return None
-        code = doc.get("errorCode") if isinstance(doc, dict) else None
-        return code if isinstance(code, str) else None
+        return _error_doc(response)[1]
 
     # ------------------------------------------------------------------ catalogue
+
+    async def catalogue_gaps(self) -> CatalogueGaps:
+        """TextVerified service names (SMS-capable) no canonical service maps to. Countries:
+        TextVerified sells US numbers only, so there is nothing to lose there."""
+        await self._service_map(refresh=True)
+        lost = {name for name in self._available if self._canonical(name) is None}
+        return CatalogueGaps.of(lost, ())
 
     async def catalog(self) -> list[Offer]:
         mapping = await self._service_map(refresh=True)
@@ -343,7 +356,7 @@ class TextVerifiedProvider:
         quantity = doc.get("availableQuantity")
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
             raise self._malformed(f"inventory {tv_name}", repr(doc)[:200])
-        return quantity
+        return min(quantity, STOCK_CAP)  # STOCK_CAP means "at least that many"
 
     async def _service_map(self, *, refresh: bool = False) -> dict[str, str]:
         """canonical → TextVerified serviceName, from the service list (cached an hour)."""
@@ -372,6 +385,7 @@ class TextVerifiedProvider:
                     mapping[canonical] = candidate
                     break
         self._service_names = {tv: canonical for canonical, tv in mapping.items()}
+        self._available = available
         self._services_loaded = now
         return mapping
 
@@ -420,6 +434,7 @@ class TextVerifiedProvider:
     async def _create(self, body: dict[str, Any], key: str) -> str:
         """POST the verification until a definite answer; returns the details link."""
         maybe_sent = False
+        restarted = False
         timeouts_left = self._create_timeout_retries
         conflict_delays = iter(self._conflict_delays)
         what = "create verification"
@@ -427,7 +442,8 @@ class TextVerifiedProvider:
             try:
                 response = await self._authed("POST", f"{API}/verifications", what=what,
                                               idempotent=False, json=body,
-                                              headers={"Idempotency-Key": key})
+                                              headers={"Idempotency-Key": key,
+                                                       "Accept": "application/json"})
             except OutcomeUnknown:
                 maybe_sent = True
                 if timeouts_left > 0:
@@ -452,7 +468,7 @@ class TextVerifiedProvider:
                 if not isinstance(location, str) or not location:
                     raise self._malformed(what, response, MalformedOutcome)
                 return location
-            code = self._error_code(response)
+            is_error, code, description = _error_doc(response)
             if status == 409:
                 # The first purchase with this key is still running: wait, same key again.
                 maybe_sent = True
@@ -462,9 +478,21 @@ class TextVerifiedProvider:
                                          f"({code or 'Conflict'})", provider=self.name)
                 await asyncio.sleep(delay)
                 continue
-            if status == 400 and code is not None:
-                cls = _CREATE_ERRORS.get(code, BusinessError)
-                raise cls(f"{self.name}: {what}: {code}", provider=self.name)
+            if (status == 400 and not restarted
+                    and (maybe_sent or not is_error or code not in _CREATE_ERRORS)):
+                # The spec: after a retry with the same key, 400 means that purchase expired
+                # without completing — nothing was bought; start over with a new key. The new
+                # key is derived, so recovery renting again with the order's key (400 again,
+                # the expired purchase) lands on the replacement purchase, never a third one.
+                # A known refusal (no numbers, price…) to a first attempt stays definite.
+                log.info("%s: create expired upstream (%s); starting over with a new key",
+                         self.name, code or description or "400")
+                key, restarted, maybe_sent = _restart_key(key), True, False
+                continue
+            if status == 400 and is_error:
+                cls = _CREATE_ERRORS.get(code or "", BusinessError)
+                reason = code or description or "refused"
+                raise cls(f"{self.name}: {what}: {reason}", provider=self.name)
             raise self._malformed(what, response, MalformedOutcome if maybe_sent else MalformedResponse)
 
     def _rental(self, doc: Any, service: str | None, country: str | None) -> Rental:
@@ -519,6 +547,12 @@ class TextVerifiedProvider:
             mid = item.get("id")
             if not isinstance(mid, str) or not mid:
                 raise self._malformed("sms", repr(item)[:200])
+            if item.get("encrypted") is True:
+                # An encrypted body (and its parsed code) is ciphertext to us: showing it
+                # would hand the user garbage. Skipped, and said so.
+                log.warning("%s: sms %s of %s is encrypted; not shown", self.name, mid,
+                            activation_id)
+                continue
             code, text = item.get("parsedCode"), item.get("smsContent")
             out.append(SmsMessage(
                 message_id=mid,
@@ -561,29 +595,54 @@ class TextVerifiedProvider:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def _action(self, doc: dict[str, Any], name: str, allowed_key: str | None
+                ) -> tuple[bool, str, str]:
+        """(allowed, method, href) of an action in the verification details, as given."""
+        action = doc.get(name)
+        link = action.get("link") if isinstance(action, dict) else None
+        href = link.get("href") if isinstance(link, dict) else None
+        method = link.get("method") if isinstance(link, dict) else None
+        allowed = action.get(allowed_key) if allowed_key and isinstance(action, dict) else True
+        if not isinstance(href, str) or not href or not isinstance(allowed, bool):
+            raise self._malformed("verification details", f"{name}: {action!r}"[:200])
+        method = method.strip().upper() if isinstance(method, str) and method.strip() else "POST"
+        if method not in ("POST", "GET", "PUT", "PATCH", "DELETE"):
+            raise self._malformed("verification details", f"{name}: method {method!r}")
+        return allowed, method, href
+
     async def cancel(self, activation_id: str) -> None:
-        async with self._lock:
-            response = await self._authed(
-                "POST", f"{API}/verifications/{_seg(activation_id)}/cancel", what="cancel")
-        if response.status_code == 200:
-            return
-        if response.status_code == 404:
-            raise ActivationNotFound(f"{self.name}: cancel: not found", provider=self.name)
-        if response.status_code != 400:
-            raise self._malformed("cancel", response)
-        # Not cancellable: closed already, or not yet (a provider-side waiting period).
+        """Cancel as the details say: ``cancel.canCancel`` decides, ``cancel.link`` is used."""
         doc = await self._details(activation_id)
-        if doc["state"] != "verificationPending":
-            raise AlreadyClosed(f"{self.name}: cancel: already {doc['state']}", provider=self.name)
-        raise EarlyCancelDenied(f"{self.name}: cancel refused while pending", provider=self.name,
-                                retry_at=self._clock.now() + self._early_cancel_retry)
+        for attempt in (1, 2):
+            if doc["state"] != "verificationPending":
+                raise AlreadyClosed(f"{self.name}: cancel: already {doc['state']}",
+                                    provider=self.name)
+            allowed, method, href = self._action(doc, "cancel", "canCancel")
+            if not allowed:
+                raise EarlyCancelDenied(f"{self.name}: cancel not allowed yet (canCancel false)",
+                                        provider=self.name,
+                                        retry_at=self._clock.now() + self._early_cancel_retry)
+            async with self._lock:
+                response = await self._authed(method, href, what="cancel")
+            if response.status_code in (200, 204):
+                return
+            if response.status_code == 404:
+                raise ActivationNotFound(f"{self.name}: cancel: not found", provider=self.name)
+            if response.status_code != 400 or attempt == 2:
+                break
+            doc = await self._details(activation_id)  # changed since we read it: ask again
+        raise self._malformed("cancel", response)
 
     async def report(self, activation_id: str) -> None:
-        """Report a number that did not work (refunds it upstream)."""
+        """Report a number that did not work (refunds it upstream), if ``report.canReport``."""
+        doc = await self._details(activation_id)
+        allowed, method, href = self._action(doc, "report", "canReport")
+        if not allowed:
+            raise BusinessError(f"{self.name}: report not allowed ({doc['state']})",
+                                provider=self.name)
         async with self._lock:
-            response = await self._authed(
-                "POST", f"{API}/verifications/{_seg(activation_id)}/report", what="report")
-        if response.status_code == 200:
+            response = await self._authed(method, href, what="report")
+        if response.status_code in (200, 204):
             return
         if response.status_code == 404:
             raise ActivationNotFound(f"{self.name}: report: not found", provider=self.name)
@@ -595,19 +654,91 @@ class TextVerifiedProvider:
         """Nothing to do: a verification closes by itself once its code arrived."""
 
     async def request_another_code(self, activation_id: str) -> None:
-        raise NotSupported(f"{self.name}: another code is not part of the verification API",
-                           provider=self.name)
+        """Not on this port: TextVerified's ways to another code (``reuse`` shortly after a
+        completed verification, ``reactivate`` later) create a *new* verification with its
+        own id and cost, which an order cannot follow by its old activation id. They are
+        offered as :meth:`reuse` and :meth:`reactivate`, each returning the new rental."""
+        raise NotSupported(f"{self.name}: another code needs a new verification "
+                           "(reuse or reactivate), not this activation", provider=self.name)
+
+    async def reuse(self, activation_id: str) -> Rental:
+        """The same number again, while ``reuse.reusableUntil`` lies in the future."""
+        doc = await self._details(activation_id)
+        _, method, href = self._action(doc, "reuse", None)
+        until = parse_time((doc.get("reuse") or {}).get("reusableUntil"))
+        if until is None or until <= self._clock.now():
+            raise NotSupported(f"{self.name}: {activation_id} is not reusable", provider=self.name)
+        return await self._again(doc, "reuse", method, href)
+
+    async def reactivate(self, activation_id: str) -> Rental:
+        """A completed verification's number again, when ``reactivate.canReactivate``."""
+        doc = await self._details(activation_id)
+        allowed, method, href = self._action(doc, "reactivate", "canReactivate")
+        if not allowed:
+            raise NotSupported(f"{self.name}: {activation_id} cannot be reactivated",
+                               provider=self.name)
+        return await self._again(doc, "reactivate", method, href)
+
+    async def _again(self, doc: dict[str, Any], what: str, method: str, href: str) -> Rental:
+        async with self._lock:
+            response = await self._authed(method, href, what=what, idempotent=False,
+                                          headers={"Accept": "application/json"})
+        if response.status_code == 400:
+            raise BusinessError(f"{self.name}: {what} refused "
+                                f"({self._error_code(response) or 'not eligible'})",
+                                provider=self.name)
+        if response.status_code != 201:
+            raise self._malformed(what, response, MalformedOutcome)
+        location = response.headers.get("Location")
+        if not location:
+            raise self._malformed(what, response, MalformedOutcome)
+        try:
+            details = await self._get_json(location, what="verification details")
+            return self._rental(details, self._canonical(doc.get("serviceName")), "US")
+        except ProviderError as exc:
+            raise OutcomeUnknown(f"{self.name}: {what} created, but reading it failed: {exc}",
+                                 provider=self.name) from None
 
     async def balance(self) -> Balance:
         doc = await self._get_json(f"{API}/account/me", what="account", not_found=False)
+        if not isinstance(doc, dict) or not isinstance(doc.get("username"), str):
+            raise self._malformed("account", repr(doc)[:200])
+        # The spec requires only ``username``: a missing balance is an answer, not a fault,
+        # and a negative one (credit owed) is a real balance.
+        raw = doc.get("currentBalance")
+        if raw is None:
+            raise NotSupported(f"{self.name}: the account reply carries no balance",
+                               provider=self.name)
         try:
-            value = decimal(doc["currentBalance"])
-        except (KeyError, TypeError, ValueError):
+            if isinstance(raw, bool):
+                raise InvalidOperation
+            value = Decimal(str(raw))
+            if not value.is_finite():
+                raise InvalidOperation
+        except InvalidOperation:
             raise self._malformed("account", repr(doc)[:200]) from None
         return Balance(amount=int(value.scaleb(2).to_integral_value(ROUND_FLOOR)), currency="USD")
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _error_doc(response: httpx.Response) -> tuple[bool, str | None, str | None]:
+    """(is an ``Error`` document, errorCode, errorDescription). The spec makes both fields
+    required but nullable: ``{"errorCode": null, …}`` is still a well-formed refusal."""
+    try:
+        doc = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return False, None, None
+    if not isinstance(doc, dict) or not ({"errorCode", "errorDescription"} & doc.keys()):
+        return False, None, None
+    code, text = doc.get("errorCode"), doc.get("errorDescription")
+    return True, code if isinstance(code, str) else None, text if isinstance(text, str) else None
+
+
+def _restart_key(key: str) -> str:
+    """The key of the purchase that replaces an expired one (still 1–256 characters)."""
+    return key[:250] + "~new"
 
 
 def _seg(activation_id: str) -> str:

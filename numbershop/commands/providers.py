@@ -1,9 +1,12 @@
-"""``numbershop providers status [--json]``: each configured provider's breaker and balance.
+"""``numbershop providers status [--json]``: each configured provider instance, its breaker,
+balance, and what its catalogue holds that the shop cannot map.
 
-Asks every provider in ``PROVIDERS`` for its upstream balance (through its circuit breaker,
-so a failure shows up as the breaker's failure count and last error), then prints the
-breaker state. Breaker state is per process unless ``REDIS_URL`` is set, in which case it is
-the state all processes share. Exit code 0 when every provider answered, 1 when any failed.
+Lists every instance in ``PROVIDERS`` (name, kind, preset, URL host), asks each for its
+upstream balance (through its circuit breaker, so a failure shows up as the breaker's failure
+count and last error), and — for adapters that can tell — which of the provider's service
+codes and country ids map to no canonical service or ISO country (so they are never sold).
+Breaker state is per process unless ``REDIS_URL`` is set, in which case it is the state all
+processes share. Exit code 0 when every provider answered, 1 when any failed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from core.clock import SystemClock
 from core.config import load_settings
 from core.money import format_amount
 from core.providers.breaker import BreakerBoard
+from core.providers.catalogue_gaps import CatalogueGaps, ReportsCatalogueGaps
 from core.providers.errors import ProviderError
 from core.providers.registry import build_providers
 from numbershop.commands._shared import add_json_flag, print_json
@@ -31,8 +35,29 @@ async def _balance(provider: Any) -> tuple[Any, str | None]:
         return None, f"no answer within {BALANCE_TIMEOUT_S:.0f}s"
     except ProviderError as exc:
         return None, f"{type(exc).__name__}: {exc}"
-    except Exception as exc:  # noqa: BLE001 - reported per provider, never a traceback
+    except Exception as exc:  # reported per provider, never a traceback
         return None, f"{type(exc).__name__}: {exc}"
+
+
+async def _gaps(provider: Any) -> tuple[CatalogueGaps | None, str | None]:
+    """The adapter's unmapped catalogue entries, through the breaker; (None, None) if it
+    cannot tell."""
+    inner = getattr(provider, "inner", provider)
+    if not isinstance(inner, ReportsCatalogueGaps):
+        return None, None
+    call = inner.catalogue_gaps
+    board = getattr(provider, "board", None)
+    try:
+        work = board.call(provider.name, "catalogue_gaps", call) if board else call()
+        return await asyncio.wait_for(work, timeout=BALANCE_TIMEOUT_S), None
+    except TimeoutError:
+        return None, f"no answer within {BALANCE_TIMEOUT_S:.0f}s"
+    except Exception as exc:  # reported per provider, never a traceback
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+async def _no_gaps() -> tuple[CatalogueGaps | None, str | None]:
+    return None, None
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
@@ -42,19 +67,28 @@ async def cmd_status(args: argparse.Namespace) -> int:
     providers = build_providers(settings, clock, board)
     try:
         results = await asyncio.gather(*(_balance(p) for p in providers.values()))
+        # only where the balance answered: a provider that is down would fail twice
+        gaps = await asyncio.gather(*(_gaps(p) if error is None else _no_gaps()
+                                      for p, (_, error) in zip(providers.values(), results,
+                                                               strict=True)))
         states = await board.astates()
     finally:
         for provider in providers.values():
             try:
                 await provider.aclose()
-            except Exception:  # noqa: BLE001, S110 - closing is best effort
+            except Exception:  # closing is best effort
                 pass
         await board.aclose()
     rows = []
-    for (name, _), (balance, error) in zip(providers.items(), results, strict=True):
+    instances = settings.provider_instances
+    for instance, (balance, error), (gap, gap_error) in zip(instances, results, gaps, strict=True):
+        name = instance.name
         info = states.get(name)
         rows.append({
             "name": name,
+            "kind": instance.kind,
+            "preset": instance.preset,
+            "host": instance.host,
             "breaker": {
                 "state": info.state if info else "closed",
                 "failure_count": info.failure_count if info else 0,
@@ -66,26 +100,43 @@ async def cmd_status(args: argparse.Namespace) -> int:
                 "formatted": format_amount(balance.amount, balance.currency),
             },
             "error": error,
+            "unmapped": None if gap is None else {
+                "services": list(gap.services), "countries": list(gap.countries)},
+            "unmapped_error": gap_error,
         })
     if args.json:
         print_json({"providers": rows})
     else:
         _print_table(rows)
+        _print_gaps(rows)
     return 1 if any(r["error"] for r in rows) else 0
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
-    header = ("PROVIDER", "BREAKER", "FAILURES", "BALANCE", "LAST ERROR")
+    header = ("PROVIDER", "KIND", "PRESET", "HOST", "BREAKER", "FAILURES", "BALANCE", "LAST ERROR")
     lines = [header]
     for r in rows:
         b = r["breaker"]
         balance = r["balance"]["formatted"] if r["balance"] else "-"
         last = r["error"] or b["last_error"] or "-"
-        lines.append((r["name"], b["state"], str(b["failure_count"]), balance, last))
+        lines.append((r["name"], r["kind"], r["preset"] or "-", r["host"] or "-", b["state"],
+                      str(b["failure_count"]), balance, last))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     for line in lines:
         cells = [cell.ljust(w) for cell, w in zip(line, widths, strict=False)]
         sys.stdout.write("  ".join([*cells, line[-1]]).rstrip() + "\n")
+
+
+def _print_gaps(rows: list[dict[str, Any]]) -> None:
+    """One line per provider whose catalogue holds entries the shop cannot map."""
+    for r in rows:
+        gap = r["unmapped"]
+        if r["unmapped_error"]:
+            sys.stdout.write(f"{r['name']}: unmapped entries unknown ({r['unmapped_error']})\n")
+        elif gap and (gap["services"] or gap["countries"]):
+            parts = [f"{key} {', '.join(gap[key])}" for key in ("services", "countries")
+                     if gap[key]]
+            sys.stdout.write(f"{r['name']}: not mapped, never sold: {'; '.join(parts)}\n")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

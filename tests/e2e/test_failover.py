@@ -90,7 +90,8 @@ async def world(db: Database, clock: FakeClock) -> AsyncIterator[World]:
     tv_fake.stock = {"telegram": 50}
     await sa_fake.start()
     await tv_fake.start()
-    settings = Settings(PROVIDERS=("smsactivate", "textverified"), SHOP_CURRENCY="USD",
+    settings = Settings(_env_file=None, PROVIDERS=("smsactivate", "textverified"), SHOP_CURRENCY="USD",
+                        SMSACTIVATE_URL=sa_fake.base_url + PATH, SMSACTIVATE_CURRENCY="USD",
                         SMSACTIVATE_API_KEY=sa_fake.api_key, SMSACTIVATE_COST_RATE=1.0,
                         TEXTVERIFIED_API_USERNAME=tv_fake.username,
                         TEXTVERIFIED_API_KEY=tv_fake.api_key, MARKUP_PERCENT=20)
@@ -101,6 +102,7 @@ async def world(db: Database, clock: FakeClock) -> AsyncIterator[World]:
     providers = {
         "smsactivate": board.guard(SmsActivateProvider(
             url=sa_fake.base_url + PATH, api_key=sa_fake.api_key, clock=clock, cost_rate=1.0,
+            name="smsactivate",
             shop_currency="USD", timeout=timeout)),
         "textverified": board.guard(TextVerifiedProvider(
             url=tv_fake.base_url, username=tv_fake.username, api_key=tv_fake.api_key,

@@ -700,9 +700,10 @@ async def test_api_key_never_logged(fs: FiveSimProvider, fake: FakeFiveSim,
 
 
 async def test_from_settings_and_registry(fake: FakeFiveSim, clock: FakeClock) -> None:
-    settings = load_settings(PROVIDERS="fivesim", FIVESIM_URL=fake.base_url + PREFIX,
-                             FIVESIM_API_KEY=fake.api_key, FIVESIM_COST_RATE=0.01,
-                             FIVESIM_ORDER_TTL_SECONDS=300, SHOP_CURRENCY="USD")
+    settings = load_settings(_env_file=None, PROVIDERS="fivesim", FIVESIM_URL=fake.base_url + PREFIX,
+                             FIVESIM_API_KEY=fake.api_key, FIVESIM_CURRENCY="RUB",
+                             FIVESIM_COST_RATE=0.01, FIVESIM_ORDER_TTL_SECONDS=300,
+                             SHOP_CURRENCY="USD")
     assert settings.PROVIDERS == ("fivesim",)
     fs = build_provider("fivesim", settings, clock)
     assert isinstance(fs, FiveSimProvider)
@@ -712,13 +713,16 @@ async def test_from_settings_and_registry(fake: FakeFiveSim, clock: FakeClock) -
         assert rental.expires_at == clock.now() + timedelta(seconds=300)
     finally:
         await fs.aclose()
-    with pytest.raises(ConfigError, match="FIVESIM_API_KEY"):
-        build_provider("fivesim", load_settings(PROVIDERS="fivesim", FIVESIM_API_KEY=None), clock)
-    with pytest.raises(ConfigError, match="FIVESIM_API_KEY"):
-        FiveSimProvider.from_settings(load_settings(FIVESIM_API_KEY=None), clock)
-    defaults = load_settings()
-    assert (defaults.FIVESIM_URL, defaults.FIVESIM_COST_RATE,
-            defaults.FIVESIM_ORDER_TTL_SECONDS) == ("https://5sim.net/v1", 1.0, 900)
+    with pytest.raises(ConfigError, match="^FIVESIM_API_KEY: required"):
+        load_settings(_env_file=None, PROVIDERS="fivesim", FIVESIM_API_KEY=None)
+    # 5sim's docs do not say which currency an account bills in: never guessed
+    with pytest.raises(ConfigError, match="^FIVESIM_CURRENCY: required"):
+        load_settings(_env_file=None, PROVIDERS="fivesim", FIVESIM_API_KEY="k")
+    defaults = load_settings(_env_file=None, PROVIDERS="fivesim", FIVESIM_API_KEY="k",
+                             FIVESIM_CURRENCY="USD", SHOP_CURRENCY="USD")
+    (instance,) = defaults.provider_instances
+    assert (instance.url, instance.cost_rate, instance.order_ttl_seconds) == (
+        "https://5sim.net/v1", 1, 900)
 
 
 # ---------------------------------------------------------------- recovery through the shop
@@ -729,8 +733,8 @@ async def shop(db: Database, fake: FakeFiveSim, clock: FakeClock
                ) -> AsyncIterator[tuple[OrderService, FiveSimProvider]]:
     fake.prices["usa"]["telegram"]["virtual52"]["cost"] = 0.80  # a USD account, rate 1
     fs = make(fake, clock, cost_rate=1, provider_currency="USD", timeout=httpx.Timeout(1.0, connect=10.0))
-    settings = Settings(PROVIDERS=("fivesim",), SHOP_CURRENCY="USD", FIVESIM_API_KEY=fake.api_key,
-                        MARKUP_PERCENT=20)
+    settings = Settings(_env_file=None, PROVIDERS=("fivesim",), SHOP_CURRENCY="USD",
+                        FIVESIM_API_KEY=fake.api_key, FIVESIM_CURRENCY="USD", MARKUP_PERCENT=20)
     async with db.begin() as conn:
         await catalog.seed_reference_data(conn)
     await catalog.sync_catalog(db, fs, clock)
@@ -794,3 +798,12 @@ def _json(doc: object) -> str:
     import json
 
     return json.dumps(doc)
+
+
+async def test_catalogue_gaps_name_unmapped_products_and_countries(
+        fs: FiveSimProvider, fake: FakeFiveSim) -> None:
+    fake.countries["atlantis"] = {"iso": {}, "prefix": {"+999": 1}, "text_en": "Atlantis"}
+    fake.prices["england"]["madeupapp"] = {"virtual21": {"cost": 1.0, "count": 3}}
+    gaps = await fs.catalogue_gaps()
+    assert "madeupapp" in gaps.services and "telegram" not in gaps.services
+    assert gaps.countries == ("atlantis",)

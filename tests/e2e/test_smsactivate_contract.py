@@ -38,6 +38,8 @@ from core.providers.errors import (
     TooManyActive,
     TransientError,
 )
+from core.providers.handlerapi import HandlerApiProvider
+from core.providers.registry import build_provider
 from core.providers.smsactivate import SmsActivateProvider
 
 from .fakes.smsactivate_server import PATH, FakeSmsActivate
@@ -55,7 +57,7 @@ async def fake(clock: FakeClock) -> AsyncIterator[FakeSmsActivate]:
 
 def make(fake: FakeSmsActivate, clock: FakeClock, **kw: object) -> SmsActivateProvider:
     opts: dict[str, object] = dict(
-        url=fake.base_url + PATH, api_key=fake.api_key, clock=clock, cost_rate=RATE,
+        url=fake.base_url + PATH, api_key=fake.api_key, clock=clock, cost_rate=RATE, name="smsactivate",
         order_ttl_seconds=1200, shop_currency="USD", provider_currency="RUB",
         # Short reads make the slow-reply tests quick; connecting to the local fake gets
         # longer, or a busy CI machine fails an unrelated test with ConnectTimeout.
@@ -297,9 +299,7 @@ async def test_rent_errors_from_real_conditions(sa: SmsActivateProvider,
 ERROR_REPLIES = [
     ("NO_NUMBERS", OutOfStock),
     ("WRONG_MAX_PRICE:25.5", PriceTooHigh),
-    ("MAX_PRICE_EXCEEDED", PriceTooHigh),
     ("NO_BALANCE", InsufficientProviderBalance),
-    ("NO_MONEY", InsufficientProviderBalance),
     ("BAD_KEY", BadKey),
     ("BANNED:2026-01-02 10:00:00", Banned),
     ("BAD_SERVICE", BadService),
@@ -543,19 +543,24 @@ async def test_api_key_never_logged(sa: SmsActivateProvider, fake: FakeSmsActiva
 # ---------------------------------------------------------------- settings
 
 
-async def test_from_settings(fake: FakeSmsActivate, clock: FakeClock) -> None:
-    settings = load_settings(SMSACTIVATE_URL=fake.base_url + PATH, SMSACTIVATE_API_KEY=fake.api_key,
-                             SMSACTIVATE_COST_RATE=0.01, SMSACTIVATE_ORDER_TTL_SECONDS=900,
-                             SHOP_CURRENCY="USD")
-    sa = SmsActivateProvider.from_settings(settings, clock)
+async def test_legacy_smsactivate_settings_build_a_handlerapi_instance(
+        fake: FakeSmsActivate, clock: FakeClock) -> None:
+    settings = load_settings(_env_file=None, PROVIDERS="smsactivate",
+                             SMSACTIVATE_URL=fake.base_url + PATH, SMSACTIVATE_API_KEY=fake.api_key,
+                             SMSACTIVATE_CURRENCY="RUB", SMSACTIVATE_COST_RATE=0.01,
+                             SMSACTIVATE_ORDER_TTL_SECONDS=900, SHOP_CURRENCY="USD")
+    sa = build_provider("smsactivate", settings, clock)
+    assert isinstance(sa, HandlerApiProvider) and sa.name == "smsactivate"
     try:
         rental = await sa.rent(req())
         assert rental.cost == 16
         assert rental.expires_at == clock.now() + timedelta(seconds=900)
+        assert (await sa.balance()).currency == "RUB"
     finally:
         await sa.aclose()
-    with pytest.raises(ConfigError, match="SMSACTIVATE_API_KEY"):
-        SmsActivateProvider.from_settings(load_settings(SMSACTIVATE_API_KEY=None), clock)
+    # SMS-Activate closed: the instance needs its URL (no default points at a closed service)
+    with pytest.raises(ConfigError, match="^SMSACTIVATE_URL, SMSACTIVATE_API_KEY: required"):
+        load_settings(_env_file=None, PROVIDERS="smsactivate")
 
 
 # ---------------------------------------------------------------- circuit breaker over HTTP
@@ -627,3 +632,192 @@ def test_max_price_sent_upstream_never_lets_cost_exceed_the_users_price(
     provider_max = conv.to_provider_max(max_cost)
     assert provider_max >= 0
     assert conv.to_shop_minor(provider_max) <= max_cost
+
+
+# ---------------------------------------------------------------- presets: each provider's dialect
+#
+# The fake speaks each provider's documented differences (``dialect=``, written from the
+# reference); the adapter gets only the preset's name, as an operator would configure it.
+
+
+@pytest.fixture
+async def dialect_fake(request: pytest.FixtureRequest, clock: FakeClock
+                       ) -> AsyncIterator[FakeSmsActivate]:
+    server = FakeSmsActivate(clock, dialect=request.param)
+    server.prices[187] = {"tg": {"cost": "0.50", "count": 250}}
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def preset_provider(fake: FakeSmsActivate, clock: FakeClock, **kw: object) -> HandlerApiProvider:
+    opts: dict[str, object] = dict(cost_rate=1, provider_currency="USD", preset=fake.dialect,
+                                   name=fake.dialect)
+    opts.update(kw)
+    return make(fake, clock, **opts)
+
+
+@pytest.mark.parametrize("dialect_fake", ["grizzlysms"], indirect=True)
+async def test_grizzlysms_sentences_region_block_and_explicit_country(
+        dialect_fake: FakeSmsActivate, clock: FakeClock) -> None:
+    from core.providers.errors import AccountError
+
+    fake = dialect_fake
+    gz = preset_provider(fake, clock)
+    try:
+        # the fake defaults to Russia without a country: the adapter always names it
+        rental = await gz.rent(req(service="telegram", country="US", max_cost=60))
+        assert fake.activations[rental.activation_id].country == 187
+        assert fake.calls_to("getNumberV2")[0].query["country"] == "187"
+        fake.prohibited.add("tg")
+        with pytest.raises(BadService) as refused:  # a plain sentence, not a keyword
+            await gz.rent(req(service="telegram", country="US", max_cost=60, key="o-2"))
+        assert "prohibited" in str(refused.value)
+        fake.region_blocked = True
+        with pytest.raises(AccountError):  # our IP's region is blocked: staff must act
+            await gz.balance()
+    finally:
+        await gz.aclose()
+
+
+@pytest.mark.parametrize("dialect_fake", ["smsbower"], indirect=True)
+async def test_smsbower_wait_resend_and_early_cancel(dialect_fake: FakeSmsActivate,
+                                                     clock: FakeClock) -> None:
+    fake = dialect_fake
+    sb = preset_provider(fake, clock)
+    try:
+        rental = await sb.rent(req(service="telegram", country="US", max_cost=60))
+        fake.activations[rental.activation_id].state = "resend"
+        assert (await sb.status(rental.activation_id)).state is ActivationState.WAITING
+        fake.activations[rental.activation_id].state = "wait"
+        with pytest.raises(EarlyCancelDenied) as denied:
+            await sb.cancel(rental.activation_id)
+        assert denied.value.retry_at == clock.now() + timedelta(seconds=120)
+    finally:
+        await sb.aclose()
+
+
+@pytest.mark.parametrize("dialect_fake", ["herosms"], indirect=True)
+async def test_herosms_early_cancel_on_http_400_and_its_keywords(dialect_fake: FakeSmsActivate,
+                                                                 clock: FakeClock) -> None:
+    fake = dialect_fake
+    hero = preset_provider(fake, clock)
+    try:
+        rental = await hero.rent(req(service="telegram", country="US", max_cost=60))
+        with pytest.raises(EarlyCancelDenied) as denied:  # HTTP 400, still a refusal
+            await hero.cancel(rental.activation_id)
+        assert denied.value.retry_at == clock.now() + timedelta(seconds=120)
+        clock.advance(121)
+        await hero.cancel(rental.activation_id)
+        assert fake.activations[rental.activation_id].state == "cancel"
+        with pytest.raises(BadService):  # WRONG_COUNTRY: Hero-SMS does not sell it
+            await hero.rent(req(service="telegram", country="FR", max_cost=60, key="o-2"))
+        fake.script("getBalance", body="NO_KEY")
+        with pytest.raises(BadKey):
+            await hero.balance()
+    finally:
+        await hero.aclose()
+
+
+@pytest.mark.parametrize("dialect_fake", ["daisysms"], indirect=True)
+async def test_daisysms_max_price_param_and_its_error_keywords(dialect_fake: FakeSmsActivate,
+                                                               clock: FakeClock) -> None:
+    fake = dialect_fake
+    daisy = preset_provider(fake, clock)
+    try:
+        rental = await daisy.rent(req(service="telegram", country="US", max_cost=60))
+        call = fake.calls_to("getNumber")[-1]
+        assert call.query["max_price"] == "0.6" and "maxPrice" not in call.query
+        assert rental.cost == 50
+        with pytest.raises(PriceTooHigh):  # MAX_PRICE_EXCEEDED
+            await daisy.rent(req(service="telegram", country="US", max_cost=40, key="o-2"))
+        fake.balance = fake.balance.__class__("0.10")
+        with pytest.raises(InsufficientProviderBalance):  # NO_MONEY
+            await daisy.rent(req(service="telegram", country="US", max_cost=60, key="o-3"))
+        offers = {(o.service, o.country): o.stock for o in await daisy.catalog()}
+        assert offers[("telegram", "US")] == 100  # "100 or more"
+    finally:
+        await daisy.aclose()
+
+
+@pytest.mark.parametrize("dialect_fake", ["daisysms"], indirect=True)
+async def test_daisysms_refused_cancel_answered_access_ready_is_never_success(
+        dialect_fake: FakeSmsActivate, clock: FakeClock) -> None:
+    fake = dialect_fake
+    daisy = preset_provider(fake, clock)
+    try:
+        waiting = await daisy.rent(req(service="telegram", country="US", max_cost=60))
+        await daisy.cancel(waiting.activation_id)  # ACCESS_CANCEL
+        assert fake.activations[waiting.activation_id].state == "cancel"
+        with pytest.raises(AlreadyClosed):  # ACCESS_READY, and getStatus says cancelled
+            await daisy.cancel(waiting.activation_id)
+        coded = await daisy.rent(req(service="telegram", country="US", max_cost=60, key="o-2"))
+        fake.deliver(coded.activation_id, "4321")
+        with pytest.raises(BusinessError) as refused:  # a code came: billed, not cancelled
+            await daisy.cancel(coded.activation_id)
+        assert not isinstance(refused.value, AlreadyClosed | EarlyCancelDenied)
+        assert fake.activations[coded.activation_id].state == "wait"
+        with pytest.raises(ActivationNotFound):
+            await daisy.cancel("999999")
+    finally:
+        await daisy.aclose()
+
+
+async def test_plain_dialect_treats_access_ready_on_cancel_as_malformed(
+        sa: SmsActivateProvider, fake: FakeSmsActivate) -> None:
+    rental = await sa.rent(req())
+    fake.script("setStatus", body="ACCESS_READY")
+    with pytest.raises(MalformedResponse):
+        await sa.cancel(rental.activation_id)
+
+
+@pytest.mark.parametrize("dialect_fake", ["smshub"], indirect=True)
+async def test_smshub_sends_its_currency_and_both_price_caps(dialect_fake: FakeSmsActivate,
+                                                             clock: FakeClock) -> None:
+    fake = dialect_fake
+    fake.balance = fake.balance.__class__("1000.00")  # RUB; the fake answers in USD on 840
+    hub = preset_provider(fake, clock)
+    try:
+        assert (await hub.balance()).amount == 1100  # 1000 RUB × 0.011 = 11.00 USD
+        await hub.catalog()
+        rental = await hub.rent(req(service="telegram", country="US", max_cost=60))
+        for action in ("getBalance", "getPrices", "getNumberV2"):
+            assert all(c.query["currency"] == "840" for c in fake.calls_to(action)), action
+        assert all("currency" not in c.query for c in fake.calls_to("getCountries"))
+        call = fake.calls_to("getNumberV2")[-1]
+        assert call.query["maxPrice"] == call.query["max_price"] == "0.6"
+        assert rental.activation_id in fake.activations
+        fake.script("getBalance", body="API_KEY_NOT_VALID")
+        with pytest.raises(BadKey):
+            await hub.balance()
+    finally:
+        await hub.aclose()
+
+
+@pytest.mark.parametrize("dialect_fake", ["smshub"], indirect=True)
+async def test_smshub_no_action_falls_back_to_getnumber(dialect_fake: FakeSmsActivate,
+                                                        clock: FakeClock) -> None:
+    fake = dialect_fake
+    fake.v2 = False  # NO_ACTION, SMSHub's word for an action it does not know
+    hub = preset_provider(fake, clock)
+    try:
+        rental = await hub.rent(req(service="telegram", country="US", max_cost=60))
+        assert rental.activation_id in fake.activations
+        assert fake.calls_to("getNumber")[-1].query["currency"] == "840"
+    finally:
+        await hub.aclose()
+
+
+@pytest.mark.parametrize("dialect_fake", ["smshub"], indirect=True)
+async def test_smshub_bad_currency_is_an_account_error(dialect_fake: FakeSmsActivate,
+                                                       clock: FakeClock) -> None:
+    from core.providers.errors import AccountError
+
+    fake = dialect_fake
+    hub = preset_provider(fake, clock)
+    try:
+        fake.script("getBalance", body="BAD_CURRENCY")
+        with pytest.raises(AccountError):
+            await hub.balance()
+    finally:
+        await hub.aclose()

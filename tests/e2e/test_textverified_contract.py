@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -33,6 +34,7 @@ from core.providers.errors import (
     RateLimited,
     TooManyActive,
 )
+from core.providers.registry import build_provider
 from core.providers.textverified import TextVerifiedProvider
 
 from .fakes.textverified_server import API, FakeTextVerified
@@ -253,12 +255,15 @@ async def test_rent_errors_from_real_conditions(tv: TextVerifiedProvider,
 ])
 async def test_create_error_codes(code: str, cls: type[ProviderError], tv: TextVerifiedProvider,
                                   fake: FakeTextVerified) -> None:
-    fake.script("create", status=400, content_type="application/json",
+    # an unrecognised refusal may be an expired purchase of this key: asked once more under
+    # the replacement key, then definite
+    fake.script("create", status=400, content_type="application/json", times=2,
                 body=json.dumps({"errorCode": code, "errorDescription": "no"}))
     with pytest.raises(cls) as raised:
         await tv.rent(req())
     assert type(raised.value) is cls
     assert not isinstance(raised.value, OutcomeUnknown)
+    assert len(fake.calls_to("create")) == (1 if cls is not BusinessError else 2)
 
 
 async def test_idempotent_create_retried_after_a_timeout_returns_the_same_verification(
@@ -383,7 +388,7 @@ async def test_status_and_paginated_messages(tv: TextVerifiedProvider, fake: Fak
         clock.advance(1)
         fake.deliver(aid, f"10000{i}")
     st = await tv.status(aid)
-    assert st.state is ActivationState.CODE
+    assert st.state is ActivationState.FINISHED  # verificationCompleted: code in, closed
     assert [m.code for m in st.messages] == [f"10000{i}" for i in range(5)]
     assert len({m.message_id for m in st.messages}) == 5
     assert st.messages[0].text == "Your code is 100000"
@@ -428,7 +433,7 @@ async def test_batch_status_and_active(tv: TextVerifiedProvider, fake: FakeTextV
     fake.verifications[c.activation_id].state = "verificationTimedOut"
     result = await tv.batch_status([a.activation_id, b.activation_id, "ver_nope"])
     assert set(result) == {a.activation_id, b.activation_id}
-    assert result[b.activation_id].state is ActivationState.CODE
+    assert result[b.activation_id].state is ActivationState.FINISHED
     active = await tv.active_activations()  # the list is paginated (two per page)
     assert [r.activation_id for r in active] == [a.activation_id]
     assert active[0].service == "whatsapp"
@@ -474,7 +479,8 @@ async def test_report_finish_and_another_code(tv: TextVerifiedProvider,
 
 
 @pytest.mark.parametrize("body", ["<html><body>Cloudflare</body></html>", '{"username": "x"',
-                                  '{"username": "x"}', '{"currentBalance": "lots"}', "[]"])
+                                  '{"username": "x", "currentBalance": "lots"}',
+                                  '{"currentBalance": 5}', "[]"])
 async def test_malformed_account(body: str, tv: TextVerifiedProvider,
                                  fake: FakeTextVerified) -> None:
     fake.script("account", body=body, content_type="application/json")
@@ -525,17 +531,26 @@ async def test_secrets_never_logged_or_in_errors(tv: TextVerifiedProvider, fake:
             assert secret not in record.getMessage()
 
 
-async def test_from_settings(fake: FakeTextVerified, clock: FakeClock) -> None:
-    settings = load_settings(TEXTVERIFIED_URL=fake.base_url,
+async def test_instance_settings(fake: FakeTextVerified, clock: FakeClock) -> None:
+    settings = load_settings(_env_file=None, PROVIDERS="textverified,tv2",
+                             TEXTVERIFIED_URL=fake.base_url,
                              TEXTVERIFIED_API_USERNAME=fake.username,
-                             TEXTVERIFIED_API_KEY=fake.api_key)
-    tv = TextVerifiedProvider.from_settings(settings, clock)
+                             TEXTVERIFIED_API_KEY=fake.api_key, TV2_KIND="textverified",
+                             TV2_URL=fake.base_url, TV2_API_USERNAME=fake.username,
+                             TV2_API_KEY=fake.api_key)
+    first, second = (build_provider(n, settings, clock) for n in ("textverified", "tv2"))
     try:
-        assert (await tv.balance()).amount == 2500
+        assert (first.name, second.name) == ("textverified", "tv2")
+        assert (await first.balance()).amount == 2500
+        assert (await second.balance()).amount == 2500
     finally:
-        await tv.aclose()
-    with pytest.raises(ConfigError, match="TEXTVERIFIED_API_KEY"):
-        TextVerifiedProvider.from_settings(load_settings(TEXTVERIFIED_API_KEY=None), clock)
+        await first.aclose()
+        await second.aclose()
+    with pytest.raises(ConfigError, match="^TEXTVERIFIED_API_KEY: required"):
+        load_settings(_env_file=None, PROVIDERS="textverified", TEXTVERIFIED_API_USERNAME="u")
+    with pytest.raises(ConfigError, match="^TEXTVERIFIED_COST_RATE: required"):
+        load_settings(_env_file=None, PROVIDERS="textverified", SHOP_CURRENCY="EUR",
+                      TEXTVERIFIED_API_USERNAME="u", TEXTVERIFIED_API_KEY="k")
 
 
 async def test_breaker_opens_on_account_errors_and_recovers(tv: TextVerifiedProvider,
@@ -560,3 +575,154 @@ async def test_breaker_opens_on_account_errors_and_recovers(tv: TextVerifiedProv
     clock.advance(61)
     assert (await guarded.balance()).amount == 2500
     assert board.states()["textverified"].state == "closed"
+
+
+async def test_catalogue_gaps_name_the_services_no_canonical_service_maps(
+        tv: TextVerifiedProvider) -> None:
+    gaps = await tv.catalogue_gaps()
+    # gmail maps (an alias of google); voice-only services are not sold at all
+    assert gaps.services == ("someothersite",) and gaps.countries == ()
+
+
+# ---------------------------------------------------------------- the published spec, item by item
+
+
+async def test_account_without_or_with_negative_balance_is_no_fault(
+        tv: TextVerifiedProvider, fake: FakeTextVerified, clock: FakeClock) -> None:
+    from core.providers.breaker import BreakerBoard
+
+    board = BreakerBoard(threshold=1, ttl_s=60, clock=clock)
+    guarded = board.guard(tv)
+    fake.balance = None  # Account requires only username
+    with pytest.raises(NotSupported):
+        await guarded.balance()
+    assert board.states()["textverified"].failure_count == 0
+    fake.balance = Decimal("-1.50")  # credit owed is a real balance, not a malformed reply
+    assert (await guarded.balance()).amount == -150
+    assert board.states()["textverified"].state == "closed"
+
+
+async def test_refusal_with_a_null_error_code_is_a_refusal(tv: TextVerifiedProvider,
+                                                           fake: FakeTextVerified) -> None:
+    fake.script("create", status=400, content_type="application/json", times=2,
+                body='{"errorCode": null, "errorDescription": "Service temporarily disabled."}')
+    with pytest.raises(BusinessError) as refused:
+        await tv.rent(req())
+    assert not isinstance(refused.value, MalformedResponse)
+    assert "temporarily disabled" in str(refused.value)
+
+
+async def test_create_asks_for_json(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
+    await tv.rent(req())
+    assert fake.calls_to("create")[0].headers.get("Accept") == "application/json"
+
+
+async def test_400_after_a_retry_starts_over_with_a_new_key(tv: TextVerifiedProvider,
+                                                            fake: FakeTextVerified) -> None:
+    # the first create lands but its reply is lost; by the retry that purchase has expired
+    fake.expired_keys.add("order-1")
+    fake.script("create", reset=True)
+    rental = await tv.rent(req(key="order-1"))
+    keys = [c.headers.get("Idempotency-Key") for c in fake.calls_to("create")]
+    assert keys == ["order-1", "order-1", "order-1~new"]
+    assert len(fake.verifications) == 1 and rental.activation_id in fake.verifications
+    # recovery renting again with the order's key lands on the same purchase
+    again = await tv.rent(req(key="order-1"))
+    assert again.activation_id == rental.activation_id and len(fake.verifications) == 1
+
+
+async def test_a_known_refusal_to_a_first_attempt_stays_definite(tv: TextVerifiedProvider,
+                                                                   fake: FakeTextVerified) -> None:
+    with pytest.raises(OutOfStock):
+        await tv.rent(req(service="telegram"))  # no stock: Unavailable
+    assert len(fake.calls_to("create")) == 1 and fake.verifications == {}
+
+
+async def test_a_refused_replacement_is_definite(tv: TextVerifiedProvider,
+                                                 fake: FakeTextVerified) -> None:
+    fake.expired_keys.update({"order-1", "order-1~new"})
+    with pytest.raises(BusinessError):
+        await tv.rent(req(key="order-1"))
+    assert len(fake.calls_to("create")) == 2 and fake.verifications == {}
+
+
+async def test_cancel_honours_can_cancel_and_follows_the_link_as_given(
+        fake: FakeTextVerified, clock: FakeClock) -> None:
+    fake.cancel_after = timedelta(seconds=60)
+    fake.action_path = "/api/pub/v2/actions"  # the details' links point here, not the usual path
+    tv = make(fake, clock)
+    try:
+        rental = await tv.rent(req())
+        with pytest.raises(EarlyCancelDenied):  # canCancel is false: no POST is even tried
+            await tv.cancel(rental.activation_id)
+        assert fake.calls_to("cancel") == []
+        clock.advance(61)
+        await tv.cancel(rental.activation_id)
+        (call,) = fake.calls_to("cancel")
+        assert (call.method, call.path) == ("POST", f"/api/pub/v2/actions/{rental.activation_id}/cancel")
+        assert fake.verifications[rental.activation_id].state == "verificationCanceled"
+        with pytest.raises(AlreadyClosed):
+            await tv.cancel(rental.activation_id)
+    finally:
+        await tv.aclose()
+
+
+async def test_report_honours_can_report(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
+    fake.action_path = "/api/pub/v2/actions"
+    rental = await tv.rent(req())
+    await tv.report(rental.activation_id)
+    assert fake.calls_to("report")[0].path.startswith("/api/pub/v2/actions/")
+    with pytest.raises(BusinessError):  # reported already: canReport is false, nothing sent
+        await tv.report(rental.activation_id)
+    assert len(fake.calls_to("report")) == 1
+
+
+async def test_encrypted_messages_are_never_shown(tv: TextVerifiedProvider,
+                                                  fake: FakeTextVerified) -> None:
+    rental = await tv.rent(req())
+    fake.deliver(rental.activation_id, "111222", encrypted=True)
+    fake.deliver(rental.activation_id, "333444")
+    status = await tv.status(rental.activation_id)
+    assert [m.code for m in status.messages] == ["333444"]
+    assert all("ciphertext" not in (m.text or "") for m in status.messages)
+
+
+async def test_stock_cap_means_at_least(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
+    fake.stock["whatsapp"] = 25_000  # the API answers 9000, "9000 or more"
+    offers = {o.service: o.stock for o in await tv.catalog()}
+    assert offers["whatsapp"] == 9000
+
+
+async def test_completed_is_closed_everywhere(tv: TextVerifiedProvider,
+                                              fake: FakeTextVerified) -> None:
+    rental = await tv.rent(req())
+    fake.deliver(rental.activation_id, "987654")  # verificationCompleted
+    status = await tv.status(rental.activation_id)
+    assert status.state is ActivationState.FINISHED and status.messages[0].code == "987654"
+    assert await tv.active_activations() == []
+    with pytest.raises(AlreadyClosed):
+        await tv.cancel(rental.activation_id)
+
+
+async def test_reuse_while_reusable_then_reactivate(tv: TextVerifiedProvider,
+                                                   fake: FakeTextVerified,
+                                                   clock: FakeClock) -> None:
+    fake.action_path = "/api/pub/v2/actions"
+    first = await tv.rent(req())
+    with pytest.raises(NotSupported):  # pending: reusableUntil is null, nothing is sent
+        await tv.reuse(first.activation_id)
+    with pytest.raises(NotSupported):  # canReactivate false
+        await tv.reactivate(first.activation_id)
+    assert fake.calls_to("reuse") == [] and fake.calls_to("reactivate") == []
+    fake.deliver(first.activation_id, "111111")
+    again = await tv.reuse(first.activation_id)
+    assert again.activation_id != first.activation_id and again.phone == first.phone
+    assert fake.calls_to("reuse")[0].path.startswith("/api/pub/v2/actions/")
+    assert (await tv.status(first.activation_id)).state is ActivationState.FINISHED
+    fake.deliver(again.activation_id, "222222")
+    clock.advance(301)  # past the reuse window: reactivation instead
+    with pytest.raises(NotSupported):
+        await tv.reuse(again.activation_id)
+    third = await tv.reactivate(again.activation_id)
+    assert third.phone == first.phone and third.service == "whatsapp"
+    assert fake.verifications[again.activation_id].state == "verificationReactivated"

@@ -3,6 +3,21 @@
 One URL (``/stubs/handler_api.php``), GET or POST, ``api_key`` + ``action``; text replies
 ``KEYWORD[:field…]``, JSON for getNumberV2 / getActiveActivations / getPrices / getCountries /
 getServicesList. Balances and prices are in the provider's currency (decimal strings).
+
+``dialect`` picks one provider's documented differences ("Compatible providers today"):
+
+* ``grizzlysms`` — country defaults to Russia when omitted; ``SERVICE_UNAVAILABLE_REGION``
+  when the caller's region is blocked; plain-sentence errors (a prohibited service); cancel
+  accepts status ``-1`` as well as ``8``.
+* ``smsbower`` — ``STATUS_WAIT_RESEND`` while a resend is pending; ``EARLY_CANCEL_DENIED``.
+* ``herosms`` — cancel refused for 2 minutes with ``EARLY_CANCEL_DENIED`` *on HTTP 400*;
+  ``NO_KEY`` without a key; ``WRONG_COUNTRY`` for a country it does not sell.
+* ``daisysms`` — price cap ``max_price`` (alias ``maxPrice``, inclusive);
+  ``MAX_PRICE_EXCEEDED``, ``NO_MONEY``; a failed cancel (rental missing or code already
+  received) answers ``ACCESS_READY``; no getNumberV2; an ``X-Price`` header on rentals;
+  stock above 100 shown as 100.
+* ``smshub`` — ``currency`` (ISO 4217 numeric) on getBalance/getNumber/getPrices, amounts in
+  that currency; ``API_KEY_NOT_VALID``, ``NO_ACTION``, ``BAD_CURRENCY``, ``WRONG_SERVICE``.
 """
 
 from __future__ import annotations
@@ -30,7 +45,7 @@ class FakeActivation:
     country: int
     cost: Decimal
     created: datetime
-    state: str = "wait"  # wait | retry | cancel | finish
+    state: str = "wait"  # wait | retry | resend | cancel | finish
     codes: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
 
@@ -38,8 +53,15 @@ class FakeActivation:
 class FakeSmsActivate(FakeServer):
     def __init__(self, clock: Clock, *, api_key: str = "sa-secret-key-123", v2: bool = True,
                  balance: str = "100.00", early_cancel_seconds: float = 120,
-                 max_active: int = 20, active_format: str = "wrapped") -> None:
+                 max_active: int = 20, active_format: str = "wrapped",
+                 dialect: str = "smsactivate") -> None:
         super().__init__()
+        self.dialect = dialect
+        self.region_blocked = False  # grizzlysms: SERVICE_UNAVAILABLE_REGION
+        self.prohibited: set[str] = set()  # grizzlysms: services refused with a sentence
+        self.usd_per_rub = Decimal("0.011")  # smshub: amounts in the asked-for currency
+        if dialect == "daisysms":
+            v2 = False
         self.clock = clock
         self.api_key = api_key
         self.v2 = v2
@@ -81,6 +103,10 @@ class FakeSmsActivate(FakeServer):
 
         async def real(_: web.Request) -> web.StreamResponse:
             reply = self.handle(params)
+            if isinstance(reply, tuple):  # (status, text, headers)
+                status, text, headers = reply
+                return web.Response(status=status, text=text, headers=headers,
+                                    content_type="text/plain")
             if isinstance(reply, str):
                 return web.Response(text=reply, content_type="text/plain")
             return web.Response(text=json.dumps(reply), content_type="application/json")
@@ -111,35 +137,65 @@ class FakeSmsActivate(FakeServer):
 
     # --- the protocol
     def handle(self, p: dict[str, str]) -> str | Any:
+        d = self.dialect
+        if d == "herosms" and not p.get("api_key"):
+            return "NO_KEY"
         if p.get("api_key") != self.api_key:
-            return "BAD_KEY"
+            return "API_KEY_NOT_VALID" if d == "smshub" else "BAD_KEY"
         if self.banned_until:
             return f"BANNED:{self.banned_until}"
+        if d == "grizzlysms" and self.region_blocked:
+            return "SERVICE_UNAVAILABLE_REGION"
         action = p.get("action", "")
         handler = getattr(self, f"_a_{action}", None)
-        if handler is None:
-            return "BAD_ACTION"
+        if handler is None or (d == "daisysms" and action == "getNumberV2"):
+            return "NO_ACTION" if d == "smshub" else "BAD_ACTION"
+        if d == "smshub" and action in ("getBalance", "getNumber", "getNumberV2", "getPrices") \
+                and p.get("currency", "643") not in ("643", "840"):
+            return "BAD_CURRENCY"
         return handler(p)
 
+    def _in_currency(self, p: dict[str, str], rub: Decimal) -> Decimal:
+        """smshub: an amount in the currency the request asked for (RUB unless 840)."""
+        if self.dialect == "smshub" and p.get("currency") == "840":
+            return (rub * self.usd_per_rub).quantize(Decimal("0.01"))
+        return rub
+
     def _a_getBalance(self, p: dict[str, str]) -> str:
-        return f"ACCESS_BALANCE:{self.balance:.2f}"
+        return f"ACCESS_BALANCE:{self._in_currency(p, self.balance):.2f}"
+
+    def _price_cap(self, p: dict[str, str]) -> Decimal | None:
+        names = {"daisysms": ("max_price", "maxPrice"),
+                 "smshub": ("maxPrice", "max_price")}.get(self.dialect, ("maxPrice",))
+        for name in names:
+            if name in p:
+                return Decimal(p[name])
+        return None
 
     def _rent(self, p: dict[str, str]) -> FakeActivation | str:
+        d = self.dialect
         service = p.get("service", "")
         if service not in {s["code"] for s in self.services}:
-            return "BAD_SERVICE"
+            return "WRONG_SERVICE" if d == "smshub" else "BAD_SERVICE"
+        if d == "grizzlysms" and service in self.prohibited:
+            return "The service is prohibited for sale by administration."
         try:
-            country = int(p.get("country", "0"))
+            country = int(p.get("country", "0"))  # grizzlysms: Russia when omitted
         except ValueError:
             return "BAD_SERVICE"
+        if d == "herosms" and country not in self.countries:
+            return "WRONG_COUNTRY"
         entry = self.prices.get(country, {}).get(service)
         if entry is None or int(entry["count"]) <= 0:
             return "NO_NUMBERS"
         cost = Decimal(str(entry["cost"]))
-        if "maxPrice" in p and Decimal(p["maxPrice"]) < cost:
-            return f"WRONG_MAX_PRICE:{cost}"
+        cap = self._price_cap(p)
+        if cap is not None and cap < self._in_currency(p, cost):
+            if d == "daisysms":
+                return "MAX_PRICE_EXCEEDED"
+            return f"WRONG_MAX_PRICE:{self._in_currency(p, cost)}"
         if self.balance < cost:
-            return "NO_BALANCE"
+            return "NO_MONEY" if d == "daisysms" else "NO_BALANCE"
         open_count = sum(1 for a in self.activations.values() if a.state in ("wait", "retry"))
         if open_count >= self.max_active:
             return "TOO_MANY_ACTIVE_RENTALS"
@@ -147,15 +203,17 @@ class FakeSmsActivate(FakeServer):
         self.balance -= cost
         return self._new_activation(service, country, cost)
 
-    def _a_getNumber(self, p: dict[str, str]) -> str:
+    def _a_getNumber(self, p: dict[str, str]) -> str | tuple[int, str, dict[str, str]]:
         act = self._rent(p)
         if isinstance(act, str):
             return act
+        if self.dialect == "daisysms":
+            return 200, f"ACCESS_NUMBER:{act.id}:{act.phone}", {"X-Price": f"{act.cost:.2f}"}
         return f"ACCESS_NUMBER:{act.id}:{act.phone}"
 
     def _a_getNumberV2(self, p: dict[str, str]) -> str | dict[str, Any]:
         if not self.v2:
-            return "BAD_ACTION"
+            return "NO_ACTION" if self.dialect == "smshub" else "BAD_ACTION"
         act = self._rent(p)
         if isinstance(act, str):
             return act
@@ -175,15 +233,25 @@ class FakeSmsActivate(FakeServer):
             return "STATUS_CANCEL"
         if act.state == "retry":
             return f"STATUS_WAIT_RETRY:{act.codes[-1]}"
+        if act.state == "resend":  # smsbower
+            return "STATUS_WAIT_RESEND"
         if act.codes:
             return f"STATUS_OK:{act.codes[-1]}"
         return "STATUS_WAIT_CODE"
 
-    def _a_setStatus(self, p: dict[str, str]) -> str:
+    def _a_setStatus(self, p: dict[str, str]) -> str | tuple[int, str, dict[str, str]]:
         act = self.activations.get(p.get("id", ""))
+        status = p.get("status")
+        if self.dialect == "grizzlysms" and status == "-1":
+            status = "8"
+        if self.dialect == "daisysms" and status == "8":
+            if act is None or act.codes or act.state != "wait":
+                return "ACCESS_READY"  # a failed cancel, in DaisySMS's words
+            act.state = "cancel"
+            self.balance += act.cost
+            return "ACCESS_CANCEL"
         if act is None:
             return "NO_ACTIVATION"
-        status = p.get("status")
         if status in ("8", "6") and act.state == "cancel":
             return "ALREADY_CANCEL"
         if status in ("8", "6") and act.state == "finish":
@@ -193,6 +261,8 @@ class FakeSmsActivate(FakeServer):
                 return "BAD_STATUS"
             age = (self.clock.now() - act.created).total_seconds()
             if age < self.early_cancel_seconds:
+                if self.dialect == "herosms":
+                    return 400, "EARLY_CANCEL_DENIED", {}
                 return "EARLY_CANCEL_DENIED"
             act.state = "cancel"
             self.balance += act.cost
@@ -233,8 +303,12 @@ class FakeSmsActivate(FakeServer):
         for country, by_service in self.prices.items():
             if "country" in p and p["country"] != str(country):
                 continue
-            chosen = {s: dict(v) for s, v in by_service.items()
-                      if "service" not in p or p["service"] == s}
+            chosen = {s: {**v, "cost": str(self._in_currency(p, Decimal(str(v["cost"]))))
+                          if self.dialect == "smshub" else v["cost"]}
+                      for s, v in by_service.items() if "service" not in p or p["service"] == s}
+            if self.dialect == "daisysms":
+                for v in chosen.values():
+                    v["count"] = min(int(v["count"]), 100)
             if chosen:
                 out[str(country)] = chosen
         return out

@@ -2,8 +2,13 @@
 
 Bearer tokens from ``POST /auth`` expire by the injected clock; ``Idempotency-Key`` on create
 returns the same 201 for a finished purchase, 409 ``IdempotencyConflict`` while it is still
-running; errors are ``{errorCode, errorDescription}``; lists are paginated with
-``links.next``; the documented ``test_*`` service names produce the documented errors.
+running, 400 once it expired without completing; errors are ``{errorCode, errorDescription}``
+(both nullable, as the ``Error`` schema says); lists are paginated with ``links.next``; the
+documented ``test_*`` service names produce the documented errors. Following the schemas:
+``Account`` requires only ``username`` (``balance=None`` leaves ``currentBalance`` out);
+``Sms`` carries ``encrypted``; verification details carry ``cancel {canCancel, link}``,
+``report {canReport, link}``, ``reuse``, ``reactivate``, each link with its ``method``
+(``action_path`` moves the action links elsewhere, to prove clients follow them).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class FakeVerification:
     ends: datetime
     state: str = "verificationPending"
     sms: list[dict[str, Any]] = field(default_factory=list)
+    completed: datetime | None = None
 
 
 @dataclass
@@ -46,14 +52,17 @@ class Purchase:
 class FakeTextVerified(FakeServer):
     def __init__(self, clock: Clock, *, username: str = "shop@example.com",
                  api_key: str = "tv-secret-key-456", token_seconds: float = 900,
-                 balance: str = "25.00", lifetime_seconds: int = 900,
+                 balance: str | None = "25.00", lifetime_seconds: int = 900,
                  cancel_after_seconds: float = 0, page_size: int = 2) -> None:
         super().__init__()
         self.clock = clock
         self.username = username
         self.api_key = api_key
         self.token_seconds = token_seconds
-        self.balance = Decimal(balance)
+        self.balance = None if balance is None else Decimal(balance)
+        self.expired_keys: set[str] = set()  # purchases that expired without completing
+        self.action_path = API + "/verifications"  # where details' action links point
+        self.reuse_window = timedelta(minutes=5)  # reusable this long after completion
         self.lifetime = timedelta(seconds=lifetime_seconds)
         self.cancel_after = timedelta(seconds=cancel_after_seconds)
         self.page_size = page_size
@@ -88,8 +97,11 @@ class FakeTextVerified(FakeServer):
         r.add_post(f"{API}/verifications", self._wrap("create", self._create))
         r.add_get(f"{API}/verifications", self._wrap("list", self._list))
         r.add_get(f"{API}/verifications/{{id}}", self._wrap("details", self._details))
-        r.add_post(f"{API}/verifications/{{id}}/cancel", self._wrap("cancel", self._cancel))
-        r.add_post(f"{API}/verifications/{{id}}/report", self._wrap("report", self._report))
+        for base in (f"{API}/verifications", f"{API}/actions"):
+            r.add_post(f"{base}/{{id}}/cancel", self._wrap("cancel", self._cancel))
+            r.add_post(f"{base}/{{id}}/report", self._wrap("report", self._report))
+            r.add_post(f"{base}/{{id}}/reuse", self._wrap("reuse", self._reuse))
+            r.add_post(f"{base}/{{id}}/reactivate", self._wrap("reactivate", self._reactivate))
         r.add_get(f"{API}/sms", self._wrap("sms", self._sms))
 
     def _wrap(self, route: str, handler: Any, auth: bool = True) -> Any:
@@ -115,14 +127,17 @@ class FakeTextVerified(FakeServer):
     def revoke_tokens(self) -> None:
         self.tokens.clear()
 
-    def deliver(self, verification_id: str, code: str, text: str | None = None) -> None:
+    def deliver(self, verification_id: str, code: str, text: str | None = None, *,
+                encrypted: bool = False) -> None:
         v = self.verifications[verification_id]
         v.sms.append({
             "id": f"sms_{next(self._seq)}", "from": "12345", "to": v.number,
-            "createdAt": _iso(self.clock.now()), "smsContent": text or f"Your code is {code}",
-            "parsedCode": code, "encrypted": False,
+            "createdAt": _iso(self.clock.now()),
+            "smsContent": "gAAAAABl9x…ciphertext" if encrypted else text or f"Your code is {code}",
+            "parsedCode": None if encrypted else code, "encrypted": encrypted,
         })
         v.state = "verificationCompleted"
+        v.completed = v.completed or self.clock.now()
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -135,7 +150,7 @@ class FakeTextVerified(FakeServer):
         return {"method": "GET", "href": f"{self.base_url}{path}"}
 
     @staticmethod
-    def _error(status: int, code: str, description: str = "") -> web.Response:
+    def _error(status: int, code: str | None, description: str = "") -> web.Response:
         return web.json_response({"errorCode": code, "errorDescription": description or code},
                                  status=status)
 
@@ -151,7 +166,10 @@ class FakeTextVerified(FakeServer):
                                   "expiresAt": _iso(expires)})
 
     async def _account(self, request: web.Request, body: Any) -> web.StreamResponse:
-        return web.json_response({"username": self.username, "currentBalance": float(self.balance)})
+        doc: dict[str, Any] = {"username": self.username}
+        if self.balance is not None:
+            doc["currentBalance"] = float(self.balance)
+        return web.json_response(doc)
 
     async def _services(self, request: web.Request, body: Any) -> web.StreamResponse:
         if not request.query.get("numberType") or not request.query.get("reservationType"):
@@ -182,6 +200,8 @@ class FakeTextVerified(FakeServer):
             key = key.strip()
             if not 1 <= len(key) <= 256:
                 return self._error(400, "InvalidIdempotencyKey")
+            if key in self.expired_keys:
+                return self._error(400, None, "The purchase expired; start a new one.")
             purchase = self.purchases.get(key)
             if purchase is not None:
                 if purchase.rounds_left > 0:
@@ -219,19 +239,26 @@ class FakeTextVerified(FakeServer):
         return web.json_response(link, status=201, headers={"Location": link["href"]})
 
     def _expanded(self, v: FakeVerification) -> dict[str, Any]:
-        base = f"{API}/verifications/{v.id}"
         return {
             "id": v.id, "number": v.number, "serviceName": v.service, "state": v.state,
             "totalCost": float(v.cost), "createdAt": _iso(v.created), "endsAt": _iso(v.ends),
             "sms": self._link(f"{API}/sms?reservationId={v.id}"),
             "calls": self._link(f"{API}/calls?reservationId={v.id}"),
             "sale": self._link(f"{API}/sales/sale_{v.id}"),
-            "cancel": {"canCancel": v.state == "verificationPending",
-                       "link": {"method": "POST", "href": f"{self.base_url}{base}/cancel"}},
+            "cancel": {"canCancel": v.state == "verificationPending"
+                       and self.clock.now() >= v.created + self.cancel_after,
+                       "link": {"method": "POST",
+                                "href": f"{self.base_url}{self.action_path}/{v.id}/cancel"}},
             "report": {"canReport": v.state in ("verificationPending", "verificationCompleted"),
-                       "link": {"method": "POST", "href": f"{self.base_url}{base}/report"}},
-            "reactivate": {"canReactivate": False, "link": self._link(f"{base}/reactivate")},
-            "reuse": {"reusableUntil": None, "link": self._link(f"{base}/reuse")},
+                       "link": {"method": "POST",
+                                "href": f"{self.base_url}{self.action_path}/{v.id}/report"}},
+            "reactivate": {"canReactivate": self._reactivatable(v),
+                           "link": {"method": "POST",
+                                    "href": f"{self.base_url}{self.action_path}/{v.id}/reactivate"}},
+            "reuse": {"reusableUntil": _iso(v.completed + self.reuse_window)
+                      if self._reusable(v) else None,
+                      "link": {"method": "POST",
+                               "href": f"{self.base_url}{self.action_path}/{v.id}/reuse"}},
         }
 
     async def _details(self, request: web.Request, body: Any) -> web.StreamResponse:
@@ -280,6 +307,32 @@ class FakeTextVerified(FakeServer):
             return self._error(400, "CannotCancel", "this verification cannot be cancelled")
         v.state = "verificationCanceled"
         return web.Response(status=200)
+
+    def _reusable(self, v: FakeVerification) -> bool:
+        return (v.state == "verificationCompleted" and v.completed is not None
+                and self.clock.now() < v.completed + self.reuse_window)
+
+    def _reactivatable(self, v: FakeVerification) -> bool:
+        return v.state == "verificationCompleted" and not self._reusable(v)
+
+    def _again(self, request: web.Request, allowed: Any, new_state: str) -> web.Response:
+        v = self.verifications.get(request.match_info["id"])
+        if v is None:
+            return web.Response(status=404)
+        if not allowed(v):
+            return self._error(400, "NotEligible", "not eligible")
+        now = self.clock.now()
+        vid = f"ver_{next(self._seq)}"
+        self.verifications[vid] = FakeVerification(vid, v.number, v.service, v.cost, now,
+                                                   now + self.lifetime)
+        v.state = new_state
+        return self._created(vid)
+
+    async def _reuse(self, request: web.Request, body: Any) -> web.StreamResponse:
+        return self._again(request, self._reusable, "verificationReused")
+
+    async def _reactivate(self, request: web.Request, body: Any) -> web.StreamResponse:
+        return self._again(request, self._reactivatable, "verificationReactivated")
 
     async def _report(self, request: web.Request, body: Any) -> web.StreamResponse:
         v = self.verifications.get(request.match_info["id"])
