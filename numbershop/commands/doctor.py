@@ -31,7 +31,8 @@ from core.clock import SystemClock
 from core.config import ConfigError, Settings, load_settings
 from core.db import migrate
 from core.providers.breaker import BreakerBoard
-from core.providers.registry import REQUIRED_SETTINGS, build_provider
+from core.providers.instances import ProviderInstance
+from core.providers.registry import build_instance
 
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 120.0
@@ -204,15 +205,16 @@ async def check_webhook(settings: Settings, http: httpx.AsyncClient) -> Check:
 # --- providers -----------------------------------------------------------------------------
 
 
-async def _check_provider(name: str, settings: Settings, board: BreakerBoard, clock: SystemClock,
-                          timeout: float) -> Check:
-    label = f"provider {name}"
-    if name == "simulator":
+async def _check_provider(instance: ProviderInstance, settings: Settings, board: BreakerBoard,
+                          clock: SystemClock, timeout: float) -> Check:
+    label = f"provider {instance.name}"
+    if instance.kind == "simulator":
         return Check(label, "warn", "the built-in simulator sells made-up numbers; "
                      "set PROVIDERS to real providers for production")
-    keys = " and ".join(REQUIRED_SETTINGS.get(name, ())) or "its settings"
+    # A missing key or URL already stopped the settings from loading (exit 2, naming it).
+    keys = " and ".join(instance.var(s) for s in ("URL", "API_KEY"))
     try:
-        provider = board.guard(build_provider(name, settings, clock))
+        provider = board.guard(build_instance(instance, settings, clock))
     except ConfigError as exc:
         return fail(label, str(exc), f"set {keys}")
     try:
@@ -235,7 +237,8 @@ async def check_providers(settings: Settings, timeout: float) -> list[Check]:
     board = BreakerBoard(clock=clock)  # private: never the shared (Redis) breaker state
     try:
         return list(await asyncio.gather(*(
-            _check_provider(name, settings, board, clock, timeout) for name in settings.PROVIDERS)))
+            _check_provider(instance, settings, board, clock, timeout)
+            for instance in settings.provider_instances)))
     finally:
         await board.aclose()
 

@@ -19,8 +19,10 @@ WEBHOOK_SECRET = "tv-webhook-secret-value"
 
 @pytest.fixture
 def output(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[io.StringIO]:
-    """The root logger with one stream handler, set up by the command line's own start-up."""
+    """The root logger with one stream handler, masked by the command line's own start-up step."""
     monkeypatch.chdir(tmp_path)  # no .env of the repository
+    monkeypatch.setenv("PROVIDERS", "smsactivate")
+    monkeypatch.setenv("SMSACTIVATE_URL", "https://api.example/stubs/handler_api.php")
     monkeypatch.setenv("SMSACTIVATE_API_KEY", API_KEY)
     monkeypatch.setenv("BOT_TOKEN", BOT_TOKEN)
     monkeypatch.setenv("TEXTVERIFIED_WEBHOOK_SECRET", WEBHOOK_SECRET)
@@ -31,7 +33,7 @@ def output(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[io.StringIO]:
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.handlers = [handler]
     try:
-        assert cli.main(["-v"]) == 2  # no command: help, exit 2 — after logging is set up
+        cli.mask_secrets_in_logs()  # what the command line does before running any command
         root.setLevel(logging.DEBUG)
         yield buffer
     finally:
