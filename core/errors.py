@@ -4,6 +4,14 @@
 from __future__ import annotations
 
 
+class NestedTransaction(RuntimeError):
+    """``Database.begin()`` inside a ``begin()`` block of the same task: a bug, not a user error.
+
+    On SQLite the outer block already holds this process's write lock, so the inner one would
+    wait for it forever; it is refused at once, on both backends, so the bug shows in tests on
+    either. Pass the open connection down instead."""
+
+
 class ShopError(Exception):
     """Base of every expected, user-explainable failure raised by core services."""
 

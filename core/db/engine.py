@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
@@ -27,11 +28,18 @@ from sqlalchemy.sql import Executable, Insert
 from sqlalchemy.sql.schema import Table
 
 from core.db.sqlite_inline import READ_BEGIN, WRITE_BEGIN, InlineConnection, inline_url
+from core.errors import NestedTransaction
 
 # How long a writer waits for another connection's write transaction before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # While a new connection is set up (the first switch to WAL may have to wait briefly).
 _SQLITE_SETUP_TIMEOUT_MS = 5_000
+
+
+# The write transaction the current task has open: (database, task). A task started inside
+# one inherits the value but is another task, so it may begin (and wait its turn) normally.
+_WRITER: ContextVar[tuple[Database, asyncio.Task[Any]] | None] = ContextVar(
+    "numbershop_writer", default=None)
 
 
 def _is_memory(url: str) -> bool:
@@ -140,13 +148,25 @@ class Database:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        if self._write_lock is None:
-            async with self.engine.begin() as conn, _end_of_transaction_work(conn):
+        """A write transaction. ``NestedTransaction`` if this task already has one open here:
+        on SQLite the inner block would wait for the outer one's write lock forever."""
+        task = asyncio.current_task()
+        owner = _WRITER.get()
+        if owner is not None and owner[0] is self and owner[1] is task:
+            raise NestedTransaction("db.begin() inside db.begin() of the same task; "
+                                    "pass the open connection down instead")
+        token = _WRITER.set((self, task)) if task is not None else None
+        try:
+            if self._write_lock is None:
+                async with self.engine.begin() as conn, _end_of_transaction_work(conn):
+                    yield conn
+                return
+            async with (self._write_lock, self._sqlite_transaction(readonly=False) as conn,
+                        _end_of_transaction_work(conn)):
                 yield conn
-            return
-        async with (self._write_lock, self._sqlite_transaction(readonly=False) as conn,
-                    _end_of_transaction_work(conn)):
-            yield conn
+        finally:
+            if token is not None:
+                _WRITER.reset(token)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
