@@ -31,8 +31,9 @@ from core import pricing
 from core.catalog_data import COUNTRIES, SERVICES
 from core.db.engine import insert_ignore
 from core.db.tables import countries, offers, price_overrides, quotes, services
-from core.errors import InvalidInput, NotFound, OutOfStock, QuoteExpired, QuoteNotFound
+from core.errors import InvalidInput, NotFound, QuoteExpired, QuoteNotFound
 from core.ledger import new_id
+from core.providers.errors import OutOfStock
 
 if TYPE_CHECKING:
     from core.clock import Clock

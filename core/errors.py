@@ -89,5 +89,6 @@ class NoProviderAvailable(ShopError):
         self.order_id = order_id
 
 
-class OutOfStock(ShopError):
-    pass
+# ``OutOfStock`` is ``core.providers.errors.OutOfStock``: one class for "no numbers", whether a
+# provider said it or the catalogue found no offer; it is both a ``ShopError`` and a provider
+# ``BusinessError`` (a healthy answer the breaker does not count).
