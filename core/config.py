@@ -12,6 +12,8 @@ from typing import Annotated
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.money import is_currency
+
 KNOWN_PROVIDERS = ("simulator", "smsactivate", "textverified")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/numbershop.db"
 
@@ -77,6 +79,8 @@ class Settings(BaseSettings):
         value = value.strip().upper()
         if len(value) != 3 or not value.isalpha():
             raise ValueError("use a three-letter ISO 4217 code such as USD")
+        if not is_currency(value):
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code; use one such as USD")
         return value
 
     @field_validator("DATABASE_URL")
