@@ -33,13 +33,12 @@ from aiogram import BaseMiddleware
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
-from sqlalchemy.sql import Insert
 
 from bot import errors, texts
 from core.clock import Clock
-from core.db.engine import Database, insert_ignore
-from core.db.tables import processed_updates
-from core.users import get_or_create_user, mark_unreachable
+from core.db.engine import Database
+from core.update_log import record_updates
+from core.users import resolve_user
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,6 @@ class UpdateLog:
         self.clock = clock
         self._pending: list[tuple[int, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._statement: Insert | None = None  # for this database's dialect, built once
 
     async def record(self, update_id: int) -> bool:
         """True the first time ``update_id`` is seen, False for a redelivery."""
@@ -71,25 +69,12 @@ class UpdateLog:
             self._flusher = asyncio.create_task(self._flush())
         return await future
 
-    def _insert(self) -> Insert:
-        if self._statement is None:
-            self._statement = insert_ignore(self.db, processed_updates).returning(
-                processed_updates.c.update_id)
-        return self._statement
-
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
             ids = list(dict.fromkeys(update_id for update_id, _ in batch))
             try:
-                now = self.clock.now()
-                # The rows go in as parameters of one cached statement (SQLAlchemy batches
-                # them into multi-row INSERTs itself); building a multi-VALUES statement here
-                # instead was compiled anew for every update. Each row stands alone, so one
-                # statement without a transaction around it is enough (``write_one``).
-                written = await self.db.write_one(self._insert(), [
-                    {"update_id": i, "received_at": now} for i in ids])
-                inserted = {row[0] for row in written.rows}
+                inserted = await record_updates(self.db, ids, self.clock.now())
             except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
                 for _, future in batch:
                     if not future.done():
@@ -287,11 +272,8 @@ class UserDirectory:
         cached = self._ids.get(user.id)
         if cached is not None:
             return cached[0]
-        async with self.db.begin() as conn:
-            row = await get_or_create_user(conn, telegram_id=user.id, username=user.username,
-                                           first_name=user.first_name, now=self.clock.now())
-            if row.unreachable:
-                await mark_unreachable(conn, user.id, False)
+        row = await resolve_user(self.db, telegram_id=user.id, username=user.username,
+                                 first_name=user.first_name, now=self.clock.now())
         if len(self._ids) >= self.MAX:
             self._ids.clear()
         self._ids[user.id] = (row.id, row.wallet_account_id)
