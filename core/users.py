@@ -2,8 +2,8 @@
 
 Functions taking ``conn`` run in the caller's unit of work, so user changes commit with
 whatever else that service writes. Those taking ``db`` are the services the adapters call, each
-owning its transaction: ``resolve_user`` and ``mark_chat_unreachable`` for the bot, and
-``change_blocked`` for staff, which commits its audit row with the change.
+owning its transaction: ``resolve_user``, ``wallet_balance`` and ``mark_chat_unreachable`` for
+the bot, and ``change_blocked`` for staff, which commits its audit row with the change.
 """
 
 from __future__ import annotations
@@ -194,6 +194,13 @@ async def resolve_user(db: Database, *, telegram_id: int, username: str | None,
         if row.unreachable:
             await mark_unreachable(conn, telegram_id, False)
     return row
+
+
+async def wallet_balance(db: Database, wallet_account_id: int) -> ledger.AccountBalance:
+    """Balance, held and available of a user's wallet, by its account id (one query: the bot
+    knows the account of a user it has seen)."""
+    async with db.read() as conn:
+        return await ledger.balance_of(conn, wallet_account_id)
 
 
 async def mark_chat_unreachable(db: Database, telegram_id: int) -> bool:

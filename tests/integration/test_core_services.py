@@ -218,3 +218,9 @@ async def test_a_staff_cancel_refunds_and_is_audited_once(shop, clock) -> None:
 async def test_update_ids_are_recorded_once(db, clock) -> None:
     assert await update_log.record_updates(db, [1, 2], clock.now()) == {1, 2}
     assert await update_log.record_updates(db, [2, 3], clock.now()) == {3}
+
+
+async def test_wallet_balance_reads_the_users_wallet(db, clock) -> None:
+    user = await users.resolve_user(db, telegram_id=5, username=None, first_name=None, now=clock.now())
+    balance = await users.wallet_balance(db, user.wallet_account_id)
+    assert (balance.balance, balance.held, balance.available) == (0, 0, 0)
