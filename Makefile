@@ -1,6 +1,7 @@
 # numbershop — needs only python3 (3.11+) and make.
 #   make run    create .venv, install, start the shop (the sandbox when BOT_TOKEN is unset)
-#   make test   create .venv, install with test tools, check import contracts, run pytest
+#   make test   create .venv, install with test tools, run `make lint`, then pytest
+#   make lint   import contracts, ruff (lint and format check) and mypy
 # Pass pytest options with PYTEST_ARGS, e.g. `make test PYTEST_ARGS="-q tests/unit"`.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv install run test lint migration-initial clean
+.PHONY: venv install run test lint fix migration-initial clean
 
 venv: $(BIN)/python
 
@@ -25,12 +26,19 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 run: install
 	$(BIN)/numbershop run
 
-test: install
-	$(BIN)/lint-imports
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Rewrite what ruff can fix by itself (imports, formatting); review the diff before committing.
+fix: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # Regenerate the initial revision from core/db/tables.py (only while it is the sole revision).
 # Autogenerate compares against an empty throwaway SQLite file, so the revision holds the
@@ -42,4 +50,4 @@ migration-initial: install
 	rc=$$?; rm -rf "$$tmp"; exit $$rc
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .import_linter_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .import_linter_cache .mypy_cache .ruff_cache

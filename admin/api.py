@@ -1,7 +1,8 @@
 """/api: JSON for the dashboard's reads and actions, for scripts and other services.
 
 Same guards and core services as the pages. Authentication is a staff session (with the
-``X-CSRFToken`` header for writes) or ``Authorization: Bearer <staff API token>``. Amounts go
+``X-CSRFToken`` header for writes, carrying the token of the dashboard's forms, which is
+bound to the session) or ``Authorization: Bearer <staff API token>``. Amounts go
 in as decimal strings (``"5.00"``, parsed by core.money, never floats) and come out as
 ``{minor, formatted}``. Write endpoints take an ``idempotency_key``: a retry with the same key
 acts once.
@@ -19,7 +20,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from core import support, users
 from core.errors import OrderNotFound, UserNotFound
 from core.money import MoneyError, money_json, parse_positive_amount
-from core.staff import StaffMember
+from core.staff import StaffMember, adjust_wallet, check_free_text
 
 from admin import queries
 from admin.context import breaker_states
@@ -327,14 +328,15 @@ async def _adjust(request: Request[Any, Any, Any], telegram_id: int, data: Adjus
     except MoneyError as exc:
         raise FormError(str(exc)) from None
     reason = reason_field({"reason": data.reason})
-    key = (data.idempotency_key or "").strip()
+    key = check_free_text((data.idempotency_key or "").strip(), "idempotency_key")
     if not 1 <= len(key) <= 100:
         raise FormError("idempotency_key must be 1 to 100 characters")
     async with ctx.db.read() as conn:
         if await find_user(conn, telegram_id) is None:
             raise UserNotFound(f"no user with Telegram id {telegram_id}")
-    method = ctx.core.wallets.credit if direction == "credit" else ctx.core.wallets.debit
-    change = await method(telegram_id, amount, reason=reason, idempotency_key=f"api:{me.id}:{key}", actor=me.actor)
+    change = await adjust_wallet(ctx.core.wallets, me, direction, telegram_id, amount, reason=reason,
+                                 idempotency_key=f"api:{me.id}:{key}",
+                                 support_credit_limit=ctx.core.settings.SUPPORT_CREDIT_LIMIT)
     w = change.wallet
     return WalletChangeOut(transfer_id=change.transfer_id, created=change.created, amount=_m(ctx, change.amount),
                            balance=_m(ctx, w.balance), held=_m(ctx, w.held), available=_m(ctx, w.available))
@@ -405,7 +407,7 @@ async def api_cancel(request: Request[Any, Any, Any], order_id: OrderId, data: J
 async def api_refund(request: Request[Any, Any, Any], order_id: OrderId, data: JSONBody[ReasonIn]) -> OrderOut:
     ctx = _ctx(request)
     reason = reason_field({"reason": data.reason})
-    key = (data.idempotency_key or "").strip()[:100] or None
+    key = check_free_text((data.idempotency_key or "").strip()[:100], "idempotency_key") or None
     await ctx.core.orders.staff_refund(order_id, actor=request.user.actor, reason=reason,
                                        idempotency_key=f"api:{request.user.id}:{key}" if key else None)
     async with ctx.db.read() as conn:

@@ -4,8 +4,8 @@
 shop, which share one core between bot, scheduler and dashboard) or ``Settings`` (a separate
 dashboard process, which builds its own core and closes it at shutdown).
 
-Middleware order, outermost first: sessions → CSRF → authentication; then the role guard on
-every route. Errors from core map to 4xx pages or JSON, never a traceback.
+Middleware order, outermost first: security headers → request limits (size, field count,
+NUL) → sessions → CSRF → authentication; then the role guard on every route. Errors from core map to 4xx pages or JSON, never a traceback.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 from litestar.stores.base import Store
 from litestar.stores.registry import StoreRegistry
@@ -35,6 +35,7 @@ from litestar.middleware.base import DefineMiddleware
 from core.clock import Clock
 from core.config import Settings
 from core.errors import ShopError
+from core.hosts import allowed_hosts
 from core.money import format_amount
 from core.staff import StaffAccounts
 
@@ -45,8 +46,10 @@ from admin.controllers import audit, ledger, login, orders, overview, providers,
 from admin.csrf import csrf_middleware
 from admin.forms import FormError, error_message, error_status
 from admin.queries import BadQuery
+from admin.request_limits import RequestLimitsMiddleware
 from admin.render import fmt_age, fmt_dt
 from admin.secret import load_or_create_secret
+from admin.security_headers import SecurityHeadersMiddleware
 from admin.sessions import session_config, session_store
 from admin.throttle import LoginThrottle, ThrottlePolicy
 
@@ -84,6 +87,7 @@ def create_app(
         currency=settings.SHOP_CURRENCY,
         reconcile=reconcile if reconcile is not None else _find_reconcile(),
         nonces=sessions,
+        session_max_age=settings.ADMIN_SESSION_MAX_AGE_SECONDS,
     )
 
     def engine_callback(engine: JinjaTemplateEngine) -> None:
@@ -112,6 +116,8 @@ def create_app(
                                        include_in_schema=False),
         ],
         middleware=[
+            allowed_hosts(settings.ALLOWED_HOSTS),  # DNS rebinding: 421 for unknown Host names
+            SecurityHeadersMiddleware, RequestLimitsMiddleware,
             session_config(secure=secure_cookies).middleware,
             csrf_middleware(secret, secure=secure_cookies),
             DefineMiddleware(StaffAuthMiddleware, exclude=PUBLIC_PATHS),
@@ -122,7 +128,7 @@ def create_app(
                                        engine_callback=engine_callback),
         openapi_config=OpenAPIConfig(
             title="numbershop staff API", version="1.0.0", path="/api/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[SwaggerRenderPlugin() if settings.ADMIN_API_DOCS else JsonRenderPlugin()],
             openapi_router=Router(path="/api/schema", route_handlers=[], opt={"role": "viewer"}),
         ),
         exception_handlers={

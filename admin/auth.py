@@ -38,14 +38,40 @@ class StaffAuthMiddleware(AbstractAuthenticationMiddleware):
                 raise NotAuthorizedException("the API token is not valid")
             return AuthenticationResult(user=member, auth="token")
         session = connection.scope.get("session") or {}
-        staff_id = session.get("staff_id") if isinstance(session, dict) else None
-        if staff_id is not None:
-            member = await ctx.staff.get(int(staff_id))
-            if (member is not None and not member.disabled
-                    and session.get("epoch") == member.password_epoch):
+        if isinstance(session, dict) and session.get("staff_id") is not None:
+            member = await session_member(ctx, session)
+            if member is not None:
                 return AuthenticationResult(user=member, auth="session")
-            connection.clear_session()  # disabled, deleted or password changed: log out
+            connection.clear_session()  # disabled, deleted, password changed or too old: log out
         raise NotAuthorizedException("log in first")
+
+
+async def session_member(ctx: Any, session: dict[str, Any]) -> StaffMember | None:
+    """The staff member a session still speaks for, or None (the login page uses this too, so
+    a session that no longer authenticates is not sent back and forth between the two)."""
+    staff_id = session.get("staff_id")
+    if not isinstance(staff_id, int):
+        return None
+    member: StaffMember | None = await ctx.staff.get(staff_id)
+    if (member is not None and not member.disabled
+            and session.get("epoch") == member.password_epoch and _fresh(ctx, session)):
+        return member
+    return None
+
+
+def _fresh(ctx: Any, session: dict[str, Any]) -> bool:
+    """True while the session is younger than its absolute limit.
+
+    Sessions slide (each request renews the idle timeout), so without this a session kept
+    busy would never end. The limit counts from login, on the injected clock, and is checked
+    here — not in the store — so memory and Redis sessions end alike. A session without a
+    login time predates the limit and is ended.
+    """
+    login_at = session.get("login_at")
+    if not isinstance(login_at, (int, float)):
+        return False
+    age = ctx.clock.now().timestamp() - login_at
+    return bool(0 <= age < ctx.session_max_age)
 
 
 def role_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:

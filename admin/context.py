@@ -22,6 +22,7 @@ class AdminContext:
     currency: str
     reconcile: Any | None = None  # core.reconcile.run_reconciliation, when core has it
     nonces: Store | None = None  # used form nonces (the session store: Redis when scaled out)
+    session_max_age: int = 7 * 24 * 3600  # seconds from login until a session ends, however active
 
     @property
     def db(self) -> Database:

@@ -29,9 +29,11 @@ from core.errors import (
     UserBlocked,
 )
 from core.money import MoneyError, format_amount, parse_positive_amount
-from core.staff import StaffMember
+from core.staff import NotAllowed, StaffMember, check_reason
 
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+MIN_DAY, MAX_DAY = date(2000, 1, 1), date(9998, 12, 31)
 MAX_REASON = 500
 
 
@@ -93,22 +95,28 @@ def amount_field(form: Mapping[str, str], currency: str, name: str = "amount") -
 
 
 def reason_field(form: Mapping[str, str]) -> str:
-    reason = " ".join((form.get("reason") or "").split())
-    if len(reason) < 3:
-        raise FormError("a reason is required (at least 3 characters): it goes into the audit log")
-    if len(reason) > MAX_REASON:
-        raise FormError(f"the reason is longer than {MAX_REASON} characters")
-    return reason
+    try:
+        return check_reason(form.get("reason") or "", max_length=MAX_REASON)
+    except InvalidInput as exc:
+        raise FormError(str(exc)) from None
 
 
 def parse_day(text: str | None, *, field: str) -> date | None:
     text = (text or "").strip()
     if not text:
         return None
+    # ASCII digits only, and a year the day after which still exists (9999-12-31 + 1 day
+    # overflows); date.fromisoformat alone accepts other digits and every year.
+    match = _DAY_RE.fullmatch(text)
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text) if match else None
     except ValueError:
-        raise FormError(f"{field}: use a date like 2026-01-31") from None
+        day = None
+    if day is None:
+        raise FormError(f"{field}: use a date like 2026-01-31")
+    if not MIN_DAY <= day <= MAX_DAY:
+        raise FormError(f"{field}: use a date between {MIN_DAY} and {MAX_DAY}")
+    return day
 
 
 def day_start(day: date) -> datetime:
@@ -122,6 +130,8 @@ def day_end(day: date) -> datetime:
 def error_status(exc: ShopError) -> int:
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, NotAllowed):
+        return 403
     if isinstance(exc, (OrderStateConflict, HoldAlreadyResolved, IdempotencyConflict,
                         AlreadyInProgress, TransferConflict, UserBlocked, InsufficientFunds)):
         return 409

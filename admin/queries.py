@@ -11,6 +11,7 @@ system accounts.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -48,6 +49,14 @@ MAX_PAGE = 200
 
 class BadQuery(ValueError):
     """A filter or cursor that cannot be honoured (shown as a 400)."""
+
+
+# Numbers typed by staff are ASCII digits only (str.isdigit() also accepts '²' and '١', which
+# int() then refuses) and must fit the column they are compared with, or the database errors.
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_ROW_ID = re.compile(r"[0-9A-Za-z_.:-]{1,64}")
+MAX_BIGINT = 2**63 - 1  # BIGINT columns (telegram_id)
+MAX_INT = 2**31 - 1  # INTEGER columns (users.id, audit_log.id)
 
 
 # --- keyset cursors -------------------------------------------------------------------------
@@ -89,10 +98,9 @@ async def _page(conn: AsyncConnection, stmt: Select[Any], created: Any, ident: A
                 cursor: str | None, limit: int, id_cast: type = str) -> Page:
     after = decode_cursor(cursor)
     if after is not None:
-        try:
-            key = id_cast(after[1])
-        except ValueError:
-            raise BadQuery("the page cursor is not valid; start from the first page") from None
+        key: Any = _as_id(after[1], MAX_INT) if id_cast is int else after[1]
+        if key is None or not _ROW_ID.fullmatch(after[1]):
+            raise BadQuery("the page cursor is not valid; start from the first page")
         stmt = stmt.where(tuple_(created, ident) < tuple_(after[0], key))
     stmt = stmt.order_by(created.desc(), ident.desc()).limit(limit + 1)
     rows = [dict(r) for r in (await conn.execute(stmt)).mappings().all()]
@@ -122,9 +130,14 @@ async def search_users(conn: AsyncConnection, query: str, limit: int = 50) -> li
     stmt = select(*_USER_COLS, *_wallet_cols()).join(accounts, accounts.c.id == users.c.wallet_account_id)
     if not q:
         stmt = stmt.order_by(users.c.id.desc())
-    elif q.isdigit():
+    elif _DIGITS.fullmatch(q) or (q.isascii() and q.isdigit()):
         number = _as_id(q)
-        stmt = stmt.where(or_(users.c.telegram_id == number, users.c.id == number) if number else users.c.id < 0)
+        if number is None:
+            stmt = stmt.where(users.c.id < 0)
+        elif number <= MAX_INT:
+            stmt = stmt.where(or_(users.c.telegram_id == number, users.c.id == number))
+        else:
+            stmt = stmt.where(users.c.telegram_id == number)
     else:
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         stmt = stmt.where(users.c.username.like(escaped + "%", escape="\\")).order_by(users.c.username)
@@ -132,9 +145,9 @@ async def search_users(conn: AsyncConnection, query: str, limit: int = 50) -> li
     return [_with_available(dict(r)) for r in rows]
 
 
-def _as_id(text: str) -> int | None:
-    """A typed number that can be a database id (BIGINT), else None."""
-    if text.isdigit() and len(text) <= 19 and int(text) <= 2**63 - 1:
+def _as_id(text: str, maximum: int = MAX_BIGINT) -> int | None:
+    """ASCII digits naming a number from 0 to ``maximum`` (a column's range), else None."""
+    if _DIGITS.fullmatch(text) and int(text) <= maximum:
         return int(text)
     return None
 
@@ -158,7 +171,7 @@ async def resolve_user_filter(conn: AsyncConnection, text: str | None) -> int | 
     text = (text or "").strip().lstrip("@")
     if not text:
         return None
-    if text.lstrip("-").isdigit():
+    if re.fullmatch(r"-?[0-9]+", text):
         number = _as_id(text)
         uid = (await conn.scalar(select(users.c.id).where(users.c.telegram_id == number))) if number else None
     else:

@@ -26,18 +26,13 @@ from aiogram.types import BotCommand
 from bot.context import ShopContext
 from bot.handlers import routers
 from bot.invoices import InvoiceSigner
-from bot.middlewares import (
-    CallbackAnswerer,
-    MessageErrors,
-    RateLimit,
-    TokenBucket,
-    UpdateDedupe,
-    UpdateLog,
-    UserDirectory,
-    UserResolver,
-)
+from bot.middlewares.dedupe import UpdateDedupe, UpdateLog
+from bot.middlewares.rate_limit import RateLimit, TokenBucket
+from bot.middlewares.replies import CallbackAnswerer, MessageErrors
+from bot.middlewares.users import UserResolver
 from bot.sender import OutboxSender
 from bot.session import JsonSession
+from bot.users import UserDirectory
 from core.app import Core
 from core.config import Settings
 

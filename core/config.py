@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.money import is_currency
 
-KNOWN_PROVIDERS = ("simulator", "smsactivate", "textverified")
+KNOWN_PROVIDERS = ("simulator", "smsactivate", "textverified", "fivesim")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/numbershop.db"
 
 
@@ -24,7 +24,8 @@ class ConfigError(Exception):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        allow_inf_nan=False,  # "nan" or "inf" in a number is a typo, never a setting
     )
 
     DATABASE_URL: str = DEFAULT_DATABASE_URL
@@ -41,6 +42,11 @@ class Settings(BaseSettings):
     TEXTVERIFIED_API_USERNAME: str | None = None
     TEXTVERIFIED_API_KEY: str | None = None
     TEXTVERIFIED_WEBHOOK_SECRET: str | None = None
+    # 5sim.net (API v1): amounts are in the account's currency; rate = shop units per 5sim unit.
+    FIVESIM_URL: str = "https://5sim.net/v1"
+    FIVESIM_API_KEY: str | None = None
+    FIVESIM_COST_RATE: float = Field(default=1.0, gt=0)
+    FIVESIM_ORDER_TTL_SECONDS: int = Field(default=900, gt=0)
     SHOP_CURRENCY: str = "USD"
     MARKUP_PERCENT: float = Field(default=20, ge=0, le=1000)
     STAFF_CHAT_ID: int | None = None
@@ -54,6 +60,26 @@ class Settings(BaseSettings):
     SMS_POLL_INTERVAL_SECONDS: float = Field(default=3, gt=0)
     RECONCILE_INTERVAL_SECONDS: int = Field(default=900, gt=0)
     ADMIN_SECRET_KEY: str | None = None
+    # Dashboard security: a staff session ends this long after login however active it is;
+    # support staff may credit at most SUPPORT_CREDIT_LIMIT minor units per action (admins
+    # have no limit); the interactive API docs page (CDN script) is for development only.
+    ADMIN_SESSION_MAX_AGE_SECONDS: int = Field(default=7 * 24 * 3600, gt=0)
+    SUPPORT_CREDIT_LIMIT: int = Field(default=10_000, ge=0)
+    ADMIN_API_DOCS: bool = False
+
+    # --- Web servers' Host check (core.hosts) -------------------------------------------
+    # Names the dashboard and the sandbox answer besides localhost, 127.0.0.1, [::1] and the
+    # address they are bound to; anything else gets 421 (DNS rebinding). "*" turns it off.
+    ALLOWED_HOSTS: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("ALLOWED_HOSTS", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> tuple[str, ...]:
+        from core.hosts import split_hosts
+
+        return split_hosts(value if isinstance(value, str) else tuple(value))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------------------------
 
     @field_validator("PROVIDERS", mode="before")
     @classmethod

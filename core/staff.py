@@ -11,6 +11,11 @@ entropy that a slow hash adds nothing, and a fast one lets every API request che
 Roles are ordered: ``viewer`` reads, ``support`` also credits/debits wallets and cancels
 orders, ``admin`` also refunds completed orders, blocks users, manages staff and prices.
 Every change made here writes an audit row in the same transaction.
+
+Staff-typed text that is kept (reasons, which become audit reasons and transfer memos; token
+names) goes through :func:`check_free_text`: NUL (which PostgreSQL refuses in text) and other
+control characters, and the Unicode bidi controls that make a log line read differently from
+what it holds, are refused with a sentence instead of stored or turned into a 500.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core import audit
 from core.clock import Clock
 from core.db.engine import Database, insert_ignore
-from core import audit
 from core.db.tables import api_tokens, staff
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound, ShopError
+from core.money import format_amount
+from core.wallets import WalletChange, Wallets
 
 ROLES = ("viewer", "support", "admin")
 _RANK = {role: i for i, role in enumerate(ROLES)}
@@ -43,6 +50,36 @@ TOKEN_PREFIX = "nsk_"
 
 class StaffNotFound(NotFound):
     pass
+
+
+class NotAllowed(ShopError):
+    """The staff member's role does not allow this action (shown as a 403)."""
+
+
+# Bidi embeddings/overrides/isolates, LRM/RLM and the Arabic letter mark: they reorder how a
+# line is displayed, so an audit reason could read differently from what it says.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+def check_free_text(text: str, field: str = "the text") -> str:
+    """Refuse NUL, other control characters and bidi controls in staff-typed text."""
+    for ch in text:
+        if ch in _BIDI:
+            raise InvalidInput(f"{field} contains an invisible direction-control character (U+{ord(ch):04X})")
+        if (ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F) and ch not in _ALLOWED_CONTROLS:
+            raise InvalidInput(f"{field} contains a control character (U+{ord(ch):04X})")
+    return text
+
+
+def check_reason(reason: str, *, max_length: int = 500) -> str:
+    """A staff reason for the audit log: 3 to ``max_length`` characters of plain text."""
+    reason = " ".join(check_free_text(reason or "", "the reason").split())
+    if len(reason) < 3:
+        raise InvalidInput("a reason is required (at least 3 characters): it goes into the audit log")
+    if len(reason) > max_length:
+        raise InvalidInput(f"the reason is longer than {max_length} characters")
+    return reason
 
 
 def check_role(role: str) -> str:
@@ -245,10 +282,12 @@ class StaffAccounts:
 
     async def authenticate(self, username: str, password: str) -> StaffMember | None:
         """The staff member if the password is right and the account enabled, else None."""
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(select(staff).where(staff.c.username == (username or "").strip()))
-            ).mappings().first()
+        username = (username or "").strip()
+        row = None
+        if _USERNAME_RE.match(username):  # anything else names nobody (and NUL would upset PostgreSQL)
+            async with self.db.read() as conn:
+                found = await conn.execute(select(staff).where(staff.c.username == username))
+                row = found.mappings().first()
         if row is None:
             if self._dummy_hash is None:
                 self._dummy_hash = await self._hash(secrets.token_hex(16))
@@ -269,6 +308,8 @@ class StaffAccounts:
 
     async def create_token(self, username: str, name: str | None = None, *, actor: str = "cli") -> str:
         """A new API token for ``username``; the plain token is returned once, never stored."""
+        if name is not None:
+            check_free_text(name, "the token name")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = self.clock.now()
         async with self.db.begin() as conn:
@@ -316,3 +357,27 @@ class StaffAccounts:
                 await conn.execute(update(api_tokens).where(api_tokens.c.id == row["token_id"])
                                    .values(last_used_at=now))
         return _member(row)
+
+
+async def adjust_wallet(
+    wallets: Wallets, member: StaffMember, direction: str, telegram_id: int, amount: int, *,
+    reason: str, idempotency_key: str | None, support_credit_limit: int,
+) -> WalletChange:
+    """A staff member credits or debits a wallet, within what their role allows.
+
+    Support staff may credit at most ``support_credit_limit`` minor units in one action
+    (``SUPPORT_CREDIT_LIMIT``); a larger grant needs an admin. Checked here, in front of the
+    ledger, so the dashboard's pages and its API apply the same rule. (The command line acts as
+    the operator, not as a staff member, and calls ``Wallets`` directly.)
+    """
+    if direction not in ("credit", "debit"):
+        raise InvalidInput(f"unknown direction {direction!r}")
+    if not member.allows("support"):
+        raise NotAllowed(f"changing a wallet needs the support role; you are {member.role}")
+    reason = check_reason(reason)
+    if direction == "credit" and not member.allows("admin") and amount > support_credit_limit:
+        raise NotAllowed(
+            f"support staff may credit at most {format_amount(support_credit_limit, wallets.currency)} "
+            f"at once; ask an admin for {format_amount(amount, wallets.currency)}")
+    move = wallets.credit if direction == "credit" else wallets.debit
+    return await move(telegram_id, amount, reason=reason, idempotency_key=idempotency_key, actor=member.actor)

@@ -5,6 +5,11 @@ Each command group lives in ``numbershop/commands/<group>.py`` and exposes
 returning an exit code (it may be a coroutine function). Exit codes: 0 success, 1 the command
 ran and found problems (e.g. ledger violations), 2 bad input or configuration — always with
 one line on stderr, never a traceback.
+
+Only the module of the command being run is imported: the groups pull in the database, the
+bot or the dashboard, which takes seconds, and ``numbershop --help`` needs none of it. The
+other commands get a placeholder parser carrying their line from ``COMMANDS``. This module
+itself imports only the standard library and core's plain error types at the top.
 """
 
 from __future__ import annotations
@@ -16,26 +21,29 @@ import inspect
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from core.config import ConfigError
 from core.errors import ShopError
 from core.money import MoneyError
 
-COMMAND_MODULES = [
-    "db",
-    "wallet",
-    "ledger",
-    "orders",
-    "simulator",
-    "providers",
-    "emulator",
-    "bot",
-    "admin",
-    "staff",
-    "scheduler",
-    "reconcile",
-    "run",
-]
+#: Command → its one line in ``numbershop --help``; the module is ``numbershop.commands.<name>``
+#: and registers the same line (a test checks they agree).
+COMMANDS: dict[str, str] = {
+    "db": "database schema",
+    "wallet": "user wallets: show, credit, debit",
+    "ledger": "the books",
+    "orders": "look up orders",
+    "simulator": "the simulated upstream provider",
+    "providers": "upstream providers: breakers and balances",
+    "emulator": "the emulated Telegram Bot API server",
+    "bot": "the Telegram bot",
+    "admin": "the staff dashboard",
+    "staff": "dashboard staff accounts",
+    "scheduler": "the scheduled jobs (polling, expiry, reconciliation…)",
+    "reconcile": "check ledger, orders and providers agree (dry run unless --execute)",
+    "run": "run the whole shop in one process (the browser sandbox without BOT_TOKEN)",
+}
+TOP_LEVEL_FLAGS = frozenset({"-v", "--verbose"})
 
 
 class CliError(Exception):
@@ -43,27 +51,50 @@ class CliError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's default prints usage + exits 2
+    def error(self, message: str) -> NoReturn:  # argparse's default prints usage + exits 2
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs, if it names one (``None`` for ``--help`` or a typo)."""
+    for arg in argv:
+        if arg not in TOP_LEVEL_FLAGS:
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: the full one of the command it names, placeholders for the
+    rest. ``argv=None`` builds every command in full (slow: it imports them all)."""
+    only = None if argv is None else chosen_command(argv)
     parser = _Parser(prog="numbershop", description="Run and operate the numbershop.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"numbershop.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"numbershop.commands.{name}":
-                continue  # a command group still being written
-            raise
-        module.register(sub)
+    for name, help_line in COMMANDS.items():
+        if argv is None or name == only:
+            importlib.import_module(f"numbershop.commands.{name}").register(sub)
+        else:
+            sub.add_parser(name, help=help_line)
     return parser
 
 
+def mask_secrets_in_logs() -> None:
+    """Every handler of the root logger masks secrets (``core.logmask``): the configured
+    ones by value, and key-like query parameters and bot tokens by shape. Bad settings are
+    left for the command to report."""
+    from core.config import ConfigError, load_settings
+    from core.logmask import install_secret_masking, secret_values
+
+    try:
+        secrets = secret_values(load_settings())
+    except ConfigError:
+        secrets = []
+    install_secret_masking(secrets)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -73,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    mask_secrets_in_logs()
+    # Lazy: core.config loads pydantic, which only a command that runs needs, not --help.
+    from core.config import ConfigError
+
     try:
         result = asyncio.run(func(args)) if inspect.iscoroutinefunction(func) else func(args)
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
+from admin.auth import session_member
 from admin.params import OptQ
 from admin.render import ctx_of, page, see_other
 from admin.sessions import rotate_session
@@ -22,14 +23,14 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _logged_in(request: Request[Any, Any, Any]) -> bool:
+async def _logged_in(request: Request[Any, Any, Any]) -> bool:
     session = request.scope.get("session")
-    return isinstance(session, dict) and session.get("staff_id") is not None
+    return isinstance(session, dict) and await session_member(ctx_of(request), session) is not None
 
 
 @get("/login", opt=PUBLIC, name="login")
 async def login_form(request: Request[Any, Any, Any], next: OptQ = None) -> Template | Redirect:  # noqa: A002
-    if _logged_in(request):
+    if await _logged_in(request):
         return see_other(_safe_next(next))
     return page(request, "login.html", next=_safe_next(next))
 
@@ -42,18 +43,18 @@ async def login(request: Request[Any, Any, Any]) -> Template | Redirect:
     password = form.get("password") or ""
     target = _safe_next(form.get("next"))
     ip = request.client.host if request.client else "unknown"
-    wait = await ctx.throttle.retry_after(username, ip)
-    if wait:
-        minutes = max(1, (wait + 59) // 60)
+    attempt = await ctx.throttle.reserve(username, ip)  # counted before the slow hash runs
+    if attempt.wait:
+        minutes = max(1, (attempt.wait + 59) // 60)
         return page(request, "login.html", status=429, next=target, username=username,
                     error=f"Too many failed logins. Try again in {minutes} minute{'s' if minutes > 1 else ''}.")
     member = await ctx.staff.authenticate(username, password) if username and password else None
     if member is None:
-        await ctx.throttle.failure(username, ip)
         return page(request, "login.html", status=401, next=target, username=username,
                     error="Wrong username or password.")
-    await ctx.throttle.success(username, ip)
-    request.set_session({"staff_id": member.id, "epoch": member.password_epoch})
+    await ctx.throttle.success(attempt)
+    request.set_session({"staff_id": member.id, "epoch": member.password_epoch,
+                         "login_at": ctx.clock.now().timestamp()})
     rotate_session(request)
     return see_other(target)
 

@@ -9,6 +9,7 @@ from litestar.response import Redirect, Template
 
 from core import users
 from core.errors import ShopError, UserNotFound
+from core.staff import adjust_wallet
 from core.users import find_user
 
 from admin import queries
@@ -57,8 +58,9 @@ async def _adjust(request: Request[Any, Any, Any], telegram_id: TelegramIdPath, 
         async with ctx.db.read() as conn:
             if await find_user(conn, telegram_id) is None:
                 raise UserNotFound(f"no user with Telegram id {telegram_id}")
-        method = ctx.core.wallets.credit if direction == "credit" else ctx.core.wallets.debit
-        change = await method(telegram_id, amount, reason=reason, idempotency_key=key, actor=me.actor)
+        change = await adjust_wallet(ctx.core.wallets, me, direction, telegram_id, amount, reason=reason,
+                                     idempotency_key=key,
+                                     support_credit_limit=ctx.core.settings.SUPPORT_CREDIT_LIMIT)
     except FormError as exc:
         return await user_page(request, telegram_id, status=exc.status, error=exc.message, form=form)
     except UserNotFound:

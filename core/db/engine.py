@@ -10,7 +10,9 @@ is a guarded UPDATE or a row lock, so no stronger isolation is needed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -58,7 +60,7 @@ def _sqlite_engine(url: str, *, inline: bool, **kw: Any) -> AsyncEngine:
     or aiosqlite (``inline=False``) for long scans off the loop."""
     parsed = make_url(url)
     if not _is_memory(url):
-        Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+        prepare_private_sqlite_file(str(parsed.database))
         kw.setdefault("pool_size", 8)
         # Inline: never wait for a connection (nothing may wait on the loop's thread), open
         # another; connections are a file handle each and transactions are short.
@@ -97,6 +99,29 @@ def _sqlite_engine(url: str, *, inline: bool, **kw: Any) -> AsyncEngine:
                 conn.exec_driver_sql(sql)
 
     return engine
+
+
+def prepare_private_sqlite_file(database: str) -> None:
+    """Create the database's folder (0700) and file (0600) before SQLite does, so the file
+    holding password and token hashes is never readable by other users of the machine.
+
+    SQLite creates ``-wal``, ``-shm`` and ``-journal`` with the main file's permissions, so a
+    private main file is enough for new files; an existing file (and its companions) made
+    by an older version is tightened. A folder that already existed (the working directory,
+    a shared mount) is left as it is: only one this function creates is made private.
+    """
+    path = Path(database)
+    folder = path.parent
+    if not folder.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        companion = Path(database + suffix)
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if companion.stat().st_mode & 0o077:
+                companion.chmod(0o600)
 
 
 def set_wal(cur: Any) -> None:

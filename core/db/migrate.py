@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from core.clock import SystemClock
-from core.db.engine import set_wal
+from core.db.engine import prepare_private_sqlite_file, set_wal
 from core.errors import ShopError
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def migration_engine(url: str) -> AsyncEngine:
         return create_async_engine(url, poolclass=NullPool)
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        prepare_private_sqlite_file(database)
     engine = create_async_engine(
         url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     )

@@ -18,6 +18,7 @@ from core.providers.breaker import BreakerBoard
 REQUIRED_SETTINGS: dict[str, tuple[str, ...]] = {
     "smsactivate": ("SMSACTIVATE_API_KEY",),
     "textverified": ("TEXTVERIFIED_API_USERNAME", "TEXTVERIFIED_API_KEY"),
+    "fivesim": ("FIVESIM_API_KEY",),
 }
 
 
@@ -60,8 +61,15 @@ def _textverified(settings: Settings, clock: Clock) -> Provider:
     return TextVerifiedProvider.from_settings(settings, clock)
 
 
+def _fivesim(settings: Settings, clock: Clock) -> Provider:
+    from core.providers.fivesim import FiveSimProvider
+
+    return FiveSimProvider.from_settings(settings, clock)
+
+
 _FACTORIES: dict[str, Callable[[Settings, Clock], Provider]] = {
     "simulator": _simulator,
     "smsactivate": _smsactivate,
     "textverified": _textverified,
+    "fivesim": _fivesim,
 }

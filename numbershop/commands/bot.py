@@ -18,6 +18,7 @@ import signal
 from sqlalchemy import func, select
 
 from core.bootstrap import open_core
+from core.catalog import sync_catalog
 from core.config import load_settings
 from core.db.tables import offers
 from numbershop.cli import CliError
@@ -33,8 +34,6 @@ MISSING_TOKEN = (
 async def _ensure_catalogue(core) -> None:  # noqa: ANN001
     """A bot started alone on an empty database has nothing to sell: fetch each provider's
     catalogue once (the scheduler keeps it fresh afterwards)."""
-    from core.catalog import sync_catalog
-
     async with core.db.read() as conn:
         count = await conn.scalar(select(func.count()).select_from(offers))
     if count:
@@ -51,6 +50,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if not settings.BOT_TOKEN:
         raise CliError(MISSING_TOKEN)
+    # Lazy: aiogram loads only when the bot really starts (not for `bot --help` or a missing token).
     from bot.app import build_app, build_bot
     from bot.warmup import freeze_startup_objects
 

@@ -2,19 +2,23 @@
 
 ``upgrade`` is safe to run at any time and from several processes at once: it migrates to
 head and seeds the ledger's system accounts and the catalogue idempotently (core/db/migrate.py).
+
+The database modules are imported inside the commands (lazily, on purpose): ``numbershop db
+--help`` then starts without SQLAlchemy, Alembic or pydantic.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from core.bootstrap import database_errors, display_url
-from core.config import load_settings
-from core.db import migrate
 from numbershop.commands._shared import add_json_flag, print_json
 
 
 async def cmd_upgrade(args: argparse.Namespace) -> int:
+    from core.bootstrap import database_errors, display_url  # lazy: keeps --help fast
+    from core.config import load_settings
+    from core.db import migrate
+
     url = load_settings().DATABASE_URL
     with database_errors(url):
         before = await migrate.current_revision(url)
@@ -30,6 +34,10 @@ async def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 async def cmd_current(args: argparse.Namespace) -> int:
+    from core.bootstrap import database_errors, display_url  # lazy: keeps --help fast
+    from core.config import load_settings
+    from core.db import migrate
+
     url = load_settings().DATABASE_URL
     with database_errors(url):
         current = await migrate.current_revision(url)
@@ -43,7 +51,7 @@ async def cmd_current(args: argparse.Namespace) -> int:
     return 0 if current == head else 1
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = sub.add_parser("db", help="database schema")
     cmds = group.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     up = cmds.add_parser("upgrade", help="migrate to the latest revision and seed reference data")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import secrets
 import socket
@@ -235,16 +236,22 @@ class DashboardComponent(Component):
     name = "dashboard"
 
     def __init__(self, core: Core, sock: socket.socket, *, sandbox: bool = False,
-                 page_config: dict[str, Any] | None = None) -> None:
+                 page_config: dict[str, Any] | None = None, secure_cookies: bool = False,
+                 proxy_headers: bool = False, forwarded_allow_ips: str = "127.0.0.1") -> None:
         self.core = core
         self.sock = sock
         self.sandbox = sandbox
         self.page_config = page_config
+        self.secure_cookies = secure_cookies
+        self.proxy_headers = proxy_headers
+        self.forwarded_allow_ips = forwarded_allow_ips
         self.server: Any = None
 
     async def _login_note(self, url: str) -> str:
-        """A fresh sandbox gets a dashboard login (shown here and on the page); a real shop
-        with no staff yet is told how to make one."""
+        """A fresh sandbox gets a dashboard login, its password shown here only: the chat
+        page names the login but is never given the password (any page that reaches the
+        sandbox's unauthenticated API could read it). A real shop with no staff yet is told
+        how to make one."""
         from core.staff import StaffAccounts
 
         accounts = StaffAccounts(self.core.db, self.core.clock)
@@ -255,7 +262,7 @@ class DashboardComponent(Component):
         password = secrets.token_urlsafe(9)
         await accounts.create("sandbox", "admin", password, actor="sandbox")
         if self.page_config is not None:
-            self.page_config["dashboard"] = {"url": url, "username": "sandbox", "password": password}
+            self.page_config["dashboard"] = {"url": url, "username": "sandbox"}
         return f" (log in as sandbox / {password})"
 
     async def start(self) -> str:
@@ -273,9 +280,13 @@ class DashboardComponent(Component):
 
         root = logging.getLogger()
         saved_handlers, saved_level = root.handlers[:], root.level
-        app = create_app(self.core)
+        app = create_app(self.core, secure_cookies=self.secure_cookies)
+        # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise: a forged header
+        # from any local client would then name a fresh address to the login throttle.
         config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False,
-                                lifespan="on", timeout_graceful_shutdown=5)
+                                lifespan="on", timeout_graceful_shutdown=5,
+                                proxy_headers=self.proxy_headers,
+                                forwarded_allow_ips=self.forwarded_allow_ips)
         self.server = Server(config)
         self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]), name="dashboard")
         deadline = asyncio.get_running_loop().time() + 15
@@ -336,7 +347,7 @@ def _code_delay(text: str) -> tuple[float, float] | None:
         pair = (float(low), float(high if sep else low))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: use MIN-MAX seconds (e.g. 10-60) or off") from None
-    if pair[0] < 0 or pair[1] < pair[0]:
+    if not all(math.isfinite(x) for x in pair) or pair[0] < 0 or pair[1] < pair[0]:
         raise argparse.ArgumentTypeError(f"{text!r}: use 0 <= MIN <= MAX")
     return pair
 
@@ -437,6 +448,7 @@ def _components(p: Plan, args: argparse.Namespace, core: Core, simulator: Any,
     parts: list[Component] = [DatabaseStep(settings, reset=p.reset_db), CatalogueStep(core)]
     page_config: dict[str, Any] | None = None
     if p.sandbox:
+        from core.hosts import HostPolicy
         from numbershop.emulator import Emulator
         from numbershop.sandbox.panel import DeliveryPanel
         from numbershop.sandbox.web import SandboxServer, make_sandbox_app
@@ -450,14 +462,18 @@ def _components(p: Plan, args: argparse.Namespace, core: Core, simulator: Any,
             user={"id": sb.DEFAULT_USER_ID, "first_name": sb.DEFAULT_USER_NAME},
             currency=settings.SHOP_CURRENCY, dashboard=None,
             auto_codes=None if args.code_delay is None else list(args.code_delay))
-        parts.append(SandboxServer(make_sandbox_app(emulator, tg, panel, page_config),
+        hosts = HostPolicy(settings.ALLOWED_HOSTS, bind_host=args.host)
+        parts.append(SandboxServer(make_sandbox_app(emulator, tg, panel, page_config, hosts=hosts),
                                    emulator, p.web_sock))
     parts += [SenderComponent(app, settings.TELEGRAM_API_URL),
               BotComponent(app, settings.TELEGRAM_API_URL),
               SchedulerComponent(core)]
     if p.admin_sock is not None:
         parts.append(DashboardComponent(core, p.admin_sock, sandbox=p.sandbox,
-                                        page_config=page_config))
+                                        page_config=page_config,
+                                        secure_cookies=args.secure_cookies,
+                                        proxy_headers=args.proxy_headers,
+                                        forwarded_allow_ips=args.forwarded_allow_ips))
     return parts
 
 
@@ -526,6 +542,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     run.add_argument("--admin-host", default="127.0.0.1", help="dashboard address (127.0.0.1)")
     run.add_argument("--admin-port", type=port, default=8000, help="dashboard port (8000)")
     run.add_argument("--no-admin", action="store_true", help="do not start the dashboard")
+    run.add_argument("--secure-cookies", action="store_true",
+                     help="dashboard: mark cookies Secure (when served over HTTPS)")
+    run.add_argument("--proxy-headers", action="store_true",
+                     help="dashboard: trust X-Forwarded-For from --forwarded-allow-ips "
+                     "(behind a reverse proxy; off by default)")
+    run.add_argument("--forwarded-allow-ips", default="127.0.0.1",
+                     help="dashboard: proxies whose X-Forwarded-For is trusted (127.0.0.1)")
     run.set_defaults(func=_with_env_port)
 
 

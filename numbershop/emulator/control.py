@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from numbershop.emulator.errors import EmulatorError, UnknownObject
+from numbershop.emulator.numeric import finite_float, strict_json
 from numbershop.emulator.server import EMULATOR_KEY
 from numbershop.emulator.state import EmulatedBot
 from numbershop.emulator.views import to_json
@@ -76,7 +77,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     try:
-        body = json.loads(await request.text() or "{}")
+        body = strict_json(await request.text() or "{}")
     except ValueError:
         raise EmulatorError("the body must be JSON") from None
     if not isinstance(body, dict):
@@ -89,7 +90,11 @@ def _timeout(request: web.Request, body: dict[str, Any] | None = None,
     raw = (body or {}).get("timeout", request.query.get("timeout"))
     if raw is None:
         return default
-    return min(max(float(raw), 0.0), MAX_WAIT)
+    try:
+        seconds = finite_float(raw)
+    except ValueError:
+        raise EmulatorError("timeout must be a finite number of seconds") from None
+    return min(max(seconds, 0.0), MAX_WAIT)
 
 
 async def health(request: web.Request) -> Any:

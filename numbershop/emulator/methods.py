@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from numbershop.emulator.errors import BotApiError, bad_request
+from numbershop.emulator.numeric import finite_float
 from numbershop.emulator.state import CallContext, EmulatedBot
 
 
@@ -54,8 +55,8 @@ class Params:
         if value is None or value == "":
             return default
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            return finite_float(value)
+        except ValueError:
             raise bad_request(f"invalid {name} specified") from None
 
     def bool(self, name: str, default: bool = False) -> bool:

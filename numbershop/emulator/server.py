@@ -13,17 +13,25 @@ from typing import Any
 
 from aiohttp import web
 
+from core.hosts import HostPolicy
 from numbershop.emulator.errors import BotApiError, bad_request
+from numbershop.emulator.guards import HostGuard, same_origin
 from numbershop.emulator.methods import METHODS, Params, chat_hint
+from numbershop.emulator.numeric import strict_json
 from numbershop.emulator.state import CallContext, Emulator
 
 EMULATOR_KEY = web.AppKey("numbershop_emulator", Emulator)
 
 
-def make_app(emulator: Emulator | None = None) -> web.Application:
+def make_app(emulator: Emulator | None = None, *,
+             hosts: HostPolicy | None = None) -> web.Application:
+    """The emulator's application; browsers get only same-origin requests through, on a
+    ``Host`` that ``hosts`` allows (see ``guards``)."""
+    # Here, not at the top: control imports EMULATOR_KEY from this module (a real cycle).
     from numbershop.emulator.control import add_control_routes
 
-    app = web.Application()
+    host_guard = HostGuard(hosts if hosts is not None else HostPolicy())
+    app = web.Application(middlewares=[host_guard.middleware, same_origin])
     app[EMULATOR_KEY] = emulator if emulator is not None else Emulator()
     app.router.add_route("*", "/bot{token}/{method}", handle_bot_api)
     add_control_routes(app)
@@ -45,7 +53,7 @@ async def read_params(request: web.Request) -> Params:
     if request.can_read_body:
         if request.content_type == "application/json":
             try:
-                body = json.loads(await request.text())
+                body = strict_json(await request.text())
             except ValueError:
                 raise bad_request("can't parse JSON object") from None
             if not isinstance(body, dict):
@@ -94,7 +102,8 @@ async def running_emulator(
     """Serve an emulator on a real socket; yields it and its base URL (the bound port)."""
     emulator = emulator if emulator is not None else Emulator()
     emulator.open()
-    runner = web.AppRunner(make_app(emulator), access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(make_app(emulator, hosts=HostPolicy(bind_host=host)), access_log=None,
+                           shutdown_timeout=2.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

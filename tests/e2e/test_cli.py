@@ -8,6 +8,7 @@ exit code 2, exactly one line on stderr, and the same row count in every table a
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -19,13 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from core import ledger
 from core.clock import FakeClock
 from core.db.engine import Database
 from core.db.tables import metadata, offers
-from numbershop.cli import main
+from numbershop.cli import COMMANDS, build_parser, main
 from tests.integration.orders_support import ScriptedProvider, Shop
 
 REPO = Path(__file__).resolve().parents[2]
@@ -369,15 +371,55 @@ def test_subprocess_success_and_bad_input(tmp_path):
     assert missing.returncode == 2 and missing.stderr.strip().startswith("numbershop: error:")
 
 
+HEAVY = ("aiogram", "litestar", "sqlalchemy", "sqlalchemy.ext.asyncio", "apscheduler", "pydantic")
+LOADED_AFTER_MAIN = """
+import contextlib, json, sys
+from numbershop.cli import COMMANDS, build_parser, main
+with contextlib.redirect_stdout(sys.stderr), contextlib.suppress(SystemExit):
+    main(sys.argv[1:])
+print(json.dumps([m for m in {heavy!r} if m in sys.modules]))
+"""
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["-v", "--help"], ["db", "--help"], ["-v", "db", "--help"], ["nosuch"], [],
+])
+def test_help_and_bad_commands_load_no_application(tmp_path, argv):
+    """Only the command being run is imported: help and typos stay instant."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED_AFTER_MAIN.format(heavy=HEAVY), *argv], cwd=tmp_path,
+        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+    if argv == ["nosuch"]:
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "invalid choice: 'nosuch'" in lines[0]
+
+
+def test_every_command_is_listed_with_the_line_its_module_registers():
+    full = build_parser()  # every command module, imported in full
+    (group,) = (a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    registered = {a.dest: a.help for a in group._choices_actions}
+    assert registered == COMMANDS
+    assert list(group.choices) == list(COMMANDS)
+
+
+def test_a_command_is_parsed_in_full_when_named_after_top_level_flags(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["-v", "db"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "numbershop db: error: the following arguments are required: ACTION"]
+
+
 # ---------------------------------------------------------------------- postgresql
 
 
 @pytest.fixture
 def pg_url(monkeypatch, tmp_path):  # noqa: ANN001, ANN201
     """A private, empty PostgreSQL database for this test, dropped afterwards."""
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     base = os.environ.get("NUMBERSHOP_TEST_POSTGRES_URL")
     if not base:
         pytest.skip("PostgreSQL variant skipped: set NUMBERSHOP_TEST_POSTGRES_URL to run it")

@@ -25,6 +25,7 @@ from aiogram.exceptions import (
 )
 from aiogram.filters import Command, CommandObject
 from aiogram.types import (
+    BotCommand,
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -38,6 +39,7 @@ from aiogram.types import (
 )
 
 from numbershop.emulator import (
+    BotApiError,
     EmulatedBot,
     Emulator,
     EmulatorError,
@@ -459,8 +461,6 @@ async def test_startup_calls_and_reply_keyboards(tg: EmulatedBot, bot: Bot) -> N
     assert (me.id, me.username, me.is_bot) == (424242, "shop_test_bot", True)
     assert await bot.delete_webhook(drop_pending_updates=True)
     assert (await bot.get_webhook_info()).url == ""
-    from aiogram.types import BotCommand
-
     assert await bot.set_my_commands([BotCommand(command="start", description="Menu")])
     assert [c.command for c in await bot.get_my_commands()] == ["start"]
     with pytest.raises(TelegramBadRequest, match="BOT_COMMAND_INVALID"):
@@ -578,8 +578,114 @@ def test_html_is_parsed_into_text_and_entities(
     ],
 )
 def test_malformed_html_is_refused_like_telegram(source: str, error: str) -> None:
-    from numbershop.emulator import BotApiError
-
     with pytest.raises(BotApiError) as refused:
         render(source, "HTML")
     assert refused.value.description == f"Bad Request: can't parse entities: {error}"
+
+
+# --------------------------------------------------------------- non-finite numbers (nan, inf)
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-inf", "NaN", "Infinity"])
+async def test_get_updates_refuses_a_non_finite_timeout_at_once(served, timeout: str) -> None:
+    """A NaN deadline passes every clamp and never expires; it must be refused, not waited."""
+    emulator, base_url = served
+    emulator.add_bot(TOKEN)
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(WAIT):
+            async with http.get(f"{base_url}/bot{TOKEN}/getUpdates",
+                                params={"timeout": timeout}) as r:
+                assert r.status == 400
+                assert await r.json() == {"ok": False, "error_code": 400,
+                                          "description": "Bad Request: invalid timeout specified"}
+            async with http.post(f"{base_url}/bot{TOKEN}/getUpdates",
+                                 data={"timeout": timeout}) as r:  # aiogram's form encoding
+                assert r.status == 400
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+async def test_json_bodies_with_non_finite_literals_are_refused(served, literal: str) -> None:
+    emulator, base_url = served
+    emulator.add_bot(TOKEN)
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(WAIT):
+            async with http.post(f"{base_url}/bot{TOKEN}/getUpdates",
+                                 data=f'{{"timeout": {literal}}}',
+                                 headers={"Content-Type": "application/json"}) as r:
+                assert r.status == 400
+                assert (await r.json())["error_code"] == 400
+            async with http.post(f"{base_url}/control/bots/default/chats/{USER}/pay",
+                                 data=f'{{"timeout": {literal}}}',
+                                 headers={"Content-Type": "application/json"}) as r:
+                assert r.status == 400
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf"])
+async def test_control_long_polls_refuse_a_non_finite_timeout_at_once(served, timeout: str) -> None:
+    emulator, base_url = served
+    bot = emulator.add_bot(TOKEN)
+    update_id = bot.send_text(USER, "/start")
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(WAIT):
+            for path in (f"chats/{USER}?since={bot.version(USER)}&timeout={timeout}",
+                         f"updates/{update_id}/reply?timeout={timeout}"):
+                async with http.get(f"{base_url}/control/bots/default/{path}") as r:
+                    assert r.status == 400, path
+                    assert "finite" in (await r.json())["error"]
+
+
+# ------------------------------------------------------------ browsers: Host and same-origin
+
+
+async def test_a_rebound_host_name_is_refused_and_local_names_served(served) -> None:
+    emulator, base_url = served
+    emulator.add_bot(TOKEN)
+    port = base_url.rsplit(":", 1)[1]
+    async with aiohttp.ClientSession() as http:
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+            async with http.get(f"{base_url}/bot{TOKEN}/getMe", headers={"Host": host}) as r:
+                assert r.status == 421, host
+                body = await r.json()
+                assert body["ok"] is False and "not served here" in body["description"]
+            async with http.get(f"{base_url}/control/bots", headers={"Host": host}) as r:
+                assert r.status == 421, host
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+            async with http.get(f"{base_url}/bot{TOKEN}/getMe", headers={"Host": host}) as r:
+                assert r.status == 200, host
+
+
+async def test_browsers_cannot_post_as_the_bot_from_another_site(served) -> None:
+    """Any page in the same browser can reach loopback; the Bot API path must refuse what
+    the browser marks as cross-site, on POST and on GET (the Bot API acts on GET too)."""
+    emulator, base_url = served
+    bot = emulator.add_bot(TOKEN)
+    bot.send_text(USER, "/start")
+    send = f"{base_url}/bot{TOKEN}/sendMessage"
+    forged = [
+        ("POST", {"Origin": "http://evil.example"}),
+        ("POST", {"Origin": "null"}),
+        ("POST", {"Sec-Fetch-Site": "cross-site"}),
+        ("POST", {"Sec-Fetch-Site": "same-site", "Origin": "http://sub.localhost"}),
+        ("GET", {"Sec-Fetch-Site": "cross-site"}),  # <img src=".../sendMessage?…">
+    ]
+    async with aiohttp.ClientSession() as http:
+        for method, headers in forged:
+            async with http.request(method, send, params={"chat_id": USER, "text": "pwned"},
+                                    headers=headers) as r:
+                assert r.status == 403, (method, headers)
+                assert (await r.json())["description"] == "Forbidden: cross-origin request refused"
+        for path in (f"users/{USER}/messages", f"chats/{USER}/press"):
+            async with http.post(f"{base_url}/control/bots/default/{path}", json={"text": "x"},
+                                 headers={"Origin": "http://evil.example"}) as r:
+                assert r.status == 403, path
+        assert all(m.text != "pwned" for m in bot.chat(USER).messages)
+
+        # No Origin, no Sec-Fetch-Site: a bot library (aiogram) or curl, not a browser.
+        async with http.post(send, data={"chat_id": USER, "text": "from aiogram"}) as r:
+            assert r.status == 200
+        # The page itself: same origin.
+        origin = base_url
+        async with http.post(f"{base_url}/control/bots/default/users/{USER}/messages",
+                             json={"text": "hello"},
+                             headers={"Origin": origin, "Sec-Fetch-Site": "same-origin"}) as r:
+            assert r.status == 200

@@ -19,7 +19,7 @@ from sqlalchemy import event, func, select
 from core import ledger
 from core.db.tables import accounts, order_events, order_messages, orders, transfers
 from core.db.tables import outbox as outbox_t
-from core.errors import HoldAlreadyResolved, NotFound, OrderNotFound
+from core.errors import HoldAlreadyResolved, NotFound, OrderNotFound, OrderStateConflict
 from core.invariants import check_invariants
 from core.providers.base import SmsMessage
 from tests.integration.orders_support import ScriptedProvider, Shop
@@ -256,10 +256,12 @@ async def test_cancel_racing_a_batch_is_one_or_the_other_for_its_order(shop, rou
     for r in range(rounds):
         group = bought[4 * r:4 * r + 4]
         victim = group[r % 4]
-        await asyncio.gather(
+        results = await asyncio.gather(
             shop.orders.cancel(victim.id, user_id=victim.user_id),
             shop.orders.record_many([(o.id, [_code(100 * r + i)]) for i, o in enumerate(group)]),
             return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)
+                and not isinstance(r, OrderStateConflict)] == []
         for o in group:
             final = await shop.orders.get_order(o.id)
             kinds = await _resolutions(shop.db, o.hold_transfer_id)

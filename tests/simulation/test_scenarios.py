@@ -140,8 +140,10 @@ class Scenario:
             return
         order = self.rng.choice(waiting)
         times = self.rng.choice([1, 1, 2])
-        await asyncio.gather(*(self.shop.orders.cancel(order.id, user_id=order.user_id)
-                               for _ in range(times)), return_exceptions=True)
+        results = await asyncio.gather(*(self.shop.orders.cancel(order.id, user_id=order.user_id)
+                                         for _ in range(times)), return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)
+                and not isinstance(r, OrderStateConflict)] == []
 
     async def cancel_crash(self) -> None:
         waiting = await self._open("waiting")

@@ -3,6 +3,7 @@ scripted provider, the app and a logged-out client; helpers to log in and post f
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -15,7 +16,6 @@ from litestar.stores.memory import MemoryStore
 from litestar.testing import AsyncTestClient
 
 from admin.app import create_app
-from admin.csrf import CSRF_COOKIE
 from admin.throttle import ThrottlePolicy
 from core.db.engine import Database
 from core.orders import OrderService
@@ -91,13 +91,15 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient]:
         yield c
 
 
+_CSRF_INPUT = re.compile(r'name="_csrf_token" value="([0-9a-f]+)"')
+
+
 async def csrf(client: AsyncTestClient) -> str:
-    token = client.cookies.get(CSRF_COOKIE)
-    if token is None:
-        await client.get("/login")
-        token = client.cookies.get(CSRF_COOKIE)
-    assert token
-    return token
+    """The token the dashboard puts in its forms for this client's session (or pre-login)."""
+    page = await client.get("/login", follow_redirects=True)  # logged in: the overview's logout form
+    match = _CSRF_INPUT.search(page.text)
+    assert match, page.text[:300]
+    return match.group(1)
 
 
 async def post_form(client: AsyncTestClient, path: str, data: dict[str, Any], *, with_csrf: bool = True) -> Any:

@@ -6,7 +6,7 @@ import pytest
 
 from core.db.tables import audit_log, staff as staff_t, transfers
 
-from .conftest import balance, buy, complete, count, login, nonce, post_form
+from .conftest import balance, buy, complete, count, csrf, login, nonce, post_form
 
 ACTIONS = {
     # name: (minimum role, path template, form)
@@ -73,7 +73,7 @@ async def test_api_with_a_session_needs_the_csrf_header_but_a_bearer_token_does_
     body = {"amount": "1.00", "reason": "api test", "idempotency_key": "k1"}
     r = await client.post("/api/users/555/credit", json=body)
     assert r.status_code == 403
-    token = client.cookies.get("ns_csrf")
+    token = await csrf(client)
     r = await client.post("/api/users/555/credit", json=body, headers={"X-CSRFToken": token})
     assert r.status_code == 200, r.text
     api_token = await staff_accounts.create_token("support", "bot")

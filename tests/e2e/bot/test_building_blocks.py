@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
+from aiogram.types import Chat, Message, SuccessfulPayment, User
 
 from bot.context import TtlCache
-from bot.middlewares import TokenBucket, UpdateLog
+from bot.handlers import routers
+from bot.middlewares import RateLimit, TokenBucket, UpdateLog
 from bot.sender import Limits
 
 
@@ -89,10 +92,6 @@ async def test_limits_reserve_waits_without_polling() -> None:
 async def test_filters_run_on_the_loop_and_still_match(monkeypatch: pytest.MonkeyPatch) -> None:
     """aiogram runs a synchronous filter through ``asyncio.to_thread``; none of the shop's
     filters go that way, and the magic ones still decide as before."""
-    from aiogram.types import Chat, Message, SuccessfulPayment, User
-
-    from bot.handlers import routers
-
     async def no_threads(*_: object, **__: object) -> None:
         raise AssertionError("a filter ran in a thread")
 
@@ -112,3 +111,38 @@ async def test_filters_run_on_the_loop_and_still_match(monkeypatch: pytest.Monke
                     for event in (paid, text):
                         assert bool(await f.call(event)) == bool(f.callback.magic.resolve(event))
     assert checked >= 3  # F.successful_payment, F.text, ~F.text.startswith("/")
+
+
+async def test_rate_limit_warns_once_per_period_and_forgets_old_warnings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[int] = []
+
+    async def answer(self: Message, text: str, **_: object) -> None:
+        sent.append(self.chat.id)
+
+    monkeypatch.setattr(Message, "answer", answer)
+    now = FakeTime()
+    limit = RateLimit(TokenBucket(rate=0.001, burst=0, monotonic=now))  # everyone is over
+
+    async def handler(event: object, data: object) -> None:
+        raise AssertionError("a limited update must not reach its handler")
+
+    async def write(user_id: int) -> None:
+        user = User(id=user_id, is_bot=False, first_name="u")
+        message = Message(message_id=1, date=datetime.now(UTC), text="hi", from_user=user,
+                          chat=Chat(id=user_id, type="private"))
+        assert await limit(handler, message, {"event_from_user": user}) is None
+
+    await write(1)
+    await write(1)
+    now.now += RateLimit.WARN_EVERY_S
+    await write(1)
+    assert sent == [1, 1]  # one sentence per quiet period, not one per message
+
+    for user_id in range(2, 5002):  # a stream of distinct users, one a second
+        now.now += 1.0
+        await write(user_id)
+    assert len(sent) == 2 + 5000
+    # Only warnings still inside their quiet period are worth remembering.
+    assert len(limit._warned) <= RateLimit.WARN_EVERY_S + 1
