@@ -6,8 +6,9 @@ as written here (no prefix). A bad value fails at start with one line naming the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -87,7 +88,7 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             names = tuple(p.strip().lower() for p in value.split(",") if p.strip())
         else:
-            names = tuple(str(p).strip().lower() for p in value)  # type: ignore[union-attr]
+            names = tuple(str(p).strip().lower() for p in cast(Iterable[object], value))
         if not names:
             raise ValueError("name at least one provider")
         unknown = [n for n in names if n not in KNOWN_PROVIDERS]

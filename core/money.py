@@ -64,7 +64,8 @@ def parse_amount(text: str, currency: str = "USD") -> int:
         if exp == 0:
             raise MoneyError(f"{text!r}: {currency} has no fractional unit")
         raise MoneyError(f"{text!r} has more than {exp} decimal places")
-    return int(whole) * 10**exp + int(frac.ljust(exp, "0") or 0)
+    scale: int = 10**exp
+    return int(whole) * scale + int(frac.ljust(exp, "0") or 0)
 
 
 def parse_positive_amount(text: str, currency: str = "USD") -> int:

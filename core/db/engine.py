@@ -289,7 +289,7 @@ class Database:
             try:
                 conn = InlineConnection(self.engine, self.engine.sync_engine.connect())
             except MissingGreenlet:
-                conn = await InlineConnection(self.engine).start()
+                conn = cast(InlineConnection, await InlineConnection(self.engine).start())
             sync_conn = conn.sync_connection
             assert sync_conn is not None
             raw = sync_conn.connection.dbapi_connection
@@ -368,7 +368,7 @@ class Written:
     @classmethod
     def of(cls, result: CursorResult[Any]) -> Written:
         """Read while the connection is still open: rows first, then the count."""
-        return cls(result.all() if result.returns_rows else [], result.rowcount)
+        return cls(list(result.all()) if result.returns_rows else [], result.rowcount)
 
 
 def _release(sync_conn: Connection) -> None:
