@@ -17,15 +17,14 @@ from typing import Annotated, Any
 from litestar import Request, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
+from core import support, users
 from core.errors import OrderNotFound, UserNotFound
 from core.money import MoneyError, money_json, parse_positive_amount
 from core.staff import StaffMember, adjust_wallet, check_free_text
 
 from admin import queries
 from admin.context import breaker_states
-from admin.controllers.orders import cancel_order, order_filter
-from admin.controllers.ledger import transfer_filter
-from admin.controllers.users import change_blocked
+from admin.filters import order_filter, transfer_filter
 from admin.forms import FormError, reason_field
 from core.users import find_user
 
@@ -357,7 +356,8 @@ async def api_debit(request: Request[Any, Any, Any], telegram_id: TelegramId, da
 async def api_block(request: Request[Any, Any, Any], telegram_id: TelegramId, data: JSONBody[BlockIn]) -> BlockOut:
     ctx = _ctx(request)
     reason = reason_field({"reason": data.reason})
-    changed = await change_blocked(ctx, request.user, telegram_id, bool(data.blocked), reason)
+    changed = await users.change_blocked(ctx.db, telegram_id, bool(data.blocked), actor=request.user.actor,
+                                         reason=reason, now=ctx.clock.now())
     return BlockOut(telegram_id=telegram_id, blocked=bool(data.blocked), changed=changed)
 
 
@@ -395,7 +395,8 @@ async def api_order(request: Request[Any, Any, Any], order_id: OrderId) -> Order
 async def api_cancel(request: Request[Any, Any, Any], order_id: OrderId, data: JSONBody[ReasonIn]) -> CancelOut:
     ctx = _ctx(request)
     reason = reason_field({"reason": data.reason})
-    result = await cancel_order(ctx, request.user, order_id, reason)
+    result = await support.cancel_order(ctx.db, ctx.core.orders, order_id, actor=request.user.actor,
+                                        reason=reason, now=ctx.clock.now())
     async with ctx.db.read() as conn:
         o = await queries.order_detail(conn, order_id)
     return CancelOut(order=_order(ctx, o), refunded=_m(ctx, result.refunded), already=result.already,

@@ -4,10 +4,8 @@ Trust comes only from the signature: ``X-Webhook-Signature: HMAC-SHA512=<base64>
 exact raw body with ``TEXTVERIFIED_WEBHOOK_SECRET``, compared in constant time before the body
 is even parsed. A bad or missing signature is 401 and changes nothing.
 
-Idempotent twice over: a delivery whose event id is in ``webhook_events`` is acknowledged and
-skipped, and the message itself is recorded through ``OrderService.record_messages``, which
-stores each message once per order — so a crash between recording and remembering the event
-id, followed by the provider's retry, still captures at most once.
+Recording is ``core.webhooks.record_sms``: idempotent by the event id and by the message, with
+an audit row committed with the event id.
 """
 
 from __future__ import annotations
@@ -22,11 +20,9 @@ from typing import Any
 
 from litestar import Request, post
 from litestar.response import Response
-from sqlalchemy import select
-
-from core.db.engine import insert_ignore
-from core.db.tables import order_messages, orders, webhook_events
+from core import webhooks
 from core.providers.base import SmsMessage
+from core.webhooks import WebhookOutcome
 
 PROVIDER = "textverified"
 SIGNATURE_HEADER = "x-webhook-signature"
@@ -96,45 +92,27 @@ async def textverified(request: Request[Any, Any, Any]) -> Response[Any]:
     if event != "v2.sms.received":
         return _json(200, f"ignored event {event!r}")
 
-    async with ctx.db.read() as conn:
-        seen = await conn.scalar(select(webhook_events.c.id).where(webhook_events.c.id == event_id))
-        if seen is not None:
-            return _json(200, "duplicate delivery; already recorded")
-        reservation = data.get("reservationId")
-        order_id = None
-        if isinstance(reservation, str) and reservation:
-            order_id = await conn.scalar(select(orders.c.id).where(
-                orders.c.provider == PROVIDER, orders.c.activation_id == reservation[:64]))
-    if order_id is None:
-        # Not recorded as seen: if the order's number is still being committed, the
-        # provider's retry will find it.
-        return _json(404, "no order for this reservation")
-
+    reservation = data.get("reservationId")
     code = data.get("parsedCode")
     text = data.get("smsContent")
-    code = str(code)[:32] if code else None
-    text = str(text) if text is not None else None
-    async with ctx.db.read() as conn:
-        # The poller records the same SMS under TextVerified's message id, which the webhook
-        # does not carry: one already recorded with the same code and text is this one.
-        polled = await conn.scalar(select(order_messages.c.id).where(
-            order_messages.c.order_id == order_id, order_messages.c.code == code,
-            order_messages.c.text == text).limit(1))
-    if polled is not None:
-        await _remember(ctx, event_id)
-        return _json(200, "already recorded by polling")
     msg = SmsMessage(
         message_id=message_id(data),
-        code=code,
-        text=text,
+        code=str(code)[:32] if code else None,
+        text=str(text) if text is not None else None,
         received_at=_parse_time(data.get("createdAt")),
     )
-    await ctx.core.orders.record_messages(order_id, [msg], actor="webhook:textverified")
-    await _remember(ctx, event_id)
-    return _json(200, "recorded")
+    outcome = await webhooks.record_sms(
+        ctx.db, ctx.core.orders, provider=PROVIDER, event_id=event_id,
+        activation_id=reservation if isinstance(reservation, str) else None, message=msg,
+        now=ctx.clock.now())
+    return _json(*_ANSWERS[outcome])
 
 
-async def _remember(ctx: Any, event_id: str) -> None:
-    async with ctx.db.begin() as conn:
-        await conn.execute(insert_ignore(conn, webhook_events).values(
-            id=event_id, provider=PROVIDER, received_at=ctx.clock.now()))
+# Not recorded as seen when there is no order: if the order's number is still being
+# committed, the provider's retry will find it.
+_ANSWERS = {
+    WebhookOutcome.DUPLICATE: (200, "duplicate delivery; already recorded"),
+    WebhookOutcome.NO_ORDER: (404, "no order for this reservation"),
+    WebhookOutcome.ALREADY_POLLED: (200, "already recorded by polling"),
+    WebhookOutcome.RECORDED: (200, "recorded"),
+}

@@ -20,9 +20,9 @@ from aiogram.types import InaccessibleMessage, InlineKeyboardMarkup, MaybeInacce
 from bot import errors, keyboards, texts
 from bot.invoices import PACKAGES, InvoiceSigner, credit_for_stars
 from bot.middlewares import UserDirectory
-from core import ledger
 from core.app import Core
 from core.orders import OrderView
+from core.users import wallet_balance
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,8 +81,7 @@ class ShopContext:
         account = self.users.wallet_account(telegram_id)
         if account is None:
             return await self.core.wallets.show(telegram_id)
-        async with self.core.db.read() as conn:
-            return await ledger.balance_of(conn, account)
+        return await wallet_balance(self.core.db, account)
 
     @property
     def currency(self) -> str:

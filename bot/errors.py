@@ -18,13 +18,12 @@ from core.errors import (
     NoProviderAvailable,
     NotFound,
     OrderStateConflict,
-    OutOfStock,
     QuoteExpired,
     ShopError,
     UserBlocked,
 )
 from core.money import MoneyError
-from core.providers.errors import AlreadyClosed, NotSupported, ProviderError
+from core.providers.errors import AlreadyClosed, NotSupported, OutOfStock, ProviderError
 
 
 def sentence(exc: BaseException, currency: str = "USD") -> str:

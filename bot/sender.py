@@ -47,7 +47,7 @@ from core import outbox
 from core.app import Core
 from core.errors import ShopError
 from core.outbox import OutboxMessage
-from core.users import mark_unreachable
+from core.users import mark_chat_unreachable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -187,8 +187,7 @@ class OutboxSender:
             await self._deliver(row)
         except TelegramForbiddenError as exc:
             log.info("chat %s blocked the bot; row %s unreachable", row.chat_id, row.id)
-            async with db.begin() as conn:
-                await mark_unreachable(conn, row.chat_id)
+            await mark_chat_unreachable(db, row.chat_id)
             await outbox.mark_unreachable(db, row.id, owner, str(exc))
             if self.on_unreachable is not None:
                 self.on_unreachable(row.chat_id)

@@ -6,7 +6,7 @@ from aiogram.types import User
 
 from core.clock import Clock
 from core.db.engine import Database
-from core.users import get_or_create_user, mark_unreachable
+from core.users import resolve_user
 
 
 class UserDirectory:
@@ -33,11 +33,8 @@ class UserDirectory:
         cached = self._ids.get(user.id)
         if cached is not None:
             return cached[0]
-        async with self.db.begin() as conn:
-            row = await get_or_create_user(conn, telegram_id=user.id, username=user.username,
-                                           first_name=user.first_name, now=self.clock.now())
-            if row.unreachable:
-                await mark_unreachable(conn, user.id, False)
+        row = await resolve_user(self.db, telegram_id=user.id, username=user.username,
+                                 first_name=user.first_name, now=self.clock.now())
         if len(self._ids) >= self.MAX:
             self._ids.clear()
         self._ids[user.id] = (row.id, row.wallet_account_id)

@@ -12,8 +12,10 @@ Why it looks like this:
   offers whose cost fits the price are ever counted as sellable (a fixed price below the
   cost makes the combination unavailable rather than a loss).
 
-Functions taking ``conn`` run inside the caller's unit of work; ``sync_offers`` and
-``sync_catalog`` own theirs.
+Functions taking ``conn`` run inside the caller's unit of work; those taking ``db`` own
+theirs (``sync_offers``, ``sync_catalog``, and the services adapters call: the bot's reads and
+the staff's audited writes, ``override_price``, ``remove_price_override``, ``prune_catalogue``,
+each committing its audit row with its change).
 """
 
 from __future__ import annotations
@@ -22,17 +24,18 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core import pricing
+from core import audit, pricing
 from core.catalog_data import COUNTRIES, SERVICES
 from core.db.engine import insert_ignore
 from core.db.tables import countries, offers, price_overrides, quotes, services
-from core.errors import InvalidInput, NotFound, OutOfStock, QuoteExpired, QuoteNotFound
+from core.errors import InvalidInput, NotFound, QuoteExpired, QuoteNotFound
 from core.ledger import new_id
+from core.providers.errors import OutOfStock
 
 if TYPE_CHECKING:
     from core.clock import Clock
@@ -204,6 +207,19 @@ async def prune_offers(conn: AsyncConnection, keep_providers: Sequence[str]) -> 
     return result.rowcount or 0
 
 
+async def prune_catalogue(db: Database, keep_providers: Sequence[str], *, actor: str, now: datetime) -> int:
+    """``prune_offers`` as a service: the offers of providers no longer configured go, and
+    the audit row naming how many commits with the deletion (none when nothing went)."""
+    keep = sorted(keep_providers)
+    async with db.begin() as conn:
+        removed = await prune_offers(conn, keep)
+        if removed:
+            await audit.record(conn, actor=actor, action="catalogue.prune", target_type="offers",
+                               reason="providers no longer configured", now=now,
+                               detail={"removed": removed, "kept_providers": keep})
+    return removed
+
+
 def _better(new: Offer, held: Offer) -> bool:
     if (new.stock > 0) != (held.stock > 0):
         return new.stock > 0
@@ -309,7 +325,7 @@ async def list_countries(
             .where(offers.c.service == service, offers.c.stock > 0)
         )
     ).all()
-    by_country: dict[str, list] = {}
+    by_country: dict[str, list[Any]] = {}
     for r in rows:
         by_country.setdefault(r.country, []).append(r)
     result = []
@@ -519,7 +535,8 @@ async def set_price_override(
         await conn.execute(
             update(price_overrides).where(price_overrides.c.service == service).values(**values)
         )
-    return PriceOverride(service=service, updated_at=now, markup_percent=markup_percent, fixed_price=fixed_price)
+    return PriceOverride(service=service, updated_at=now, markup_percent=markup_percent,
+                         fixed_price=fixed_price)
 
 
 async def get_price_override(conn: AsyncConnection, service: str) -> PriceOverride | None:
@@ -536,6 +553,64 @@ async def clear_price_override(conn: AsyncConnection, service: str) -> bool:
     """Back to the shop's default markup; False if there was no override."""
     result = await conn.execute(delete(price_overrides).where(price_overrides.c.service == service))
     return bool(result.rowcount)
+
+
+async def override_price(
+    db: Database,
+    service: str,
+    *,
+    markup_percent: int | None = None,
+    fixed_price: int | None = None,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> PriceOverride:
+    """A staff member sets a service's price: the override and its audit row commit together."""
+    async with db.begin() as conn:
+        result = await set_price_override(conn, service, markup_percent=markup_percent,
+                                          fixed_price=fixed_price, now=now)
+        await audit.record(conn, actor=actor, action="price.set", target_type="service",
+                           target_id=service, reason=reason, now=now,
+                           detail={"markup_percent": result.markup_percent,
+                                   "fixed_price": result.fixed_price})
+    return result
+
+
+async def remove_price_override(db: Database, service: str, *, actor: str, reason: str,
+                                now: datetime) -> bool:
+    """Back to the default markup, audited; False (and no audit row) if there was none."""
+    async with db.begin() as conn:
+        cleared = await clear_price_override(conn, service)
+        if cleared:
+            await audit.record(conn, actor=actor, action="price.clear", target_type="service",
+                               target_id=service, reason=reason, detail=None, now=now)
+    return cleared
+
+
+# --- reads for the adapters -------------------------------------------------------------
+
+
+async def services_page(
+    db: Database, *, search: str | None = None, offset: int = 0, limit: int = 8,
+    markup_percent: int | float | None = None,
+) -> tuple[list[ServiceView], int]:
+    """``list_services`` in its own read."""
+    async with db.read() as conn:
+        return await list_services(conn, search=search, offset=offset, limit=limit,
+                                   markup_percent=markup_percent)
+
+
+async def countries_of(db: Database, service: str, *,
+                       markup_percent: int | float) -> list[CountryOffer]:
+    """``list_countries`` in its own read."""
+    async with db.read() as conn:
+        return await list_countries(conn, service, markup_percent=markup_percent)
+
+
+async def find_quote(db: Database, quote_id: str, user_id: int, now: datetime) -> Quote:
+    """``load_quote`` in its own read."""
+    async with db.read() as conn:
+        return await load_quote(conn, quote_id, user_id, now)
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -555,7 +630,7 @@ async def _overrides_for(conn: AsyncConnection, codes: Sequence[str]) -> dict[st
     return {r.service: _override_from_row(r) for r in rows}
 
 
-def _override_from_row(row) -> PriceOverride:  # noqa: ANN001
+def _override_from_row(row: Any) -> PriceOverride:
     return PriceOverride(
         service=row.service,
         markup_percent=row.markup_percent,

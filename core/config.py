@@ -6,9 +6,9 @@ as written here (no prefix). A bad value fails at start with one line naming the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from pydantic import (
     Field,
@@ -24,6 +24,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from core.money import is_currency
 
 if TYPE_CHECKING:
     from core.providers.instances import ProviderInstance
@@ -133,7 +135,7 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             names = tuple(p.strip().lower() for p in value.split(",") if p.strip())
         else:
-            names = tuple(str(p).strip().lower() for p in value)  # type: ignore[attr-defined]
+            names = tuple(str(p).strip().lower() for p in cast(Iterable[object], value))
         if not names:
             raise ValueError("name at least one provider")
         from core.providers.instances import check_name
@@ -152,6 +154,8 @@ class Settings(BaseSettings):
         value = value.strip().upper()
         if len(value) != 3 or not value.isalpha():
             raise ValueError("use a three-letter ISO 4217 code such as USD")
+        if not is_currency(value):
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code; use one such as USD")
         return value
 
     @field_validator("DATABASE_URL")

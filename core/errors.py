@@ -4,6 +4,14 @@
 from __future__ import annotations
 
 
+class NestedTransaction(RuntimeError):
+    """``Database.begin()`` inside a ``begin()`` block of the same task: a bug, not a user error.
+
+    On SQLite the outer block already holds this process's write lock, so the inner one would
+    wait for it forever; it is refused at once, on both backends, so the bug shows in tests on
+    either. Pass the open connection down instead."""
+
+
 class ShopError(Exception):
     """Base of every expected, user-explainable failure raised by core services."""
 
@@ -81,5 +89,6 @@ class NoProviderAvailable(ShopError):
         self.order_id = order_id
 
 
-class OutOfStock(ShopError):
-    pass
+# ``OutOfStock`` is ``core.providers.errors.OutOfStock``: one class for "no numbers", whether a
+# provider said it or the catalogue found no offer; it is both a ``ShopError`` and a provider
+# ``BusinessError`` (a healthy answer the breaker does not count).

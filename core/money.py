@@ -8,9 +8,13 @@ and nowhere else.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
-# ISO 4217 exponents for the currencies a shop is likely to run in; default 2.
-_EXPONENTS = {"JPY": 0, "KRW": 0, "VND": 0, "XTR": 0, "BHD": 3, "KWD": 3, "OMR": 3}
+from babel.numbers import get_currency_precision, list_currencies
+
+# Not ISO 4217 but a currency we meet: Telegram Stars, whole units only. Wallets are never in
+# it (``SHOP_CURRENCY`` must be an ISO code); it is here so Stars amounts format and convert.
+_NON_ISO_EXPONENTS = {"XTR": 0}
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "RUB": "₽", "XTR": "⭐"}
 _AMOUNT_RE = re.compile(r"^\s*([0-9]{1,12})(?:[.,]([0-9]+))?\s*$")
 
@@ -19,8 +23,30 @@ class MoneyError(ValueError):
     """Text that is not a valid non-negative amount in the shop currency."""
 
 
+@lru_cache(maxsize=1)
+def iso_currencies() -> frozenset[str]:
+    """Every currency code in Babel's ISO 4217 (CLDR) data."""
+    return frozenset(list_currencies())
+
+
+def is_currency(code: str) -> bool:
+    """An ISO 4217 code Babel knows (``XTR`` is not one: it is Telegram's own)."""
+    return code.upper() in iso_currencies()
+
+
+@lru_cache(maxsize=64)
 def exponent(currency: str) -> int:
-    return _EXPONENTS.get(currency.upper(), 2)
+    """Digits after the decimal point of ``currency``'s minor unit (USD 2, JPY 0, KWD 3).
+
+    From Babel's CLDR currency data rather than a table of our own, so every ISO code is
+    right; a code Babel does not know is refused (its default of 2 would silently invent a
+    minor unit for a typo)."""
+    code = currency.upper()
+    if code in _NON_ISO_EXPONENTS:
+        return _NON_ISO_EXPONENTS[code]
+    if not is_currency(code):
+        raise MoneyError(f"{currency!r} is not an ISO 4217 currency code")
+    return int(get_currency_precision(code))
 
 
 def parse_amount(text: str, currency: str = "USD") -> int:
@@ -38,7 +64,8 @@ def parse_amount(text: str, currency: str = "USD") -> int:
         if exp == 0:
             raise MoneyError(f"{text!r}: {currency} has no fractional unit")
         raise MoneyError(f"{text!r} has more than {exp} decimal places")
-    return int(whole) * 10**exp + int(frac.ljust(exp, "0") or 0)
+    scale: int = 10**exp
+    return int(whole) * scale + int(frac.ljust(exp, "0") or 0)
 
 
 def parse_positive_amount(text: str, currency: str = "USD") -> int:

@@ -1,22 +1,28 @@
 """Shop users: one row per Telegram account, each owning exactly one wallet account.
 
-Every function takes the caller's connection so user changes commit with whatever else the
-service writes in that unit of work.
+Functions taking ``conn`` run in the caller's unit of work, so user changes commit with
+whatever else that service writes. Those taking ``db`` are the services the adapters call, each
+owning its transaction: ``resolve_user``, ``wallet_balance`` and ``mark_chat_unreachable`` for
+the bot, and ``change_blocked`` for staff, which commits its audit row with the change.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import ColumnElement
 
-from core import ledger
+from core import audit, ledger
 from core.db.engine import insert_ignore
 from core.db.tables import accounts, users
 from core.errors import InvalidInput, UserNotFound
+
+if TYPE_CHECKING:
+    from core.db.engine import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +149,8 @@ async def search_users(conn: AsyncConnection, query: str, limit: int = 20) -> li
     text = (query or "").strip().lstrip("@")
     if not text or limit <= 0:
         return []
-    conditions = [func.lower(users.c.username).like(f"%{_escape_like(text.lower())}%", escape="\\")]
+    pattern = f"%{_escape_like(text.lower())}%"
+    conditions: list[ColumnElement[bool]] = [func.lower(users.c.username).like(pattern, escape="\\")]
     exact = int(text) if text.isdigit() and len(text) <= 18 else None
     if exact is not None:
         conditions.append(users.c.telegram_id == exact)
@@ -172,3 +179,49 @@ async def mark_unreachable(conn: AsyncConnection, telegram_id: int, unreachable:
         update(users).where(users.c.telegram_id == telegram_id).values(unreachable=unreachable)
     )
     return result.rowcount == 1
+
+
+# --- services ---------------------------------------------------------------------------
+
+
+async def resolve_user(db: Database, *, telegram_id: int, username: str | None,
+                       first_name: str | None, now: datetime) -> UserRow:
+    """The user behind a Telegram update, created on first sight. Someone who writes to the
+    bot can be messaged again, so a user marked unreachable is marked reachable."""
+    async with db.begin() as conn:
+        row = await get_or_create_user(conn, telegram_id=telegram_id, username=username,
+                                       first_name=first_name, now=now)
+        if row.unreachable:
+            await mark_unreachable(conn, telegram_id, False)
+    return row
+
+
+async def wallet_balance(db: Database, wallet_account_id: int) -> ledger.AccountBalance:
+    """Balance, held and available of a user's wallet, by its account id (one query: the bot
+    knows the account of a user it has seen)."""
+    async with db.read() as conn:
+        return await ledger.balance_of(conn, wallet_account_id)
+
+
+async def mark_chat_unreachable(db: Database, telegram_id: int) -> bool:
+    """``mark_unreachable`` in its own transaction (the sender learnt of a 403)."""
+    async with db.begin() as conn:
+        return await mark_unreachable(conn, telegram_id)
+
+
+async def change_blocked(db: Database, telegram_id: int, blocked: bool, *, actor: str, reason: str,
+                         now: datetime) -> bool:
+    """Staff block or unblock a user: the flag and its audit row commit together.
+
+    False, with nothing written, when the user already was in that state."""
+    async with db.begin() as conn:
+        user = await find_user(conn, telegram_id)
+        if user is None:
+            raise UserNotFound(f"no user with Telegram id {telegram_id}")
+        if user.blocked == blocked:
+            return False
+        await set_blocked(conn, user.id, blocked)
+        await audit.record(conn, actor=actor, action="user.block" if blocked else "user.unblock",
+                           target_type="user", target_id=user.id, reason=reason,
+                           detail={"telegram_id": telegram_id}, now=now)
+    return True

@@ -121,8 +121,8 @@ class ShopJobs:
                 except ProviderError as exc:
                     log.warning("catalogue of %s not synced: %s", name, exc)
                     failed.append(f"{name}: {exc}")
-            async with self.core.db.begin() as conn:
-                await catalog.prune_offers(conn, list(self.core.providers))
+            await catalog.prune_catalogue(self.core.db, list(self.core.providers),
+                                          actor="scheduler", now=self.core.clock.now())
             if failed:
                 raise RuntimeError("catalogue sync failed for " + "; ".join(failed))
             return stored

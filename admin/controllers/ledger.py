@@ -16,24 +16,12 @@ from core.money import format_amount
 from core.ledger import SYSTEM_ACCOUNTS
 
 from admin import queries
-from admin.forms import FormError, parse_day
+from admin.filters import transfer_filter
 from admin.params import OptQ
 from admin.render import ctx_of, page
 
 CSV_BATCH = 2000
 CSV_MAX_ROWS = 1_000_000
-
-
-def transfer_filter(code: str | None, user: str | None, account: str | None, order_id: str | None,
-                    date_from: str | None, date_to: str | None) -> queries.TransferFilter:
-    try:
-        flt = queries.TransferFilter(
-            code=code or None, user=user or None, account=account or None, order_id=order_id or None,
-            date_from=parse_day(date_from, field="from"), date_to=parse_day(date_to, field="to"))
-    except FormError as exc:
-        raise queries.BadQuery(exc.message) from None
-    flt.check()
-    return flt
 
 
 @get("/ledger", opt={"role": "viewer"})

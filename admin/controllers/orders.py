@@ -7,30 +7,16 @@ from typing import Any
 
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
-from sqlalchemy import select
 
-from core import audit
-from core.db.tables import audit_log
+from core import support
 from core.errors import OrderNotFound, ShopError
 from core.money import format_amount
 
 from admin import queries
-from admin.forms import FormError, error_message, error_status, idempotency_key, parse_day, reason_field
+from admin.filters import order_filter
+from admin.forms import FormError, error_message, error_status, idempotency_key, reason_field
 from admin.params import OptQ, OrderIdPath
 from admin.render import ctx_of, flash, page, see_other
-
-
-def order_filter(status: str | None, service: str | None, country: str | None, provider: str | None,
-                 user: str | None, date_from: str | None, date_to: str | None) -> queries.OrderFilter:
-    try:
-        flt = queries.OrderFilter(
-            status=status or None, service=service or None, country=country or None,
-            provider=provider or None, user=user or None,
-            date_from=parse_day(date_from, field="from"), date_to=parse_day(date_to, field="to"))
-    except FormError as exc:
-        raise queries.BadQuery(exc.message) from None
-    flt.check()
-    return flt
 
 
 @get("/orders", opt={"role": "viewer"})
@@ -67,28 +53,6 @@ async def order_detail(request: Request[Any, Any, Any], order_id: OrderIdPath) -
     return await order_page(request, order_id[:64])
 
 
-async def cancel_order(ctx: Any, me: Any, order_id: str, reason: str) -> Any:
-    result = await ctx.core.orders.cancel(order_id, actor=me.actor, reason=reason)
-    if result.refunded and not result.already:
-        await _audit_once(ctx, me, "order.cancel", order_id, reason, {"refunded": result.refunded})
-    return result
-
-
-async def _audit_once(ctx: Any, me: Any, action: str, order_id: str, reason: str, detail: dict[str, Any]) -> None:
-    """Audit a staff cancel unless core already did.
-
-    OrderService.cancel records the staff actor and reason in the order's event (same
-    transaction as the refund) but not in audit_log; this adds the audit row right after,
-    and becomes a no-op once core writes it itself.
-    """
-    async with ctx.db.begin() as conn:
-        exists = await conn.scalar(select(audit_log.c.id).where(
-            audit_log.c.action == action, audit_log.c.target_id == order_id).limit(1))
-        if exists is None:
-            await audit.record(conn, actor=me.actor, action=action, target_type="order",
-                               target_id=order_id, reason=reason, detail=detail, now=ctx.clock.now())
-
-
 @post("/orders/{order_id:str}/cancel", opt={"role": "support"})
 async def cancel(request: Request[Any, Any, Any], order_id: OrderIdPath) -> Template | Redirect:
     ctx = ctx_of(request)
@@ -96,7 +60,8 @@ async def cancel(request: Request[Any, Any, Any], order_id: OrderIdPath) -> Temp
     try:
         idempotency_key(request.user, form)
         reason = reason_field(form)
-        result = await cancel_order(ctx, request.user, order_id, reason)
+        result = await support.cancel_order(ctx.db, ctx.core.orders, order_id, actor=request.user.actor,
+                                            reason=reason, now=ctx.clock.now())
     except FormError as exc:
         return await order_page(request, order_id, status=exc.status, error=exc.message)
     except OrderNotFound:

@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
-from core import audit, catalog
+from core import catalog
 from core.errors import ShopError
 from core.money import MoneyError, parse_positive_amount
 
@@ -39,33 +39,26 @@ async def providers_page(request: Request[Any, Any, Any]) -> Template:
 async def apply_price(ctx: Any, me: Any, service: str, mode: str, value: str, reason: str) -> str:
     """Set or clear a service's price override; returns a sentence for the flash message."""
     now = ctx.clock.now()
-    async with ctx.db.begin() as conn:
-        if mode == "clear":
-            cleared = await catalog.clear_price_override(conn, service)
-            if cleared:
-                await audit.record(conn, actor=me.actor, action="price.clear", target_type="service",
-                                   target_id=service, reason=reason, detail=None, now=now)
-            return f"{service}: back to the default markup." if cleared else f"{service} had no override."
-        if mode == "markup":
-            try:
-                percent = int(value.strip().rstrip("%"))
-            except ValueError:
-                raise FormError("the markup is a whole number of percent, like 25") from None
-            result = await catalog.set_price_override(conn, service, markup_percent=percent, now=now)
-            text = f"{service}: markup {percent}%."
-        elif mode == "fixed":
-            try:
-                price = parse_positive_amount(value, ctx.currency)
-            except MoneyError as exc:
-                raise FormError(str(exc)) from None
-            result = await catalog.set_price_override(conn, service, fixed_price=price, now=now)
-            text = f"{service}: fixed price set."
-        else:
-            raise FormError("choose markup, fixed price or clear")
-        await audit.record(conn, actor=me.actor, action="price.set", target_type="service", target_id=service,
-                           reason=reason, now=now,
-                           detail={"markup_percent": result.markup_percent, "fixed_price": result.fixed_price})
-    return text
+    if mode == "clear":
+        cleared = await catalog.remove_price_override(ctx.db, service, actor=me.actor, reason=reason, now=now)
+        return f"{service}: back to the default markup." if cleared else f"{service} had no override."
+    if mode == "markup":
+        try:
+            percent = int(value.strip().rstrip("%"))
+        except ValueError:
+            raise FormError("the markup is a whole number of percent, like 25") from None
+        await catalog.override_price(ctx.db, service, markup_percent=percent, actor=me.actor,
+                                     reason=reason, now=now)
+        return f"{service}: markup {percent}%."
+    if mode == "fixed":
+        try:
+            price = parse_positive_amount(value, ctx.currency)
+        except MoneyError as exc:
+            raise FormError(str(exc)) from None
+        await catalog.override_price(ctx.db, service, fixed_price=price, actor=me.actor,
+                                     reason=reason, now=now)
+        return f"{service}: fixed price set."
+    raise FormError("choose markup, fixed price or clear")
 
 
 @post("/providers/prices/{service:str}", opt={"role": "admin"})

@@ -7,10 +7,10 @@ from typing import Any
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
-from core import audit
+from core import users
 from core.errors import ShopError, UserNotFound
 from core.staff import adjust_wallet
-from core.users import find_user, set_blocked
+from core.users import find_user
 
 from admin import queries
 from admin.forms import ALREADY_SUBMITTED, AlreadySubmitted, acting_once, FormError, amount_field, error_message, error_status, idempotency_key, reason_field
@@ -87,22 +87,6 @@ async def debit(request: Request[Any, Any, Any], telegram_id: TelegramIdPath) ->
     return await _adjust(request, telegram_id, "debit")
 
 
-async def change_blocked(ctx: Any, me: Any, telegram_id: TelegramIdPath, blocked: bool, reason: str) -> bool:
-    """Block or unblock with an audit row in the same transaction; False if nothing changed."""
-    now = ctx.clock.now()
-    async with ctx.db.begin() as conn:
-        user = await find_user(conn, telegram_id)
-        if user is None:
-            raise UserNotFound(f"no user with Telegram id {telegram_id}")
-        if user.blocked == blocked:
-            return False
-        await set_blocked(conn, user.id, blocked)
-        await audit.record(conn, actor=me.actor, action="user.block" if blocked else "user.unblock",
-                           target_type="user", target_id=user.id, reason=reason,
-                           detail={"telegram_id": telegram_id}, now=now)
-    return True
-
-
 @post("/users/{telegram_id:int}/block", opt={"role": "admin"})
 async def block(request: Request[Any, Any, Any], telegram_id: TelegramIdPath) -> Template | Redirect:
     ctx = ctx_of(request)
@@ -114,7 +98,8 @@ async def block(request: Request[Any, Any, Any], telegram_id: TelegramIdPath) ->
         if value not in ("1", "0"):
             raise FormError("say whether to block (1) or unblock (0)")
         async with acting_once(ctx.nonces, key):
-            changed = await change_blocked(ctx, request.user, telegram_id, value == "1", reason)
+            changed = await users.change_blocked(ctx.db, telegram_id, value == "1", actor=request.user.actor,
+                                                 reason=reason, now=ctx.clock.now())
     except AlreadySubmitted:
         flash(request, ALREADY_SUBMITTED)
         return see_other(f"/users/{telegram_id}")

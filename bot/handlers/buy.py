@@ -33,10 +33,9 @@ Screen = tuple[str, InlineKeyboardMarkup]
 async def _services_page(shop: ShopContext, offset: int, search: str | None = None
                          ) -> tuple[list[ServiceView], int]:
     async def load() -> tuple[list[ServiceView], int]:
-        async with shop.core.db.read() as conn:
-            return await catalog.list_services(
-                conn, search=search, offset=offset, limit=keyboards.SERVICES_PER_PAGE,
-                markup_percent=shop.markup_percent)
+        return await catalog.services_page(
+            shop.core.db, search=search, offset=offset, limit=keyboards.SERVICES_PER_PAGE,
+            markup_percent=shop.markup_percent)
 
     return await shop.catalog_cache.get(("services", offset, search), load)
 
@@ -72,8 +71,7 @@ def _exact(views: list[ServiceView], total: int, term: str) -> ServiceView | Non
 
 async def _offers(shop: ShopContext, service: str) -> list[CountryOffer]:
     async def load() -> list[CountryOffer]:
-        async with shop.core.db.read() as conn:
-            return await catalog.list_countries(conn, service, markup_percent=shop.markup_percent)
+        return await catalog.countries_of(shop.core.db, service, markup_percent=shop.markup_percent)
 
     return await shop.catalog_cache.get(("countries", service), load)
 
@@ -232,8 +230,7 @@ async def on_buy(query: CallbackQuery, callback_data: keyboards.BuyCb, shop: Sho
 
 async def _quote_service(shop: ShopContext, quote_id: str, user_id: int) -> str | None:
     try:
-        async with shop.core.db.read() as conn:
-            quote = await catalog.load_quote(conn, quote_id, user_id, shop.core.clock.now())
+        quote = await catalog.find_quote(shop.core.db, quote_id, user_id, shop.core.clock.now())
     except Exception:  # noqa: BLE001 - only used to offer a "back" button
         return None
     return quote.service

@@ -14,12 +14,11 @@ from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update
-from sqlalchemy.sql import Insert
 
 from bot.middlewares.handler import Handler
 from core.clock import Clock
-from core.db.engine import Database, insert_ignore
-from core.db.tables import processed_updates
+from core.db.engine import Database
+from core.update_log import record_updates
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,6 @@ class UpdateLog:
         self.clock = clock
         self._pending: list[tuple[int, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._statement: Insert | None = None  # for this database's dialect, built once
 
     async def record(self, update_id: int) -> bool:
         """True the first time ``update_id`` is seen, False for a redelivery."""
@@ -46,25 +44,12 @@ class UpdateLog:
             self._flusher = asyncio.create_task(self._flush())
         return await future
 
-    def _insert(self) -> Insert:
-        if self._statement is None:
-            self._statement = insert_ignore(self.db, processed_updates).returning(
-                processed_updates.c.update_id)
-        return self._statement
-
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
             ids = list(dict.fromkeys(update_id for update_id, _ in batch))
             try:
-                now = self.clock.now()
-                # The rows go in as parameters of one cached statement (SQLAlchemy batches
-                # them into multi-row INSERTs itself); building a multi-VALUES statement here
-                # instead was compiled anew for every update. Each row stands alone, so one
-                # statement without a transaction around it is enough (``write_one``).
-                written = await self.db.write_one(self._insert(), [
-                    {"update_id": i, "received_at": now} for i in ids])
-                inserted = {row[0] for row in written.rows}
+                inserted = await record_updates(self.db, ids, self.clock.now())
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():

@@ -19,13 +19,17 @@ first. Rules:
   breaker cannot be *read* before a call, the call is refused with ``ProviderUnavailable``
   without reaching the provider, which routing treats like any transient failure.
 
-Time. purgatory reads ``time.time()`` inside ``purgatory.domain.model`` to stamp and expire
-the open state. The board replaces that module's ``time`` attribute with a small shim (once,
-process-wide) that returns the time of the clock of the board currently making a call — a
-``ContextVar`` set only for the duration of a guarded call — and falls back to the real
-``time.time()`` everywhere else. So a board built with a ``FakeClock`` has a TTL the test
-moves by ``clock.advance(...)``, a board with ``SystemClock`` behaves exactly as stock
-purgatory does, and no other code (or other board) is affected.
+Time. purgatory's state objects read ``time.time()`` in two places: when the breaker opens
+(``opened_at``) and when a call meets an open breaker (is the TTL over?). The board makes
+both decisions itself with its own clock, through purgatory's public model, and leaves
+purgatory's module untouched (no patch, so other users of purgatory in the process, and
+purgatory upgrades within 3.x, are unaffected): before a call, an open breaker whose TTL is
+over on the board's clock is moved to half-open (``set_state``), and one whose TTL is not
+over refuses the call without asking purgatory; after a call, the board records the outcome
+itself (what ``AsyncCircuitBreaker.__aexit__`` does) and re-stamps a breaker that just opened
+with the board's clock before the state change is stored. So a board built with a
+``FakeClock`` has a TTL the test moves by ``clock.advance(...)``, and a board with
+``SystemClock`` behaves as stock purgatory does.
 
 State lives in memory by default, or in Redis (``redis_url``; purgatory's
 ``AsyncRedisUnitOfWork``) so several processes share one view. ``states()`` and
@@ -38,16 +42,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time as _real_time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import purgatory.domain.model as _purgatory_model
 from purgatory import AsyncCircuitBreakerFactory, AsyncInMemoryUnitOfWork, AsyncRedisUnitOfWork
-from purgatory.domain.model import OpenedState
+from purgatory.domain.messages.events import ContextChanged
+from purgatory.domain.model import HalfOpenedState, OpenedState
 
 from core.clock import Clock, SystemClock
 from core.providers.base import (
@@ -65,27 +67,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CLOSED, OPENED, HALF_OPENED = "closed", "opened", "half-opened"
-
-_current_clock: ContextVar[Clock | None] = ContextVar("numbershop_breaker_clock", default=None)
-
-
-class _PurgatoryTime:
-    """Stands in for the ``time`` module inside ``purgatory.domain.model``."""
-
-    def time(self) -> float:
-        clock = _current_clock.get()
-        if clock is None:
-            return _real_time.time()
-        return clock.now().timestamp()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(_real_time, name)
-
-
-def _install_time_shim() -> None:
-    if not isinstance(getattr(_purgatory_model, "time", None), _PurgatoryTime):
-        _purgatory_model.time = _PurgatoryTime()  # type: ignore[attr-defined]
-
 
 @dataclass(frozen=True, slots=True)
 class BreakerInfo:
@@ -117,7 +98,6 @@ class BreakerBoard:
             raise ValueError("threshold must be at least 1")
         if ttl_s <= 0:
             raise ValueError("ttl_s must be greater than zero")
-        _install_time_shim()
         self.threshold = threshold
         self.ttl_s = float(ttl_s)
         self.clock: Clock = clock or SystemClock()
@@ -154,12 +134,8 @@ class BreakerBoard:
         try:
             await self._ensure_ready()
             for name in list(self._names):
-                token = _current_clock.set(self.clock)
-                try:
-                    async with self._factory.uow as uow:
-                        context = await uow.contexts.get(self._circuit(name))
-                finally:
-                    _current_clock.reset(token)
+                async with self._factory.uow as uow:
+                    context = await uow.contexts.get(self._circuit(name))
                 if context is not None:
                     self._remember(name, context)
         except Exception as exc:  # a dashboard must still render: show the local view
@@ -183,39 +159,35 @@ class BreakerBoard:
 
     async def call(self, name: str, op: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``fn(*args)`` (one provider operation) through ``name``'s breaker."""
-        token = _current_clock.set(self.clock)
         try:
-            try:
-                await self._ensure_ready()
-                breaker = await self._factory.get_breaker(self._circuit(name))
-            except Exception as exc:
-                log.error("breaker %s: state store unavailable (%s); %s refused", name, _describe(exc), op)
-                raise ProviderUnavailable(
-                    f"{name}: circuit breaker state unavailable", provider=name
-                ) from exc
-            try:
-                await breaker.__aenter__()
-            except OpenedState:
-                self._remember(name, breaker.context)
+            await self._ensure_ready()
+            breaker = await self._factory.get_breaker(self._circuit(name))
+        except Exception as exc:
+            log.error("breaker %s: state store unavailable (%s); %s refused", name, _describe(exc), op)
+            raise ProviderUnavailable(
+                f"{name}: circuit breaker state unavailable", provider=name
+            ) from exc
+        context = breaker.context
+        if context.state == OPENED:
+            if not self._ttl_over(context.opened_at):
+                self._remember(name, context)
                 until = self._until(name)
-                raise BreakerOpen(
-                    f"{name} is failing; its circuit breaker is open" + (f" until {until:%H:%M:%S} UTC" if until else ""),
-                    provider=name,
-                ) from None
-            try:
-                result = await fn(*args)
-            except asyncio.CancelledError:
-                await self._settle(name, breaker, None, neutral=True)
-                raise
-            except BaseException as exc:
-                if not isinstance(exc, BusinessError):
-                    self._last_error[name] = (f"{op}: {_describe(exc)}", self.clock.now())
-                await self._settle(name, breaker, exc)
-                raise
-            await self._settle(name, breaker, None)
-            return result
-        finally:
-            _current_clock.reset(token)
+                when = f" until {until:%H:%M:%S} UTC" if until else ""
+                raise BreakerOpen(f"{name} is failing; its circuit breaker is open{when}", provider=name)
+            context.set_state(HalfOpenedState())  # this call is the probe
+        context.handle_new_request()  # closed or half-open: no clock involved
+        try:
+            result = await fn(*args)
+        except asyncio.CancelledError:
+            await self._settle(name, breaker, None, neutral=True)
+            raise
+        except BaseException as exc:
+            if not isinstance(exc, BusinessError):
+                self._last_error[name] = (f"{op}: {_describe(exc)}", self.clock.now())
+            await self._settle(name, breaker, exc)
+            raise
+        await self._settle(name, breaker, None)
+        return result
 
     # --- internals ------------------------------------------------------------------
 
@@ -236,16 +208,34 @@ class BreakerBoard:
                 await self._factory.initialize()
                 self._ready = True
 
-    async def _settle(self, name: str, breaker: Any, exc: BaseException | None, *, neutral: bool = False) -> None:
-        """Record the outcome; a failure to record is logged, never raised over the result."""
+    def _ttl_over(self, opened_at: float | None) -> bool:
+        return opened_at is None or self.clock.now().timestamp() > opened_at + self.ttl_s
+
+    def _stamp_opening(self, context: Any) -> None:
+        """A breaker that just opened was stamped by purgatory with ``time.time()``: replace
+        that state change, still unstored, with one stamped by the board's clock."""
+        stale = [m for m in context.messages if isinstance(m, ContextChanged) and m.state == OPENED]
+        if not stale:
+            return
+        context.messages[:] = [m for m in context.messages if not any(m is s for s in stale)]
+        opened = OpenedState(context.name)
+        opened.opened_at = self.clock.now().timestamp()
+        context.set_state(opened)
+
+    async def _settle(self, name: str, breaker: Any, exc: BaseException | None, *,
+                      neutral: bool = False) -> None:
+        """Record the outcome (what purgatory's ``__aexit__`` does, with the board's clock);
+        a failure to record is logged, never raised over the result."""
+        context = breaker.context
         try:
-            if neutral:
-                while breaker.context.messages:
-                    await breaker.messagebus.handle(breaker.context.messages.pop(0), breaker.uow)
-            elif exc is None:
-                await breaker.__aexit__(None, None, None)
-            else:
-                await breaker.__aexit__(type(exc), exc, exc.__traceback__)
+            if not neutral:
+                if exc is None:
+                    context.handle_end_request()
+                else:
+                    context.handle_exception(exc)  # BusinessError: excluded, as a success
+                self._stamp_opening(context)
+            while context.messages:
+                await breaker.messagebus.handle(context.messages.pop(0), breaker.uow)
         except Exception as store_exc:
             log.error("breaker %s: could not record the outcome (%s)", name, _describe(store_exc))
         finally:

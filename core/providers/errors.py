@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from core.errors import ShopError
+
 
 class ProviderError(Exception):
     def __init__(self, message: str = "", *, provider: str | None = None) -> None:
@@ -55,8 +57,10 @@ class BusinessError(ProviderError):
     pass
 
 
-class OutOfStock(BusinessError):
-    pass
+class OutOfStock(BusinessError, ShopError):
+    """No numbers for this service and country: a provider's answer, or the catalogue's when
+    no offer is left (or none at the set price). The one class for both, so the bot maps it
+    once and routing, the breaker and the shop's error handling all agree on it."""
 
 
 class PriceTooHigh(BusinessError):

@@ -168,3 +168,32 @@ async def test_more_open_transactions_than_pooled_connections_never_wait(pair) -
 
     assert await asyncio.gather(*(reader() for _ in range(readers))) == [1] * readers
 
+
+
+async def test_commits_never_checkpoint_the_wal_on_the_loop(pair) -> None:  # noqa: ANN001
+    """SQLite's automatic checkpoint would run inside a commit, on the event loop."""
+    first, _ = pair
+    async with first.begin() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar() == 0
+
+
+async def test_the_wal_is_checkpointed_off_the_loop_every_n_commits(pair) -> None:  # noqa: ANN001
+    db = Database(pair[0].url)
+    db.checkpoint_every = 5
+    try:
+        for i in range(4):
+            async with db.begin() as conn:
+                await _insert(conn, i)
+        await db.wait_for_checkpoint()
+        assert db.last_checkpoint is None  # not due yet
+        async with db.read() as conn:  # reads do not count
+            await conn.exec_driver_sql("SELECT 1")
+        async with db.begin() as conn:
+            await _insert(conn, 4)
+        await db.wait_for_checkpoint()
+        assert db.last_checkpoint is not None
+        frames, copied = db.last_checkpoint
+        assert frames > 0 and copied == frames  # nothing was reading: all of it went back
+        assert await _ids(db) == [0, 1, 2, 3, 4]
+    finally:
+        await db.dispose()

@@ -195,19 +195,40 @@ async def test_state_changes_are_logged_on_one_line(clock, caplog):
 
 
 async def test_the_fake_clock_does_not_leak_into_purgatory_elsewhere(clock):
-    import purgatory.domain.model as model
-
     clock.advance(days=-3650)
     board = BreakerBoard(threshold=1, clock=clock)
     await fail_n(board.guard(failing(clock)), 1)
     assert board.states()["simulator"].opened_at == clock.now()
-    # Outside a guarded call purgatory sees the real time again.
-    assert abs(model.time.time() - time.time()) < 5
     other_clock = FakeClock(clock.now() + timedelta(days=1))
     other = BreakerBoard(threshold=1, clock=other_clock)
     await fail_n(other.guard(failing(other_clock)), 1)
     assert other.states()["simulator"].opened_at == other_clock.now()
     assert board.states()["simulator"].opened_at == clock.now()
+
+
+async def test_purgatory_is_not_patched_for_its_other_users(clock):
+    """Building and using a board leaves purgatory's module as it was: another user of
+    purgatory in the process, even one called from inside a guarded call, gets stock
+    behaviour (real time), whatever clock the board runs on."""
+    import purgatory.domain.model as model
+    from purgatory import AsyncCircuitBreakerFactory
+
+    clock.advance(days=-3650)
+    board = BreakerBoard(threshold=1, clock=clock)
+    stranger = AsyncCircuitBreakerFactory(default_threshold=1, default_ttl=30)
+
+    async def strangers_breaker_opens() -> float:
+        brk = await stranger.get_breaker("elsewhere")
+        with pytest.raises(RuntimeError):
+            async with brk:
+                raise RuntimeError("down")
+        return brk.context.opened_at
+
+    opened_at = await board.call("simulator", "probe", strangers_breaker_opens)
+    assert abs(opened_at - time.time()) < 60  # the real time, not the board's clock
+    await fail_n(board.guard(failing(clock)), 1)
+    assert board.states()["simulator"].opened_at == clock.now()
+    assert model.time is time  # the module attribute is the real module, not a stand-in
 
 
 async def test_unreadable_state_store_refuses_the_call_without_calling_the_provider(clock):

@@ -1,0 +1,31 @@
+"""Telegram update ids already handled, so a redelivered update has its effect once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy.sql import Insert
+
+from core.db.engine import insert_ignore
+from core.db.tables import processed_updates
+
+if TYPE_CHECKING:
+    from core.db.engine import Database
+
+_RECORD: dict[str, Insert] = {}  # per dialect, built once: the bot records every update
+
+
+async def record_updates(db: Database, update_ids: Iterable[int], now: datetime) -> set[int]:
+    """Record ``update_ids``; the ones recorded now (the others were seen before).
+
+    One statement with the rows as parameters (SQLAlchemy batches them into multi-row
+    INSERTs); each row stands alone, so ``write_one`` without a transaction around it is
+    enough, and concurrent updates can share one call (the bot's group commit)."""
+    statement = _RECORD.get(db.dialect)
+    if statement is None:
+        statement = _RECORD[db.dialect] = insert_ignore(db, processed_updates).returning(
+            processed_updates.c.update_id)
+    written = await db.write_one(statement, [{"update_id": i, "received_at": now} for i in update_ids])
+    return {int(row[0]) for row in written.rows}
