@@ -240,6 +240,26 @@ async def test_cancel_answers_after_the_refund_not_after_the_provider(shop, cloc
     await shop.assert_books_clean()
 
 
+async def test_the_final_check_asks_the_provider_in_the_callers_own_task(shop):
+    """``wait_for`` ran the final check in a task of its own, and each hop to and from it
+    waited out a full turn of a busy event loop: cancel's p99 in bench.lifecycle was
+    seconds while the provider answered at once. The check runs in the caller's task."""
+    user = await shop.user(1, funds=500)
+    order = await _buy(shop, user)
+    prov = shop.providers[order.provider]
+    asked_from: list[asyncio.Task | None] = []
+    real_status = prov.status
+
+    async def status(activation_id):  # noqa: ANN001, ANN202
+        asked_from.append(asyncio.current_task())
+        return await real_status(activation_id)
+
+    prov.status = status
+    result = await shop.orders.cancel(order.id, user_id=user.id)
+    assert result.order.status == "cancelled"
+    assert asked_from == [asyncio.current_task()]
+
+
 async def test_double_cancel_refunds_once(shop):
     user = await shop.user(1, funds=500)
     order = await _buy(shop, user)
