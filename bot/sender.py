@@ -45,6 +45,7 @@ from bot import errors, texts
 from bot.context import order_screen
 from core import outbox
 from core.app import Core
+from core.backoff import Backoff
 from core.errors import ShopError
 from core.outbox import OutboxMessage
 from core.users import mark_chat_unreachable
@@ -205,7 +206,7 @@ class OutboxSender:
             return False
         except Exception as exc:  # noqa: BLE001 - network, 5xx, database: try again later
             log.warning("row %s (%s) not sent: %s", row.id, row.kind, exc)
-            backoff = min(MAX_BACKOFF_S, 5 * 2 ** max(0, row.attempts - 1))
+            backoff = Backoff(base=5, cap=MAX_BACKOFF_S, floor=1).delay(row.attempts - 1)
             await outbox.mark_retry(db, row.id, owner, self._at(backoff), repr(exc),
                                     attempts=row.attempts)
             self.stats["retry"] += 1

@@ -29,6 +29,7 @@ class Core:
     orders: OrderService
 
     async def aclose(self) -> None:
+        await self.orders.drain_background(timeout=5)  # upstream closes still under way
         for provider in self.providers.values():
             close = getattr(provider, "aclose", None)
             if close is not None:

@@ -21,13 +21,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.db.engine import Database
 from core.db.tables import UTCDateTime
+from core.ledger import TransferKind
 from core.order_states import HOLD_STATE
 
 # What each order status requires of its hold, from the order lifecycle's own table.
-OPEN_STATUSES = tuple(sorted(s.value for s, h in HOLD_STATE.items() if h == "pending"))
-VOIDED_STATUSES = tuple(sorted(s.value for s, h in HOLD_STATE.items() if h == "void_pending"))
-POSTED_STATUSES = tuple(sorted(s.value for s, h in HOLD_STATE.items() if h == "post_pending"))
+OPEN_STATUSES = tuple(sorted(s.value for s, h in HOLD_STATE.items() if h == TransferKind.HOLD))
+VOIDED_STATUSES = tuple(sorted(s.value for s, h in HOLD_STATE.items() if h == TransferKind.VOID))
+POSTED_STATUSES = tuple(sorted(s.value for s, h in HOLD_STATE.items()
+                               if h == TransferKind.CAPTURE))
 ORDER_STATUSES = OPEN_STATUSES + VOIDED_STATUSES + POSTED_STATUSES
+# The transfer kinds as SQL literals, so the queries below say hold/capture/void too.
+_KINDS = {"posted": f"'{TransferKind.POSTED}'", "hold": f"'{TransferKind.HOLD}'",
+          "capture": f"'{TransferKind.CAPTURE}'", "void": f"'{TransferKind.VOID}'"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,19 +73,19 @@ async def _global_balance(conn: AsyncConnection, cutoff: datetime) -> list[Viola
 
 
 # 2. Each account's cached columns equal what its transfers add up to. A pending transfer
-# counts as pending until resolved; a post_pending resolution moves its amount to posted; a
-# void_pending removes it. The pending row's own amount and accounts are used, so a
+# counts as pending until resolved; a capture moves its amount to posted; a void removes
+# it. The pending row's own amount and accounts are used, so a
 # resolution row that disagrees with its hold is reported under invariant 4, not counted here.
 _EFFECTS = """
     SELECT p.debit_account_id AS debit_id, p.credit_account_id AS credit_id,
-           CASE WHEN p.kind = 'posted' THEN p.amount
-                WHEN p.kind = 'pending' AND r.kind = 'post_pending' THEN p.amount
+           CASE WHEN p.kind = {posted} THEN p.amount
+                WHEN p.kind = {hold} AND r.kind = {capture} THEN p.amount
                 ELSE 0 END AS posted,
-           CASE WHEN p.kind = 'pending' AND r.id IS NULL THEN p.amount ELSE 0 END AS pending
+           CASE WHEN p.kind = {hold} AND r.id IS NULL THEN p.amount ELSE 0 END AS pending
     FROM transfers p
     LEFT JOIN transfers r ON r.pending_id = p.id
-    WHERE p.kind IN ('posted', 'pending')
-"""
+    WHERE p.kind IN ({posted}, {hold})
+""".format(**_KINDS)
 _SUMS = f"""
     WITH effects AS ({_EFFECTS}),
     sides AS (
@@ -150,16 +155,16 @@ async def _holds(conn: AsyncConnection, cutoff: datetime) -> list[Violation]:
     for pid, n in rows.all():
         out.append(Violation(4, "hold_resolved_twice", f"hold {pid} has {n} resolutions", pid))
 
-    rows = await conn.execute(text(
+    rows = await conn.execute(text((
         "SELECT r.id, r.kind, r.pending_id, p.kind FROM transfers r"
         " LEFT JOIN transfers p ON p.id = r.pending_id"
-        " WHERE (r.kind IN ('post_pending', 'void_pending')"
-        "        AND (p.id IS NULL OR p.kind <> 'pending' OR p.amount <> r.amount"
+        " WHERE (r.kind IN ({capture}, {void})"
+        "        AND (p.id IS NULL OR p.kind <> {hold} OR p.amount <> r.amount"
         "             OR p.debit_account_id <> r.debit_account_id"
         "             OR p.credit_account_id <> r.credit_account_id))"
-        "    OR (r.kind NOT IN ('post_pending', 'void_pending') AND r.pending_id IS NOT NULL)"
+        "    OR (r.kind NOT IN ({capture}, {void}) AND r.pending_id IS NOT NULL)"
         " ORDER BY r.id"
-    ))
+    ).format(**_KINDS)))
     for rid, rkind, pid, pkind in rows.all():
         out.append(Violation(
             4, "resolution_mismatch",
@@ -168,14 +173,14 @@ async def _holds(conn: AsyncConnection, cutoff: datetime) -> list[Violation]:
 
     rows = await conn.execute(text(
         "SELECT p.id, p.timeout_at FROM transfers p"
-        " WHERE p.kind = 'pending' AND p.timeout_at IS NULL ORDER BY p.id"
+        f" WHERE p.kind = {_KINDS['hold']} AND p.timeout_at IS NULL ORDER BY p.id"
     ))
     for (pid, _t) in rows.all():
         out.append(Violation(4, "hold_without_timeout", f"hold {pid} has no timeout", pid))
 
     stmt = text(
         "SELECT p.id, p.timeout_at FROM transfers p"
-        " WHERE p.kind = 'pending' AND p.timeout_at < :cutoff"
+        f" WHERE p.kind = {_KINDS['hold']} AND p.timeout_at < :cutoff"
         " AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)"
         " ORDER BY p.timeout_at, p.id"
     ).bindparams(bindparam("cutoff", value=cutoff, type_=UTCDateTime())).columns(
@@ -199,12 +204,12 @@ _ORDERS = """
     JOIN users u ON u.id = o.user_id
     LEFT JOIN transfers h ON h.id = o.hold_transfer_id
     LEFT JOIN transfers r ON r.pending_id = o.hold_transfer_id
-    WHERE h.id IS NULL OR h.kind <> 'pending' OR h.amount <> o.price
+    WHERE h.id IS NULL OR h.kind <> {hold} OR h.amount <> o.price
        OR h.debit_account_id <> u.wallet_account_id
        OR o.status NOT IN ({statuses})
        OR (o.status IN ({open}) AND r.kind IS NOT NULL)
-       OR (o.status IN ({voided}) AND (r.kind IS NULL OR r.kind <> 'void_pending'))
-       OR (o.status IN ({posted}) AND (r.kind IS NULL OR r.kind <> 'post_pending'))
+       OR (o.status IN ({voided}) AND (r.kind IS NULL OR r.kind <> {void}))
+       OR (o.status IN ({posted}) AND (r.kind IS NULL OR r.kind <> {capture}))
        OR (o.status = 'refunded' AND NOT EXISTS (
               SELECT 1 FROM transfers f WHERE f.code = 'refund' AND f.order_id = o.id))
     ORDER BY o.id
@@ -217,7 +222,8 @@ def _in(values: tuple[str, ...]) -> str:
 
 _ORDERS_SQL = _ORDERS.format(
     statuses=_in(ORDER_STATUSES), open=_in(OPEN_STATUSES), voided=_in(VOIDED_STATUSES),
-    posted=_in(POSTED_STATUSES),
+    posted=_in(POSTED_STATUSES), hold=_KINDS["hold"], capture=_KINDS["capture"],
+    void=_KINDS["void"],
 )
 
 # Refund transfers must belong to a refunded order and never give back more than was paid.
@@ -233,15 +239,15 @@ _REFUNDS = """
 # A purchase hold that no order points at can never be resolved through its order.
 _ORPHAN_HOLDS = """
     SELECT p.id FROM transfers p
-    WHERE p.kind = 'pending' AND p.code = 'purchase'
+    WHERE p.kind = {hold} AND p.code = 'purchase'
       AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.hold_transfer_id = p.id)
     ORDER BY p.id
-"""
+""".format(**_KINDS)
 
 
 def _order_findings(row: Any) -> list[Violation]:
     oid, status, price, hid, hkind, hamount, hdebit, wallet, rkind, has_refund = row
-    if hid is None or hkind != "pending":
+    if hid is None or hkind != TransferKind.HOLD:
         return [Violation(5, "order_hold_missing",
                           f"order {oid}: hold {hid} is not a pending transfer", oid)]
     out = []
@@ -251,17 +257,17 @@ def _order_findings(row: Any) -> list[Violation]:
             f"order {oid}: hold {hid} of {hamount} on account {hdebit} does not match"
             f" price {price} on the user's wallet {wallet}", oid,
         ))
-    state = {"post_pending": "posted", "void_pending": "voided"}.get(rkind, "pending")
+    state = {TransferKind.CAPTURE: "captured", TransferKind.VOID: "voided"}.get(rkind, "pending")
     if status not in ORDER_STATUSES:
         out.append(Violation(5, "order_unknown_status",
                              f"order {oid} has unknown status {status!r}", oid))
     elif status in OPEN_STATUSES and rkind is not None:
         out.append(Violation(5, "order_open_hold_resolved",
                              f"order {oid} is {status} but its hold is {state}", oid))
-    elif status in VOIDED_STATUSES and rkind != "void_pending":
+    elif status in VOIDED_STATUSES and rkind != TransferKind.VOID:
         out.append(Violation(5, "order_closed_hold_not_voided",
                              f"order {oid} is {status} but its hold is {state}", oid))
-    elif status in POSTED_STATUSES and rkind != "post_pending":
+    elif status in POSTED_STATUSES and rkind != TransferKind.CAPTURE:
         out.append(Violation(5, "order_completed_hold_not_posted",
                              f"order {oid} is {status} but its hold is {state}", oid))
     if status == "refunded" and not has_refund:

@@ -18,6 +18,7 @@ hold, its order row, the order event and the outbox row commit together or not a
 
 from __future__ import annotations
 
+import enum
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -36,7 +37,23 @@ TOPUPS = "topups"
 ADJUSTMENTS = "adjustments"
 SYSTEM_ACCOUNTS = (REVENUE, TOPUPS, ADJUSTMENTS)
 
-POSTED, PENDING, POST_PENDING, VOID_PENDING = "posted", "pending", "post_pending", "void_pending"
+
+
+class TransferKind(enum.StrEnum):
+    """What a transfer row is: a single-phase posting, a hold, or a hold's resolution
+    (capture or void).
+
+    The stored values are the ledger's first words for them, kept on purpose: a resolution's
+    id is ``derived_id(hold_id, kind)``, so renaming the stored value would give a retried
+    capture or void of an old hold a new id and turn an idempotent retry into a conflict."""
+
+    POSTED = "posted"
+    HOLD = "pending"
+    CAPTURE = "post_pending"
+    VOID = "void_pending"
+
+
+RESOLUTIONS = (TransferKind.CAPTURE, TransferKind.VOID)
 
 _NS = uuid.UUID("6f1d6a52-8c4e-4c39-9a53-1f3c2b6f0e11")
 
@@ -210,12 +227,12 @@ _MOVE = update(accounts).where(_a.id == bindparam("acc")).values({
     _a.credits_pending: _a.credits_pending + bindparam("c_pending"),
     _a.credits_posted: _a.credits_posted + bindparam("c_posted"),
 })
-# (kind, side) → the pending column the amount leaves, and the posted one it enters (post).
+# (kind, side) → the pending column the amount leaves, and the posted one it enters (capture).
 _RESOLVE = {
-    (POST_PENDING, "debit"): ("d_pending", "d_posted"),
-    (POST_PENDING, "credit"): ("c_pending", "c_posted"),
-    (VOID_PENDING, "debit"): ("d_pending", None),
-    (VOID_PENDING, "credit"): ("c_pending", None),
+    (TransferKind.CAPTURE, "debit"): ("d_pending", "d_posted"),
+    (TransferKind.CAPTURE, "credit"): ("c_pending", "c_posted"),
+    (TransferKind.VOID, "debit"): ("d_pending", None),
+    (TransferKind.VOID, "credit"): ("c_pending", None),
 }
 _PENDING_BY_ID = select(transfers).where(transfers.c.id == bindparam("tid"))
 
@@ -256,7 +273,7 @@ def _deferred(conn: AsyncConnection, account_id: int, deltas: dict[str, int]) ->
     return True
 
 
-async def _resolve_move(conn: AsyncConnection, kind: str, side: str, account_id: int,
+async def _resolve_move(conn: AsyncConnection, kind: TransferKind, side: str, account_id: int,
                         amount: int) -> None:
     """Move a resolved hold's amount out of pending (and into posted on a capture)."""
     leaves, enters = _RESOLVE[(kind, side)]
@@ -319,7 +336,8 @@ async def post_transfer(
     """A single-phase transfer (top-up, adjustment, staff refund)."""
     _check_amount(amount)
     created = await _insert_transfer(conn, dict(
-        id=id, kind=POSTED, debit_account_id=debit, credit_account_id=credit, amount=amount,
+        id=id, kind=TransferKind.POSTED, debit_account_id=debit, credit_account_id=credit,
+        amount=amount,
         pending_id=None, timeout_at=None, code=code, order_id=order_id, reference=reference,
         memo=memo, created_at=now,
     ))
@@ -335,7 +353,7 @@ async def create_hold(
     """Phase one of a two-phase transfer: reserve ``amount`` on the debit account."""
     _check_amount(amount)
     created = await _insert_transfer(conn, dict(
-        id=id, kind=PENDING, debit_account_id=debit, credit_account_id=credit, amount=amount,
+        id=id, kind=TransferKind.HOLD, debit_account_id=debit, credit_account_id=credit, amount=amount,
         pending_id=None, timeout_at=timeout_at, code=code, order_id=order_id, reference=None,
         memo=None, created_at=now,
     ))
@@ -361,7 +379,7 @@ def _resolve_insert(conn: AsyncConnection) -> Any:
         source = select(
             bindparam("res_id"), bindparam("kind"), _t.debit_account_id, _t.credit_account_id,
             _t.amount, _t.id, bindparam("code"), _t.order_id, bindparam("now", type_=_t.created_at.type),
-        ).where(_t.id == bindparam("pending_id"), _t.kind == PENDING)
+        ).where(_t.id == bindparam("pending_id"), _t.kind == TransferKind.HOLD)
         _RESOLVE_INSERT[dialect] = (
             insert_ignore(conn, transfers).from_select(_RESOLUTION_COLUMNS, source)
             .returning(_t.debit_account_id, _t.credit_account_id, _t.amount)
@@ -370,7 +388,7 @@ def _resolve_insert(conn: AsyncConnection) -> Any:
 
 
 async def _resolve(
-    conn: AsyncConnection, pending_id: str, kind: str, code: str, now: datetime
+    conn: AsyncConnection, pending_id: str, kind: TransferKind, code: str, now: datetime
 ) -> TransferResult:
     res_id = derived_id(pending_id, kind)
     row = (await conn.execute(_resolve_insert(conn), {
@@ -386,11 +404,12 @@ async def _resolve(
 
 
 async def _resolve_existing(
-    conn: AsyncConnection, pending_id: str, res_id: str, kind: str, code: str, now: datetime
+    conn: AsyncConnection, pending_id: str, res_id: str, kind: TransferKind, code: str,
+    now: datetime
 ) -> TransferResult:
     """Nothing was inserted: explain why (retry, other resolution, or no such hold)."""
     pending = (await conn.execute(_PENDING_BY_ID, {"tid": pending_id})).mappings().one_or_none()
-    if pending is None or pending["kind"] != PENDING:
+    if pending is None or pending["kind"] != TransferKind.HOLD:
         raise NotFound(f"no pending transfer {pending_id}")
     created = await _insert_transfer(conn, dict(
         id=res_id, kind=kind, debit_account_id=pending["debit_account_id"],
@@ -406,38 +425,39 @@ async def _resolve_existing(
     return TransferResult(res_id, created, pending["amount"])
 
 
-async def post_hold(conn: AsyncConnection, pending_id: str, now: datetime) -> TransferResult:
+async def capture_hold(conn: AsyncConnection, pending_id: str, now: datetime) -> TransferResult:
     """Capture: the held amount becomes posted. Idempotent; raises if the hold was voided."""
-    return await _resolve(conn, pending_id, POST_PENDING, "capture", now)
+    return await _resolve(conn, pending_id, TransferKind.CAPTURE, "capture", now)
 
 
 async def void_hold(conn: AsyncConnection, pending_id: str, now: datetime) -> TransferResult:
-    """Release: the held amount is available again. Idempotent; raises if it was captured."""
-    return await _resolve(conn, pending_id, VOID_PENDING, "release", now)
+    """Void: the held amount is available again. Idempotent; raises if it was captured.
+    (Its transfer code stays 'release', the word rows already carry.)"""
+    return await _resolve(conn, pending_id, TransferKind.VOID, "release", now)
 
 
 _HOLDS_BY_ID = (select(_t.id, _t.debit_account_id, _t.credit_account_id, _t.amount, _t.order_id)
-                .where(_t.id.in_(bindparam("ids", expanding=True)), _t.kind == PENDING))
+                .where(_t.id.in_(bindparam("ids", expanding=True)), _t.kind == TransferKind.HOLD))
 
 
-async def post_holds(
+async def capture_holds(
     conn: AsyncConnection, pending_ids: list[str], now: datetime
 ) -> list[TransferResult]:
-    """Capture many holds at once: for each id exactly what ``post_hold`` does, in a
+    """Capture many holds at once: for each id exactly what ``capture_hold`` does, in a
     constant number of statements (the poller captures the codes of a whole round together).
 
     The pending rows are immutable, so they are read first; the resolution rows go in as one
     multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (UNIQUE pending_id still admits
     one resolution per hold); the account columns then move by the summed amounts, one
     UPDATE per account in descending id order like every other transfer. A hold that was not
-    inserted is explained one by one as ``post_hold`` would: an earlier capture is
+    inserted is explained one by one as ``capture_hold`` would: an earlier capture is
     ``created=False``, a void raises ``HoldAlreadyResolved``, an unknown id ``NotFound``.
     """
     ids = list(dict.fromkeys(pending_ids))
     if not ids:
         return []
     holds = {r.id: r for r in (await conn.execute(_HOLDS_BY_ID, {"ids": ids})).all()}
-    rows = [dict(id=derived_id(pid, POST_PENDING), kind=POST_PENDING,
+    rows = [dict(id=derived_id(pid, TransferKind.CAPTURE), kind=TransferKind.CAPTURE,
                  debit_account_id=h.debit_account_id, credit_account_id=h.credit_account_id,
                  amount=h.amount, pending_id=pid, timeout_at=None, code="capture",
                  order_id=h.order_id, reference=None, memo=None, created_at=now)
@@ -466,13 +486,14 @@ async def post_holds(
     for pid in ids:
         if pid not in results:
             results[pid] = await _resolve_existing(
-                conn, pid, derived_id(pid, POST_PENDING), POST_PENDING, "capture", now)
+                conn, pid, derived_id(pid, TransferKind.CAPTURE), TransferKind.CAPTURE, "capture", now)
     return [results[pid] for pid in pending_ids]
 
 
-async def hold_resolution(conn: AsyncConnection, pending_id: str) -> str | None:
-    """'post_pending', 'void_pending' or None while the hold is still pending."""
-    return await conn.scalar(select(transfers.c.kind).where(transfers.c.pending_id == pending_id))
+async def hold_resolution(conn: AsyncConnection, pending_id: str) -> TransferKind | None:
+    """CAPTURE, VOID, or None while the hold is still unresolved."""
+    kind = await conn.scalar(select(transfers.c.kind).where(transfers.c.pending_id == pending_id))
+    return None if kind is None else TransferKind(kind)
 
 
 def _check_amount(amount: int) -> None:

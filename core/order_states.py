@@ -14,6 +14,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from core.ledger import TransferKind
+
 
 class OrderStatus(enum.StrEnum):
     RESERVING = "reserving"
@@ -36,36 +38,55 @@ class OrderEvent(enum.StrEnum):
 
 class LedgerEffect(enum.StrEnum):
     NONE = "none"
-    CAPTURE = "capture"  # post the hold: the user pays
-    RELEASE = "release"  # void the hold: the user gets the money back
+    CAPTURE = "capture"  # capture the hold: the user pays
+    VOID = "void"  # void the hold: the user gets the money back
     REFUND = "refund"  # posted transfer revenue → wallet after a capture
+
+
+class UpstreamState(enum.StrEnum):
+    """Where the order's activation stands at the provider, apart from what the user sees:
+    a refund never waits for the provider, so closing it upstream is tracked (and retried)
+    on its own."""
+
+    NONE = "none"  # nothing rented, nothing to close
+    ACTIVE = "active"  # rented and open upstream
+    CANCEL_PENDING = "cancel_pending"  # to be cancelled upstream (retried until done)
+    FINISH_PENDING = "finish_pending"  # to be finished upstream after its code
+    CANCELLED = "cancelled"
+    FINISHED = "finished"
+
+
+UPSTREAM_PENDING = frozenset({UpstreamState.CANCEL_PENDING, UpstreamState.FINISH_PENDING})
+UPSTREAM_CLOSED = frozenset({UpstreamState.CANCELLED, UpstreamState.FINISHED})
 
 
 S, E, L = OrderStatus, OrderEvent, LedgerEffect
 
 TRANSITIONS: dict[tuple[OrderStatus, OrderEvent], tuple[OrderStatus, LedgerEffect]] = {
     (S.RESERVING, E.RENTED): (S.WAITING, L.NONE),
-    (S.RESERVING, E.FAIL): (S.FAILED, L.RELEASE),
+    (S.RESERVING, E.FAIL): (S.FAILED, L.VOID),
     # Staff may cancel an order stuck in reserving; a rental that lands later is cancelled.
-    (S.RESERVING, E.CANCEL): (S.CANCELLED, L.RELEASE),
+    (S.RESERVING, E.CANCEL): (S.CANCELLED, L.VOID),
     (S.WAITING, E.CODE): (S.COMPLETED, L.CAPTURE),
-    (S.WAITING, E.CANCEL): (S.CANCELLED, L.RELEASE),
-    (S.WAITING, E.EXPIRE): (S.EXPIRED, L.RELEASE),
-    (S.WAITING, E.FAIL): (S.FAILED, L.RELEASE),
+    (S.WAITING, E.CANCEL): (S.CANCELLED, L.VOID),
+    (S.WAITING, E.EXPIRE): (S.EXPIRED, L.VOID),
+    (S.WAITING, E.FAIL): (S.FAILED, L.VOID),
     (S.COMPLETED, E.REFUND): (S.REFUNDED, L.REFUND),
 }
 
 OPEN = frozenset({S.RESERVING, S.WAITING})
 TERMINAL = frozenset({S.CANCELLED, S.EXPIRED, S.FAILED, S.REFUNDED})
 # What the hold must look like for each status (ledger invariant 5).
+# The hold's own kind while it is unresolved, else the kind of its resolution.
+K = TransferKind
 HOLD_STATE = {
-    S.RESERVING: "pending",
-    S.WAITING: "pending",
-    S.COMPLETED: "post_pending",
-    S.REFUNDED: "post_pending",
-    S.CANCELLED: "void_pending",
-    S.EXPIRED: "void_pending",
-    S.FAILED: "void_pending",
+    S.RESERVING: K.HOLD,
+    S.WAITING: K.HOLD,
+    S.COMPLETED: K.CAPTURE,
+    S.REFUNDED: K.CAPTURE,
+    S.CANCELLED: K.VOID,
+    S.EXPIRED: K.VOID,
+    S.FAILED: K.VOID,
 }
 
 

@@ -29,16 +29,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from core import ledger, outbox
 from core.clock import Clock
 from core.config import Settings
+from core.db.chunks import chunks
 from core.db.engine import Database
-from core.db.tables import order_messages, orders, provider_balances, reconciliation_runs
+from core.db.tables import orders, provider_balances, reconciliation_runs
 from core.invariants import check_invariants
-from core.order_states import OrderStatus
+from core.order_states import OPEN, UPSTREAM_CLOSED, OrderStatus, UpstreamState
 from core.orders import OrderService
+from core.orders.view import known_messages
 from core.providers.base import ActivationState, Provider, Rental
 from core.providers.errors import ActivationNotFound, AlreadyClosed, ProviderError
 
@@ -48,7 +50,6 @@ DEFAULT_DAYS = 30
 DEFAULT_GRACE_S = 120  # how late a job may be before its lateness is a finding
 ORPHAN_MIN_AGE_S = 60  # an activation younger than this may still be joining its order
 ALERT_MAX_LINES = 20
-SQL_IN_CHUNK = 900
 
 Progress = Callable[[str, int, int], None]
 Fix = Callable[[], Awaitable[bool]]
@@ -185,8 +186,8 @@ class Reconciler:
         report.checked["violations"] = len(violations)
         holds = [v.ref for v in violations if v.code == "hold_overdue" and v.ref]
         by_hold: dict[str, Any] = {}
-        async with self.db.read() as conn:
-            for chunk in _chunks(holds, SQL_IN_CHUNK):
+        async with self.db.scan() as conn:
+            for chunk in chunks(holds):
                 for row in await conn.execute(
                         select(orders.c.id, orders.c.status, orders.c.hold_transfer_id)
                         .where(orders.c.hold_transfer_id.in_(chunk))):
@@ -211,7 +212,7 @@ class Reconciler:
                 order_id = v.ref
                 finding.fix = ("void the hold (the user is owed the money)"
                                if v.code == "order_closed_hold_not_voided"
-                               else "post the hold (the user had the code)")
+                               else "capture the hold (the user had the code)")
                 finding.repair = self._settle_hold(v.ref)
             if order_id is not None:
                 if order_id in settled:
@@ -224,9 +225,11 @@ class Reconciler:
     ) -> None:
         stuck_after = timedelta(seconds=max(2 * self.settings.RECOVERY_AFTER_SECONDS,
                                             self.grace.total_seconds()))
-        async with self.db.read() as conn:
-            report.checked["orders_in_window"] = len((await conn.scalars(
-                select(orders.c.id).where(orders.c.created_at >= since))).all())
+        # A whole window of orders: read off the loop (``scan``), counted by the database.
+        async with self.db.scan() as conn:
+            report.checked["orders_in_window"] = int(await conn.scalar(
+                select(func.count()).select_from(orders).where(orders.c.created_at >= since))
+                or 0)
             overdue = (await conn.execute(select(orders.c.id, orders.c.expires_at).where(
                 orders.c.created_at >= since, orders.c.status == OrderStatus.WAITING,
                 orders.c.expires_at < now - self.grace))).all()
@@ -267,8 +270,8 @@ class Reconciler:
         checked["active"] = len(active)
         listed = {r.activation_id: r for r in active}
         owners: dict[str, Any] = {}
-        async with self.db.read() as conn:
-            for chunk in _chunks(list(listed), SQL_IN_CHUNK):
+        async with self.db.scan() as conn:
+            for chunk in chunks(list(listed)):
                 for row in await conn.execute(
                         select(orders.c.id, orders.c.activation_id, orders.c.status,
                                orders.c.upstream_state, orders.c.cost)
@@ -314,7 +317,8 @@ class Reconciler:
         unlisted = [r for r in open_orders if r.activation_id not in listed and r.id not in settled]
         checked["unlisted_checked"] = len(unlisted)
         if unlisted:
-            known = await self._known_messages([r.id for r in unlisted])
+            async with self.db.scan() as conn:
+                known = await known_messages(conn, [r.id for r in unlisted])
         for row in unlisted:
             try:
                 status = await provider.status(row.activation_id)
@@ -351,11 +355,11 @@ class Reconciler:
     @staticmethod
     def _closed_here(row: Any) -> bool:
         """Our books say this activation was closed upstream (not merely pending a retry)."""
-        if row.status in (OrderStatus.RESERVING, OrderStatus.WAITING):
+        if row.status in OPEN:
             return False
         if row.status == OrderStatus.COMPLETED:
-            return row.upstream_state in ("cancelled", "finished")
-        return row.upstream_state in ("cancelled", "finished", "none")
+            return row.upstream_state in UPSTREAM_CLOSED
+        return row.upstream_state in UPSTREAM_CLOSED | {UpstreamState.NONE}
 
     @staticmethod
     async def _still_open(provider: Provider, activation_id: str) -> bool:
@@ -374,15 +378,6 @@ class Reconciler:
         if rental.service is None or rental.country is None:
             return bool(reserving)
         return (rental.service, rental.country) in reserving
-
-    async def _known_messages(self, order_ids: list[str]) -> set[tuple[str, str]]:
-        known: set[tuple[str, str]] = set()
-        async with self.db.read() as conn:
-            for chunk in _chunks(order_ids, SQL_IN_CHUNK):
-                known.update((r[0], r[1]) for r in await conn.execute(
-                    select(order_messages.c.order_id, order_messages.c.provider_message_id)
-                    .where(order_messages.c.order_id.in_(chunk))))
-        return known
 
     async def _balances(self, report: ReconcileReport, now: datetime, *, store: bool) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -511,10 +506,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return value
-
-
-def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 async def run_reconciliation(core: Any, *, execute: bool = False, days: int = DEFAULT_DAYS,

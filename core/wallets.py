@@ -45,7 +45,7 @@ class WalletChange:
 @dataclass(frozen=True, slots=True)
 class TransferLine:
     id: str
-    kind: str  # 'posted' | 'pending' | 'post_pending' | 'void_pending'
+    kind: ledger.TransferKind  # posted, hold, capture or void
     code: str  # 'topup', 'adjustment', 'purchase', 'capture', 'release', 'refund'
     direction: str  # 'out' when the wallet is the debit side, else 'in'
     amount: int
@@ -201,7 +201,7 @@ class Wallets:
             ).all()
         return [
             TransferLine(
-                id=r.id, kind=r.kind, code=r.code,
+                id=r.id, kind=ledger.TransferKind(r.kind), code=r.code,
                 direction="out" if r.debit_account_id == wallet else "in",
                 amount=r.amount, counterparty=r.other_kind, order_id=r.order_id,
                 reference=r.reference, memo=r.memo, created_at=r.created_at,

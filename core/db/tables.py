@@ -104,7 +104,8 @@ transfers = Table(
     metadata,
     # Client-generated UUID (hex): retrying the same id with the same content is a no-op.
     Column("id", String(36), primary_key=True),
-    # 'posted' (single phase), 'pending' (a hold), 'post_pending' / 'void_pending' (resolutions).
+    # core.ledger.TransferKind: 'posted' (single phase), 'pending' (a hold), 'post_pending' /
+    # 'void_pending' (its capture / void). Stored words predate hold/capture/void and stay.
     Column("kind", String(16), nullable=False),
     Column("debit_account_id", Integer, ForeignKey("accounts.id"), nullable=False),
     Column("credit_account_id", Integer, ForeignKey("accounts.id"), nullable=False),
@@ -194,8 +195,8 @@ orders = Table(
     Column("expires_at", UTCDateTime),
     Column("code", String(32)),  # the first code, the one the user paid for
     Column("failure_reason", String(255)),
-    # Upstream bookkeeping, apart from what the user sees: 'none', 'active', 'cancel_pending',
-    # 'cancelled', 'finish_pending', 'finished'.
+    # Upstream bookkeeping, apart from what the user sees (core.order_states.UpstreamState):
+    # 'none', 'active', 'cancel_pending', 'cancelled', 'finish_pending', 'finished'.
     Column("upstream_state", String(16), nullable=False, default="none"),
     Column("upstream_retry_at", UTCDateTime),
     Column("upstream_attempts", Integer, nullable=False, default=0),

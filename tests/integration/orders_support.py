@@ -6,6 +6,7 @@ attempts fail and how, which activations have which messages, whether cancels ar
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import insert
 
 from core import ledger
+from core.backoff import Backoff
 from core.clock import FakeClock
 from core.config import Settings
 from core.db.engine import Database
@@ -66,6 +68,9 @@ class ScriptedProvider:
         self.cancel_script: list[BaseException | None] = []
         self.activations: dict[str, Activation] = {}
         self.calls: list[tuple[str, str]] = []
+        # Set to an unset Event to make cancels wait until the test sets it.
+        self.cancel_gate: asyncio.Event | None = None
+        self.cancel_started = asyncio.Event()
         self._ids = itertools.count(1000)
 
     def _new(self, req: RentRequest) -> Rental:
@@ -116,6 +121,9 @@ class ScriptedProvider:
 
     async def cancel(self, activation_id: str) -> None:
         self.calls.append(("cancel", activation_id))
+        self.cancel_started.set()
+        if self.cancel_gate is not None:
+            await self.cancel_gate.wait()
         outcome = self.cancel_script.pop(0) if self.cancel_script else None
         if outcome is not None:
             raise outcome
@@ -154,7 +162,9 @@ class Shop:
         self.clock = clock
         self.providers = providers
         self.settings = Settings(**settings)
-        self.orders = OrderService(db, clock, providers, self.settings)
+        # Retry delays without jitter, so tests can name the exact retry time.
+        self.orders = OrderService(db, clock, providers, self.settings,
+                                   upstream_backoff=Backoff(base=15, cap=600, jitter=False))
         self._quotes = itertools.count(1)
 
     async def setup_catalog(self, price_cost: dict[str, int] | None = None, stock: int = 10) -> None:
@@ -196,5 +206,6 @@ class Shop:
             return await ledger.balance_of(conn, user.wallet_account_id)
 
     async def assert_books_clean(self) -> None:
+        await self.orders.drain_background()
         violations = await check_invariants(self.db, self.clock.now())
         assert violations == [], violations

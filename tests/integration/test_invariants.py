@@ -53,7 +53,7 @@ async def _build(db, clock) -> Books:
                 upstream_attempts=0, can_request_another=False, created_at=now, updated_at=now,
             ))
             if status in ("completed", "refunded"):
-                await ledger.post_hold(conn, hid, now)
+                await ledger.capture_hold(conn, hid, now)
             elif status in ("cancelled", "expired", "failed"):
                 await ledger.void_hold(conn, hid, now)
             if status == "refunded":

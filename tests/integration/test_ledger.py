@@ -157,12 +157,12 @@ async def test_post_hold_captures_once(db, clock):
     wallet, revenue, _ = await _funded_wallet(db, clock, 1000)
     hold = await _hold(db, clock, wallet, revenue, 400)
     async with db.begin() as conn:
-        first = await ledger.post_hold(conn, hold.id, clock.now())
+        first = await ledger.capture_hold(conn, hold.id, clock.now())
     async with db.begin() as conn:
-        again = await ledger.post_hold(conn, hold.id, clock.now())
+        again = await ledger.capture_hold(conn, hold.id, clock.now())
         resolution = await ledger.hold_resolution(conn, hold.id)
     assert (first.created, again.created, first.id) == (True, False, again.id)
-    assert first.amount == 400 and resolution == ledger.POST_PENDING
+    assert first.amount == 400 and resolution == ledger.TransferKind.CAPTURE
     w, r = await _balances(db, wallet, revenue)
     assert (w.balance, w.held, w.available) == (600, 0, 600)
     assert (r.credits_posted, r.credits_pending) == (400, 0)
@@ -178,7 +178,7 @@ async def test_void_hold_releases_and_is_idempotent(db, clock):
         again = await ledger.void_hold(conn, hold.id, clock.now())
         resolution = await ledger.hold_resolution(conn, hold.id)
     assert (first.created, again.created) == (True, False)
-    assert resolution == ledger.VOID_PENDING
+    assert resolution == ledger.TransferKind.VOID
     w, r = await _balances(db, wallet, revenue)
     assert (w.balance, w.held, w.available) == (1000, 0, 1000)
     assert (r.credits_posted, r.credits_pending) == (0, 0)
@@ -189,7 +189,7 @@ async def test_void_hold_releases_and_is_idempotent(db, clock):
 async def test_second_different_resolution_is_refused(db, clock, first, second):
     wallet, revenue, _ = await _funded_wallet(db, clock, 1000)
     hold = await _hold(db, clock, wallet, revenue, 400)
-    ops = {"post": ledger.post_hold, "void": ledger.void_hold}
+    ops = {"post": ledger.capture_hold, "void": ledger.void_hold}
     async with db.begin() as conn:
         await ops[first](conn, hold.id, clock.now())
     before = await _balances(db, wallet, revenue)

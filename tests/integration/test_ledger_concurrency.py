@@ -105,7 +105,7 @@ async def test_fifty_concurrent_holds_against_seven_affordable(db, clock):
     async with db.read() as conn:
         bal = await ledger.balance_of(conn, wallet)
     assert (bal.balance, bal.held, bal.available) == (700, 700, 0)
-    assert await _count(db, transfers, transfers.c.kind == ledger.PENDING) == 7
+    assert await _count(db, transfers, transfers.c.kind == ledger.TransferKind.HOLD) == 7
     if db.is_postgres:
         assert race.max_inside > 1
     assert await check_invariants(db, clock.now()) == []
@@ -191,7 +191,7 @@ async def test_void_racing_post_on_the_same_hold_one_wins(db, clock):
 
     jobs = []
     for h in holds:
-        jobs += [resolve(ledger.post_hold, h.id), resolve(ledger.void_hold, h.id)]
+        jobs += [resolve(ledger.capture_hold, h.id), resolve(ledger.void_hold, h.id)]
     results = await race.run(jobs)
 
     assert _unexpected(results, HoldAlreadyResolved) == []
@@ -203,8 +203,8 @@ async def test_void_racing_post_on_the_same_hold_one_wins(db, clock):
         assert result.created
         async with db.read() as conn:
             resolution = await ledger.hold_resolution(conn, h.id)
-        assert resolution == (ledger.POST_PENDING if name == "post_hold" else ledger.VOID_PENDING)
-        posted += h.amount if name == "post_hold" else 0
+        assert resolution == (ledger.TransferKind.CAPTURE if name == "capture_hold" else ledger.TransferKind.VOID)
+        posted += h.amount if name == "capture_hold" else 0
     async with db.read() as conn:
         bal = await ledger.balance_of(conn, wallet)
     assert (bal.balance, bal.held) == (10_000 - posted, 0)
@@ -228,7 +228,7 @@ async def test_concurrent_identical_transfers_apply_once(db, clock):
         c, id=hold_id, debit=wallet, credit=revenue, amount=300, code="hold",
         now=clock.now(), timeout_at=clock.now() + timedelta(minutes=5))) for _ in range(10)])
     race = Race()
-    posts = await race.run([job_for(lambda c: ledger.post_hold(c, hold_id, clock.now()))
+    posts = await race.run([job_for(lambda c: ledger.capture_hold(c, hold_id, clock.now()))
                             for _ in range(10)])
     race = Race()
     topups = await race.run([job_for(lambda c: ledger.post_transfer(

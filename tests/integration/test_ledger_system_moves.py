@@ -66,9 +66,9 @@ async def test_books_come_out_the_same(db, clock) -> None:  # noqa: ANN001
     assert await _balances(db, wallet, revenue) == [(0, 1000, 145, 0), (0, 0, 0, 145)]
 
     async with db.begin() as conn:
-        await ledger.post_hold(conn, kept, clock.now())
+        await ledger.capture_hold(conn, kept, clock.now())
         await ledger.void_hold(conn, released, clock.now())
-        await ledger.post_holds(conn, batch, clock.now())
+        await ledger.capture_holds(conn, batch, clock.now())
     assert await _balances(db, wallet, revenue) == [(115, 1000, 0, 0), (0, 115, 0, 0)]
     assert await check_invariants(db, clock.now(), 0) == []
 

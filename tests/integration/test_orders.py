@@ -208,8 +208,56 @@ async def test_cancel_refunds_at_once_and_cancels_upstream(shop):
     order = await _buy(shop, user)
     result = await shop.orders.cancel(order.id, user_id=user.id)
     assert result.refunded == 100 and not result.already
-    assert result.order.status == "cancelled" and result.order.upstream_state == "cancelled"
+    assert result.order.status == "cancelled" and result.order.upstream_state == "cancel_pending"
     assert (await shop.wallet(user)).available == 500
+    await shop.orders.drain_background()  # the upstream cancel runs after the answer
+    assert (await shop.orders.get_order(order.id)).upstream_state == "cancelled"
+
+
+async def test_cancel_answers_after_the_refund_not_after_the_provider(shop, clock):
+    """The user's cancel returns once the refund commits; the provider's cancel, which may
+    take up to its read timeout, runs after it and exactly once."""
+    user = await shop.user(1, funds=500)
+    order = await _buy(shop, user)
+    prov = shop.providers[order.provider]
+    prov.cancel_gate = asyncio.Event()
+    # A guard against hanging forever, not a timing assumption: the fixed cancel never waits.
+    result = await asyncio.wait_for(shop.orders.cancel(order.id, user_id=user.id), 10)
+    assert result.refunded == 100 and result.order.status == "cancelled"
+    assert result.order.upstream_state == "cancel_pending"
+    assert (await shop.wallet(user)).available == 500
+    await prov.cancel_started.wait()  # the provider has the call and holds it
+    assert not prov.cancel_gate.is_set()
+    assert (await shop.orders.get_order(order.id)).upstream_state == "cancel_pending"
+    clock.advance(30)
+    assert await shop.orders.retry_upstream() == 0  # the direct attempt is still running
+    prov.cancel_gate.set()
+    await shop.orders.drain_background()
+    assert (await shop.orders.get_order(order.id)).upstream_state == "cancelled"
+    clock.advance(3600)
+    assert await shop.orders.retry_upstream() == 0
+    assert [c for c in prov.calls if c[0] == "cancel"] == [("cancel", order.activation_id)]
+    await shop.assert_books_clean()
+
+
+async def test_the_final_check_asks_the_provider_in_the_callers_own_task(shop):
+    """``wait_for`` ran the final check in a task of its own, and each hop to and from it
+    waited out a full turn of a busy event loop: cancel's p99 in bench.lifecycle was
+    seconds while the provider answered at once. The check runs in the caller's task."""
+    user = await shop.user(1, funds=500)
+    order = await _buy(shop, user)
+    prov = shop.providers[order.provider]
+    asked_from: list[asyncio.Task | None] = []
+    real_status = prov.status
+
+    async def status(activation_id):  # noqa: ANN001, ANN202
+        asked_from.append(asyncio.current_task())
+        return await real_status(activation_id)
+
+    prov.status = status
+    result = await shop.orders.cancel(order.id, user_id=user.id)
+    assert result.order.status == "cancelled"
+    assert asked_from == [asyncio.current_task()]
 
 
 async def test_double_cancel_refunds_once(shop):
@@ -270,7 +318,8 @@ async def test_early_cancel_denial_is_retried_later(shop, clock):
     prov.cancel_script = [EarlyCancelDenied("too soon", retry_at=clock.now() + timedelta(minutes=2))]
     result = await shop.orders.cancel(order.id, user_id=user.id)
     assert result.refunded == 100  # the user is refunded at once regardless
-    assert result.order.upstream_state == "cancel_pending"
+    await shop.orders.drain_background()
+    assert (await shop.orders.get_order(order.id)).upstream_state == "cancel_pending"
     assert await shop.orders.retry_upstream() == 0  # not due yet
     clock.advance(121)
     assert await shop.orders.retry_upstream() == 1

@@ -4,10 +4,12 @@ transition, and a second run finds nothing left to fix."""
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
+from sqlalchemy.engine import Engine
 
 from core.db.tables import audit_log, order_events, orders, provider_balances, reconciliation_runs
 from core.db.tables import outbox as outbox_t
@@ -65,6 +67,43 @@ async def test_a_clean_shop_is_clean_and_a_dry_run_records_nothing(shop, clock):
     executed = await run(shop, execute=True)
     assert executed.status == "clean" and executed.run_id is not None
     assert await count(shop.db, outbox_t, outbox_t.c.kind == "staff_alert") == 0
+
+
+async def test_order_checks_count_in_sql_and_read_through_the_scan(shop, clock, monkeypatch):
+    """The order checks must neither pull every order id of the window into Python to count
+    them nor run their queries on the shop's inline connections: they go through
+    ``Database.scan`` (aiosqlite's thread on SQLite, a read-only snapshot on PostgreSQL)."""
+    user = await shop.user(1, funds=1000)
+    for i in range(3):
+        await buy(shop, user, f"k{i}")
+    clock.advance(200)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        statements.append(" ".join(statement.split()))
+
+    scans = 0
+    real_scan = shop.db.scan
+
+    @asynccontextmanager
+    async def counting_scan():  # noqa: ANN202
+        nonlocal scans
+        scans += 1
+        async with real_scan() as conn:
+            yield conn
+
+    monkeypatch.setattr(shop.db, "scan", counting_scan)
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        report = await run(shop)
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert report.checked["orders_in_window"] == 3
+    id_lists = [s for s in statements
+                if s.startswith("SELECT orders.id FROM orders WHERE orders.created_at >=")]
+    assert id_lists == []
+    assert any("count(" in s.lower() and "FROM orders" in s for s in statements)
+    assert scans >= 2  # the ledger's invariants, and the order checks
 
 
 # ------------------------------------------------------------ the four repairs
@@ -188,6 +227,7 @@ async def test_closed_order_still_active_upstream_is_cancelled(shop, clock):
     o = await buy(shop, user, "k1")
     alpha = shop.providers["alpha"]
     await shop.orders.cancel(o.id, user_id=user.id)
+    await shop.orders.drain_background()  # the upstream cancel runs after the answer
     alpha.activations[o.activation_id].state = ActivationState.WAITING  # provider "forgot" it
     assert codes(await run(shop)) == ["closed_order_active_upstream"]
     assert (await run(shop, execute=True)).status == "fixed"

@@ -1,5 +1,5 @@
 """Recording the codes of many orders in one transaction (``OrderService.record_many``, the
-poller's path) and the ledger's batch capture under it (``ledger.post_holds``).
+poller's path) and the ledger's batch capture under it (``ledger.capture_holds``).
 
 The batch must leave every order, hold, message and notification exactly as recording them
 one at a time would, keep every race outcome (a cancel racing a code, two pollers on the same
@@ -76,7 +76,7 @@ class StatementCounter:
         event.remove(self.engine, "before_cursor_execute", self._on)
 
 
-# ------------------------------------------------------------------ ledger.post_holds
+# ------------------------------------------------------------------ ledger.capture_holds
 
 async def _holds(db, clock, n, amount=100):
     now = clock.now()
@@ -117,13 +117,13 @@ async def test_post_holds_moves_exactly_what_post_hold_moves_one_by_one(db, cloc
                          for acc in after if after[acc] != before[acc]}
 
     async def one_by_one(conn):
-        return [await ledger.post_hold(conn, h, clock.now()) for h in holds[:3]]
+        return [await ledger.capture_hold(conn, h, clock.now()) for h in holds[:3]]
 
     singles, single_moves = await deltas(one_by_one)
-    batch, batch_moves = await deltas(lambda conn: ledger.post_holds(conn, holds[3:], clock.now()))
+    batch, batch_moves = await deltas(lambda conn: ledger.capture_holds(conn, holds[3:], clock.now()))
     assert [r.created for r in singles + batch] == [True] * 6
     assert [r.amount for r in singles + batch] == amounts
-    assert [r.id for r in batch] == [ledger.derived_id(h, ledger.POST_PENDING) for h in holds[3:]]
+    assert [r.id for r in batch] == [ledger.derived_id(h, ledger.TransferKind.CAPTURE) for h in holds[3:]]
 
     def expected(idx):  # (debits_posted, credits_posted, debits_pending, credits_pending)
         out = {revenue: (0, sum(amounts[i] for i in idx), 0, -sum(amounts[i] for i in idx))}
@@ -135,18 +135,18 @@ async def test_post_holds_moves_exactly_what_post_hold_moves_one_by_one(db, cloc
     assert single_moves == expected([0, 1, 2])
     assert batch_moves == expected([3, 4, 5])
     for hold in holds:
-        assert await _resolutions(db, hold) == [ledger.POST_PENDING]
+        assert await _resolutions(db, hold) == [ledger.TransferKind.CAPTURE]
     assert await check_invariants(db, clock.now()) == []
 
 
 async def test_post_holds_again_is_a_no_op_that_reports_exists(db, clock):
     _w, _r, holds = await _holds(db, clock, 3)
     async with db.begin() as conn:
-        await ledger.post_hold(conn, holds[0], clock.now())
-        first = await ledger.post_holds(conn, holds, clock.now())
+        await ledger.capture_hold(conn, holds[0], clock.now())
+        first = await ledger.capture_holds(conn, holds, clock.now())
     before = await _accounts(db)
     async with db.begin() as conn:
-        again = await ledger.post_holds(conn, holds + holds[:1], clock.now())
+        again = await ledger.capture_holds(conn, holds + holds[:1], clock.now())
     assert [r.created for r in first] == [False, True, True]
     assert [r.created for r in again] == [False, False, False, False]
     assert await _accounts(db) == before
@@ -160,13 +160,13 @@ async def test_post_holds_refuses_a_voided_hold_and_the_batch_leaves_no_trace(db
     before = await _accounts(db)
     with pytest.raises(HoldAlreadyResolved):
         async with db.begin() as conn:
-            await ledger.post_holds(conn, holds, clock.now())
+            await ledger.capture_holds(conn, holds, clock.now())
     assert await _accounts(db) == before
     assert await _resolutions(db, holds[0]) == []
-    assert await _resolutions(db, holds[1]) == [ledger.VOID_PENDING]
+    assert await _resolutions(db, holds[1]) == [ledger.TransferKind.VOID]
     with pytest.raises(NotFound):
         async with db.begin() as conn:
-            await ledger.post_holds(conn, [holds[0], "no-such-hold"], clock.now())
+            await ledger.capture_holds(conn, [holds[0], "no-such-hold"], clock.now())
     assert await _resolutions(db, holds[0]) == []
     assert await check_invariants(db, clock.now()) == []
 
@@ -199,8 +199,8 @@ async def test_record_many_leaves_each_order_as_recording_it_alone_would(shop):
     assert sorted((m["code"], m["charged"]) for m in w) == [("000010", True), ("000011", False)]
     assert [m["charged"] for m in await _rows(shop.db, order_messages,
                                               order_messages.c.order_id == cancelled.id)] == [False]
-    assert await _resolutions(shop.db, waiting.hold_transfer_id) == [ledger.POST_PENDING]
-    assert await _resolutions(shop.db, cancelled.hold_transfer_id) == [ledger.VOID_PENDING]
+    assert await _resolutions(shop.db, waiting.hold_transfer_id) == [ledger.TransferKind.CAPTURE]
+    assert await _resolutions(shop.db, cancelled.hold_transfer_id) == [ledger.TransferKind.VOID]
     sent = {(r["order_id"], r["kind"]) for r in await _rows(shop.db, outbox_t)}
     assert (waiting.id, "completed") in sent and (waiting.id, "code_extra") in sent
     assert (extra.id, "code_extra") in sent
@@ -296,7 +296,7 @@ async def test_two_pollers_recording_the_same_orders_capture_each_once(shop):
         await twin.db.dispose()
     for o in bought:
         assert (await shop.orders.get_order(o.id)).status == "completed"
-        assert await _resolutions(shop.db, o.hold_transfer_id) == [ledger.POST_PENDING]
+        assert await _resolutions(shop.db, o.hold_transfer_id) == [ledger.TransferKind.CAPTURE]
         msgs = await _rows(shop.db, order_messages, order_messages.c.order_id == o.id)
         assert len(msgs) == 21 and [m["code"] for m in msgs if m["charged"]] == [msgs[0]["code"]]
         notes = await _rows(shop.db, outbox_t, outbox_t.c.order_id == o.id)

@@ -340,6 +340,7 @@ async def test_retry_upstream_respects_the_early_cancel_window(shop, clock):
     alpha = shop.providers["alpha"]
     alpha.cancel_script = [EarlyCancelDenied("too soon", retry_at=clock.now() + timedelta(minutes=2))]
     await shop.orders.cancel(o.id, user_id=user.id)
+    await shop.orders.drain_background()  # the upstream cancel runs after the answer
     assert (await order(shop, o.id)).upstream_state == "cancel_pending"
     clock.advance(60)
     assert await jobs_of(shop).retry_upstream() == 0  # the window is still closed
@@ -355,6 +356,7 @@ async def test_retry_upstream_backs_off_on_failures(shop, clock):
     alpha = shop.providers["alpha"]
     alpha.cancel_script = [ProviderUnavailable("x")] * 3
     await shop.orders.cancel(o.id, user_id=user.id)  # attempt 1 fails: retry in 15 s
+    await shop.orders.drain_background()  # the upstream cancel runs after the answer
     async with shop.db.read() as conn:
         first = await conn.scalar(select(orders.c.upstream_retry_at).where(orders.c.id == o.id))
     assert first == clock.now() + timedelta(seconds=15)

@@ -19,12 +19,12 @@ S, E = OrderStatus, OrderEvent
     ("source", "event", "target", "effect"),
     [
         (S.RESERVING, E.RENTED, S.WAITING, LedgerEffect.NONE),
-        (S.RESERVING, E.FAIL, S.FAILED, LedgerEffect.RELEASE),
-        (S.RESERVING, E.CANCEL, S.CANCELLED, LedgerEffect.RELEASE),
+        (S.RESERVING, E.FAIL, S.FAILED, LedgerEffect.VOID),
+        (S.RESERVING, E.CANCEL, S.CANCELLED, LedgerEffect.VOID),
         (S.WAITING, E.CODE, S.COMPLETED, LedgerEffect.CAPTURE),
-        (S.WAITING, E.CANCEL, S.CANCELLED, LedgerEffect.RELEASE),
-        (S.WAITING, E.EXPIRE, S.EXPIRED, LedgerEffect.RELEASE),
-        (S.WAITING, E.FAIL, S.FAILED, LedgerEffect.RELEASE),
+        (S.WAITING, E.CANCEL, S.CANCELLED, LedgerEffect.VOID),
+        (S.WAITING, E.EXPIRE, S.EXPIRED, LedgerEffect.VOID),
+        (S.WAITING, E.FAIL, S.FAILED, LedgerEffect.VOID),
         (S.COMPLETED, E.REFUND, S.REFUNDED, LedgerEffect.REFUND),
     ],
 )
