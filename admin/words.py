@@ -41,10 +41,10 @@ ACCOUNT_WORDS = {
 }
 
 STATUS_WORDS = {
-    "posted": "done",
-    "pending": "held",
-    "post_pending": "being captured",
-    "void_pending": "being voided",
+    "posted": "posted",
+    "pending": "hold placed",
+    "post_pending": "hold captured",
+    "void_pending": "hold voided",
 }
 
 _FIRST_DIGITS = re.compile(r"\d+")

@@ -251,3 +251,18 @@ def test_audit_rows_in_words(action, detail, sentence, rest) -> None:
 )
 def test_user_label(args, expected) -> None:
     assert words.user_label(*args) == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("posted", "posted"),
+        ("pending", "hold placed"),
+        ("post_pending", "hold captured"),
+        ("void_pending", "hold voided"),
+        ("other", "other"),
+        (None, "—"),
+    ],
+)
+def test_transfer_phases(kind, expected) -> None:
+    assert words.transfer_state(kind) == expected
