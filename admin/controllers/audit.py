@@ -21,8 +21,8 @@ async def audit_page(request: Request[Any, Any, Any], actor: OptQ = None, action
         result = await queries.list_audit(conn, flt, cursor=cursor, limit=100)
         people = await queries.users_by_ids(
             conn, [a["target_id"] for a in result.rows if a["target_type"] == "user" and a["target_id"]])
-    return page(request, "audit.html", rows=result.rows, next_cursor=result.next_cursor, flt=flt, people=people,
-                params=flt.as_params(), first_page=not cursor)
+    return page(request, "audit.html", rows=result.rows, next_cursor=result.next_cursor, flt=flt,
+                people=people, params=flt.as_params(), first_page=not cursor)
 
 
 HANDLERS = [audit_page]
