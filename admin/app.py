@@ -36,7 +36,6 @@ from core.clock import Clock
 from core.config import Settings
 from core.errors import ShopError
 from core.hosts import allowed_hosts
-from core.money import format_amount
 from core.staff import StaffAccounts
 
 from admin import api, health, metrics, webhooks
@@ -47,7 +46,7 @@ from admin.csrf import csrf_middleware
 from admin.forms import FormError, error_message, error_status
 from admin.queries import BadQuery
 from admin.request_limits import RequestLimitsMiddleware
-from admin.render import fmt_age, fmt_dt
+from admin.render import install_filters
 from admin.secret import load_or_create_secret
 from admin.security_headers import SecurityHeadersMiddleware
 from admin.sessions import session_config, session_store
@@ -92,9 +91,7 @@ def create_app(
 
     def engine_callback(engine: JinjaTemplateEngine) -> None:
         env = engine.engine
-        env.filters["dt"] = fmt_dt
-        env.filters["age"] = fmt_age
-        env.filters["money"] = lambda minor: "—" if minor is None else format_amount(int(minor), ctx.currency)
+        install_filters(env, ctx.currency)
         env.trim_blocks = True
         env.lstrip_blocks = True
 

@@ -267,7 +267,7 @@ def _midnight(day: date) -> datetime:
 
 async def order_detail(conn: AsyncConnection, order_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(
-        select(orders, users.c.telegram_id, users.c.username)
+        select(orders, users.c.telegram_id, users.c.username, users.c.first_name)
         .join(users, users.c.id == orders.c.user_id).where(orders.c.id == order_id)
     )).mappings().first()
     if row is None:
@@ -524,6 +524,16 @@ async def list_audit(conn: AsyncConnection, flt: AuditFilter, cursor: str | None
     if flt.target:
         stmt = stmt.where(audit_log.c.target_id == flt.target.strip())
     return await _page(conn, stmt, audit_log.c.created_at, audit_log.c.id, cursor, _limit(limit), int)
+
+
+async def users_by_ids(conn: AsyncConnection, ids: Sequence[str | int]) -> dict[str, dict[str, Any]]:
+    """Users by internal id (as the audit log stores them), keyed by that id as text."""
+    wanted = {int(i) for i in ids if str(i).isdigit() and int(i) <= MAX_INT}
+    if not wanted:
+        return {}
+    rows = (await conn.execute(select(users.c.id, users.c.telegram_id, users.c.username, users.c.first_name)
+                               .where(users.c.id.in_(wanted)))).mappings().all()
+    return {str(r["id"]): dict(r) for r in rows}
 
 
 async def staff_names(conn: AsyncConnection) -> list[str]:

@@ -9,11 +9,10 @@ from urllib.parse import urlencode
 from litestar import Request
 from litestar.response import Redirect, Template
 
-from core.money import format_amount
-from core.staff import StaffMember
-
+from admin import words
 from admin.context import AdminContext
 from admin.forms import new_nonce
+from core.staff import StaffMember
 
 NAV = [
     ("/", "Overview", "viewer"),
@@ -63,7 +62,7 @@ def page(request: Request[Any, Any, Any], template: str, *, status: int = 200,
         "currency": currency,
         "now": ctx.clock.now(),
         "nonce": new_nonce,
-        "money": lambda minor: "—" if minor is None else format_amount(int(minor), currency),
+        "money": lambda minor: words.money(minor, currency),
         "can": (lambda role: bool(me and me.allows(role))),
         "qs": _qs,
     }
@@ -97,3 +96,26 @@ def fmt_age(seconds: float | None) -> str:
     if seconds < 172800:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
+
+
+def install_filters(env: Any, currency: str) -> None:
+    """The template filters: dates, ages, and the plain words of ``admin.words``."""
+    env.filters["dt"] = fmt_dt
+    env.filters["age"] = fmt_age
+    env.filters["money"] = lambda minor: words.money(minor, currency)
+    env.filters["number"] = words.number
+    env.filters["plural"] = words.plural
+    env.filters["country"] = words.country_name
+    env.filters["service"] = words.service_name
+    env.filters["transfer_kind"] = words.transfer_kind
+    env.filters["transfer_meaning"] = words.transfer_meaning
+    env.filters["transfer_state"] = words.transfer_state
+    env.filters["account"] = words.account_name
+    env.filters["actor"] = words.actor_name
+    env.globals["order_event"] = lambda e: words.order_event(
+        e["event"], e.get("detail"), currency, e.get("actor"))
+    env.globals["audit_action"] = lambda a: words.audit_action(a["action"], a.get("detail"), currency)
+    env.globals["audit_detail"] = lambda a: words.audit_detail(a["action"], a.get("detail"), currency)
+    env.globals["user_label"] = words.user_label
+    env.globals["money_in"] = words.money
+    env.globals["transfer_words"] = words.TRANSFER_WORDS

@@ -16,12 +16,14 @@ from admin.render import ctx_of, flash, page, see_other
 
 
 async def staff_view(request: Request[Any, Any, Any], *, status: int = 200, error: str | None = None,
-                     new_token: str | None = None) -> Template:
+                     new_token: str | None = None, form: dict[str, str] | None = None,
+                     failed: str | None = None) -> Template:
     ctx = ctx_of(request)
     members = await ctx.staff.list()
     tokens = {m.id: await ctx.staff.tokens(m.id) for m in members}
     return page(request, "staff.html", status=status, error=error, members=members, tokens=tokens,
-                roles=ROLES, new_token=new_token)
+                roles=ROLES, new_token=new_token, failed=failed,
+                form={k: v for k, v in (form or {}).items() if k != "password"})
 
 
 @get("/staff", opt={"role": "admin"})
@@ -29,7 +31,7 @@ async def staff_page(request: Request[Any, Any, Any]) -> Template:
     return await staff_view(request)
 
 
-async def _act(request: Request[Any, Any, Any], action: Any) -> Template | Redirect:
+async def _act(request: Request[Any, Any, Any], action: Any, name: str | None = None) -> Template | Redirect:
     ctx = ctx_of(request)
     form = dict(await request.form())
     try:
@@ -39,9 +41,10 @@ async def _act(request: Request[Any, Any, Any], action: Any) -> Template | Redir
         flash(request, ALREADY_SUBMITTED)
         return see_other("/staff")
     except FormError as exc:
-        return await staff_view(request, status=exc.status, error=exc.message)
+        return await staff_view(request, status=exc.status, error=exc.message, form=form, failed=name)
     except ShopError as exc:
-        return await staff_view(request, status=error_status(exc), error=error_message(exc, ctx.currency))
+        return await staff_view(request, status=error_status(exc), error=error_message(exc, ctx.currency),
+                                form=form, failed=name)
     if isinstance(result, Template):
         return result
     flash(request, result)
@@ -55,7 +58,7 @@ async def add_staff(request: Request[Any, Any, Any]) -> Template | Redirect:
                                         form.get("password", ""), actor=me.actor)
         return f"Added {member.username} as {member.role}."
 
-    return await _act(request, go)
+    return await _act(request, go, "add")
 
 
 @post("/staff/{username:str}/role", opt={"role": "admin"})

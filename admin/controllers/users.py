@@ -27,7 +27,9 @@ async def users_page(request: Request[Any, Any, Any], q: OptQ = None) -> Templat
 
 
 async def user_page(request: Request[Any, Any, Any], telegram_id: int, *, status: int = 200,
-                    error: str | None = None, form: dict[str, str] | None = None) -> Template:
+                    error: str | None = None, form: dict[str, str] | None = None,
+                    failed: str | None = None) -> Template:
+    """The user's page; after bad input, ``failed`` names the form shown again with ``form``."""
     ctx = ctx_of(request)
     async with ctx.db.read() as conn:
         user = await queries.user_by_telegram_id(conn, telegram_id)
@@ -39,7 +41,7 @@ async def user_page(request: Request[Any, Any, Any], telegram_id: int, *, status
         user_orders = await queries.user_orders(conn, user["id"], limit=30)
     return page(request, "user.html", status=status, error=error, user=user, transfers=page_.rows,
                 more_transfers=page_.next_cursor is not None, names=names, orders=user_orders,
-                form=form or {})
+                form=form or {}, failed=failed)
 
 
 @get("/users/{telegram_id:int}", opt={"role": "viewer"})
@@ -62,12 +64,13 @@ async def _adjust(request: Request[Any, Any, Any], telegram_id: TelegramIdPath, 
                                      idempotency_key=key,
                                      support_credit_limit=ctx.core.settings.SUPPORT_CREDIT_LIMIT)
     except FormError as exc:
-        return await user_page(request, telegram_id, status=exc.status, error=exc.message, form=form)
+        return await user_page(request, telegram_id, status=exc.status, error=exc.message, form=form,
+                               failed=direction)
     except UserNotFound:
         raise
     except ShopError as exc:
         return await user_page(request, telegram_id, status=error_status(exc),
-                               error=error_message(exc, ctx.currency), form=form)
+                               error=error_message(exc, ctx.currency), form=form, failed=direction)
     from core.money import format_amount
 
     verb = "Credited" if direction == "credit" else "Debited"
@@ -104,7 +107,8 @@ async def block(request: Request[Any, Any, Any], telegram_id: TelegramIdPath) ->
         flash(request, ALREADY_SUBMITTED)
         return see_other(f"/users/{telegram_id}")
     except FormError as exc:
-        return await user_page(request, telegram_id, status=exc.status, error=exc.message, form=form)
+        return await user_page(request, telegram_id, status=exc.status, error=exc.message, form=form,
+                               failed="block")
     state = "blocked" if value == "1" else "unblocked"
     flash(request, f"User {telegram_id} {state}." if changed else f"User {telegram_id} was already {state}.")
     return see_other(f"/users/{telegram_id}")

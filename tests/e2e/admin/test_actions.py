@@ -61,7 +61,7 @@ async def test_bad_wallet_input_shows_the_form_again_and_changes_nothing(admin_c
     r = await post_form(admin_client, path, {"nonce": nonce(), **form})
     assert 400 <= r.status_code < 500, r.text
     assert message in r.text
-    assert '<form class="stack card" method="post" action="/users/778/credit">' in r.text  # the form again
+    assert 'method="post" action="/users/778/credit"' in r.text  # the form again
     assert await count(db, audit_log) == audits and await count(db, transfers) == moves
     assert (await balance(db, 778)).balance == 500
 

@@ -63,7 +63,7 @@ async def test_order_page_shows_timeline_messages_and_transfers(admin_client, or
     order = orders_made[0]
     page = await admin_client.get(f"/orders/{order.id}")
     assert page.status_code == 200
-    for text in ("123456", "capture", "purchase", "completed", "Refund completed order"):
+    for text in ("123456", "Capture", "Hold", "completed", "Refund completed order"):
         assert text in page.text, text
     detail = (await admin_client.get(f"/api/orders/{order.id}")).json()
     assert [t["code"] for t in detail["transfers"]] == ["purchase", "capture"]
