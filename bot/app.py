@@ -2,8 +2,10 @@
 
 ``build_bot`` points aiogram at ``TELEGRAM_API_URL`` (Telegram, or the emulator in tests and
 the sandbox). ``build_app`` wires middlewares and routers around one core; ``BotApp.run``
-long-polls and drains the outbox until told to stop. The sandbox (``numbershop run`` without
-a token) builds the same ``BotApp`` pointed at the emulator.
+long-polls (``run_webhook``: serves webhook POSTs, see ``bot.webhook``) and drains the
+outbox until told to stop. With ``REDIS_URL`` the conversation state and the per-user rate
+limit live in Redis, so any worker can take a user's next update. The sandbox
+(``numbershop run`` without a token) builds the same ``BotApp`` pointed at the emulator.
 """
 
 from __future__ import annotations
@@ -20,19 +22,20 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand
 
 from bot.context import ShopContext
+from bot.fsm_storage import make_storage
 from bot.handlers import routers
 from bot.invoices import InvoiceSigner
 from bot.middlewares.dedupe import UpdateDedupe, UpdateLog
-from bot.middlewares.rate_limit import RateLimit, TokenBucket
+from bot.middlewares.rate_limit import RateLimit, RedisTokenBucket, TokenBucket, make_bucket
 from bot.middlewares.replies import CallbackAnswerer, MessageErrors
 from bot.middlewares.users import UserResolver
 from bot.sender import OutboxSender
 from bot.session import JsonSession
 from bot.users import UserDirectory
+from bot.webhook import WebhookConfig, WebhookServer
 from core.app import Core
 from core.config import Settings
 
@@ -63,15 +66,25 @@ class BotApp:
     dp: Dispatcher
     sender: OutboxSender
     shop: ShopContext
+    bucket: TokenBucket | RedisTokenBucket | None = None
+
+    async def _set_commands(self) -> None:
+        try:
+            await self.bot.set_my_commands(COMMANDS)
+        except Exception as exc:  # noqa: BLE001 - cosmetic; never block start-up on it
+            log.warning("could not set the command list: %s", exc)
 
     async def run(self, stop: asyncio.Event, *, polling_timeout: int = 10,
                   run_sender: bool = True, set_commands: bool = True) -> None:
-        """Long-poll and drain the outbox until ``stop`` is set (or polling ends)."""
+        """Long-poll and drain the outbox until ``stop`` is set (or polling ends).
+
+        A webhook left from an earlier webhook-mode run would make every getUpdates fail
+        with 409, so polling starts by deleting it (aiogram's ``start_polling`` does not);
+        pending updates are kept.
+        """
         if set_commands:
-            try:
-                await self.bot.set_my_commands(COMMANDS)
-            except Exception as exc:  # noqa: BLE001 - cosmetic; never block start-up on it
-                log.warning("could not set the command list: %s", exc)
+            await self._set_commands()
+        await self.bot.delete_webhook(drop_pending_updates=False)
         sender_stop = asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
         if run_sender:
@@ -92,17 +105,54 @@ class BotApp:
                 except TimeoutError:
                     polling.cancel()
             stopper.cancel()
-            sender_stop.set()
-            for task in tasks:
-                try:
-                    await asyncio.wait_for(task, timeout=10)
-                except TimeoutError:
-                    task.cancel()
+            await self._stop_tasks(sender_stop, tasks)
         if polling.done() and not polling.cancelled() and polling.exception() is not None:
             raise polling.exception()  # type: ignore[misc]
 
+    async def run_webhook(
+        self, stop: asyncio.Event, config: WebhookConfig, *, run_sender: bool = True,
+        set_commands: bool = True, url_for_port: Callable[[int], str] | None = None,
+        listening: asyncio.Event | None = None,
+    ) -> None:
+        """Serve Telegram's webhook POSTs and drain the outbox until ``stop`` is set.
+
+        Listens first, then registers the webhook (``setWebhook``), so Telegram never
+        delivers to a port nobody serves. ``url_for_port`` gives the URL to register once
+        the port is bound (tests bind port 0); ``listening`` is set once registered.
+        """
+        if set_commands:
+            await self._set_commands()
+        server = WebhookServer(self.bot, self.dp, config)
+        sender_stop = asyncio.Event()
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            _, port = await server.start()
+            await server.register(url_for_port(port) if url_for_port else None)
+            log.info("webhook registered; listening on %s:%s%s", config.host, port, config.path)
+            if listening is not None:
+                listening.set()
+            if run_sender:
+                tasks.append(asyncio.create_task(self.sender.run(sender_stop),
+                                                 name="outbox-sender"))
+            await stop.wait()
+        finally:
+            await server.stop()
+            await self._stop_tasks(sender_stop, tasks)
+
+    @staticmethod
+    async def _stop_tasks(sender_stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:
+        sender_stop.set()
+        for task in tasks:
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except TimeoutError:
+                task.cancel()
+
     async def aclose(self) -> None:
         await self.bot.session.close()
+        await self.dp.storage.close()
+        if isinstance(self.bucket, RedisTokenBucket):
+            await self.bucket.aclose()
 
 
 def build_app(
@@ -120,15 +170,18 @@ def build_app(
     sender = OutboxSender(bot, core, on_unreachable=users.forget, **options)
     shop = ShopContext(core=core, signer=InvoiceSigner(bot.token), users=users,
                        wake_sender=sender.wake)
-    dp = Dispatcher(storage=storage or MemoryStorage(), shop=shop)
+    if storage is None:
+        storage = make_storage(core.settings.REDIS_URL)
+    dp = Dispatcher(storage=storage, shop=shop)
     dp.update.outer_middleware(UpdateDedupe(UpdateLog(core.db, core.clock)))
     dp.callback_query.outer_middleware(CallbackAnswerer(currency, answer_deadline))
     dp.message.outer_middleware(MessageErrors(currency))
-    limit = RateLimit(TokenBucket(rate_per_second, rate_burst))
+    bucket = make_bucket(core.settings.REDIS_URL, rate_per_second, rate_burst)
+    limit = RateLimit(bucket)
     dp.message.outer_middleware(limit)
     dp.callback_query.outer_middleware(limit)
     resolver = UserResolver(users)
     for observer in (dp.message, dp.callback_query, dp.pre_checkout_query):
         observer.outer_middleware(resolver)
     dp.include_routers(*routers())
-    return BotApp(bot=bot, dp=dp, sender=sender, shop=shop)
+    return BotApp(bot=bot, dp=dp, sender=sender, shop=shop, bucket=bucket)

@@ -129,6 +129,42 @@ class Settings(BaseSettings):
 
     # ------------------------------------------------------------------------------------
 
+    # --- Bot webhook mode (`numbershop bot run --webhook`) -------------------------------
+    # Telegram POSTs updates to WEBHOOK_URL (https) with WEBHOOK_SECRET in a header; the bot
+    # listens on WEBHOOK_HOST:WEBHOOK_PORT behind a TLS-terminating proxy. Polling ignores them.
+    WEBHOOK_URL: str | None = None
+    WEBHOOK_SECRET: str | None = None
+    WEBHOOK_HOST: str = "127.0.0.1"
+    WEBHOOK_PORT: int = Field(default=8081, ge=1, le=65535)
+    WEBHOOK_MAX_CONNECTIONS: int = Field(default=40, ge=1, le=100)
+
+    @field_validator("WEBHOOK_URL")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("Telegram delivers webhooks over https only: use https://host/path")
+        if parts.port not in (None, 443, 80, 88, 8443):
+            raise ValueError("Telegram delivers webhooks to ports 443, 80, 88 and 8443 only")
+        return value
+
+    @field_validator("WEBHOOK_SECRET")
+    @classmethod
+    def _webhook_secret(cls, value: str | None) -> str | None:
+        import re
+
+        if not value:
+            return None  # unset; webhook mode refuses to start without one
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value):
+            raise ValueError("use 1-256 characters from A-Z a-z 0-9 _ - (Telegram's rule)")
+        return value
+
+    # ------------------------------------------------------------------------------------
+
     @field_validator("PROVIDERS", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> tuple[str, ...]:

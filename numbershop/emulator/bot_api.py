@@ -19,13 +19,14 @@ from numbershop.emulator.formatting import MAX_TEXT_UTF16, render, utf16_len
 from numbershop.emulator.keyboards import KEEP, REMOVE, normalize_inline, parse_reply_markup
 from numbershop.emulator.records import _Chat, _Invoice, _Message, _Pending
 from numbershop.emulator.views import CallbackAnswer
-from numbershop.emulator.world import DEFAULT_UPDATE_TYPES, BotWorld
+from numbershop.emulator.webhook import WebhookSide
+from numbershop.emulator.world import DEFAULT_UPDATE_TYPES
 
 MAX_POLL_TIMEOUT = 50.0
 
 
-class BotApiSide(BotWorld):
-    """What a bot can do: the ``api_*`` methods."""
+class BotApiSide(WebhookSide):
+    """What a bot can do: the ``api_*`` methods (the webhook ones in ``webhook``)."""
 
     def api_get_me(self) -> dict[str, Any]:
         return {**self._bot_user(), "can_join_groups": True,
@@ -36,6 +37,7 @@ class BotApiSide(BotWorld):
         self, offset: int | None, limit: int, timeout: float,
         allowed_updates: list[str] | None,
     ) -> list[dict[str, Any]]:
+        self._check_no_webhook()
         if allowed_updates is not None:
             self._allowed = frozenset(allowed_updates) if allowed_updates else DEFAULT_UPDATE_TYPES
         if offset is not None:
@@ -49,6 +51,7 @@ class BotApiSide(BotWorld):
         try:
             while True:
                 if self._poller is not me:
+                    self._check_no_webhook()  # a webhook was set meanwhile
                     raise BotApiError(409, E.GETUPDATES_CONFLICT)
                 batch = self._take(limit)
                 remaining = deadline - loop.time()
@@ -106,18 +109,6 @@ class BotApiSide(BotWorld):
                 record.delivered_at = now
             out.append(record.payload)
         return out
-
-    def api_delete_webhook(self, drop_pending_updates: bool) -> bool:
-        if drop_pending_updates:
-            now = time.perf_counter()
-            for entry in self._pending:
-                self._updates[entry.update_id].confirmed_at = now
-            self._pending.clear()
-        return True
-
-    def api_webhook_info(self) -> dict[str, Any]:
-        return {"url": "", "has_custom_certificate": False,
-                "pending_update_count": len(self._pending)}
 
     def _bot_chat(self, chat_id: int | None) -> _Chat:
         chat = self._chats.get(chat_id) if chat_id is not None else None

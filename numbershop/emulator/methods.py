@@ -122,8 +122,8 @@ async def get_updates(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
 
 
 @method("deleteWebhook")
-def delete_webhook(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
-    return bot.api_delete_webhook(p.bool("drop_pending_updates"))
+async def delete_webhook(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
+    return await bot.api_delete_webhook(p.bool("drop_pending_updates"))
 
 
 @method("getWebhookInfo")
@@ -132,8 +132,14 @@ def get_webhook_info(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
 
 
 @method("setWebhook")
-def set_webhook(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
-    raise bad_request("the emulator serves getUpdates only; webhooks are not emulated")
+async def set_webhook(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
+    allowed = p.obj("allowed_updates")
+    if allowed is not None and not (isinstance(allowed, list)
+                                    and all(isinstance(a, str) for a in allowed)):
+        raise bad_request("allowed_updates must be an array of strings")
+    return await bot.api_set_webhook(p.str("url"), p.str("secret_token"),
+                                     p.int("max_connections"), allowed,
+                                     p.bool("drop_pending_updates"))
 
 
 @method("sendMessage")

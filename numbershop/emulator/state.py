@@ -24,7 +24,10 @@ an ``offset`` above its id. ``redeliver`` re-queues a past update with its origi
 an update is always handed out in a batch of its own, so the client's next offset (its id +
 1) confirms exactly it and nothing newer.
 
-Known simplifications: private chats only (no groups, channels, inline mode or webhooks);
+Webhooks (``webhook``): while one is set, updates are POSTed to it and getUpdates answers
+409; the emulator delivers to loopback URLs only.
+
+Known simplifications: private chats only (no groups, channels or inline mode);
 Markdown parse modes are stored as sent, without entities or validation; callback queries
 never expire.
 """

@@ -178,4 +178,4 @@ class UpdateRecord:
     delivered_at: float | None = None
     deliveries: int = 0
     confirmed_at: float | None = None
-    dropped: bool = False  # not in the bot's allowed_updates: Telegram never sends it
+    dropped: bool = False  # not in allowed_updates, or a webhook delivery given up

@@ -65,6 +65,7 @@ class BotWorld:
         self._next_update_id = 1
         self._allowed: frozenset[str] = DEFAULT_UPDATE_TYPES
         self._poller: object | None = None
+        self._webhook: Any = None  # webhook._Webhook while a webhook is set
         self._polling = False
         self._updates_signal = Signal()
         self._changed = Signal()

@@ -37,6 +37,7 @@ from aiogram.types import (
     ReplyKeyboardRemove,
     Update,
 )
+from aiohttp import web
 
 from numbershop.emulator import (
     BotApiError,
@@ -689,3 +690,152 @@ async def test_browsers_cannot_post_as_the_bot_from_another_site(served) -> None
                              json={"text": "hello"},
                              headers={"Origin": origin, "Sec-Fetch-Site": "same-origin"}) as r:
             assert r.status == 200
+
+
+# ------------------------------------------------------------------ webhooks
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint on loopback: records each POST, answers with the queued statuses
+    (then 200); ``gate`` holds requests until set, to see how many arrive at once."""
+
+    url: str = ""
+    seen: list[tuple[int, str | None]] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    inflight: int = 0
+    most_inflight: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.seen.append((body["update_id"], request.headers.get("X-Telegram-Bot-Api-Secret-Token")))
+        self.inflight += 1
+        self.most_inflight = max(self.most_inflight, self.inflight)
+        self.arrived.set()
+        try:
+            await self.gate.wait()
+        finally:
+            self.inflight -= 1
+        return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    state = Receiver()
+    state.gate.set()
+    app = web.Application()
+    app.router.add_post("/hook", state.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    yield state
+    state.gate.set()
+    await runner.cleanup()
+
+
+async def test_a_webhook_gets_updates_with_the_secret_and_getupdates_conflicts(
+    tg: EmulatedBot, bot: Bot, receiver: Receiver
+) -> None:
+    assert await bot.set_webhook(receiver.url, secret_token="s3cret-Token_1", max_connections=3,
+                                 allowed_updates=["message", "callback_query"])
+    first = tg.send_text(USER, "hello")
+    assert (await tg.wait_for_confirmation(first, WAIT)).deliveries == 1
+    assert receiver.seen == [(first, "s3cret-Token_1")]
+
+    with pytest.raises(TelegramConflictError) as conflict:
+        await bot.get_updates(timeout=0)
+    assert "can't use getUpdates method while webhook is active" in conflict.value.message
+    info = await bot.get_webhook_info()
+    assert (info.url, info.pending_update_count, info.max_connections) == (receiver.url, 0, 3)
+    assert info.allowed_updates == ["message", "callback_query"]
+    assert info.last_error_message is None
+
+
+async def test_a_failed_webhook_delivery_is_retried_and_reported(
+    tg: EmulatedBot, bot: Bot, receiver: Receiver
+) -> None:
+    tg.webhook_retry_base_s = 0.001
+    receiver.statuses = [500, 401]
+    await bot.set_webhook(receiver.url, secret_token="s")
+    update_id = tg.send_text(USER, "hello")
+    record = await tg.wait_for_confirmation(update_id, WAIT)
+    assert record.deliveries == 3 and not record.dropped
+    assert [u for u, _ in receiver.seen] == [update_id] * 3
+    info = await bot.get_webhook_info()
+    assert info.last_error_message == "Wrong response from the webhook: 401 Unauthorized"
+    assert info.last_error_date is not None and info.pending_update_count == 0
+
+
+async def test_a_webhook_delivery_is_given_up_after_the_last_attempt(
+    tg: EmulatedBot, bot: Bot, receiver: Receiver
+) -> None:
+    tg.webhook_retry_base_s = 0.001
+    tg.webhook_max_attempts = 3
+    receiver.statuses = [503] * 10
+    await bot.set_webhook(receiver.url)
+    update_id = tg.send_text(USER, "hello")
+    record = await tg.wait_until(lambda: tg.update(update_id).dropped and tg.update(update_id),
+                                 WAIT, "the delivery given up")
+    assert record.deliveries == 3 and record.confirmed_at is None
+    assert (await bot.get_webhook_info()).pending_update_count == 0
+
+
+async def test_webhook_deliveries_run_in_parallel_up_to_max_connections(
+    tg: EmulatedBot, bot: Bot, receiver: Receiver
+) -> None:
+    receiver.gate.clear()
+    await bot.set_webhook(receiver.url, max_connections=2)
+    ids = [tg.send_text(USER + i, f"hello {i}") for i in range(5)]
+    async with asyncio.timeout(WAIT):
+        while receiver.inflight < 2:
+            receiver.arrived.clear()
+            await receiver.arrived.wait()
+    assert (await bot.get_webhook_info()).pending_update_count == 5
+    receiver.gate.set()
+    for update_id in ids:
+        await tg.wait_for_confirmation(update_id, WAIT)
+    assert receiver.most_inflight == 2
+    assert sorted(u for u, _ in receiver.seen) == ids
+
+
+async def test_delete_webhook_brings_getupdates_back_with_the_queue_kept(
+    tg: EmulatedBot, bot: Bot, receiver: Receiver
+) -> None:
+    receiver.gate.clear()  # the webhook never answers: the update stays queued
+    await bot.set_webhook(receiver.url)
+    update_id = tg.send_text(USER, "hello")
+    async with asyncio.timeout(WAIT):
+        await receiver.arrived.wait()
+    assert await bot.delete_webhook()
+    assert (await bot.get_webhook_info()).url == ""
+    updates = await bot.get_updates(timeout=0)
+    assert [u.update_id for u in updates] == [update_id]
+
+
+async def test_a_waiting_long_poll_ends_with_409_when_a_webhook_is_set(
+    tg: EmulatedBot, bot: Bot, receiver: Receiver
+) -> None:
+    poll = asyncio.create_task(bot.get_updates(timeout=30))
+    await tg.wait_until(lambda: tg.is_polling, WAIT, "the long poll")
+    await bot.set_webhook(receiver.url)
+    with pytest.raises(TelegramConflictError):
+        await poll
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"url": "https://example.com/hook"}, "loopback"),
+    ({"url": "ftp://127.0.0.1/hook"}, "loopback"),
+    ({"url": "http://127.0.0.1:9/hook", "secret_token": "no spaces"}, "secret token"),
+    ({"url": "http://127.0.0.1:9/hook", "max_connections": 101}, "max_connections"),
+])
+async def test_set_webhook_refuses_what_telegram_refuses(
+    tg: EmulatedBot, bot: Bot, kwargs: dict[str, object], error: str
+) -> None:
+    with pytest.raises(TelegramBadRequest) as refused:
+        await bot.set_webhook(**kwargs)  # type: ignore[arg-type]
+    assert error in refused.value.message
+    assert (await bot.get_webhook_info()).url == ""
