@@ -27,14 +27,15 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(\d{6,}:)[A-Za-z0-9_-]{30,}"), r"\1" + MASK),  # a bare Telegram token
     (re.compile(r"(://[^/\s:@]+:)[^@/\s]+@"), r"\1" + MASK + "@"),  # user:password@host
 )
-_SECRET_SETTINGS = ("BOT_TOKEN", "SMSACTIVATE_API_KEY", "TEXTVERIFIED_API_KEY",
-                    "TEXTVERIFIED_WEBHOOK_SECRET", "ADMIN_SECRET_KEY")
+_SECRET_SETTINGS = ("BOT_TOKEN", "TEXTVERIFIED_WEBHOOK_SECRET", "ADMIN_SECRET_KEY", "WEBHOOK_SECRET")
 _MIN_SECRET_LEN = 6  # shorter "secrets" would mask ordinary words
 
 
 def secret_values(settings: Any) -> list[str]:
     """The configured secrets of a ``Settings`` (unset ones skipped)."""
-    values = (getattr(settings, name, None) for name in _SECRET_SETTINGS)
+    values = [getattr(settings, name, None) for name in _SECRET_SETTINGS]
+    for instance in getattr(settings, "provider_instances", ()):  # each provider's own key
+        values += [instance.api_key, instance.webhook_secret]
     return [v for v in values if isinstance(v, str) and v]
 
 

@@ -64,3 +64,17 @@ def test_any_logger_masks_configured_secrets_and_bot_tokens(output: io.StringIO)
         assert secret not in text, secret
     assert "/bot7000000001:***/getMe" in text and "upstream failed" in text
     assert "RuntimeError" in text  # the traceback is kept, only masked
+
+
+def test_every_provider_instance_key_and_the_webhook_secret_are_masked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.config import Settings
+    from core.logmask import secret_values
+
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, PROVIDERS="grizzly,fivesim", GRIZZLY_PRESET="grizzlysms",
+        GRIZZLY_API_KEY="grizzly-key-123", GRIZZLY_CURRENCY="RUB", GRIZZLY_COST_RATE="0.011",
+        FIVESIM_API_KEY="fivesim-key-456", FIVESIM_CURRENCY="RUB", FIVESIM_COST_RATE="0.011",
+        WEBHOOK_SECRET="hook-secret-789")
+    found = secret_values(settings)
+    assert {"grizzly-key-123", "fivesim-key-456", "hook-secret-789"} <= set(found)
