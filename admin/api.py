@@ -17,15 +17,14 @@ from typing import Annotated, Any
 from litestar import Request, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from core import support, users
-from core.errors import OrderNotFound, UserNotFound
-from core.money import MoneyError, money_json, parse_positive_amount
-from core.staff import StaffMember, adjust_wallet, check_free_text
-
 from admin import queries
 from admin.context import breaker_states
 from admin.filters import order_filter, transfer_filter
 from admin.forms import FormError, reason_field
+from core import support, users
+from core.errors import OrderNotFound, UserNotFound
+from core.money import MoneyError, money_json, parse_positive_amount
+from core.staff import StaffMember, adjust_wallet, check_free_text
 from core.users import find_user
 
 MAX_BIGINT = 2**63 - 1

@@ -16,27 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, Response, Router
-from litestar.plugins.jinja import JinjaTemplateEngine
-from litestar.logging.config import LoggingConfig
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
     PermissionDeniedException,
     ValidationException,
 )
+from litestar.logging.config import LoggingConfig
+from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.stores.base import Store
 from litestar.stores.registry import StoreRegistry
 from litestar.template.config import TemplateConfig
-from litestar.middleware.base import DefineMiddleware
-
-from core.clock import Clock
-from core.config import Settings
-from core.errors import ShopError
-from core.hosts import allowed_hosts
-from core.staff import StaffAccounts
 
 from admin import api, health, metrics, webhooks
 from admin.auth import PUBLIC_PATHS, StaffAuthMiddleware, is_machine_path, role_guard
@@ -45,12 +39,17 @@ from admin.controllers import audit, ledger, login, orders, overview, providers,
 from admin.csrf import csrf_middleware
 from admin.forms import FormError, error_message, error_status
 from admin.queries import BadQuery
-from admin.request_limits import RequestLimitsMiddleware
 from admin.render import install_filters
+from admin.request_limits import RequestLimitsMiddleware
 from admin.secret import load_or_create_secret
 from admin.security_headers import SecurityHeadersMiddleware
 from admin.sessions import session_config, session_store
 from admin.throttle import LoginThrottle, ThrottlePolicy
+from core.clock import Clock
+from core.config import Settings
+from core.errors import ShopError
+from core.hosts import allowed_hosts
+from core.staff import StaffAccounts
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -181,7 +180,7 @@ def _text_page(request: Request[Any, Any, Any], status: int, message: str) -> Re
 
     try:
         return page(request, "error.html", status=status, error=message)  # type: ignore[return-value]
-    except Exception:  # noqa: BLE001 - the error page itself must not fail
+    except Exception:
         return Response(message, status_code=status, media_type="text/plain")
 
 

@@ -7,11 +7,10 @@ from typing import Any
 
 from litestar.stores.base import Store
 
+from admin.throttle import LoginThrottle
 from core.clock import Clock
 from core.db.engine import Database
 from core.staff import StaffAccounts
-
-from admin.throttle import LoginThrottle
 
 
 @dataclass
@@ -52,7 +51,7 @@ async def breaker_states(board: Any) -> dict[str, dict[str, Any]]:
         return {}
     try:
         raw = await board.astates() if hasattr(board, "astates") else board.states()
-    except Exception:  # noqa: BLE001 - shown as unknown, never a 500
+    except Exception:
         return {}
     out: dict[str, dict[str, Any]] = {}
     items = raw.items() if isinstance(raw, dict) else ((getattr(s, "name", "?"), s) for s in raw)

@@ -22,6 +22,6 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[str]:
     try:
         async with ctx.db.read() as conn:
             await conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+    except Exception as exc:
         return Response(f"database unreachable: {type(exc).__name__}", status_code=503, media_type="text/plain")
     return Response("ready", media_type="text/plain")

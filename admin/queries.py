@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Select, case, func, literal_column, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core import ledger
 from core.db.tables import (
     accounts,
     audit_log,
@@ -37,7 +38,6 @@ from core.db.tables import (
     transfers,
     users,
 )
-from core import ledger
 from core.ledger import SYSTEM_ACCOUNTS
 
 ORDER_STATUSES = ("reserving", "waiting", "completed", "cancelled", "expired", "failed", "refunded")

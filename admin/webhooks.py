@@ -20,6 +20,7 @@ from typing import Any
 
 from litestar import Request, post
 from litestar.response import Response
+
 from core import webhooks
 from core.providers.base import SmsMessage
 from core.webhooks import WebhookOutcome

@@ -59,15 +59,15 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import text
 
+from bench._support import driver_gc_off, loop_lag, percentile, throwaway_database
 from bot import texts
+from bot.warmup import freeze_startup_objects
 from core import catalog, ledger
 from core.clock import SystemClock
 from core.db.engine import Database
 from core.db.tables import metadata
 from core.invariants import check_invariants
 from core.providers.simulator import SimulatorProvider
-from bench._support import driver_gc_off, loop_lag, percentile, throwaway_database
-from bot.warmup import freeze_startup_objects
 from numbershop.emulator import ChatView, EmulatedBot, running_emulator
 
 SHOP_TOKEN = "900001:bench-shop-bot"
@@ -309,7 +309,7 @@ async def run_users(
         user = User(phase, first_user + i, rng, think)
         try:
             await journey(user, i)
-        except Exception as exc:  # noqa: BLE001 - report it, keep the others going
+        except Exception as exc:
             phase.errors.append(f"user {user.id}: {type(exc).__name__}: {exc}")
 
     await asyncio.gather(*(one(i) for i in range(users)))

@@ -25,7 +25,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-
 from sqlalchemy import text
 
 from bench._support import percentile, throwaway_database

@@ -71,7 +71,7 @@ class BotApp:
     async def _set_commands(self) -> None:
         try:
             await self.bot.set_my_commands(COMMANDS)
-        except Exception as exc:  # noqa: BLE001 - cosmetic; never block start-up on it
+        except Exception as exc:
             log.warning("could not set the command list: %s", exc)
 
     async def run(self, stop: asyncio.Event, *, polling_timeout: int = 10,

@@ -144,7 +144,7 @@ class OutboxSender:
             try:
                 handled = await self.drain_once()
                 failures = 0
-            except Exception:  # noqa: BLE001 - keep the loop alive; rows stay leased/pending
+            except Exception:
                 failures += 1
                 log.exception("outbox drain failed")
                 handled = 0
@@ -204,7 +204,7 @@ class OutboxSender:
             await outbox.mark_failed(db, row.id, owner, str(exc))
             self.stats["failed"] += 1
             return False
-        except Exception as exc:  # noqa: BLE001 - network, 5xx, database: try again later
+        except Exception as exc:
             log.warning("row %s (%s) not sent: %s", row.id, row.kind, exc)
             backoff = Backoff(base=5, cap=MAX_BACKOFF_S, floor=1).delay(row.attempts - 1)
             await outbox.mark_retry(db, row.id, owner, self._at(backoff), repr(exc),
@@ -248,7 +248,7 @@ class OutboxSender:
                 text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup))
         except TelegramForbiddenError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the row's main message decides its fate
+        except Exception as exc:
             if not errors.is_not_modified(exc):
                 log.info("could not update message %s in chat %s: %s", message_id, chat_id, exc)
                 return False

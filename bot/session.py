@@ -100,7 +100,7 @@ class JsonSession(AiohttpSession):
         if HTTPStatus.OK <= status_code <= HTTPStatus.IM_USED and isinstance(method, _SHORTCUTS):
             try:
                 data = self.json_loads(content)
-            except Exception:  # noqa: BLE001 - aiogram's check below reports it
+            except Exception:
                 data = None
             if isinstance(data, dict) and data.get("ok") is True:
                 if isinstance(method, EDITS):

@@ -128,7 +128,7 @@ async def run_job(
         log.exception("job %s failed", job)
         try:
             await record_error(db, job, owner, clock.now(), f"{type(exc).__name__}: {exc}")
-        except Exception:  # noqa: BLE001 - the database may be what failed
+        except Exception:
             log.warning("job %s: could not record its error", job)
         raise
     await record_finish(db, job, owner, clock.now())

@@ -451,7 +451,7 @@ class Reconciler:
                 finding.fixed = bool(await finding.repair())
                 if not finding.fixed:
                     finding.error = "the repair did not take; it will be tried again"
-            except Exception as exc:  # noqa: BLE001 - a failed repair is reported, not fatal
+            except Exception as exc:
                 log.warning("reconcile: fixing %s %s failed: %s", finding.code, finding.ref, exc)
                 finding.error = f"{type(exc).__name__}: {exc}"[:500]
 

@@ -130,7 +130,7 @@ async def serve(components: Sequence[Component], stop: asyncio.Event,
             except TimeoutError:
                 log.warning("%s did not stop within %.0fs; cut off (its work resumes on the "
                             "next start)", component.name, STOP_TIMEOUT_S)
-            except Exception as exc:  # noqa: BLE001 - keep stopping the others
+            except Exception as exc:
                 log.warning("%s stopped with an error: %s", component.name, one_line(exc))
     if failed is not None:
         raise ComponentFailed(failed)

@@ -85,7 +85,7 @@ class AdvisoryLeader:
         if conn is not None:
             try:
                 await conn.close()
-            except Exception:  # noqa: BLE001 - it is already broken; we only let go of it
+            except Exception:
                 await conn.invalidate()
 
     async def try_acquire(self) -> bool:
@@ -94,7 +94,7 @@ class AdvisoryLeader:
             conn = await self._connection()
             got = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:c, :k)"),
                                          {"c": LOCK_CLASS, "k": self.key}))
-        except Exception as exc:  # noqa: BLE001 - retried; the database may be restarting
+        except Exception as exc:
             log.warning("scheduler leadership: cannot reach the database: %s", exc)
             await self._drop_connection()
             return False
@@ -108,7 +108,7 @@ class AdvisoryLeader:
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
                 " AND classid = :c AND objid = :k AND pid = pg_backend_pid()"),
                 {"c": LOCK_CLASS, "k": self.key})
-        except Exception as exc:  # noqa: BLE001 - a broken connection means the lock is gone
+        except Exception as exc:
             log.warning("scheduler leadership: lost the lock connection: %s", exc)
             await self._drop_connection()
             return False
@@ -141,7 +141,7 @@ class AdvisoryLeader:
             try:
                 await self._conn.execute(text("SELECT pg_advisory_unlock(:c, :k)"),
                                          {"c": LOCK_CLASS, "k": self.key})
-            except Exception:  # noqa: BLE001 - closing the connection releases it anyway
+            except Exception:
                 pass
         await self._drop_connection()
         if self._engine is not None:

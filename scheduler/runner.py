@@ -48,7 +48,7 @@ def build_scheduler(tickers: list[Ticker], running: set[asyncio.Task] | None = N
     return sched
 
 
-def _tracked(run, running):  # noqa: ANN001, ANN202
+def _tracked(run, running):
     if running is None:
         return run
 

@@ -144,6 +144,6 @@ class ShopJobs:
         for ticker in self.tickers():
             try:
                 results[ticker.name] = await ticker.run()
-            except Exception as exc:  # noqa: BLE001 - recorded in job_runs; go on with the rest
+            except Exception as exc:
                 results[ticker.name] = f"error: {type(exc).__name__}: {exc}"
         return results

@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from core import ledger
 from core.clock import FakeClock
 from core.db.engine import Database
 from core.db.tables import metadata
-from core import ledger
 
 PG_ENV = "NUMBERSHOP_TEST_POSTGRES_URL"
 
@@ -73,7 +73,7 @@ def clock() -> FakeClock:
     return FakeClock(datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
 
 
-async def make_database(kind: str, tmp_path, pg_url: str | None) -> Database:  # noqa: ANN001
+async def make_database(kind: str, tmp_path, pg_url: str | None) -> Database:
     if kind == "sqlite":
         db = Database(f"sqlite+aiosqlite:///{tmp_path}/test.db")
         async with db.begin() as conn:
@@ -89,7 +89,7 @@ async def make_database(kind: str, tmp_path, pg_url: str | None) -> Database:  #
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def db(request, tmp_path, pg_database_url, clock) -> AsyncIterator[Database]:  # noqa: ANN001
+async def db(request, tmp_path, pg_database_url, clock) -> AsyncIterator[Database]:
     database = await make_database(request.param, tmp_path, pg_database_url)
     ledger.forget_system_accounts()
     async with database.begin() as conn:

@@ -12,13 +12,12 @@ from typing import Any
 from litestar import Request, get
 from litestar.response import Stream, Template
 
-from core.money import format_amount
-from core.ledger import SYSTEM_ACCOUNTS
-
 from admin import queries
 from admin.filters import transfer_filter
 from admin.params import OptQ
 from admin.render import ctx_of, page
+from core.ledger import SYSTEM_ACCOUNTS
+from core.money import format_amount
 
 CSV_BATCH = 2000
 CSV_MAX_ROWS = 1_000_000

@@ -29,7 +29,7 @@ async def _logged_in(request: Request[Any, Any, Any]) -> bool:
 
 
 @get("/login", opt=PUBLIC, name="login")
-async def login_form(request: Request[Any, Any, Any], next: OptQ = None) -> Template | Redirect:  # noqa: A002
+async def login_form(request: Request[Any, Any, Any], next: OptQ = None) -> Template | Redirect:
     if await _logged_in(request):
         return see_other(_safe_next(next))
     return page(request, "login.html", next=_safe_next(next))

@@ -8,15 +8,14 @@ from typing import Any
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
-from core import support
-from core.errors import OrderNotFound, ShopError
-from core.money import format_amount
-
 from admin import queries
 from admin.filters import order_filter
 from admin.forms import FormError, error_message, error_status, idempotency_key, reason_field
 from admin.params import OptQ, OrderIdPath
 from admin.render import ctx_of, flash, page, see_other
+from core import support
+from core.errors import OrderNotFound, ShopError
+from core.money import format_amount
 
 
 @get("/orders", opt={"role": "viewer"})

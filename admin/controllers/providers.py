@@ -8,15 +8,23 @@ from typing import Any
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
+from admin import queries
+from admin.context import breaker_states
+from admin.forms import (
+    ALREADY_SUBMITTED,
+    AlreadySubmitted,
+    FormError,
+    acting_once,
+    error_message,
+    error_status,
+    idempotency_key,
+    reason_field,
+)
+from admin.params import NamePath
+from admin.render import ctx_of, flash, page, see_other
 from core import catalog
 from core.errors import ShopError
 from core.money import MoneyError, parse_positive_amount
-
-from admin import queries
-from admin.context import breaker_states
-from admin.forms import ALREADY_SUBMITTED, AlreadySubmitted, acting_once, FormError, error_message, error_status, idempotency_key, reason_field
-from admin.params import NamePath
-from admin.render import ctx_of, flash, page, see_other
 
 
 async def providers_view(request: Request[Any, Any, Any], *, status: int = 200, error: str | None = None) -> Template:

@@ -9,12 +9,19 @@ from litestar import Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 
-from core.errors import ShopError
-
 from admin import queries
-from admin.forms import ALREADY_SUBMITTED, AlreadySubmitted, acting_once, FormError, error_message, error_status, idempotency_key
+from admin.forms import (
+    ALREADY_SUBMITTED,
+    AlreadySubmitted,
+    FormError,
+    acting_once,
+    error_message,
+    error_status,
+    idempotency_key,
+)
 from admin.params import IntIdPath
 from admin.render import ctx_of, flash, page, see_other
+from core.errors import ShopError
 
 
 async def runs_view(request: Request[Any, Any, Any], *, status: int = 200, error: str | None = None) -> Template:

@@ -7,12 +7,19 @@ from typing import Any
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
-from core.errors import ShopError
-from core.staff import ROLES
-
-from admin.forms import ALREADY_SUBMITTED, AlreadySubmitted, acting_once, FormError, error_message, error_status, idempotency_key
+from admin.forms import (
+    ALREADY_SUBMITTED,
+    AlreadySubmitted,
+    FormError,
+    acting_once,
+    error_message,
+    error_status,
+    idempotency_key,
+)
 from admin.params import IntIdPath, NamePath
 from admin.render import ctx_of, flash, page, see_other
+from core.errors import ShopError
+from core.staff import ROLES
 
 
 async def staff_view(request: Request[Any, Any, Any], *, status: int = 200, error: str | None = None,

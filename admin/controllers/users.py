@@ -7,15 +7,24 @@ from typing import Any
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
+from admin import queries
+from admin.forms import (
+    ALREADY_SUBMITTED,
+    AlreadySubmitted,
+    FormError,
+    acting_once,
+    amount_field,
+    error_message,
+    error_status,
+    idempotency_key,
+    reason_field,
+)
+from admin.params import OptQ, TelegramIdPath
+from admin.render import ctx_of, flash, page, see_other
 from core import users
 from core.errors import ShopError, UserNotFound
 from core.staff import adjust_wallet
 from core.users import find_user
-
-from admin import queries
-from admin.forms import ALREADY_SUBMITTED, AlreadySubmitted, acting_once, FormError, amount_field, error_message, error_status, idempotency_key, reason_field
-from admin.params import OptQ, TelegramIdPath
-from admin.render import ctx_of, flash, page, see_other
 
 
 @get("/users", opt={"role": "viewer"})

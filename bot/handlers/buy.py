@@ -13,9 +13,9 @@ from aiogram import F
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
-from bot.handlers import HandlerSet
 from bot import keyboards, texts
 from bot.context import ShopContext, accessible, send_screen, show
+from bot.handlers import HandlerSet
 from bot.middlewares import Reply
 from core import catalog
 from core.catalog import CountryOffer, ServiceView
@@ -231,6 +231,6 @@ async def on_buy(query: CallbackQuery, callback_data: keyboards.BuyCb, shop: Sho
 async def _quote_service(shop: ShopContext, quote_id: str, user_id: int) -> str | None:
     try:
         quote = await catalog.find_quote(shop.core.db, quote_id, user_id, shop.core.clock.now())
-    except Exception:  # noqa: BLE001 - only used to offer a "back" button
+    except Exception:
         return None
     return quote.service

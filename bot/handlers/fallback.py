@@ -6,11 +6,10 @@ middleware; this router only handles messages that are not text (stickers, photo
 
 from __future__ import annotations
 
-
 from aiogram.types import Message
 
-from bot.handlers import HandlerSet
 from bot import texts
+from bot.handlers import HandlerSet
 
 handlers = HandlerSet("fallback")
 

@@ -11,9 +11,9 @@ from aiogram import F
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 
-from bot.handlers import HandlerSet
 from bot import keyboards, texts
 from bot.context import ShopContext, show
+from bot.handlers import HandlerSet
 from bot.middlewares import Reply
 
 handlers = HandlerSet("orders")

@@ -7,9 +7,9 @@ from aiogram.filters import Command, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
-from bot.handlers import HandlerSet
 from bot import keyboards, texts
 from bot.context import ShopContext, show
+from bot.handlers import HandlerSet
 
 handlers = HandlerSet("start")
 

@@ -65,7 +65,7 @@ class _Connection(sqlite3.Connection):
         return super().cursor(factory)
 
 
-class SQLiteDialect_inline(SQLiteDialect_pysqlite):  # noqa: N801 - SQLAlchemy's naming
+class SQLiteDialect_inline(SQLiteDialect_pysqlite):
     driver = DRIVER
     is_async = True
     supports_statement_cache = True

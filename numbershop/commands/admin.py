@@ -18,7 +18,7 @@ from numbershop.cli import CliError
 log = logging.getLogger("numbershop.admin")
 
 
-def _server_class():  # noqa: ANN202 - uvicorn is imported only when serving
+def _server_class():
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -42,7 +42,7 @@ def _server_class():  # noqa: ANN202 - uvicorn is imported only when serving
 async def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    _Server = _server_class()  # noqa: N806
+    _Server = _server_class()
 
     from admin.app import create_app
 
@@ -55,7 +55,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
         if await ctx.staff.count() == 0:
             log.warning("no staff accounts yet: create one with "
                         "`numbershop staff add NAME --role admin`")
-    except Exception as exc:  # noqa: BLE001 - a missing schema is reported, not a traceback
+    except Exception as exc:
         raise CliError(f"the database is not ready ({type(exc).__name__}); run `numbershop db upgrade`") from None
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
                             proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips)

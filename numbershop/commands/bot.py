@@ -41,7 +41,7 @@ MISSING_TOKEN = (
 )
 
 
-async def _ensure_catalogue(core) -> None:  # noqa: ANN001
+async def _ensure_catalogue(core) -> None:
     """A bot started alone on an empty database has nothing to sell: fetch each provider's
     catalogue once (the scheduler keeps it fresh afterwards)."""
     async with core.db.read() as conn:
@@ -52,7 +52,7 @@ async def _ensure_catalogue(core) -> None:  # noqa: ANN001
         try:
             result = await sync_catalog(core.db, provider, core.clock)
             log.info("catalogue of %s: %d offers", name, result.stored)
-        except Exception as exc:  # noqa: BLE001 - the bot still starts; the scheduler retries
+        except Exception as exc:
             log.warning("could not fetch the catalogue of %s: %s", name, exc)
 
 
@@ -147,7 +147,7 @@ async def _serve(settings: Settings, *, webhook: bool) -> int:
             app = build_app(core, build_bot(settings))
             try:
                 me = await app.bot.get_me()
-            except Exception as exc:  # noqa: BLE001 - bad token or unreachable API: one line
+            except Exception as exc:
                 await app.aclose()
                 raise CliError(f"cannot reach the Bot API at {settings.TELEGRAM_API_URL}: {exc}") from None
             freeze_startup_objects()

@@ -9,11 +9,9 @@ import argparse
 import asyncio
 
 from numbershop.cli import CliError
-from numbershop.runtime import stop_on_signals
 from numbershop.commands._shared import port
 from numbershop.emulator import Emulator, EmulatorError, running_emulator
-
-
+from numbershop.runtime import stop_on_signals
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:

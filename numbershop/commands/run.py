@@ -111,7 +111,7 @@ class CatalogueStep(Component):
             try:
                 with database_errors(self.core.settings.DATABASE_URL):
                     result = await sync_catalog(self.core.db, provider, self.core.clock)
-            except Exception as exc:  # noqa: BLE001 - the shop still starts
+            except Exception as exc:
                 log.warning("catalogue of %s not fetched: %s (the scheduler retries)", name, exc)
                 parts.append(f"{name}: not fetched")
                 continue
@@ -192,7 +192,7 @@ class BotComponent(Component):
     async def start(self) -> str:
         try:
             me = await self.app.bot.get_me()
-        except Exception as exc:  # noqa: BLE001 - bad token or unreachable API: one line
+        except Exception as exc:
             raise ComponentFailed(f"bot: cannot reach the Bot API at {self.api_url}: {exc}") from None
         # The sender runs as its own component (see SenderComponent).
         self.task = asyncio.create_task(self.app.run(self._stop, run_sender=False), name="bot")

@@ -17,8 +17,8 @@ from core.clock import SystemClock
 from core.providers.simulator import SimulatorProvider
 from core.providers.simulator_http import DEFAULT_API_KEY, HANDLER_PATH, start_server
 from numbershop.cli import CliError
-from numbershop.runtime import stop_on_signals
 from numbershop.commands._shared import port
+from numbershop.runtime import stop_on_signals
 
 log = logging.getLogger("numbershop.simulator")
 

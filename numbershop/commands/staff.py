@@ -36,7 +36,7 @@ def _accounts() -> tuple[Database, StaffAccounts]:
     return db, StaffAccounts(db, SystemClock())
 
 
-async def _run(coro_factory):  # noqa: ANN001, ANN202
+async def _run(coro_factory):
     db, accounts = _accounts()
     try:
         return await coro_factory(accounts)

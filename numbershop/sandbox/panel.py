@@ -90,7 +90,7 @@ class DeliveryPanel:
         if order is not None:
             try:
                 await self.core.orders.poll_orders([order["id"]])
-            except Exception as exc:  # noqa: BLE001 - the poll ticker picks it up anyway
+            except Exception as exc:
                 log.warning("sandbox: could not poll order %s at once: %s", order["id"], exc)
             status = (await self.core.orders.get_order(order["id"])).status
             if self.on_delivered is not None:

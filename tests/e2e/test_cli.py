@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def shop_db(tmp_path, monkeypatch) -> Path:  # noqa: ANN001
+def shop_db(tmp_path, monkeypatch) -> Path:
     """A migrated, seeded SQLite file; cwd moved so no developer .env leaks in."""
     path = tmp_path / "cli.db"
     monkeypatch.chdir(tmp_path)
@@ -45,7 +45,7 @@ def shop_db(tmp_path, monkeypatch) -> Path:  # noqa: ANN001
     return path
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:  # noqa: ANN001
+def run(capsys, *argv: str) -> tuple[int, str, str]:
     capsys.readouterr()
     try:
         code = main(list(argv))
@@ -55,7 +55,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:  # noqa: ANN001
     return code, out, err
 
 
-def run_json(capsys, *argv: str) -> dict:  # noqa: ANN001
+def run_json(capsys, *argv: str) -> dict:
     code, out, err = run(capsys, *argv, "--json")
     assert code == 0, err
     assert out.count("\n") == 1, out  # exactly one JSON object, on one line
@@ -217,7 +217,7 @@ async def _make_orders(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def orders(shop_db) -> dict[str, str]:  # noqa: ANN001
+def orders(shop_db) -> dict[str, str]:
     return asyncio.run(_make_orders(shop_db))
 
 
@@ -418,7 +418,7 @@ def test_a_command_is_parsed_in_full_when_named_after_top_level_flags(capsys):
 
 
 @pytest.fixture
-def pg_url(monkeypatch, tmp_path):  # noqa: ANN001, ANN201
+def pg_url(monkeypatch, tmp_path):
     """A private, empty PostgreSQL database for this test, dropped afterwards."""
     base = os.environ.get("NUMBERSHOP_TEST_POSTGRES_URL")
     if not base:

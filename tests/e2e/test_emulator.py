@@ -95,7 +95,7 @@ async def echo(tg: EmulatedBot, bot: Bot) -> AsyncIterator[EchoBot]:
     state = EchoBot(tg, bot)
 
     @dp.update.outer_middleware()
-    async def remember(handler, event: Update, data):  # noqa: ANN001, ANN202
+    async def remember(handler, event: Update, data):
         state.seen.append(event.update_id)
         return await handler(event, data)
 
@@ -148,7 +148,7 @@ async def echo(tg: EmulatedBot, bot: Bot) -> AsyncIterator[EchoBot]:
 
     task = asyncio.create_task(dp.start_polling(bot, handle_signals=False, polling_timeout=10))
     yield state
-    if dp._running_lock.locked():  # noqa: SLF001 - started: stop it the supported way
+    if dp._running_lock.locked():
         await dp.stop_polling()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -30,7 +30,7 @@ OWED = 100
 
 
 @pytest.fixture
-def env(tmp_path) -> dict[str, str]:  # noqa: ANN001
+def env(tmp_path) -> dict[str, str]:
     path = tmp_path / "shop.db"
     env = {k: v for k, v in os.environ.items()
            if k not in ("SHOP_CURRENCY", "MARKUP_PERCENT", "BOT_TOKEN", "REDIS_URL", "STAFF_CHAT_ID")}

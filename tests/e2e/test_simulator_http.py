@@ -18,7 +18,6 @@ import pytest
 from core.clock import FakeClock
 from core.providers.base import ActivationState, RentRequest
 from core.providers.errors import (
-    ActivationNotFound,
     AlreadyClosed,
     BadKey,
     BadService,
@@ -273,7 +272,7 @@ async def test_access_log_masks_the_key(sa: SmsActivateProvider,
 # ---------------------------------------------------------------- the command
 
 
-async def test_cli_serve_runs_until_sigterm(tmp_path) -> None:  # noqa: ANN001
+async def test_cli_serve_runs_until_sigterm(tmp_path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "numbershop", "simulator", "serve", "--port", "0", "--seed", "3",
@@ -299,7 +298,7 @@ async def test_cli_serve_runs_until_sigterm(tmp_path) -> None:  # noqa: ANN001
             await proc.wait()
 
 
-async def test_cli_rejects_a_bad_port(tmp_path) -> None:  # noqa: ANN001
+async def test_cli_rejects_a_bad_port(tmp_path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "numbershop", "simulator", "serve", "--port", "70000",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path)
@@ -308,7 +307,7 @@ async def test_cli_rejects_a_bad_port(tmp_path) -> None:  # noqa: ANN001
     assert "port" in err.decode() and "Traceback" not in err.decode()
 
 
-async def _providers_status(tmp_path, env_extra: dict[str, str], *args: str) -> tuple[int, str, str]:  # noqa: ANN001
+async def _providers_status(tmp_path, env_extra: dict[str, str], *args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SMSACTIVATE_", "TEXTVERIFIED_", "PROVIDERS", "REDIS_URL"))}
     env.update(env_extra)
@@ -320,7 +319,7 @@ async def _providers_status(tmp_path, env_extra: dict[str, str], *args: str) -> 
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_cli_providers_status(tmp_path, server: RunningSimulator,  # noqa: ANN001
+async def test_cli_providers_status(tmp_path, server: RunningSimulator,
                                     sim: SimulatorProvider) -> None:
     import json
 

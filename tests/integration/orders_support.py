@@ -28,8 +28,8 @@ from core.providers.base import (
     Balance,
     Capabilities,
     Offer,
-    RentRequest,
     Rental,
+    RentRequest,
     SmsMessage,
 )
 from core.providers.errors import ActivationNotFound, AlreadyClosed, OutcomeUnknown

@@ -7,8 +7,8 @@ from core import catalog, ledger
 from core.catalog_data import COUNTRIES, SERVICES
 from core.db.tables import countries, offers, quotes, services, users
 from core.errors import InvalidInput, NotFound, QuoteExpired, QuoteNotFound
-from core.providers.errors import OutOfStock
 from core.providers.base import Offer
+from core.providers.errors import OutOfStock
 from core.providers.simulator import SimulatorProvider
 
 MARKUP = 20

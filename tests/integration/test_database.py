@@ -13,7 +13,7 @@ from core.db.tables import processed_updates
 from core.errors import NestedTransaction
 
 
-async def test_write_one_returns_its_rows_and_count_and_is_committed(db, clock) -> None:  # noqa: ANN001
+async def test_write_one_returns_its_rows_and_count_and_is_committed(db, clock) -> None:
     now = clock.now()
     stmt = insert_ignore(db, processed_updates).returning(processed_updates.c.update_id)
     first = await db.write_one(stmt, [{"update_id": i, "received_at": now} for i in (1, 2)])
@@ -29,7 +29,7 @@ async def test_write_one_returns_its_rows_and_count_and_is_committed(db, clock) 
     assert sorted(ids) == [1, 2, 3]
 
 
-async def test_write_one_that_fails_leaves_nothing(db, clock) -> None:  # noqa: ANN001
+async def test_write_one_that_fails_leaves_nothing(db, clock) -> None:
     row = {"update_id": 7, "received_at": clock.now()}
     await db.write_one(processed_updates.insert(), row)
     with pytest.raises(IntegrityError):
@@ -39,7 +39,7 @@ async def test_write_one_that_fails_leaves_nothing(db, clock) -> None:  # noqa: 
     assert ids == [7]
 
 
-async def test_postgres_reads_run_without_a_transaction_around_them(db) -> None:  # noqa: ANN001
+async def test_postgres_reads_run_without_a_transaction_around_them(db) -> None:
     """Each statement of a read is its own transaction on PostgreSQL (READ COMMITTED gave
     each its own snapshot anyway): no BEGIN/COMMIT round trips."""
     if not db.is_postgres:
@@ -50,7 +50,7 @@ async def test_postgres_reads_run_without_a_transaction_around_them(db) -> None:
     assert first != second  # inside one transaction both would name the same one
 
 
-async def test_a_nested_begin_in_the_same_task_is_refused_and_the_outer_rolls_back(db, clock) -> None:  # noqa: ANN001
+async def test_a_nested_begin_in_the_same_task_is_refused_and_the_outer_rolls_back(db, clock) -> None:
     """On SQLite the inner ``begin`` would wait forever for the write lock its own task holds.
     ``wait_for`` only guards the test against that hang; the assertion is the error type."""
     async def nested() -> None:
@@ -67,7 +67,7 @@ async def test_a_nested_begin_in_the_same_task_is_refused_and_the_outer_rolls_ba
         await conn.execute(processed_updates.insert().values(update_id=2, received_at=clock.now()))
 
 
-async def test_a_task_started_inside_a_transaction_may_begin_its_own(db, clock) -> None:  # noqa: ANN001
+async def test_a_task_started_inside_a_transaction_may_begin_its_own(db, clock) -> None:
     """Another task waits its turn (it inherits the context, not the transaction)."""
     async def child() -> None:
         async with db.begin() as conn:

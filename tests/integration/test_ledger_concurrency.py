@@ -40,7 +40,7 @@ class Race:
         self.gate.set()
         return await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def enter(self, conn) -> None:  # noqa: ANN001
+    async def enter(self, conn) -> None:
         await conn.execute(text("SELECT 1"))  # the transaction is really open now
         self.inside += 1
         self.max_inside = max(self.max_inside, self.inside)
@@ -60,7 +60,7 @@ async def _funded_wallet(db, clock, amount: int) -> tuple[int, int]:
     return wallet, revenue
 
 
-async def _count(db, table, *where) -> int:  # noqa: ANN001
+async def _count(db, table, *where) -> int:
     async with db.read() as conn:
         return int(await conn.scalar(select(func.count()).select_from(table).where(*where)))
 
@@ -179,7 +179,7 @@ async def test_void_racing_post_on_the_same_hold_one_wins(db, clock):
             holds.append(result)
     race = Race()
 
-    def resolve(op, hold_id: str) -> Callable[[], Awaitable[Any]]:  # noqa: ANN001
+    def resolve(op, hold_id: str) -> Callable[[], Awaitable[Any]]:
         async def job() -> Any:
             async with db.begin() as conn:
                 await race.enter(conn)
@@ -217,7 +217,7 @@ async def test_concurrent_identical_transfers_apply_once(db, clock):
     wallet, revenue = await _funded_wallet(db, clock, 1000)
     hold_id, post_id = ledger.new_id(), ledger.new_id()
 
-    def job_for(make) -> Callable[[], Awaitable[Any]]:  # noqa: ANN001
+    def job_for(make) -> Callable[[], Awaitable[Any]]:
         async def job() -> Any:
             async with db.begin() as conn:
                 return await make(conn)

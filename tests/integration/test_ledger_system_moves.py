@@ -19,7 +19,7 @@ from core import ledger
 from core.invariants import check_invariants
 
 
-async def _wallet(db, clock, amount: int) -> int:  # noqa: ANN001
+async def _wallet(db, clock, amount: int) -> int:
     now = clock.now()
     async with db.begin() as conn:
         wallet = await ledger.open_wallet(conn, now)
@@ -29,7 +29,7 @@ async def _wallet(db, clock, amount: int) -> int:  # noqa: ANN001
     return wallet
 
 
-async def _hold(conn, clock, wallet: int, revenue: int, amount: int) -> str:  # noqa: ANN001
+async def _hold(conn, clock, wallet: int, revenue: int, amount: int) -> str:
     hold_id = ledger.new_id()
     await ledger.create_hold(conn, id=hold_id, debit=wallet, credit=revenue, amount=amount,
                              timeout_at=clock.now() + timedelta(minutes=20), now=clock.now(),
@@ -37,7 +37,7 @@ async def _hold(conn, clock, wallet: int, revenue: int, amount: int) -> str:  # 
     return hold_id
 
 
-async def _balances(db, *ids: int) -> list[tuple[int, int, int, int]]:  # noqa: ANN001
+async def _balances(db, *ids: int) -> list[tuple[int, int, int, int]]:
     async with db.read() as conn:
         out = []
         for account_id in ids:
@@ -46,7 +46,7 @@ async def _balances(db, *ids: int) -> list[tuple[int, int, int, int]]:  # noqa: 
         return out
 
 
-async def test_books_come_out_the_same(db, clock) -> None:  # noqa: ANN001
+async def test_books_come_out_the_same(db, clock) -> None:
     wallet = await _wallet(db, clock, 1000)
     async with db.read() as conn:
         revenue = await ledger.system_account(conn, ledger.REVENUE)
@@ -73,7 +73,7 @@ async def test_books_come_out_the_same(db, clock) -> None:  # noqa: ANN001
     assert await check_invariants(db, clock.now(), 0) == []
 
 
-async def test_outside_database_begin_moves_apply_at_once(db, clock) -> None:  # noqa: ANN001
+async def test_outside_database_begin_moves_apply_at_once(db, clock) -> None:
     wallet = await _wallet(db, clock, 100)
     async with db.engine.connect() as conn:  # a plain connection: nothing would flush later
         async with conn.begin():
@@ -82,7 +82,7 @@ async def test_outside_database_begin_moves_apply_at_once(db, clock) -> None:  #
     assert await _balances(db, revenue) == [(0, 0, 0, 40)]
 
 
-async def test_a_refused_debit_leaves_no_system_move(db, clock) -> None:  # noqa: ANN001
+async def test_a_refused_debit_leaves_no_system_move(db, clock) -> None:
     wallet = await _wallet(db, clock, 10)
     async with db.begin() as conn:
         revenue = await ledger.system_account(conn, ledger.REVENUE)
@@ -92,7 +92,7 @@ async def test_a_refused_debit_leaves_no_system_move(db, clock) -> None:  # noqa
     assert await _balances(db, wallet, revenue) == [(0, 10, 10, 0), (0, 0, 0, 10)]
 
 
-async def test_postgres_purchases_do_not_queue_on_the_revenue_row(db, clock) -> None:  # noqa: ANN001
+async def test_postgres_purchases_do_not_queue_on_the_revenue_row(db, clock) -> None:
     if not db.is_postgres:
         pytest.skip("row locks held to commit are PostgreSQL's; SQLite has one writer anyway")
     first_wallet = await _wallet(db, clock, 100)
@@ -119,7 +119,7 @@ async def test_postgres_purchases_do_not_queue_on_the_revenue_row(db, clock) -> 
     assert await check_invariants(db, clock.now(), 0) == []
 
 
-async def test_postgres_a_locked_revenue_shard_holds_up_only_its_own_orders(db, clock) -> None:  # noqa: ANN001
+async def test_postgres_a_locked_revenue_shard_holds_up_only_its_own_orders(db, clock) -> None:
     """A purchase whose order picks another shard commits while one shard's row is locked by
     a transaction that has not committed yet (its end-of-transaction move done, as a busy
     event loop leaves it): the shards, not one revenue row, are what purchases queue on."""

@@ -36,7 +36,7 @@ async def _pg_admin(base: str, sql: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def url(request, tmp_path) -> AsyncIterator[str]:  # noqa: ANN001
+async def url(request, tmp_path) -> AsyncIterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path}/migrations.db"
         return
@@ -62,7 +62,7 @@ async def _table_names(url: str) -> set[str]:
 
 
 async def _schema_diffs(url: str) -> list[object]:
-    def diff(sync_conn) -> list[object]:  # noqa: ANN001
+    def diff(sync_conn) -> list[object]:
         ctx = MigrationContext.configure(
             sync_conn, opts={"compare_type": True, "compare_server_default": True}
         )

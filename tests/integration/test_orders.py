@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from core import outbox
-from core.db.tables import audit_log, order_messages, orders, outbox as outbox_t, transfers
+from core.db.tables import audit_log, order_messages, orders, transfers
+from core.db.tables import outbox as outbox_t
 from core.errors import (
     AlreadyInProgress,
     InsufficientFunds,
@@ -250,7 +251,7 @@ async def test_the_final_check_asks_the_provider_in_the_callers_own_task(shop):
     asked_from: list[asyncio.Task | None] = []
     real_status = prov.status
 
-    async def status(activation_id):  # noqa: ANN001, ANN202
+    async def status(activation_id):
         asked_from.append(asyncio.current_task())
         return await real_status(activation_id)
 

@@ -79,14 +79,14 @@ async def test_order_checks_count_in_sql_and_read_through_the_scan(shop, clock, 
     clock.advance(200)
     statements: list[str] = []
 
-    def seen(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def seen(conn, cursor, statement, parameters, context, executemany):
         statements.append(" ".join(statement.split()))
 
     scans = 0
     real_scan = shop.db.scan
 
     @asynccontextmanager
-    async def counting_scan():  # noqa: ANN202
+    async def counting_scan():
         nonlocal scans
         scans += 1
         async with real_scan() as conn:

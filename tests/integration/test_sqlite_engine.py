@@ -21,7 +21,7 @@ pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture
-async def pair(tmp_path):  # noqa: ANN001, ANN201
+async def pair(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path}/shop.db"
     first, second = Database(url), Database(url)
     async with first.begin() as conn:
@@ -31,7 +31,7 @@ async def pair(tmp_path):  # noqa: ANN001, ANN201
     await second.dispose()
 
 
-async def _insert(conn, update_id: int) -> None:  # noqa: ANN001
+async def _insert(conn, update_id: int) -> None:
     await conn.execute(processed_updates.insert().values(
         update_id=update_id, received_at=text("CURRENT_TIMESTAMP")))
 
@@ -42,7 +42,7 @@ async def _ids(db: Database) -> list[int]:
                                         .order_by(processed_updates.c.update_id))).all())
 
 
-async def test_a_busy_writer_waits_on_the_loop_not_in_sqlite(pair) -> None:  # noqa: ANN001
+async def test_a_busy_writer_waits_on_the_loop_not_in_sqlite(pair) -> None:
     first, second = pair
     holding, release = asyncio.Event(), asyncio.Event()
 
@@ -70,7 +70,7 @@ async def test_a_busy_writer_waits_on_the_loop_not_in_sqlite(pair) -> None:  # n
     assert sorted(await asyncio.wait_for(follower, 10)) == [1, 2]
 
 
-async def test_a_writer_gives_up_after_the_busy_timeout(pair, monkeypatch) -> None:  # noqa: ANN001
+async def test_a_writer_gives_up_after_the_busy_timeout(pair, monkeypatch) -> None:
     first, second = pair
     monkeypatch.setattr(engine_mod, "SQLITE_BUSY_TIMEOUT_MS", 50)
     async with first.begin() as conn:
@@ -81,7 +81,7 @@ async def test_a_writer_gives_up_after_the_busy_timeout(pair, monkeypatch) -> No
     assert await _ids(second) == [1]
 
 
-async def test_an_error_rolls_back_and_returns_the_connection(pair) -> None:  # noqa: ANN001
+async def test_an_error_rolls_back_and_returns_the_connection(pair) -> None:
     first, _ = pair
     with pytest.raises(RuntimeError):
         async with first.begin() as conn:
@@ -94,7 +94,7 @@ async def test_an_error_rolls_back_and_returns_the_connection(pair) -> None:  # 
     assert await _ids(first) == [2]
 
 
-async def test_scan_is_one_snapshot_read_in_aiosqlites_thread(pair) -> None:  # noqa: ANN001
+async def test_scan_is_one_snapshot_read_in_aiosqlites_thread(pair) -> None:
     first, _ = pair
     async with first.begin() as conn:
         await _insert(conn, 1)
@@ -108,7 +108,7 @@ async def test_scan_is_one_snapshot_read_in_aiosqlites_thread(pair) -> None:  # 
     assert await _ids(first) == [1, 2]
 
 
-async def test_shop_transactions_are_inline_and_never_wait_inside_sqlite(pair) -> None:  # noqa: ANN001
+async def test_shop_transactions_are_inline_and_never_wait_inside_sqlite(pair) -> None:
     first, _ = pair
     for way_in in (first.begin, first.read):
         async with way_in() as conn:
@@ -119,7 +119,7 @@ async def test_shop_transactions_are_inline_and_never_wait_inside_sqlite(pair) -
         assert await conn.scalar(text("PRAGMA busy_timeout")) == engine_mod.SQLITE_BUSY_TIMEOUT_MS
 
 
-async def test_inline_transactions_skip_the_greenlet_bridge(pair, monkeypatch) -> None:  # noqa: ANN001
+async def test_inline_transactions_skip_the_greenlet_bridge(pair, monkeypatch) -> None:
     """Everything the code calls on a transaction's connection runs directly, taking the
     connection from the pool included (the inline pool never waits; only a pool's very
     first connection is set up through the bridge, as the fixture's already was). The
@@ -130,7 +130,7 @@ async def test_inline_transactions_skip_the_greenlet_bridge(pair, monkeypatch) -
     spawned: list[str] = []
     real_spawn = async_engine.greenlet_spawn
 
-    async def counting_spawn(fn, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+    async def counting_spawn(fn, *args, **kw):
         spawned.append(getattr(fn, "__name__", repr(fn)))
         return await real_spawn(fn, *args, **kw)
 
@@ -147,7 +147,7 @@ async def test_inline_transactions_skip_the_greenlet_bridge(pair, monkeypatch) -
     assert spawned == []
 
 
-async def test_more_open_transactions_than_pooled_connections_never_wait(pair) -> None:  # noqa: ANN001
+async def test_more_open_transactions_than_pooled_connections_never_wait(pair) -> None:
     """Taking an inline connection never waits (a wait there would need the greenlet bridge
     and could stall the loop): past the pool's size another connection is opened."""
     first, _ = pair
@@ -170,14 +170,14 @@ async def test_more_open_transactions_than_pooled_connections_never_wait(pair) -
 
 
 
-async def test_commits_never_checkpoint_the_wal_on_the_loop(pair) -> None:  # noqa: ANN001
+async def test_commits_never_checkpoint_the_wal_on_the_loop(pair) -> None:
     """SQLite's automatic checkpoint would run inside a commit, on the event loop."""
     first, _ = pair
     async with first.begin() as conn:
         assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar() == 0
 
 
-async def test_the_wal_is_checkpointed_off_the_loop_every_n_commits(pair) -> None:  # noqa: ANN001
+async def test_the_wal_is_checkpointed_off_the_loop_every_n_commits(pair) -> None:
     db = Database(pair[0].url)
     db.checkpoint_every = 5
     try:

@@ -17,7 +17,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from core import jobs
 from core.db.engine import Database
 from core.db.tables import order_events, order_messages, orders, reconciliation_runs
 from core.db.tables import outbox as outbox_t

@@ -19,7 +19,7 @@ from core.users import (
     search_users,
     set_blocked,
 )
-from core.wallets import WalletView, Wallets
+from core.wallets import Wallets, WalletView
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ async def test_get_or_create_user_losing_the_insert_leaves_no_orphan_wallet(db, 
     real_find = users_module.find_user
     misses = []
 
-    async def stale_find(conn, telegram_id):  # noqa: ANN001
+    async def stale_find(conn, telegram_id):
         if not misses:  # the first look happens "before the winner committed"
             misses.append(telegram_id)
             return None

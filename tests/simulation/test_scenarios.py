@@ -23,7 +23,6 @@ import os
 import random
 
 import pytest
-
 from sqlalchemy import func, select
 
 from core.db.tables import orders

@@ -35,7 +35,7 @@ def hasher() -> PasswordHasher:
 
 
 @pytest.fixture
-def staff_accounts(db, clock, hasher) -> StaffAccounts:  # noqa: ANN001
+def staff_accounts(db, clock, hasher) -> StaffAccounts:
     return StaffAccounts(db, clock, hasher)
 
 
@@ -48,7 +48,7 @@ class FakeBoard:
 
 
 @pytest.fixture
-async def shop(db, clock) -> Shop:  # noqa: ANN001
+async def shop(db, clock) -> Shop:
     s = Shop(db, clock, {"alpha": ScriptedProvider("alpha", clock),
                          "textverified": ScriptedProvider("textverified", clock, cost=60)},
              TEXTVERIFIED_WEBHOOK_SECRET=WEBHOOK_SECRET, ADMIN_SECRET_KEY="k" * 32)
@@ -57,7 +57,7 @@ async def shop(db, clock) -> Shop:  # noqa: ANN001
 
 
 @pytest.fixture
-def core(shop: Shop, db, clock) -> SimpleNamespace:  # noqa: ANN001
+def core(shop: Shop, db, clock) -> SimpleNamespace:
     """The app's own core on its own engine over the same database.
 
     Litestar's test client runs the app on an event loop in another thread; asyncpg
@@ -76,7 +76,7 @@ async def staff(staff_accounts: StaffAccounts) -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(core, clock, hasher, staff) -> Litestar:  # noqa: ANN001
+def app(core, clock, hasher, staff) -> Litestar:
     app = create_app(core, store=MemoryStore(), staff_accounts=StaffAccounts(core.db, clock, hasher), clock=clock,
                      secret_key=secrets.token_hex(32),
                      throttle_policy=ThrottlePolicy(per_account=3, per_ip=10, window_seconds=600,
@@ -136,14 +136,14 @@ async def complete(shop: Shop, order: Any, code: str = "123456") -> Any:
     return await shop.orders.check_now(order.id)
 
 
-async def count(db, table, *where) -> int:  # noqa: ANN001
+async def count(db, table, *where) -> int:
     from sqlalchemy import func, select
 
     async with db.read() as conn:
         return int(await conn.scalar(select(func.count()).select_from(table).where(*where)) or 0)
 
 
-async def balance(db, telegram_id: int) -> Any:  # noqa: ANN001
+async def balance(db, telegram_id: int) -> Any:
     from core import ledger
     from core.users import find_user
 

@@ -12,17 +12,17 @@ from .conftest import balance, buy, complete, count, login, nonce, post_form
 
 
 @pytest.fixture
-async def admin_client(client, staff):  # noqa: ANN001
+async def admin_client(client, staff):
     await login(client, "admin")
     return client
 
 
-async def _audit(db, action: str) -> list:  # noqa: ANN001
+async def _audit(db, action: str) -> list:
     async with db.read() as conn:
         return (await conn.execute(select(audit_log).where(audit_log.c.action == action))).mappings().all()
 
 
-async def test_credit_double_submit_acts_once(admin_client, shop, db) -> None:  # noqa: ANN001
+async def test_credit_double_submit_acts_once(admin_client, shop, db) -> None:
     await shop.user(777, funds=0)
     form = {"amount": "12.34", "reason": "compensation for outage", "nonce": nonce()}
     first = await post_form(admin_client, "/users/777/credit", form)
@@ -52,7 +52,7 @@ async def test_credit_double_submit_acts_once(admin_client, shop, db) -> None:  
         ({"amount": "999.00", "reason": "too much", "debit": True}, "not enough money"),
     ],
 )
-async def test_bad_wallet_input_shows_the_form_again_and_changes_nothing(admin_client, shop, db, form, message) -> None:  # noqa: ANN001
+async def test_bad_wallet_input_shows_the_form_again_and_changes_nothing(admin_client, shop, db, form, message) -> None:
     if db.is_postgres:
         pytest.skip("form validation is the same on both databases")
     await shop.user(778, funds=500)
@@ -66,7 +66,7 @@ async def test_bad_wallet_input_shows_the_form_again_and_changes_nothing(admin_c
     assert (await balance(db, 778)).balance == 500
 
 
-async def test_unknown_user_and_order_are_404_and_change_nothing(admin_client, shop, db) -> None:  # noqa: ANN001
+async def test_unknown_user_and_order_are_404_and_change_nothing(admin_client, shop, db) -> None:
     audits = await count(db, audit_log)
     r = await post_form(admin_client, "/users/424242/credit", {"amount": "1", "reason": "hello", "nonce": nonce()})
     assert r.status_code == 404
@@ -80,7 +80,7 @@ async def test_unknown_user_and_order_are_404_and_change_nothing(admin_client, s
     assert await count(db, audit_log) == audits
 
 
-async def test_force_cancel_refunds_once_with_audit(admin_client, shop, db) -> None:  # noqa: ANN001
+async def test_force_cancel_refunds_once_with_audit(admin_client, shop, db) -> None:
     order = await buy(shop, 901, funds=1000, price=300)
     assert (await balance(db, 901)).available == 700
     form = {"reason": "stuck number", "nonce": nonce()}
@@ -97,7 +97,7 @@ async def test_force_cancel_refunds_once_with_audit(admin_client, shop, db) -> N
     assert "already cancelled" in page.text and "cancelled" in page.text
 
 
-async def test_refund_completed_order_double_submit_acts_once(admin_client, shop, db) -> None:  # noqa: ANN001
+async def test_refund_completed_order_double_submit_acts_once(admin_client, shop, db) -> None:
     order = await complete(shop, await buy(shop, 902, funds=1000, price=250))
     assert (await balance(db, 902)).balance == 750
     form = {"reason": "code was wrong", "nonce": nonce()}
@@ -109,7 +109,7 @@ async def test_refund_completed_order_double_submit_acts_once(admin_client, shop
     assert row["actor"] == "staff:admin" and row["reason"] == "code was wrong"
 
 
-async def test_refund_of_a_waiting_order_is_refused(admin_client, shop, db) -> None:  # noqa: ANN001
+async def test_refund_of_a_waiting_order_is_refused(admin_client, shop, db) -> None:
     order = await buy(shop, 903, funds=1000)
     r = await post_form(admin_client, f"/orders/{order.id}/refund", {"reason": "why not", "nonce": nonce()})
     assert r.status_code == 409
@@ -117,7 +117,7 @@ async def test_refund_of_a_waiting_order_is_refused(admin_client, shop, db) -> N
     assert await count(db, transfers, transfers.c.code == "refund") == 0
 
 
-async def test_block_and_unblock(admin_client, shop, db) -> None:  # noqa: ANN001
+async def test_block_and_unblock(admin_client, shop, db) -> None:
     await shop.user(904)
     r = await post_form(admin_client, "/users/904/block", {"blocked": "1", "reason": "fraud", "nonce": nonce()})
     assert r.status_code == 303
@@ -131,7 +131,7 @@ async def test_block_and_unblock(admin_client, shop, db) -> None:  # noqa: ANN00
     assert r.status_code == 400
 
 
-async def test_price_override_set_and_bad_input(admin_client, shop, db) -> None:  # noqa: ANN001
+async def test_price_override_set_and_bad_input(admin_client, shop, db) -> None:
     r = await post_form(admin_client, "/providers/prices/whatsapp",
                         {"mode": "fixed", "value": "1.50", "reason": "promo", "nonce": nonce()})
     assert r.status_code == 303
@@ -150,7 +150,7 @@ async def test_price_override_set_and_bad_input(admin_client, shop, db) -> None:
     assert len(await _audit(db, "price.set")) == 1
 
 
-async def test_staff_management(admin_client, db, staff_accounts) -> None:  # noqa: ANN001
+async def test_staff_management(admin_client, db, staff_accounts) -> None:
     r = await post_form(admin_client, "/staff", {"username": "bob", "role": "support", "password": "pw-long-enough",
                                                  "nonce": nonce()})
     assert r.status_code == 303
@@ -167,7 +167,7 @@ async def test_staff_management(admin_client, db, staff_accounts) -> None:  # no
     assert (await staff_accounts.find("bob")).role == "support"
 
 
-async def test_audit_page_shows_who_what_why(admin_client, shop) -> None:  # noqa: ANN001
+async def test_audit_page_shows_who_what_why(admin_client, shop) -> None:
     await shop.user(905)
     await post_form(admin_client, "/users/905/credit", {"amount": "3", "reason": "birthday gift", "nonce": nonce()})
     page = await admin_client.get("/audit?action=wallet.credit")
@@ -175,7 +175,7 @@ async def test_audit_page_shows_who_what_why(admin_client, shop) -> None:  # noq
     assert "staff:admin" in page.text and "birthday gift" in page.text and "wallet.credit" in page.text
 
 
-async def test_reconciliation_run_now(admin_client, shop, db) -> None:  # noqa: ANN001
+async def test_reconciliation_run_now(admin_client, shop, db) -> None:
     from core.db.tables import reconciliation_runs
 
     await buy(shop, 906, funds=1000)
@@ -197,7 +197,7 @@ async def test_reconciliation_run_now(admin_client, shop, db) -> None:  # noqa: 
     ("/staff/viewer/tokens", {"name": "ci"}, "staff.token_create"),
     ("/reconciliation/run", {"mode": "dry_run"}, None),
 ])
-async def test_double_submit_of_other_forms_acts_once(admin_client, shop, db, path, form, action) -> None:  # noqa: ANN001
+async def test_double_submit_of_other_forms_acts_once(admin_client, shop, db, path, form, action) -> None:
     from core.db.tables import reconciliation_runs
 
     if db.is_postgres:
@@ -214,7 +214,7 @@ async def test_double_submit_of_other_forms_acts_once(admin_client, shop, db, pa
     assert "already submitted" in (await admin_client.get(second.headers["location"])).text
 
 
-async def test_a_refused_form_can_be_fixed_and_resent_with_its_nonce(admin_client, shop, db) -> None:  # noqa: ANN001
+async def test_a_refused_form_can_be_fixed_and_resent_with_its_nonce(admin_client, shop, db) -> None:
     token = nonce()
     r = await post_form(admin_client, "/providers/prices/whatsapp", {"mode": "markup", "value": "lots",
                                                                     "reason": "promo", "nonce": token})

@@ -12,7 +12,7 @@ from admin.app import create_app
 from core.config import Settings
 
 
-async def test_settings_build_core_and_secret_is_generated_once(tmp_path, monkeypatch, caplog) -> None:  # noqa: ANN001
+async def test_settings_build_core_and_secret_is_generated_once(tmp_path, monkeypatch, caplog) -> None:
     monkeypatch.chdir(tmp_path)
     for name in ("ADMIN_SECRET_KEY", "REDIS_URL", "DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -31,7 +31,7 @@ async def test_settings_build_core_and_secret_is_generated_once(tmp_path, monkey
     assert app.state.admin.reconcile is not None  # core's reconciler is wired to "run now"
 
 
-def test_configured_secret_is_used_and_not_written(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_configured_secret_is_used_and_not_written(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     settings = Settings(_env_file=None, DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/shop.db",
                         ADMIN_SECRET_KEY="s" * 40)

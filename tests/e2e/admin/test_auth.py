@@ -9,7 +9,7 @@ from admin.sessions import SESSION_COOKIE
 from .conftest import PASSWORD, csrf, login, post_form
 
 
-async def test_unauthenticated_pages_redirect_and_api_gets_401(client) -> None:  # noqa: ANN001
+async def test_unauthenticated_pages_redirect_and_api_gets_401(client) -> None:
     for path in ["/", "/users", "/orders/abc", "/staff", "/ledger.csv"]:
         r = await client.get(path, follow_redirects=False)
         assert r.status_code == 303, path
@@ -22,7 +22,7 @@ async def test_unauthenticated_pages_redirect_and_api_gets_401(client) -> None: 
     assert (await client.get("/readyz")).status_code == 200
 
 
-async def test_wrong_password_is_refused_without_a_session(client, staff) -> None:  # noqa: ANN001
+async def test_wrong_password_is_refused_without_a_session(client, staff) -> None:
     r = await login(client, "support", "not the password")
     assert r.status_code == 401
     assert "Wrong username or password" in r.text
@@ -32,7 +32,7 @@ async def test_wrong_password_is_refused_without_a_session(client, staff) -> Non
     assert (await client.get("/", follow_redirects=False)).status_code == 303
 
 
-async def test_login_throttled_after_repeated_failures(client, staff, clock) -> None:  # noqa: ANN001
+async def test_login_throttled_after_repeated_failures(client, staff, clock) -> None:
     for _ in range(3):  # policy in conftest: 3 per account+IP, lockout 300 s
         assert (await login(client, "support", "wrong")).status_code == 401
     r = await login(client, "support", PASSWORD)  # even the right password waits
@@ -49,13 +49,13 @@ async def test_login_throttled_after_repeated_failures(client, staff, clock) -> 
     assert (await client.get("/")).status_code == 200
 
 
-async def test_throttle_per_ip_across_usernames(app: Litestar, client, staff) -> None:  # noqa: ANN001
+async def test_throttle_per_ip_across_usernames(app: Litestar, client, staff) -> None:
     for i in range(10):
         assert (await login(client, f"guess{i}", "x")).status_code == 401
     assert (await login(client, "admin", PASSWORD)).status_code == 429
 
 
-async def test_session_id_rotates_at_login_and_cookies_are_safe(client, staff) -> None:  # noqa: ANN001
+async def test_session_id_rotates_at_login_and_cookies_are_safe(client, staff) -> None:
     await csrf(client)
     # A pre-login session (e.g. planted by an attacker) must not survive the login.
     client.cookies.set(SESSION_COOKIE, "a" * 64)
@@ -72,7 +72,7 @@ async def test_session_id_rotates_at_login_and_cookies_are_safe(client, staff) -
     assert (await client.get("/")).status_code == 200
 
 
-async def test_old_session_id_is_dead_after_login(app: Litestar, staff) -> None:  # noqa: ANN001
+async def test_old_session_id_is_dead_after_login(app: Litestar, staff) -> None:
     from litestar.testing import AsyncTestClient
 
     async with AsyncTestClient(app=app, base_url="http://testserver.local") as c:
@@ -84,7 +84,7 @@ async def test_old_session_id_is_dead_after_login(app: Litestar, staff) -> None:
         assert (await c.get("/", follow_redirects=False)).status_code == 303
 
 
-async def test_password_change_and_disable_end_sessions(client, staff, staff_accounts) -> None:  # noqa: ANN001
+async def test_password_change_and_disable_end_sessions(client, staff, staff_accounts) -> None:
     await login(client, "support")
     assert (await client.get("/users")).status_code == 200
     await staff_accounts.set_password("support", "a brand new password")
@@ -95,7 +95,7 @@ async def test_password_change_and_disable_end_sessions(client, staff, staff_acc
     assert (await client.get("/users", follow_redirects=False)).status_code == 303
 
 
-async def test_login_redirect_goes_only_to_local_paths(client, staff) -> None:  # noqa: ANN001
+async def test_login_redirect_goes_only_to_local_paths(client, staff) -> None:
     r = await post_form(client, "/login", {"username": "viewer", "password": PASSWORD, "next": "//evil.example/x"})
     assert r.headers["location"] == "/"
     await post_form(client, "/logout", {})
@@ -103,7 +103,7 @@ async def test_login_redirect_goes_only_to_local_paths(client, staff) -> None:  
     assert r.headers["location"] == "/orders?status=waiting"
 
 
-async def test_api_token_auth(client, staff, staff_accounts) -> None:  # noqa: ANN001
+async def test_api_token_auth(client, staff, staff_accounts) -> None:
     token = await staff_accounts.create_token("viewer", "script")
     r = await client.get("/api/users", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.json() == []

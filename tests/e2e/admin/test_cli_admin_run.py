@@ -21,7 +21,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_admin_run_serves_and_stops(tmp_path) -> None:  # noqa: ANN001
+def test_admin_run_serves_and_stops(tmp_path) -> None:
     env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/shop.db", "ADMIN_SECRET_KEY": "x" * 32}
     env.pop("REDIS_URL", None)
     cli = [sys.executable, "-m", "numbershop"]
@@ -54,7 +54,7 @@ def test_admin_run_serves_and_stops(tmp_path) -> None:  # noqa: ANN001
     assert "Traceback" not in out
 
 
-def test_admin_run_bad_port_is_one_line(tmp_path) -> None:  # noqa: ANN001
+def test_admin_run_bad_port_is_one_line(tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "numbershop", "admin", "run", "--port", "70000"], cwd=tmp_path,
                        capture_output=True, text=True, timeout=60,
                        env={**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db"})

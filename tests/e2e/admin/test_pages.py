@@ -11,13 +11,13 @@ from .conftest import buy, complete, login, nonce, post_form
 
 
 @pytest.fixture
-async def admin_client(client, staff):  # noqa: ANN001
+async def admin_client(client, staff):
     await login(client, "admin")
     return client
 
 
 @pytest.fixture
-async def orders_made(shop, clock):  # noqa: ANN001
+async def orders_made(shop, clock):
     made = []
     for i in range(4):
         made.append(await buy(shop, 700 + i, funds=1000, price=100 + i))
@@ -28,7 +28,7 @@ async def orders_made(shop, clock):  # noqa: ANN001
     return made
 
 
-async def test_keyset_pages_cover_every_order_once(admin_client, orders_made) -> None:  # noqa: ANN001
+async def test_keyset_pages_cover_every_order_once(admin_client, orders_made) -> None:
     seen, cursor = [], None
     while True:
         params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
@@ -42,7 +42,7 @@ async def test_keyset_pages_cover_every_order_once(admin_client, orders_made) ->
     assert times == sorted(times, reverse=True)
 
 
-async def test_order_filters(admin_client, orders_made) -> None:  # noqa: ANN001
+async def test_order_filters(admin_client, orders_made) -> None:
     done = (await admin_client.get("/api/orders", params={"status": "completed"})).json()["items"]
     assert [o["id"] for o in done] == [orders_made[0].id]
     mine = (await admin_client.get("/api/orders", params={"user": "701"})).json()["items"]
@@ -59,7 +59,7 @@ async def test_order_filters(admin_client, orders_made) -> None:  # noqa: ANN001
         assert (await admin_client.get("/orders", params=bad)).status_code == 400, bad
 
 
-async def test_order_page_shows_timeline_messages_and_transfers(admin_client, orders_made) -> None:  # noqa: ANN001
+async def test_order_page_shows_timeline_messages_and_transfers(admin_client, orders_made) -> None:
     order = orders_made[0]
     page = await admin_client.get(f"/orders/{order.id}")
     assert page.status_code == 200
@@ -70,7 +70,7 @@ async def test_order_page_shows_timeline_messages_and_transfers(admin_client, or
     assert detail["messages"][0]["charged"] is True
 
 
-async def test_user_search_and_page(admin_client, orders_made, shop) -> None:  # noqa: ANN001
+async def test_user_search_and_page(admin_client, orders_made, shop) -> None:
     async with shop.db.begin() as conn:
         from sqlalchemy import update
 
@@ -83,7 +83,7 @@ async def test_user_search_and_page(admin_client, orders_made, shop) -> None:  #
     assert page.status_code == 200 and "carol_x" in page.text and "$10.00" in page.text
 
 
-async def test_ledger_filters_and_csv(admin_client, orders_made, shop) -> None:  # noqa: ANN001
+async def test_ledger_filters_and_csv(admin_client, orders_made, shop) -> None:
     await shop.user(799)
     await post_form(admin_client, "/users/799/credit", {"amount": "4.20", "reason": "=HYPERLINK(\"x\")", "nonce": nonce()})
     topups = (await admin_client.get("/api/transfers", params={"code": "topup", "limit": 200})).json()["items"]
@@ -102,7 +102,7 @@ async def test_ledger_filters_and_csv(admin_client, orders_made, shop) -> None: 
     assert (await admin_client.get("/ledger", params={"code": "bogus"})).status_code == 400
 
 
-async def test_overview_and_metrics_numbers(admin_client, orders_made) -> None:  # noqa: ANN001
+async def test_overview_and_metrics_numbers(admin_client, orders_made) -> None:
     ov = (await admin_client.get("/api/overview")).json()
     assert ov["orders_today"] == {"waiting": 6, "completed": 1}
     assert ov["held_now"]["minor"] == 101 + 102 + 103 + 3 * 100  # open holds: orders 1..6
@@ -124,6 +124,6 @@ async def test_overview_and_metrics_numbers(admin_client, orders_made) -> None: 
     "/audit?cursor=bm90IGEgY3Vyc29y", "/ledger?date_to=2026-13-45", "/users?q=" + "9" * 40,
     "/api/users?q=" + "9" * 19, "/api/transfers?user=-1", "/api/orders?limit=100000",
 ])
-async def test_odd_input_is_4xx_never_5xx(admin_client, path) -> None:  # noqa: ANN001
+async def test_odd_input_is_4xx_never_5xx(admin_client, path) -> None:
     r = await admin_client.get(path)
     assert r.status_code < 500, (path, r.text)

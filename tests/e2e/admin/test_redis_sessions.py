@@ -28,7 +28,7 @@ def redis_url() -> str:
     return url
 
 
-def _replica(core, clock, hasher, redis_url, secret):  # noqa: ANN001, ANN202
+def _replica(core, clock, hasher, redis_url, secret):
     app_db = Database(core.db.url)
     settings = core.settings.model_copy(update={"REDIS_URL": redis_url})
     replica = SimpleNamespace(**{**core.__dict__, "db": app_db, "settings": settings})
@@ -38,7 +38,7 @@ def _replica(core, clock, hasher, redis_url, secret):  # noqa: ANN001, ANN202
     return app
 
 
-async def test_two_replicas_share_sessions_and_throttling(core, clock, hasher, staff, redis_url, db) -> None:  # noqa: ANN001
+async def test_two_replicas_share_sessions_and_throttling(core, clock, hasher, staff, redis_url, db) -> None:
     if db.is_postgres:
         pytest.skip("about the session store, not the database")
     secret = secrets.token_hex(32)  # replicas share ADMIN_SECRET_KEY

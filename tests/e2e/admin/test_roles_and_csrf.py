@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.db.tables import audit_log, staff as staff_t, transfers
+from core.db.tables import audit_log, transfers
+from core.db.tables import staff as staff_t
 
 from .conftest import balance, buy, complete, count, csrf, login, nonce, post_form
 
@@ -22,7 +23,7 @@ RANK = {"viewer": 0, "support": 1, "admin": 2}
 
 
 @pytest.fixture
-async def world(shop):  # noqa: ANN001
+async def world(shop):
     waiting = await buy(shop, 555, funds=1000)
     done = await buy(shop, 556, funds=1000)
     done = await complete(shop, done)
@@ -32,7 +33,7 @@ async def world(shop):  # noqa: ANN001
 
 @pytest.mark.parametrize("role", ["viewer", "support", "admin"])
 @pytest.mark.parametrize("action", list(ACTIONS))
-async def test_role_against_action(client, staff, world, db, role, action) -> None:  # noqa: ANN001
+async def test_role_against_action(client, staff, world, db, role, action) -> None:
     if db.is_postgres:
         pytest.skip("the role matrix is about the web layer; SQLite is enough")
     needed, template, form = ACTIONS[action]
@@ -50,7 +51,7 @@ async def test_role_against_action(client, staff, world, db, role, action) -> No
         assert await count(db, staff_t) == 3
 
 
-async def test_post_without_csrf_token_is_refused_and_changes_nothing(client, staff, world, db) -> None:  # noqa: ANN001
+async def test_post_without_csrf_token_is_refused_and_changes_nothing(client, staff, world, db) -> None:
     await login(client, "admin")
     before = await balance(db, 555)
     r = await post_form(client, "/users/555/credit", {"amount": "5.00", "reason": "x" * 5, "nonce": nonce()},
@@ -68,7 +69,7 @@ async def test_post_without_csrf_token_is_refused_and_changes_nothing(client, st
 
 
 async def test_api_with_a_session_needs_the_csrf_header_but_a_bearer_token_does_not(
-        client, staff, staff_accounts, world, db) -> None:  # noqa: ANN001
+        client, staff, staff_accounts, world, db) -> None:
     await login(client, "support")
     body = {"amount": "1.00", "reason": "api test", "idempotency_key": "k1"}
     r = await client.post("/api/users/555/credit", json=body)

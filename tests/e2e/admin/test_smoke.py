@@ -3,7 +3,7 @@ from __future__ import annotations
 from .conftest import login
 
 
-async def test_login_and_every_page_renders(client, staff) -> None:  # noqa: ANN001
+async def test_login_and_every_page_renders(client, staff) -> None:
     r = await client.get("/", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
     r = await login(client, "admin")

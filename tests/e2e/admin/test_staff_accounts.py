@@ -6,8 +6,8 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from core.db.tables import audit_log, metadata
 from core.db.engine import Database
+from core.db.tables import audit_log, metadata
 from core.errors import InvalidInput
 from core.staff import StaffAccounts, role_allows
 from numbershop import cli
@@ -15,7 +15,7 @@ from numbershop import cli
 from .conftest import PASSWORD
 
 
-async def test_create_and_authenticate(staff_accounts: StaffAccounts, db) -> None:  # noqa: ANN001
+async def test_create_and_authenticate(staff_accounts: StaffAccounts, db) -> None:
     member = await staff_accounts.create("alice", "support", PASSWORD, actor="cli")
     assert member.role == "support" and not member.disabled
     assert (await staff_accounts.authenticate("alice", PASSWORD)).id == member.id
@@ -78,7 +78,7 @@ def test_role_order() -> None:
 
 
 @pytest.fixture
-def cli_db(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
+def cli_db(tmp_path, monkeypatch):
     url = f"sqlite+aiosqlite:///{tmp_path}/cli.db"
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.chdir(tmp_path)
@@ -94,16 +94,17 @@ def cli_db(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
     return url
 
 
-def _run_cli(monkeypatch, argv: list[str], stdin: str) -> int:  # noqa: ANN001
+def _run_cli(monkeypatch, argv: list[str], stdin: str) -> int:
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     return cli.main(argv)
 
 
-def test_cli_staff_add_and_passwd(cli_db, monkeypatch, capsys) -> None:  # noqa: ANN001
+def test_cli_staff_add_and_passwd(cli_db, monkeypatch, capsys) -> None:
     assert _run_cli(monkeypatch, ["staff", "add", "alice", "--role", "admin"], PASSWORD + "\n") == 0
     assert "alice added with role admin" in capsys.readouterr().out
     assert _run_cli(monkeypatch, ["staff", "passwd", "alice"], "new password 123\n") == 0
     import asyncio
+
     from core.clock import SystemClock
 
     async def check() -> tuple[object, object]:
@@ -128,7 +129,7 @@ def test_cli_staff_add_and_passwd(cli_db, monkeypatch, capsys) -> None:  # noqa:
         (["staff", "passwd", "ghost"], PASSWORD + "\n", "no staff member"),
     ],
 )
-def test_cli_bad_input_exits_2_with_one_line(cli_db, monkeypatch, capsys, argv, stdin, message) -> None:  # noqa: ANN001
+def test_cli_bad_input_exits_2_with_one_line(cli_db, monkeypatch, capsys, argv, stdin, message) -> None:
     assert _run_cli(monkeypatch, argv, stdin) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

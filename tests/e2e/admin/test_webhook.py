@@ -22,19 +22,19 @@ def envelope(reservation: str, *, event_id: str = "evt-1", code: str = "424242")
     }).encode()
 
 
-async def _post(client, body: bytes, signature: str | None):  # noqa: ANN001, ANN202
+async def _post(client, body: bytes, signature: str | None):
     headers = {"Content-Type": "application/json"}
     if signature is not None:
         headers["X-Webhook-Signature"] = signature
     return await client.post("/webhooks/textverified", content=body, headers=headers)
 
 
-async def _status(db, order_id: str) -> str:  # noqa: ANN001
+async def _status(db, order_id: str) -> str:
     async with db.read() as conn:
         return await conn.scalar(select(orders.c.status).where(orders.c.id == order_id))
 
 
-async def test_signed_code_completes_the_order_once(client, shop, db) -> None:  # noqa: ANN001
+async def test_signed_code_completes_the_order_once(client, shop, db) -> None:
     order = await buy(shop, 321, funds=1000, price=200, via="textverified")
     assert order.provider == "textverified" and order.status == "waiting"
     body = envelope(order.activation_id)
@@ -53,7 +53,7 @@ async def test_signed_code_completes_the_order_once(client, shop, db) -> None:  
     assert await count(db, transfers, transfers.c.code == "capture") == 1
 
 
-async def test_same_message_under_a_new_event_id_is_not_recorded_twice(client, shop, db) -> None:  # noqa: ANN001
+async def test_same_message_under_a_new_event_id_is_not_recorded_twice(client, shop, db) -> None:
     order = await buy(shop, 322, funds=1000, via="textverified")
     for event_id in ("evt-a", "evt-b"):
         body = envelope(order.activation_id, event_id=event_id)
@@ -62,7 +62,7 @@ async def test_same_message_under_a_new_event_id_is_not_recorded_twice(client, s
     assert await count(db, transfers, transfers.c.code == "capture") == 1
 
 
-async def test_bad_or_missing_signature_is_401_and_changes_nothing(client, shop, db) -> None:  # noqa: ANN001
+async def test_bad_or_missing_signature_is_401_and_changes_nothing(client, shop, db) -> None:
     order = await buy(shop, 323, funds=1000, via="textverified")
     body = envelope(order.activation_id)
     for signature in [None, "", sign(body, "wrong-secret"), "HMAC-SHA256=" + sign(body, WEBHOOK_SECRET).split("=", 1)[1],
@@ -73,7 +73,7 @@ async def test_bad_or_missing_signature_is_401_and_changes_nothing(client, shop,
     assert await count(db, order_messages) == 0 and await count(db, webhook_events) == 0
 
 
-async def test_unknown_reservation_and_other_events(client, shop, db) -> None:  # noqa: ANN001
+async def test_unknown_reservation_and_other_events(client, shop, db) -> None:
     body = envelope("no-such-reservation")
     r = await _post(client, body, sign(body, WEBHOOK_SECRET))
     assert r.status_code == 404
@@ -84,14 +84,14 @@ async def test_unknown_reservation_and_other_events(client, shop, db) -> None:  
     assert (await _post(client, junk, sign(junk, WEBHOOK_SECRET))).status_code == 400
 
 
-async def test_a_code_for_an_alpha_order_with_the_same_id_is_not_taken(client, shop, db) -> None:  # noqa: ANN001
+async def test_a_code_for_an_alpha_order_with_the_same_id_is_not_taken(client, shop, db) -> None:
     order = await buy(shop, 324, funds=1000)  # rented from 'alpha', not TextVerified
     body = envelope(order.activation_id)
     assert (await _post(client, body, sign(body, WEBHOOK_SECRET))).status_code == 404
     assert await _status(db, order.id) == "waiting"
 
 
-async def test_a_code_already_polled_is_not_recorded_again(client, shop, db) -> None:  # noqa: ANN001
+async def test_a_code_already_polled_is_not_recorded_again(client, shop, db) -> None:
     order = await buy(shop, 325, funds=1000, via="textverified")
     provider = shop.providers["textverified"]
     provider.deliver(order.activation_id, "424242", "Your code is 424242")

@@ -14,7 +14,7 @@ from bot.middlewares import RateLimit, TokenBucket, UpdateLog
 from bot.sender import Limits
 
 
-async def test_update_log_batches_and_dedupes(db, clock) -> None:  # noqa: ANN001
+async def test_update_log_batches_and_dedupes(db, clock) -> None:
     log = UpdateLog(db, clock)
     first = await asyncio.gather(*(log.record(i) for i in (1, 2, 2, 3, 1)))
     assert first == [True, True, False, True, False]  # duplicates within one batch, too

@@ -126,7 +126,7 @@ async def test_stale_invoice_is_refused_at_checkout(shop: Harness) -> None:
     assert (await shop.wallet(ALICE)).available == 0
 
 
-def test_invoice_payload_is_bound_to_user_amount_and_signature(clock) -> None:  # noqa: ANN001
+def test_invoice_payload_is_bound_to_user_amount_and_signature(clock) -> None:
     signer = InvoiceSigner("secret")
     inv = signer.issue(42, 250, 500, clock.now())
     ok = dict(telegram_id=42, currency="XTR", total_amount=250, now=clock.now())
@@ -152,7 +152,7 @@ def test_stars_conversion_never_credits_more_than_paid() -> None:
     assert amount_bounds(50, "USD") == (2, 20000)
 
 
-async def test_slow_handler_still_gets_its_callback_answered(db, clock) -> None:  # noqa: ANN001
+async def test_slow_handler_still_gets_its_callback_answered(db, clock) -> None:
     async with shop_harness(db, clock, app_options={"answer_deadline": 0.2, "rate_burst": 100}) as shop:
         await shop.fund(ALICE, 1000, "seed")
         await shop.say(ALICE, "/buy whatsapp ID")

@@ -184,7 +184,7 @@ async def test_out_of_stock_and_expired_quote(shop: Harness) -> None:
     await shop.assert_books_clean()
 
 
-async def test_rate_limited_user_is_told_and_nothing_happens(db, clock) -> None:  # noqa: ANN001
+async def test_rate_limited_user_is_told_and_nothing_happens(db, clock) -> None:
     async with shop_harness(db, clock, app_options={"rate_per_second": 0.001, "rate_burst": 3}) as shop:
         ids = [shop.tg.send_text(ALICE, "whatsapp") for _ in range(6)]
         for update_id in ids:

@@ -61,10 +61,10 @@ def test_start_top_up_buy_code_buy_cancel_refund(tmp_path: Path, processes) -> N
 
             bubbles = page.get_by_test_id("bubble")
 
-            def button(name: str | re.Pattern[str]):  # noqa: ANN202 - the newest such button
+            def button(name: str | re.Pattern[str]):
                 return page.get_by_test_id("inline-button").filter(has_text=name).last
 
-            def bot_says(text: str | re.Pattern[str]):  # noqa: ANN202
+            def bot_says(text: str | re.Pattern[str]):
                 found = bubbles.filter(has_text=text).last
                 expect(found).to_be_visible(timeout=WAIT_MS)
                 return found
@@ -110,7 +110,7 @@ def test_start_top_up_buy_code_buy_cancel_refund(tmp_path: Path, processes) -> N
                 phone = re.search(r"Number: (\+\d+)", order.inner_text()).group(1)
                 return price, phone
 
-            def card_of(phone: str):  # noqa: ANN202 - the panel's card for this number
+            def card_of(phone: str):
                 return page.get_by_test_id("activation").filter(has_text=phone)
 
             first_price, first_phone = buy()

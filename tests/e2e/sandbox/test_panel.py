@@ -4,6 +4,7 @@ at once — not when the poll ticker next comes round."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from core import catalog
@@ -16,10 +17,8 @@ from core.invariants import check_invariants
 from core.providers.simulator import SimulatorProvider
 from numbershop.sandbox.panel import DeliveryError, DeliveryPanel
 
-import pytest
 
-
-async def _shop(db: Database, clock: FakeClock):  # noqa: ANN202
+async def _shop(db: Database, clock: FakeClock):
     sim = SimulatorProvider(seed=3, clock=clock, code_delay_s=(30.0, 30.0))
     async with db.begin() as conn:
         await catalog.seed_reference_data(conn)
@@ -31,7 +30,7 @@ async def _shop(db: Database, clock: FakeClock):  # noqa: ANN202
     return sim, core, panel, woken
 
 
-async def _buy(core, telegram_id: int, key: str):  # noqa: ANN001, ANN202
+async def _buy(core, telegram_id: int, key: str):
     await core.wallets.top_up(telegram_id, 5000, source="test", reference=f"fund-{key}")
     user = await core.wallets.show(telegram_id)
     async with core.db.begin() as conn:

@@ -107,12 +107,12 @@ async def test_drain_lets_in_flight_work_finish_and_cancels_what_overstays() -> 
     assert late.cancelled()
 
 
-async def _until(predicate) -> None:  # noqa: ANN001
+async def _until(predicate) -> None:
     while not predicate():
         await asyncio.sleep(0.01)
 
 
-def test_a_job_cut_by_the_shutdown_is_one_info_line_not_a_traceback(caplog) -> None:  # noqa: ANN001
+def test_a_job_cut_by_the_shutdown_is_one_info_line_not_a_traceback(caplog) -> None:
     import logging
 
     from numbershop.commands.run import CutJobNotice
