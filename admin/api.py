@@ -32,7 +32,9 @@ TelegramId = Annotated[int, PathParameter(ge=1, le=MAX_BIGINT, description="Tele
 OrderId = Annotated[str, PathParameter(min_length=1, max_length=36)]
 Limit = Annotated[int, QueryParameter(ge=1, le=queries.MAX_PAGE)]
 Text64 = Annotated[str | None, QueryParameter(max_length=64)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200, description="next_cursor from the previous page")]
+Cursor = Annotated[
+    str | None, QueryParameter(max_length=200, description="next_cursor from the previous page")
+]
 Day = Annotated[str | None, QueryParameter(max_length=10, description="YYYY-MM-DD (UTC)")]
 
 
@@ -242,28 +244,62 @@ def _m(ctx: Any, minor: int) -> Money:
 
 
 def _user(ctx: Any, r: dict[str, Any]) -> UserOut:
-    return UserOut(id=r["id"], telegram_id=r["telegram_id"], username=r["username"], first_name=r["first_name"],
-                   blocked=bool(r["blocked"]), unreachable=bool(r["unreachable"]), balance=_m(ctx, r["balance"]),
-                   held=_m(ctx, r["held"]), available=_m(ctx, r["available"]), created_at=r["created_at"])
+    return UserOut(
+        id=r["id"],
+        telegram_id=r["telegram_id"],
+        username=r["username"],
+        first_name=r["first_name"],
+        blocked=bool(r["blocked"]),
+        unreachable=bool(r["unreachable"]),
+        balance=_m(ctx, r["balance"]),
+        held=_m(ctx, r["held"]),
+        available=_m(ctx, r["available"]),
+        created_at=r["created_at"],
+    )
 
 
 def _order(ctx: Any, r: dict[str, Any]) -> OrderOut:
-    return OrderOut(id=r["id"], user_id=r["user_id"], telegram_id=r.get("telegram_id"), service=r["service"],
-                    country=r["country"], status=r["status"], price=_m(ctx, r["price"]),
-                    cost=_m(ctx, r["cost"]) if r.get("cost") is not None else None, provider=r["provider"],
-                    phone=r["phone"], code=r["code"], created_at=r["created_at"], expires_at=r["expires_at"],
-                    closed_at=r["closed_at"])
+    return OrderOut(
+        id=r["id"],
+        user_id=r["user_id"],
+        telegram_id=r.get("telegram_id"),
+        service=r["service"],
+        country=r["country"],
+        status=r["status"],
+        price=_m(ctx, r["price"]),
+        cost=_m(ctx, r["cost"]) if r.get("cost") is not None else None,
+        provider=r["provider"],
+        phone=r["phone"],
+        code=r["code"],
+        created_at=r["created_at"],
+        expires_at=r["expires_at"],
+        closed_at=r["closed_at"],
+    )
 
 
 def _transfers(ctx: Any, rows: list[dict[str, Any]], names: dict[int, str]) -> list[TransferOut]:
-    return [TransferOut(id=t["id"], kind=t["kind"], code=t["code"], debit_account=names.get(t["debit_account_id"], ""),
-                        credit_account=names.get(t["credit_account_id"], ""), amount=_m(ctx, t["amount"]),
-                        order_id=t["order_id"], pending_id=t["pending_id"], reference=t["reference"], memo=t["memo"],
-                        created_at=t["created_at"]) for t in rows]
+    return [
+        TransferOut(
+            id=t["id"],
+            kind=t["kind"],
+            code=t["code"],
+            debit_account=names.get(t["debit_account_id"], ""),
+            credit_account=names.get(t["credit_account_id"], ""),
+            amount=_m(ctx, t["amount"]),
+            order_id=t["order_id"],
+            pending_id=t["pending_id"],
+            reference=t["reference"],
+            memo=t["memo"],
+            created_at=t["created_at"],
+        )
+        for t in rows
+    ]
 
 
 async def _names(conn: Any, rows: list[dict[str, Any]]) -> dict[int, str]:
-    return await queries.account_names(conn, [t["debit_account_id"] for t in rows] + [t["credit_account_id"] for t in rows])
+    return await queries.account_names(
+        conn, [t["debit_account_id"] for t in rows] + [t["credit_account_id"] for t in rows]
+    )
 
 
 async def _providers(ctx: Any, balances: dict[str, dict[str, Any]]) -> list[ProviderOut]:
@@ -272,11 +308,16 @@ async def _providers(ctx: Any, balances: dict[str, dict[str, Any]]) -> list[Prov
     for name in sorted(set(ctx.providers) | set(balances) | set(breakers)):
         b, bal = breakers.get(name, {}), balances.get(name)
         failures = b.get("failures")
-        out.append(ProviderOut(name=name, breaker_state=str(b.get("state", "unknown")),
-                               breaker_failures=int(failures) if isinstance(failures, int) else None,
-                               upstream_balance=bal["amount"] if bal else None,
-                               upstream_currency=bal["currency"] if bal else None,
-                               balance_taken_at=bal["taken_at"] if bal else None))
+        out.append(
+            ProviderOut(
+                name=name,
+                breaker_state=str(b.get("state", "unknown")),
+                breaker_failures=int(failures) if isinstance(failures, int) else None,
+                upstream_balance=bal["amount"] if bal else None,
+                upstream_currency=bal["currency"] if bal else None,
+                balance_taken_at=bal["taken_at"] if bal else None,
+            )
+        )
     return out
 
 
@@ -289,12 +330,20 @@ async def api_overview(request: Request[Any, Any, Any]) -> OverviewOut:
     ctx = _ctx(request)
     async with ctx.db.read() as conn:
         ov = await queries.overview(conn, ctx.clock.now())
-    return OverviewOut(day_start=ov.day_start, orders_today=ov.orders_today, completion_rate=ov.completion_rate,
-                       captured_today=_m(ctx, ov.captured_today), refunds_today=_m(ctx, ov.refunds_today),
-                       refund_count_today=ov.refund_count_today, released_today=_m(ctx, ov.released_today),
-                       held_now=_m(ctx, ov.held_now), wallet_total=_m(ctx, ov.wallet_total),
-                       open_orders=ov.open_orders, outbox_backlog=int(ov.outbox_backlog),
-                       providers=await _providers(ctx, ov.provider_balances))
+    return OverviewOut(
+        day_start=ov.day_start,
+        orders_today=ov.orders_today,
+        completion_rate=ov.completion_rate,
+        captured_today=_m(ctx, ov.captured_today),
+        refunds_today=_m(ctx, ov.refunds_today),
+        refund_count_today=ov.refund_count_today,
+        released_today=_m(ctx, ov.released_today),
+        held_now=_m(ctx, ov.held_now),
+        wallet_total=_m(ctx, ov.wallet_total),
+        open_orders=ov.open_orders,
+        outbox_backlog=int(ov.outbox_backlog),
+        providers=await _providers(ctx, ov.provider_balances),
+    )
 
 
 @get("/api/users", opt=VIEWER, tags=["users"])
@@ -315,11 +364,16 @@ async def api_user(request: Request[Any, Any, Any], telegram_id: TelegramId) -> 
         xfers = await queries.list_transfers(conn, queries.TransferFilter(user=str(telegram_id)), limit=50)
         names = await _names(conn, xfers.rows)
         user_orders = await queries.user_orders(conn, user["id"], limit=50)
-    return UserDetailOut(user=_user(ctx, user), orders=[_order(ctx, {**o, "telegram_id": telegram_id}) for o in user_orders],
-                         transfers=_transfers(ctx, xfers.rows, names))
+    return UserDetailOut(
+        user=_user(ctx, user),
+        orders=[_order(ctx, {**o, "telegram_id": telegram_id}) for o in user_orders],
+        transfers=_transfers(ctx, xfers.rows, names),
+    )
 
 
-async def _adjust(request: Request[Any, Any, Any], telegram_id: int, data: AdjustIn, direction: str) -> WalletChangeOut:
+async def _adjust(
+    request: Request[Any, Any, Any], telegram_id: int, data: AdjustIn, direction: str
+) -> WalletChangeOut:
     ctx = _ctx(request)
     me: StaffMember = request.user
     try:
@@ -333,38 +387,65 @@ async def _adjust(request: Request[Any, Any, Any], telegram_id: int, data: Adjus
     async with ctx.db.read() as conn:
         if await find_user(conn, telegram_id) is None:
             raise UserNotFound(f"no user with Telegram id {telegram_id}")
-    change = await adjust_wallet(ctx.core.wallets, me, direction, telegram_id, amount, reason=reason,
-                                 idempotency_key=f"api:{me.id}:{key}",
-                                 support_credit_limit=ctx.core.settings.SUPPORT_CREDIT_LIMIT)
+    change = await adjust_wallet(
+        ctx.core.wallets,
+        me,
+        direction,
+        telegram_id,
+        amount,
+        reason=reason,
+        idempotency_key=f"api:{me.id}:{key}",
+        support_credit_limit=ctx.core.settings.SUPPORT_CREDIT_LIMIT,
+    )
     w = change.wallet
-    return WalletChangeOut(transfer_id=change.transfer_id, created=change.created, amount=_m(ctx, change.amount),
-                           balance=_m(ctx, w.balance), held=_m(ctx, w.held), available=_m(ctx, w.available))
+    return WalletChangeOut(
+        transfer_id=change.transfer_id,
+        created=change.created,
+        amount=_m(ctx, change.amount),
+        balance=_m(ctx, w.balance),
+        held=_m(ctx, w.held),
+        available=_m(ctx, w.available),
+    )
 
 
 @post("/api/users/{telegram_id:int}/credit", opt=SUPPORT, tags=["users"], status_code=200)
-async def api_credit(request: Request[Any, Any, Any], telegram_id: TelegramId, data: JSONBody[AdjustIn]) -> WalletChangeOut:
+async def api_credit(
+    request: Request[Any, Any, Any], telegram_id: TelegramId, data: JSONBody[AdjustIn]
+) -> WalletChangeOut:
     return await _adjust(request, telegram_id, data, "credit")
 
 
 @post("/api/users/{telegram_id:int}/debit", opt=SUPPORT, tags=["users"], status_code=200)
-async def api_debit(request: Request[Any, Any, Any], telegram_id: TelegramId, data: JSONBody[AdjustIn]) -> WalletChangeOut:
+async def api_debit(
+    request: Request[Any, Any, Any], telegram_id: TelegramId, data: JSONBody[AdjustIn]
+) -> WalletChangeOut:
     return await _adjust(request, telegram_id, data, "debit")
 
 
 @post("/api/users/{telegram_id:int}/block", opt=ADMIN, tags=["users"], status_code=200)
-async def api_block(request: Request[Any, Any, Any], telegram_id: TelegramId, data: JSONBody[BlockIn]) -> BlockOut:
+async def api_block(
+    request: Request[Any, Any, Any], telegram_id: TelegramId, data: JSONBody[BlockIn]
+) -> BlockOut:
     ctx = _ctx(request)
     reason = reason_field({"reason": data.reason})
-    changed = await users.change_blocked(ctx.db, telegram_id, bool(data.blocked), actor=request.user.actor,
-                                         reason=reason, now=ctx.clock.now())
+    changed = await users.change_blocked(
+        ctx.db, telegram_id, bool(data.blocked), actor=request.user.actor, reason=reason, now=ctx.clock.now()
+    )
     return BlockOut(telegram_id=telegram_id, blocked=bool(data.blocked), changed=changed)
 
 
 @get("/api/orders", opt=VIEWER, tags=["orders"])
 async def api_orders(
-    request: Request[Any, Any, Any], status: Text64 = None, service: Text64 = None, country: Text64 = None,
-    provider: Text64 = None, user: Text64 = None, date_from: Day = None, date_to: Day = None,
-    cursor: Cursor = None, limit: Limit = 50,
+    request: Request[Any, Any, Any],
+    status: Text64 = None,
+    service: Text64 = None,
+    country: Text64 = None,
+    provider: Text64 = None,
+    user: Text64 = None,
+    date_from: Day = None,
+    date_to: Day = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> OrdersPage:
     ctx = _ctx(request)
     flt = order_filter(status, service, country, provider, user, date_from, date_to)
@@ -383,32 +464,59 @@ async def api_order(request: Request[Any, Any, Any], order_id: OrderId) -> Order
         names = await _names(conn, o["transfers"])
     return OrderDetailOut(
         order=_order(ctx, o),
-        events=[EventOut(event=e["event"], from_status=e["from_status"], to_status=e["to_status"], actor=e["actor"],
-                         detail=e["detail"], created_at=e["created_at"]) for e in o["events"]],
-        messages=[MessageOut(code=m["code"], text=m["text"], charged=bool(m["charged"]), received_at=m["received_at"])
-                  for m in o["messages"]],
-        transfers=_transfers(ctx, o["transfers"], names))
+        events=[
+            EventOut(
+                event=e["event"],
+                from_status=e["from_status"],
+                to_status=e["to_status"],
+                actor=e["actor"],
+                detail=e["detail"],
+                created_at=e["created_at"],
+            )
+            for e in o["events"]
+        ],
+        messages=[
+            MessageOut(
+                code=m["code"], text=m["text"], charged=bool(m["charged"]), received_at=m["received_at"]
+            )
+            for m in o["messages"]
+        ],
+        transfers=_transfers(ctx, o["transfers"], names),
+    )
 
 
 @post("/api/orders/{order_id:str}/cancel", opt=SUPPORT, tags=["orders"], status_code=200)
-async def api_cancel(request: Request[Any, Any, Any], order_id: OrderId, data: JSONBody[ReasonIn]) -> CancelOut:
+async def api_cancel(
+    request: Request[Any, Any, Any], order_id: OrderId, data: JSONBody[ReasonIn]
+) -> CancelOut:
     ctx = _ctx(request)
     reason = reason_field({"reason": data.reason})
-    result = await support.cancel_order(ctx.db, ctx.core.orders, order_id, actor=request.user.actor,
-                                        reason=reason, now=ctx.clock.now())
+    result = await support.cancel_order(
+        ctx.db, ctx.core.orders, order_id, actor=request.user.actor, reason=reason, now=ctx.clock.now()
+    )
     async with ctx.db.read() as conn:
         o = await queries.order_detail(conn, order_id)
-    return CancelOut(order=_order(ctx, o), refunded=_m(ctx, result.refunded), already=result.already,
-                     completed_instead=result.completed_instead)
+    return CancelOut(
+        order=_order(ctx, o),
+        refunded=_m(ctx, result.refunded),
+        already=result.already,
+        completed_instead=result.completed_instead,
+    )
 
 
 @post("/api/orders/{order_id:str}/refund", opt=ADMIN, tags=["orders"], status_code=200)
-async def api_refund(request: Request[Any, Any, Any], order_id: OrderId, data: JSONBody[ReasonIn]) -> OrderOut:
+async def api_refund(
+    request: Request[Any, Any, Any], order_id: OrderId, data: JSONBody[ReasonIn]
+) -> OrderOut:
     ctx = _ctx(request)
     reason = reason_field({"reason": data.reason})
     key = check_free_text((data.idempotency_key or "").strip()[:100], "idempotency_key") or None
-    await ctx.core.orders.staff_refund(order_id, actor=request.user.actor, reason=reason,
-                                       idempotency_key=f"api:{request.user.id}:{key}" if key else None)
+    await ctx.core.orders.staff_refund(
+        order_id,
+        actor=request.user.actor,
+        reason=reason,
+        idempotency_key=f"api:{request.user.id}:{key}" if key else None,
+    )
     async with ctx.db.read() as conn:
         o = await queries.order_detail(conn, order_id)
     return _order(ctx, o)
@@ -416,8 +524,15 @@ async def api_refund(request: Request[Any, Any, Any], order_id: OrderId, data: J
 
 @get("/api/transfers", opt=VIEWER, tags=["ledger"])
 async def api_transfers(
-    request: Request[Any, Any, Any], code: Text64 = None, user: Text64 = None, account: Text64 = None,
-    order_id: Text64 = None, date_from: Day = None, date_to: Day = None, cursor: Cursor = None, limit: Limit = 50,
+    request: Request[Any, Any, Any],
+    code: Text64 = None,
+    user: Text64 = None,
+    account: Text64 = None,
+    order_id: Text64 = None,
+    date_from: Day = None,
+    date_to: Day = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> TransfersPage:
     ctx = _ctx(request)
     flt = transfer_filter(code, user, account, order_id, date_from, date_to)
@@ -428,15 +543,35 @@ async def api_transfers(
 
 
 @get("/api/audit", opt=VIEWER, tags=["audit"])
-async def api_audit(request: Request[Any, Any, Any], actor: Text64 = None, action: Text64 = None,
-                    target: Text64 = None, cursor: Cursor = None, limit: Limit = 50) -> AuditPage:
+async def api_audit(
+    request: Request[Any, Any, Any],
+    actor: Text64 = None,
+    action: Text64 = None,
+    target: Text64 = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> AuditPage:
     ctx = _ctx(request)
     async with ctx.db.read() as conn:
-        page = await queries.list_audit(conn, queries.AuditFilter(actor, action, target), cursor=cursor, limit=limit)
-    return AuditPage(items=[AuditOut(id=a["id"], actor=a["actor"], action=a["action"], target_type=a["target_type"],
-                                     target_id=a["target_id"], reason=a["reason"], detail=a["detail"],
-                                     created_at=a["created_at"]) for a in page.rows],
-                     next_cursor=page.next_cursor)
+        page = await queries.list_audit(
+            conn, queries.AuditFilter(actor, action, target), cursor=cursor, limit=limit
+        )
+    return AuditPage(
+        items=[
+            AuditOut(
+                id=a["id"],
+                actor=a["actor"],
+                action=a["action"],
+                target_type=a["target_type"],
+                target_id=a["target_id"],
+                reason=a["reason"],
+                detail=a["detail"],
+                created_at=a["created_at"],
+            )
+            for a in page.rows
+        ],
+        next_cursor=page.next_cursor,
+    )
 
 
 @get("/api/reconciliation", opt=VIEWER, tags=["reconciliation"])
@@ -444,9 +579,18 @@ async def api_reconciliation(request: Request[Any, Any, Any], limit: Limit = 50)
     ctx = _ctx(request)
     async with ctx.db.read() as conn:
         runs = await queries.reconciliation_list(conn, limit=limit)
-    return [RunOut(id=r["id"], mode=r["mode"], status=r["status"], started_at=r["started_at"],
-                   finished_at=r["finished_at"], findings=list(r["findings"] or []), fixes=list(r["fixes"] or []))
-            for r in runs]
+    return [
+        RunOut(
+            id=r["id"],
+            mode=r["mode"],
+            status=r["status"],
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            findings=list(r["findings"] or []),
+            fixes=list(r["fixes"] or []),
+        )
+        for r in runs
+    ]
 
 
 @get("/api/providers", opt=VIEWER, tags=["providers"])
@@ -457,6 +601,19 @@ async def api_providers(request: Request[Any, Any, Any]) -> list[ProviderOut]:
     return await _providers(ctx, balances)
 
 
-HANDLERS = [api_overview, api_users, api_user, api_credit, api_debit, api_block, api_orders, api_order,
-            api_cancel, api_refund, api_transfers, api_audit, api_reconciliation, api_providers]
-
+HANDLERS = [
+    api_overview,
+    api_users,
+    api_user,
+    api_credit,
+    api_debit,
+    api_block,
+    api_orders,
+    api_order,
+    api_cancel,
+    api_refund,
+    api_transfers,
+    api_audit,
+    api_reconciliation,
+    api_providers,
+]

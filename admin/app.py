@@ -100,30 +100,52 @@ def create_app(
 
     app = Litestar(
         route_handlers=[
-            Router(path="/", include_in_schema=False, route_handlers=[
-                login.login_form, login.login, login.logout,
-                overview.overview_page,
-                *users.HANDLERS, *orders.HANDLERS, *ledger.HANDLERS, *providers.HANDLERS,
-                *reconciliation.HANDLERS, *audit.HANDLERS, *staff.HANDLERS,
-            ]),
-            *api.HANDLERS, metrics.metrics, health.healthz, health.readyz, webhooks.textverified,
-            create_static_files_router(path="/static", directories=[HERE / "static"],
-                                       opt={"public": True, "exclude_from_auth": True},
-                                       include_in_schema=False),
+            Router(
+                path="/",
+                include_in_schema=False,
+                route_handlers=[
+                    login.login_form,
+                    login.login,
+                    login.logout,
+                    overview.overview_page,
+                    *users.HANDLERS,
+                    *orders.HANDLERS,
+                    *ledger.HANDLERS,
+                    *providers.HANDLERS,
+                    *reconciliation.HANDLERS,
+                    *audit.HANDLERS,
+                    *staff.HANDLERS,
+                ],
+            ),
+            *api.HANDLERS,
+            metrics.metrics,
+            health.healthz,
+            health.readyz,
+            webhooks.textverified,
+            create_static_files_router(
+                path="/static",
+                directories=[HERE / "static"],
+                opt={"public": True, "exclude_from_auth": True},
+                include_in_schema=False,
+            ),
         ],
         middleware=[
             allowed_hosts(settings.ALLOWED_HOSTS),  # DNS rebinding: 421 for unknown Host names
-            SecurityHeadersMiddleware, RequestLimitsMiddleware,
+            SecurityHeadersMiddleware,
+            RequestLimitsMiddleware,
             session_config(secure=secure_cookies).middleware,
             csrf_middleware(secret, secure=secure_cookies),
             DefineMiddleware(StaffAuthMiddleware, exclude=PUBLIC_PATHS),
         ],
         guards=[role_guard],
         stores=StoreRegistry(stores={"sessions": sessions}),
-        template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine,
-                                       engine_callback=engine_callback),
+        template_config=TemplateConfig(
+            directory=HERE / "templates", engine=JinjaTemplateEngine, engine_callback=engine_callback
+        ),
         openapi_config=OpenAPIConfig(
-            title="numbershop staff API", version="1.0.0", path="/api/schema",
+            title="numbershop staff API",
+            version="1.0.0",
+            path="/api/schema",
             render_plugins=[SwaggerRenderPlugin() if settings.ADMIN_API_DOCS else JsonRenderPlugin()],
             openapi_router=Router(path="/api/schema", route_handlers=[], opt={"role": "viewer"}),
         ),
@@ -139,9 +161,12 @@ def create_app(
         on_shutdown=[on_shutdown],
         # Unexpected errors are logged with their traceback (never shown to the browser);
         # the process's root logger belongs to the command line, so it is left alone.
-        logging_config=LoggingConfig(configure_root_logger=False, log_exceptions="always",
-                                     disable_existing_loggers=False,
-                                     exception_logging_handler=_log_unexpected),
+        logging_config=LoggingConfig(
+            configure_root_logger=False,
+            log_exceptions="always",
+            disable_existing_loggers=False,
+            exception_logging_handler=_log_unexpected,
+        ),
         debug=debug,
     )
     app.state.admin = ctx
@@ -155,7 +180,9 @@ def _log_unexpected(logger: Any, scope: Any, tb: list[str]) -> None:
         return
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         return
-    logger.error("unexpected error on %s %s:\n%s", scope.get("method", ""), scope.get("path", ""), "".join(tb))
+    logger.error(
+        "unexpected error on %s %s:\n%s", scope.get("method", ""), scope.get("path", ""), "".join(tb)
+    )
 
 
 def _find_reconcile() -> Any | None:

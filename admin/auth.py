@@ -26,7 +26,9 @@ def is_machine_path(path: str) -> bool:
 
 
 class StaffAuthMiddleware(AbstractAuthenticationMiddleware):
-    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
         ctx = connection.app.state.admin
         header = connection.headers.get("authorization", "")
         if header:
@@ -53,8 +55,12 @@ async def session_member(ctx: Any, session: dict[str, Any]) -> StaffMember | Non
     if not isinstance(staff_id, int):
         return None
     member: StaffMember | None = await ctx.staff.get(staff_id)
-    if (member is not None and not member.disabled
-            and session.get("epoch") == member.password_epoch and _fresh(ctx, session)):
+    if (
+        member is not None
+        and not member.disabled
+        and session.get("epoch") == member.password_epoch
+        and _fresh(ctx, session)
+    ):
         return member
     return None
 

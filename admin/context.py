@@ -59,9 +59,11 @@ async def breaker_states(board: Any) -> dict[str, dict[str, Any]]:
         if isinstance(value, str):
             out[str(name)] = {"state": value, "failures": None}
         elif isinstance(value, dict):
-            out[str(name)] = {"state": str(value.get("state", "unknown")),
-                              "failures": value.get("failures", value.get("failure_count")),
-                              **{k: v for k, v in value.items() if k not in ("state",)}}
+            out[str(name)] = {
+                "state": str(value.get("state", "unknown")),
+                "failures": value.get("failures", value.get("failure_count")),
+                **{k: v for k, v in value.items() if k not in ("state",)},
+            }
         else:
             state = getattr(value, "state", "unknown")
             failures = getattr(value, "failures", getattr(value, "failure_count", None))

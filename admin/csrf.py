@@ -121,13 +121,17 @@ class SessionCSRFMiddleware:
             foreign = foreign_origin(scope)
             if foreign is not None:
                 raise PermissionDeniedException(
-                    f"cross-site request refused: it came from {foreign}, not from this dashboard")
+                    f"cross-site request refused: it came from {foreign}, not from this dashboard"
+                )
             given = _header(scope, CSRF_HEADER)
             if given is None and (_header(scope, b"content-type") or "").encode().startswith(FORM_TYPES):
                 request: Any = scope["litestar_app"].request_class(scope=scope, receive=receive)
                 given = (await request.form()).get(CSRF_FIELD)
-            if new_pre_login is not None or not isinstance(given, str) \
-                    or not hmac.compare_digest(given.encode(), expected.encode()):
+            if (
+                new_pre_login is not None
+                or not isinstance(given, str)
+                or not hmac.compare_digest(given.encode(), expected.encode())
+            ):
                 raise PermissionDeniedException("CSRF token verification failed")
 
         state.csrf_token = expected
@@ -139,8 +143,14 @@ class SessionCSRFMiddleware:
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
-                cookie = Cookie(key=CSRF_COOKIE, value=new_pre_login, path="/", secure=self.secure,
-                                httponly=True, samesite="lax")
+                cookie = Cookie(
+                    key=CSRF_COOKIE,
+                    value=new_pre_login,
+                    path="/",
+                    secure=self.secure,
+                    httponly=True,
+                    samesite="lax",
+                )
                 MutableScopeHeaders.from_message(message).add("set-cookie", cookie.to_header(header=""))
             await send(message)
 

@@ -132,8 +132,18 @@ def error_status(exc: ShopError) -> int:
         return 404
     if isinstance(exc, NotAllowed):
         return 403
-    if isinstance(exc, (OrderStateConflict, HoldAlreadyResolved, IdempotencyConflict,
-                        AlreadyInProgress, TransferConflict, UserBlocked, InsufficientFunds)):
+    if isinstance(
+        exc,
+        (
+            OrderStateConflict,
+            HoldAlreadyResolved,
+            IdempotencyConflict,
+            AlreadyInProgress,
+            TransferConflict,
+            UserBlocked,
+            InsufficientFunds,
+        ),
+    ):
         return 409
     if isinstance(exc, InvalidInput):
         return 400

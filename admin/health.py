@@ -23,5 +23,7 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[str]:
         async with ctx.db.read() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:
-        return Response(f"database unreachable: {type(exc).__name__}", status_code=503, media_type="text/plain")
+        return Response(
+            f"database unreachable: {type(exc).__name__}", status_code=503, media_type="text/plain"
+        )
     return Response("ready", media_type="text/plain")

@@ -61,6 +61,7 @@ MAX_INT = 2**31 - 1  # INTEGER columns (users.id, audit_log.id)
 
 # --- keyset cursors -------------------------------------------------------------------------
 
+
 def encode_cursor(created_at: datetime, row_id: object) -> str:
     raw = f"{created_at.astimezone(UTC).isoformat()}|{row_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -94,8 +95,15 @@ def _limit(limit: int | None, default: int = 50) -> int:
     return limit
 
 
-async def _page(conn: AsyncConnection, stmt: Select[Any], created: Any, ident: Any,
-                cursor: str | None, limit: int, id_cast: type = str) -> Page:
+async def _page(
+    conn: AsyncConnection,
+    stmt: Select[Any],
+    created: Any,
+    ident: Any,
+    cursor: str | None,
+    limit: int,
+    id_cast: type = str,
+) -> Page:
     after = decode_cursor(cursor)
     if after is not None:
         key: Any = _as_id(after[1], MAX_INT) if id_cast is int else after[1]
@@ -113,8 +121,16 @@ async def _page(conn: AsyncConnection, stmt: Select[Any], created: Any, ident: A
 
 # --- users -----------------------------------------------------------------------------------
 
-_USER_COLS = (users.c.id, users.c.telegram_id, users.c.username, users.c.first_name,
-              users.c.wallet_account_id, users.c.blocked, users.c.unreachable, users.c.created_at)
+_USER_COLS = (
+    users.c.id,
+    users.c.telegram_id,
+    users.c.username,
+    users.c.first_name,
+    users.c.wallet_account_id,
+    users.c.blocked,
+    users.c.unreachable,
+    users.c.created_at,
+)
 
 
 def _wallet_cols() -> tuple[Any, ...]:
@@ -158,11 +174,17 @@ def _with_available(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def user_by_telegram_id(conn: AsyncConnection, telegram_id: int) -> dict[str, Any] | None:
-    row = (await conn.execute(
-        select(*_USER_COLS, *_wallet_cols())
-        .join(accounts, accounts.c.id == users.c.wallet_account_id)
-        .where(users.c.telegram_id == telegram_id)
-    )).mappings().first()
+    row = (
+        (
+            await conn.execute(
+                select(*_USER_COLS, *_wallet_cols())
+                .join(accounts, accounts.c.id == users.c.wallet_account_id)
+                .where(users.c.telegram_id == telegram_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
     return _with_available(dict(row)) if row else None
 
 
@@ -182,6 +204,7 @@ async def resolve_user_filter(conn: AsyncConnection, text: str | None) -> int | 
 
 
 # --- orders ----------------------------------------------------------------------------------
+
 
 @dataclass
 class OrderFilter:
@@ -204,14 +227,27 @@ class OrderFilter:
                 raise BadQuery(f"{name} is too long")
 
     def as_params(self) -> dict[str, str]:
-        return {k: (v.isoformat() if isinstance(v, date) else str(v))
-                for k, v in self.__dict__.items() if v not in (None, "")}
+        return {
+            k: (v.isoformat() if isinstance(v, date) else str(v))
+            for k, v in self.__dict__.items()
+            if v not in (None, "")
+        }
 
 
 _ORDER_LIST_COLS = (
-    orders.c.id, orders.c.user_id, orders.c.service, orders.c.country, orders.c.price,
-    orders.c.cost, orders.c.status, orders.c.provider, orders.c.phone, orders.c.code,
-    orders.c.created_at, orders.c.expires_at, orders.c.closed_at,
+    orders.c.id,
+    orders.c.user_id,
+    orders.c.service,
+    orders.c.country,
+    orders.c.price,
+    orders.c.cost,
+    orders.c.status,
+    orders.c.provider,
+    orders.c.phone,
+    orders.c.code,
+    orders.c.created_at,
+    orders.c.expires_at,
+    orders.c.closed_at,
 )
 
 
@@ -228,8 +264,9 @@ def _unindexed(conn: AsyncConnection, column: Any) -> Any:
     return column
 
 
-async def list_orders(conn: AsyncConnection, flt: OrderFilter, cursor: str | None = None,
-                      limit: int | None = None) -> Page:
+async def list_orders(
+    conn: AsyncConnection, flt: OrderFilter, cursor: str | None = None, limit: int | None = None
+) -> Page:
     flt.check()
     stmt = select(*_ORDER_LIST_COLS)
     c = orders.c
@@ -251,9 +288,20 @@ async def list_orders(conn: AsyncConnection, flt: OrderFilter, cursor: str | Non
     page = await _page(conn, stmt, c.created_at, c.id, cursor, _limit(limit))
     # Owners in a second, primary-key query: a join in the page query invites the planner to
     # drive the scan from users instead of walking orders in created_at order.
-    owners = {r.id: r for r in (await conn.execute(
-        select(users.c.id, users.c.telegram_id, users.c.username)
-        .where(users.c.id.in_({row["user_id"] for row in page.rows})))).all()} if page.rows else {}
+    owners = (
+        {
+            r.id: r
+            for r in (
+                await conn.execute(
+                    select(users.c.id, users.c.telegram_id, users.c.username).where(
+                        users.c.id.in_({row["user_id"] for row in page.rows})
+                    )
+                )
+            ).all()
+        }
+        if page.rows
+        else {}
+    )
     for row in page.rows:
         owner = owners.get(row["user_id"])
         row["telegram_id"] = owner.telegram_id if owner else None
@@ -266,34 +314,73 @@ def _midnight(day: date) -> datetime:
 
 
 async def order_detail(conn: AsyncConnection, order_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(
-        select(orders, users.c.telegram_id, users.c.username, users.c.first_name)
-        .join(users, users.c.id == orders.c.user_id).where(orders.c.id == order_id)
-    )).mappings().first()
+    row = (
+        (
+            await conn.execute(
+                select(orders, users.c.telegram_id, users.c.username, users.c.first_name)
+                .join(users, users.c.id == orders.c.user_id)
+                .where(orders.c.id == order_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         return None
     detail = dict(row)
-    detail["events"] = [dict(r) for r in (await conn.execute(
-        select(order_events).where(order_events.c.order_id == order_id).order_by(order_events.c.id)
-    )).mappings().all()]
-    detail["messages"] = [dict(r) for r in (await conn.execute(
-        select(order_messages).where(order_messages.c.order_id == order_id)
-        .order_by(order_messages.c.received_at, order_messages.c.id)
-    )).mappings().all()]
-    detail["transfers"] = [dict(r) for r in (await conn.execute(
-        select(transfers).where(transfers.c.order_id == order_id).order_by(transfers.c.created_at)
-    )).mappings().all()]
+    detail["events"] = [
+        dict(r)
+        for r in (
+            await conn.execute(
+                select(order_events).where(order_events.c.order_id == order_id).order_by(order_events.c.id)
+            )
+        )
+        .mappings()
+        .all()
+    ]
+    detail["messages"] = [
+        dict(r)
+        for r in (
+            await conn.execute(
+                select(order_messages)
+                .where(order_messages.c.order_id == order_id)
+                .order_by(order_messages.c.received_at, order_messages.c.id)
+            )
+        )
+        .mappings()
+        .all()
+    ]
+    detail["transfers"] = [
+        dict(r)
+        for r in (
+            await conn.execute(
+                select(transfers).where(transfers.c.order_id == order_id).order_by(transfers.c.created_at)
+            )
+        )
+        .mappings()
+        .all()
+    ]
     return detail
 
 
 async def user_orders(conn: AsyncConnection, user_id: int, limit: int = 20) -> list[dict[str, Any]]:
-    return [dict(r) for r in (await conn.execute(
-        select(*_ORDER_LIST_COLS).where(orders.c.user_id == user_id)
-        .order_by(orders.c.created_at.desc()).limit(limit)
-    )).mappings().all()]
+    return [
+        dict(r)
+        for r in (
+            await conn.execute(
+                select(*_ORDER_LIST_COLS)
+                .where(orders.c.user_id == user_id)
+                .order_by(orders.c.created_at.desc())
+                .limit(limit)
+            )
+        )
+        .mappings()
+        .all()
+    ]
 
 
 # --- transfers -------------------------------------------------------------------------------
+
 
 @dataclass
 class TransferFilter:
@@ -315,8 +402,11 @@ class TransferFilter:
             raise BadQuery("order id is too long")
 
     def as_params(self) -> dict[str, str]:
-        return {k: (v.isoformat() if isinstance(v, date) else str(v))
-                for k, v in self.__dict__.items() if v not in (None, "")}
+        return {
+            k: (v.isoformat() if isinstance(v, date) else str(v))
+            for k, v in self.__dict__.items()
+            if v not in (None, "")
+        }
 
 
 async def _transfer_stmt(conn: AsyncConnection, flt: TransferFilter) -> Select[Any]:
@@ -334,8 +424,9 @@ async def _transfer_stmt(conn: AsyncConnection, flt: TransferFilter) -> Select[A
     elif flt.account:  # every shard of the system account
         account_ids = await ledger.system_account_ids(conn, flt.account)
     if account_ids:
-        stmt = stmt.where(or_(transfers.c.debit_account_id.in_(account_ids),
-                              transfers.c.credit_account_id.in_(account_ids)))
+        stmt = stmt.where(
+            or_(transfers.c.debit_account_id.in_(account_ids), transfers.c.credit_account_id.in_(account_ids))
+        )
     if flt.order_id:
         stmt = stmt.where(transfers.c.order_id == flt.order_id.strip())
     if flt.date_from:
@@ -345,8 +436,9 @@ async def _transfer_stmt(conn: AsyncConnection, flt: TransferFilter) -> Select[A
     return stmt
 
 
-async def list_transfers(conn: AsyncConnection, flt: TransferFilter, cursor: str | None = None,
-                         limit: int | None = None) -> Page:
+async def list_transfers(
+    conn: AsyncConnection, flt: TransferFilter, cursor: str | None = None, limit: int | None = None
+) -> Page:
     stmt = await _transfer_stmt(conn, flt)
     return await _page(conn, stmt, transfers.c.created_at, transfers.c.id, cursor, _limit(limit))
 
@@ -357,20 +449,31 @@ async def account_names(conn: AsyncConnection, account_ids: Sequence[int]) -> di
     if not ids:
         return {}
     names: dict[int, str] = {}
-    for row in (await conn.execute(select(accounts.c.id, accounts.c.code).where(
-            accounts.c.id.in_(ids), accounts.c.code.is_not(None)))).all():
+    for row in (
+        await conn.execute(
+            select(accounts.c.id, accounts.c.code).where(accounts.c.id.in_(ids), accounts.c.code.is_not(None))
+        )
+    ).all():
         names[row.id] = row.code
     rest = [i for i in ids if i not in names]
     if rest:
-        for row in (await conn.execute(select(users.c.wallet_account_id, users.c.telegram_id,
-                                              users.c.username).where(users.c.wallet_account_id.in_(rest)))).all():
-            names[row.wallet_account_id] = f"wallet {row.telegram_id}" + (f" @{row.username}" if row.username else "")
+        for row in (
+            await conn.execute(
+                select(users.c.wallet_account_id, users.c.telegram_id, users.c.username).where(
+                    users.c.wallet_account_id.in_(rest)
+                )
+            )
+        ).all():
+            names[row.wallet_account_id] = f"wallet {row.telegram_id}" + (
+                f" @{row.username}" if row.username else ""
+            )
     for i in ids:
         names.setdefault(i, f"account {i}")
     return names
 
 
 # --- overview --------------------------------------------------------------------------------
+
 
 @dataclass
 class Overview:
@@ -402,18 +505,27 @@ async def overview(conn: AsyncConnection, now: datetime) -> Overview:
     ov = Overview(day_start=start)
     # One pass over today's slice of the created_at index; a GROUP BY status would tempt
     # SQLite into walking the whole status index instead.
-    counts = (await conn.execute(select(*(
-        func.coalesce(func.sum(case((orders.c.status == s, 1), else_=0)), 0) for s in ORDER_STATUSES
-    )).where(orders.c.created_at >= start))).one()
+    counts = (
+        await conn.execute(
+            select(
+                *(
+                    func.coalesce(func.sum(case((orders.c.status == s, 1), else_=0)), 0)
+                    for s in ORDER_STATUSES
+                )
+            ).where(orders.c.created_at >= start)
+        )
+    ).one()
     ov.orders_today = {s: int(n) for s, n in zip(ORDER_STATUSES, counts, strict=True) if n}
     finished = sum(ov.orders_today.get(s, 0) for s in FINAL_STATUSES)
     done = ov.orders_today.get("completed", 0) + ov.orders_today.get("refunded", 0)
     ov.completion_rate = (done / finished) if finished else None
-    for code, total, n in (await conn.execute(
+    for code, total, n in (
+        await conn.execute(
             select(transfers.c.code, func.coalesce(func.sum(transfers.c.amount), 0), func.count())
-            .where(transfers.c.created_at >= start,
-                   transfers.c.code.in_(("capture", "release", "refund")))
-            .group_by(transfers.c.code))).all():
+            .where(transfers.c.created_at >= start, transfers.c.code.in_(("capture", "release", "refund")))
+            .group_by(transfers.c.code)
+        )
+    ).all():
         if code == "capture":
             ov.captured_today = int(total)
         elif code == "release":
@@ -421,20 +533,29 @@ async def overview(conn: AsyncConnection, now: datetime) -> Overview:
         else:
             ov.refunds_today, ov.refund_count_today = int(total), int(n)
     # By primary key: with many wallets (code NULL) SQLite may scan accounts for ``code IN``.
-    system_ids = [account_id for code in SYSTEM_ACCOUNTS
-                  for account_id in await ledger.system_account_ids(conn, code)]
+    system_ids = [
+        account_id for code in SYSTEM_ACCOUNTS for account_id in await ledger.system_account_ids(conn, code)
+    ]
     for row in (await conn.execute(select(accounts).where(accounts.c.id.in_(system_ids)))).mappings():
         ov.wallet_total += row["debits_posted"] - row["credits_posted"]
         if row["kind"] == ledger.REVENUE:  # summed over its shards
             ov.held_now += int(row["credits_pending"])
-    for status, n in (await conn.execute(
-            select(orders.c.status, func.count()).where(orders.c.status.in_(OPEN_STATUSES))
-            .group_by(orders.c.status))).all():
+    for status, n in (
+        await conn.execute(
+            select(orders.c.status, func.count())
+            .where(orders.c.status.in_(OPEN_STATUSES))
+            .group_by(orders.c.status)
+        )
+    ).all():
         ov.open_orders[status] = int(n)
-    ov.outbox_backlog, ov.outbox_oldest = (await conn.execute(
-        select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.status == "pending"))).one()
-    ov.outbox_failed = int(await conn.scalar(
-        select(func.count()).select_from(outbox).where(outbox.c.status == "failed")) or 0)
+    ov.outbox_backlog, ov.outbox_oldest = (
+        await conn.execute(
+            select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.status == "pending")
+        )
+    ).one()
+    ov.outbox_failed = int(
+        await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.status == "failed")) or 0
+    )
     ov.jobs = await jobs(conn, now)
     last = await reconciliation_list(conn, limit=1)
     ov.last_reconciliation = last[0] if last else None
@@ -456,53 +577,112 @@ async def latest_provider_balances(conn: AsyncConnection) -> dict[str, dict[str,
     names = [r[0] for r in (await conn.execute(select(provider_balances.c.provider).distinct())).all()]
     out: dict[str, dict[str, Any]] = {}
     for name in names:
-        row = (await conn.execute(
-            select(provider_balances).where(provider_balances.c.provider == name)
-            .order_by(provider_balances.c.taken_at.desc()).limit(1))).mappings().first()
+        row = (
+            (
+                await conn.execute(
+                    select(provider_balances)
+                    .where(provider_balances.c.provider == name)
+                    .order_by(provider_balances.c.taken_at.desc())
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .first()
+        )
         if row:
             out[name] = dict(row)
     return out
 
 
 async def reconciliation_list(conn: AsyncConnection, limit: int = 50) -> list[dict[str, Any]]:
-    return [dict(r) for r in (await conn.execute(
-        select(reconciliation_runs).order_by(reconciliation_runs.c.started_at.desc(),
-                                             reconciliation_runs.c.id.desc()).limit(limit)
-    )).mappings().all()]
+    return [
+        dict(r)
+        for r in (
+            await conn.execute(
+                select(reconciliation_runs)
+                .order_by(reconciliation_runs.c.started_at.desc(), reconciliation_runs.c.id.desc())
+                .limit(limit)
+            )
+        )
+        .mappings()
+        .all()
+    ]
 
 
 async def reconciliation_run(conn: AsyncConnection, run_id: int) -> dict[str, Any] | None:
-    row = (await conn.execute(select(reconciliation_runs).where(reconciliation_runs.c.id == run_id))).mappings().first()
+    row = (
+        (await conn.execute(select(reconciliation_runs).where(reconciliation_runs.c.id == run_id)))
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
 
 
 # --- catalogue -------------------------------------------------------------------------------
 
+
 async def catalogue(conn: AsyncConnection) -> list[dict[str, Any]]:
     """One row per service: offers summary and its price override."""
-    agg = (select(offers.c.service, func.count().label("offers"), func.min(offers.c.cost).label("min_cost"),
-                  func.max(offers.c.cost).label("max_cost"), func.sum(offers.c.stock).label("stock"))
-           .group_by(offers.c.service).subquery())
-    rows = (await conn.execute(
-        select(services.c.code, services.c.name, services.c.popularity, agg.c.offers, agg.c.min_cost,
-               agg.c.max_cost, agg.c.stock, price_overrides.c.markup_percent,
-               price_overrides.c.fixed_price, price_overrides.c.updated_at)
-        .select_from(services.outerjoin(agg, agg.c.service == services.c.code)
-                     .outerjoin(price_overrides, price_overrides.c.service == services.c.code))
-        .order_by(services.c.popularity.desc(), services.c.code)
-    )).mappings().all()
+    agg = (
+        select(
+            offers.c.service,
+            func.count().label("offers"),
+            func.min(offers.c.cost).label("min_cost"),
+            func.max(offers.c.cost).label("max_cost"),
+            func.sum(offers.c.stock).label("stock"),
+        )
+        .group_by(offers.c.service)
+        .subquery()
+    )
+    rows = (
+        (
+            await conn.execute(
+                select(
+                    services.c.code,
+                    services.c.name,
+                    services.c.popularity,
+                    agg.c.offers,
+                    agg.c.min_cost,
+                    agg.c.max_cost,
+                    agg.c.stock,
+                    price_overrides.c.markup_percent,
+                    price_overrides.c.fixed_price,
+                    price_overrides.c.updated_at,
+                )
+                .select_from(
+                    services.outerjoin(agg, agg.c.service == services.c.code).outerjoin(
+                        price_overrides, price_overrides.c.service == services.c.code
+                    )
+                )
+                .order_by(services.c.popularity.desc(), services.c.code)
+            )
+        )
+        .mappings()
+        .all()
+    )
     return [dict(r) for r in rows]
 
 
 async def provider_offer_counts(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
-    rows = (await conn.execute(
-        select(offers.c.provider, func.count().label("offers"), func.sum(offers.c.stock).label("stock"),
-               func.max(offers.c.updated_at).label("updated_at")).group_by(offers.c.provider)
-    )).mappings().all()
+    rows = (
+        (
+            await conn.execute(
+                select(
+                    offers.c.provider,
+                    func.count().label("offers"),
+                    func.sum(offers.c.stock).label("stock"),
+                    func.max(offers.c.updated_at).label("updated_at"),
+                ).group_by(offers.c.provider)
+            )
+        )
+        .mappings()
+        .all()
+    )
     return {r["provider"]: dict(r) for r in rows}
 
 
 # --- audit -----------------------------------------------------------------------------------
+
 
 @dataclass
 class AuditFilter:
@@ -514,8 +694,9 @@ class AuditFilter:
         return {k: str(v) for k, v in self.__dict__.items() if v not in (None, "")}
 
 
-async def list_audit(conn: AsyncConnection, flt: AuditFilter, cursor: str | None = None,
-                     limit: int | None = None) -> Page:
+async def list_audit(
+    conn: AsyncConnection, flt: AuditFilter, cursor: str | None = None, limit: int | None = None
+) -> Page:
     stmt = select(audit_log)
     if flt.actor:
         stmt = stmt.where(audit_log.c.actor == flt.actor.strip())
@@ -531,11 +712,19 @@ async def users_by_ids(conn: AsyncConnection, ids: Sequence[str | int]) -> dict[
     wanted = {int(i) for i in ids if str(i).isdigit() and int(i) <= MAX_INT}
     if not wanted:
         return {}
-    rows = (await conn.execute(select(users.c.id, users.c.telegram_id, users.c.username, users.c.first_name)
-                               .where(users.c.id.in_(wanted)))).mappings().all()
+    rows = (
+        (
+            await conn.execute(
+                select(users.c.id, users.c.telegram_id, users.c.username, users.c.first_name).where(
+                    users.c.id.in_(wanted)
+                )
+            )
+        )
+        .mappings()
+        .all()
+    )
     return {str(r["id"]): dict(r) for r in rows}
 
 
 async def staff_names(conn: AsyncConnection) -> list[str]:
     return [r[0] for r in (await conn.execute(select(staff.c.username).order_by(staff.c.username))).all()]
-

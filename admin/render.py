@@ -47,8 +47,14 @@ def _pop_flash(request: Request[Any, Any, Any]) -> list[list[str]]:
     return messages
 
 
-def page(request: Request[Any, Any, Any], template: str, *, status: int = 200,
-         error: str | None = None, **context: Any) -> Template:
+def page(
+    request: Request[Any, Any, Any],
+    template: str,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    **context: Any,
+) -> Template:
     ctx = ctx_of(request)
     me = request.scope.get("user")
     me = me if isinstance(me, StaffMember) else None
@@ -113,7 +119,8 @@ def install_filters(env: Any, currency: str) -> None:
     env.filters["account"] = words.account_name
     env.filters["actor"] = words.actor_name
     env.globals["order_event"] = lambda e: words.order_event(
-        e["event"], e.get("detail"), currency, e.get("actor"))
+        e["event"], e.get("detail"), currency, e.get("actor")
+    )
     env.globals["audit_action"] = lambda a: words.audit_action(a["action"], a.get("detail"), currency)
     env.globals["audit_detail"] = lambda a: words.audit_detail(a["action"], a.get("detail"), currency)
     env.globals["user_label"] = words.user_label

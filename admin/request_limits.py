@@ -45,8 +45,9 @@ def _has_nul(raw: bytes) -> bool:
 
 
 class RequestLimitsMiddleware:
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES,
-                 max_fields: int = MAX_FORM_FIELDS) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body: int = MAX_BODY_BYTES, max_fields: int = MAX_FORM_FIELDS
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.max_fields = max_fields
@@ -133,9 +134,15 @@ async def _refuse(scope: Scope, send: Send, refused: RequestRefused) -> None:
     else:
         body = refused.reason.encode()
         media = b"text/plain; charset=utf-8"
-    start: Any = {"type": "http.response.start", "status": refused.status,
-                  "headers": [(b"content-type", media), (b"content-length", str(len(body)).encode()),
-                              (b"connection", b"close")]}
+    start: Any = {
+        "type": "http.response.start",
+        "status": refused.status,
+        "headers": [
+            (b"content-type", media),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ],
+    }
     await send(start)
     end: Any = {"type": "http.response.body", "body": body}
     await send(end)

@@ -50,7 +50,9 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         if old_id and old_id != "null":
             await self.delete(old_id, store=store)
         new_id = self.generate_session_id()
-        await self.set(session_id=new_id, data=self.serialize_data(scope_session, connection.scope), store=store)
+        await self.set(
+            session_id=new_id, data=self.serialize_data(scope_session, connection.scope), store=store
+        )
         cookie_params = dict(
             extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys())
         )
@@ -66,8 +68,13 @@ class RotatingSessionConfig(ServerSideSessionConfig):
 
 def session_config(*, secure: bool = False, max_age: int = 12 * 3600) -> RotatingSessionConfig:
     return RotatingSessionConfig(
-        key=SESSION_COOKIE, httponly=True, samesite="lax", secure=secure, max_age=max_age,
-        store="sessions", renew_on_access=True,
+        key=SESSION_COOKIE,
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+        max_age=max_age,
+        store="sessions",
+        renew_on_access=True,
     )
 
 

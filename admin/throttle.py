@@ -45,8 +45,9 @@ class Reservation:
 
 
 class _Counters(Protocol):
-    async def reserve(self, keys: list[tuple[str, int]], now: float, member: str,
-                      policy: ThrottlePolicy) -> float: ...
+    async def reserve(
+        self, keys: list[tuple[str, int]], now: float, member: str, policy: ThrottlePolicy
+    ) -> float: ...
 
     async def release(self, keys: tuple[str, ...], member: str) -> None: ...
 
@@ -68,8 +69,9 @@ class MemoryCounters:
     def __init__(self) -> None:
         self._stamps: dict[str, dict[str, float]] = {}
 
-    async def reserve(self, keys: list[tuple[str, int]], now: float, member: str,
-                      policy: ThrottlePolicy) -> float:
+    async def reserve(
+        self, keys: list[tuple[str, int]], now: float, member: str, policy: ThrottlePolicy
+    ) -> float:
         horizon = now - max(policy.window_seconds, policy.lockout_seconds)
         if len(self._stamps) > self.MAX_KEYS:
             # A password spray must not grow the dict without bound.
@@ -128,14 +130,22 @@ class RedisCounters:
         self._prefix = f"{namespace}:" if namespace else ""
         self._script = redis.register_script(_RESERVE_LUA)
 
-    async def reserve(self, keys: list[tuple[str, int]], now: float, member: str,
-                      policy: ThrottlePolicy) -> float:
+    async def reserve(
+        self, keys: list[tuple[str, int]], now: float, member: str, policy: ThrottlePolicy
+    ) -> float:
         horizon = now - max(policy.window_seconds, policy.lockout_seconds)
         ttl = max(policy.window_seconds, policy.lockout_seconds) + 60
         millis = await self._script(
             keys=[self._prefix + k for k, _ in keys],
-            args=[repr(now), repr(horizon), policy.window_seconds, policy.lockout_seconds, member, ttl,
-                  *[limit for _, limit in keys]],
+            args=[
+                repr(now),
+                repr(horizon),
+                policy.window_seconds,
+                policy.lockout_seconds,
+                member,
+                ttl,
+                *[limit for _, limit in keys],
+            ],
         )
         return int(millis) / 1000
 

@@ -103,9 +103,14 @@ async def textverified(request: Request[Any, Any, Any]) -> Response[Any]:
         received_at=_parse_time(data.get("createdAt")),
     )
     outcome = await webhooks.record_sms(
-        ctx.db, ctx.core.orders, provider=PROVIDER, event_id=event_id,
-        activation_id=reservation if isinstance(reservation, str) else None, message=msg,
-        now=ctx.clock.now())
+        ctx.db,
+        ctx.core.orders,
+        provider=PROVIDER,
+        event_id=event_id,
+        activation_id=reservation if isinstance(reservation, str) else None,
+        message=msg,
+        now=ctx.clock.now(),
+    )
     return _json(*_ANSWERS[outcome])
 
 

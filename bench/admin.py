@@ -42,11 +42,50 @@ from core.db.tables import metadata
 
 NOW = datetime(2026, 6, 30, 15, 0, tzinfo=UTC)
 DAYS = 365
-SERVICES = ["whatsapp", "telegram", "google", "facebook", "instagram", "tiktok", "twitter", "discord",
-            "uber", "amazon", "microsoft", "apple", "yahoo", "viber", "wechat", "line", "signal",
-            "paypal", "netflix", "openai"]
-COUNTRIES = ["US", "GB", "DE", "FR", "IN", "ID", "BR", "RU", "UA", "KZ", "PL", "NL", "ES", "IT", "CA",
-             "MX", "PH", "VN", "TH", "NG"]
+SERVICES = [
+    "whatsapp",
+    "telegram",
+    "google",
+    "facebook",
+    "instagram",
+    "tiktok",
+    "twitter",
+    "discord",
+    "uber",
+    "amazon",
+    "microsoft",
+    "apple",
+    "yahoo",
+    "viber",
+    "wechat",
+    "line",
+    "signal",
+    "paypal",
+    "netflix",
+    "openai",
+]
+COUNTRIES = [
+    "US",
+    "GB",
+    "DE",
+    "FR",
+    "IN",
+    "ID",
+    "BR",
+    "RU",
+    "UA",
+    "KZ",
+    "PL",
+    "NL",
+    "ES",
+    "IT",
+    "CA",
+    "MX",
+    "PH",
+    "VN",
+    "TH",
+    "NG",
+]
 PROVIDERS = ["simulator", "smsactivate", "textverified"]
 # Final statuses by weight; the last hour also has open orders.
 STATUS_WEIGHTS = [("completed", 62), ("cancelled", 14), ("expired", 14), ("failed", 8), ("refunded", 2)]
@@ -76,20 +115,31 @@ def seed(path: Path, n_orders: int, n_transfers: int, n_users: int, rng: random.
     started = time.perf_counter()
     start = NOW - timedelta(days=DAYS)
     created = _ts(start)
-    db.executemany("INSERT INTO accounts (id, kind, code, debits_must_not_exceed_credits, debits_posted, "
-                   "credits_posted, debits_pending, credits_pending, created_at) VALUES (?,?,?,?,0,0,0,0,?)",
-                   [(1, "revenue", "revenue", 0, created), (2, "topups", "topups", 0, created),
-                    (3, "adjustments", "adjustments", 0, created)])
-    db.executemany("INSERT INTO services (code, name, popularity) VALUES (?,?,?)",
-                   [(s, s.title(), 100 - i) for i, s in enumerate(SERVICES)])
+    db.executemany(
+        "INSERT INTO accounts (id, kind, code, debits_must_not_exceed_credits, debits_posted, "
+        "credits_posted, debits_pending, credits_pending, created_at) VALUES (?,?,?,?,0,0,0,0,?)",
+        [
+            (1, "revenue", "revenue", 0, created),
+            (2, "topups", "topups", 0, created),
+            (3, "adjustments", "adjustments", 0, created),
+        ],
+    )
+    db.executemany(
+        "INSERT INTO services (code, name, popularity) VALUES (?,?,?)",
+        [(s, s.title(), 100 - i) for i, s in enumerate(SERVICES)],
+    )
     db.executemany("INSERT INTO countries (code, name) VALUES (?,?)", [(c, c) for c in COUNTRIES])
     wallet = {uid: 3 + uid for uid in range(1, n_users + 1)}
-    db.executemany("INSERT INTO accounts (id, kind, code, debits_must_not_exceed_credits, debits_posted, "
-                   "credits_posted, debits_pending, credits_pending, created_at) VALUES (?,'wallet',NULL,1,0,0,0,0,?)",
-                   [(wallet[u], created) for u in wallet])
-    db.executemany("INSERT INTO users (id, telegram_id, username, first_name, language, wallet_account_id, blocked, "
-                   "unreachable, created_at) VALUES (?,?,?,?,NULL,?,0,0,?)",
-                   [(u, 10_000_000 + u, f"user{u}", f"User {u}", wallet[u], created) for u in wallet])
+    db.executemany(
+        "INSERT INTO accounts (id, kind, code, debits_must_not_exceed_credits, debits_posted, "
+        "credits_posted, debits_pending, credits_pending, created_at) VALUES (?,'wallet',NULL,1,0,0,0,0,?)",
+        [(wallet[u], created) for u in wallet],
+    )
+    db.executemany(
+        "INSERT INTO users (id, telegram_id, username, first_name, language, wallet_account_id, blocked, "
+        "unreachable, created_at) VALUES (?,?,?,?,NULL,?,0,0,?)",
+        [(u, 10_000_000 + u, f"user{u}", f"User {u}", wallet[u], created) for u in wallet],
+    )
     print(f"seeded {n_users} users in {time.perf_counter() - started:.1f}s", file=sys.stderr)
 
     statuses = [s for s, w in STATUS_WEIGHTS for _ in range(w)]
@@ -97,12 +147,16 @@ def seed(path: Path, n_orders: int, n_transfers: int, n_users: int, rng: random.
     order_rows: list[tuple[Any, ...]] = []
     transfer_rows: list[tuple[Any, ...]] = []
     n_transfers_done = 0
-    order_sql = ("INSERT INTO orders (id, user_id, quote_id, service, country, price, cost, status, version, "
-                 "hold_transfer_id, provider, activation_id, phone, can_request_another, expires_at, code, "
-                 "failure_reason, upstream_state, upstream_attempts, next_poll_at, chat_id, created_at, updated_at, "
-                 "closed_at) VALUES (?,?,NULL,?,?,?,?,?,1,?,?,?,?,0,?,?,NULL,?,0,?,?,?,?,?)")
-    transfer_sql = ("INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount, pending_id, "
-                    "timeout_at, code, order_id, reference, memo, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+    order_sql = (
+        "INSERT INTO orders (id, user_id, quote_id, service, country, price, cost, status, version, "
+        "hold_transfer_id, provider, activation_id, phone, can_request_another, expires_at, code, "
+        "failure_reason, upstream_state, upstream_attempts, next_poll_at, chat_id, created_at, updated_at, "
+        "closed_at) VALUES (?,?,NULL,?,?,?,?,?,1,?,?,?,?,0,?,?,NULL,?,0,?,?,?,?,?)"
+    )
+    transfer_sql = (
+        "INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount, pending_id, "
+        "timeout_at, code, order_id, reference, memo, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    )
 
     def flush() -> None:
         db.executemany(transfer_sql, transfer_rows)  # holds first: orders point at them
@@ -123,34 +177,110 @@ def seed(path: Path, n_orders: int, n_transfers: int, n_users: int, rng: random.
         price = rng.randint(20, 400)
         provider = rng.choice(PROVIDERS)
         closed = None if status in ("waiting", "reserving") else at + timedelta(seconds=rng.randint(20, 900))
-        transfer_rows.append((hold, "pending", wallet[uid], 1, price, None, _ts(at + timedelta(minutes=35)),
-                              "purchase", oid, None, None, _ts(at)))
+        transfer_rows.append(
+            (
+                hold,
+                "pending",
+                wallet[uid],
+                1,
+                price,
+                None,
+                _ts(at + timedelta(minutes=35)),
+                "purchase",
+                oid,
+                None,
+                None,
+                _ts(at),
+            )
+        )
         n_transfers_done += 1
         if status in ("completed", "refunded"):
-            transfer_rows.append((_uuid(rng), "post_pending", wallet[uid], 1, price, hold, None, "capture", oid,
-                                  None, None, _ts(closed)))
+            transfer_rows.append(
+                (
+                    _uuid(rng),
+                    "post_pending",
+                    wallet[uid],
+                    1,
+                    price,
+                    hold,
+                    None,
+                    "capture",
+                    oid,
+                    None,
+                    None,
+                    _ts(closed),
+                )
+            )
             n_transfers_done += 1
             if status == "refunded":
-                transfer_rows.append((_uuid(rng), "posted", 1, wallet[uid], price, None, None, "refund", oid,
-                                      f"admin:1:{i}", "bench refund", _ts(closed + timedelta(hours=1))))
+                transfer_rows.append(
+                    (
+                        _uuid(rng),
+                        "posted",
+                        1,
+                        wallet[uid],
+                        price,
+                        None,
+                        None,
+                        "refund",
+                        oid,
+                        f"admin:1:{i}",
+                        "bench refund",
+                        _ts(closed + timedelta(hours=1)),
+                    )
+                )
                 n_transfers_done += 1
         elif status in ("cancelled", "expired", "failed"):
-            transfer_rows.append((_uuid(rng), "void_pending", wallet[uid], 1, price, hold, None, "release", oid,
-                                  None, None, _ts(closed)))
+            transfer_rows.append(
+                (
+                    _uuid(rng),
+                    "void_pending",
+                    wallet[uid],
+                    1,
+                    price,
+                    hold,
+                    None,
+                    "release",
+                    oid,
+                    None,
+                    None,
+                    _ts(closed),
+                )
+            )
             n_transfers_done += 1
-        order_rows.append((
-            oid, uid, rng.choice(SERVICES), rng.choice(COUNTRIES), price, price * 5 // 6, status, hold, provider,
-            f"{provider[:2]}{i}", f"+1555{i:07d}", _ts(at + timedelta(minutes=20)),
-            f"{rng.randint(0, 999999):06d}" if status in ("completed", "refunded") else None,
-            "finished" if status in ("completed", "refunded") else ("active" if closed is None else "cancelled"),
-            _ts(at + timedelta(seconds=5)) if closed is None else None, 10_000_000 + uid, _ts(at),
-            _ts(closed or at), _ts(closed) if closed else None,
-        ))
+        order_rows.append(
+            (
+                oid,
+                uid,
+                rng.choice(SERVICES),
+                rng.choice(COUNTRIES),
+                price,
+                price * 5 // 6,
+                status,
+                hold,
+                provider,
+                f"{provider[:2]}{i}",
+                f"+1555{i:07d}",
+                _ts(at + timedelta(minutes=20)),
+                f"{rng.randint(0, 999999):06d}" if status in ("completed", "refunded") else None,
+                "finished"
+                if status in ("completed", "refunded")
+                else ("active" if closed is None else "cancelled"),
+                _ts(at + timedelta(seconds=5)) if closed is None else None,
+                10_000_000 + uid,
+                _ts(at),
+                _ts(closed or at),
+                _ts(closed) if closed else None,
+            )
+        )
         if len(order_rows) >= 20_000:
             flush()
     flush()
-    print(f"seeded {n_orders} orders and {n_transfers_done} order transfers in "
-          f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
+    print(
+        f"seeded {n_orders} orders and {n_transfers_done} order transfers in "
+        f"{time.perf_counter() - started:.1f}s",
+        file=sys.stderr,
+    )
     # The rest of the ledger: top-ups and staff adjustments, spread over the year.
     rest = max(0, n_transfers - n_transfers_done)
     for chunk in range(0, rest, 50_000):
@@ -159,22 +289,55 @@ def seed(path: Path, n_orders: int, n_transfers: int, n_users: int, rng: random.
             uid = rng.randint(1, n_users)
             at = _ts(start + timedelta(seconds=rng.random() * span))
             if rng.random() < 0.95:
-                rows.append((_uuid(rng), "posted", 2, wallet[uid], rng.randint(100, 5000), None, None, "topup",
-                             None, f"stars:{rng.getrandbits(48):x}", None, at))
+                rows.append(
+                    (
+                        _uuid(rng),
+                        "posted",
+                        2,
+                        wallet[uid],
+                        rng.randint(100, 5000),
+                        None,
+                        None,
+                        "topup",
+                        None,
+                        f"stars:{rng.getrandbits(48):x}",
+                        None,
+                        at,
+                    )
+                )
             else:
-                rows.append((_uuid(rng), "posted", 3, wallet[uid], rng.randint(10, 500), None, None, "adjustment",
-                             None, None, "bench goodwill", at))
+                rows.append(
+                    (
+                        _uuid(rng),
+                        "posted",
+                        3,
+                        wallet[uid],
+                        rng.randint(10, 500),
+                        None,
+                        None,
+                        "adjustment",
+                        None,
+                        None,
+                        "bench goodwill",
+                        at,
+                    )
+                )
         db.executemany(transfer_sql, rows)
     # Cached sums on the system accounts, which the overview reads (wallets are not read).
     for acc in (1, 2, 3):
-        db.execute("""UPDATE accounts SET
+        db.execute(
+            """UPDATE accounts SET
             debits_posted = (SELECT coalesce(sum(amount),0) FROM transfers WHERE debit_account_id=:a AND kind IN ('posted','post_pending')),
             credits_posted = (SELECT coalesce(sum(amount),0) FROM transfers WHERE credit_account_id=:a AND kind IN ('posted','post_pending')),
             credits_pending = (SELECT coalesce(sum(t.amount),0) FROM transfers t WHERE t.credit_account_id=:a AND t.kind='pending'
                 AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = t.id))
-            WHERE id=:a""", {"a": acc})
-    db.execute("INSERT INTO job_runs (job, last_started_at, last_finished_at) VALUES ('poll', ?, ?)",
-               (_ts(NOW - timedelta(seconds=3)), _ts(NOW - timedelta(seconds=2))))
+            WHERE id=:a""",
+            {"a": acc},
+        )
+    db.execute(
+        "INSERT INTO job_runs (job, last_started_at, last_finished_at) VALUES ('poll', ?, ?)",
+        (_ts(NOW - timedelta(seconds=3)), _ts(NOW - timedelta(seconds=2))),
+    )
     db.commit()
     db.execute("ANALYZE")
     db.commit()
@@ -207,8 +370,15 @@ async def measure(path: Path, requests: int, rng: random.Random, only: set[str])
     if await staff.find("bench") is None:
         await staff.create("bench", "admin", "bench password")
     await db.dispose()
-    core = SimpleNamespace(settings=settings, db=db, clock=clock, board=None, providers={},
-                           wallets=Wallets(db, clock, "USD"), orders=OrderService(db, clock, {}, settings))
+    core = SimpleNamespace(
+        settings=settings,
+        db=db,
+        clock=clock,
+        board=None,
+        providers={},
+        wallets=Wallets(db, clock, "USD"),
+        orders=OrderService(db, clock, {}, settings),
+    )
     app = create_app(core, store=MemoryStore(), staff_accounts=staff, secret_key="c" * 64)
     app.on_shutdown.append(db.dispose)
 
@@ -216,9 +386,11 @@ async def measure(path: Path, requests: int, rng: random.Random, only: set[str])
         page = (await client.get("/login")).text
         token = re.search(r'name="_csrf_token" value="([0-9a-f]+)"', page)
         assert token, "the login page carries no CSRF token"
-        r = await client.post("/login", data={"username": "bench", "password": "bench password",
-                                              "_csrf_token": token.group(1)},
-                              follow_redirects=False)
+        r = await client.post(
+            "/login",
+            data={"username": "bench", "password": "bench password", "_csrf_token": token.group(1)},
+            follow_redirects=False,
+        )
         assert r.status_code == 303, r.text
 
         deep = [NOW - timedelta(days=rng.uniform(30, DAYS - 5)) for _ in range(requests)]
@@ -233,9 +405,11 @@ async def measure(path: Path, requests: int, rng: random.Random, only: set[str])
             "orders_deep": lambda i: f"/orders?cursor={deep_cursor(i)}",
             "orders_filtered_deep": lambda i: (
                 f"/orders?status={['completed', 'cancelled', 'expired'][i % 3]}"
-                f"&service={SERVICES[i % 5]}&cursor={deep_cursor(i)}"),
+                f"&service={SERVICES[i % 5]}&cursor={deep_cursor(i)}"
+            ),
             "orders_rare_filter_deep": lambda i: (
-                f"/orders?status=refunded&country={COUNTRIES[i % len(COUNTRIES)]}&cursor={deep_cursor(i)}"),
+                f"/orders?status=refunded&country={COUNTRIES[i % len(COUNTRIES)]}&cursor={deep_cursor(i)}"
+            ),
             "orders_user": lambda i: f"/orders?user={10_000_000 + rng.randint(1, 1000)}",
             "order": lambda i: f"/orders/{some_order}",
             "user": lambda i: f"/users/{10_000_000 + rng.randint(1, 1000)}",
@@ -258,8 +432,10 @@ async def measure(path: Path, requests: int, rng: random.Random, only: set[str])
                     raise SystemExit(f"{url} → {r.status_code}: {r.text[:300]}")
             results[f"{name}_p50_ms"] = round(statistics.median(samples), 2)
             results[f"{name}_p99_ms"] = round(_pct(samples, 0.99), 2)
-            print(f"{name:28s} p50 {results[f'{name}_p50_ms']:8.2f} ms   p99 {results[f'{name}_p99_ms']:8.2f} ms",
-                  file=sys.stderr)
+            print(
+                f"{name:28s} p50 {results[f'{name}_p50_ms']:8.2f} ms   p99 {results[f'{name}_p99_ms']:8.2f} ms",
+                file=sys.stderr,
+            )
     return results
 
 
@@ -278,8 +454,13 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     seed(path, args.orders, args.transfers, args.users, rng)
     results = asyncio.run(measure(path, args.requests, rng, {n for n in args.only.split(",") if n}))
-    results.update(orders=args.orders, transfers=args.transfers, requests=args.requests,
-                   target_p99_ms=100, within_target=all(v <= 100 for k, v in results.items() if k.endswith("_p99_ms")))
+    results.update(
+        orders=args.orders,
+        transfers=args.transfers,
+        requests=args.requests,
+        target_p99_ms=100,
+        within_target=all(v <= 100 for k, v in results.items() if k.endswith("_p99_ms")),
+    )
     print(json.dumps(results))
     return 0
 

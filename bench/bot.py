@@ -88,7 +88,9 @@ async def serve_echo(api_url: str) -> None:
     from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
     dp = Dispatcher()
-    again = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="again", callback_data="again")]])
+    again = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="again", callback_data="again")]]
+    )
 
     @dp.message(F.text)
     async def echo(message: Message) -> None:
@@ -114,8 +116,14 @@ async def serve_shop(api_url: str, database_url: str, seed: int) -> None:
     from core.app import build_core
     from core.config import Settings
 
-    settings = Settings(_env_file=None, DATABASE_URL=database_url, BOT_TOKEN=SHOP_TOKEN,
-                        TELEGRAM_API_URL=api_url, PROVIDERS="simulator", SIMULATOR_SEED=seed)
+    settings = Settings(
+        _env_file=None,
+        DATABASE_URL=database_url,
+        BOT_TOKEN=SHOP_TOKEN,
+        TELEGRAM_API_URL=api_url,
+        PROVIDERS="simulator",
+        SIMULATOR_SEED=seed,
+    )
     clock = SystemClock()
     sim = SimulatorProvider(seed=seed, clock=clock, code_delay_s=CODE_DELAY_S)
     core = build_core(settings, clock=clock, providers={"simulator": sim})
@@ -171,7 +179,7 @@ class Phase:
     def api_calls(self) -> int:
         """Bot API calls made in this phase, long polls left out (their number depends on
         how updates happen to batch, not on what the bot does)."""
-        return sum(1 for c in self.tg.calls[self.calls_from:] if c.method != "getUpdates")
+        return sum(1 for c in self.tg.calls[self.calls_from :] if c.method != "getUpdates")
 
     def cpu_ms_per_update(self) -> float | None:
         return self.cpu_s * 1000 / len(self.update_ids) if self.cpu_s and self.update_ids else None
@@ -274,8 +282,8 @@ async def shop_journey(user: User, i: int) -> None:
     order_message = user.button("✅ Buy for")[0]
     await user.press("✅ Buy for", pause=not cancel)
     # A slow rent is answered "working on it" and the edit follows: wait for the number.
-    await user.wait_chat(lambda chat: "Number:" in (chat.message(order_message).text or ""),
-                         "order message")
+    await user.wait_chat(lambda chat: "Number:" in (chat.message(order_message).text or ""), "order message")
+
     def order_text(chat: ChatView) -> str:
         return chat.message(order_message).text or ""
 
@@ -290,16 +298,22 @@ async def shop_journey(user: User, i: int) -> None:
                 break
             answer = await user.press("🔄 Check now")
             if answer == texts.WORKING:  # slow: the edit follows
-                await user.wait_chat(lambda chat: "Waiting" not in order_text(chat)
-                                     or "Code:" in order_text(chat), "checked order")
-        await user.wait_chat(lambda chat: any(t.startswith("📩") for t in chat.texts()),
-                             "code message")
+                await user.wait_chat(
+                    lambda chat: "Waiting" not in order_text(chat) or "Code:" in order_text(chat),
+                    "checked order",
+                )
+        await user.wait_chat(lambda chat: any(t.startswith("📩") for t in chat.texts()), "code message")
     await user.say("/orders")
 
 
 async def run_users(
-    phase: Phase, users: int, journey: Callable[[User, int], Awaitable[None]], seed: int,
-    think: tuple[float, float], ramp: float, first_user: int = FIRST_USER,
+    phase: Phase,
+    users: int,
+    journey: Callable[[User, int], Awaitable[None]],
+    seed: int,
+    think: tuple[float, float],
+    ramp: float,
+    first_user: int = FIRST_USER,
 ) -> float:
     started = time.perf_counter()
 
@@ -316,11 +330,13 @@ async def run_users(
     return time.perf_counter() - started
 
 
-async def run_phase(phase: Phase, journey: Callable[[User, int], Awaitable[None]],
-                    args: argparse.Namespace, first_user: int) -> None:
+async def run_phase(
+    phase: Phase, journey: Callable[[User, int], Awaitable[None]], args: argparse.Namespace, first_user: int
+) -> None:
     async with loop_lag() as worst:
-        phase.seconds = await run_users(phase, args.users, journey, args.seed,
-                                        (args.think_min, args.think_max), args.ramp, first_user)
+        phase.seconds = await run_users(
+            phase, args.users, journey, args.seed, (args.think_min, args.think_max), args.ramp, first_user
+        )
     phase.driver_lag_ms = worst[0] * 1000
 
 
@@ -330,8 +346,9 @@ async def bot_process(phase: Phase, *args: str) -> AsyncIterator[None]:
     keep the CPU time it reports."""
     tg = phase.tg
     before = len(tg.calls)  # the bot may have been served by an earlier process
-    proc = subprocess.Popen([sys.executable, "-m", "bench.bot", "--serve", *args],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.bot", "--serve", *args], stdout=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + WAIT
         while not any(c.method == "getUpdates" for c in tg.calls[before:]):
@@ -370,8 +387,9 @@ async def audit(db: Database) -> tuple[int, dict[str, int]]:
     ledger.forget_system_accounts()
     violations = await check_invariants(db, SystemClock().now(), 0)
     async with db.read() as conn:
-        statuses = dict((await conn.execute(text(
-            "SELECT status, count(*) FROM orders GROUP BY status"))).all())
+        statuses = dict(
+            (await conn.execute(text("SELECT status, count(*) FROM orders GROUP BY status"))).all()
+        )
     return len(violations), statuses
 
 
@@ -392,8 +410,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
                         await run_phase(echo, echo_journey, args, first_user)
                 shop = Phase("shop", emulator.add_bot(SHOP_TOKEN))
                 with driver_gc_off():
-                    async with bot_process(shop, "shop", "--api-url", base_url,
-                                           "--database-url", db.url, "--seed", str(args.seed)):
+                    async with bot_process(
+                        shop,
+                        "shop",
+                        "--api-url",
+                        base_url,
+                        "--database-url",
+                        db.url,
+                        "--seed",
+                        str(args.seed),
+                    ):
                         await run_phase(shop, shop_journey, args, first_user)
                 rounds.append((echo, shop))
                 report_round(n + 1, echo, shop)
@@ -412,18 +438,23 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     shop_cpu = _cpu_ms([shop for _, shop in rounds])
     echo_cpu = _cpu_ms([echo for echo, _ in rounds])
     return {
-        "users": args.users, "db": args.db, "rounds": args.rounds,
+        "users": args.users,
+        "db": args.db,
+        "rounds": args.rounds,
         "ratio": round(statistics.median(ratios), 2) if ratios else None,
         "round_ratios": [round(r, 2) for r in ratios],
-        "shop_p50_ms": round(percentile(shop_ms, .5), 2),
-        "shop_p99_ms": round(percentile(shop_ms, .99), 2),
-        "echo_p50_ms": round(percentile(echo_ms, .5), 2),
-        "echo_p99_ms": round(percentile(echo_ms, .99), 2),
-        "shop_updates": len(shop_ms), "echo_updates": len(echo_ms),
-        "shop_cpu_ms_per_update": shop_cpu, "echo_cpu_ms_per_update": echo_cpu,
+        "shop_p50_ms": round(percentile(shop_ms, 0.5), 2),
+        "shop_p99_ms": round(percentile(shop_ms, 0.99), 2),
+        "echo_p50_ms": round(percentile(echo_ms, 0.5), 2),
+        "echo_p99_ms": round(percentile(echo_ms, 0.99), 2),
+        "shop_updates": len(shop_ms),
+        "echo_updates": len(echo_ms),
+        "shop_cpu_ms_per_update": shop_cpu,
+        "echo_cpu_ms_per_update": echo_cpu,
         "cpu_ratio": round(shop_cpu / echo_cpu, 2) if shop_cpu and echo_cpu else None,
         "driver_max_lag_ms": round(max(p.driver_lag_ms for r in rounds for p in r), 1),
-        "errors": len(errors), "ledger_violations": violations,
+        "errors": len(errors),
+        "ledger_violations": violations,
     }
 
 
@@ -437,20 +468,26 @@ def _cpu_ms(phases: list[Phase]) -> float | None:
 
 
 def _ratio(echo: Phase, shop: Phase) -> float | None:
-    echo_p99 = percentile(echo.latencies, .99)
-    return percentile(shop.latencies, .99) / echo_p99 if echo_p99 else None
+    echo_p99 = percentile(echo.latencies, 0.99)
+    return percentile(shop.latencies, 0.99) / echo_p99 if echo_p99 else None
 
 
 def report_round(n: int, echo: Phase, shop: Phase) -> None:
     for phase in (echo, shop):
         values = phase.latencies
-        print(f"round {n} {phase.name}: {len(values)} updates in {phase.seconds:.1f}s, "
-              f"p50 {percentile(values, .5):.1f} ms, p99 {percentile(values, .99):.1f} ms, "
-              f"max {max(values, default=0):.1f} ms", file=sys.stderr)
+        print(
+            f"round {n} {phase.name}: {len(values)} updates in {phase.seconds:.1f}s, "
+            f"p50 {percentile(values, 0.5):.1f} ms, p99 {percentile(values, 0.99):.1f} ms, "
+            f"max {max(values, default=0):.1f} ms",
+            file=sys.stderr,
+        )
         cpu = phase.cpu_ms_per_update()
-        print(f"round {n} {phase.name}: {phase.api_calls() / max(1, len(phase.update_ids)):.2f} "
-              f"Bot API calls per update, CPU {f'{cpu:.2f} ms' if cpu else 'n/a'} per update, "
-              f"driver loop late by at most {phase.driver_lag_ms:.1f} ms", file=sys.stderr)
+        print(
+            f"round {n} {phase.name}: {phase.api_calls() / max(1, len(phase.update_ids)):.2f} "
+            f"Bot API calls per update, CPU {f'{cpu:.2f} ms' if cpu else 'n/a'} per update, "
+            f"driver loop late by at most {phase.driver_lag_ms:.1f} ms",
+            file=sys.stderr,
+        )
     ratio = _ratio(echo, shop)
     print(f"round {n} ratio: {ratio:.2f}" if ratio else f"round {n} ratio: n/a", file=sys.stderr)
 
@@ -479,11 +516,17 @@ def report_steps(phase: Phase) -> None:
             by_step.setdefault(_step(phase, u), []).append(ms)
     t0 = min(phase.tg.update(u).created_at for u in phase.update_ids)
     slowest = sorted(u for _, u in sorted(timed)[-25:])
-    print("slowest 25 at (s into the run): "
-          + ", ".join(f"{phase.tg.update(u).created_at - t0:.1f}" for u in slowest), file=sys.stderr)
-    for step, values in sorted(by_step.items(), key=lambda kv: -percentile(kv[1], .99)):
-        print(f"step {step:<22} n={len(values):4d} p50 {percentile(values, .5):6.1f} ms "
-              f"p99 {percentile(values, .99):6.1f} ms", file=sys.stderr)
+    print(
+        "slowest 25 at (s into the run): "
+        + ", ".join(f"{phase.tg.update(u).created_at - t0:.1f}" for u in slowest),
+        file=sys.stderr,
+    )
+    for step, values in sorted(by_step.items(), key=lambda kv: -percentile(kv[1], 0.99)):
+        print(
+            f"step {step:<22} n={len(values):4d} p50 {percentile(values, 0.5):6.1f} ms "
+            f"p99 {percentile(values, 0.99):6.1f} ms",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -492,8 +535,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--url", help="PostgreSQL server URL (default NUMBERSHOP_TEST_POSTGRES_URL)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="echo-then-shop rounds; the ratio is the median of the rounds' ratios")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="echo-then-shop rounds; the ratio is the median of the rounds' ratios",
+    )
     parser.add_argument("--think-min", type=float, default=1.0, help="seconds between a user's taps")
     parser.add_argument("--think-max", type=float, default=3.0)
     parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which users arrive")
@@ -509,8 +556,12 @@ def main(argv: list[str] | None = None) -> int:
         elif os.environ.get("BENCH_BOT_PROFILE"):  # where to write a cProfile of the shop bot
             import cProfile
 
-            cProfile.runctx("asyncio.run(serve_shop(args.api_url, args.database_url, args.seed))",
-                            globals(), locals(), os.environ["BENCH_BOT_PROFILE"])
+            cProfile.runctx(
+                "asyncio.run(serve_shop(args.api_url, args.database_url, args.seed))",
+                globals(),
+                locals(),
+                os.environ["BENCH_BOT_PROFILE"],
+            )
         else:
             asyncio.run(serve_shop(args.api_url, args.database_url, args.seed))
         return 0

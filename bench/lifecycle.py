@@ -52,28 +52,40 @@ async def _prepare(db: Database, users: int, funds: int) -> list:
         topups = await ledger.system_account(conn, ledger.TOPUPS)
         for i in range(users):
             user = await get_or_create_user(conn, telegram_id=10_000 + i, now=clock.now())
-            await ledger.post_transfer(conn, id=ledger.new_id(), debit=topups,
-                                       credit=user.wallet_account_id, amount=funds,
-                                       code="topup", now=clock.now())
+            await ledger.post_transfer(
+                conn,
+                id=ledger.new_id(),
+                debit=topups,
+                credit=user.wallet_account_id,
+                amount=funds,
+                code="topup",
+                now=clock.now(),
+            )
             out.append(user)
     return out
 
 
-async def run_shop(db: Database, users: list, per_user: int, cancel_share: float,
-                   round_: int = 0) -> dict:
+async def run_shop(db: Database, users: list, per_user: int, cancel_share: float, round_: int = 0) -> dict:
     clock = SystemClock()
     settings = Settings()
-    sim = SimulatorProvider(seed=7 + round_, clock=clock, code_delay_s=None,
-                            name=f"simulator{round_ or ''}")
+    sim = SimulatorProvider(seed=7 + round_, clock=clock, code_delay_s=None, name=f"simulator{round_ or ''}")
     sim.set_offer(SERVICE, COUNTRY, cost=50, stock=10_000_000)
     await catalog.sync_catalog(db, sim, clock)
     service = OrderService(db, clock, {sim.name: sim}, settings)
     quotes = {}
     async with db.begin() as conn:
         for user in users:
-            quotes[user.id] = (await catalog.create_quote(
-                conn, user_id=user.id, service=SERVICE, country=COUNTRY,
-                markup_percent=settings.MARKUP_PERCENT, now=clock.now(), ttl_seconds=3600)).id
+            quotes[user.id] = (
+                await catalog.create_quote(
+                    conn,
+                    user_id=user.id,
+                    service=SERVICE,
+                    country=COUNTRY,
+                    markup_percent=settings.MARKUP_PERCENT,
+                    now=clock.now(),
+                    ttl_seconds=3600,
+                )
+            ).id
     latencies: list[float] = []
     rng = random.Random(11)
 
@@ -81,8 +93,9 @@ async def run_shop(db: Database, users: list, per_user: int, cancel_share: float
         for i in range(per_user):
             cancel = rng.random() < cancel_share
             start = time.perf_counter()
-            order = await service.purchase(user_id=user.id, quote_id=quotes[user.id],
-                                           idempotency_key=f"bench:{round_}:{user.id}:{i}")
+            order = await service.purchase(
+                user_id=user.id, quote_id=quotes[user.id], idempotency_key=f"bench:{round_}:{user.id}:{i}"
+            )
             if cancel:
                 await service.cancel(order.id, user_id=user.id)
             else:
@@ -103,26 +116,37 @@ async def run_baseline(db: Database, users: list, per_user: int) -> dict:
         revenue = await ledger.system_account(conn, ledger.REVENUE)
     latencies: list[float] = []
     naive = now.replace(tzinfo=None)
-    t1_wallet = text("UPDATE accounts SET debits_pending = debits_pending + :a WHERE id = :w "
-                     "AND debits_posted + debits_pending + :a <= credits_posted")
+    t1_wallet = text(
+        "UPDATE accounts SET debits_pending = debits_pending + :a WHERE id = :w "
+        "AND debits_posted + debits_pending + :a <= credits_posted"
+    )
     t1_rev = text("UPDATE accounts SET credits_pending = credits_pending + :a WHERE id = :r")
     ins_transfer = text(
         "INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount, "
         "pending_id, timeout_at, code, order_id, created_at) VALUES "
-        "(:id, :kind, :d, :c, :a, :p, :t, :code, :o, :now)")
+        "(:id, :kind, :d, :c, :a, :p, :t, :code, :o, :now)"
+    )
     ins_order = text(
         "INSERT INTO orders (id, user_id, service, country, price, status, version, "
         "hold_transfer_id, upstream_state, upstream_attempts, can_request_another, "
         "created_at, updated_at) VALUES (:id, :u, :s, :c, :p, 'reserving', 1, :h, 'none', 0, "
-        ":f, :now, :now)")
-    t2 = text("UPDATE orders SET status='waiting', phone=:ph, activation_id=:aid, "
-              "version=version+1 WHERE id=:id AND status='reserving'")
-    t3_wallet = text("UPDATE accounts SET debits_pending = debits_pending - :a, "
-                     "debits_posted = debits_posted + :a WHERE id = :w")
-    t3_rev = text("UPDATE accounts SET credits_pending = credits_pending - :a, "
-                  "credits_posted = credits_posted + :a WHERE id = :r")
-    t3_order = text("UPDATE orders SET status='completed', version=version+1 "
-                    "WHERE id=:id AND status='waiting'")
+        ":f, :now, :now)"
+    )
+    t2 = text(
+        "UPDATE orders SET status='waiting', phone=:ph, activation_id=:aid, "
+        "version=version+1 WHERE id=:id AND status='reserving'"
+    )
+    t3_wallet = text(
+        "UPDATE accounts SET debits_pending = debits_pending - :a, "
+        "debits_posted = debits_posted + :a WHERE id = :w"
+    )
+    t3_rev = text(
+        "UPDATE accounts SET credits_pending = credits_pending - :a, "
+        "credits_posted = credits_posted + :a WHERE id = :r"
+    )
+    t3_order = text(
+        "UPDATE orders SET status='completed', version=version+1 WHERE id=:id AND status='waiting'"
+    )
     amount = 1
 
     async def user_loop(user) -> None:
@@ -133,21 +157,52 @@ async def run_baseline(db: Database, users: list, per_user: int) -> dict:
                 res = await conn.execute(t1_wallet, {"a": amount, "w": user.wallet_account_id})
                 assert res.rowcount == 1
                 await conn.execute(t1_rev, {"a": amount, "r": revenue})
-                await conn.execute(ins_transfer, {"id": hid, "kind": "pending",
-                                                  "d": user.wallet_account_id, "c": revenue,
-                                                  "a": amount, "p": None,
-                                                  "t": naive + timedelta(hours=1),
-                                                  "code": "purchase", "o": oid, "now": naive})
-                await conn.execute(ins_order, {"id": oid, "u": user.id, "s": SERVICE,
-                                               "c": COUNTRY, "p": amount, "h": hid,
-                                               "f": False, "now": naive})
+                await conn.execute(
+                    ins_transfer,
+                    {
+                        "id": hid,
+                        "kind": "pending",
+                        "d": user.wallet_account_id,
+                        "c": revenue,
+                        "a": amount,
+                        "p": None,
+                        "t": naive + timedelta(hours=1),
+                        "code": "purchase",
+                        "o": oid,
+                        "now": naive,
+                    },
+                )
+                await conn.execute(
+                    ins_order,
+                    {
+                        "id": oid,
+                        "u": user.id,
+                        "s": SERVICE,
+                        "c": COUNTRY,
+                        "p": amount,
+                        "h": hid,
+                        "f": False,
+                        "now": naive,
+                    },
+                )
             async with db.begin() as conn:
                 await conn.execute(t2, {"ph": "+440000", "aid": oid, "id": oid})
             async with db.begin() as conn:
-                await conn.execute(ins_transfer, {"id": str(uuid.uuid4()), "kind": "post_pending",
-                                                  "d": user.wallet_account_id, "c": revenue,
-                                                  "a": amount, "p": hid, "t": None,
-                                                  "code": "capture", "o": oid, "now": naive})
+                await conn.execute(
+                    ins_transfer,
+                    {
+                        "id": str(uuid.uuid4()),
+                        "kind": "post_pending",
+                        "d": user.wallet_account_id,
+                        "c": revenue,
+                        "a": amount,
+                        "p": hid,
+                        "t": None,
+                        "code": "capture",
+                        "o": oid,
+                        "now": naive,
+                    },
+                )
                 await conn.execute(t3_wallet, {"a": amount, "w": user.wallet_account_id})
                 await conn.execute(t3_rev, {"a": amount, "r": revenue})
                 await conn.execute(t3_order, {"id": oid})
@@ -166,10 +221,14 @@ async def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--per-user", type=int, default=20)
     parser.add_argument("--cancel-share", type=float, default=0.2)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="alternate baseline and shop runs this many times; the best of "
-                             "each is reported, so a burst of load on the machine during one "
-                             "run does not decide the ratio")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternate baseline and shop runs this many times; the best of "
+        "each is reported, so a burst of load on the machine during one "
+        "run does not decide the ratio",
+    )
     args = parser.parse_args(argv)
 
     async with throwaway_database(args.db, args.url, "bench.lifecycle") as db:
@@ -178,8 +237,11 @@ async def main(argv: list[str] | None = None) -> dict:
         for round_ in range(args.rounds):
             baselines.append(await run_baseline(db, users, args.per_user))
             shops.append(await run_shop(db, users, args.per_user, args.cancel_share, round_))
-            print(f"round {round_ + 1}: shop {shops[-1]['per_s']:.1f}/s, "
-                  f"baseline {baselines[-1]['per_s']:.1f}/s", file=sys.stderr)
+            print(
+                f"round {round_ + 1}: shop {shops[-1]['per_s']:.1f}/s, "
+                f"baseline {baselines[-1]['per_s']:.1f}/s",
+                file=sys.stderr,
+            )
         baseline = max(baselines, key=lambda r: r["per_s"])
         shop = max(shops, key=lambda r: r["per_s"])
         violations = await check_invariants(db, datetime.now(UTC))

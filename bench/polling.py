@@ -82,9 +82,15 @@ async def _setup(db: Database, sim: SimulatorProvider, settings: Settings, n: in
         topups = await ledger.system_account(conn, ledger.TOPUPS)
         for i in range((n + ORDERS_PER_USER - 1) // ORDERS_PER_USER):
             user = await get_or_create_user(conn, telegram_id=50_000 + i, now=now)
-            await ledger.post_transfer(conn, id=ledger.new_id(), debit=topups,
-                                       credit=user.wallet_account_id,
-                                       amount=price * ORDERS_PER_USER, code="topup", now=now)
+            await ledger.post_transfer(
+                conn,
+                id=ledger.new_id(),
+                debit=topups,
+                credit=user.wallet_account_id,
+                amount=price * ORDERS_PER_USER,
+                code="topup",
+                now=now,
+            )
             users.append(user)
     ids: list[str] = []
     for start in range(0, n, BATCH):
@@ -100,17 +106,40 @@ async def _setup(db: Database, sim: SimulatorProvider, settings: Settings, n: in
             for order_id, user, rental in rows:
                 hold = ledger.derived_id("hold", order_id)
                 await ledger.create_hold(
-                    conn, id=hold, debit=user.wallet_account_id, credit=revenue, amount=price,
-                    order_id=order_id, now=now, timeout_at=now + timedelta(
-                        seconds=settings.ORDER_MAX_TTL_SECONDS + settings.HOLD_GRACE_SECONDS))
-                values.append(dict(
-                    id=order_id, user_id=user.id, service=SERVICE, country=COUNTRY, price=price,
-                    cost=rental.cost, status="waiting", version=2, hold_transfer_id=hold,
-                    provider=sim.name, activation_id=rental.activation_id, phone=rental.phone,
-                    can_request_another=rental.can_request_another,
-                    expires_at=rental.expires_at, upstream_state="active", upstream_attempts=0,
-                    next_poll_at=now + timedelta(seconds=settings.SMS_POLL_INTERVAL_SECONDS),
-                    chat_id=user.telegram_id, created_at=now, updated_at=now))
+                    conn,
+                    id=hold,
+                    debit=user.wallet_account_id,
+                    credit=revenue,
+                    amount=price,
+                    order_id=order_id,
+                    now=now,
+                    timeout_at=now
+                    + timedelta(seconds=settings.ORDER_MAX_TTL_SECONDS + settings.HOLD_GRACE_SECONDS),
+                )
+                values.append(
+                    dict(
+                        id=order_id,
+                        user_id=user.id,
+                        service=SERVICE,
+                        country=COUNTRY,
+                        price=price,
+                        cost=rental.cost,
+                        status="waiting",
+                        version=2,
+                        hold_transfer_id=hold,
+                        provider=sim.name,
+                        activation_id=rental.activation_id,
+                        phone=rental.phone,
+                        can_request_another=rental.can_request_another,
+                        expires_at=rental.expires_at,
+                        upstream_state="active",
+                        upstream_attempts=0,
+                        next_poll_at=now + timedelta(seconds=settings.SMS_POLL_INTERVAL_SECONDS),
+                        chat_id=user.telegram_id,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
                 ids.append(order_id)
             await conn.execute(orders.insert(), values)
     return ids
@@ -120,8 +149,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     clock = SystemClock()
     settings = Settings(SMS_POLL_INTERVAL_SECONDS=args.interval)
     resources = contextlib.AsyncExitStack()
-    db = await resources.enter_async_context(
-        throwaway_database(args.db, args.url, "bench.polling"))
+    db = await resources.enter_async_context(throwaway_database(args.db, args.url, "bench.polling"))
     sim = SimulatorProvider(seed=args.seed, clock=clock, code_delay_s=None, ttl_s=3600)
     sim.set_offer(SERVICE, COUNTRY, cost=50, stock=10_000_000)
     try:
@@ -150,8 +178,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         cycle_s = time.perf_counter() - t0
         cycle_cpu = _cpu() - cpu0
         pass_polled, pass_calls = polled, batch_calls
-        print(f"full pass: {pass_polled} orders polled in {cycle_s:.2f} s "
-              f"({pass_calls} batch calls), {cycle_cpu:.2f} CPU s", flush=True)
+        print(
+            f"full pass: {pass_polled} orders polled in {cycle_s:.2f} s "
+            f"({pass_calls} batch calls), {cycle_cpu:.2f} CPU s",
+            flush=True,
+        )
 
         # 2. Codes at random times; the APScheduler poll ticker runs as in production. The full
         # pass left every order due in the same instant; in a shop orders are bought at
@@ -159,8 +190,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with db.begin() as conn:
             base_at = clock.now()
             for n_, order_id in enumerate(ids):
-                await conn.execute(update(orders).where(orders.c.id == order_id).values(
-                    next_poll_at=base_at + timedelta(seconds=args.interval * n_ / len(ids))))
+                await conn.execute(
+                    update(orders)
+                    .where(orders.c.id == order_id)
+                    .values(next_poll_at=base_at + timedelta(seconds=args.interval * n_ / len(ids)))
+                )
         sim.set_faults(code_delay_s=(1.0, args.spread), latency_s=0)
         async with db.read() as conn:
             aids = (await conn.scalars(select(orders.c.activation_id))).all()
@@ -169,8 +203,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         start = clock.now()
         sim.set_faults(latency_s=args.latency_ms / 1000)
         polled = batch_calls = 0
-        core = SimpleNamespace(db=db, clock=clock, settings=settings,
-                               providers={sim.name: sim}, orders=service)
+        core = SimpleNamespace(
+            db=db, clock=clock, settings=settings, providers={sim.name: sim}, orders=service
+        )
         shop_jobs = ShopJobs(core, owner="bench")
         poll = next(tk for tk in shop_jobs.tickers() if tk.name == "poll")
         tick_times: list[float] = []
@@ -201,18 +236,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         end = clock.now()
 
         async with db.read() as conn:
-            rows = (await conn.execute(
-                select(order_messages.c.received_at, outbox_t.c.created_at)
-                .select_from(order_messages.join(
-                    outbox_t, (outbox_t.c.order_id == order_messages.c.order_id)
-                    & (outbox_t.c.kind == "completed")))
-                .where(order_messages.c.charged))).all()
-            waiting = len((await conn.scalars(select(orders.c.id).where(
-                orders.c.status == "waiting"))).all())
+            rows = (
+                await conn.execute(
+                    select(order_messages.c.received_at, outbox_t.c.created_at)
+                    .select_from(
+                        order_messages.join(
+                            outbox_t,
+                            (outbox_t.c.order_id == order_messages.c.order_id)
+                            & (outbox_t.c.kind == "completed"),
+                        )
+                    )
+                    .where(order_messages.c.charged)
+                )
+            ).all()
+            waiting = len((await conn.scalars(select(orders.c.id).where(orders.c.status == "waiting"))).all())
         latencies = [(sent - arrived).total_seconds() * 1000 for arrived, sent in rows]
         due_by = end - timedelta(seconds=args.interval + 1)
-        due = sum(1 for a in sim.activations.values()
-                  if (a.pending and a.pending[0][0] <= due_by) or a.messages)
+        due = sum(
+            1 for a in sim.activations.values() if (a.pending and a.pending[0][0] <= due_by) or a.messages
+        )
         result = {
             "db": args.db,
             "orders": len(ids),
@@ -250,18 +292,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--interval", type=float, default=3.0, help="SMS_POLL_INTERVAL_SECONDS")
-    parser.add_argument("--spread", type=float, default=100.0,
-                        help="codes arrive at a uniformly random time within this many seconds")
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=100.0,
+        help="codes arrive at a uniformly random time within this many seconds",
+    )
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args(argv)
     result = asyncio.run(run(args))
-    print(f"steady: {result['steady_polled']} order-polls in {result['steady_s']} s, "
-          f"{result['steady_batch_calls']} batch calls, tick mean {result['tick_mean_s']} s "
-          f"p99 {result['tick_p99_s']} s; {result['cpu_s_per_1000']} CPU s per 1,000 polled")
-    print(f"codes: {result['codes_notified']} notified of {result['codes_due']} due, "
-          f"{result['still_waiting']} orders still waiting; latency p50 {result['p50_ms']} ms, "
-          f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms "
-          f"(target p99 <= {result['target_p99_ms']} ms: {'met' if result['target_met'] else 'MISSED'})")
+    print(
+        f"steady: {result['steady_polled']} order-polls in {result['steady_s']} s, "
+        f"{result['steady_batch_calls']} batch calls, tick mean {result['tick_mean_s']} s "
+        f"p99 {result['tick_p99_s']} s; {result['cpu_s_per_1000']} CPU s per 1,000 polled"
+    )
+    print(
+        f"codes: {result['codes_notified']} notified of {result['codes_due']} due, "
+        f"{result['still_waiting']} orders still waiting; latency p50 {result['p50_ms']} ms, "
+        f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms "
+        f"(target p99 <= {result['target_p99_ms']} ms: {'met' if result['target_met'] else 'MISSED'})"
+    )
     print(json.dumps(result), flush=True)
 
 

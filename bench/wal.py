@@ -44,15 +44,17 @@ async def run(mode: str, commits: int, rows: int) -> dict[str, float | int | str
                 async with db.begin() as conn:
                     if mode == "inline":  # per connection; SQLite's own default
                         await conn.exec_driver_sql("PRAGMA wal_autocheckpoint=1000")
-                    await conn.execute(text("INSERT INTO bench_rows (body) VALUES (:b)"),
-                                       [{"b": body}] * rows)
+                    await conn.execute(
+                        text("INSERT INTO bench_rows (body) VALUES (:b)"), [{"b": body}] * rows
+                    )
                     started, started_cpu = time.perf_counter(), time.thread_time()
                 times.append((time.perf_counter() - started) * 1000)
                 cpu.append((time.thread_time() - started_cpu) * 1000)
                 await asyncio.sleep(0)  # let the loop (and a finished checkpoint) run
             await db.wait_for_checkpoint()
         return {
-            "mode": mode, "commits": commits,
+            "mode": mode,
+            "commits": commits,
             "commit_p50_ms": round(percentile(times, 0.50), 3),
             "commit_p99_ms": round(percentile(times, 0.99), 3),
             "commit_max_ms": round(max(times), 3),
@@ -68,9 +70,11 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, float | int | s
     for mode in modes:
         result = await run(mode, args.commits, args.rows)
         r = result
-        print(f"{mode:8} commit p50 {r['commit_p50_ms']:.3f} ms  p99 {r['commit_p99_ms']:.3f} ms  "
-              f"max {r['commit_max_ms']:.3f} ms  over {STALL_MS:.0f} ms: {r['commits_over_5ms']}  "
-              f"cpu max {r['commit_cpu_max_ms']:.3f} ms  cpu over 1 ms: {r['commits_cpu_over_1ms']}")
+        print(
+            f"{mode:8} commit p50 {r['commit_p50_ms']:.3f} ms  p99 {r['commit_p99_ms']:.3f} ms  "
+            f"max {r['commit_max_ms']:.3f} ms  over {STALL_MS:.0f} ms: {r['commits_over_5ms']}  "
+            f"cpu max {r['commit_cpu_max_ms']:.3f} ms  cpu over 1 ms: {r['commits_cpu_over_1ms']}"
+        )
         results.append(result)
     return results
 

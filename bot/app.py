@@ -55,9 +55,11 @@ def build_bot(settings: Settings, *, token: str | None = None) -> Bot:
     if not token:
         raise ValueError("BOT_TOKEN is not set")
     session = JsonSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL))
-    return Bot(token, session=session,
-               default=DefaultBotProperties(parse_mode=ParseMode.HTML,
-                                            link_preview_is_disabled=True))
+    return Bot(
+        token,
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
 
 
 @dataclass
@@ -74,8 +76,14 @@ class BotApp:
         except Exception as exc:
             log.warning("could not set the command list: %s", exc)
 
-    async def run(self, stop: asyncio.Event, *, polling_timeout: int = 10,
-                  run_sender: bool = True, set_commands: bool = True) -> None:
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        polling_timeout: int = 10,
+        run_sender: bool = True,
+        set_commands: bool = True,
+    ) -> None:
         """Long-poll and drain the outbox until ``stop`` is set (or polling ends).
 
         A webhook left from an earlier webhook-mode run would make every getUpdates fail
@@ -89,10 +97,16 @@ class BotApp:
         tasks: list[asyncio.Task[Any]] = []
         if run_sender:
             tasks.append(asyncio.create_task(self.sender.run(sender_stop), name="outbox-sender"))
-        polling = asyncio.create_task(self.dp.start_polling(
-            self.bot, polling_timeout=polling_timeout, handle_signals=False,
-            close_bot_session=False, allowed_updates=self.dp.resolve_used_update_types()),
-            name="polling")
+        polling = asyncio.create_task(
+            self.dp.start_polling(
+                self.bot,
+                polling_timeout=polling_timeout,
+                handle_signals=False,
+                close_bot_session=False,
+                allowed_updates=self.dp.resolve_used_update_types(),
+            ),
+            name="polling",
+        )
         stopper = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({polling, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -110,8 +124,13 @@ class BotApp:
             raise polling.exception()  # type: ignore[misc]
 
     async def run_webhook(
-        self, stop: asyncio.Event, config: WebhookConfig, *, run_sender: bool = True,
-        set_commands: bool = True, url_for_port: Callable[[int], str] | None = None,
+        self,
+        stop: asyncio.Event,
+        config: WebhookConfig,
+        *,
+        run_sender: bool = True,
+        set_commands: bool = True,
+        url_for_port: Callable[[int], str] | None = None,
         listening: asyncio.Event | None = None,
     ) -> None:
         """Serve Telegram's webhook POSTs and drain the outbox until ``stop`` is set.
@@ -132,8 +151,7 @@ class BotApp:
             if listening is not None:
                 listening.set()
             if run_sender:
-                tasks.append(asyncio.create_task(self.sender.run(sender_stop),
-                                                 name="outbox-sender"))
+                tasks.append(asyncio.create_task(self.sender.run(sender_stop), name="outbox-sender"))
             await stop.wait()
         finally:
             await server.stop()
@@ -156,8 +174,13 @@ class BotApp:
 
 
 def build_app(
-    core: Core, bot: Bot, *, storage: BaseStorage | None = None,
-    rate_per_second: float = 4.0, rate_burst: int = 12, answer_deadline: float = 2.0,
+    core: Core,
+    bot: Bot,
+    *,
+    storage: BaseStorage | None = None,
+    rate_per_second: float = 4.0,
+    rate_burst: int = 12,
+    answer_deadline: float = 2.0,
     sender_sleep: Callable[[float], Awaitable[None]] | None = None,
     sender_options: dict[str, Any] | None = None,
 ) -> BotApp:
@@ -168,8 +191,7 @@ def build_app(
     if sender_sleep is not None:
         options["sleep"] = sender_sleep
     sender = OutboxSender(bot, core, on_unreachable=users.forget, **options)
-    shop = ShopContext(core=core, signer=InvoiceSigner(bot.token), users=users,
-                       wake_sender=sender.wake)
+    shop = ShopContext(core=core, signer=InvoiceSigner(bot.token), users=users, wake_sender=sender.wake)
     if storage is None:
         storage = make_storage(core.settings.REDIS_URL)
     dp = Dispatcher(storage=storage, shop=shop)

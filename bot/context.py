@@ -37,8 +37,9 @@ class TtlCache:
     costs nothing while sparing the database the same queries for every tap.
     """
 
-    def __init__(self, ttl: float, max_entries: int = 1024,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl: float, max_entries: int = 1024, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self.monotonic = monotonic
@@ -99,8 +100,7 @@ class ShopContext:
         return tuple((s, credit_for_stars(s, self.stars_per_unit, self.currency)) for s in PACKAGES)
 
     def order_screen(self, order: OrderView, *, from_list: bool = False) -> tuple[str, InlineKeyboardMarkup]:
-        return order_screen(order, now=self.core.clock.now(), currency=self.currency,
-                            from_list=from_list)
+        return order_screen(order, now=self.core.clock.now(), currency=self.currency, from_list=from_list)
 
 
 def order_screen(
@@ -108,14 +108,23 @@ def order_screen(
 ) -> tuple[str, InlineKeyboardMarkup]:
     """The order message as it should look now (handlers and the sender share it)."""
     text = texts.order(
-        status=order.status, service=order.service, country=order.country, price=order.price,
-        currency=currency, phone=order.phone, code=order.code, expires_at=order.expires_at,
-        now=now, order_id=order.id)
+        status=order.status,
+        service=order.service,
+        country=order.country,
+        price=order.price,
+        currency=currency,
+        phone=order.phone,
+        code=order.code,
+        expires_at=order.expires_at,
+        now=now,
+        order_id=order.id,
+    )
     return text, keyboards.order(order, from_list=from_list)
 
 
 async def show(
-    message: MaybeInaccessibleMessage | None, text: str,
+    message: MaybeInaccessibleMessage | None,
+    text: str,
     markup: InlineKeyboardMarkup | None = None,
 ) -> None:
     """Replace a screen in place; send a fresh message when the old one can't be edited."""

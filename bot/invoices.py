@@ -47,7 +47,12 @@ class InvoiceSigner:
         return Invoice(telegram_id, stars, amount, issued, f"{body}.{self._sig(body)}")
 
     def verify(
-        self, payload: str, *, telegram_id: int, currency: str, total_amount: int,
+        self,
+        payload: str,
+        *,
+        telegram_id: int,
+        currency: str,
+        total_amount: int,
         now: datetime | None = None,
     ) -> Invoice | None:
         """The invoice if everything matches what we issued, else None.

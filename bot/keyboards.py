@@ -73,11 +73,13 @@ def _markup(rows: list[list[InlineKeyboardButton]]) -> InlineKeyboardMarkup:
 # Keyboards that never change are built once: every Telegram object is a validated pydantic
 # model (about 17 us a button), and they are frozen, so sharing one is safe.
 _MENU = _button(texts.BTN_MENU, MenuCb(to="home"))
-_MAIN_MENU = _markup([
-    [_button(texts.BTN_BUY, MenuCb(to="buy"))],
-    [_button(texts.BTN_BALANCE, MenuCb(to="balance"))],
-    [_button(texts.BTN_ORDERS, MenuCb(to="orders")), _button(texts.BTN_HELP, MenuCb(to="help"))],
-])
+_MAIN_MENU = _markup(
+    [
+        [_button(texts.BTN_BUY, MenuCb(to="buy"))],
+        [_button(texts.BTN_BALANCE, MenuCb(to="balance"))],
+        [_button(texts.BTN_ORDERS, MenuCb(to="orders")), _button(texts.BTN_HELP, MenuCb(to="help"))],
+    ]
+)
 _BACK_TO_MENU = _markup([[_MENU]])
 _BACK = _button(texts.BTN_BACK, ServicesCb(offset=0))
 _BACK_TO_SERVICES = _markup([[_BACK, _MENU]])
@@ -116,11 +118,13 @@ def services(
     views: list[ServiceView], *, offset: int, total: int, currency: str, paged: bool = True
 ) -> InlineKeyboardMarkup:
     buttons = [
-        _button(texts.service_button(v.name, v.min_price if v.available else None, currency),
-                ServiceCb(code=v.code, offset=0))
+        _button(
+            texts.service_button(v.name, v.min_price if v.available else None, currency),
+            ServiceCb(code=v.code, offset=0),
+        )
         for v in views
     ]
-    rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     if paged:
         rows.append(_pager(offset, SERVICES_PER_PAGE, total, lambda o: ServicesCb(offset=o)))
     rows.append(menu_row())
@@ -130,18 +134,27 @@ def services(
 def countries(
     service: str, offers: list[CountryOffer], *, offset: int, currency: str
 ) -> InlineKeyboardMarkup:
-    page = offers[offset:offset + COUNTRIES_PER_PAGE]
-    rows = [[_button(texts.country_button(o.country, o.price, o.stock, currency),
-                     CountryCb(service=service, country=o.country))] for o in page]
-    rows.append(_pager(offset, COUNTRIES_PER_PAGE, len(offers),
-                       lambda o: ServiceCb(code=service, offset=o)))
+    page = offers[offset : offset + COUNTRIES_PER_PAGE]
+    rows = [
+        [
+            _button(
+                texts.country_button(o.country, o.price, o.stock, currency),
+                CountryCb(service=service, country=o.country),
+            )
+        ]
+        for o in page
+    ]
+    rows.append(_pager(offset, COUNTRIES_PER_PAGE, len(offers), lambda o: ServiceCb(code=service, offset=o)))
     rows.append([_BACK, _MENU])
     return _markup(rows)
 
 
 def confirm(service: str, quote_id: str, price: int, currency: str, *, enough: bool) -> InlineKeyboardMarkup:
-    first = (_button(texts.btn_buy(price, currency), BuyCb(quote=UUID(quote_id))) if enough
-             else _button(texts.BTN_TOP_UP, MenuCb(to="balance")))
+    first = (
+        _button(texts.btn_buy(price, currency), BuyCb(quote=UUID(quote_id)))
+        if enough
+        else _button(texts.BTN_TOP_UP, MenuCb(to="balance"))
+    )
     return _markup([[first], [_button(texts.BTN_BACK, ServiceCb(code=service, offset=0)), *menu_row()]])
 
 
@@ -153,8 +166,12 @@ def order(view: OrderView, *, from_list: bool = False) -> InlineKeyboardMarkup:
     oid = UUID(view.id)
     rows: list[list[InlineKeyboardButton]] = []
     if view.status == "waiting":
-        rows.append([_button(texts.BTN_CANCEL, OrderCb(action="cancel", order=oid)),
-                     _button(texts.BTN_CHECK, OrderCb(action="check", order=oid))])
+        rows.append(
+            [
+                _button(texts.BTN_CANCEL, OrderCb(action="cancel", order=oid)),
+                _button(texts.BTN_CHECK, OrderCb(action="check", order=oid)),
+            ]
+        )
     elif view.status == "reserving":
         rows.append([_button(texts.BTN_CHECK, OrderCb(action="view", order=oid))])
     elif view.status == "completed" and view.can_request_another:
@@ -169,8 +186,15 @@ def order(view: OrderView, *, from_list: bool = False) -> InlineKeyboardMarkup:
 
 
 def orders(views: list[OrderView], currency: str) -> InlineKeyboardMarkup:
-    rows = [[_button(texts.order_button(v.status, v.service, v.country, v.price, currency),
-                     OrderCb(action="view", order=UUID(v.id)))] for v in views]
+    rows = [
+        [
+            _button(
+                texts.order_button(v.status, v.service, v.country, v.price, currency),
+                OrderCb(action="view", order=UUID(v.id)),
+            )
+        ]
+        for v in views
+    ]
     if not views:
         rows.append([_button(texts.BTN_BUY, MenuCb(to="buy"))])
     rows.append(menu_row())
@@ -180,9 +204,11 @@ def orders(views: list[OrderView], currency: str) -> InlineKeyboardMarkup:
 @functools.lru_cache(maxsize=8)
 def balance(packages: tuple[tuple[int, int], ...], currency: str) -> InlineKeyboardMarkup:
     """The top-up packages (fixed by settings, so built once per set)."""
-    buttons = [_button(texts.btn_package(stars, amount, currency), TopUpCb(stars=stars))
-               for stars, amount in packages]
-    rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
+    buttons = [
+        _button(texts.btn_package(stars, amount, currency), TopUpCb(stars=stars))
+        for stars, amount in packages
+    ]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     rows.append([_button(texts.BTN_CUSTOM_AMOUNT, TopUpCb(stars=0))])
     rows.append(menu_row())
     return _markup(rows)

@@ -75,8 +75,12 @@ class Limits:
     """
 
     def __init__(
-        self, *, per_second: float, per_chat_interval: float,
-        monotonic: Callable[[], float], sleep: Callable[[float], Awaitable[None]],
+        self,
+        *,
+        per_second: float,
+        per_chat_interval: float,
+        monotonic: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
     ) -> None:
         self.rate = per_second
         self.per_chat_interval = per_chat_interval
@@ -111,9 +115,17 @@ class Limits:
 
 class OutboxSender:
     def __init__(
-        self, bot: Bot, core: Core, *, owner: str | None = None, per_second: float = 25.0,
-        per_chat_interval: float = 1.0, batch_size: int = 50, lease_seconds: float = 120.0,
-        idle_seconds: float = 0.5, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        self,
+        bot: Bot,
+        core: Core,
+        *,
+        owner: str | None = None,
+        per_second: float = 25.0,
+        per_chat_interval: float = 1.0,
+        batch_size: int = 50,
+        lease_seconds: float = 120.0,
+        idle_seconds: float = 0.5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         on_unreachable: Callable[[int], None] | None = None,
     ) -> None:
@@ -123,8 +135,9 @@ class OutboxSender:
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.idle_seconds = idle_seconds
-        self.limits = Limits(per_second=per_second, per_chat_interval=per_chat_interval,
-                             monotonic=monotonic, sleep=sleep)
+        self.limits = Limits(
+            per_second=per_second, per_chat_interval=per_chat_interval, monotonic=monotonic, sleep=sleep
+        )
         self.on_unreachable = on_unreachable
         self._wake = asyncio.Event()
         self.stats: dict[str, int] = defaultdict(int)
@@ -151,7 +164,7 @@ class OutboxSender:
             if handled:
                 continue
             self._wake.clear()
-            idle = self.idle_seconds * min(2 ** failures, 20)
+            idle = self.idle_seconds * min(2**failures, 20)
             waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
             try:
                 await asyncio.wait(waiters, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
@@ -161,8 +174,13 @@ class OutboxSender:
 
     async def drain_once(self) -> int:
         """Claim one batch and deliver it; returns how many rows were claimed."""
-        rows = await outbox.claim_batch(self.core.db, owner=self.owner, now=self.core.clock.now(),
-                                        limit=self.batch_size, lease_seconds=self.lease_seconds)
+        rows = await outbox.claim_batch(
+            self.core.db,
+            owner=self.owner,
+            now=self.core.clock.now(),
+            limit=self.batch_size,
+            lease_seconds=self.lease_seconds,
+        )
         if not rows:
             return 0
         by_chat: dict[int, list[OutboxMessage]] = defaultdict(list)
@@ -195,8 +213,7 @@ class OutboxSender:
             self.stats["unreachable"] += 1
             return True
         except RetryLater as exc:
-            await outbox.mark_retry(db, row.id, owner, self._at(exc.seconds), str(exc),
-                                    attempts=row.attempts)
+            await outbox.mark_retry(db, row.id, owner, self._at(exc.seconds), str(exc), attempts=row.attempts)
             self.stats["retry"] += 1
             return False
         except (TelegramBadRequest, Undeliverable) as exc:
@@ -207,8 +224,7 @@ class OutboxSender:
         except Exception as exc:
             log.warning("row %s (%s) not sent: %s", row.id, row.kind, exc)
             backoff = Backoff(base=5, cap=MAX_BACKOFF_S, floor=1).delay(row.attempts - 1)
-            await outbox.mark_retry(db, row.id, owner, self._at(backoff), repr(exc),
-                                    attempts=row.attempts)
+            await outbox.mark_retry(db, row.id, owner, self._at(backoff), repr(exc), attempts=row.attempts)
             self.stats["retry"] += 1
             return False
         if not await outbox.mark_sent(db, row.id, owner, self.core.clock.now()):
@@ -238,14 +254,18 @@ class OutboxSender:
     async def _send(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         await self._call(lambda: self.bot.send_message(chat_id, text, reply_markup=markup))
 
-    async def _edit(self, chat_id: int, message_id: int | None, text: str,
-                    markup: InlineKeyboardMarkup | None) -> bool:
+    async def _edit(
+        self, chat_id: int, message_id: int | None, text: str, markup: InlineKeyboardMarkup | None
+    ) -> bool:
         """Secondary update of an existing message; failures other than 403 are only logged."""
         if not message_id:
             return False
         try:
-            await self._call(lambda: self.bot.edit_message_text(
-                text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup))
+            await self._call(
+                lambda: self.bot.edit_message_text(
+                    text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup
+                )
+            )
         except TelegramForbiddenError:
             raise
         except Exception as exc:
@@ -276,12 +296,12 @@ class OutboxSender:
         service = str(p.get("service") or "")
         message_id = p.get("message_id")
         if row.kind in ("completed", "code_extra"):
-            await self._send(chat, texts.code_message(p.get("code"), p.get("text"),
-                                                      p.get("phone"), service))
+            await self._send(chat, texts.code_message(p.get("code"), p.get("text"), p.get("phone"), service))
         elif row.kind in ("expired", "failed", "cancelled", "refunded"):
             price = int(p.get("refunded") or p.get("price") or 0)
-            await self._send(chat, texts.money_back(row.kind, price, self.currency, service,
-                                                    await self._available(chat)))
+            await self._send(
+                chat, texts.money_back(row.kind, price, self.currency, service, await self._available(chat))
+            )
         elif row.kind == "waiting":
             screen = await self._order_screen(row)
             if screen is not None and await self._edit(chat, message_id, *screen):

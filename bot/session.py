@@ -94,7 +94,11 @@ class JsonSession(AiohttpSession):
         return payload  # type: ignore[return-value]  # aiohttp posts any payload as `data`
 
     def check_response(
-        self, bot: Bot, method: TelegramMethod[TelegramType], status_code: int, content: str,
+        self,
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+        status_code: int,
+        content: str,
     ) -> Response[TelegramType]:
         """aiogram's check, with the shortcuts the module describes for successes."""
         if HTTPStatus.OK <= status_code <= HTTPStatus.IM_USED and isinstance(method, _SHORTCUTS):

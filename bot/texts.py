@@ -211,8 +211,13 @@ _STATUS = {
     "refunded": "↩️ Refunded",
 }
 _STATUS_SHORT = {
-    "reserving": "⏳", "waiting": "⏳", "completed": "✅", "cancelled": "❌",
-    "expired": "⌛", "failed": "⚠️", "refunded": "↩️",
+    "reserving": "⏳",
+    "waiting": "⏳",
+    "completed": "✅",
+    "cancelled": "❌",
+    "expired": "⌛",
+    "failed": "⚠️",
+    "refunded": "↩️",
 }
 
 
@@ -229,8 +234,16 @@ def time_left(expires_at: datetime | None, now: datetime) -> str:
 
 
 def order(
-    *, status: str, service: str, country: str, price: int, currency: str,
-    phone: str | None, code: str | None, expires_at: datetime | None, now: datetime,
+    *,
+    status: str,
+    service: str,
+    country: str,
+    price: int,
+    currency: str,
+    phone: str | None,
+    code: str | None,
+    expires_at: datetime | None,
+    now: datetime,
     order_id: str,
 ) -> str:
     lines = [f"<b>{escape(service_name(service))}</b> · {country_label(country)}"]
@@ -245,11 +258,16 @@ def order(
     if code:
         lines.append(f"Code: <code>{escape(code)}</code>")
     if status == "waiting":
-        lines.append("\nUse the number now; the code will appear in this chat. "
-                     "Cancel any time before it arrives for a full refund.")
+        lines.append(
+            "\nUse the number now; the code will appear in this chat. "
+            "Cancel any time before it arrives for a full refund."
+        )
     elif status in ("cancelled", "expired", "failed"):
-        lines.append(f"\n💸 {format_amount(price, currency)} is back on your balance."
-                     if status != "failed" else "\nYou were not charged.")
+        lines.append(
+            f"\n💸 {format_amount(price, currency)} is back on your balance."
+            if status != "failed"
+            else "\nYou were not charged."
+        )
     elif status == "refunded":
         lines.append(f"\n💸 {format_amount(price, currency)} was refunded to your balance.")
     lines.append(f"\n<i>Order {escape(order_id[:8])}</i>")

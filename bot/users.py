@@ -33,8 +33,13 @@ class UserDirectory:
         cached = self._ids.get(user.id)
         if cached is not None:
             return cached[0]
-        row = await resolve_user(self.db, telegram_id=user.id, username=user.username,
-                                 first_name=user.first_name, now=self.clock.now())
+        row = await resolve_user(
+            self.db,
+            telegram_id=user.id,
+            username=user.username,
+            first_name=user.first_name,
+            now=self.clock.now(),
+        )
         if len(self._ids) >= self.MAX:
             self._ids.clear()
         self._ids[user.id] = (row.id, row.wallet_account_id)

@@ -31,7 +31,8 @@ def keep_response_models() -> None:
     from aiogram.methods.base import Response, TelegramMethod
 
     returning = {
-        cls.__returning__ for cls in vars(aiogram.methods).values()
+        cls.__returning__
+        for cls in vars(aiogram.methods).values()
         if inspect.isclass(cls) and issubclass(cls, TelegramMethod) and cls is not TelegramMethod
     }
     _response_models.extend(Response[t] for t in returning)  # type: ignore[valid-type]

@@ -76,8 +76,7 @@ class WebhookServer:
         try:
             await self.dp.feed_update(self.bot, update)
         except Exception:
-            log.exception("update %s failed; answering 500 so Telegram retries it",
-                          update.update_id)
+            log.exception("update %s failed; answering 500 so Telegram retries it", update.update_id)
             return web.Response(status=500, text="failed")
         return web.Response(status=200, text="ok")
 
@@ -86,8 +85,9 @@ class WebhookServer:
         runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=15.0)
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(runner, self.config.host, self.config.port,
-                           reuse_port=self.config.reuse_port or None)
+        site = web.TCPSite(
+            runner, self.config.host, self.config.port, reuse_port=self.config.reuse_port or None
+        )
         await site.start()
         host, port = runner.addresses[0][:2]
         return str(host), int(port)
@@ -102,6 +102,9 @@ class WebhookServer:
         """``setWebhook`` (``url`` or the configured one) with the update types this
         dispatcher handles; pending updates are kept."""
         await self.bot.set_webhook(
-            url=url or self.config.url, secret_token=self.config.secret,
+            url=url or self.config.url,
+            secret_token=self.config.secret,
             allowed_updates=self.dp.resolve_used_update_types(),
-            max_connections=self.config.max_connections, drop_pending_updates=False)
+            max_connections=self.config.max_connections,
+            drop_pending_updates=False,
+        )

@@ -39,8 +39,11 @@ class Core:
 
 
 def build_core(
-    settings: Settings, *, clock: Clock | None = None,
-    providers: Mapping[str, Provider] | None = None, db: Database | None = None,
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    providers: Mapping[str, Provider] | None = None,
+    db: Database | None = None,
     board: BreakerBoard | None = None,
 ) -> Core:
     """Wire core from settings. Tests pass their own clock, providers (already guarded or
@@ -53,7 +56,11 @@ def build_core(
     if providers is None:
         providers = build_providers(settings, clock, board)
     return Core(
-        settings=settings, db=db, clock=clock, board=board, providers=providers,
+        settings=settings,
+        db=db,
+        clock=clock,
+        board=board,
+        providers=providers,
         wallets=Wallets(db, clock, settings.SHOP_CURRENCY),
         orders=OrderService(db, clock, providers, settings, board=board),
     )

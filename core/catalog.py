@@ -108,15 +108,11 @@ async def seed_reference_data(conn: AsyncConnection) -> None:
         insert_ignore(conn, services),
         [{"code": s.code, "name": s.name, "popularity": s.popularity} for s in SERVICES],
     )
-    await conn.execute(
-        insert_ignore(conn, countries), [{"code": c.code, "name": c.name} for c in COUNTRIES]
-    )
+    await conn.execute(insert_ignore(conn, countries), [{"code": c.code, "name": c.name} for c in COUNTRIES])
     await conn.execute(
         update(services)
         .where(services.c.code == bindparam("b_code"))
-        .where(
-            or_(services.c.name != bindparam("b_name"), services.c.popularity != bindparam("b_pop"))
-        )
+        .where(or_(services.c.name != bindparam("b_name"), services.c.popularity != bindparam("b_pop")))
         .values(name=bindparam("b_name"), popularity=bindparam("b_pop")),
         [{"b_code": s.code, "b_name": s.name, "b_pop": s.popularity} for s in SERVICES],
     )
@@ -214,9 +210,15 @@ async def prune_catalogue(db: Database, keep_providers: Sequence[str], *, actor:
     async with db.begin() as conn:
         removed = await prune_offers(conn, keep)
         if removed:
-            await audit.record(conn, actor=actor, action="catalogue.prune", target_type="offers",
-                               reason="providers no longer configured", now=now,
-                               detail={"removed": removed, "kept_providers": keep})
+            await audit.record(
+                conn,
+                actor=actor,
+                action="catalogue.prune",
+                target_type="offers",
+                reason="providers no longer configured",
+                now=now,
+                detail={"removed": removed, "kept_providers": keep},
+            )
     return removed
 
 
@@ -257,9 +259,7 @@ async def list_services(
                 func.lower(services.c.code).contains(term, autoescape=True),
             )
         )
-    total = (
-        await conn.execute(select(func.count()).select_from(services).where(*conditions))
-    ).scalar_one()
+    total = (await conn.execute(select(func.count()).select_from(services).where(*conditions))).scalar_one()
     rows = (
         await conn.execute(
             select(services.c.code, services.c.name)
@@ -342,10 +342,12 @@ async def list_countries(
 
 # Every purchase asks this; building the statement per call cost more than running it.
 _CANDIDATES = select(offers.c.provider, offers.c.cost, offers.c.stock).where(
-    offers.c.service == bindparam("service"), offers.c.country == bindparam("country"),
-    offers.c.stock > 0, offers.c.cost <= bindparam("max_cost"))
-_CANDIDATES_OF = _CANDIDATES.where(
-    offers.c.provider.in_(bindparam("providers", expanding=True)))
+    offers.c.service == bindparam("service"),
+    offers.c.country == bindparam("country"),
+    offers.c.stock > 0,
+    offers.c.cost <= bindparam("max_cost"),
+)
+_CANDIDATES_OF = _CANDIDATES.where(offers.c.provider.in_(bindparam("providers", expanding=True)))
 
 
 async def candidate_offers(
@@ -383,18 +385,29 @@ async def candidate_offers(
 # as running it). Pricing a quote asks four things — does the service exist, does the
 # country, the cheapest cost with stock, the service's override — in one statement: one
 # round trip instead of four on PostgreSQL, on the hot path of every confirm screen.
-_PRICING = select(
-    services.c.code,
-    select(countries.c.code).where(countries.c.code == bindparam("country"))
-    .scalar_subquery().label("country"),
-    select(func.min(offers.c.cost)).where(
-        offers.c.service == bindparam("service"), offers.c.country == bindparam("country"),
-        offers.c.stock > 0).scalar_subquery().label("cheapest"),
-    price_overrides.c.service, price_overrides.c.markup_percent,
-    price_overrides.c.fixed_price, price_overrides.c.updated_at,
-).select_from(
-    services.outerjoin(price_overrides, price_overrides.c.service == services.c.code)
-).where(services.c.code == bindparam("service"))
+_PRICING = (
+    select(
+        services.c.code,
+        select(countries.c.code)
+        .where(countries.c.code == bindparam("country"))
+        .scalar_subquery()
+        .label("country"),
+        select(func.min(offers.c.cost))
+        .where(
+            offers.c.service == bindparam("service"),
+            offers.c.country == bindparam("country"),
+            offers.c.stock > 0,
+        )
+        .scalar_subquery()
+        .label("cheapest"),
+        price_overrides.c.service,
+        price_overrides.c.markup_percent,
+        price_overrides.c.fixed_price,
+        price_overrides.c.updated_at,
+    )
+    .select_from(services.outerjoin(price_overrides, price_overrides.c.service == services.c.code))
+    .where(services.c.code == bindparam("service"))
+)
 _SERVICE = select(services.c.code).where(services.c.code == bindparam("code"))
 _OVERRIDE = select(price_overrides).where(price_overrides.c.service == bindparam("service"))
 _QUOTE = select(quotes).where(quotes.c.id == bindparam("quote_id"))
@@ -416,8 +429,7 @@ async def price_quote(
     ``NotFound`` for an unknown service or country, ``OutOfStock`` when no provider has a
     sellable offer with stock.
     """
-    row = (await conn.execute(_PRICING, {"service": str(service), "country": str(country)})
-           ).one_or_none()
+    row = (await conn.execute(_PRICING, {"service": str(service), "country": str(country)})).one_or_none()
     if row is None:
         raise NotFound(f"unknown service {service!r}")
     if row.country is None:
@@ -429,31 +441,62 @@ async def price_quote(
     price = _price(cheapest, markup_percent, override)
     if not pricing.sellable(cheapest, price):
         raise OutOfStock(f"no numbers for {service} in {country} at the set price")
-    return Quote(id=new_id(), user_id=user_id, service=service, country=country, price=price,
-                 expires_at=now + timedelta(seconds=ttl_seconds))
+    return Quote(
+        id=new_id(),
+        user_id=user_id,
+        service=service,
+        country=country,
+        price=price,
+        expires_at=now + timedelta(seconds=ttl_seconds),
+    )
 
 
 def _quote_row(quote: Quote, now: datetime) -> dict[str, object]:
-    return {"id": quote.id, "user_id": quote.user_id, "service": quote.service,
-            "country": quote.country, "price": quote.price, "expires_at": quote.expires_at,
-            "created_at": now}
+    return {
+        "id": quote.id,
+        "user_id": quote.user_id,
+        "service": quote.service,
+        "country": quote.country,
+        "price": quote.price,
+        "expires_at": quote.expires_at,
+        "created_at": now,
+    }
 
 
 async def create_quote(
-    conn: AsyncConnection, *, user_id: int, service: str, country: str,
-    markup_percent: int | float, now: datetime, ttl_seconds: int,
+    conn: AsyncConnection,
+    *,
+    user_id: int,
+    service: str,
+    country: str,
+    markup_percent: int | float,
+    now: datetime,
+    ttl_seconds: int,
 ) -> Quote:
     """Fix the price the confirm screen shows, inside the caller's transaction; the
     purchase charges exactly this. Raises what ``price_quote`` raises."""
-    quote = await price_quote(conn, user_id=user_id, service=service, country=country,
-                              markup_percent=markup_percent, now=now, ttl_seconds=ttl_seconds)
+    quote = await price_quote(
+        conn,
+        user_id=user_id,
+        service=service,
+        country=country,
+        markup_percent=markup_percent,
+        now=now,
+        ttl_seconds=ttl_seconds,
+    )
     await conn.execute(quotes.insert(), _quote_row(quote, now))
     return quote
 
 
 async def new_quote(
-    db: Database, *, user_id: int, service: str, country: str,
-    markup_percent: int | float, now: datetime, ttl_seconds: int,
+    db: Database,
+    *,
+    user_id: int,
+    service: str,
+    country: str,
+    markup_percent: int | float,
+    now: datetime,
+    ttl_seconds: int,
 ) -> Quote:
     """``create_quote`` as two statements and no transaction: the read, then the insert.
 
@@ -464,9 +507,15 @@ async def new_quote(
     lock is held for one insert).
     """
     async with db.read() as conn:
-        quote = await price_quote(conn, user_id=user_id, service=service, country=country,
-                                  markup_percent=markup_percent, now=now,
-                                  ttl_seconds=ttl_seconds)
+        quote = await price_quote(
+            conn,
+            user_id=user_id,
+            service=service,
+            country=country,
+            markup_percent=markup_percent,
+            now=now,
+            ttl_seconds=ttl_seconds,
+        )
     await db.write_one(quotes.insert(), _quote_row(quote, now))
     return quote
 
@@ -491,9 +540,7 @@ async def load_quote(conn: AsyncConnection, quote_id: str, user_id: int, now: da
     )
 
 
-async def max_cost_for_quote(
-    conn: AsyncConnection, quote: Quote, *, markup_percent: int | float
-) -> int:
+async def max_cost_for_quote(conn: AsyncConnection, quote: Quote, *, markup_percent: int | float) -> int:
     """The most a provider may charge for this quote and still leave the configured margin."""
     override = await get_price_override(conn, quote.service)
     return pricing.max_cost_for_price(
@@ -535,8 +582,9 @@ async def set_price_override(
         await conn.execute(
             update(price_overrides).where(price_overrides.c.service == service).values(**values)
         )
-    return PriceOverride(service=service, updated_at=now, markup_percent=markup_percent,
-                         fixed_price=fixed_price)
+    return PriceOverride(
+        service=service, updated_at=now, markup_percent=markup_percent, fixed_price=fixed_price
+    )
 
 
 async def get_price_override(conn: AsyncConnection, service: str) -> PriceOverride | None:
@@ -567,23 +615,39 @@ async def override_price(
 ) -> PriceOverride:
     """A staff member sets a service's price: the override and its audit row commit together."""
     async with db.begin() as conn:
-        result = await set_price_override(conn, service, markup_percent=markup_percent,
-                                          fixed_price=fixed_price, now=now)
-        await audit.record(conn, actor=actor, action="price.set", target_type="service",
-                           target_id=service, reason=reason, now=now,
-                           detail={"markup_percent": result.markup_percent,
-                                   "fixed_price": result.fixed_price})
+        result = await set_price_override(
+            conn, service, markup_percent=markup_percent, fixed_price=fixed_price, now=now
+        )
+        await audit.record(
+            conn,
+            actor=actor,
+            action="price.set",
+            target_type="service",
+            target_id=service,
+            reason=reason,
+            now=now,
+            detail={"markup_percent": result.markup_percent, "fixed_price": result.fixed_price},
+        )
     return result
 
 
-async def remove_price_override(db: Database, service: str, *, actor: str, reason: str,
-                                now: datetime) -> bool:
+async def remove_price_override(
+    db: Database, service: str, *, actor: str, reason: str, now: datetime
+) -> bool:
     """Back to the default markup, audited; False (and no audit row) if there was none."""
     async with db.begin() as conn:
         cleared = await clear_price_override(conn, service)
         if cleared:
-            await audit.record(conn, actor=actor, action="price.clear", target_type="service",
-                               target_id=service, reason=reason, detail=None, now=now)
+            await audit.record(
+                conn,
+                actor=actor,
+                action="price.clear",
+                target_type="service",
+                target_id=service,
+                reason=reason,
+                detail=None,
+                now=now,
+            )
     return cleared
 
 
@@ -591,17 +655,21 @@ async def remove_price_override(db: Database, service: str, *, actor: str, reaso
 
 
 async def services_page(
-    db: Database, *, search: str | None = None, offset: int = 0, limit: int = 8,
+    db: Database,
+    *,
+    search: str | None = None,
+    offset: int = 0,
+    limit: int = 8,
     markup_percent: int | float | None = None,
 ) -> tuple[list[ServiceView], int]:
     """``list_services`` in its own read."""
     async with db.read() as conn:
-        return await list_services(conn, search=search, offset=offset, limit=limit,
-                                   markup_percent=markup_percent)
+        return await list_services(
+            conn, search=search, offset=offset, limit=limit, markup_percent=markup_percent
+        )
 
 
-async def countries_of(db: Database, service: str, *,
-                       markup_percent: int | float) -> list[CountryOffer]:
+async def countries_of(db: Database, service: str, *, markup_percent: int | float) -> list[CountryOffer]:
     """``list_countries`` in its own read."""
     async with db.read() as conn:
         return await list_countries(conn, service, markup_percent=markup_percent)

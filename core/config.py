@@ -39,7 +39,10 @@ class ConfigError(Exception):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
         allow_inf_nan=False,  # "nan" or "inf" in a number is a typo, never a setting
     )
 
@@ -55,13 +58,17 @@ class Settings(BaseSettings):
     # The dashboard's TextVerified webhook endpoint checks signatures with this secret.
     TEXTVERIFIED_WEBHOOK_SECRET: str | None = None
     _provider_variables: dict[str, str] = PrivateAttr(default_factory=dict)
-    _provider_instances: tuple[tuple[object, ...], tuple[ProviderInstance, ...]] | None = (
-        PrivateAttr(default=None))
+    _provider_instances: tuple[tuple[object, ...], tuple[ProviderInstance, ...]] | None = PrivateAttr(
+        default=None
+    )
 
     @classmethod
     def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         raw = _RawVariables(settings_cls, (dotenv_settings, env_settings, init_settings))
@@ -69,8 +76,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _load_provider_instances(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]
-                                 ) -> Settings:
+    def _load_provider_instances(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
         raw: dict[str, str] = {}
         if isinstance(data, dict):
             data = dict(data)
@@ -89,9 +95,12 @@ class Settings(BaseSettings):
         key = (self.PROVIDERS, self.SHOP_CURRENCY, self.SIMULATOR_SEED)
         if self._provider_instances is None or self._provider_instances[0] != key:
             loaded = load_instances(
-                self.PROVIDERS, self._provider_variables, shop_currency=self.SHOP_CURRENCY,
+                self.PROVIDERS,
+                self._provider_variables,
+                shop_currency=self.SHOP_CURRENCY,
                 simulator_seed=self.SIMULATOR_SEED,
-                reserved={name.upper() for name in type(self).model_fields})
+                reserved={name.upper() for name in type(self).model_fields},
+            )
             self._provider_instances = (key, loaded)
         return self._provider_instances[1]
 
@@ -226,8 +235,9 @@ class _RawVariables(PydanticBaseSettingsSource):
     upper-cased, for the provider instance loader: pydantic-settings only reads declared
     fields, and ``<NAME>_*`` cannot be declared."""
 
-    def __init__(self, settings_cls: type[BaseSettings],
-                 sources: tuple[PydanticBaseSettingsSource, ...]) -> None:
+    def __init__(
+        self, settings_cls: type[BaseSettings], sources: tuple[PydanticBaseSettingsSource, ...]
+    ) -> None:
         super().__init__(settings_cls)
         self._sources = sources
 
@@ -237,8 +247,9 @@ class _RawVariables(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         merged: dict[str, str] = {}
         for source in self._sources:
-            found: Mapping[str, Any] = (getattr(source, "env_vars", None)
-                                        or getattr(source, "init_kwargs", None) or {})
+            found: Mapping[str, Any] = (
+                getattr(source, "env_vars", None) or getattr(source, "init_kwargs", None) or {}
+            )
             for key, value in found.items():
                 if value is not None and not isinstance(value, (dict, list, tuple)):
                     merged[str(key).upper()] = str(value)

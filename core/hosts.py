@@ -36,7 +36,7 @@ def host_name(value: str | None) -> str | None:
         end = value.find("]")
         if end < 0:
             return None
-        rest = value[end + 1:]
+        rest = value[end + 1 :]
         if rest and not (rest.startswith(":") and rest[1:].isdigit()):
             return None
         return value[1:end] or None
@@ -109,9 +109,16 @@ class AllowedHostsMiddleware:
             await send({"type": "websocket.close", "code": 1008, "reason": reason})
             return
         body = reason.encode()
-        await send({"type": "http.response.start", "status": MISDIRECTED,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": MISDIRECTED,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

@@ -36,19 +36,32 @@ def fingerprint(*parts: object) -> str:
 
 
 async def claim(
-    conn: AsyncConnection, *, key: str, scope: str, fingerprint: str, now: datetime,
-    lock_seconds: float = 60, result: Any = None,
+    conn: AsyncConnection,
+    *,
+    key: str,
+    scope: str,
+    fingerprint: str,
+    now: datetime,
+    lock_seconds: float = 60,
+    result: Any = None,
 ) -> Any | None:
     """Claim ``key`` for this request. With ``result``, the claim is stored as done at once:
     for effects that commit whole in the claiming transaction (their later progress is
     tracked on the object they created, e.g. the order's status)."""
     locked_until = now + timedelta(seconds=lock_seconds)
-    inserted = await conn.execute(insert_ignore(conn, keys), dict(
-        key=key, scope=scope, fingerprint=fingerprint,
-        state=IN_PROGRESS if result is None else DONE, result=result,
-        locked_until=None if result is not None else locked_until,
-        created_at=now, updated_at=now,
-    ))
+    inserted = await conn.execute(
+        insert_ignore(conn, keys),
+        dict(
+            key=key,
+            scope=scope,
+            fingerprint=fingerprint,
+            state=IN_PROGRESS if result is None else DONE,
+            result=result,
+            locked_until=None if result is not None else locked_until,
+            created_at=now,
+            updated_at=now,
+        ),
+    )
     if inserted.rowcount == 1:
         return None
     row = (await conn.execute(select(keys).where(keys.c.key == key))).mappings().one()
@@ -84,7 +97,8 @@ async def set_result(conn: AsyncConnection, key: str, result: Any, now: datetime
 
 async def finish(conn: AsyncConnection, key: str, result: Any, now: datetime) -> None:
     await conn.execute(
-        update(keys).where(keys.c.key == key)
+        update(keys)
+        .where(keys.c.key == key)
         .values(state=DONE, result=result, locked_until=None, updated_at=now)
     )
 

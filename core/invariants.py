@@ -27,12 +27,15 @@ from core.order_states import HOLD_STATE
 # What each order status requires of its hold, from the order lifecycle's own table.
 OPEN_STATUSES = tuple(sorted(s.value for s, h in HOLD_STATE.items() if h == TransferKind.HOLD))
 VOIDED_STATUSES = tuple(sorted(s.value for s, h in HOLD_STATE.items() if h == TransferKind.VOID))
-POSTED_STATUSES = tuple(sorted(s.value for s, h in HOLD_STATE.items()
-                               if h == TransferKind.CAPTURE))
+POSTED_STATUSES = tuple(sorted(s.value for s, h in HOLD_STATE.items() if h == TransferKind.CAPTURE))
 ORDER_STATUSES = OPEN_STATUSES + VOIDED_STATUSES + POSTED_STATUSES
 # The transfer kinds as SQL literals, so the queries below say hold/capture/void too.
-_KINDS = {"posted": f"'{TransferKind.POSTED}'", "hold": f"'{TransferKind.HOLD}'",
-          "capture": f"'{TransferKind.CAPTURE}'", "void": f"'{TransferKind.VOID}'"}
+_KINDS = {
+    "posted": f"'{TransferKind.POSTED}'",
+    "hold": f"'{TransferKind.HOLD}'",
+    "capture": f"'{TransferKind.CAPTURE}'",
+    "void": f"'{TransferKind.VOID}'",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +59,27 @@ async def check_invariants(db: Database, now: datetime, grace_seconds: int = 120
 # 1. Σ debits = Σ credits, posted and pending, over all accounts.
 async def _global_balance(conn: AsyncConnection, cutoff: datetime) -> list[Violation]:
     row = (
-        await conn.execute(text(
-            "SELECT COALESCE(SUM(debits_posted), 0), COALESCE(SUM(credits_posted), 0),"
-            " COALESCE(SUM(debits_pending), 0), COALESCE(SUM(credits_pending), 0) FROM accounts"
-        ))
+        await conn.execute(
+            text(
+                "SELECT COALESCE(SUM(debits_posted), 0), COALESCE(SUM(credits_posted), 0),"
+                " COALESCE(SUM(debits_pending), 0), COALESCE(SUM(credits_pending), 0) FROM accounts"
+            )
+        )
     ).one()
     dp, cp, dpe, cpe = (int(v) for v in row)
     out = []
     if dp != cp:
-        out.append(Violation(1, "global_posted_unbalanced",
-                             f"sum of debits_posted {dp} != sum of credits_posted {cp}"))
+        out.append(
+            Violation(
+                1, "global_posted_unbalanced", f"sum of debits_posted {dp} != sum of credits_posted {cp}"
+            )
+        )
     if dpe != cpe:
-        out.append(Violation(1, "global_pending_unbalanced",
-                             f"sum of debits_pending {dpe} != sum of credits_pending {cpe}"))
+        out.append(
+            Violation(
+                1, "global_pending_unbalanced", f"sum of debits_pending {dpe} != sum of credits_pending {cpe}"
+            )
+        )
     return out
 
 
@@ -113,34 +124,43 @@ async def _cached_sums(conn: AsyncConnection, cutoff: datetime) -> list[Violatio
         account_id, cached, summed = row[0], row[1:5], row[5:9]
         diffs = ", ".join(
             f"{name} is {int(c)} but transfers sum to {int(s)}"
-            for name, c, s in zip(_COLUMNS, cached, summed, strict=True) if int(c) != int(s)
+            for name, c, s in zip(_COLUMNS, cached, summed, strict=True)
+            if int(c) != int(s)
         )
-        out.append(Violation(2, "account_sums_mismatch", f"account {account_id}: {diffs}",
-                             str(account_id)))
+        out.append(Violation(2, "account_sums_mismatch", f"account {account_id}: {diffs}", str(account_id)))
     return out
 
 
 # 3. No wallet is over-drawn, and every wallet carries the rule that prevents it.
 async def _overdrawn(conn: AsyncConnection, cutoff: datetime) -> list[Violation]:
     out = []
-    rows = await conn.execute(text(
-        "SELECT id, debits_posted, debits_pending, credits_posted FROM accounts"
-        " WHERE (kind = 'wallet' OR debits_must_not_exceed_credits)"
-        " AND debits_posted + debits_pending > credits_posted ORDER BY id"
-    ))
+    rows = await conn.execute(
+        text(
+            "SELECT id, debits_posted, debits_pending, credits_posted FROM accounts"
+            " WHERE (kind = 'wallet' OR debits_must_not_exceed_credits)"
+            " AND debits_posted + debits_pending > credits_posted ORDER BY id"
+        )
+    )
     for acc, dp, dpe, cp in rows.all():
-        out.append(Violation(
-            3, "wallet_overdrawn",
-            f"wallet account {acc}: debits_posted {dp} + debits_pending {dpe} > credits_posted {cp}",
-            str(acc),
-        ))
-    rows = await conn.execute(text(
-        "SELECT id FROM accounts WHERE kind = 'wallet' AND NOT debits_must_not_exceed_credits"
-        " ORDER BY id"
-    ))
+        out.append(
+            Violation(
+                3,
+                "wallet_overdrawn",
+                f"wallet account {acc}: debits_posted {dp} + debits_pending {dpe} > credits_posted {cp}",
+                str(acc),
+            )
+        )
+    rows = await conn.execute(
+        text(
+            "SELECT id FROM accounts WHERE kind = 'wallet' AND NOT debits_must_not_exceed_credits ORDER BY id"
+        )
+    )
     for (acc,) in rows.all():
-        out.append(Violation(3, "wallet_unguarded",
-                             f"wallet account {acc} lacks debits_must_not_exceed_credits", str(acc)))
+        out.append(
+            Violation(
+                3, "wallet_unguarded", f"wallet account {acc} lacks debits_must_not_exceed_credits", str(acc)
+            )
+        )
     return out
 
 
@@ -148,49 +168,67 @@ async def _overdrawn(conn: AsyncConnection, cutoff: datetime) -> list[Violation]
 # its timeout plus the grace (the safety-net job's interval).
 async def _holds(conn: AsyncConnection, cutoff: datetime) -> list[Violation]:
     out = []
-    rows = await conn.execute(text(
-        "SELECT pending_id, COUNT(*) FROM transfers WHERE pending_id IS NOT NULL"
-        " GROUP BY pending_id HAVING COUNT(*) > 1 ORDER BY pending_id"
-    ))
+    rows = await conn.execute(
+        text(
+            "SELECT pending_id, COUNT(*) FROM transfers WHERE pending_id IS NOT NULL"
+            " GROUP BY pending_id HAVING COUNT(*) > 1 ORDER BY pending_id"
+        )
+    )
     for pid, n in rows.all():
         out.append(Violation(4, "hold_resolved_twice", f"hold {pid} has {n} resolutions", pid))
 
-    rows = await conn.execute(text((
-        "SELECT r.id, r.kind, r.pending_id, p.kind FROM transfers r"
-        " LEFT JOIN transfers p ON p.id = r.pending_id"
-        " WHERE (r.kind IN ({capture}, {void})"
-        "        AND (p.id IS NULL OR p.kind <> {hold} OR p.amount <> r.amount"
-        "             OR p.debit_account_id <> r.debit_account_id"
-        "             OR p.credit_account_id <> r.credit_account_id))"
-        "    OR (r.kind NOT IN ({capture}, {void}) AND r.pending_id IS NOT NULL)"
-        " ORDER BY r.id"
-    ).format(**_KINDS)))
+    rows = await conn.execute(
+        text(
+            (
+                "SELECT r.id, r.kind, r.pending_id, p.kind FROM transfers r"
+                " LEFT JOIN transfers p ON p.id = r.pending_id"
+                " WHERE (r.kind IN ({capture}, {void})"
+                "        AND (p.id IS NULL OR p.kind <> {hold} OR p.amount <> r.amount"
+                "             OR p.debit_account_id <> r.debit_account_id"
+                "             OR p.credit_account_id <> r.credit_account_id))"
+                "    OR (r.kind NOT IN ({capture}, {void}) AND r.pending_id IS NOT NULL)"
+                " ORDER BY r.id"
+            ).format(**_KINDS)
+        )
+    )
     for rid, rkind, pid, pkind in rows.all():
-        out.append(Violation(
-            4, "resolution_mismatch",
-            f"transfer {rid} ({rkind}) does not match the hold it resolves ({pid}, {pkind})", rid,
-        ))
+        out.append(
+            Violation(
+                4,
+                "resolution_mismatch",
+                f"transfer {rid} ({rkind}) does not match the hold it resolves ({pid}, {pkind})",
+                rid,
+            )
+        )
 
-    rows = await conn.execute(text(
-        "SELECT p.id, p.timeout_at FROM transfers p"
-        f" WHERE p.kind = {_KINDS['hold']} AND p.timeout_at IS NULL ORDER BY p.id"
-    ))
-    for (pid, _t) in rows.all():
+    rows = await conn.execute(
+        text(
+            "SELECT p.id, p.timeout_at FROM transfers p"
+            f" WHERE p.kind = {_KINDS['hold']} AND p.timeout_at IS NULL ORDER BY p.id"
+        )
+    )
+    for pid, _t in rows.all():
         out.append(Violation(4, "hold_without_timeout", f"hold {pid} has no timeout", pid))
 
-    stmt = text(
-        "SELECT p.id, p.timeout_at FROM transfers p"
-        f" WHERE p.kind = {_KINDS['hold']} AND p.timeout_at < :cutoff"
-        " AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)"
-        " ORDER BY p.timeout_at, p.id"
-    ).bindparams(bindparam("cutoff", value=cutoff, type_=UTCDateTime())).columns(
-        id=String(), timeout_at=UTCDateTime()
+    stmt = (
+        text(
+            "SELECT p.id, p.timeout_at FROM transfers p"
+            f" WHERE p.kind = {_KINDS['hold']} AND p.timeout_at < :cutoff"
+            " AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)"
+            " ORDER BY p.timeout_at, p.id"
+        )
+        .bindparams(bindparam("cutoff", value=cutoff, type_=UTCDateTime()))
+        .columns(id=String(), timeout_at=UTCDateTime())
     )
     for pid, timeout_at in (await conn.execute(stmt)).all():
-        out.append(Violation(
-            4, "hold_overdue",
-            f"hold {pid} is still pending past its timeout {timeout_at.isoformat()}", pid,
-        ))
+        out.append(
+            Violation(
+                4,
+                "hold_overdue",
+                f"hold {pid} is still pending past its timeout {timeout_at.isoformat()}",
+                pid,
+            )
+        )
     return out
 
 
@@ -221,8 +259,12 @@ def _in(values: tuple[str, ...]) -> str:
 
 
 _ORDERS_SQL = _ORDERS.format(
-    statuses=_in(ORDER_STATUSES), open=_in(OPEN_STATUSES), voided=_in(VOIDED_STATUSES),
-    posted=_in(POSTED_STATUSES), hold=_KINDS["hold"], capture=_KINDS["capture"],
+    statuses=_in(ORDER_STATUSES),
+    open=_in(OPEN_STATUSES),
+    voided=_in(VOIDED_STATUSES),
+    posted=_in(POSTED_STATUSES),
+    hold=_KINDS["hold"],
+    capture=_KINDS["capture"],
     void=_KINDS["void"],
 )
 
@@ -248,31 +290,46 @@ _ORPHAN_HOLDS = """
 def _order_findings(row: Any) -> list[Violation]:
     oid, status, price, hid, hkind, hamount, hdebit, wallet, rkind, has_refund = row
     if hid is None or hkind != TransferKind.HOLD:
-        return [Violation(5, "order_hold_missing",
-                          f"order {oid}: hold {hid} is not a pending transfer", oid)]
+        return [Violation(5, "order_hold_missing", f"order {oid}: hold {hid} is not a pending transfer", oid)]
     out = []
     if hamount != price or hdebit != wallet:
-        out.append(Violation(
-            5, "order_hold_mismatch",
-            f"order {oid}: hold {hid} of {hamount} on account {hdebit} does not match"
-            f" price {price} on the user's wallet {wallet}", oid,
-        ))
+        out.append(
+            Violation(
+                5,
+                "order_hold_mismatch",
+                f"order {oid}: hold {hid} of {hamount} on account {hdebit} does not match"
+                f" price {price} on the user's wallet {wallet}",
+                oid,
+            )
+        )
     state = {TransferKind.CAPTURE: "captured", TransferKind.VOID: "voided"}.get(rkind, "pending")
     if status not in ORDER_STATUSES:
-        out.append(Violation(5, "order_unknown_status",
-                             f"order {oid} has unknown status {status!r}", oid))
+        out.append(Violation(5, "order_unknown_status", f"order {oid} has unknown status {status!r}", oid))
     elif status in OPEN_STATUSES and rkind is not None:
-        out.append(Violation(5, "order_open_hold_resolved",
-                             f"order {oid} is {status} but its hold is {state}", oid))
+        out.append(
+            Violation(5, "order_open_hold_resolved", f"order {oid} is {status} but its hold is {state}", oid)
+        )
     elif status in VOIDED_STATUSES and rkind != TransferKind.VOID:
-        out.append(Violation(5, "order_closed_hold_not_voided",
-                             f"order {oid} is {status} but its hold is {state}", oid))
+        out.append(
+            Violation(
+                5, "order_closed_hold_not_voided", f"order {oid} is {status} but its hold is {state}", oid
+            )
+        )
     elif status in POSTED_STATUSES and rkind != TransferKind.CAPTURE:
-        out.append(Violation(5, "order_completed_hold_not_posted",
-                             f"order {oid} is {status} but its hold is {state}", oid))
+        out.append(
+            Violation(
+                5, "order_completed_hold_not_posted", f"order {oid} is {status} but its hold is {state}", oid
+            )
+        )
     if status == "refunded" and not has_refund:
-        out.append(Violation(5, "order_refunded_without_refund",
-                             f"order {oid} is refunded but no refund transfer exists", oid))
+        out.append(
+            Violation(
+                5,
+                "order_refunded_without_refund",
+                f"order {oid} is refunded but no refund transfer exists",
+                oid,
+            )
+        )
     return out
 
 
@@ -280,16 +337,29 @@ async def _orders(conn: AsyncConnection, cutoff: datetime) -> list[Violation]:
     out = [v for row in (await conn.execute(text(_ORDERS_SQL))).all() for v in _order_findings(row)]
     for oid, status, price, refunded in (await conn.execute(text(_REFUNDS))).all():
         if status is None:
-            out.append(Violation(5, "refund_without_order",
-                                 f"refund of {int(refunded)} names no existing order ({oid})",
-                                 oid))
+            out.append(
+                Violation(
+                    5,
+                    "refund_without_order",
+                    f"refund of {int(refunded)} names no existing order ({oid})",
+                    oid,
+                )
+            )
         elif status != "refunded":
-            out.append(Violation(5, "refund_order_not_refunded",
-                                 f"order {oid} has a refund transfer but is {status}", oid))
+            out.append(
+                Violation(
+                    5, "refund_order_not_refunded", f"order {oid} has a refund transfer but is {status}", oid
+                )
+            )
         else:
-            out.append(Violation(5, "refund_exceeds_price",
-                                 f"order {oid}: refunds {int(refunded)} exceed its price {price}", oid))
+            out.append(
+                Violation(
+                    5,
+                    "refund_exceeds_price",
+                    f"order {oid}: refunds {int(refunded)} exceed its price {price}",
+                    oid,
+                )
+            )
     for (pid,) in (await conn.execute(text(_ORPHAN_HOLDS))).all():
-        out.append(Violation(5, "hold_without_order",
-                             f"purchase hold {pid} belongs to no order", pid))
+        out.append(Violation(5, "hold_without_order", f"purchase hold {pid} belongs to no order", pid))
     return out

@@ -57,8 +57,14 @@ def lease_free(now: datetime) -> ColumnElement[bool]:
 
 
 async def claim_orders(
-    db: Database, *, owner: str, now: datetime, due: Sequence[ColumnElement[bool]],
-    order_by: Sequence[Any] = (), limit: int = 100, lease_seconds: float = WORK_LEASE_S,
+    db: Database,
+    *,
+    owner: str,
+    now: datetime,
+    due: Sequence[ColumnElement[bool]],
+    order_by: Sequence[Any] = (),
+    limit: int = 100,
+    lease_seconds: float = WORK_LEASE_S,
     values: dict[str, Any] | None = None,
 ) -> list[str]:
     """Lease up to ``limit`` orders matching ``due`` to ``owner``; returns their ids.
@@ -66,8 +72,7 @@ async def claim_orders(
     ``values`` are set in the same UPDATE (e.g. the next poll time), so claiming and
     rescheduling are one atomic step; they may set ``lease_until`` themselves.
     """
-    values = {"lease_owner": owner,
-              "lease_until": now + timedelta(seconds=lease_seconds), **(values or {})}
+    values = {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_seconds), **(values or {})}
     conditions = [*due, lease_free(now)]
     pick = select(orders.c.id).where(*conditions).order_by(*order_by).limit(limit)
     stmt = update(orders)
@@ -81,9 +86,7 @@ async def claim_orders(
     else:
         stmt = stmt.where(orders.c.id.in_(pick.scalar_subquery()), *conditions)
     async with db.begin() as conn:
-        rows = (await conn.execute(
-            stmt.values(**values).returning(orders.c.id)
-        )).all()
+        rows = (await conn.execute(stmt.values(**values).returning(orders.c.id))).all()
     return [r[0] for r in rows]
 
 
@@ -93,8 +96,10 @@ async def release_orders(db: Database, ids: Sequence[str], owner: str) -> int:
         return 0
     async with db.begin() as conn:
         res = await conn.execute(
-            update(orders).where(orders.c.id.in_(list(ids)), orders.c.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None))
+            update(orders)
+            .where(orders.c.id.in_(list(ids)), orders.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
     return int(res.rowcount or 0)
 
 
@@ -118,7 +123,11 @@ async def record_error(db: Database, job: str, owner: str, now: datetime, error:
 
 
 async def run_job(
-    db: Database, clock: Clock, job: str, owner: str, work: Callable[[], Awaitable[T]],
+    db: Database,
+    clock: Clock,
+    job: str,
+    owner: str,
+    work: Callable[[], Awaitable[T]],
 ) -> T:
     """Run one job with its heartbeat; an error is recorded, logged and raised again."""
     await record_start(db, job, owner, clock.now())

@@ -38,7 +38,6 @@ ADJUSTMENTS = "adjustments"
 SYSTEM_ACCOUNTS = (REVENUE, TOPUPS, ADJUSTMENTS)
 
 
-
 class TransferKind(enum.StrEnum):
     """What a transfer row is: a single-phase posting, a hold, or a hold's resolution
     (capture or void).
@@ -131,11 +130,22 @@ def system_rows() -> list[tuple[str, str]]:
 async def ensure_system_accounts(conn: AsyncConnection, now: datetime) -> None:
     """Create the system accounts and their shards; idempotent, run on every upgrade and
     start, so a database made before sharding gets its shards then."""
-    await conn.execute(insert_ignore(conn, accounts), [
-        dict(kind=kind, code=code, debits_must_not_exceed_credits=False,
-             debits_posted=0, credits_posted=0, debits_pending=0, credits_pending=0,
-             created_at=now)
-        for kind, code in system_rows()])
+    await conn.execute(
+        insert_ignore(conn, accounts),
+        [
+            dict(
+                kind=kind,
+                code=code,
+                debits_must_not_exceed_credits=False,
+                debits_posted=0,
+                credits_posted=0,
+                debits_pending=0,
+                credits_pending=0,
+                created_at=now,
+            )
+            for kind, code in system_rows()
+        ],
+    )
     _system_ids.pop(str(conn.engine.url), None)
 
 
@@ -145,8 +155,11 @@ async def system_account_ids(conn: AsyncConnection, code: str) -> tuple[int, ...
     known = _system_ids.setdefault(str(conn.engine.url), {})
     if code not in known:
         codes = shard_codes(code)
-        found = dict((await conn.execute(
-            select(accounts.c.code, accounts.c.id).where(accounts.c.code.in_(codes)))).all())
+        found = dict(
+            (
+                await conn.execute(select(accounts.c.code, accounts.c.id).where(accounts.c.code.in_(codes)))
+            ).all()
+        )
         if code not in found:
             raise NotFound(f"system account {code!r} is missing; run `numbershop db upgrade`")
         known[code] = tuple(found[c] for c in codes if c in found)
@@ -163,17 +176,27 @@ async def system_account(conn: AsyncConnection, code: str, spread: str | None = 
 
 
 async def open_wallet(conn: AsyncConnection, now: datetime) -> int:
-    result = await conn.execute(accounts.insert(), {
-        "kind": "wallet", "code": None, "debits_must_not_exceed_credits": True,
-        "debits_posted": 0, "credits_posted": 0, "debits_pending": 0, "credits_pending": 0,
-        "created_at": now,
-    })
+    result = await conn.execute(
+        accounts.insert(),
+        {
+            "kind": "wallet",
+            "code": None,
+            "debits_must_not_exceed_credits": True,
+            "debits_posted": 0,
+            "credits_posted": 0,
+            "debits_pending": 0,
+            "credits_pending": 0,
+            "created_at": now,
+        },
+    )
     return int(result.inserted_primary_key[0])
 
 
 _BALANCE = select(
-    accounts.c.debits_posted, accounts.c.credits_posted,
-    accounts.c.debits_pending, accounts.c.credits_pending,
+    accounts.c.debits_posted,
+    accounts.c.credits_posted,
+    accounts.c.debits_pending,
+    accounts.c.credits_pending,
 ).where(accounts.c.id == bindparam("account_id"))  # built once: read on nearly every screen
 
 
@@ -190,17 +213,22 @@ async def _insert_transfer(conn: AsyncConnection, values: dict[str, Any]) -> boo
     if result.rowcount == 1:
         return True
     existing = (
-        await conn.execute(select(transfers).where(transfers.c.id == values["id"]))
-    ).mappings().one_or_none()
+        (await conn.execute(select(transfers).where(transfers.c.id == values["id"]))).mappings().one_or_none()
+    )
     if existing is None:
         # Not our id: the UNIQUE(pending_id) constraint refused a second resolution.
         raise HoldAlreadyResolved(f"hold {values.get('pending_id')} is already resolved")
-    for field in ("kind", "debit_account_id", "credit_account_id", "amount", "pending_id",
-                  "code", "order_id"):
+    for field in (
+        "kind",
+        "debit_account_id",
+        "credit_account_id",
+        "amount",
+        "pending_id",
+        "code",
+        "order_id",
+    ):
         if existing[field] != values.get(field):
-            raise TransferConflict(
-                f"transfer {values['id']} exists with a different {field}"
-            )
+            raise TransferConflict(f"transfer {values['id']} exists with a different {field}")
     return False
 
 
@@ -208,9 +236,11 @@ _a = accounts.c
 # Built once: the hot path only binds parameters.
 _DEBIT = {
     pending: update(accounts)
-    .where(_a.id == bindparam("acc"),
-           (_a.debits_must_not_exceed_credits.is_(False))
-           | (_a.debits_posted + _a.debits_pending + bindparam("amt") <= _a.credits_posted))
+    .where(
+        _a.id == bindparam("acc"),
+        (_a.debits_must_not_exceed_credits.is_(False))
+        | (_a.debits_posted + _a.debits_pending + bindparam("amt") <= _a.credits_posted),
+    )
     .values({col: col + bindparam("amt")})
     for pending, col in ((True, _a.debits_pending), (False, _a.debits_posted))
 }
@@ -221,12 +251,18 @@ _CREDIT = {
 # One statement moves any mix of amounts on one account (resolutions, batch captures,
 # system accounts at commit); unmoved columns are bound to 0.
 _MOVE_KEYS = ("d_pending", "d_posted", "c_pending", "c_posted")
-_MOVE = update(accounts).where(_a.id == bindparam("acc")).values({
-    _a.debits_pending: _a.debits_pending + bindparam("d_pending"),
-    _a.debits_posted: _a.debits_posted + bindparam("d_posted"),
-    _a.credits_pending: _a.credits_pending + bindparam("c_pending"),
-    _a.credits_posted: _a.credits_posted + bindparam("c_posted"),
-})
+_MOVE = (
+    update(accounts)
+    .where(_a.id == bindparam("acc"))
+    .values(
+        {
+            _a.debits_pending: _a.debits_pending + bindparam("d_pending"),
+            _a.debits_posted: _a.debits_posted + bindparam("d_posted"),
+            _a.credits_pending: _a.credits_pending + bindparam("c_pending"),
+            _a.credits_posted: _a.credits_posted + bindparam("c_posted"),
+        }
+    )
+)
 # (kind, side) → the pending column the amount leaves, and the posted one it enters (capture).
 _RESOLVE = {
     (TransferKind.CAPTURE, "debit"): ("d_pending", "d_posted"),
@@ -253,8 +289,11 @@ class _SystemMoves:
         self.moves: dict[int, dict[str, int]] = {}
 
     async def flush(self, conn: AsyncConnection) -> None:
-        rows = [dict(acc=acc, **move) for acc, move in sorted(self.moves.items(), reverse=True)
-                if any(move.values())]
+        rows = [
+            dict(acc=acc, **move)
+            for acc, move in sorted(self.moves.items(), reverse=True)
+            if any(move.values())
+        ]
         if rows:
             await conn.execute(_MOVE, rows)
 
@@ -273,8 +312,9 @@ def _deferred(conn: AsyncConnection, account_id: int, deltas: dict[str, int]) ->
     return True
 
 
-async def _resolve_move(conn: AsyncConnection, kind: TransferKind, side: str, account_id: int,
-                        amount: int) -> None:
+async def _resolve_move(
+    conn: AsyncConnection, kind: TransferKind, side: str, account_id: int, amount: int
+) -> None:
     """Move a resolved hold's amount out of pending (and into posted on a capture)."""
     leaves, enters = _RESOLVE[(kind, side)]
     deltas = dict.fromkeys(_MOVE_KEYS, 0)
@@ -329,42 +369,90 @@ async def _apply(
 
 
 async def post_transfer(
-    conn: AsyncConnection, *, id: str, debit: int, credit: int, amount: int, code: str,
-    now: datetime, order_id: str | None = None, reference: str | None = None,
+    conn: AsyncConnection,
+    *,
+    id: str,
+    debit: int,
+    credit: int,
+    amount: int,
+    code: str,
+    now: datetime,
+    order_id: str | None = None,
+    reference: str | None = None,
     memo: str | None = None,
 ) -> TransferResult:
     """A single-phase transfer (top-up, adjustment, staff refund)."""
     _check_amount(amount)
-    created = await _insert_transfer(conn, dict(
-        id=id, kind=TransferKind.POSTED, debit_account_id=debit, credit_account_id=credit,
-        amount=amount,
-        pending_id=None, timeout_at=None, code=code, order_id=order_id, reference=reference,
-        memo=memo, created_at=now,
-    ))
+    created = await _insert_transfer(
+        conn,
+        dict(
+            id=id,
+            kind=TransferKind.POSTED,
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount=amount,
+            pending_id=None,
+            timeout_at=None,
+            code=code,
+            order_id=order_id,
+            reference=reference,
+            memo=memo,
+            created_at=now,
+        ),
+    )
     if created:
         await _apply(conn, id, debit, credit, amount, pending=False)
     return TransferResult(id, created, amount)
 
 
 async def create_hold(
-    conn: AsyncConnection, *, id: str, debit: int, credit: int, amount: int,
-    timeout_at: datetime, now: datetime, code: str = "purchase", order_id: str | None = None,
+    conn: AsyncConnection,
+    *,
+    id: str,
+    debit: int,
+    credit: int,
+    amount: int,
+    timeout_at: datetime,
+    now: datetime,
+    code: str = "purchase",
+    order_id: str | None = None,
 ) -> TransferResult:
     """Phase one of a two-phase transfer: reserve ``amount`` on the debit account."""
     _check_amount(amount)
-    created = await _insert_transfer(conn, dict(
-        id=id, kind=TransferKind.HOLD, debit_account_id=debit, credit_account_id=credit, amount=amount,
-        pending_id=None, timeout_at=timeout_at, code=code, order_id=order_id, reference=None,
-        memo=None, created_at=now,
-    ))
+    created = await _insert_transfer(
+        conn,
+        dict(
+            id=id,
+            kind=TransferKind.HOLD,
+            debit_account_id=debit,
+            credit_account_id=credit,
+            amount=amount,
+            pending_id=None,
+            timeout_at=timeout_at,
+            code=code,
+            order_id=order_id,
+            reference=None,
+            memo=None,
+            created_at=now,
+        ),
+    )
     if created:
         await _apply(conn, id, debit, credit, amount, pending=True)
     return TransferResult(id, created, amount)
 
 
 _t = transfers.c
-_RESOLUTION_COLUMNS = ["id", "kind", "debit_account_id", "credit_account_id", "amount",
-                       "pending_id", "code", "order_id", "created_at"]
+_RESOLUTION_COLUMNS = [
+    "id",
+    "kind",
+    "debit_account_id",
+    "credit_account_id",
+    "amount",
+    "pending_id",
+    "code",
+    "order_id",
+    "created_at",
+]
 _RESOLVE_INSERT: dict[str, Any] = {}
 
 
@@ -377,11 +465,19 @@ def _resolve_insert(conn: AsyncConnection) -> Any:
     dialect = conn.dialect.name
     if dialect not in _RESOLVE_INSERT:
         source = select(
-            bindparam("res_id"), bindparam("kind"), _t.debit_account_id, _t.credit_account_id,
-            _t.amount, _t.id, bindparam("code"), _t.order_id, bindparam("now", type_=_t.created_at.type),
+            bindparam("res_id"),
+            bindparam("kind"),
+            _t.debit_account_id,
+            _t.credit_account_id,
+            _t.amount,
+            _t.id,
+            bindparam("code"),
+            _t.order_id,
+            bindparam("now", type_=_t.created_at.type),
         ).where(_t.id == bindparam("pending_id"), _t.kind == TransferKind.HOLD)
         _RESOLVE_INSERT[dialect] = (
-            insert_ignore(conn, transfers).from_select(_RESOLUTION_COLUMNS, source)
+            insert_ignore(conn, transfers)
+            .from_select(_RESOLUTION_COLUMNS, source)
             .returning(_t.debit_account_id, _t.credit_account_id, _t.amount)
         )
     return _RESOLVE_INSERT[dialect]
@@ -391,36 +487,57 @@ async def _resolve(
     conn: AsyncConnection, pending_id: str, kind: TransferKind, code: str, now: datetime
 ) -> TransferResult:
     res_id = derived_id(pending_id, kind)
-    row = (await conn.execute(_resolve_insert(conn), {
-        "res_id": res_id, "kind": kind, "code": code, "now": now, "pending_id": pending_id,
-    })).one_or_none()
+    row = (
+        await conn.execute(
+            _resolve_insert(conn),
+            {
+                "res_id": res_id,
+                "kind": kind,
+                "code": code,
+                "now": now,
+                "pending_id": pending_id,
+            },
+        )
+    ).one_or_none()
     if row is None:
         return await _resolve_existing(conn, pending_id, res_id, kind, code, now)
     debit, credit, amount = row
-    for account_id, side in sorted(((debit, "debit"), (credit, "credit")),
-                                   key=lambda step: -step[0]):  # same lock order as _apply
+    for account_id, side in sorted(
+        ((debit, "debit"), (credit, "credit")), key=lambda step: -step[0]
+    ):  # same lock order as _apply
         await _resolve_move(conn, kind, side, account_id, amount)
     return TransferResult(res_id, True, amount)
 
 
 async def _resolve_existing(
-    conn: AsyncConnection, pending_id: str, res_id: str, kind: TransferKind, code: str,
-    now: datetime
+    conn: AsyncConnection, pending_id: str, res_id: str, kind: TransferKind, code: str, now: datetime
 ) -> TransferResult:
     """Nothing was inserted: explain why (retry, other resolution, or no such hold)."""
     pending = (await conn.execute(_PENDING_BY_ID, {"tid": pending_id})).mappings().one_or_none()
     if pending is None or pending["kind"] != TransferKind.HOLD:
         raise NotFound(f"no pending transfer {pending_id}")
-    created = await _insert_transfer(conn, dict(
-        id=res_id, kind=kind, debit_account_id=pending["debit_account_id"],
-        credit_account_id=pending["credit_account_id"], amount=pending["amount"],
-        pending_id=pending_id, timeout_at=None, code=code, order_id=pending["order_id"],
-        reference=None, memo=None, created_at=now,
-    ))
+    created = await _insert_transfer(
+        conn,
+        dict(
+            id=res_id,
+            kind=kind,
+            debit_account_id=pending["debit_account_id"],
+            credit_account_id=pending["credit_account_id"],
+            amount=pending["amount"],
+            pending_id=pending_id,
+            timeout_at=None,
+            code=code,
+            order_id=pending["order_id"],
+            reference=None,
+            memo=None,
+            created_at=now,
+        ),
+    )
     if created:  # not expected (the first insert would have taken it), but never half-apply
-        for account_id, side in sorted(((pending["debit_account_id"], "debit"),
-                                        (pending["credit_account_id"], "credit")),
-                                       key=lambda step: -step[0]):
+        for account_id, side in sorted(
+            ((pending["debit_account_id"], "debit"), (pending["credit_account_id"], "credit")),
+            key=lambda step: -step[0],
+        ):
             await _resolve_move(conn, kind, side, account_id, pending["amount"])
     return TransferResult(res_id, created, pending["amount"])
 
@@ -436,13 +553,12 @@ async def void_hold(conn: AsyncConnection, pending_id: str, now: datetime) -> Tr
     return await _resolve(conn, pending_id, TransferKind.VOID, "release", now)
 
 
-_HOLDS_BY_ID = (select(_t.id, _t.debit_account_id, _t.credit_account_id, _t.amount, _t.order_id)
-                .where(_t.id.in_(bindparam("ids", expanding=True)), _t.kind == TransferKind.HOLD))
+_HOLDS_BY_ID = select(_t.id, _t.debit_account_id, _t.credit_account_id, _t.amount, _t.order_id).where(
+    _t.id.in_(bindparam("ids", expanding=True)), _t.kind == TransferKind.HOLD
+)
 
 
-async def capture_holds(
-    conn: AsyncConnection, pending_ids: list[str], now: datetime
-) -> list[TransferResult]:
+async def capture_holds(conn: AsyncConnection, pending_ids: list[str], now: datetime) -> list[TransferResult]:
     """Capture many holds at once: for each id exactly what ``capture_hold`` does, in a
     constant number of statements (the poller captures the codes of a whole round together).
 
@@ -457,15 +573,29 @@ async def capture_holds(
     if not ids:
         return []
     holds = {r.id: r for r in (await conn.execute(_HOLDS_BY_ID, {"ids": ids})).all()}
-    rows = [dict(id=derived_id(pid, TransferKind.CAPTURE), kind=TransferKind.CAPTURE,
-                 debit_account_id=h.debit_account_id, credit_account_id=h.credit_account_id,
-                 amount=h.amount, pending_id=pid, timeout_at=None, code="capture",
-                 order_id=h.order_id, reference=None, memo=None, created_at=now)
-            for pid in ids if (h := holds.get(pid)) is not None]
+    rows = [
+        dict(
+            id=derived_id(pid, TransferKind.CAPTURE),
+            kind=TransferKind.CAPTURE,
+            debit_account_id=h.debit_account_id,
+            credit_account_id=h.credit_account_id,
+            amount=h.amount,
+            pending_id=pid,
+            timeout_at=None,
+            code="capture",
+            order_id=h.order_id,
+            reference=None,
+            memo=None,
+            created_at=now,
+        )
+        for pid in ids
+        if (h := holds.get(pid)) is not None
+    ]
     inserted: set[str] = set()
     if rows:
-        inserted = set((await conn.execute(
-            insert_ignore(conn, transfers).returning(_t.pending_id), rows)).scalars())
+        inserted = set(
+            (await conn.execute(insert_ignore(conn, transfers).returning(_t.pending_id), rows)).scalars()
+        )
     moves: dict[int, dict[str, int]] = {}
     results: dict[str, TransferResult] = {}
     for row in rows:
@@ -479,14 +609,18 @@ async def capture_holds(
         credit["c_pending"] -= amount
         credit["c_posted"] += amount
         results[row["pending_id"]] = TransferResult(row["id"], True, amount)
-    now_rows = [dict(acc=acc, **moves[acc]) for acc in sorted(moves, reverse=True)
-                if not _deferred(conn, acc, moves[acc])]
+    now_rows = [
+        dict(acc=acc, **moves[acc])
+        for acc in sorted(moves, reverse=True)
+        if not _deferred(conn, acc, moves[acc])
+    ]
     if now_rows:
         await conn.execute(_MOVE, now_rows)
     for pid in ids:
         if pid not in results:
             results[pid] = await _resolve_existing(
-                conn, pid, derived_id(pid, TransferKind.CAPTURE), TransferKind.CAPTURE, "capture", now)
+                conn, pid, derived_id(pid, TransferKind.CAPTURE), TransferKind.CAPTURE, "capture", now
+            )
     return [results[pid] for pid in pending_ids]
 
 

@@ -20,8 +20,13 @@ from typing import Any
 
 MASK = "***"
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?i)((?:api[_-]?key|(?<![\w-])(?:key|token|access_token|secret|password))=)"
-                r"[^&\s\"'<>]+"), r"\1" + MASK),
+    (
+        re.compile(
+            r"(?i)((?:api[_-]?key|(?<![\w-])(?:key|token|access_token|secret|password))=)"
+            r"[^&\s\"'<>]+"
+        ),
+        r"\1" + MASK,
+    ),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1" + MASK),
     (re.compile(r"((?<![A-Za-z])bot\d+:)[A-Za-z0-9_-]+"), r"\1" + MASK),  # Bot API URL: /bot<id>:<secret>/
     (re.compile(r"\b(\d{6,}:)[A-Za-z0-9_-]{30,}"), r"\1" + MASK),  # a bare Telegram token
@@ -75,13 +80,13 @@ class SecretMaskingFilter(logging.Filter):
         return True
 
 
-def install_secret_masking(secrets: Iterable[str | None] = (),
-                           handlers: Iterable[logging.Handler] | None = None) -> SecretMaskingFilter:
+def install_secret_masking(
+    secrets: Iterable[str | None] = (), handlers: Iterable[logging.Handler] | None = None
+) -> SecretMaskingFilter:
     """Put one masking filter on each handler (the root logger's by default); idempotent —
     a second call adds its secrets to the filter already there."""
     targets = list(logging.getLogger().handlers if handlers is None else handlers)
-    found = next((f for h in targets for f in h.filters if isinstance(f, SecretMaskingFilter)),
-                 None)
+    found = next((f for h in targets for f in h.filters if isinstance(f, SecretMaskingFilter)), None)
     shared = found if found is not None else SecretMaskingFilter()
     shared.add_secrets(secrets)
     for handler in targets:

@@ -35,13 +35,29 @@ class OutboxMessage:
 
 
 async def enqueue(
-    conn: AsyncConnection, *, kind: str, chat_id: int, payload: dict[str, Any],
-    dedupe_key: str, now: datetime, order_id: str | None = None,
+    conn: AsyncConnection,
+    *,
+    kind: str,
+    chat_id: int,
+    payload: dict[str, Any],
+    dedupe_key: str,
+    now: datetime,
+    order_id: str | None = None,
 ) -> bool:
-    result = await conn.execute(insert_ignore(conn, outbox), dict(
-        dedupe_key=dedupe_key, kind=kind, chat_id=chat_id, order_id=order_id, payload=payload,
-        status=PENDING, attempts=0, next_attempt_at=now, created_at=now,
-    ))
+    result = await conn.execute(
+        insert_ignore(conn, outbox),
+        dict(
+            dedupe_key=dedupe_key,
+            kind=kind,
+            chat_id=chat_id,
+            order_id=order_id,
+            payload=payload,
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        ),
+    )
     return result.rowcount == 1
 
 
@@ -62,12 +78,13 @@ def _claim_statement(postgres: bool) -> Any:
         stmt = stmt.where(outbox.c.id == picked.c.id, due)
     else:
         stmt = stmt.where(outbox.c.id.in_(pick.scalar_subquery()), due)
-    return (stmt
-            .values(lease_owner=bindparam("b_owner", type_=outbox.c.lease_owner.type),
-                    lease_until=bindparam("b_lease_until", type_=outbox.c.lease_until.type),
-                    attempts=outbox.c.attempts + 1)
-            .returning(outbox.c.id, outbox.c.kind, outbox.c.chat_id, outbox.c.order_id,
-                       outbox.c.payload, outbox.c.attempts))
+    return stmt.values(
+        lease_owner=bindparam("b_owner", type_=outbox.c.lease_owner.type),
+        lease_until=bindparam("b_lease_until", type_=outbox.c.lease_until.type),
+        attempts=outbox.c.attempts + 1,
+    ).returning(
+        outbox.c.id, outbox.c.kind, outbox.c.chat_id, outbox.c.order_id, outbox.c.payload, outbox.c.attempts
+    )
 
 
 # Built once per dialect: every sender polls with it several times a second.
@@ -75,11 +92,20 @@ _CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
 
 
 async def claim_batch(
-    db: Database, *, owner: str, now: datetime, limit: int = 50, lease_seconds: float = 60,
+    db: Database,
+    *,
+    owner: str,
+    now: datetime,
+    limit: int = 50,
+    lease_seconds: float = 60,
 ) -> list[OutboxMessage]:
     """Lease up to ``limit`` due rows to ``owner``, oldest first."""
-    params = {"b_now": now, "b_limit": limit, "b_owner": owner,
-              "b_lease_until": now + timedelta(seconds=lease_seconds)}
+    params = {
+        "b_now": now,
+        "b_limit": limit,
+        "b_owner": owner,
+        "b_lease_until": now + timedelta(seconds=lease_seconds),
+    }
     written = await db.write_one(_CLAIM[db.is_postgres], params)
     return sorted((OutboxMessage(*r) for r in written.rows), key=lambda m: m.id)
 
@@ -115,6 +141,6 @@ async def mark_unreachable(db: Database, msg_id: int, owner: str, error: str) ->
 
 
 async def backlog(conn: AsyncConnection) -> int:
-    return int(await conn.scalar(
-        select(func.count()).select_from(outbox).where(outbox.c.status == PENDING)
-    ) or 0)
+    return int(
+        await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.status == PENDING)) or 0
+    )

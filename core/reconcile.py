@@ -67,8 +67,13 @@ class Finding:
     repair: Fix | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": self.code, "message": self.message, "ref": self.ref,
-                               "fix": self.fix, "fixed": self.fixed}
+        out: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "ref": self.ref,
+            "fix": self.fix,
+            "fixed": self.fixed,
+        }
         if self.invariant is not None:
             out["invariant"] = self.invariant
         if self.error:
@@ -96,18 +101,29 @@ class ReconcileReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "mode": self.mode, "status": self.status,
-            "started_at": self.started_at, "finished_at": self.finished_at,
-            "checked": self.checked, "findings": [f.as_dict() for f in self.findings],
-            "fixed": len(self.fixes), "remaining": len(self.remaining),
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "status": self.status,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "checked": self.checked,
+            "findings": [f.as_dict() for f in self.findings],
+            "fixed": len(self.fixes),
+            "remaining": len(self.remaining),
         }
 
 
 class Reconciler:
     def __init__(
-        self, *, db: Database, clock: Clock, settings: Settings,
-        providers: Mapping[str, Provider], orders: OrderService,
-        actor: str = "system:reconcile", grace_seconds: float = DEFAULT_GRACE_S,
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        providers: Mapping[str, Provider],
+        orders: OrderService,
+        actor: str = "system:reconcile",
+        grace_seconds: float = DEFAULT_GRACE_S,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -119,12 +135,23 @@ class Reconciler:
 
     @classmethod
     def from_core(cls, core: Any, **kw: Any) -> Reconciler:
-        return cls(db=core.db, clock=core.clock, settings=core.settings,
-                   providers=core.providers, orders=core.orders, **kw)
+        return cls(
+            db=core.db,
+            clock=core.clock,
+            settings=core.settings,
+            providers=core.providers,
+            orders=core.orders,
+            **kw,
+        )
 
     async def run(
-        self, *, days: int = DEFAULT_DAYS, execute: bool = False, mode: str | None = None,
-        record: bool | None = None, progress: Progress | None = None,
+        self,
+        *,
+        days: int = DEFAULT_DAYS,
+        execute: bool = False,
+        mode: str | None = None,
+        record: bool | None = None,
+        progress: Progress | None = None,
     ) -> ReconcileReport:
         """Check everything; with ``execute``, repair what can be repaired safely.
 
@@ -140,8 +167,9 @@ class Reconciler:
         if execute:
             steps.append("fixes")
         total = len(steps)
-        report = ReconcileReport(None, mode, now, None,
-                                 {"days": days, "since": since.isoformat()}, [], "running")
+        report = ReconcileReport(
+            None, mode, now, None, {"days": days, "since": since.isoformat()}, [], "running"
+        )
         if record:
             report.run_id = await self._start_run(mode, now)
 
@@ -172,8 +200,7 @@ class Reconciler:
                 await self._finish_run(report)
             raise
         report.finished_at = self.clock.now()
-        report.status = ("clean" if not report.findings
-                         else "fixed" if not report.remaining else "findings")
+        report.status = "clean" if not report.findings else "fixed" if not report.remaining else "findings"
         report.checked["balances"] = balances
         if record:
             await self._finish_run(report)
@@ -189,8 +216,10 @@ class Reconciler:
         async with self.db.scan() as conn:
             for chunk in chunks(holds):
                 for row in await conn.execute(
-                        select(orders.c.id, orders.c.status, orders.c.hold_transfer_id)
-                        .where(orders.c.hold_transfer_id.in_(chunk))):
+                    select(orders.c.id, orders.c.status, orders.c.hold_transfer_id).where(
+                        orders.c.hold_transfer_id.in_(chunk)
+                    )
+                ):
                     by_hold[row.hold_transfer_id] = row
         for v in violations:
             finding = Finding(v.code, v.message, v.ref, invariant=v.invariant)
@@ -201,18 +230,26 @@ class Reconciler:
                 finding.ref = row.id
                 finding.message += f" (order {row.id}, {row.status})"
                 if row.status in (OrderStatus.WAITING, OrderStatus.RESERVING):
-                    finding.fix = ("expire the order (after a final check for a code)"
-                                   if row.status == OrderStatus.WAITING else "fail the order")
+                    finding.fix = (
+                        "expire the order (after a final check for a code)"
+                        if row.status == OrderStatus.WAITING
+                        else "fail the order"
+                    )
                     finding.repair = self._settle_overdue(row.id)
                 else:
                     finding.fix = "settle the hold as the closed order requires"
                     finding.repair = self._settle_hold(row.id)
-            elif v.code in ("order_closed_hold_not_voided", "order_completed_hold_not_posted") \
-                    and v.ref and "hold is pending" in v.message:
+            elif (
+                v.code in ("order_closed_hold_not_voided", "order_completed_hold_not_posted")
+                and v.ref
+                and "hold is pending" in v.message
+            ):
                 order_id = v.ref
-                finding.fix = ("void the hold (the user is owed the money)"
-                               if v.code == "order_closed_hold_not_voided"
-                               else "capture the hold (the user had the code)")
+                finding.fix = (
+                    "void the hold (the user is owed the money)"
+                    if v.code == "order_closed_hold_not_voided"
+                    else "capture the hold (the user had the code)"
+                )
                 finding.repair = self._settle_hold(v.ref)
             if order_id is not None:
                 if order_id in settled:
@@ -221,51 +258,85 @@ class Reconciler:
             report.findings.append(finding)
 
     async def _orders(
-        self, report: ReconcileReport, now: datetime, since: datetime, settled: set[str],
+        self,
+        report: ReconcileReport,
+        now: datetime,
+        since: datetime,
+        settled: set[str],
     ) -> None:
-        stuck_after = timedelta(seconds=max(2 * self.settings.RECOVERY_AFTER_SECONDS,
-                                            self.grace.total_seconds()))
+        stuck_after = timedelta(
+            seconds=max(2 * self.settings.RECOVERY_AFTER_SECONDS, self.grace.total_seconds())
+        )
         # A whole window of orders: read off the loop (``scan``), counted by the database.
         async with self.db.scan() as conn:
-            report.checked["orders_in_window"] = int(await conn.scalar(
-                select(func.count()).select_from(orders).where(orders.c.created_at >= since))
-                or 0)
-            overdue = (await conn.execute(select(orders.c.id, orders.c.expires_at).where(
-                orders.c.created_at >= since, orders.c.status == OrderStatus.WAITING,
-                orders.c.expires_at < now - self.grace))).all()
-            stuck = (await conn.execute(select(orders.c.id, orders.c.updated_at).where(
-                orders.c.created_at >= since, orders.c.status == OrderStatus.RESERVING,
-                orders.c.updated_at < now - stuck_after))).all()
+            report.checked["orders_in_window"] = int(
+                await conn.scalar(
+                    select(func.count()).select_from(orders).where(orders.c.created_at >= since)
+                )
+                or 0
+            )
+            overdue = (
+                await conn.execute(
+                    select(orders.c.id, orders.c.expires_at).where(
+                        orders.c.created_at >= since,
+                        orders.c.status == OrderStatus.WAITING,
+                        orders.c.expires_at < now - self.grace,
+                    )
+                )
+            ).all()
+            stuck = (
+                await conn.execute(
+                    select(orders.c.id, orders.c.updated_at).where(
+                        orders.c.created_at >= since,
+                        orders.c.status == OrderStatus.RESERVING,
+                        orders.c.updated_at < now - stuck_after,
+                    )
+                )
+            ).all()
         for order_id, expires_at in overdue:
             if order_id in settled:
                 continue
             settled.add(order_id)
-            report.findings.append(Finding(
-                "order_overdue", f"order {order_id} is still waiting past its deadline "
-                f"{expires_at.isoformat()}", order_id,
-                fix="expire the order (after a final check for a code)",
-                repair=self._settle_overdue(order_id)))
+            report.findings.append(
+                Finding(
+                    "order_overdue",
+                    f"order {order_id} is still waiting past its deadline {expires_at.isoformat()}",
+                    order_id,
+                    fix="expire the order (after a final check for a code)",
+                    repair=self._settle_overdue(order_id),
+                )
+            )
         for order_id, updated_at in stuck:
             if order_id in settled:
                 continue
             settled.add(order_id)
-            report.findings.append(Finding(
-                "order_stuck_reserving", f"order {order_id} has been reserving since "
-                f"{updated_at.isoformat()}", order_id,
-                fix="recover it (ask the provider again, or fail it and void the hold)",
-                repair=self._recover(order_id)))
+            report.findings.append(
+                Finding(
+                    "order_stuck_reserving",
+                    f"order {order_id} has been reserving since {updated_at.isoformat()}",
+                    order_id,
+                    fix="recover it (ask the provider again, or fail it and void the hold)",
+                    repair=self._recover(order_id),
+                )
+            )
 
     async def _upstream(
-        self, report: ReconcileReport, name: str, provider: Provider, now: datetime,
-        since: datetime, settled: set[str],
+        self,
+        report: ReconcileReport,
+        name: str,
+        provider: Provider,
+        now: datetime,
+        since: datetime,
+        settled: set[str],
     ) -> None:
         checked: dict[str, Any] = {}
         report.checked.setdefault("providers", {})[name] = checked
         try:
             active = await provider.active_activations()
         except ProviderError as exc:
-            report.findings.append(Finding(
-                "provider_unreachable", f"{name}: listing active activations failed: {exc}", name))
+            report.findings.append(
+                Finding("provider_unreachable", f"{name}: listing active activations failed: {exc}", name)
+            )
             return
         checked["active"] = len(active)
         listed = {r.activation_id: r for r in active}
@@ -273,18 +344,33 @@ class Reconciler:
         async with self.db.scan() as conn:
             for chunk in chunks(list(listed)):
                 for row in await conn.execute(
-                        select(orders.c.id, orders.c.activation_id, orders.c.status,
-                               orders.c.upstream_state, orders.c.cost)
-                        .where(orders.c.provider == name, orders.c.activation_id.in_(chunk))):
+                    select(
+                        orders.c.id,
+                        orders.c.activation_id,
+                        orders.c.status,
+                        orders.c.upstream_state,
+                        orders.c.cost,
+                    ).where(orders.c.provider == name, orders.c.activation_id.in_(chunk))
+                ):
                     owners[row.activation_id] = row
-            reserving = (await conn.execute(select(orders.c.service, orders.c.country).where(
-                orders.c.provider == name, orders.c.status == OrderStatus.RESERVING))).all()
-            open_orders = (await conn.execute(
-                select(orders.c.id, orders.c.activation_id, orders.c.status).where(
-                    orders.c.provider == name, orders.c.status == OrderStatus.WAITING,
-                    orders.c.activation_id.is_not(None), orders.c.created_at >= since,
-                    orders.c.created_at <= now - timedelta(
-                        seconds=self.settings.RECOVERY_AFTER_SECONDS)))).all()
+            reserving = (
+                await conn.execute(
+                    select(orders.c.service, orders.c.country).where(
+                        orders.c.provider == name, orders.c.status == OrderStatus.RESERVING
+                    )
+                )
+            ).all()
+            open_orders = (
+                await conn.execute(
+                    select(orders.c.id, orders.c.activation_id, orders.c.status).where(
+                        orders.c.provider == name,
+                        orders.c.status == OrderStatus.WAITING,
+                        orders.c.activation_id.is_not(None),
+                        orders.c.created_at >= since,
+                        orders.c.created_at <= now - timedelta(seconds=self.settings.RECOVERY_AFTER_SECONDS),
+                    )
+                )
+            ).all()
         checked["open_orders"] = len(open_orders)
         pending = {(s, c) for s, c in reserving}
         orphans = 0
@@ -294,25 +380,41 @@ class Reconciler:
                 if self._may_be_joining(rental, pending, now):
                     continue
                 orphans += 1
-                report.findings.append(Finding(
-                    "upstream_orphan", f"{name}: activation {aid} ({rental.service}/"
-                    f"{rental.country}, {rental.phone}) is active but no order owns it", aid,
-                    fix="cancel it upstream", repair=self._cancel_upstream(provider, aid, False)))
+                report.findings.append(
+                    Finding(
+                        "upstream_orphan",
+                        f"{name}: activation {aid} ({rental.service}/"
+                        f"{rental.country}, {rental.phone}) is active but no order owns it",
+                        aid,
+                        fix="cancel it upstream",
+                        repair=self._cancel_upstream(provider, aid, False),
+                    )
+                )
             elif self._closed_here(row):
                 # The listing came before our read of the order, so the order may have closed
                 # it upstream in between: ask once more before calling it a leak.
                 if not await self._still_open(provider, aid):
                     continue
                 finish = row.status in (OrderStatus.COMPLETED, OrderStatus.REFUNDED)
-                report.findings.append(Finding(
-                    "closed_order_active_upstream", f"{name}: activation {aid} is still active "
-                    f"but its order {row.id} is {row.status} (upstream {row.upstream_state})",
-                    row.id, fix="finish it upstream" if finish else "cancel it upstream",
-                    repair=self._cancel_upstream(provider, aid, finish)))
+                report.findings.append(
+                    Finding(
+                        "closed_order_active_upstream",
+                        f"{name}: activation {aid} is still active "
+                        f"but its order {row.id} is {row.status} (upstream {row.upstream_state})",
+                        row.id,
+                        fix="finish it upstream" if finish else "cancel it upstream",
+                        repair=self._cancel_upstream(provider, aid, finish),
+                    )
+                )
             if row is not None and row.cost is not None and rental.cost != row.cost:
-                report.findings.append(Finding(
-                    "cost_mismatch", f"{name}: activation {aid} of order {row.id} costs "
-                    f"{rental.cost} upstream but {row.cost} in our books", row.id))
+                report.findings.append(
+                    Finding(
+                        "cost_mismatch",
+                        f"{name}: activation {aid} of order {row.id} costs "
+                        f"{rental.cost} upstream but {row.cost} in our books",
+                        row.id,
+                    )
+                )
         checked["orphans"] = orphans
         unlisted = [r for r in open_orders if r.activation_id not in listed and r.id not in settled]
         checked["unlisted_checked"] = len(unlisted)
@@ -323,34 +425,58 @@ class Reconciler:
             try:
                 status = await provider.status(row.activation_id)
             except ActivationNotFound:
-                report.findings.append(Finding(
-                    "order_unknown_upstream", f"{name}: order {row.id} is waiting but the "
-                    f"provider does not know activation {row.activation_id}", row.id))
+                report.findings.append(
+                    Finding(
+                        "order_unknown_upstream",
+                        f"{name}: order {row.id} is waiting but the "
+                        f"provider does not know activation {row.activation_id}",
+                        row.id,
+                    )
+                )
                 continue
             except ProviderError as exc:
-                report.findings.append(Finding(
-                    "upstream_status_failed", f"{name}: status of order {row.id} "
-                    f"(activation {row.activation_id}) failed: {exc}", row.id))
+                report.findings.append(
+                    Finding(
+                        "upstream_status_failed",
+                        f"{name}: status of order {row.id} (activation {row.activation_id}) failed: {exc}",
+                        row.id,
+                    )
+                )
                 continue
             fresh = [m for m in status.messages if m.code and (row.id, m.message_id) not in known]
             if status.state in (ActivationState.CANCELLED, ActivationState.EXPIRED) and not fresh:
                 settled.add(row.id)
-                report.findings.append(Finding(
-                    "order_closed_upstream", f"{name}: order {row.id} is waiting but the provider "
-                    f"closed activation {row.activation_id} ({status.state}) without a code", row.id,
-                    fix="fail the order and void its hold",
-                    repair=self._apply_status(row.id, status)))
+                report.findings.append(
+                    Finding(
+                        "order_closed_upstream",
+                        f"{name}: order {row.id} is waiting but the provider "
+                        f"closed activation {row.activation_id} ({status.state}) without a code",
+                        row.id,
+                        fix="fail the order and void its hold",
+                        repair=self._apply_status(row.id, status),
+                    )
+                )
             elif fresh:
                 settled.add(row.id)
-                report.findings.append(Finding(
-                    "order_code_not_recorded", f"{name}: order {row.id} is waiting but activation "
-                    f"{row.activation_id} has a code ({status.state})", row.id,
-                    fix="record the code and complete the order",
-                    repair=self._apply_status(row.id, status)))
+                report.findings.append(
+                    Finding(
+                        "order_code_not_recorded",
+                        f"{name}: order {row.id} is waiting but activation "
+                        f"{row.activation_id} has a code ({status.state})",
+                        row.id,
+                        fix="record the code and complete the order",
+                        repair=self._apply_status(row.id, status),
+                    )
+                )
             elif status.state == ActivationState.FINISHED:
-                report.findings.append(Finding(
-                    "order_closed_upstream", f"{name}: order {row.id} is waiting but the provider "
-                    f"finished activation {row.activation_id} without a code we know of", row.id))
+                report.findings.append(
+                    Finding(
+                        "order_closed_upstream",
+                        f"{name}: order {row.id} is waiting but the provider "
+                        f"finished activation {row.activation_id} without a code we know of",
+                        row.id,
+                    )
+                )
 
     @staticmethod
     def _closed_here(row: Any) -> bool:
@@ -385,15 +511,18 @@ class Reconciler:
             try:
                 balance = await provider.balance()
             except ProviderError as exc:
-                report.findings.append(Finding(
-                    "provider_balance_failed", f"{name}: reading the balance failed: {exc}", name))
+                report.findings.append(
+                    Finding("provider_balance_failed", f"{name}: reading the balance failed: {exc}", name)
+                )
                 continue
             out[name] = {"amount": balance.amount, "currency": balance.currency}
             if store:
                 async with self.db.begin() as conn:
-                    await conn.execute(provider_balances.insert().values(
-                        provider=name, amount=balance.amount, currency=balance.currency,
-                        taken_at=now))
+                    await conn.execute(
+                        provider_balances.insert().values(
+                            provider=name, amount=balance.amount, currency=balance.currency, taken_at=now
+                        )
+                    )
         return out
 
     # ---------------------------------------------------------------- repairs
@@ -401,18 +530,21 @@ class Reconciler:
         async def fix() -> bool:
             after = await self.orders.settle_overdue(order_id, actor=self.actor)
             return not after.is_open
+
         return fix
 
     def _settle_hold(self, order_id: str) -> Fix:
         async def fix() -> bool:
             await self.orders.settle_closed_order_hold(order_id, actor=self.actor)
             return await self._hold_settled(order_id)
+
         return fix
 
     def _already_settled(self, order_id: str) -> Fix:
         async def fix() -> bool:  # another finding's repair covers this order; confirm it took
             order = await self.orders.get_order(order_id)
             return not order.is_open and await self._hold_settled(order_id)
+
         return fix
 
     async def _hold_settled(self, order_id: str) -> bool:
@@ -423,12 +555,14 @@ class Reconciler:
     def _recover(self, order_id: str) -> Fix:
         async def fix() -> bool:
             return (await self.orders.recover_order(order_id)).status != OrderStatus.RESERVING
+
         return fix
 
     def _apply_status(self, order_id: str, status: Any) -> Fix:
         async def fix() -> bool:
             after = await self.orders.apply_upstream_status(order_id, status, actor=self.actor)
             return after.status != OrderStatus.WAITING
+
         return fix
 
     def _cancel_upstream(self, provider: Provider, activation_id: str, finish: bool) -> Fix:
@@ -441,6 +575,7 @@ class Reconciler:
             except AlreadyClosed:
                 pass  # closed since we looked (or by a concurrent run): nothing left to pay for
             return True
+
         return fix
 
     async def _repair(self, report: ReconcileReport) -> None:
@@ -458,32 +593,49 @@ class Reconciler:
     # ------------------------------------------------------------ run record
     async def _start_run(self, mode: str, now: datetime) -> int:
         async with self.db.begin() as conn:
-            result = await conn.execute(reconciliation_runs.insert().values(
-                mode=mode, started_at=now, status="running").returning(reconciliation_runs.c.id))
+            result = await conn.execute(
+                reconciliation_runs.insert()
+                .values(mode=mode, started_at=now, status="running")
+                .returning(reconciliation_runs.c.id)
+            )
             return int(result.scalar_one())
 
     async def _finish_run(self, report: ReconcileReport) -> None:
         async with self.db.begin() as conn:
-            await conn.execute(update(reconciliation_runs)
-                               .where(reconciliation_runs.c.id == report.run_id)
-                               .values(finished_at=report.finished_at, status=report.status,
-                                       checked=_jsonable(report.checked),
-                                       findings=[f.as_dict() for f in report.findings],
-                                       fixes=[f.as_dict() for f in report.fixes]))
+            await conn.execute(
+                update(reconciliation_runs)
+                .where(reconciliation_runs.c.id == report.run_id)
+                .values(
+                    finished_at=report.finished_at,
+                    status=report.status,
+                    checked=_jsonable(report.checked),
+                    findings=[f.as_dict() for f in report.findings],
+                    fixes=[f.as_dict() for f in report.fixes],
+                )
+            )
             chat = self.settings.STAFF_CHAT_ID
             if report.findings and chat is not None:
-                await outbox.enqueue(conn, kind="staff_alert", chat_id=chat,
-                                     payload={"text": alert_text(report), "run_id": report.run_id},
-                                     now=report.finished_at or self.clock.now(),
-                                     dedupe_key=f"reconcile:{report.run_id}")
+                await outbox.enqueue(
+                    conn,
+                    kind="staff_alert",
+                    chat_id=chat,
+                    payload={"text": alert_text(report), "run_id": report.run_id},
+                    now=report.finished_at or self.clock.now(),
+                    dedupe_key=f"reconcile:{report.run_id}",
+                )
             elif report.findings:
-                log.warning("reconciliation run %s: %d finding(s); STAFF_CHAT_ID is not set",
-                            report.run_id, len(report.findings))
+                log.warning(
+                    "reconciliation run %s: %d finding(s); STAFF_CHAT_ID is not set",
+                    report.run_id,
+                    len(report.findings),
+                )
 
 
 def alert_text(report: ReconcileReport) -> str:
-    head = (f"Reconciliation run #{report.run_id} ({report.mode}): {len(report.findings)} "
-            f"finding(s), {len(report.fixes)} fixed, {len(report.remaining)} remaining")
+    head = (
+        f"Reconciliation run #{report.run_id} ({report.mode}): {len(report.findings)} "
+        f"finding(s), {len(report.fixes)} fixed, {len(report.remaining)} remaining"
+    )
     lines = [head]
     for f in report.findings[:ALERT_MAX_LINES]:
         if f.fixed:
@@ -508,8 +660,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-async def run_reconciliation(core: Any, *, execute: bool = False, days: int = DEFAULT_DAYS,
-                             actor: str | None = None) -> ReconcileReport:
+async def run_reconciliation(
+    core: Any, *, execute: bool = False, days: int = DEFAULT_DAYS, actor: str | None = None
+) -> ReconcileReport:
     """The entry point for the dashboard's "run now": always recorded (dry runs too, as
     ``dry_run``), so the result shows in the list of runs."""
     reconciler = Reconciler.from_core(core, **({"actor": actor} if actor else {}))

@@ -125,11 +125,12 @@ def _outbox(cutoff: datetime) -> ColumnElement[bool]:
 
 
 def _order_events(cutoff: datetime) -> ColumnElement[bool]:
-    closed = (select(orders.c.id)
-              .where(orders.c.status.in_(CLOSED_ORDERS),
-                     orders.c.closed_at.is_not(None),
-                     orders.c.closed_at < cutoff,
-                     orders.c.upstream_state.not_in(UPSTREAM_PENDING)))
+    closed = select(orders.c.id).where(
+        orders.c.status.in_(CLOSED_ORDERS),
+        orders.c.closed_at.is_not(None),
+        orders.c.closed_at < cutoff,
+        orders.c.upstream_state.not_in(UPSTREAM_PENDING),
+    )
     return and_(order_events.c.created_at < cutoff, order_events.c.order_id.in_(closed))
 
 
@@ -141,11 +142,11 @@ def _quotes(cutoff: datetime) -> ColumnElement[bool]:
 
 
 TARGETS: tuple[_Target, ...] = (
-    _Target(UPDATE_LOG, processed_updates, processed_updates.c.update_id, _update_log,
-            lambda p: p.update_log),
+    _Target(
+        UPDATE_LOG, processed_updates, processed_updates.c.update_id, _update_log, lambda p: p.update_log
+    ),
     _Target(OUTBOX, outbox, outbox.c.id, _outbox, lambda p: p.outbox),
-    _Target(ORDER_EVENTS, order_events, order_events.c.id, _order_events,
-            lambda p: p.order_events),
+    _Target(ORDER_EVENTS, order_events, order_events.c.id, _order_events, lambda p: p.order_events),
     _Target(QUOTES, quotes, quotes.c.id, _quotes, lambda p: p.quotes),
 )
 # The tables a run may delete from; a test holds every other table still.
@@ -156,13 +157,11 @@ async def _delete_batch(db: Database, target: _Target, cutoff: datetime, limit: 
     """One batch: ids picked in a read, deleted in a short write. None when nothing is due."""
     condition = target.condition(cutoff)
     async with db.read() as conn:
-        ids: Sequence[Any] = (await conn.scalars(
-            select(target.key).where(condition).limit(limit))).all()
+        ids: Sequence[Any] = (await conn.scalars(select(target.key).where(condition).limit(limit))).all()
     if not ids:
         return None
     async with db.begin() as conn:
-        result = await conn.execute(
-            delete(target.table).where(target.key.in_(ids), target.condition(cutoff)))
+        result = await conn.execute(delete(target.table).where(target.key.in_(ids), target.condition(cutoff)))
     return int(result.rowcount or 0)
 
 

@@ -147,18 +147,35 @@ class ApiToken:
 
 def _member(row: RowMapping) -> StaffMember:
     return StaffMember(
-        id=row["id"], username=row["username"], role=row["role"], disabled=bool(row["disabled"]),
+        id=row["id"],
+        username=row["username"],
+        role=row["role"],
+        disabled=bool(row["disabled"]),
         created_at=row["created_at"],
         password_epoch=hashlib.sha256(row["password_hash"].encode()).hexdigest()[:16],
     )
 
 
 async def _audit(
-    conn: AsyncConnection, *, actor: str, action: str, target: str, reason: str | None,
-    detail: dict[str, object] | None, now: datetime,
+    conn: AsyncConnection,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    reason: str | None,
+    detail: dict[str, object] | None,
+    now: datetime,
 ) -> None:
-    await audit.record(conn, actor=actor, action=action, target_type="staff", target_id=target,
-                       reason=reason, detail=detail, now=now)
+    await audit.record(
+        conn,
+        actor=actor,
+        action=action,
+        target_type="staff",
+        target_id=target,
+        reason=reason,
+        detail=detail,
+        now=now,
+    )
 
 
 class StaffAccounts:
@@ -192,8 +209,10 @@ class StaffAccounts:
     async def find(self, username: str) -> StaffMember | None:
         async with self.db.read() as conn:
             row = (
-                await conn.execute(select(staff).where(staff.c.username == username.strip()))
-            ).mappings().first()
+                (await conn.execute(select(staff).where(staff.c.username == username.strip())))
+                .mappings()
+                .first()
+            )
         return _member(row) if row else None
 
     async def list(self) -> list[StaffMember]:
@@ -207,30 +226,52 @@ class StaffAccounts:
 
     async def tokens(self, staff_id: int) -> list[ApiToken]:
         async with self.db.read() as conn:
-            rows = (await conn.execute(
-                select(api_tokens).where(api_tokens.c.staff_id == staff_id).order_by(api_tokens.c.id)
-            )).mappings().all()
-        return [ApiToken(r["id"], r["staff_id"], r["name"], r["created_at"], r["last_used_at"])
-                for r in rows]
+            rows = (
+                (
+                    await conn.execute(
+                        select(api_tokens).where(api_tokens.c.staff_id == staff_id).order_by(api_tokens.c.id)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [ApiToken(r["id"], r["staff_id"], r["name"], r["created_at"], r["last_used_at"]) for r in rows]
 
     # --- changes -----------------------------------------------------------------------
 
     async def create(
-        self, username: str, role: str, password: str, *, actor: str = "cli",
+        self,
+        username: str,
+        role: str,
+        password: str,
+        *,
+        actor: str = "cli",
     ) -> StaffMember:
         username, role, password = check_username(username), check_role(role), check_password(password)
         password_hash = await self._hash(password)  # outside the transaction: it is slow
         now = self.clock.now()
         async with self.db.begin() as conn:
-            result = await conn.execute(insert_ignore(conn, staff).values(
-                username=username, password_hash=password_hash, role=role, disabled=False,
-                created_at=now,
-            ))
+            result = await conn.execute(
+                insert_ignore(conn, staff).values(
+                    username=username,
+                    password_hash=password_hash,
+                    role=role,
+                    disabled=False,
+                    created_at=now,
+                )
+            )
             if result.rowcount != 1:
                 raise InvalidInput(f"staff member {username!r} already exists")
             row = (await conn.execute(select(staff).where(staff.c.username == username))).mappings().one()
-            await _audit(conn, actor=actor, action="staff.create", target=username, reason=None,
-                         detail={"role": role}, now=now)
+            await _audit(
+                conn,
+                actor=actor,
+                action="staff.create",
+                target=username,
+                reason=None,
+                detail={"role": role},
+                now=now,
+            )
         return _member(row)
 
     async def set_password(self, username: str, password: str, *, actor: str = "cli") -> StaffMember:
@@ -244,8 +285,9 @@ class StaffAccounts:
             if result.rowcount != 1:
                 raise StaffNotFound(f"no staff member {username!r}")
             row = (await conn.execute(select(staff).where(staff.c.username == username))).mappings().one()
-            await _audit(conn, actor=actor, action="staff.password", target=username, reason=None,
-                         detail=None, now=now)
+            await _audit(
+                conn, actor=actor, action="staff.password", target=username, reason=None, detail=None, now=now
+            )
         return _member(row)
 
     async def set_role(self, username: str, role: str, *, actor: str) -> StaffMember:
@@ -257,25 +299,37 @@ class StaffAccounts:
         return await self._change(username, {"disabled": disabled}, action, actor, None)
 
     async def _change(
-        self, username: str, values: dict[str, object], action: str, actor: str,
+        self,
+        username: str,
+        values: dict[str, object],
+        action: str,
+        actor: str,
         detail: dict[str, object] | None,
     ) -> StaffMember:
         now = self.clock.now()
         async with self.db.begin() as conn:
-            before = (await conn.execute(select(staff).where(staff.c.username == username))).mappings().first()
+            before = (
+                (await conn.execute(select(staff).where(staff.c.username == username))).mappings().first()
+            )
             if before is None:
                 raise StaffNotFound(f"no staff member {username!r}")
-            if (values.get("role", "admin") != "admin" or values.get("disabled")) and before["role"] == "admin":
+            if (values.get("role", "admin") != "admin" or values.get("disabled")) and before[
+                "role"
+            ] == "admin":
                 # Never leave the shop without an enabled admin to undo the change.
-                admins = await conn.scalar(select(func.count()).select_from(staff).where(
-                    staff.c.role == "admin", staff.c.disabled.is_(False), staff.c.id != before["id"]))
+                admins = await conn.scalar(
+                    select(func.count())
+                    .select_from(staff)
+                    .where(staff.c.role == "admin", staff.c.disabled.is_(False), staff.c.id != before["id"])
+                )
                 if not admins:
                     raise InvalidInput("this is the last enabled admin; add another admin first")
             await conn.execute(update(staff).where(staff.c.id == before["id"]).values(**values))
             row = (await conn.execute(select(staff).where(staff.c.id == before["id"]))).mappings().one()
             if any(before[k] != row[k] for k in values):
-                await _audit(conn, actor=actor, action=action, target=username, reason=None,
-                             detail=detail, now=now)
+                await _audit(
+                    conn, actor=actor, action=action, target=username, reason=None, detail=detail, now=now
+                )
         return _member(row)
 
     # --- authentication ----------------------------------------------------------------
@@ -300,9 +354,11 @@ class StaffAccounts:
         if self.hasher.check_needs_rehash(row["password_hash"]):
             new_hash = await self._hash(password)
             async with self.db.begin() as conn:
-                await conn.execute(update(staff).where(
-                    staff.c.id == row["id"], staff.c.password_hash == row["password_hash"]
-                ).values(password_hash=new_hash))
+                await conn.execute(
+                    update(staff)
+                    .where(staff.c.id == row["id"], staff.c.password_hash == row["password_hash"])
+                    .values(password_hash=new_hash)
+                )
             return await self.get(row["id"])
         return _member(row)
 
@@ -316,37 +372,64 @@ class StaffAccounts:
             staff_id = await conn.scalar(select(staff.c.id).where(staff.c.username == username))
             if staff_id is None:
                 raise StaffNotFound(f"no staff member {username!r}")
-            await conn.execute(api_tokens.insert().values(
-                staff_id=staff_id, token_hash=hash_token(token), name=(name or None), created_at=now,
-            ))
-            await _audit(conn, actor=actor, action="staff.token_create", target=username,
-                         reason=None, detail={"name": name}, now=now)
+            await conn.execute(
+                api_tokens.insert().values(
+                    staff_id=staff_id,
+                    token_hash=hash_token(token),
+                    name=(name or None),
+                    created_at=now,
+                )
+            )
+            await _audit(
+                conn,
+                actor=actor,
+                action="staff.token_create",
+                target=username,
+                reason=None,
+                detail={"name": name},
+                now=now,
+            )
         return token
 
     async def revoke_token(self, token_id: int, *, actor: str) -> None:
         now = self.clock.now()
         async with self.db.begin() as conn:
-            row = (await conn.execute(
-                select(api_tokens.c.id, staff.c.username)
-                .join(staff, staff.c.id == api_tokens.c.staff_id)
-                .where(api_tokens.c.id == token_id)
-            )).first()
+            row = (
+                await conn.execute(
+                    select(api_tokens.c.id, staff.c.username)
+                    .join(staff, staff.c.id == api_tokens.c.staff_id)
+                    .where(api_tokens.c.id == token_id)
+                )
+            ).first()
             if row is None:
                 raise NotFound(f"no API token {token_id}")
             await conn.execute(api_tokens.delete().where(api_tokens.c.id == token_id))
-            await _audit(conn, actor=actor, action="staff.token_revoke", target=row.username,
-                         reason=None, detail={"token_id": token_id}, now=now)
+            await _audit(
+                conn,
+                actor=actor,
+                action="staff.token_revoke",
+                target=row.username,
+                reason=None,
+                detail={"token_id": token_id},
+                now=now,
+            )
 
     async def authenticate_token(self, token: str) -> StaffMember | None:
         if not token or not token.startswith(TOKEN_PREFIX):
             return None
         digest = hash_token(token)
         async with self.db.read() as conn:
-            row = (await conn.execute(
-                select(staff, api_tokens.c.id.label("token_id"), api_tokens.c.last_used_at)
-                .join(api_tokens, api_tokens.c.staff_id == staff.c.id)
-                .where(api_tokens.c.token_hash == digest)
-            )).mappings().first()
+            row = (
+                (
+                    await conn.execute(
+                        select(staff, api_tokens.c.id.label("token_id"), api_tokens.c.last_used_at)
+                        .join(api_tokens, api_tokens.c.staff_id == staff.c.id)
+                        .where(api_tokens.c.token_hash == digest)
+                    )
+                )
+                .mappings()
+                .first()
+            )
         if row is None or row["disabled"]:
             return None
         now = self.clock.now()
@@ -354,14 +437,22 @@ class StaffAccounts:
         if last is None or (now - last).total_seconds() > 60:
             # Cheap bookkeeping, at most once a minute per token, so reads stay reads.
             async with self.db.begin() as conn:
-                await conn.execute(update(api_tokens).where(api_tokens.c.id == row["token_id"])
-                                   .values(last_used_at=now))
+                await conn.execute(
+                    update(api_tokens).where(api_tokens.c.id == row["token_id"]).values(last_used_at=now)
+                )
         return _member(row)
 
 
 async def adjust_wallet(
-    wallets: Wallets, member: StaffMember, direction: str, telegram_id: int, amount: int, *,
-    reason: str, idempotency_key: str | None, support_credit_limit: int,
+    wallets: Wallets,
+    member: StaffMember,
+    direction: str,
+    telegram_id: int,
+    amount: int,
+    *,
+    reason: str,
+    idempotency_key: str | None,
+    support_credit_limit: int,
 ) -> WalletChange:
     """A staff member credits or debits a wallet, within what their role allows.
 
@@ -378,6 +469,7 @@ async def adjust_wallet(
     if direction == "credit" and not member.allows("admin") and amount > support_credit_limit:
         raise NotAllowed(
             f"support staff may credit at most {format_amount(support_credit_limit, wallets.currency)} "
-            f"at once; ask an admin for {format_amount(amount, wallets.currency)}")
+            f"at once; ask an admin for {format_amount(amount, wallets.currency)}"
+        )
     move = wallets.credit if direction == "credit" else wallets.debit
     return await move(telegram_id, amount, reason=reason, idempotency_key=idempotency_key, actor=member.actor)

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 CANCEL_ACTION = "order.cancel"
 
 
-async def cancel_order(db: Database, orders_service: OrderService, order_id: str, *, actor: str,
-                       reason: str, now: datetime) -> CancelResult:
+async def cancel_order(
+    db: Database, orders_service: OrderService, order_id: str, *, actor: str, reason: str, now: datetime
+) -> CancelResult:
     """A staff cancel: refund through ``OrderService.cancel``, then one audit row.
 
     ``OrderService.cancel`` records the staff actor and reason in the order's event, in the
@@ -30,10 +31,20 @@ async def cancel_order(db: Database, orders_service: OrderService, order_id: str
     result = await orders_service.cancel(order_id, actor=actor, reason=reason)
     if result.refunded and not result.already:
         async with db.begin() as conn:
-            exists = await conn.scalar(select(audit_log.c.id).where(
-                audit_log.c.action == CANCEL_ACTION, audit_log.c.target_id == order_id).limit(1))
+            exists = await conn.scalar(
+                select(audit_log.c.id)
+                .where(audit_log.c.action == CANCEL_ACTION, audit_log.c.target_id == order_id)
+                .limit(1)
+            )
             if exists is None:
-                await audit.record(conn, actor=actor, action=CANCEL_ACTION, target_type="order",
-                                   target_id=order_id, reason=reason, now=now,
-                                   detail={"refunded": result.refunded})
+                await audit.record(
+                    conn,
+                    actor=actor,
+                    action=CANCEL_ACTION,
+                    target_type="order",
+                    target_id=order_id,
+                    reason=reason,
+                    now=now,
+                    detail={"refunded": result.refunded},
+                )
     return result

@@ -26,6 +26,7 @@ async def record_updates(db: Database, update_ids: Iterable[int], now: datetime)
     statement = _RECORD.get(db.dialect)
     if statement is None:
         statement = _RECORD[db.dialect] = insert_ignore(db, processed_updates).returning(
-            processed_updates.c.update_id)
+            processed_updates.c.update_id
+        )
     written = await db.write_one(statement, [{"update_id": i, "received_at": now} for i in update_ids])
     return {int(row[0]) for row in written.rows}

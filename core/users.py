@@ -38,16 +38,27 @@ class UserRow:
 
 
 _COLUMNS = (
-    users.c.id, users.c.telegram_id, users.c.username, users.c.first_name,
-    users.c.wallet_account_id, users.c.blocked, users.c.unreachable, users.c.created_at,
+    users.c.id,
+    users.c.telegram_id,
+    users.c.username,
+    users.c.first_name,
+    users.c.wallet_account_id,
+    users.c.blocked,
+    users.c.unreachable,
+    users.c.created_at,
 )
 
 
 def _row(row: Any) -> UserRow:
     return UserRow(
-        id=row.id, telegram_id=row.telegram_id, username=row.username,
-        first_name=row.first_name, wallet_account_id=row.wallet_account_id,
-        blocked=bool(row.blocked), unreachable=bool(row.unreachable), created_at=row.created_at,
+        id=row.id,
+        telegram_id=row.telegram_id,
+        username=row.username,
+        first_name=row.first_name,
+        wallet_account_id=row.wallet_account_id,
+        blocked=bool(row.blocked),
+        unreachable=bool(row.unreachable),
+        created_at=row.created_at,
     )
 
 
@@ -110,8 +121,13 @@ async def get_or_create_user(
         wallet_id = await ledger.open_wallet(conn, now)
         result = await conn.execute(
             insert_ignore(conn, users).values(
-                telegram_id=telegram_id, username=username, first_name=first_name,
-                wallet_account_id=wallet_id, blocked=False, unreachable=False, created_at=now,
+                telegram_id=telegram_id,
+                username=username,
+                first_name=first_name,
+                wallet_account_id=wallet_id,
+                blocked=False,
+                unreachable=False,
+                created_at=now,
             )
         )
         if result.rowcount == 1:
@@ -156,9 +172,7 @@ async def search_users(conn: AsyncConnection, query: str, limit: int = 20) -> li
         conditions.append(users.c.telegram_id == exact)
     rank = (users.c.telegram_id == exact) if exact is not None else None
     order = [users.c.id.desc()] if rank is None else [rank.desc(), users.c.id.desc()]
-    rows = (
-        await conn.execute(select(*_COLUMNS).where(or_(*conditions)).order_by(*order).limit(limit))
-    ).all()
+    rows = (await conn.execute(select(*_COLUMNS).where(or_(*conditions)).order_by(*order).limit(limit))).all()
     return [_row(r) for r in rows]
 
 
@@ -184,13 +198,15 @@ async def mark_unreachable(conn: AsyncConnection, telegram_id: int, unreachable:
 # --- services ---------------------------------------------------------------------------
 
 
-async def resolve_user(db: Database, *, telegram_id: int, username: str | None,
-                       first_name: str | None, now: datetime) -> UserRow:
+async def resolve_user(
+    db: Database, *, telegram_id: int, username: str | None, first_name: str | None, now: datetime
+) -> UserRow:
     """The user behind a Telegram update, created on first sight. Someone who writes to the
     bot can be messaged again, so a user marked unreachable is marked reachable."""
     async with db.begin() as conn:
-        row = await get_or_create_user(conn, telegram_id=telegram_id, username=username,
-                                       first_name=first_name, now=now)
+        row = await get_or_create_user(
+            conn, telegram_id=telegram_id, username=username, first_name=first_name, now=now
+        )
         if row.unreachable:
             await mark_unreachable(conn, telegram_id, False)
     return row
@@ -209,8 +225,9 @@ async def mark_chat_unreachable(db: Database, telegram_id: int) -> bool:
         return await mark_unreachable(conn, telegram_id)
 
 
-async def change_blocked(db: Database, telegram_id: int, blocked: bool, *, actor: str, reason: str,
-                         now: datetime) -> bool:
+async def change_blocked(
+    db: Database, telegram_id: int, blocked: bool, *, actor: str, reason: str, now: datetime
+) -> bool:
     """Staff block or unblock a user: the flag and its audit row commit together.
 
     False, with nothing written, when the user already was in that state."""
@@ -221,7 +238,14 @@ async def change_blocked(db: Database, telegram_id: int, blocked: bool, *, actor
         if user.blocked == blocked:
             return False
         await set_blocked(conn, user.id, blocked)
-        await audit.record(conn, actor=actor, action="user.block" if blocked else "user.unblock",
-                           target_type="user", target_id=user.id, reason=reason,
-                           detail={"telegram_id": telegram_id}, now=now)
+        await audit.record(
+            conn,
+            actor=actor,
+            action="user.block" if blocked else "user.unblock",
+            target_type="user",
+            target_id=user.id,
+            reason=reason,
+            detail={"telegram_id": telegram_id},
+            now=now,
+        )
     return True

@@ -71,22 +71,37 @@ class Wallets:
             return await _view(conn, user)
 
     async def credit(
-        self, telegram_id: int, amount: int, *, reason: str,
-        idempotency_key: str | None = None, actor: str = "cli",
+        self,
+        telegram_id: int,
+        amount: int,
+        *,
+        reason: str,
+        idempotency_key: str | None = None,
+        actor: str = "cli",
     ) -> WalletChange:
         """Staff grant: adjustments → wallet. Creates the user if the shop has not seen them."""
         return await self._adjust("credit", telegram_id, amount, reason, idempotency_key, actor)
 
     async def debit(
-        self, telegram_id: int, amount: int, *, reason: str,
-        idempotency_key: str | None = None, actor: str = "cli",
+        self,
+        telegram_id: int,
+        amount: int,
+        *,
+        reason: str,
+        idempotency_key: str | None = None,
+        actor: str = "cli",
     ) -> WalletChange:
         """Staff deduction: wallet → adjustments, refused (InsufficientFunds) beyond available."""
         return await self._adjust("debit", telegram_id, amount, reason, idempotency_key, actor)
 
     async def _adjust(
-        self, direction: str, telegram_id: int, amount: int, reason: str,
-        idempotency_key: str | None, actor: str,
+        self,
+        direction: str,
+        telegram_id: int,
+        amount: int,
+        reason: str,
+        idempotency_key: str | None,
+        actor: str,
     ) -> WalletChange:
         check_telegram_id(telegram_id)
         _check_amount(amount)
@@ -98,9 +113,7 @@ class Wallets:
             if not idempotency_key or len(idempotency_key) > MAX_REFERENCE:
                 raise InvalidInput(f"the idempotency key must be 1 to {MAX_REFERENCE} characters")
         action = f"wallet.{direction}"
-        transfer_id = (
-            ledger.derived_id(action, idempotency_key) if idempotency_key else ledger.new_id()
-        )
+        transfer_id = ledger.derived_id(action, idempotency_key) if idempotency_key else ledger.new_id()
         now = self.clock.now()
         async with self.db.begin() as conn:
             if direction == "credit":
@@ -123,8 +136,15 @@ class Wallets:
             debit, credit = (adjustments, wallet) if direction == "credit" else (wallet, adjustments)
             try:
                 result = await ledger.post_transfer(
-                    conn, id=transfer_id, debit=debit, credit=credit, amount=amount,
-                    code="adjustment", now=now, reference=idempotency_key, memo=reason,
+                    conn,
+                    id=transfer_id,
+                    debit=debit,
+                    credit=credit,
+                    amount=amount,
+                    code="adjustment",
+                    now=now,
+                    reference=idempotency_key,
+                    memo=reason,
                 )
             except TransferConflict as exc:
                 raise IdempotencyConflict(
@@ -133,16 +153,30 @@ class Wallets:
                 ) from exc
             if result.created:
                 await audit.record(
-                    conn, actor=actor, action=action, target_type="user", target_id=user.id,
-                    reason=reason, now=now,
-                    detail={"telegram_id": telegram_id, "amount": amount,
-                            "transfer_id": transfer_id, "idempotency_key": idempotency_key},
+                    conn,
+                    actor=actor,
+                    action=action,
+                    target_type="user",
+                    target_id=user.id,
+                    reason=reason,
+                    now=now,
+                    detail={
+                        "telegram_id": telegram_id,
+                        "amount": amount,
+                        "transfer_id": transfer_id,
+                        "idempotency_key": idempotency_key,
+                    },
                 )
             view = await _view(conn, user)
         return WalletChange(transfer_id, result.created, amount, view)
 
     async def top_up(
-        self, telegram_id: int, amount: int, *, source: str, reference: str,
+        self,
+        telegram_id: int,
+        amount: int,
+        *,
+        source: str,
+        reference: str,
         username: str | None = None,
     ) -> WalletChange:
         """Money paid in (topups → wallet), exactly once per ``(source, reference)``.
@@ -167,8 +201,14 @@ class Wallets:
             topups = await ledger.system_account(conn, ledger.TOPUPS, spread=ref)
             try:
                 result = await ledger.post_transfer(
-                    conn, id=transfer_id, debit=topups, credit=user.wallet_account_id,
-                    amount=amount, code="topup", now=now, reference=ref,
+                    conn,
+                    id=transfer_id,
+                    debit=topups,
+                    credit=user.wallet_account_id,
+                    amount=amount,
+                    code="topup",
+                    now=now,
+                    reference=ref,
                 )
             except TransferConflict as exc:
                 raise IdempotencyConflict(
@@ -190,8 +230,16 @@ class Wallets:
             rows = (
                 await conn.execute(
                     select(
-                        t.id, t.kind, t.code, t.debit_account_id, t.amount, t.order_id,
-                        t.reference, t.memo, t.created_at, accounts.c.kind.label("other_kind"),
+                        t.id,
+                        t.kind,
+                        t.code,
+                        t.debit_account_id,
+                        t.amount,
+                        t.order_id,
+                        t.reference,
+                        t.memo,
+                        t.created_at,
+                        accounts.c.kind.label("other_kind"),
                     )
                     .join_from(transfers, accounts, accounts.c.id == other)
                     .where(or_(t.debit_account_id == wallet, t.credit_account_id == wallet))
@@ -201,10 +249,16 @@ class Wallets:
             ).all()
         return [
             TransferLine(
-                id=r.id, kind=ledger.TransferKind(r.kind), code=r.code,
+                id=r.id,
+                kind=ledger.TransferKind(r.kind),
+                code=r.code,
                 direction="out" if r.debit_account_id == wallet else "in",
-                amount=r.amount, counterparty=r.other_kind, order_id=r.order_id,
-                reference=r.reference, memo=r.memo, created_at=r.created_at,
+                amount=r.amount,
+                counterparty=r.other_kind,
+                order_id=r.order_id,
+                reference=r.reference,
+                memo=r.memo,
+                created_at=r.created_at,
             )
             for r in rows
         ]

@@ -81,8 +81,9 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-async def serve(components: Sequence[Component], stop: asyncio.Event,
-                ready: Callable[[], None] | None = None) -> None:
+async def serve(
+    components: Sequence[Component], stop: asyncio.Event, ready: Callable[[], None] | None = None
+) -> None:
     """Start ``components`` in order, run until ``stop`` is set or one fails, stop them all.
 
     ``ready`` is called once everything has started. A stop requested while components are
@@ -125,11 +126,13 @@ async def serve(components: Sequence[Component], stop: asyncio.Event,
             began = asyncio.get_running_loop().time()
             try:
                 await asyncio.wait_for(component.stop(), STOP_TIMEOUT_S)
-                log.debug("%s stopped in %.2fs", component.name,
-                          asyncio.get_running_loop().time() - began)
+                log.debug("%s stopped in %.2fs", component.name, asyncio.get_running_loop().time() - began)
             except TimeoutError:
-                log.warning("%s did not stop within %.0fs; cut off (its work resumes on the "
-                            "next start)", component.name, STOP_TIMEOUT_S)
+                log.warning(
+                    "%s did not stop within %.0fs; cut off (its work resumes on the next start)",
+                    component.name,
+                    STOP_TIMEOUT_S,
+                )
             except Exception as exc:
                 log.warning("%s stopped with an error: %s", component.name, one_line(exc))
     if failed is not None:
@@ -165,8 +168,12 @@ async def drain_tasks(timeout: float = DRAIN_TIMEOUT_S) -> None:
         return
     _, late = await asyncio.wait(pending, timeout=timeout)
     if late:
-        log.warning("cancelling %d task(s) still running after %.0fs: %s", len(late), timeout,
-                    ", ".join(sorted(_describe(t) for t in late)))
+        log.warning(
+            "cancelling %d task(s) still running after %.0fs: %s",
+            len(late),
+            timeout,
+            ", ".join(sorted(_describe(t) for t in late)),
+        )
         for task in late:
             task.cancel()
         await asyncio.wait(late, timeout=2.0)

@@ -61,8 +61,7 @@ class SoleLeader:
 
 
 class AdvisoryLeader:
-    def __init__(self, url: str, *, key: int = LOCK_KEY, retry_s: float = 2.0,
-                 check_s: float = 5.0) -> None:
+    def __init__(self, url: str, *, key: int = LOCK_KEY, retry_s: float = 2.0, check_s: float = 5.0) -> None:
         self.url = url
         self.key = key
         self.retry_s = retry_s
@@ -74,8 +73,7 @@ class AdvisoryLeader:
     async def _connection(self) -> AsyncConnection:
         if self._conn is None or self._conn.closed:
             if self._engine is None:
-                self._engine = create_async_engine(self.url, poolclass=NullPool,
-                                                   isolation_level="AUTOCOMMIT")
+                self._engine = create_async_engine(self.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
             self._conn = await self._engine.connect()
         return self._conn
 
@@ -92,8 +90,11 @@ class AdvisoryLeader:
         """One attempt; a database error counts as "not now"."""
         try:
             conn = await self._connection()
-            got = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:c, :k)"),
-                                         {"c": LOCK_CLASS, "k": self.key}))
+            got = bool(
+                await conn.scalar(
+                    text("SELECT pg_try_advisory_lock(:c, :k)"), {"c": LOCK_CLASS, "k": self.key}
+                )
+            )
         except Exception as exc:
             log.warning("scheduler leadership: cannot reach the database: %s", exc)
             await self._drop_connection()
@@ -104,10 +105,13 @@ class AdvisoryLeader:
     async def holds_lock(self) -> bool:
         try:
             conn = await self._connection()
-            held = await conn.scalar(text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND classid = :c AND objid = :k AND pid = pg_backend_pid()"),
-                {"c": LOCK_CLASS, "k": self.key})
+            held = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND classid = :c AND objid = :k AND pid = pg_backend_pid()"
+                ),
+                {"c": LOCK_CLASS, "k": self.key},
+            )
         except Exception as exc:
             log.warning("scheduler leadership: lost the lock connection: %s", exc)
             await self._drop_connection()
@@ -139,8 +143,9 @@ class AdvisoryLeader:
     async def release(self) -> None:
         if self._conn is not None and self.is_leader:
             try:
-                await self._conn.execute(text("SELECT pg_advisory_unlock(:c, :k)"),
-                                         {"c": LOCK_CLASS, "k": self.key})
+                await self._conn.execute(
+                    text("SELECT pg_advisory_unlock(:c, :k)"), {"c": LOCK_CLASS, "k": self.key}
+                )
             except Exception:
                 pass
         await self._drop_connection()

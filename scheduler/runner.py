@@ -42,9 +42,15 @@ def build_scheduler(tickers: list[Ticker], running: set[asyncio.Task] | None = N
     given, holds the tasks of the runs in progress, so a stop can wait for them."""
     sched = AsyncIOScheduler(timezone=UTC)
     for ticker in tickers:
-        sched.add_job(_tracked(ticker.run, running), IntervalTrigger(seconds=ticker.interval_s, timezone=UTC),
-                      id=ticker.name, name=ticker.name, coalesce=True, max_instances=1,
-                      misfire_grace_time=max(30, int(ticker.interval_s)))
+        sched.add_job(
+            _tracked(ticker.run, running),
+            IntervalTrigger(seconds=ticker.interval_s, timezone=UTC),
+            id=ticker.name,
+            name=ticker.name,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=max(30, int(ticker.interval_s)),
+        )
     return sched
 
 
@@ -76,7 +82,10 @@ async def _stop(sched: AsyncIOScheduler, running: set[asyncio.Task]) -> None:
 
 
 async def run_scheduler(
-    core: CoreLike, *, stop: asyncio.Event, owner: str | None = None,
+    core: CoreLike,
+    *,
+    stop: asyncio.Event,
+    owner: str | None = None,
     leadership: Leadership | None = None,
 ) -> None:
     """Run the tickers until ``stop`` is set, only while this process leads."""

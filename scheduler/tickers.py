@@ -63,8 +63,9 @@ def recover_every(recovery_after_s: float) -> float:
 
 
 class ShopJobs:
-    def __init__(self, core: CoreLike, *, owner: str | None = None,
-                 reconcile_days: int = DEFAULT_DAYS) -> None:
+    def __init__(
+        self, core: CoreLike, *, owner: str | None = None, reconcile_days: int = DEFAULT_DAYS
+    ) -> None:
         self.core = core
         self.owner = owner or jobs.new_owner("sched:")
         self.reconcile_days = reconcile_days
@@ -89,8 +90,7 @@ class ShopJobs:
 
     async def poll(self) -> int:
         tick = poll_tick(self.core.settings.SMS_POLL_INTERVAL_SECONDS)
-        return await self._run("poll", lambda: self.core.orders.poll_due(
-            owner=self.owner, tick_seconds=tick))
+        return await self._run("poll", lambda: self.core.orders.poll_due(owner=self.owner, tick_seconds=tick))
 
     async def expire(self) -> int:
         return await self._run("expire", lambda: self.core.orders.expire_due(owner=self.owner))
@@ -99,16 +99,20 @@ class ShopJobs:
         return await self._run("recover", lambda: self.core.orders.recover_reserving(owner=self.owner))
 
     async def retry_upstream(self) -> int:
-        return await self._run("retry_upstream",
-                               lambda: self.core.orders.retry_upstream(owner=self.owner))
+        return await self._run("retry_upstream", lambda: self.core.orders.retry_upstream(owner=self.owner))
 
     async def void_overdue_holds(self) -> int:
-        return await self._run("void_overdue_holds",
-                               lambda: self.core.orders.resolve_overdue_holds(owner=self.owner))
+        return await self._run(
+            "void_overdue_holds", lambda: self.core.orders.resolve_overdue_holds(owner=self.owner)
+        )
 
     async def reconcile(self) -> ReconcileReport:
-        return await self._run("reconcile", lambda: self.reconciler.run(
-            days=self.reconcile_days, execute=True, mode="scheduled", record=True))
+        return await self._run(
+            "reconcile",
+            lambda: self.reconciler.run(
+                days=self.reconcile_days, execute=True, mode="scheduled", record=True
+            ),
+        )
 
     async def sync_catalog(self) -> dict[str, int]:
         async def work() -> dict[str, int]:
@@ -116,26 +120,29 @@ class ShopJobs:
             failed: list[str] = []
             for name, provider in self.core.providers.items():
                 try:
-                    stored[name] = (await catalog.sync_catalog(
-                        self.core.db, provider, self.core.clock)).stored
+                    stored[name] = (
+                        await catalog.sync_catalog(self.core.db, provider, self.core.clock)
+                    ).stored
                 except ProviderError as exc:
                     log.warning("catalogue of %s not synced: %s", name, exc)
                     failed.append(f"{name}: {exc}")
-            await catalog.prune_catalogue(self.core.db, list(self.core.providers),
-                                          actor="scheduler", now=self.core.clock.now())
+            await catalog.prune_catalogue(
+                self.core.db, list(self.core.providers), actor="scheduler", now=self.core.clock.now()
+            )
             if failed:
                 raise RuntimeError("catalogue sync failed for " + "; ".join(failed))
             return stored
+
         return await self._run("sync_catalog", work)
 
     async def reap_keys(self) -> int:
-        return await self._run("reap_keys", lambda: idempotency.reap(
-            self.core.db, self.core.clock.now()))
+        return await self._run("reap_keys", lambda: idempotency.reap(self.core.db, self.core.clock.now()))
 
     async def apply_retention(self) -> retention.RetentionReport:
         policy = retention.RetentionPolicy.from_settings(self.core.settings)
-        report: retention.RetentionReport = await self._run("retention", lambda: retention.prune(
-            self.core.db, self.core.clock, policy))
+        report: retention.RetentionReport = await self._run(
+            "retention", lambda: retention.prune(self.core.db, self.core.clock, policy)
+        )
         return report
 
     async def run_all_once(self) -> dict[str, Any]:

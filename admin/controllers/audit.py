@@ -13,16 +13,30 @@ from admin.render import ctx_of, page
 
 
 @get("/audit", opt={"role": "viewer"})
-async def audit_page(request: Request[Any, Any, Any], actor: OptQ = None, action: OptQ = None,
-                     target: OptQ = None, cursor: OptQ = None) -> Template:
+async def audit_page(
+    request: Request[Any, Any, Any],
+    actor: OptQ = None,
+    action: OptQ = None,
+    target: OptQ = None,
+    cursor: OptQ = None,
+) -> Template:
     ctx = ctx_of(request)
     flt = queries.AuditFilter(actor=(actor or None), action=(action or None), target=(target or None))
     async with ctx.db.read() as conn:
         result = await queries.list_audit(conn, flt, cursor=cursor, limit=100)
         people = await queries.users_by_ids(
-            conn, [a["target_id"] for a in result.rows if a["target_type"] == "user" and a["target_id"]])
-    return page(request, "audit.html", rows=result.rows, next_cursor=result.next_cursor, flt=flt,
-                people=people, params=flt.as_params(), first_page=not cursor)
+            conn, [a["target_id"] for a in result.rows if a["target_type"] == "user" and a["target_id"]]
+        )
+    return page(
+        request,
+        "audit.html",
+        rows=result.rows,
+        next_cursor=result.next_cursor,
+        flt=flt,
+        people=people,
+        params=flt.as_params(),
+        first_page=not cursor,
+    )
 
 
 HANDLERS = [audit_page]

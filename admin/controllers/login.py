@@ -46,15 +46,28 @@ async def login(request: Request[Any, Any, Any]) -> Template | Redirect:
     attempt = await ctx.throttle.reserve(username, ip)  # counted before the slow hash runs
     if attempt.wait:
         minutes = max(1, (attempt.wait + 59) // 60)
-        return page(request, "login.html", status=429, next=target, username=username,
-                    error=f"Too many failed logins. Try again in {minutes} minute{'s' if minutes > 1 else ''}.")
+        return page(
+            request,
+            "login.html",
+            status=429,
+            next=target,
+            username=username,
+            error=f"Too many failed logins. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+        )
     member = await ctx.staff.authenticate(username, password) if username and password else None
     if member is None:
-        return page(request, "login.html", status=401, next=target, username=username,
-                    error="Wrong username or password.")
+        return page(
+            request,
+            "login.html",
+            status=401,
+            next=target,
+            username=username,
+            error="Wrong username or password.",
+        )
     await ctx.throttle.success(attempt)
-    request.set_session({"staff_id": member.id, "epoch": member.password_epoch,
-                         "login_at": ctx.clock.now().timestamp()})
+    request.set_session(
+        {"staff_id": member.id, "epoch": member.password_epoch, "login_at": ctx.clock.now().timestamp()}
+    )
     rotate_session(request)
     return see_other(target)
 

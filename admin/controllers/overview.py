@@ -18,5 +18,10 @@ async def overview_page(request: Request[Any, Any, Any]) -> Template:
     now = ctx.clock.now()
     async with ctx.db.read() as conn:
         ov = await queries.overview(conn, now)
-    return page(request, "overview.html", ov=ov, breakers=await breaker_states(ctx.board),
-                providers=sorted(set(ctx.providers) | set(ov.provider_balances)))
+    return page(
+        request,
+        "overview.html",
+        ov=ov,
+        breakers=await breaker_states(ctx.board),
+        providers=sorted(set(ctx.providers) | set(ov.provider_balances)),
+    )

@@ -27,16 +27,27 @@ from core.errors import ShopError
 from core.money import MoneyError, parse_positive_amount
 
 
-async def providers_view(request: Request[Any, Any, Any], *, status: int = 200, error: str | None = None) -> Template:
+async def providers_view(
+    request: Request[Any, Any, Any], *, status: int = 200, error: str | None = None
+) -> Template:
     ctx = ctx_of(request)
     async with ctx.db.read() as conn:
         balances = await queries.latest_provider_balances(conn)
         offer_counts = await queries.provider_offer_counts(conn)
         services = await queries.catalogue(conn)
     names = sorted(set(ctx.providers) | set(balances) | set(offer_counts))
-    return page(request, "providers.html", status=status, error=error, names=names,
-                breakers=await breaker_states(ctx.board), balances=balances, offer_counts=offer_counts,
-                services=services, markup=ctx.core.settings.MARKUP_PERCENT)
+    return page(
+        request,
+        "providers.html",
+        status=status,
+        error=error,
+        names=names,
+        breakers=await breaker_states(ctx.board),
+        balances=balances,
+        offer_counts=offer_counts,
+        services=services,
+        markup=ctx.core.settings.MARKUP_PERCENT,
+    )
 
 
 @get("/providers", opt={"role": "viewer"})
@@ -55,16 +66,18 @@ async def apply_price(ctx: Any, me: Any, service: str, mode: str, value: str, re
             percent = int(value.strip().rstrip("%"))
         except ValueError:
             raise FormError("the markup is a whole number of percent, like 25") from None
-        await catalog.override_price(ctx.db, service, markup_percent=percent, actor=me.actor,
-                                     reason=reason, now=now)
+        await catalog.override_price(
+            ctx.db, service, markup_percent=percent, actor=me.actor, reason=reason, now=now
+        )
         return f"{service}: markup {percent}%."
     if mode == "fixed":
         try:
             price = parse_positive_amount(value, ctx.currency)
         except MoneyError as exc:
             raise FormError(str(exc)) from None
-        await catalog.override_price(ctx.db, service, fixed_price=price, actor=me.actor,
-                                     reason=reason, now=now)
+        await catalog.override_price(
+            ctx.db, service, fixed_price=price, actor=me.actor, reason=reason, now=now
+        )
         return f"{service}: fixed price set."
     raise FormError("choose markup, fixed price or clear")
 
@@ -77,8 +90,14 @@ async def set_price(request: Request[Any, Any, Any], service: NamePath) -> Templ
         key = idempotency_key(request.user, form)
         reason = reason_field(form)
         async with acting_once(ctx.nonces, key):
-            text = await apply_price(ctx, request.user, service[:32], (form.get("mode") or "").strip(),
-                                     form.get("value") or "", reason)
+            text = await apply_price(
+                ctx,
+                request.user,
+                service[:32],
+                (form.get("mode") or "").strip(),
+                form.get("value") or "",
+                reason,
+            )
     except AlreadySubmitted:
         flash(request, ALREADY_SUBMITTED)
         return see_other("/providers")

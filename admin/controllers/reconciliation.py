@@ -24,12 +24,20 @@ from admin.render import ctx_of, flash, page, see_other
 from core.errors import ShopError
 
 
-async def runs_view(request: Request[Any, Any, Any], *, status: int = 200, error: str | None = None) -> Template:
+async def runs_view(
+    request: Request[Any, Any, Any], *, status: int = 200, error: str | None = None
+) -> Template:
     ctx = ctx_of(request)
     async with ctx.db.read() as conn:
         runs = await queries.reconciliation_list(conn, limit=100)
-    return page(request, "reconciliation.html", status=status, error=error, runs=runs,
-                can_run=ctx.reconcile is not None)
+    return page(
+        request,
+        "reconciliation.html",
+        status=status,
+        error=error,
+        runs=runs,
+        can_run=ctx.reconcile is not None,
+    )
 
 
 @get("/reconciliation", opt={"role": "viewer"})
@@ -52,9 +60,17 @@ async def run_reconciliation(ctx: Any, me: Any, execute: bool) -> Any:
         raise FormError("run now is not available: core has no reconciliation service yet", 503)
     params = inspect.signature(ctx.reconcile).parameters
     kwargs: dict[str, Any] = {}
-    for name, value in (("execute", execute), ("dry_run", not execute), ("actor", me.actor),
-                        ("clock", ctx.clock), ("now", ctx.clock.now()), ("db", ctx.db),
-                        ("providers", ctx.providers), ("settings", ctx.core.settings), ("core", ctx.core)):
+    for name, value in (
+        ("execute", execute),
+        ("dry_run", not execute),
+        ("actor", me.actor),
+        ("clock", ctx.clock),
+        ("now", ctx.clock.now()),
+        ("db", ctx.db),
+        ("providers", ctx.providers),
+        ("settings", ctx.core.settings),
+        ("core", ctx.core),
+    ):
         if name in params:
             kwargs[name] = value
     result = ctx.reconcile(**kwargs)

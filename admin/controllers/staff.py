@@ -22,15 +22,30 @@ from core.errors import ShopError
 from core.staff import ROLES
 
 
-async def staff_view(request: Request[Any, Any, Any], *, status: int = 200, error: str | None = None,
-                     new_token: str | None = None, form: dict[str, str] | None = None,
-                     failed: str | None = None) -> Template:
+async def staff_view(
+    request: Request[Any, Any, Any],
+    *,
+    status: int = 200,
+    error: str | None = None,
+    new_token: str | None = None,
+    form: dict[str, str] | None = None,
+    failed: str | None = None,
+) -> Template:
     ctx = ctx_of(request)
     members = await ctx.staff.list()
     tokens = {m.id: await ctx.staff.tokens(m.id) for m in members}
-    return page(request, "staff.html", status=status, error=error, members=members, tokens=tokens,
-                roles=ROLES, new_token=new_token, failed=failed,
-                form={k: v for k, v in (form or {}).items() if k != "password"})
+    return page(
+        request,
+        "staff.html",
+        status=status,
+        error=error,
+        members=members,
+        tokens=tokens,
+        roles=ROLES,
+        new_token=new_token,
+        failed=failed,
+        form={k: v for k, v in (form or {}).items() if k != "password"},
+    )
 
 
 @get("/staff", opt={"role": "admin"})
@@ -50,8 +65,9 @@ async def _act(request: Request[Any, Any, Any], action: Any, name: str | None = 
     except FormError as exc:
         return await staff_view(request, status=exc.status, error=exc.message, form=form, failed=name)
     except ShopError as exc:
-        return await staff_view(request, status=error_status(exc), error=error_message(exc, ctx.currency),
-                                form=form, failed=name)
+        return await staff_view(
+            request, status=error_status(exc), error=error_message(exc, ctx.currency), form=form, failed=name
+        )
     if isinstance(result, Template):
         return result
     flash(request, result)
@@ -61,8 +77,9 @@ async def _act(request: Request[Any, Any, Any], action: Any, name: str | None = 
 @post("/staff", opt={"role": "admin"})
 async def add_staff(request: Request[Any, Any, Any]) -> Template | Redirect:
     async def go(ctx: Any, me: Any, form: dict[str, str]) -> str:
-        member = await ctx.staff.create(form.get("username", ""), form.get("role", ""),
-                                        form.get("password", ""), actor=me.actor)
+        member = await ctx.staff.create(
+            form.get("username", ""), form.get("role", ""), form.get("password", ""), actor=me.actor
+        )
         return f"Added {member.username} as {member.role}."
 
     return await _act(request, go, "add")

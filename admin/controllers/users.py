@@ -35,9 +35,15 @@ async def users_page(request: Request[Any, Any, Any], q: OptQ = None) -> Templat
     return page(request, "users.html", rows=rows, q=q or "")
 
 
-async def user_page(request: Request[Any, Any, Any], telegram_id: int, *, status: int = 200,
-                    error: str | None = None, form: dict[str, str] | None = None,
-                    failed: str | None = None) -> Template:
+async def user_page(
+    request: Request[Any, Any, Any],
+    telegram_id: int,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    form: dict[str, str] | None = None,
+    failed: str | None = None,
+) -> Template:
     """The user's page; after bad input, ``failed`` names the form shown again with ``form``."""
     ctx = ctx_of(request)
     async with ctx.db.read() as conn:
@@ -46,11 +52,22 @@ async def user_page(request: Request[Any, Any, Any], telegram_id: int, *, status
             raise UserNotFound(f"no user with Telegram id {telegram_id}")
         page_ = await queries.list_transfers(conn, queries.TransferFilter(user=str(telegram_id)), limit=30)
         names = await queries.account_names(
-            conn, [t["debit_account_id"] for t in page_.rows] + [t["credit_account_id"] for t in page_.rows])
+            conn, [t["debit_account_id"] for t in page_.rows] + [t["credit_account_id"] for t in page_.rows]
+        )
         user_orders = await queries.user_orders(conn, user["id"], limit=30)
-    return page(request, "user.html", status=status, error=error, user=user, transfers=page_.rows,
-                more_transfers=page_.next_cursor is not None, names=names, orders=user_orders,
-                form=form or {}, failed=failed)
+    return page(
+        request,
+        "user.html",
+        status=status,
+        error=error,
+        user=user,
+        transfers=page_.rows,
+        more_transfers=page_.next_cursor is not None,
+        names=names,
+        orders=user_orders,
+        form=form or {},
+        failed=failed,
+    )
 
 
 @get("/users/{telegram_id:int}", opt={"role": "viewer"})
@@ -58,7 +75,9 @@ async def user_detail(request: Request[Any, Any, Any], telegram_id: TelegramIdPa
     return await user_page(request, telegram_id)
 
 
-async def _adjust(request: Request[Any, Any, Any], telegram_id: TelegramIdPath, direction: str) -> Template | Redirect:
+async def _adjust(
+    request: Request[Any, Any, Any], telegram_id: TelegramIdPath, direction: str
+) -> Template | Redirect:
     ctx = ctx_of(request)
     me = request.user
     form = dict(await request.form())
@@ -69,23 +88,40 @@ async def _adjust(request: Request[Any, Any, Any], telegram_id: TelegramIdPath, 
         async with ctx.db.read() as conn:
             if await find_user(conn, telegram_id) is None:
                 raise UserNotFound(f"no user with Telegram id {telegram_id}")
-        change = await adjust_wallet(ctx.core.wallets, me, direction, telegram_id, amount, reason=reason,
-                                     idempotency_key=key,
-                                     support_credit_limit=ctx.core.settings.SUPPORT_CREDIT_LIMIT)
+        change = await adjust_wallet(
+            ctx.core.wallets,
+            me,
+            direction,
+            telegram_id,
+            amount,
+            reason=reason,
+            idempotency_key=key,
+            support_credit_limit=ctx.core.settings.SUPPORT_CREDIT_LIMIT,
+        )
     except FormError as exc:
-        return await user_page(request, telegram_id, status=exc.status, error=exc.message, form=form,
-                               failed=direction)
+        return await user_page(
+            request, telegram_id, status=exc.status, error=exc.message, form=form, failed=direction
+        )
     except UserNotFound:
         raise
     except ShopError as exc:
-        return await user_page(request, telegram_id, status=error_status(exc),
-                               error=error_message(exc, ctx.currency), form=form, failed=direction)
+        return await user_page(
+            request,
+            telegram_id,
+            status=error_status(exc),
+            error=error_message(exc, ctx.currency),
+            form=form,
+            failed=direction,
+        )
     from core.money import format_amount
 
     verb = "Credited" if direction == "credit" else "Debited"
     note = "" if change.created else " (this form was already submitted; nothing more was done)"
-    flash(request, f"{verb} {format_amount(amount, ctx.currency)}; balance now "
-                   f"{format_amount(change.wallet.balance, ctx.currency)}{note}")
+    flash(
+        request,
+        f"{verb} {format_amount(amount, ctx.currency)}; balance now "
+        f"{format_amount(change.wallet.balance, ctx.currency)}{note}",
+    )
     return see_other(f"/users/{telegram_id}")
 
 
@@ -110,14 +146,21 @@ async def block(request: Request[Any, Any, Any], telegram_id: TelegramIdPath) ->
         if value not in ("1", "0"):
             raise FormError("say whether to block (1) or unblock (0)")
         async with acting_once(ctx.nonces, key):
-            changed = await users.change_blocked(ctx.db, telegram_id, value == "1", actor=request.user.actor,
-                                                 reason=reason, now=ctx.clock.now())
+            changed = await users.change_blocked(
+                ctx.db,
+                telegram_id,
+                value == "1",
+                actor=request.user.actor,
+                reason=reason,
+                now=ctx.clock.now(),
+            )
     except AlreadySubmitted:
         flash(request, ALREADY_SUBMITTED)
         return see_other(f"/users/{telegram_id}")
     except FormError as exc:
-        return await user_page(request, telegram_id, status=exc.status, error=exc.message, form=form,
-                               failed="block")
+        return await user_page(
+            request, telegram_id, status=exc.status, error=exc.message, form=form, failed="block"
+        )
     state = "blocked" if value == "1" else "unblocked"
     flash(request, f"User {telegram_id} {state}." if changed else f"User {telegram_id} was already {state}.")
     return see_other(f"/users/{telegram_id}")

@@ -22,10 +22,13 @@ class HandlerSet:
         self.name = name
         self._registrations: list[Registration] = []
 
-    def _on(self, observer: str, filters: tuple[Any, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def _on(
+        self, observer: str, filters: tuple[Any, ...]
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def register(func: Callable[..., Any]) -> Callable[..., Any]:
             self._registrations.append((observer, func, filters))
             return func
+
         return register
 
     def message(self, *filters: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

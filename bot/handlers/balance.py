@@ -35,8 +35,10 @@ class TopUp(StatesGroup):
 
 async def _balance_screen(shop: ShopContext, telegram_id: int) -> tuple[str, object]:
     wallet = await shop.balance(telegram_id)
-    return (texts.balance(wallet.balance, wallet.held, wallet.available, shop.currency),
-            keyboards.balance(shop.packages(), shop.currency))
+    return (
+        texts.balance(wallet.balance, wallet.held, wallet.available, shop.currency),
+        keyboards.balance(shop.packages(), shop.currency),
+    )
 
 
 @handlers.message(Command("balance"))
@@ -52,16 +54,19 @@ async def on_balance(query: CallbackQuery, shop: ShopContext) -> None:
     await show(query.message, text, markup)  # type: ignore[arg-type]
 
 
-async def _send_invoice(message: Message | None, shop: ShopContext, telegram_id: int,
-                        stars: int, amount: int) -> None:
+async def _send_invoice(
+    message: Message | None, shop: ShopContext, telegram_id: int, stars: int, amount: int
+) -> None:
     invoice = shop.signer.issue(telegram_id, stars, amount, shop.core.clock.now())
     assert message is not None and message.bot is not None
     await message.bot.send_invoice(
         chat_id=telegram_id,
         title=texts.invoice_title(amount, shop.currency),
         description=texts.invoice_description(stars, amount, shop.currency),
-        payload=invoice.payload, currency="XTR",
-        prices=[LabeledPrice(label=texts.invoice_label(amount, shop.currency), amount=stars)])
+        payload=invoice.payload,
+        currency="XTR",
+        prices=[LabeledPrice(label=texts.invoice_label(amount, shop.currency), amount=stars)],
+    )
 
 
 @handlers.callback_query(keyboards.TopUpCb.filter(F.stars == 0))
@@ -69,19 +74,24 @@ async def on_custom_amount(query: CallbackQuery, shop: ShopContext, state: FSMCo
     await state.set_state(TopUp.amount)
     low, high = amount_bounds(shop.stars_per_unit, shop.currency)
     if query.message is not None and query.message.bot is not None:
-        await query.message.bot.send_message(query.from_user.id,
-                                             texts.ask_amount(shop.currency, low, high))
+        await query.message.bot.send_message(query.from_user.id, texts.ask_amount(shop.currency, low, high))
 
 
 @handlers.callback_query(keyboards.TopUpCb.filter())
-async def on_package(query: CallbackQuery, callback_data: keyboards.TopUpCb, shop: ShopContext,
-                     reply: Reply) -> None:
+async def on_package(
+    query: CallbackQuery, callback_data: keyboards.TopUpCb, shop: ShopContext, reply: Reply
+) -> None:
     packages = dict(shop.packages())
     if callback_data.stars not in packages:  # only the packages we offer, never any number
         reply.say(texts.STALE_BUTTON, alert=True)
         return
-    await _send_invoice(query.message, shop, query.from_user.id, callback_data.stars,  # type: ignore[arg-type]
-                        packages[callback_data.stars])
+    await _send_invoice(
+        query.message,
+        shop,
+        query.from_user.id,
+        callback_data.stars,  # type: ignore[arg-type]
+        packages[callback_data.stars],
+    )
 
 
 @handlers.message(StateFilter(TopUp.amount), F.text, ~F.text.startswith("/"))
@@ -96,8 +106,9 @@ async def on_amount_typed(message: Message, shop: ShopContext, state: FSMContext
         return
     stars = min(MAX_STARS, stars_for_amount(wanted, shop.stars_per_unit, shop.currency))
     await state.clear()
-    await _send_invoice(message, shop, message.chat.id, stars,
-                        credit_for_stars(stars, shop.stars_per_unit, shop.currency))
+    await _send_invoice(
+        message, shop, message.chat.id, stars, credit_for_stars(stars, shop.stars_per_unit, shop.currency)
+    )
 
 
 @handlers.message(Command("topup"))
@@ -111,14 +122,17 @@ async def cmd_topup(message: Message, shop: ShopContext, state: FSMContext) -> N
 async def on_pre_checkout(query: PreCheckoutQuery, shop: ShopContext) -> None:
     try:
         invoice = shop.signer.verify(
-            query.invoice_payload, telegram_id=query.from_user.id, currency=query.currency,
-            total_amount=query.total_amount, now=shop.core.clock.now())
+            query.invoice_payload,
+            telegram_id=query.from_user.id,
+            currency=query.currency,
+            total_amount=query.total_amount,
+            now=shop.core.clock.now(),
+        )
     except Exception:
         log.exception("pre-checkout %s: verification failed", query.id)
         invoice = None
     if invoice is None:
-        log.warning("pre-checkout %s from %s refused: payload does not match", query.id,
-                    query.from_user.id)
+        log.warning("pre-checkout %s from %s refused: payload does not match", query.id, query.from_user.id)
         await query.answer(ok=False, error_message=texts.INVOICE_INVALID)
         return
     await query.answer(ok=True)
@@ -129,18 +143,30 @@ async def on_paid(message: Message, shop: ShopContext, redelivered: bool = False
     paid = message.successful_payment
     assert paid is not None and message.from_user is not None
     charge_id = paid.telegram_payment_charge_id
-    invoice = shop.signer.verify(paid.invoice_payload, telegram_id=message.from_user.id,
-                                 currency=paid.currency, total_amount=paid.total_amount)
+    invoice = shop.signer.verify(
+        paid.invoice_payload,
+        telegram_id=message.from_user.id,
+        currency=paid.currency,
+        total_amount=paid.total_amount,
+    )
     if invoice is None:
         # Telegram took Stars for a payload we cannot vouch for: credit nothing, keep the
         # charge id in the log and in the user's hands so staff can settle it.
-        log.error("payment %s from %s does not match any invoice we issued (payload %r)",
-                  charge_id, message.from_user.id, paid.invoice_payload)
+        log.error(
+            "payment %s from %s does not match any invoice we issued (payload %r)",
+            charge_id,
+            message.from_user.id,
+            paid.invoice_payload,
+        )
         await message.answer(texts.PAYMENT_UNMATCHED.format(charge_id=charge_id))
         return
     change = await shop.core.wallets.top_up(
-        message.from_user.id, invoice.amount, source=SOURCE, reference=charge_id,
-        username=message.from_user.username)
+        message.from_user.id,
+        invoice.amount,
+        source=SOURCE,
+        reference=charge_id,
+        username=message.from_user.username,
+    )
     if change.created:
         log.info("payment %s: credited %s to %s", charge_id, invoice.amount, message.from_user.id)
         await message.answer(texts.topped_up(invoice.amount, change.wallet.available, shop.currency))

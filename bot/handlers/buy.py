@@ -30,20 +30,24 @@ Screen = tuple[str, InlineKeyboardMarkup]
 # --- screens ----------------------------------------------------------------------------
 
 
-async def _services_page(shop: ShopContext, offset: int, search: str | None = None
-                         ) -> tuple[list[ServiceView], int]:
+async def _services_page(
+    shop: ShopContext, offset: int, search: str | None = None
+) -> tuple[list[ServiceView], int]:
     async def load() -> tuple[list[ServiceView], int]:
         return await catalog.services_page(
-            shop.core.db, search=search, offset=offset, limit=keyboards.SERVICES_PER_PAGE,
-            markup_percent=shop.markup_percent)
+            shop.core.db,
+            search=search,
+            offset=offset,
+            limit=keyboards.SERVICES_PER_PAGE,
+            markup_percent=shop.markup_percent,
+        )
 
     return await shop.catalog_cache.get(("services", offset, search), load)
 
 
 async def services_screen(shop: ShopContext, offset: int = 0) -> Screen:
     """Everyone sees the same page, so the rendered screen is cached with the catalogue."""
-    return await shop.catalog_cache.get(("services-screen", offset),
-                                        lambda: _render_services(shop, offset))
+    return await shop.catalog_cache.get(("services-screen", offset), lambda: _render_services(shop, offset))
 
 
 async def _render_services(shop: ShopContext, offset: int) -> Screen:
@@ -53,8 +57,10 @@ async def _render_services(shop: ShopContext, offset: int) -> Screen:
         offset = 0
         views, total = await _services_page(shop, offset)
     pages = max(1, (total + per - 1) // per)
-    return (texts.services_page(offset // per + 1, pages),
-            keyboards.services(views, offset=offset, total=total, currency=shop.currency))
+    return (
+        texts.services_page(offset // per + 1, pages),
+        keyboards.services(views, offset=offset, total=total, currency=shop.currency),
+    )
 
 
 async def search_services(shop: ShopContext, term: str) -> tuple[list[ServiceView], int]:
@@ -78,8 +84,9 @@ async def _offers(shop: ShopContext, service: str) -> list[CountryOffer]:
 
 async def countries_screen(shop: ShopContext, service: str, offset: int = 0) -> Screen:
     """The same for everyone, so cached like the services page."""
-    return await shop.catalog_cache.get(("countries-screen", service, offset),
-                                        lambda: _render_countries(shop, service, offset))
+    return await shop.catalog_cache.get(
+        ("countries-screen", service, offset), lambda: _render_countries(shop, service, offset)
+    )
 
 
 async def _render_countries(shop: ShopContext, service: str, offset: int) -> Screen:
@@ -90,8 +97,10 @@ async def _render_countries(shop: ShopContext, service: str, offset: int) -> Scr
     if offset >= len(offers):
         offset = 0
     pages = (len(offers) + per - 1) // per
-    return (texts.countries_page(service, offset // per + 1, pages),
-            keyboards.countries(service, offers, offset=offset, currency=shop.currency))
+    return (
+        texts.countries_page(service, offset // per + 1, pages),
+        keyboards.countries(service, offers, offset=offset, currency=shop.currency),
+    )
 
 
 async def confirm_screen(
@@ -99,13 +108,24 @@ async def confirm_screen(
 ) -> Screen:
     settings = shop.core.settings
     quote = await catalog.new_quote(
-        shop.core.db, user_id=user_id, service=service, country=country,
-        markup_percent=shop.markup_percent, now=shop.core.clock.now(),
-        ttl_seconds=settings.QUOTE_TTL_SECONDS)
+        shop.core.db,
+        user_id=user_id,
+        service=service,
+        country=country,
+        markup_percent=shop.markup_percent,
+        now=shop.core.clock.now(),
+        ttl_seconds=settings.QUOTE_TTL_SECONDS,
+    )
     wallet = await shop.balance(telegram_id)
     enough = wallet.available >= quote.price
-    text = texts.confirm(service, country, quote.price, wallet.available, shop.currency,
-                         max(1, settings.QUOTE_TTL_SECONDS // 60))
+    text = texts.confirm(
+        service,
+        country,
+        quote.price,
+        wallet.available,
+        shop.currency,
+        max(1, settings.QUOTE_TTL_SECONDS // 60),
+    )
     return text, keyboards.confirm(service, quote.id, quote.price, shop.currency, enough=enough)
 
 
@@ -118,23 +138,31 @@ async def on_buy_menu(query: CallbackQuery, shop: ShopContext) -> None:
 
 
 @handlers.callback_query(keyboards.ServicesCb.filter())
-async def on_services_page(query: CallbackQuery, callback_data: keyboards.ServicesCb,
-                           shop: ShopContext) -> None:
+async def on_services_page(
+    query: CallbackQuery, callback_data: keyboards.ServicesCb, shop: ShopContext
+) -> None:
     await show(query.message, *await services_screen(shop, callback_data.offset))
 
 
 @handlers.callback_query(keyboards.ServiceCb.filter())
-async def on_service(query: CallbackQuery, callback_data: keyboards.ServiceCb,
-                     shop: ShopContext) -> None:
+async def on_service(query: CallbackQuery, callback_data: keyboards.ServiceCb, shop: ShopContext) -> None:
     await show(query.message, *await countries_screen(shop, callback_data.code, callback_data.offset))
 
 
 @handlers.callback_query(keyboards.CountryCb.filter())
-async def on_country(query: CallbackQuery, callback_data: keyboards.CountryCb,
-                     shop: ShopContext, user_id: int) -> None:
-    await show(query.message, *await confirm_screen(
-        shop, user_id=user_id, telegram_id=query.from_user.id,
-        service=callback_data.service, country=callback_data.country))
+async def on_country(
+    query: CallbackQuery, callback_data: keyboards.CountryCb, shop: ShopContext, user_id: int
+) -> None:
+    await show(
+        query.message,
+        *await confirm_screen(
+            shop,
+            user_id=user_id,
+            telegram_id=query.from_user.id,
+            service=callback_data.service,
+            country=callback_data.country,
+        ),
+    )
 
 
 @handlers.message(Command("buy"))
@@ -151,9 +179,12 @@ async def cmd_buy(message: Message, command: CommandObject, shop: ShopContext, u
         if found is not None:
             country = _match_country(await _offers(shop, found.code), words[-1])
             if country is not None:
-                await send_screen(message, *await confirm_screen(
-                    shop, user_id=user_id, telegram_id=telegram_id, service=found.code,
-                    country=country))
+                await send_screen(
+                    message,
+                    *await confirm_screen(
+                        shop, user_id=user_id, telegram_id=telegram_id, service=found.code, country=country
+                    ),
+                )
                 return
     term = " ".join(words)[:MAX_SEARCH]
     views, total = await search_services(shop, term)
@@ -161,8 +192,10 @@ async def cmd_buy(message: Message, command: CommandObject, shop: ShopContext, u
     if found is not None:
         await send_screen(message, *await countries_screen(shop, found.code))
     elif len(words) >= 2 and (first := _exact(*await search_services(shop, words[0]), words[0])):
-        await message.answer(texts.unknown_country(first.code, " ".join(words[1:])),
-                             reply_markup=(await countries_screen(shop, first.code))[1])
+        await message.answer(
+            texts.unknown_country(first.code, " ".join(words[1:])),
+            reply_markup=(await countries_screen(shop, first.code))[1],
+        )
     else:
         await _search_results(message, shop, term, views, total)
 
@@ -188,24 +221,28 @@ async def on_search(message: Message, shop: ShopContext) -> None:
     await _search_results(message, shop, term, views, total)
 
 
-async def _search_results(message: Message, shop: ShopContext, term: str,
-                          views: list[ServiceView], total: int) -> None:
+async def _search_results(
+    message: Message, shop: ShopContext, term: str, views: list[ServiceView], total: int
+) -> None:
     if not views:
         await message.answer(texts.search_none(term), reply_markup=keyboards.back_to_menu())
         return
     text = texts.services_page(1, 1, search=term, total=total)
     if total > len(views):
         text += "\n" + texts.search_more(len(views), total)
-    await message.answer(text, reply_markup=keyboards.services(
-        views, offset=0, total=total, currency=shop.currency, paged=False))
+    await message.answer(
+        text,
+        reply_markup=keyboards.services(views, offset=0, total=total, currency=shop.currency, paged=False),
+    )
 
 
 # --- the purchase -----------------------------------------------------------------------
 
 
 @handlers.callback_query(keyboards.BuyCb.filter())
-async def on_buy(query: CallbackQuery, callback_data: keyboards.BuyCb, shop: ShopContext,
-                 user_id: int, reply: Reply) -> None:
+async def on_buy(
+    query: CallbackQuery, callback_data: keyboards.BuyCb, shop: ShopContext, user_id: int, reply: Reply
+) -> None:
     message = accessible(query.message)
     if message is None:
         reply.say(texts.STALE_BUTTON, alert=True)
@@ -214,15 +251,22 @@ async def on_buy(query: CallbackQuery, callback_data: keyboards.BuyCb, shop: Sho
     key = f"tg:{message.chat.id}:{message.message_id}:buy:{quote_id}"
     try:
         order = await shop.core.orders.purchase(
-            user_id=user_id, quote_id=quote_id, idempotency_key=key,
-            chat_id=message.chat.id, message_id=message.message_id)
+            user_id=user_id,
+            quote_id=quote_id,
+            idempotency_key=key,
+            chat_id=message.chat.id,
+            message_id=message.message_id,
+        )
     except AlreadyInProgress:
         reply.say(texts.WORKING)
         return
     except NoProviderAvailable as exc:
         service = await _quote_service(shop, quote_id, user_id)
-        await show(message, texts.not_charged(exc.reason),
-                   keyboards.not_charged(service) if service else keyboards.back_to_menu())
+        await show(
+            message,
+            texts.not_charged(exc.reason),
+            keyboards.not_charged(service) if service else keyboards.back_to_menu(),
+        )
         reply.say(texts.not_charged(exc.reason), alert=True)
         return
     await show(message, *shop.order_screen(order))

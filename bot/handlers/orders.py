@@ -37,16 +37,18 @@ async def on_orders(query: CallbackQuery, shop: ShopContext, user_id: int) -> No
 
 
 @handlers.callback_query(keyboards.OrderCb.filter(F.action == "view"))
-async def on_view(query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext,
-                  user_id: int) -> None:
+async def on_view(
+    query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext, user_id: int
+) -> None:
     order = await shop.core.orders.get_order(str(callback_data.order), user_id=user_id)
-    own_message = (query.message is not None and order.message_id == query.message.message_id)
+    own_message = query.message is not None and order.message_id == query.message.message_id
     await show(query.message, *shop.order_screen(order, from_list=not own_message))
 
 
 @handlers.callback_query(keyboards.OrderCb.filter(F.action == "cancel"))
-async def on_cancel(query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext,
-                    user_id: int, reply: Reply) -> None:
+async def on_cancel(
+    query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext, user_id: int, reply: Reply
+) -> None:
     result = await shop.core.orders.cancel(str(callback_data.order), user_id=user_id)
     text, markup = shop.order_screen(result.order)
     if result.completed_instead:
@@ -62,8 +64,9 @@ async def on_cancel(query: CallbackQuery, callback_data: keyboards.OrderCb, shop
 
 
 @handlers.callback_query(keyboards.OrderCb.filter(F.action == "check"))
-async def on_check(query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext,
-                   user_id: int, reply: Reply) -> None:
+async def on_check(
+    query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext, user_id: int, reply: Reply
+) -> None:
     order = await shop.core.orders.check_now(str(callback_data.order), user_id=user_id)
     if order.code:
         shop.wake_sender()
@@ -74,7 +77,8 @@ async def on_check(query: CallbackQuery, callback_data: keyboards.OrderCb, shop:
 
 
 @handlers.callback_query(keyboards.OrderCb.filter(F.action == "another"))
-async def on_another(query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext,
-                     user_id: int, reply: Reply) -> None:
+async def on_another(
+    query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext, user_id: int, reply: Reply
+) -> None:
     await shop.core.orders.request_another_code(str(callback_data.order), user_id=user_id)
     reply.say(texts.ANOTHER_REQUESTED)

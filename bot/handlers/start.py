@@ -19,8 +19,9 @@ async def cmd_start(message: Message, shop: ShopContext, state: FSMContext) -> N
     await state.clear()
     wallet = await shop.balance(message.chat.id)
     first = message.from_user.first_name if message.from_user else None
-    await message.answer(texts.greeting(first, wallet.available, shop.currency),
-                         reply_markup=keyboards.main_menu())
+    await message.answer(
+        texts.greeting(first, wallet.available, shop.currency), reply_markup=keyboards.main_menu()
+    )
 
 
 @handlers.message(Command("menu"))

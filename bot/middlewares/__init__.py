@@ -30,6 +30,13 @@ from bot.middlewares.users import UserResolver
 from bot.users import UserDirectory
 
 __all__ = [
-    "CallbackAnswerer", "MessageErrors", "RateLimit", "Reply", "TokenBucket", "UpdateDedupe",
-    "UpdateLog", "UserDirectory", "UserResolver",
+    "CallbackAnswerer",
+    "MessageErrors",
+    "RateLimit",
+    "Reply",
+    "TokenBucket",
+    "UpdateDedupe",
+    "UpdateLog",
+    "UserDirectory",
+    "UserResolver",
 ]

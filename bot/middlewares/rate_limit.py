@@ -80,8 +80,15 @@ class RedisTokenBucket:
     limit protects the shop from floods, it must not take the shop down with Redis.
     """
 
-    def __init__(self, url: str, rate: float, burst: int, *, prefix: str = "numbershop:rl",
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        url: str,
+        rate: float,
+        burst: int,
+        *,
+        prefix: str = "numbershop:rl",
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self.prefix = prefix
@@ -93,9 +100,9 @@ class RedisTokenBucket:
 
     async def acquire(self, key: int) -> bool:
         try:
-            allowed = await self._take(keys=[f"{self.prefix}:{key}"],
-                                       args=[repr(float(self.rate)), int(self.burst),
-                                             self._ttl_ms])
+            allowed = await self._take(
+                keys=[f"{self.prefix}:{key}"], args=[repr(float(self.rate)), int(self.burst), self._ttl_ms]
+            )
         except RedisError as exc:
             log.warning("rate limit not applied, Redis failed: %s", exc)
             return True

@@ -54,8 +54,9 @@ class CallbackAnswerer(BaseMiddleware):
         data["reply"] = reply
         early: list[asyncio.Task[None]] = []
         timer = asyncio.get_running_loop().call_later(
-            self.deadline, lambda: early.append(asyncio.ensure_future(
-                self._answer(event, Reply(texts.WORKING)))))
+            self.deadline,
+            lambda: early.append(asyncio.ensure_future(self._answer(event, Reply(texts.WORKING)))),
+        )
         try:
             result = await self._run(handler, event, data, reply)
         finally:

@@ -12,4 +12,4 @@ SQL_IN_CHUNK = 900  # ids per IN (…) list: well under SQLite's bound-parameter
 
 def chunks(items: Sequence[_T], size: int = SQL_IN_CHUNK) -> Iterator[list[_T]]:
     for start in range(0, len(items), size):
-        yield list(items[start:start + size])
+        yield list(items[start : start + size])

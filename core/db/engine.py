@@ -47,8 +47,7 @@ _SQLITE_SETUP_TIMEOUT_MS = 5_000
 
 # The write transaction the current task has open: (database, task). A task started inside
 # one inherits the value but is another task, so it may begin (and wait its turn) normally.
-_WRITER: ContextVar[tuple[Database, asyncio.Task[Any]] | None] = ContextVar(
-    "numbershop_writer", default=None)
+_WRITER: ContextVar[tuple[Database, asyncio.Task[Any]] | None] = ContextVar("numbershop_writer", default=None)
 
 
 def _is_memory(url: str) -> bool:
@@ -92,6 +91,7 @@ def _sqlite_engine(url: str, *, inline: bool, **kw: Any) -> AsyncEngine:
         cur.close()
 
     if not inline:  # the inline dialect says BEGIN itself (``do_begin``)
+
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
             readonly = conn.get_execution_options().get("readonly")
@@ -202,16 +202,20 @@ class Database:
         task = asyncio.current_task()
         owner = _WRITER.get()
         if owner is not None and owner[0] is self and owner[1] is task:
-            raise NestedTransaction("db.begin() inside db.begin() of the same task; "
-                                    "pass the open connection down instead")
+            raise NestedTransaction(
+                "db.begin() inside db.begin() of the same task; pass the open connection down instead"
+            )
         token = _WRITER.set((self, task)) if task is not None else None
         try:
             if self._write_lock is None:
                 async with self.engine.begin() as conn, _end_of_transaction_work(conn):
                     yield conn
                 return
-            async with (self._write_lock, self._sqlite_transaction(readonly=False) as conn,
-                        _end_of_transaction_work(conn)):
+            async with (
+                self._write_lock,
+                self._sqlite_transaction(readonly=False) as conn,
+                _end_of_transaction_work(conn),
+            ):
                 yield conn
         finally:
             if token is not None:
@@ -257,7 +261,8 @@ class Database:
         if self.is_postgres:
             async with self.engine.connect() as conn:
                 conn = await conn.execution_options(
-                    isolation_level="REPEATABLE READ", postgresql_readonly=True)
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
                 async with conn.begin():
                     yield conn
             return
@@ -266,8 +271,9 @@ class Database:
                 yield conn
             return
         if self._scan_engine is None:
-            self._scan_engine = _sqlite_engine(self.url, inline=False, echo=self._echo,
-                                               pool_size=2, max_overflow=2)
+            self._scan_engine = _sqlite_engine(
+                self.url, inline=False, echo=self._echo, pool_size=2, max_overflow=2
+            )
         async with self._scan_engine.connect() as conn:
             conn = await conn.execution_options(readonly=True)
             async with conn.begin():
@@ -335,10 +341,9 @@ class Database:
         try:
             if self._checkpoint_conn is None:
                 self._checkpoint_conn = sqlite3.connect(
-                    str(make_url(self.url).database), timeout=0, isolation_level=None,
-                    check_same_thread=False)
-            _busy, frames, copied = self._checkpoint_conn.execute(
-                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    str(make_url(self.url).database), timeout=0, isolation_level=None, check_same_thread=False
+                )
+            _busy, frames, copied = self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.last_checkpoint = (int(frames), int(copied))
         except sqlite3.OperationalError as exc:  # another process's checkpointer is at work
             log.debug("WAL checkpoint skipped: %s", exc)

@@ -113,20 +113,18 @@ class InlineConnection(AsyncConnection):
     as they are, as ``AsyncConnection`` itself does for buffered results.
     """
 
-    async def execute(self, statement: Any, parameters: Any = None, *,
-                      execution_options: Any = None) -> Any:
+    async def execute(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
         return self._proxied.execute(statement, parameters, execution_options=execution_options)
 
-    async def scalar(self, statement: Any, parameters: Any = None, *,
-                     execution_options: Any = None) -> Any:
+    async def scalar(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
         return self._proxied.scalar(statement, parameters, execution_options=execution_options)
 
-    async def scalars(self, statement: Any, parameters: Any = None, *,
-                      execution_options: Any = None) -> Any:
+    async def scalars(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
         return self._proxied.scalars(statement, parameters, execution_options=execution_options)
 
-    async def exec_driver_sql(self, statement: str, parameters: Any = None,
-                              execution_options: Any = None) -> Any:
+    async def exec_driver_sql(
+        self, statement: str, parameters: Any = None, execution_options: Any = None
+    ) -> Any:
         return self._proxied.exec_driver_sql(statement, parameters, execution_options)
 
     async def run_sync(self, fn: Any, *arg: Any, **kw: Any) -> Any:

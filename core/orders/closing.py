@@ -29,7 +29,11 @@ _VOIDED = (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.FAILED)
 
 
 async def cancel(
-    svc: OrderService, order_id: str, *, user_id: int | None = None, actor: str = "user",
+    svc: OrderService,
+    order_id: str,
+    *,
+    user_id: int | None = None,
+    actor: str = "user",
     reason: str | None = None,
 ) -> CancelResult:
     order = await svc.get_order(order_id, user_id=user_id)
@@ -45,20 +49,37 @@ async def cancel(
             return CancelResult(checked, 0, completed_instead=True)
         order = checked
     now = svc.clock.now()
-    values = dict(upstream_state=(UpstreamState.CANCEL_PENDING if order.activation_id
-                                  else UpstreamState.NONE),
-                  upstream_retry_at=after_direct_close(now), next_poll_at=None)
+    values = dict(
+        upstream_state=(UpstreamState.CANCEL_PENDING if order.activation_id else UpstreamState.NONE),
+        upstream_retry_at=after_direct_close(now),
+        next_poll_at=None,
+    )
     async with svc.db.begin() as conn:
         # CAS from the status we read: if it moved since, nothing is written here.
         won = await transitions.apply(
-            svc, conn, order, OrderEvent.CANCEL, actor=actor, now=now, values=values,
-            detail={"reason": reason} if reason else None, notify=actor != "user")
+            svc,
+            conn,
+            order,
+            OrderEvent.CANCEL,
+            actor=actor,
+            now=now,
+            values=values,
+            detail={"reason": reason} if reason else None,
+            notify=actor != "user",
+        )
         if won and actor != "user":
             from core import audit
 
-            await audit.record(conn, actor=actor, action="order.cancel", target_type="order",
-                               target_id=order_id, reason=reason,
-                               detail={"refunded": order.price}, now=now)
+            await audit.record(
+                conn,
+                actor=actor,
+                action="order.cancel",
+                target_type="order",
+                target_id=order_id,
+                reason=reason,
+                detail={"refunded": order.price},
+                now=now,
+            )
         after = None if won else await load(conn, order_id)
     if after is not None:
         if after.status == OrderStatus.CANCELLED:
@@ -66,8 +87,14 @@ async def cancel(
         if after.status == OrderStatus.COMPLETED:
             return CancelResult(after, 0, completed_instead=True)
         raise OrderStateConflict(after.id, after.status, "cancel")
-    cancelled = with_(order, status=OrderStatus.CANCELLED, version=order.version + 1,
-                      updated_at=now, closed_at=order.closed_at or now, **values)
+    cancelled = with_(
+        order,
+        status=OrderStatus.CANCELLED,
+        version=order.version + 1,
+        updated_at=now,
+        closed_at=order.closed_at or now,
+        **values,
+    )
     # The refund is committed: answer now. The provider's cancel may take up to its read
     # timeout, so it runs after this call returns (and is retried by the job if it fails).
     upstream.start_close(svc, cancelled)
@@ -105,10 +132,19 @@ async def expire(svc: OrderService, order_id: str, *, actor: str = "scheduler") 
         current = await load(conn, order_id)
         assert current is not None
         won = current.status == OrderStatus.WAITING and await transitions.apply(
-            svc, conn, current, OrderEvent.EXPIRE, actor=actor, now=now,
-            values=dict(upstream_state=UpstreamState.CANCEL_PENDING,
-                        upstream_retry_at=after_direct_close(now), next_poll_at=None),
-            notify=True)
+            svc,
+            conn,
+            current,
+            OrderEvent.EXPIRE,
+            actor=actor,
+            now=now,
+            values=dict(
+                upstream_state=UpstreamState.CANCEL_PENDING,
+                upstream_retry_at=after_direct_close(now),
+                next_poll_at=None,
+            ),
+            notify=True,
+        )
         after = await load(conn, order_id)
     assert after is not None
     if won:
@@ -117,8 +153,13 @@ async def expire(svc: OrderService, order_id: str, *, actor: str = "scheduler") 
 
 
 async def fail(
-    svc: OrderService, order_id: str, *, reason: str, actor: str = "system",
-    notify: bool = True, detail: dict[str, Any] | None = None,
+    svc: OrderService,
+    order_id: str,
+    *,
+    reason: str,
+    actor: str = "system",
+    notify: bool = True,
+    detail: dict[str, Any] | None = None,
     upstream_state: UpstreamState | None = None,
 ) -> OrderView:
     now = svc.clock.now()
@@ -127,13 +168,25 @@ async def fail(
         if current is None:
             raise OrderNotFound(f"no order {order_id}")
         if current.status in OPEN:
-            state = upstream_state or (UpstreamState.CANCEL_PENDING if current.activation_id
-                                       else UpstreamState.NONE)
+            state = upstream_state or (
+                UpstreamState.CANCEL_PENDING if current.activation_id else UpstreamState.NONE
+            )
             await transitions.apply(
-                svc, conn, current, OrderEvent.FAIL, actor=actor, now=now,
-                values=dict(failure_reason=reason[:255], upstream_state=state,
-                            upstream_retry_at=after_direct_close(now), next_poll_at=None),
-                detail={"reason": reason, **(detail or {})}, notify=notify)
+                svc,
+                conn,
+                current,
+                OrderEvent.FAIL,
+                actor=actor,
+                now=now,
+                values=dict(
+                    failure_reason=reason[:255],
+                    upstream_state=state,
+                    upstream_retry_at=after_direct_close(now),
+                    next_poll_at=None,
+                ),
+                detail={"reason": reason, **(detail or {})},
+                notify=notify,
+            )
         after = await load(conn, order_id)
     assert after is not None
     if after.upstream_state == UpstreamState.CANCEL_PENDING and current.status != after.status:
@@ -143,7 +196,11 @@ async def fail(
 
 
 async def staff_refund(
-    svc: OrderService, order_id: str, *, actor: str, reason: str,
+    svc: OrderService,
+    order_id: str,
+    *,
+    actor: str,
+    reason: str,
     idempotency_key: str | None = None,
 ) -> OrderView:
     """Return a completed order's price to the wallet (revenue → wallet, posted)."""
@@ -160,13 +217,20 @@ async def staff_refund(
             return order
         if order.status != OrderStatus.COMPLETED:
             raise OrderStateConflict(order.id, order.status, "refund (only completed orders)")
-        won = await transitions.apply(svc, conn, order, OrderEvent.REFUND, actor=actor, now=now,
-                                      detail={"reason": reason}, notify=True)
+        won = await transitions.apply(
+            svc, conn, order, OrderEvent.REFUND, actor=actor, now=now, detail={"reason": reason}, notify=True
+        )
         if won:
-            await audit.record(conn, actor=actor, action="order.refund", target_type="order",
-                               target_id=order_id, reason=reason,
-                               detail={"amount": order.price,
-                                       "idempotency_key": idempotency_key}, now=now)
+            await audit.record(
+                conn,
+                actor=actor,
+                action="order.refund",
+                target_type="order",
+                target_id=order_id,
+                reason=reason,
+                detail={"amount": order.price, "idempotency_key": idempotency_key},
+                now=now,
+            )
         after = await load(conn, order_id)
     assert after is not None
     return after
@@ -195,16 +259,34 @@ async def settle_closed_order_hold(svc: OrderService, order_id: str, *, actor: s
         # The event and audit names predate "capture"; dashboards filter on them.
         action = "hold_voided" if voiding else "hold_posted"
         await transitions.record_event(
-            conn, order_id, action, order.status, order.status, actor,
-            {"reason": "reconciliation: order closed with its hold pending"}, now)
-        await audit.record(conn, actor=actor, action=f"order.{action}", target_type="order",
-                           target_id=order_id, reason="order closed with its hold pending",
-                           detail={"amount": order.price, "status": order.status}, now=now)
+            conn,
+            order_id,
+            action,
+            order.status,
+            order.status,
+            actor,
+            {"reason": "reconciliation: order closed with its hold pending"},
+            now,
+        )
+        await audit.record(
+            conn,
+            actor=actor,
+            action=f"order.{action}",
+            target_type="order",
+            target_id=order_id,
+            reason="order closed with its hold pending",
+            detail={"amount": order.price, "status": order.status},
+            now=now,
+        )
         chat = order.chat_id or order.telegram_id
         if voiding and chat:
             await outbox.enqueue(
-                conn, kind=order.status, chat_id=chat, order_id=order_id, now=now,
+                conn,
+                kind=order.status,
+                chat_id=chat,
+                order_id=order_id,
+                now=now,
                 dedupe_key=f"order:{order_id}:{order.status}",
-                payload=transitions.notice_payload(svc, order, status=order.status,
-                                                   refunded=order.price))
+                payload=transitions.notice_payload(svc, order, status=order.status, refunded=order.price),
+            )
     return True

@@ -41,7 +41,11 @@ if TYPE_CHECKING:
 
 
 async def record_messages(
-    svc: OrderService, order_id: str, messages: Iterable[SmsMessage], *, actor: str,
+    svc: OrderService,
+    order_id: str,
+    messages: Iterable[SmsMessage],
+    *,
+    actor: str,
 ) -> OrderView:
     (order,) = await record_many(svc, [(order_id, messages)], actor=actor)
     if order is None:
@@ -50,7 +54,10 @@ async def record_messages(
 
 
 async def record_many(
-    svc: OrderService, items: Iterable[tuple[str, Iterable[SmsMessage]]], *, actor: str,
+    svc: OrderService,
+    items: Iterable[tuple[str, Iterable[SmsMessage]]],
+    *,
+    actor: str,
 ) -> list[OrderView | None]:
     """``record_messages`` for many orders in one write transaction.
 
@@ -84,8 +91,9 @@ async def _record_once(
     # order moves meanwhile, its compare-and-set fails and the attempt is retried.
     async with svc.db.read() as conn:
         for chunk in chunks(ids):
-            views.update((r["id"], view(r)) for r in
-                         (await conn.execute(LOAD_MANY, {"ids": chunk})).mappings())
+            views.update(
+                (r["id"], view(r)) for r in (await conn.execute(LOAD_MANY, {"ids": chunk})).mappings()
+            )
             # The same SMS can reach us twice under different ids (a provider webhook
             # carries none, the poller sees the provider's); same code and text is the same
             # message.
@@ -104,8 +112,12 @@ async def _record_once(
 
 
 async def _record_in(
-    svc: OrderService, conn: AsyncConnection, todo: list[tuple[OrderView, list[SmsMessage]]],
-    *, actor: str, now: datetime,
+    svc: OrderService,
+    conn: AsyncConnection,
+    todo: list[tuple[OrderView, list[SmsMessage]]],
+    *,
+    actor: str,
+    now: datetime,
 ) -> dict[str, OrderView]:
     """The writes of ``_record_once``: a fixed number of statements for the whole batch
     plus one compare-and-set per order that a code completes. Order rows are locked first
@@ -115,15 +127,28 @@ async def _record_in(
         for msg in messages:
             # A second message under the same id is refused, as the unique constraint
             # refuses it in a later transaction.
-            rows.setdefault((order.id, message_id(msg)), dict(
-                order_id=order.id, provider_message_id=message_id(msg), code=msg.code,
-                text=msg.text, charged=False, received_at=msg.received_at or now))
+            rows.setdefault(
+                (order.id, message_id(msg)),
+                dict(
+                    order_id=order.id,
+                    provider_message_id=message_id(msg),
+                    code=msg.code,
+                    text=msg.text,
+                    charged=False,
+                    received_at=msg.received_at or now,
+                ),
+            )
     # In key order, so that two batches with messages in common (two pollers after a lease
     # ran out) wait for each other on the first shared key instead of deadlocking.
-    inserted = {(r.order_id, r.provider_message_id): r.id for r in await conn.execute(
-        insert_ignore(conn, order_messages).returning(
-            order_messages.c.id, order_messages.c.order_id,
-            order_messages.c.provider_message_id), [rows[k] for k in sorted(rows)])}
+    inserted = {
+        (r.order_id, r.provider_message_id): r.id
+        for r in await conn.execute(
+            insert_ignore(conn, order_messages).returning(
+                order_messages.c.id, order_messages.c.order_id, order_messages.c.provider_message_id
+            ),
+            [rows[k] for k in sorted(rows)],
+        )
+    }
     captures: list[tuple[OrderView, SmsMessage, int]] = []  # order, its code, message row
     extras: list[tuple[OrderView, list[SmsMessage]]] = []  # codes after the charged one
     for order, messages in todo:
@@ -148,39 +173,60 @@ async def _record_in(
     events: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     for order, msg, _row in sorted(captures, key=lambda c: c[0].id):
-        values = dict(code=msg.code, upstream_state=UpstreamState.FINISH_PENDING,
-                      upstream_retry_at=now, next_poll_at=None)
+        values = dict(
+            code=msg.code,
+            upstream_state=UpstreamState.FINISH_PENDING,
+            upstream_retry_at=now,
+            next_poll_at=None,
+        )
         if not await transitions.cas(conn, order, t, now, values):
             raise Retry()  # lost a race (PostgreSQL): someone else moved the order first
-        events.append(event_row(order.id, t.event.value, t.source, t.target, actor,
-                                {"code": msg.code}, now))
+        events.append(event_row(order.id, t.event.value, t.source, t.target, actor, {"code": msg.code}, now))
         # The code goes out as its own message whoever found it. The order's message is left
         # to the caller when the user's own tap found the code (Check now, Cancel's last
         # look): the bot redraws that screen with its answer, as it does for every
         # transition a user drives, and a second edit from the sender would only repeat it.
-        note = transitions.notice(svc, order, t, now, values, {
-            "code": msg.code, "text": msg.text, "screen_shown": actor == "user"}, 0)
+        note = transitions.notice(
+            svc,
+            order,
+            t,
+            now,
+            values,
+            {"code": msg.code, "text": msg.text, "screen_shown": actor == "user"},
+            0,
+        )
         if note is not None:
             notes.append(outbox_row(**note))
-        after[order.id] = with_(order, status=t.target, version=order.version + 1,
-                                updated_at=now, closed_at=order.closed_at or now, **values)
+        after[order.id] = with_(
+            order,
+            status=t.target,
+            version=order.version + 1,
+            updated_at=now,
+            closed_at=order.closed_at or now,
+            **values,
+        )
     # Codes after the charged one go to the user free of charge while the order stays
     # completed. Its status is read again under a share lock, so a staff refund cannot
     # commit between this look and the notification's commit: a code that arrives after a
     # refund is kept and never sent.
     others = [o.id for o, _ in extras if o.id not in after and o.status == OrderStatus.COMPLETED]
     for chunk in chunks(others):
-        after.update((r["id"], view(r)) for r in
-                     (await conn.execute(LOCK_MANY, {"ids": chunk})).mappings())
+        after.update((r["id"], view(r)) for r in (await conn.execute(LOCK_MANY, {"ids": chunk})).mappings())
     for order, coded in extras:
         current = after.get(order.id)
         if current is None or current.status != OrderStatus.COMPLETED:
             continue
-        notes += [outbox_row(
-            kind="code_extra", chat_id=current.chat_id or current.telegram_id or 0,
-            order_id=order.id, now=now, dedupe_key=f"order:{order.id}:msg:{message_id(msg)}",
-            payload=transitions.notice_payload(svc, current, code=msg.code, text=msg.text))
-            for msg in coded]
+        notes += [
+            outbox_row(
+                kind="code_extra",
+                chat_id=current.chat_id or current.telegram_id or 0,
+                order_id=order.id,
+                now=now,
+                dedupe_key=f"order:{order.id}:msg:{message_id(msg)}",
+                payload=transitions.notice_payload(svc, current, code=msg.code, text=msg.text),
+            )
+            for msg in coded
+        ]
     if captures:
         await conn.execute(CHARGE, {"ids": [row for _o, _m, row in captures]})
         await conn.execute(order_events.insert(), events)
@@ -202,24 +248,34 @@ async def check_now(svc: OrderService, order_id: str, *, user_id: int | None = N
 
 
 async def request_another_code(
-    svc: OrderService, order_id: str, *, user_id: int | None = None,
+    svc: OrderService,
+    order_id: str,
+    *,
+    user_id: int | None = None,
 ) -> OrderView:
     order = await svc.get_order(order_id, user_id=user_id)
-    if (not order.can_request_another or order.status != OrderStatus.COMPLETED
-            or not order.activation_id):
+    if not order.can_request_another or order.status != OrderStatus.COMPLETED or not order.activation_id:
         raise OrderStateConflict(order.id, order.status, "request another code")
     await svc.providers[order.provider or ""].request_another_code(order.activation_id)
     now = svc.clock.now()
     async with svc.db.begin() as conn:
-        await conn.execute(update(orders).where(orders.c.id == order_id).values(
-            next_poll_at=now, upstream_state=UpstreamState.ACTIVE, updated_at=now))
-        await transitions.record_event(conn, order_id, "another_code", order.status,
-                                       order.status, "user", None, now)
+        await conn.execute(
+            update(orders)
+            .where(orders.c.id == order_id)
+            .values(next_poll_at=now, upstream_state=UpstreamState.ACTIVE, updated_at=now)
+        )
+        await transitions.record_event(
+            conn, order_id, "another_code", order.status, order.status, "user", None, now
+        )
     return await svc.get_order(order_id)
 
 
 async def apply_status(
-    svc: OrderService, order: OrderView, status: ActivationStatus, *, actor: str,
+    svc: OrderService,
+    order: OrderView,
+    status: ActivationStatus,
+    *,
+    actor: str,
 ) -> OrderView:
     """Bring an order in line with what its provider reports: record messages (the first
     code completes it), fail it if the provider closed it without a code."""
@@ -231,9 +287,15 @@ async def apply_status(
 async def fail_if_closed(
     svc: OrderService, order: OrderView, status: ActivationStatus, *, actor: str
 ) -> OrderView:
-    if (order.status == OrderStatus.WAITING
-            and status.state in (ActivationState.CANCELLED, ActivationState.EXPIRED)):
+    if order.status == OrderStatus.WAITING and status.state in (
+        ActivationState.CANCELLED,
+        ActivationState.EXPIRED,
+    ):
         # Closed upstream without a code: the user must not pay for it.
-        order = await svc.fail(order.id, reason=f"provider closed the activation ({status.state})",
-                               actor=actor, upstream_state=UpstreamState.CANCELLED)
+        order = await svc.fail(
+            order.id,
+            reason=f"provider closed the activation ({status.state})",
+            actor=actor,
+            upstream_state=UpstreamState.CANCELLED,
+        )
     return order

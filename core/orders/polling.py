@@ -48,25 +48,38 @@ def _next_poll_at(svc: OrderService, now: datetime, tick_seconds: float) -> Any:
     that with discrete ticks the gap between two polls never exceeds it."""
     interval = svc.settings.SMS_POLL_INTERVAL_SECONDS
     slack = min(max(tick_seconds, 0.0), interval / 2)
-    steps = [(age, now + timedelta(seconds=max(interval * factor - slack, 0.1)))
-             for age, factor in POLL_BACKOFF]
-    last = now + timedelta(seconds=max(min(interval * POLL_BACKOFF_MAX_FACTOR,
-                                           max(interval, POLL_BACKOFF_CAP_S)) - slack, 0.1))
-    return case(*((orders.c.created_at > now - timedelta(seconds=age), literal(at, UTCDateTime()))
-                  for age, at in steps), else_=literal(last, UTCDateTime()))
+    steps = [
+        (age, now + timedelta(seconds=max(interval * factor - slack, 0.1))) for age, factor in POLL_BACKOFF
+    ]
+    last = now + timedelta(
+        seconds=max(min(interval * POLL_BACKOFF_MAX_FACTOR, max(interval, POLL_BACKOFF_CAP_S)) - slack, 0.1)
+    )
+    return case(
+        *(
+            (orders.c.created_at > now - timedelta(seconds=age), literal(at, UTCDateTime()))
+            for age, at in steps
+        ),
+        else_=literal(last, UTCDateTime()),
+    )
 
 
 def _due_where(now: datetime) -> list[Any]:
     return [
         orders.c.next_poll_at <= now,
-        or_(orders.c.status == OrderStatus.WAITING,
-            and_(orders.c.status == OrderStatus.COMPLETED, orders.c.expires_at > now)),
+        or_(
+            orders.c.status == OrderStatus.WAITING,
+            and_(orders.c.status == OrderStatus.COMPLETED, orders.c.expires_at > now),
+        ),
     ]
 
 
 async def poll_due(
-    svc: OrderService, *, owner: str | None = None, limit: int = 1000,
-    tick_seconds: float = 0.0, max_rounds: int = 50,
+    svc: OrderService,
+    *,
+    owner: str | None = None,
+    limit: int = 1000,
+    tick_seconds: float = 0.0,
+    max_rounds: int = 50,
 ) -> int:
     owner = owner or svc.worker_id
     rounds: set[asyncio.Task[int]] = set()
@@ -76,9 +89,14 @@ async def poll_due(
             now = svc.clock.now()
             due_again = _next_poll_at(svc, now, tick_seconds)
             ids = await jobs.claim_orders(
-                svc.db, owner=owner, now=now, due=_due_where(now),
-                order_by=(orders.c.next_poll_at,), limit=limit,
-                values={"next_poll_at": due_again, "lease_until": due_again})
+                svc.db,
+                owner=owner,
+                now=now,
+                due=_due_where(now),
+                order_by=(orders.c.next_poll_at,),
+                limit=limit,
+                values={"next_poll_at": due_again, "lease_until": due_again},
+            )
             if not ids:
                 break
             # Rounds overlap (a few at a time): the next batch is claimed and fetched while
@@ -97,7 +115,10 @@ async def poll_due(
 
 
 async def poll_orders(
-    svc: OrderService, order_ids: Iterable[str], *, owner: str | None = None,
+    svc: OrderService,
+    order_ids: Iterable[str],
+    *,
+    owner: str | None = None,
 ) -> int:
     ids = list(order_ids)
     async with svc.db.read() as conn:
@@ -106,15 +127,16 @@ async def poll_orders(
     for order in views:
         if order.activation_id and order.provider in svc.providers:
             by_provider[order.provider].append(order)
-    results = await asyncio.gather(*(_poll_provider(svc, name, group)
-                                     for name, group in by_provider.items()))
+    results = await asyncio.gather(*(_poll_provider(svc, name, group) for name, group in by_provider.items()))
     if owner is not None:
         await jobs.release_orders(svc.db, ids, owner)
     return sum(results)
 
 
 async def _fetch_statuses(
-    svc: OrderService, name: str, group: list[OrderView],
+    svc: OrderService,
+    name: str,
+    group: list[OrderView],
 ) -> dict[str, ActivationStatus]:
     provider = svc.providers[name]
     aids = [o.activation_id for o in group if o.activation_id]
@@ -142,8 +164,9 @@ async def _poll_provider(svc: OrderService, name: str, group: list[OrderView]) -
     statuses = await _fetch_statuses(svc, name, group)
     if not statuses:
         return 0
-    with_messages = [o.id for o in group
-                     if (s := statuses.get(o.activation_id or "")) is not None and s.messages]
+    with_messages = [
+        o.id for o in group if (s := statuses.get(o.activation_id or "")) is not None and s.messages
+    ]
     known: set[tuple[str, str]] = set()
     if with_messages:
         async with svc.db.read() as conn:
@@ -173,20 +196,25 @@ async def _poll_provider(svc: OrderService, name: str, group: list[OrderView]) -
             try:
                 return await codes.fail_if_closed(svc, order, status, actor="scheduler")
             except Exception:
-                log.exception("order %s: recording its status failed; polled again later",
-                              order.id)
+                log.exception("order %s: recording its status failed; polled again later", order.id)
                 return None
 
     afters = await asyncio.gather(*(settle(o, s) for o, s in changed))
-    first_codes = sum(1 for (before, _), after in zip(changed, afters, strict=True)
-                      if after is not None and before.status == OrderStatus.WAITING
-                      and after.status == OrderStatus.COMPLETED)
+    first_codes = sum(
+        1
+        for (before, _), after in zip(changed, afters, strict=True)
+        if after is not None
+        and before.status == OrderStatus.WAITING
+        and after.status == OrderStatus.COMPLETED
+    )
     if finished_upstream:
         # Closed upstream after its code: nothing more can arrive, stop polling it.
         async with svc.db.begin() as conn:
-            await conn.execute(update(orders).where(
-                orders.c.id.in_(finished_upstream), orders.c.status == OrderStatus.COMPLETED)
-                .values(next_poll_at=None))
+            await conn.execute(
+                update(orders)
+                .where(orders.c.id.in_(finished_upstream), orders.c.status == OrderStatus.COMPLETED)
+                .values(next_poll_at=None)
+            )
     return first_codes
 
 
@@ -200,22 +228,22 @@ async def _record_polled(
     sem = asyncio.Semaphore(APPLY_CONCURRENCY)
     for chunk in chunks(polled, RECORD_BATCH):
         try:
-            views = await svc.record_many([(o.id, s.messages) for o, s in chunk],
-                                         actor="scheduler")
+            views = await svc.record_many([(o.id, s.messages) for o, s in chunk], actor="scheduler")
             recorded.update((o.id, v) for (o, _), v in zip(chunk, views, strict=True))
             continue
         except Exception:
-            log.exception("recording the messages of %d orders together failed; "
-                          "recording them one by one", len(chunk))
+            log.exception(
+                "recording the messages of %d orders together failed; recording them one by one", len(chunk)
+            )
 
         async def one(order: OrderView, status: ActivationStatus) -> None:
             async with sem:
                 try:
                     recorded[order.id] = await svc.record_messages(
-                        order.id, status.messages, actor="scheduler")
+                        order.id, status.messages, actor="scheduler"
+                    )
                 except Exception:
-                    log.exception("order %s: recording its messages failed; polled again "
-                                  "later", order.id)
+                    log.exception("order %s: recording its messages failed; polled again later", order.id)
                     recorded[order.id] = None
 
         await asyncio.gather(*(one(o, s) for o, s in chunk))

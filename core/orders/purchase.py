@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("core.orders")
 
-_BUYER = select(users.c.id, users.c.wallet_account_id, users.c.blocked,
-                users.c.telegram_id).where(users.c.id == bindparam("user_id"))
+_BUYER = select(users.c.id, users.c.wallet_account_id, users.c.blocked, users.c.telegram_id).where(
+    users.c.id == bindparam("user_id")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +53,13 @@ class _Checked:
 
 
 async def purchase(
-    svc: OrderService, *, user_id: int, quote_id: str, idempotency_key: str,
-    chat_id: int | None = None, message_id: int | None = None,
+    svc: OrderService,
+    *,
+    user_id: int,
+    quote_id: str,
+    idempotency_key: str,
+    chat_id: int | None = None,
+    message_id: int | None = None,
 ) -> OrderView:
     now = svc.clock.now()
     fp = idempotency.fingerprint("purchase", user_id, quote_id)
@@ -69,8 +75,13 @@ async def purchase(
         # The key is stored as done with the order id: the order and its hold commit with
         # it, and from then on the order's own status says how far it got.
         prior = await idempotency.claim(
-            conn, key=idempotency_key, scope="purchase", fingerprint=fp, now=now,
-            result={"order_id": order_id})
+            conn,
+            key=idempotency_key,
+            scope="purchase",
+            fingerprint=fp,
+            now=now,
+            result={"order_id": order_id},
+        )
         if prior is None:
             if checked is None:  # the key vanished (reaped) since we looked
                 checked = await _check(svc, conn, user_id, quote_id, now)
@@ -95,16 +106,22 @@ async def _check(
     if user.blocked:
         raise UserBlocked("this account is blocked")
     quote = await catalog.load_quote(conn, quote_id, user_id, now)
-    offers = await catalog.candidate_offers(conn, quote.service, quote.country, quote.price,
-                                            providers=list(svc.providers))
+    offers = await catalog.candidate_offers(
+        conn, quote.service, quote.country, quote.price, providers=list(svc.providers)
+    )
     # Providers able to sell this now, cheapest first, in PROVIDERS order on a tie.
     candidates = [(o.provider, o.cost) for o in offers]
     return _Checked(user.id, user.wallet_account_id, user.telegram_id, quote, candidates)
 
 
 async def _open_order(
-    svc: OrderService, conn: AsyncConnection, order_id: str, checked: _Checked,
-    chat_id: int | None, message_id: int | None, now: datetime,
+    svc: OrderService,
+    conn: AsyncConnection,
+    order_id: str,
+    checked: _Checked,
+    chat_id: int | None,
+    message_id: int | None,
+    now: datetime,
 ) -> OrderView:
     """Phase 1: place the hold and insert the order as ``reserving``."""
     quote = checked.quote
@@ -112,23 +129,46 @@ async def _open_order(
     hold_id = ledger.derived_id("hold", order_id)
     revenue = await ledger.system_account(conn, ledger.REVENUE, spread=order_id)
     await ledger.create_hold(
-        conn, id=hold_id, debit=checked.wallet_account_id, credit=revenue,
-        amount=quote.price, order_id=order_id, now=now,
-        timeout_at=now + timedelta(seconds=settings.ORDER_MAX_TTL_SECONDS
-                                   + settings.HOLD_GRACE_SECONDS))
+        conn,
+        id=hold_id,
+        debit=checked.wallet_account_id,
+        credit=revenue,
+        amount=quote.price,
+        order_id=order_id,
+        now=now,
+        timeout_at=now + timedelta(seconds=settings.ORDER_MAX_TTL_SECONDS + settings.HOLD_GRACE_SECONDS),
+    )
     values = dict(
-        id=order_id, user_id=checked.user_id, quote_id=quote.id, service=quote.service,
-        country=quote.country, price=quote.price, status=OrderStatus.RESERVING.value,
-        version=1, hold_transfer_id=hold_id,
+        id=order_id,
+        user_id=checked.user_id,
+        quote_id=quote.id,
+        service=quote.service,
+        country=quote.country,
+        price=quote.price,
+        status=OrderStatus.RESERVING.value,
+        version=1,
+        hold_transfer_id=hold_id,
         provider=checked.candidates[0][0] if checked.candidates else None,
-        upstream_state=UpstreamState.NONE.value, upstream_attempts=0, can_request_another=False,
+        upstream_state=UpstreamState.NONE.value,
+        upstream_attempts=0,
+        can_request_another=False,
         chat_id=chat_id if chat_id is not None else checked.telegram_id,
-        message_id=message_id, created_at=now, updated_at=now)
+        message_id=message_id,
+        created_at=now,
+        updated_at=now,
+    )
     await conn.execute(orders.insert(), values)
-    await transitions.record_event(conn, order_id, "created", None, OrderStatus.RESERVING,
-                                   "user", {"price": quote.price, "quote_id": quote.id}, now)
-    return view({**{c.name: None for c in orders.c}, **values,
-                 "telegram_id": checked.telegram_id})
+    await transitions.record_event(
+        conn,
+        order_id,
+        "created",
+        None,
+        OrderStatus.RESERVING,
+        "user",
+        {"price": quote.price, "quote_id": quote.id},
+        now,
+    )
+    return view({**{c.name: None for c in orders.c}, **values, "telegram_id": checked.telegram_id})
 
 
 def _available(svc: OrderService, name: str) -> bool:
@@ -150,43 +190,51 @@ async def rent(
         if order.provider != name:
             async with svc.db.begin() as conn:
                 moved = await conn.execute(
-                    update(orders).where(orders.c.id == order_id,
-                                         orders.c.status == OrderStatus.RESERVING)
-                    .values(provider=name, updated_at=svc.clock.now()))
+                    update(orders)
+                    .where(orders.c.id == order_id, orders.c.status == OrderStatus.RESERVING)
+                    .values(provider=name, updated_at=svc.clock.now())
+                )
             if moved.rowcount != 1:
                 return await svc.get_order(order_id)  # someone else settled it
             order = with_(order, provider=name)
         tried.append(name)
-        request = RentRequest(order.service, order.country, max_cost=order.price,
-                              idempotency_key=order_id)
+        request = RentRequest(order.service, order.country, max_cost=order.price, idempotency_key=order_id)
         try:
             rental = await svc.providers[name].rent(request)
         except OutcomeUnknown as exc:
-            log.warning("order %s: outcome of rent at %s unknown (%s); recovery will settle it",
-                        order_id, name, exc)
-            await transitions.note(svc, order_id, "rent_unknown",
-                                   {"provider": name, "error": str(exc)})
+            log.warning(
+                "order %s: outcome of rent at %s unknown (%s); recovery will settle it", order_id, name, exc
+            )
+            await transitions.note(svc, order_id, "rent_unknown", {"provider": name, "error": str(exc)})
             return await svc.get_order(order_id)
         except (OutOfStock, PriceTooHigh) as exc:
             reasons.append("out_of_stock" if isinstance(exc, OutOfStock) else "price")
             continue
         except AccountError as exc:
             reasons.append("unavailable")
-            await transitions.alert(svc, f"provider {name} account problem: {exc}",
-                                    f"account:{name}")
+            await transitions.alert(svc, f"provider {name} account problem: {exc}", f"account:{name}")
             continue
         except (BusinessError, TransientError) as exc:
             reasons.append("unavailable")
-            log.info("order %s: %s refused or failed (%s); trying the next provider",
-                     order_id, name, exc)
+            log.info("order %s: %s refused or failed (%s); trying the next provider", order_id, name, exc)
             continue
         return await assign(svc, order, name, rental, actor=actor)
-    reason = ("out_of_stock" if reasons and all(r == "out_of_stock" for r in reasons)
-              else "price" if reasons and all(r == "price" for r in reasons)
-              else "unavailable" if reasons else "out_of_stock")
-    failed = await svc.fail(order_id, reason=f"no provider could supply a number: {reason}",
-                            actor=actor, notify=actor != "user",
-                            detail={"tried": tried, "reasons": reasons})
+    reason = (
+        "out_of_stock"
+        if reasons and all(r == "out_of_stock" for r in reasons)
+        else "price"
+        if reasons and all(r == "price" for r in reasons)
+        else "unavailable"
+        if reasons
+        else "out_of_stock"
+    )
+    failed = await svc.fail(
+        order_id,
+        reason=f"no provider could supply a number: {reason}",
+        actor=actor,
+        notify=actor != "user",
+        detail={"tried": tried, "reasons": reasons},
+    )
     raise NoProviderAvailable(reason, order_id=failed.id)
 
 
@@ -197,21 +245,32 @@ async def assign(
     now = svc.clock.now()
     cap = order.created_at + timedelta(seconds=svc.settings.ORDER_MAX_TTL_SECONDS)
     values = dict(
-        provider=provider, activation_id=rental.activation_id, phone=rental.phone,
-        cost=rental.cost, expires_at=min(rental.expires_at, cap),
-        can_request_another=rental.can_request_another, upstream_state=UpstreamState.ACTIVE,
-        next_poll_at=now + timedelta(seconds=svc.settings.SMS_POLL_INTERVAL_SECONDS))
+        provider=provider,
+        activation_id=rental.activation_id,
+        phone=rental.phone,
+        cost=rental.cost,
+        expires_at=min(rental.expires_at, cap),
+        can_request_another=rental.can_request_another,
+        upstream_state=UpstreamState.ACTIVE,
+        next_poll_at=now + timedelta(seconds=svc.settings.SMS_POLL_INTERVAL_SECONDS),
+    )
     reserving = with_(order, status=OrderStatus.RESERVING)
     async with svc.db.begin() as conn:
         won = await transitions.apply(
-            svc, conn, reserving, OrderEvent.RENTED, actor=actor, now=now, values=values,
+            svc,
+            conn,
+            reserving,
+            OrderEvent.RENTED,
+            actor=actor,
+            now=now,
+            values=values,
             detail={"provider": provider, "activation_id": rental.activation_id},
-            notify=actor != "user")
+            notify=actor != "user",
+        )
         if not won:
             current = await load(conn, order.id)
     if won:
-        return with_(order, status=OrderStatus.WAITING, version=order.version + 1,
-                     updated_at=now, **values)
+        return with_(order, status=OrderStatus.WAITING, version=order.version + 1, updated_at=now, **values)
     assert current is not None
     if current.provider == provider and current.activation_id == rental.activation_id:
         # Another recovery of this order got the same rental (idempotent rent) first: it is
@@ -219,7 +278,8 @@ async def assign(
         return current
     # The order was settled while we were renting (recovery or staff): nobody owns this
     # rental, so give it back at once rather than pay for it.
-    log.warning("order %s settled during rent; cancelling orphan %s at %s",
-                order.id, rental.activation_id, provider)
+    log.warning(
+        "order %s settled during rent; cancelling orphan %s at %s", order.id, rental.activation_id, provider
+    )
     await upstream.cancel_quietly(svc, provider, rental.activation_id)
     return current

@@ -33,13 +33,23 @@ async def expire_due(svc: OrderService, *, owner: str | None = None, limit: int 
     now = svc.clock.now()
     async with svc.db.begin() as conn:
         # Completed orders polled for another code stop being polled at their deadline.
-        await conn.execute(update(orders).where(
-            orders.c.status == OrderStatus.COMPLETED, orders.c.next_poll_at.is_not(None),
-            orders.c.expires_at <= now).values(next_poll_at=None))
+        await conn.execute(
+            update(orders)
+            .where(
+                orders.c.status == OrderStatus.COMPLETED,
+                orders.c.next_poll_at.is_not(None),
+                orders.c.expires_at <= now,
+            )
+            .values(next_poll_at=None)
+        )
     ids = await jobs.claim_orders(
-        svc.db, owner=owner, now=now,
+        svc.db,
+        owner=owner,
+        now=now,
         due=(orders.c.status == OrderStatus.WAITING, orders.c.expires_at <= now),
-        order_by=(orders.c.expires_at,), limit=limit)
+        order_by=(orders.c.expires_at,),
+        limit=limit,
+    )
     if not ids:
         return 0
     results = await each(svc, ids, lambda oid: svc.expire(oid), owner=owner)
@@ -47,19 +57,25 @@ async def expire_due(svc: OrderService, *, owner: str | None = None, limit: int 
 
 
 async def recover_reserving(
-    svc: OrderService, *, owner: str | None = None, limit: int = 50,
+    svc: OrderService,
+    *,
+    owner: str | None = None,
+    limit: int = 50,
 ) -> int:
     owner = owner or svc.worker_id
     now = svc.clock.now()
     threshold = now - timedelta(seconds=svc.settings.RECOVERY_AFTER_SECONDS)
     ids = await jobs.claim_orders(
-        svc.db, owner=owner, now=now,
+        svc.db,
+        owner=owner,
+        now=now,
         due=(orders.c.status == OrderStatus.RESERVING, orders.c.updated_at <= threshold),
-        order_by=(orders.c.created_at,), limit=limit)
+        order_by=(orders.c.created_at,),
+        limit=limit,
+    )
     if not ids:
         return 0
-    results = await each(svc, ids, svc.recover_order, owner=owner,
-                         concurrency=RECOVERY_CONCURRENCY)
+    results = await each(svc, ids, svc.recover_order, owner=owner, concurrency=RECOVERY_CONCURRENCY)
     return sum(1 for r in results if r is not None and r.status != OrderStatus.RESERVING)
 
 
@@ -80,9 +96,9 @@ async def _recover_one(svc: OrderService, order_id: str) -> OrderView:
         return await svc.fail(order_id, reason="provider no longer configured", actor="recovery")
     if provider.capabilities.idempotent_rent:
         try:
-            rental = await provider.rent(RentRequest(order.service, order.country,
-                                                     max_cost=order.price,
-                                                     idempotency_key=order.id))
+            rental = await provider.rent(
+                RentRequest(order.service, order.country, max_cost=order.price, idempotency_key=order.id)
+            )
         except BusinessError as exc:
             return await svc.fail(order_id, reason=f"recovery: {exc}", actor="recovery")
         return await assign(svc, order, order.provider or "", rental, actor="recovery")
@@ -90,9 +106,16 @@ async def _recover_one(svc: OrderService, order_id: str) -> OrderView:
     owned: set[str] = set()
     if active:
         async with svc.db.read() as conn:
-            owned = set((await conn.scalars(select(orders.c.activation_id).where(
-                orders.c.provider == order.provider,
-                orders.c.activation_id.in_([a.activation_id for a in active])))).all())
+            owned = set(
+                (
+                    await conn.scalars(
+                        select(orders.c.activation_id).where(
+                            orders.c.provider == order.provider,
+                            orders.c.activation_id.in_([a.activation_id for a in active]),
+                        )
+                    )
+                ).all()
+            )
     window = timedelta(seconds=svc.settings.RECOVERY_AFTER_SECONDS * 2)
     for rental in active:
         if rental.activation_id in owned:
@@ -102,33 +125,44 @@ async def _recover_one(svc: OrderService, order_id: str) -> OrderView:
         if rental.created_at is not None and abs(rental.created_at - order.created_at) > window:
             continue
         return await assign(svc, order, order.provider or "", rental, actor="recovery")
-    return await svc.fail(order_id, reason="recovery: the provider has no such activation",
-                          actor="recovery")
+    return await svc.fail(order_id, reason="recovery: the provider has no such activation", actor="recovery")
 
 
 def _hold_overdue(cutoff: datetime) -> Any:
     res = transfers.alias("res")
-    return (select(transfers.c.id).where(
-        transfers.c.id == orders.c.hold_transfer_id, transfers.c.kind == TransferKind.HOLD,
-        transfers.c.timeout_at <= cutoff,
-        ~select(res.c.id).where(res.c.pending_id == transfers.c.id).exists())
-        .exists())
+    return (
+        select(transfers.c.id)
+        .where(
+            transfers.c.id == orders.c.hold_transfer_id,
+            transfers.c.kind == TransferKind.HOLD,
+            transfers.c.timeout_at <= cutoff,
+            ~select(res.c.id).where(res.c.pending_id == transfers.c.id).exists(),
+        )
+        .exists()
+    )
 
 
 async def resolve_overdue_holds(
-    svc: OrderService, *, owner: str | None = None, grace_seconds: float = 0, limit: int = 100,
+    svc: OrderService,
+    *,
+    owner: str | None = None,
+    grace_seconds: float = 0,
+    limit: int = 100,
 ) -> int:
     owner = owner or svc.worker_id
     now = svc.clock.now()
     cutoff = now - timedelta(seconds=grace_seconds)
     ids = await jobs.claim_orders(
-        svc.db, owner=owner, now=now,
+        svc.db,
+        owner=owner,
+        now=now,
         due=(orders.c.status.in_(tuple(OPEN)), _hold_overdue(cutoff)),
-        order_by=(orders.c.created_at,), limit=limit)
+        order_by=(orders.c.created_at,),
+        limit=limit,
+    )
     if not ids:
         return 0
-    results = await each(svc, ids, lambda oid: svc.settle_overdue(oid, actor="safety_net"),
-                         owner=owner)
+    results = await each(svc, ids, lambda oid: svc.settle_overdue(oid, actor="safety_net"), owner=owner)
     return sum(1 for r in results if r is not None and not r.is_open)
 
 

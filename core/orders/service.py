@@ -27,8 +27,14 @@ UPSTREAM_BACKOFF = Backoff(base=15, cap=600, floor=5)
 
 class OrderService:
     def __init__(
-        self, db: Database, clock: Clock, providers: Mapping[str, Provider], settings: Settings,
-        board: Any | None = None, *, upstream_backoff: Backoff = UPSTREAM_BACKOFF,
+        self,
+        db: Database,
+        clock: Clock,
+        providers: Mapping[str, Provider],
+        settings: Settings,
+        board: Any | None = None,
+        *,
+        upstream_backoff: Backoff = UPSTREAM_BACKOFF,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -69,17 +75,25 @@ class OrderService:
         return await view.get_order_detail(self.db, order_id)
 
     async def list_orders(
-        self, *, user_id: int | None = None, status: str | None = None, limit: int = 20,
+        self,
+        *,
+        user_id: int | None = None,
+        status: str | None = None,
+        limit: int = 20,
         before: tuple[datetime, str] | None = None,
     ) -> list[OrderView]:
         """Newest first; ``before`` is the (created_at, id) keyset cursor of the last row seen."""
-        return await view.list_orders(self.db, user_id=user_id, status=status, limit=limit,
-                                      before=before)
+        return await view.list_orders(self.db, user_id=user_id, status=status, limit=limit, before=before)
 
     # ------------------------------------------------------------- purchase
     async def purchase(
-        self, *, user_id: int, quote_id: str, idempotency_key: str,
-        chat_id: int | None = None, message_id: int | None = None,
+        self,
+        *,
+        user_id: int,
+        quote_id: str,
+        idempotency_key: str,
+        chat_id: int | None = None,
+        message_id: int | None = None,
     ) -> OrderView:
         """Buy the quoted number. Safe to call again with the same key: it buys once.
 
@@ -89,9 +103,14 @@ class OrderService:
         supply a number. Returns the order (``waiting``, or ``reserving`` when the provider's
         answer was lost and recovery will settle it).
         """
-        return await purchase.purchase(self, user_id=user_id, quote_id=quote_id,
-                                       idempotency_key=idempotency_key, chat_id=chat_id,
-                                       message_id=message_id)
+        return await purchase.purchase(
+            self,
+            user_id=user_id,
+            quote_id=quote_id,
+            idempotency_key=idempotency_key,
+            chat_id=chat_id,
+            message_id=message_id,
+        )
 
     # ---------------------------------------------------------------- codes
     async def record_messages(
@@ -101,7 +120,10 @@ class OrderService:
         return await codes.record_messages(self, order_id, messages, actor=actor)
 
     async def record_many(
-        self, items: Iterable[tuple[str, Iterable[SmsMessage]]], *, actor: str = "scheduler",
+        self,
+        items: Iterable[tuple[str, Iterable[SmsMessage]]],
+        *,
+        actor: str = "scheduler",
     ) -> list[OrderView | None]:
         return await codes.record_many(self, items, actor=actor)
 
@@ -113,7 +135,11 @@ class OrderService:
         return await codes.request_another_code(self, order_id, user_id=user_id)
 
     async def apply_upstream_status(
-        self, order_id: str, status: ActivationStatus, *, actor: str,
+        self,
+        order_id: str,
+        status: ActivationStatus,
+        *,
+        actor: str,
     ) -> OrderView:
         """Bring an order in line with what its provider reports (reconciliation)."""
         order = await self.get_order(order_id)
@@ -123,7 +149,11 @@ class OrderService:
 
     # -------------------------------------------------------------- closing
     async def cancel(
-        self, order_id: str, *, user_id: int | None = None, actor: str = "user",
+        self,
+        order_id: str,
+        *,
+        user_id: int | None = None,
+        actor: str = "user",
         reason: str | None = None,
     ) -> CancelResult:
         """Cancel and refund at once; the upstream cancel follows after the answer and is
@@ -136,18 +166,37 @@ class OrderService:
         return await closing.expire(self, order_id, actor=actor)
 
     async def fail(
-        self, order_id: str, *, reason: str, actor: str = "system", notify: bool = True,
-        detail: dict[str, Any] | None = None, upstream_state: UpstreamState | None = None,
+        self,
+        order_id: str,
+        *,
+        reason: str,
+        actor: str = "system",
+        notify: bool = True,
+        detail: dict[str, Any] | None = None,
+        upstream_state: UpstreamState | None = None,
     ) -> OrderView:
-        return await closing.fail(self, order_id, reason=reason, actor=actor, notify=notify,
-                                  detail=detail, upstream_state=upstream_state)
+        return await closing.fail(
+            self,
+            order_id,
+            reason=reason,
+            actor=actor,
+            notify=notify,
+            detail=detail,
+            upstream_state=upstream_state,
+        )
 
     async def staff_refund(
-        self, order_id: str, *, actor: str, reason: str, idempotency_key: str | None = None,
+        self,
+        order_id: str,
+        *,
+        actor: str,
+        reason: str,
+        idempotency_key: str | None = None,
     ) -> OrderView:
         """Return a completed order's price to the wallet (revenue → wallet, posted)."""
-        return await closing.staff_refund(self, order_id, actor=actor, reason=reason,
-                                          idempotency_key=idempotency_key)
+        return await closing.staff_refund(
+            self, order_id, actor=actor, reason=reason, idempotency_key=idempotency_key
+        )
 
     async def settle_closed_order_hold(self, order_id: str, *, actor: str) -> bool:
         return await closing.settle_closed_order_hold(self, order_id, actor=actor)
@@ -157,7 +206,11 @@ class OrderService:
         return await upstream.retry_upstream(self, owner=owner, limit=limit)
 
     async def poll_due(
-        self, *, owner: str | None = None, limit: int = 1000, tick_seconds: float = 0.0,
+        self,
+        *,
+        owner: str | None = None,
+        limit: int = 1000,
+        tick_seconds: float = 0.0,
         max_rounds: int = 50,
     ) -> int:
         """Poll every order whose ``next_poll_at`` has come, in claimed batches of ``limit``,
@@ -166,8 +219,9 @@ class OrderService:
         ``tick_seconds`` is the poll ticker's period. Each round's lease ends when the round
         is done; if the poller dies mid-round, it ends when the orders are due again, and
         whoever polls next takes them."""
-        return await polling.poll_due(self, owner=owner, limit=limit, tick_seconds=tick_seconds,
-                                      max_rounds=max_rounds)
+        return await polling.poll_due(
+            self, owner=owner, limit=limit, tick_seconds=tick_seconds, max_rounds=max_rounds
+        )
 
     async def poll_orders(self, order_ids: Iterable[str], *, owner: str | None = None) -> int:
         """Fetch status for these orders, one batch call per provider where the protocol
@@ -194,13 +248,18 @@ class OrderService:
         return await recovery.recover_order(self, order_id)
 
     async def resolve_overdue_holds(
-        self, *, owner: str | None = None, grace_seconds: float = 0, limit: int = 100,
+        self,
+        *,
+        owner: str | None = None,
+        grace_seconds: float = 0,
+        limit: int = 100,
     ) -> int:
         """Safety net: a hold past its timeout is settled through its order's transition
         (expire a waiting order, fail a reserving one), never voided behind its back.
         A closed order whose hold is still unresolved is the reconciliation's to report."""
-        return await recovery.resolve_overdue_holds(self, owner=owner,
-                                                    grace_seconds=grace_seconds, limit=limit)
+        return await recovery.resolve_overdue_holds(
+            self, owner=owner, grace_seconds=grace_seconds, limit=limit
+        )
 
     async def settle_overdue(self, order_id: str, *, actor: str) -> OrderView:
         """Close an order that outlived its deadline or its hold: expire a waiting one

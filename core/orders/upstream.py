@@ -44,8 +44,9 @@ async def cancel_quietly(svc: OrderService, provider: str, activation_id: str) -
     try:
         await svc.providers[provider].cancel(activation_id)
     except ProviderError as exc:
-        log.warning("cancel of orphan %s at %s failed: %s (the orphan sweep will retry)",
-                    activation_id, provider, exc)
+        log.warning(
+            "cancel of orphan %s at %s failed: %s (the orphan sweep will retry)", activation_id, provider, exc
+        )
 
 
 async def close(svc: OrderService, order: OrderView) -> dict[str, Any]:
@@ -65,17 +66,19 @@ async def close(svc: OrderService, order: OrderView) -> dict[str, Any]:
     except AlreadyClosed:
         done = {"upstream_state": closed, "upstream_retry_at": None}
     except EarlyCancelDenied as exc:
-        done = {"upstream_retry_at": exc.retry_at
-                or svc.clock.now() + timedelta(seconds=EARLY_CANCEL_RETRY_S)}
+        done = {
+            "upstream_retry_at": exc.retry_at or svc.clock.now() + timedelta(seconds=EARLY_CANCEL_RETRY_S)
+        }
     except ProviderError as exc:
         wait = svc.upstream_backoff.delay(order.upstream_attempts)
         log.info("upstream close of %s failed (%s); retry in %.0fs", order.id, exc, wait)
         done = {"upstream_retry_at": svc.clock.now() + timedelta(seconds=wait)}
     async with svc.db.begin() as conn:
         await conn.execute(
-            update(orders).where(orders.c.id == order.id,
-                                 orders.c.upstream_state == order.upstream_state)
-            .values(upstream_attempts=orders.c.upstream_attempts + 1, **done))
+            update(orders)
+            .where(orders.c.id == order.id, orders.c.upstream_state == order.upstream_state)
+            .values(upstream_attempts=orders.c.upstream_attempts + 1, **done)
+        )
     return {**done, "upstream_attempts": order.upstream_attempts + 1}
 
 
@@ -92,8 +95,7 @@ def start_close(svc: OrderService, order: OrderView) -> None:
         try:
             await close(svc, order)
         except Exception:
-            log.exception("order %s: closing it upstream failed; the retry job takes over",
-                          order.id)
+            log.exception("order %s: closing it upstream failed; the retry job takes over", order.id)
 
     task = asyncio.get_running_loop().create_task(run(), name=f"close-upstream:{order.id}")
     svc.background.add(task)
@@ -110,10 +112,16 @@ async def retry_upstream(svc: OrderService, *, owner: str | None = None, limit: 
     owner = owner or svc.worker_id
     now = svc.clock.now()
     ids = await jobs.claim_orders(
-        svc.db, owner=owner, now=now,
-        due=(orders.c.upstream_state.in_(tuple(UPSTREAM_PENDING)),
-             or_(orders.c.upstream_retry_at.is_(None), orders.c.upstream_retry_at <= now)),
-        order_by=(orders.c.upstream_retry_at,), limit=limit)
+        svc.db,
+        owner=owner,
+        now=now,
+        due=(
+            orders.c.upstream_state.in_(tuple(UPSTREAM_PENDING)),
+            or_(orders.c.upstream_retry_at.is_(None), orders.c.upstream_retry_at <= now),
+        ),
+        order_by=(orders.c.upstream_retry_at,),
+        limit=limit,
+    )
 
     async def one(order_id: str) -> None:
         order = await svc.get_order(order_id)

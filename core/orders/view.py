@@ -76,16 +76,29 @@ ORDER_COLUMNS = [*orders.c, users.c.telegram_id]
 
 def view(row: Mapping[Any, Any]) -> OrderView:
     return OrderView(
-        id=row["id"], user_id=row["user_id"], telegram_id=row.get("telegram_id"),
-        service=row["service"], country=row["country"], price=row["price"], cost=row["cost"],
-        status=OrderStatus(row["status"]), provider=row["provider"],
+        id=row["id"],
+        user_id=row["user_id"],
+        telegram_id=row.get("telegram_id"),
+        service=row["service"],
+        country=row["country"],
+        price=row["price"],
+        cost=row["cost"],
+        status=OrderStatus(row["status"]),
+        provider=row["provider"],
         activation_id=row["activation_id"],
-        phone=row["phone"], code=row["code"], can_request_another=bool(row["can_request_another"]),
-        expires_at=row["expires_at"], created_at=row["created_at"], updated_at=row["updated_at"],
-        closed_at=row["closed_at"], failure_reason=row["failure_reason"],
+        phone=row["phone"],
+        code=row["code"],
+        can_request_another=bool(row["can_request_another"]),
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        closed_at=row["closed_at"],
+        failure_reason=row["failure_reason"],
         upstream_state=UpstreamState(row["upstream_state"]),
         hold_transfer_id=row["hold_transfer_id"],
-        version=row["version"], chat_id=row["chat_id"], message_id=row["message_id"],
+        version=row["version"],
+        chat_id=row["chat_id"],
+        message_id=row["message_id"],
         upstream_attempts=row["upstream_attempts"],
     )
 
@@ -97,16 +110,22 @@ LOAD_MANY = select(*ORDER_COLUMNS).select_from(JOINED).where(orders.c.id.in_(IDS
 # Under a share lock (PostgreSQL; SQLite's writer is alone anyway): a concurrent transition
 # of these orders waits for our commit, or we see its result.
 LOCK_MANY = LOAD_MANY.with_for_update(read=True, of=orders)
-SEEN_MANY = (select(order_messages.c.order_id, order_messages.c.code, order_messages.c.text)
-             .where(order_messages.c.order_id.in_(IDS)))
+SEEN_MANY = select(order_messages.c.order_id, order_messages.c.code, order_messages.c.text).where(
+    order_messages.c.order_id.in_(IDS)
+)
 # Newest first, built once: every My orders screen asks for a user's; filters (the
 # dashboard's) are added per call.
-_NEWEST = (select(*ORDER_COLUMNS).select_from(JOINED)
-           .order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(bindparam("limit")))
+_NEWEST = (
+    select(*ORDER_COLUMNS)
+    .select_from(JOINED)
+    .order_by(orders.c.created_at.desc(), orders.c.id.desc())
+    .limit(bindparam("limit"))
+)
 _NEWEST_OF_USER = _NEWEST.where(orders.c.user_id == bindparam("user_id"))
 CHARGE = update(order_messages).where(order_messages.c.id.in_(IDS)).values(charged=True)
-_KNOWN = (select(order_messages.c.order_id, order_messages.c.provider_message_id)
-          .where(order_messages.c.order_id.in_(IDS)))
+_KNOWN = select(order_messages.c.order_id, order_messages.c.provider_message_id).where(
+    order_messages.c.order_id.in_(IDS)
+)
 
 
 async def load(conn: AsyncConnection, order_id: str) -> OrderView | None:
@@ -154,32 +173,64 @@ async def get_order_detail(db: Database, order_id: str) -> OrderDetail:
         order = await load(conn, order_id)
         if order is None:
             raise OrderNotFound(f"no order {order_id}")
-        msgs = (await conn.execute(
-            select(order_messages).where(order_messages.c.order_id == order_id)
-            .order_by(order_messages.c.id))).mappings().all()
-        events = (await conn.execute(
-            select(order_events).where(order_events.c.order_id == order_id)
-            .order_by(order_events.c.id))).mappings().all()
-        xfers = (await conn.execute(
-            select(transfers).where(transfers.c.order_id == order_id)
-            .order_by(transfers.c.created_at, transfers.c.kind))).mappings().all()
-    return OrderDetail(order, [dict(m) for m in msgs], [dict(e) for e in events],
-                       [dict(t) for t in xfers])
+        msgs = (
+            (
+                await conn.execute(
+                    select(order_messages)
+                    .where(order_messages.c.order_id == order_id)
+                    .order_by(order_messages.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        events = (
+            (
+                await conn.execute(
+                    select(order_events)
+                    .where(order_events.c.order_id == order_id)
+                    .order_by(order_events.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        xfers = (
+            (
+                await conn.execute(
+                    select(transfers)
+                    .where(transfers.c.order_id == order_id)
+                    .order_by(transfers.c.created_at, transfers.c.kind)
+                )
+            )
+            .mappings()
+            .all()
+        )
+    return OrderDetail(order, [dict(m) for m in msgs], [dict(e) for e in events], [dict(t) for t in xfers])
 
 
 async def list_orders(
-    db: Database, *, user_id: int | None = None, status: str | None = None, limit: int = 20,
+    db: Database,
+    *,
+    user_id: int | None = None,
+    status: str | None = None,
+    limit: int = 20,
     before: tuple[datetime, str] | None = None,
 ) -> list[OrderView]:
     if status is not None and status not in {s.value for s in OrderStatus}:
-        raise InvalidInput(f"unknown status {status!r}; use one of "
-                           + ", ".join(s.value for s in OrderStatus))
+        raise InvalidInput(
+            f"unknown status {status!r}; use one of " + ", ".join(s.value for s in OrderStatus)
+        )
     q = _NEWEST if user_id is None else _NEWEST_OF_USER
     if status is not None:
         q = q.where(orders.c.status == status)
     if before is not None:
-        q = q.where(or_(orders.c.created_at < before[0],
-                        and_(orders.c.created_at == before[0], orders.c.id < before[1])))
+        q = q.where(
+            or_(
+                orders.c.created_at < before[0],
+                and_(orders.c.created_at == before[0], orders.c.id < before[1]),
+            )
+        )
     async with db.read() as conn:
         rows = (await conn.execute(q, {"limit": limit, "user_id": user_id})).mappings().all()
     return [view(r) for r in rows]

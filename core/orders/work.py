@@ -26,7 +26,11 @@ _R = TypeVar("_R")
 
 
 async def each(
-    svc: OrderService, ids: list[str], work: Callable[[str], Awaitable[_R]], *, owner: str,
+    svc: OrderService,
+    ids: list[str],
+    work: Callable[[str], Awaitable[_R]],
+    *,
+    owner: str,
     concurrency: int = POLL_CONCURRENCY,
 ) -> list[_R | None]:
     """Run ``work(order_id)`` over claimed orders with bounded concurrency, then end the

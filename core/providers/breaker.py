@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CLOSED, OPENED, HALF_OPENED = "closed", "opened", "half-opened"
 
+
 @dataclass(frozen=True, slots=True)
 class BreakerInfo:
     state: str  # 'closed' | 'opened' | 'half-opened' (as last stored; see is_available)
@@ -164,9 +165,7 @@ class BreakerBoard:
             breaker = await self._factory.get_breaker(self._circuit(name))
         except Exception as exc:
             log.error("breaker %s: state store unavailable (%s); %s refused", name, _describe(exc), op)
-            raise ProviderUnavailable(
-                f"{name}: circuit breaker state unavailable", provider=name
-            ) from exc
+            raise ProviderUnavailable(f"{name}: circuit breaker state unavailable", provider=name) from exc
         context = breaker.context
         if context.state == OPENED:
             if not self._ttl_over(context.opened_at):
@@ -222,8 +221,9 @@ class BreakerBoard:
         opened.opened_at = self.clock.now().timestamp()
         context.set_state(opened)
 
-    async def _settle(self, name: str, breaker: Any, exc: BaseException | None, *,
-                      neutral: bool = False) -> None:
+    async def _settle(
+        self, name: str, breaker: Any, exc: BaseException | None, *, neutral: bool = False
+    ) -> None:
         """Record the outcome (what purgatory's ``__aexit__`` does, with the board's clock);
         a failure to record is logged, never raised over the result."""
         context = breaker.context

@@ -20,8 +20,10 @@ class CatalogueGaps:
 
     @classmethod
     def of(cls, services: Iterable[object], countries: Iterable[object]) -> CatalogueGaps:
-        return cls(tuple(sorted({str(s) for s in services})),
-                   tuple(sorted({str(c) for c in countries}, key=_natural)))
+        return cls(
+            tuple(sorted({str(s) for s in services})),
+            tuple(sorted({str(c) for c in countries}, key=_natural)),
+        )
 
 
 def _natural(text: str) -> tuple[int, int | str]:

@@ -16,8 +16,7 @@ from core.money import exponent
 
 
 class CostRate:
-    def __init__(self, rate: float | str | Decimal, shop_currency: str,
-                 provider_decimals: int = 2) -> None:
+    def __init__(self, rate: float | str | Decimal, shop_currency: str, provider_decimals: int = 2) -> None:
         self.rate = Decimal(str(rate))
         if not self.rate.is_finite() or self.rate <= 0:
             raise ValueError("a cost rate must be a positive number")

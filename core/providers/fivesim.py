@@ -170,15 +170,16 @@ class FiveSimProvider:
         self._ttl = timedelta(seconds=order_ttl_seconds)
         # With a rate of 1 the account bills in the shop's currency; otherwise the label is
         # informational only (balances are reported in 5sim's own units).
-        self.provider_currency = (provider_currency or
-                                  (shop_currency if Decimal(str(cost_rate)) == 1 else "RUB")).upper()
+        self.provider_currency = (
+            provider_currency or (shop_currency if Decimal(str(cost_rate)) == 1 else "RUB")
+        ).upper()
         self._client = make_client(base_url=url.rstrip("/"), timeout=timeout, transport=transport)
         self._lock = asyncio.Lock()  # buy/finish/cancel/ban, one at a time per account
         self._early_cancel_retry = timedelta(seconds=early_cancel_retry_seconds)
         self._reference_ttl = timedelta(seconds=reference_cache_seconds)
         self._catalogue_countries = frozenset(
-            c.upper() for c in (catalogue_countries if catalogue_countries is not None
-                                else COUNTRY_CODES))
+            c.upper() for c in (catalogue_countries if catalogue_countries is not None else COUNTRY_CODES)
+        )
         self._catalogue_concurrency = catalogue_concurrency
         self._page_size = history_page_size
         self._max_pages = history_max_pages
@@ -186,31 +187,51 @@ class FiveSimProvider:
         self._lost_countries: set[str] = set()  # slugs with no ISO code
 
     @classmethod
-    def from_instance(cls, instance: ProviderInstance, shop_currency: str,
-                      clock: Clock) -> FiveSimProvider:
+    def from_instance(cls, instance: ProviderInstance, shop_currency: str, clock: Clock) -> FiveSimProvider:
         if not instance.url or not instance.api_key:
             raise ValueError(f"{instance.name}: a fivesim instance needs a URL and a key")
-        return cls(url=instance.url, api_key=instance.api_key, clock=clock,
-                   cost_rate=instance.cost_rate, order_ttl_seconds=instance.order_ttl_seconds,
-                   shop_currency=shop_currency, provider_currency=instance.currency,
-                   name=instance.name)
+        return cls(
+            url=instance.url,
+            api_key=instance.api_key,
+            clock=clock,
+            cost_rate=instance.cost_rate,
+            order_ttl_seconds=instance.order_ttl_seconds,
+            shop_currency=shop_currency,
+            provider_currency=instance.currency,
+            name=instance.name,
+        )
 
     # ------------------------------------------------------------------ transport
 
-    async def _get(self, path: str, *, what: str, idempotent: bool = True, user: bool = True,
-                   params: dict[str, str] | None = None) -> Any:
+    async def _get(
+        self,
+        path: str,
+        *,
+        what: str,
+        idempotent: bool = True,
+        user: bool = True,
+        params: dict[str, str] | None = None,
+    ) -> Any:
         """One GET; the parsed JSON body after raising known errors."""
         headers = {"Accept": "application/json"}
         if user:
             headers["Authorization"] = f"Bearer {self._api_key}"
         response = await send(
-            self._client, "GET", path, provider=self.name, clock=self._clock,
-            idempotent=idempotent, secrets=(self._api_key,), what=what, headers=headers,
+            self._client,
+            "GET",
+            path,
+            provider=self.name,
+            clock=self._clock,
+            idempotent=idempotent,
+            secrets=(self._api_key,),
+            what=what,
+            headers=headers,
             params=params,
         )
         if response.status_code in (401, 403):
-            raise BadKey(f"{self.name}: {what}: HTTP {response.status_code}; check FIVESIM_API_KEY",
-                         provider=self.name)
+            raise BadKey(
+                f"{self.name}: {what}: HTTP {response.status_code}; check FIVESIM_API_KEY", provider=self.name
+            )
         try:
             body = response.content.decode("utf-8").strip()
         except UnicodeDecodeError:
@@ -230,14 +251,14 @@ class FiveSimProvider:
             return
         message = snippet(f"{self.name}: {what}: {text}", (self._api_key,))
         if cls is EarlyCancelDenied:
-            raise EarlyCancelDenied(message, provider=self.name,
-                                    retry_at=self._clock.now() + self._early_cancel_retry)
+            raise EarlyCancelDenied(
+                message, provider=self.name, retry_at=self._clock.now() + self._early_cancel_retry
+            )
         if cls is RateLimited:  # 5sim sends no Retry-After
             raise RateLimited(message, provider=self.name, retry_after=None)
         raise cls(message, provider=self.name)
 
-    def _malformed(self, what: str, body: httpx.Response | str,
-                   idempotent: bool = True) -> MalformedResponse:
+    def _malformed(self, what: str, body: httpx.Response | str, idempotent: bool = True) -> MalformedResponse:
         cls = MalformedResponse if idempotent else MalformedOutcome
         if isinstance(body, httpx.Response):
             detail = f"HTTP {body.status_code}: {snippet(body.content, (self._api_key,))!r}"
@@ -255,15 +276,17 @@ class FiveSimProvider:
         doc = await self._get("/guest/products/any/any", what="products", user=False)
         if not isinstance(doc, dict):
             raise self._malformed("products", repr(doc)[:200])
-        products = {str(p) for p, entry in doc.items()
-                    if data.canonical_service(p) is None
-                    and not (isinstance(entry, dict) and entry.get("Category") == "hosting")}
+        products = {
+            str(p)
+            for p, entry in doc.items()
+            if data.canonical_service(p) is None
+            and not (isinstance(entry, dict) and entry.get("Category") == "hosting")
+        }
         return CatalogueGaps.of(products, self._lost_countries)
 
     async def catalog(self) -> list[Offer]:
         countries = await self._country_map()
-        wanted = sorted((iso, slug) for iso, slug in countries.items()
-                        if iso in self._catalogue_countries)
+        wanted = sorted((iso, slug) for iso, slug in countries.items() if iso in self._catalogue_countries)
         gate = asyncio.Semaphore(self._catalogue_concurrency)
         unmapped: set[str] = set()
 
@@ -271,8 +294,7 @@ class FiveSimProvider:
             what = f"prices {slug}"
             async with gate:
                 try:
-                    doc = await self._get("/guest/prices", what=what, user=False,
-                                          params={"country": slug})
+                    doc = await self._get("/guest/prices", what=what, user=False, params={"country": slug})
                 except BusinessError as exc:  # "bad country": 5sim dropped it since the list
                     log.info("%s: %s not priced: %s", self.name, slug, exc)
                     return []
@@ -280,8 +302,12 @@ class FiveSimProvider:
 
         results = await asyncio.gather(*(one(iso, slug) for iso, slug in wanted))
         if unmapped:
-            log.info("%s: %d products not mapped to a service, skipped: %s", self.name,
-                     len(unmapped), ", ".join(sorted(unmapped)[:20]))
+            log.info(
+                "%s: %d products not mapped to a service, skipped: %s",
+                self.name,
+                len(unmapped),
+                ", ".join(sorted(unmapped)[:20]),
+            )
         return [offer for offers in results for offer in offers]
 
     def _offers(self, iso: str, slug: str, doc: Any, unmapped: set[str]) -> list[Offer]:
@@ -306,8 +332,9 @@ class FiveSimProvider:
             best = self._best_price(what, operators)
             if best is not None:
                 cost, stock = best
-                offers.append(Offer(service=canonical, country=iso,
-                                    cost=self._rate.to_shop_minor(cost), stock=stock))
+                offers.append(
+                    Offer(service=canonical, country=iso, cost=self._rate.to_shop_minor(cost), stock=stock)
+                )
         return offers
 
     def _best_price(self, what: str, operators: dict[str, Any]) -> tuple[Decimal, int] | None:
@@ -345,8 +372,11 @@ class FiveSimProvider:
             if not isinstance(entry, dict):
                 raise self._malformed("countries", f"{slug}: {entry!r}"[:200])
             iso_keys = entry.get("iso")
-            codes = ([k.upper() for k in iso_keys if isinstance(k, str) and len(k) == 2]
-                     if isinstance(iso_keys, dict) else [])
+            codes = (
+                [k.upper() for k in iso_keys if isinstance(k, str) and len(k) == 2]
+                if isinstance(iso_keys, dict)
+                else []
+            )
             iso = codes[0] if len(codes) == 1 else data.country_iso(slug)
             if iso is not None:
                 candidates.setdefault(iso, set()).add(str(slug))
@@ -360,8 +390,9 @@ class FiveSimProvider:
             elif len(slugs) == 1:
                 mapping[iso] = next(iter(slugs))
             else:
-                log.warning("%s: %s has several slugs (%s); not sold", self.name, iso,
-                            ", ".join(sorted(slugs)))
+                log.warning(
+                    "%s: %s has several slugs (%s); not sold", self.name, iso, ", ".join(sorted(slugs))
+                )
         self._countries = (now, mapping)
         self._lost_countries = lost
         return mapping
@@ -383,30 +414,43 @@ class FiveSimProvider:
     async def rent(self, request: RentRequest) -> Rental:
         product = data.product(request.service)
         if product is None:
-            raise BadService(f"{self.name}: service {request.service!r} is not sold here",
-                             provider=self.name)
+            raise BadService(f"{self.name}: service {request.service!r} is not sold here", provider=self.name)
         slug = self._slug(request.country)
         if slug is None:
-            raise BadService(f"{self.name}: country {request.country!r} is not sold here",
-                             provider=self.name)
+            raise BadService(f"{self.name}: country {request.country!r} is not sold here", provider=self.name)
         max_price = self._rate.to_provider_max(request.max_cost)
         if max_price <= 0:
-            raise PriceTooHigh(f"{self.name}: max cost {request.max_cost} is below one 5sim unit",
-                               provider=self.name)
+            raise PriceTooHigh(
+                f"{self.name}: max cost {request.max_cost} is below one 5sim unit", provider=self.name
+            )
         path = f"/user/buy/activation/{_seg(slug)}/any/{_seg(product)}"
         async with self._lock:
-            doc = await self._get(path, what="buy", idempotent=False,
-                                  params={"maxPrice": format_provider_amount(max_price)})
-        rental = self._rental(doc, "buy", service=request.service, country=request.country,
-                              idempotent=False, fresh=True)
+            doc = await self._get(
+                path, what="buy", idempotent=False, params={"maxPrice": format_provider_amount(max_price)}
+            )
+        rental = self._rental(
+            doc, "buy", service=request.service, country=request.country, idempotent=False, fresh=True
+        )
         if rental.cost > request.max_cost:
-            log.warning("%s: order %s cost %s above max %s", self.name, rental.activation_id,
-                        rental.cost, request.max_cost)
+            log.warning(
+                "%s: order %s cost %s above max %s",
+                self.name,
+                rental.activation_id,
+                rental.cost,
+                request.max_cost,
+            )
         return rental
 
-    def _rental(self, doc: Any, what: str, *, service: str | None = None,
-                country: str | None = None, idempotent: bool = True,
-                fresh: bool = False) -> Rental:
+    def _rental(
+        self,
+        doc: Any,
+        what: str,
+        *,
+        service: str | None = None,
+        country: str | None = None,
+        idempotent: bool = True,
+        fresh: bool = False,
+    ) -> Rental:
         try:
             if not isinstance(doc, dict):
                 raise ValueError
@@ -423,8 +467,9 @@ class FiveSimProvider:
         raw_created = parse_time(doc.get("created_at"))
         if fresh:
             # Just bought: a creation time outside [now − ttl, now] is clock skew.
-            created = (raw_created if raw_created is not None
-                       and now - self._ttl <= raw_created <= now else now)
+            created = (
+                raw_created if raw_created is not None and now - self._ttl <= raw_created <= now else now
+            )
         elif raw_created is not None:
             # From the history: an old order keeps its age (recovery matches on it).
             created = min(raw_created, now)
@@ -436,20 +481,26 @@ class FiveSimProvider:
             lifetime = min(lifetime, raw_expires - raw_created)
         product, slug = doc.get("product"), doc.get("country")
         return Rental(
-            activation_id=activation_id, phone=phone.strip(), cost=cost,
+            activation_id=activation_id,
+            phone=phone.strip(),
+            cost=cost,
             expires_at=created + lifetime,
             # An unmapped product/country keeps its raw slug: recovery must not match it.
             service=service or data.canonical_service(product) or f"5sim:{product}",
             country=country or self._iso(slug) or f"5sim:{slug}",
-            created_at=created, can_request_another=False,
+            created_at=created,
+            can_request_another=False,
         )
 
     # ------------------------------------------------------------------ status
 
     async def _order(self, activation_id: str, op: str) -> dict[str, Any]:
         doc = await self._get(f"/user/{op}/{_seg(activation_id)}", what=op)
-        if (not isinstance(doc, dict) or doc.get("status") not in _STATES
-                or str(doc.get("id", "")).strip() != activation_id.strip()):
+        if (
+            not isinstance(doc, dict)
+            or doc.get("status") not in _STATES
+            or str(doc.get("id", "")).strip() != activation_id.strip()
+        ):
             raise self._malformed(op, repr(doc)[:200])
         return doc
 
@@ -476,8 +527,7 @@ class FiveSimProvider:
             if code is None and not text:
                 continue
             received = parse_time(entry.get("date")) or parse_time(entry.get("created_at"))
-            out.append(SmsMessage(_message_id(activation_id, entry, code, text), code, text,
-                                  received))
+            out.append(SmsMessage(_message_id(activation_id, entry, code, text), code, text, received))
         # oldest first; a stable sort keeps 5sim's own order for SMS of the same second
         out.sort(key=lambda m: (m.received_at is None, m.received_at or datetime.min))
         return tuple(out)
@@ -508,9 +558,17 @@ class FiveSimProvider:
         open_orders: list[Rental] = []
         offset = 0
         for _ in range(self._max_pages):
-            doc = await self._get("/user/orders", what="orders", params={
-                "category": "activation", "limit": str(self._page_size),
-                "offset": str(offset), "order": "id", "reverse": "true"})
+            doc = await self._get(
+                "/user/orders",
+                what="orders",
+                params={
+                    "category": "activation",
+                    "limit": str(self._page_size),
+                    "offset": str(offset),
+                    "order": "id",
+                    "reverse": "true",
+                },
+            )
             if not isinstance(doc, dict):
                 raise self._malformed("orders", repr(doc)[:200])
             entries = doc.get("Data")
@@ -529,12 +587,10 @@ class FiveSimProvider:
                     open_orders.append(self._rental(entry, "orders"))
             offset += len(entries)
             total = doc.get("Total")
-            if (older or len(entries) < self._page_size
-                    or (isinstance(total, int) and offset >= total)):
+            if older or len(entries) < self._page_size or (isinstance(total, int) and offset >= total):
                 break
         else:
-            log.warning("%s: order history longer than %d pages; stopped", self.name,
-                        self._max_pages)
+            log.warning("%s: order history longer than %d pages; stopped", self.name, self._max_pages)
         open_orders.sort(key=lambda r: (r.created_at or datetime.min, r.activation_id))
         return open_orders
 
@@ -565,8 +621,10 @@ class FiveSimProvider:
         await self._close(activation_id, "ban")
 
     async def request_another_code(self, activation_id: str) -> None:
-        raise NotSupported(f"{self.name}: an open order keeps receiving SMS; there is no "
-                           "request for another code", provider=self.name)
+        raise NotSupported(
+            f"{self.name}: an open order keeps receiving SMS; there is no request for another code",
+            provider=self.name,
+        )
 
     async def balance(self) -> Balance:
         doc = await self._get("/user/profile", what="profile")
@@ -601,8 +659,7 @@ def _is_phone(text: str) -> bool:
     return 5 <= len(digits) <= 20 and digits.isdigit()
 
 
-def _message_id(activation_id: str, entry: dict[str, Any], code: str | None,
-                text: str | None) -> str:
+def _message_id(activation_id: str, entry: dict[str, Any], code: str | None, text: str | None) -> str:
     """Stable across polls (5sim gives check's SMS no id): when it arrived and what it says."""
     stamp = str(entry.get("date") or entry.get("created_at") or "")
     digest = hashlib.sha256(f"{code or ''}\0{text or ''}".encode()).hexdigest()[:12]

@@ -139,9 +139,10 @@ class HandlerApiProvider:
             self.name = name
         self.dialect = preset if isinstance(preset, Dialect) else dialect(preset)
         self._errors: dict[str, type[ProviderError]] = {
-            **_ERRORS, **{k: v for k, v in self.dialect.extra_errors.items() if k.isupper()}}
-        self._sentences = {k.lower(): v for k, v in self.dialect.extra_errors.items()
-                           if not k.isupper()}
+            **_ERRORS,
+            **{k: v for k, v in self.dialect.extra_errors.items() if k.isupper()},
+        }
+        self._sentences = {k.lower(): v for k, v in self.dialect.extra_errors.items() if not k.isupper()}
         if early_cancel_retry_seconds is None:
             early_cancel_retry_seconds = self.dialect.early_cancel_seconds
         self._url = url
@@ -151,8 +152,9 @@ class HandlerApiProvider:
         self._ttl = timedelta(seconds=order_ttl_seconds)
         # With a rate of 1 the provider bills in the shop's currency; otherwise the label is
         # informational only (balances are reported in the provider's own units).
-        self.provider_currency = (provider_currency or
-                                  (shop_currency if Decimal(str(cost_rate)) == 1 else "RUB")).upper()
+        self.provider_currency = (
+            provider_currency or (shop_currency if Decimal(str(cost_rate)) == 1 else "RUB")
+        ).upper()
         self._client = make_client(timeout=timeout, transport=transport)
         self._lock = asyncio.Lock()  # reservation-changing calls, one at a time per account
         self._early_cancel_retry = timedelta(seconds=early_cancel_retry_seconds)
@@ -164,15 +166,21 @@ class HandlerApiProvider:
         self._unmapped = CatalogueGaps()
 
     @classmethod
-    def from_instance(cls, instance: ProviderInstance, shop_currency: str,
-                      clock: Clock) -> HandlerApiProvider:
+    def from_instance(
+        cls, instance: ProviderInstance, shop_currency: str, clock: Clock
+    ) -> HandlerApiProvider:
         if not instance.url or not instance.api_key:
             raise ValueError(f"{instance.name}: a handlerapi instance needs a URL and a key")
         return cls(
-            url=instance.url, api_key=instance.api_key, clock=clock,
-            cost_rate=instance.cost_rate, order_ttl_seconds=instance.order_ttl_seconds,
-            shop_currency=shop_currency, provider_currency=instance.currency,
-            name=instance.name, preset=instance.preset,
+            url=instance.url,
+            api_key=instance.api_key,
+            clock=clock,
+            cost_rate=instance.cost_rate,
+            order_ttl_seconds=instance.order_ttl_seconds,
+            shop_currency=shop_currency,
+            provider_currency=instance.currency,
+            name=instance.name,
+            preset=instance.preset,
         )
 
     @property
@@ -189,13 +197,23 @@ class HandlerApiProvider:
 
     async def _call(self, action: str, *, idempotent: bool = True, **params: object) -> str:
         """One protocol request; returns the stripped reply text after raising known errors."""
-        query = {"api_key": self._api_key, "action": action,
-                 **{k: str(v) for k, v in params.items() if v is not None}}
+        query = {
+            "api_key": self._api_key,
+            "action": action,
+            **{k: str(v) for k, v in params.items() if v is not None},
+        }
         if self.dialect.currency_param and action in _CURRENCY_ACTIONS:
             query["currency"] = str(NUMERIC_CURRENCY[self.provider_currency])
         response = await send(
-            self._client, "GET", self._url, params=query, provider=self.name, clock=self._clock,
-            idempotent=idempotent, secrets=(self._api_key,), what=action,
+            self._client,
+            "GET",
+            self._url,
+            params=query,
+            provider=self.name,
+            clock=self._clock,
+            idempotent=idempotent,
+            secrets=(self._api_key,),
+            what=action,
         )
         try:
             body = response.content.decode("utf-8").strip()
@@ -225,8 +243,9 @@ class HandlerApiProvider:
                     min_price = None
             raise PriceTooHigh(message, provider=self.name, min_price=min_price)
         if cls is EarlyCancelDenied:
-            raise EarlyCancelDenied(message, provider=self.name,
-                                    retry_at=self._clock.now() + self._early_cancel_retry)
+            raise EarlyCancelDenied(
+                message, provider=self.name, retry_at=self._clock.now() + self._early_cancel_retry
+            )
         raise cls(message, provider=self.name)
 
     def _malformed(self, action: str, body: object, idempotent: bool = True) -> MalformedResponse:
@@ -237,8 +256,9 @@ class HandlerApiProvider:
             text = bytes(body).decode("utf-8", "replace")
         else:
             text = repr(body)
-        return cls(f"{self.name}: {action}: unexpected reply {snippet(text, (self._api_key,))!r}",
-                   provider=self.name)
+        return cls(
+            f"{self.name}: {action}: unexpected reply {snippet(text, (self._api_key,))!r}", provider=self.name
+        )
 
     async def _call_json(self, action: str, *, idempotent: bool = True, **params: object) -> Any:
         body = await self._call(action, idempotent=idempotent, **params)
@@ -260,7 +280,8 @@ class HandlerApiProvider:
 
     async def catalog(self) -> list[Offer]:
         countries, services, prices = await asyncio.gather(
-            self._country_visibility(), self._service_codes(), self._call_json("getPrices"))
+            self._country_visibility(), self._service_codes(), self._call_json("getPrices")
+        )
         if not isinstance(prices, dict):
             raise self._malformed("getPrices", json.dumps(prices)[:200])
         offers: list[Offer] = []
@@ -283,8 +304,9 @@ class HandlerApiProvider:
                     continue
                 cost, count = self._price_entry(entry)
                 fresh[(code, int(raw_country))] = cost
-                offers.append(Offer(service=canonical, country=iso,
-                                    cost=self._rate.to_shop_minor(cost), stock=count))
+                offers.append(
+                    Offer(service=canonical, country=iso, cost=self._rate.to_shop_minor(cost), stock=count)
+                )
         self._prices = fresh
         self._unmapped = CatalogueGaps.of(lost_services, lost_countries)
         return offers
@@ -339,16 +361,15 @@ class HandlerApiProvider:
     async def rent(self, request: RentRequest) -> Rental:
         code = data.service_code(request.service)
         if code is None:
-            raise BadService(f"{self.name}: service {request.service!r} is not sold here",
-                             provider=self.name)
+            raise BadService(f"{self.name}: service {request.service!r} is not sold here", provider=self.name)
         cid = data.country_id(request.country)
         if cid is None:
-            raise BadService(f"{self.name}: country {request.country!r} is not sold here",
-                             provider=self.name)
+            raise BadService(f"{self.name}: country {request.country!r} is not sold here", provider=self.name)
         max_price = self._rate.to_provider_max(request.max_cost)
         if max_price <= 0:
-            raise PriceTooHigh(f"{self.name}: max cost {request.max_cost} is below one provider unit",
-                               provider=self.name)
+            raise PriceTooHigh(
+                f"{self.name}: max cost {request.max_cost} is below one provider unit", provider=self.name
+            )
         params: dict[str, object] = {"service": code, "country": cid}
         for param in self.dialect.max_price_params:
             params[param] = format_provider_amount(max_price)
@@ -370,10 +391,14 @@ class HandlerApiProvider:
         cost = await self._known_cost(code, cid, max_price)
         now = self._clock.now()
         return Rental(
-            activation_id=activation_id.strip(), phone=phone.strip(),
+            activation_id=activation_id.strip(),
+            phone=phone.strip(),
             cost=min(self._rate.to_shop_minor(cost), request.max_cost),
-            expires_at=now + self._ttl, service=request.service, country=request.country,
-            created_at=now, can_request_another=True,
+            expires_at=now + self._ttl,
+            service=request.service,
+            country=request.country,
+            created_at=now,
+            can_request_another=True,
         )
 
     def _rental_from_v2(self, doc: Any, request: RentRequest) -> Rental:
@@ -388,12 +413,22 @@ class HandlerApiProvider:
         created = self._clamped_start(doc.get("activationTime"))
         shop_cost = self._rate.to_shop_minor(cost)
         if shop_cost > request.max_cost:
-            log.warning("%s: activation %s cost %s above max %s", self.name, activation_id,
-                        shop_cost, request.max_cost)
+            log.warning(
+                "%s: activation %s cost %s above max %s",
+                self.name,
+                activation_id,
+                shop_cost,
+                request.max_cost,
+            )
         return Rental(
-            activation_id=activation_id, phone=phone, cost=shop_cost,
-            expires_at=created + self._ttl, service=request.service, country=request.country,
-            created_at=created, can_request_another=_truthy(doc.get("canGetAnotherSms", True)),
+            activation_id=activation_id,
+            phone=phone,
+            cost=shop_cost,
+            expires_at=created + self._ttl,
+            service=request.service,
+            country=request.country,
+            created_at=created,
+            can_request_another=_truthy(doc.get("canGetAnotherSms", True)),
         )
 
     async def _known_cost(self, code: str, cid: int, max_price: Decimal) -> Decimal:
@@ -426,8 +461,11 @@ class HandlerApiProvider:
             return ActivationStatus(activation_id, ActivationState.CANCELLED)
         if keyword in ("STATUS_OK", "STATUS_WAIT_RETRY") and detail.strip():
             code = detail.strip()
-            return ActivationStatus(activation_id, ActivationState.CODE,
-                                    (SmsMessage(_message_id(activation_id, code), code, None),))
+            return ActivationStatus(
+                activation_id,
+                ActivationState.CODE,
+                (SmsMessage(_message_id(activation_id, code), code, None),),
+            )
         raise self._malformed("getStatus", body)
 
     async def batch_status(self, activation_ids: list[str]) -> dict[str, ActivationStatus]:
@@ -453,15 +491,18 @@ class HandlerApiProvider:
             created = parse_time(entry.get("activationTime"))
             if created is None or created > now:
                 created = now
-            rentals.append(Rental(
-                activation_id=str(entry["activationId"]).strip(),
-                phone=str(entry.get("phoneNumber") or "").strip(),
-                cost=cost, expires_at=created + self._ttl,
-                service=data.canonical_service(entry.get("serviceCode")),
-                country=data.country_iso(entry.get("countryCode")),
-                created_at=created,
-                can_request_another=_truthy(entry.get("canGetAnotherSms", False)),
-            ))
+            rentals.append(
+                Rental(
+                    activation_id=str(entry["activationId"]).strip(),
+                    phone=str(entry.get("phoneNumber") or "").strip(),
+                    cost=cost,
+                    expires_at=created + self._ttl,
+                    service=data.canonical_service(entry.get("serviceCode")),
+                    country=data.country_iso(entry.get("countryCode")),
+                    created_at=created,
+                    can_request_another=_truthy(entry.get("canGetAnotherSms", False)),
+                )
+            )
         return rentals
 
     async def _active_entries(self) -> list[dict[str, Any]]:
@@ -507,15 +548,18 @@ class HandlerApiProvider:
         try:
             status = await self.status(activation_id)
         except ActivationNotFound:
-            raise ActivationNotFound(f"{self.name}: cancel: no such activation",
-                                     provider=self.name) from None
+            raise ActivationNotFound(f"{self.name}: cancel: no such activation", provider=self.name) from None
         if status.state is ActivationState.CANCELLED:
             raise AlreadyClosed(f"{self.name}: cancel: already cancelled", provider=self.name)
         if status.state is ActivationState.CODE:
-            raise BusinessError(f"{self.name}: cancel refused: a code was already received",
-                                provider=self.name)
-        raise EarlyCancelDenied(f"{self.name}: cancel refused while waiting", provider=self.name,
-                                retry_at=self._clock.now() + self._early_cancel_retry)
+            raise BusinessError(
+                f"{self.name}: cancel refused: a code was already received", provider=self.name
+            )
+        raise EarlyCancelDenied(
+            f"{self.name}: cancel refused while waiting",
+            provider=self.name,
+            retry_at=self._clock.now() + self._early_cancel_retry,
+        )
 
     async def finish(self, activation_id: str) -> None:
         await self._set_status(activation_id, 6)

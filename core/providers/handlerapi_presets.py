@@ -48,62 +48,69 @@ class Dialect:
     currency_param: bool = False
     #: error keywords beyond SMS-Activate's, and plain-sentence errors (matched lower-cased,
     #: without a trailing full stop)
-    extra_errors: Mapping[str, type[ProviderError]] = field(
-        default_factory=lambda: MappingProxyType({}))
+    extra_errors: Mapping[str, type[ProviderError]] = field(default_factory=lambda: MappingProxyType({}))
     #: how long after purchase a cancel is refused (``EARLY_CANCEL_DENIED``)
     early_cancel_seconds: float = 120.0
 
 
-PRESETS: Mapping[str, Dialect] = MappingProxyType({
-    "grizzlysms": Dialect(
-        name="grizzlysms",
-        url="https://api.grizzlysms.com/stubs/handler_api.php",
-        extra_errors=MappingProxyType({
-            # the caller's IP region is blocked: staff must move the shop or its egress
-            "SERVICE_UNAVAILABLE_REGION": AccountError,
-            "the service is prohibited for sale by administration": BadService,
-            "the number has not been issued": OutOfStock,
-        }),
-    ),
-    "smsbower": Dialect(
-        name="smsbower",
-        url="https://smsbower.online/stubs/handler_api.php",
-    ),
-    "herosms": Dialect(
-        name="herosms",
-        url="https://hero-sms.com/stubs/handler_api.php",
-        currency="USD",
-        extra_errors=MappingProxyType({"NO_KEY": BadKey, "WRONG_COUNTRY": BadService}),
-        early_cancel_seconds=120.0,
-    ),
-    "daisysms": Dialect(
-        name="daisysms",
-        url="https://daisysms.com/stubs/handler_api.php",
-        currency="USD",
-        max_price_params=("max_price",),
-        cancel_refused_access_ready=True,
-        extra_errors=MappingProxyType({
-            "MAX_PRICE_EXCEEDED": PriceTooHigh,
-            "NO_MONEY": InsufficientProviderBalance,
-            "TOO_MANY_ACTIVE_RENTALS": TooManyActive,
-        }),
-    ),
-    "smshub": Dialect(
-        name="smshub",
-        url="https://smshub.org/stubs/handler_api.php",
-        # the reference cannot say which spelling SMSHub honours: send both
-        max_price_params=("maxPrice", "max_price"),
-        currency_param=True,
-        extra_errors=MappingProxyType({
-            "API_KEY_NOT_VALID": BadKey,
-            "NO_ACTION": NotSupported,
-            "BAD_CURRENCY": AccountError,
-            "WRONG_SERVICE": BadService,
-            "CURRENCY_CHANGE_UNAVAILABLE": AccountError,
-            "SERVER_ERROR": ProviderUnavailable,
-        }),
-    ),
-})
+PRESETS: Mapping[str, Dialect] = MappingProxyType(
+    {
+        "grizzlysms": Dialect(
+            name="grizzlysms",
+            url="https://api.grizzlysms.com/stubs/handler_api.php",
+            extra_errors=MappingProxyType(
+                {
+                    # the caller's IP region is blocked: staff must move the shop or its egress
+                    "SERVICE_UNAVAILABLE_REGION": AccountError,
+                    "the service is prohibited for sale by administration": BadService,
+                    "the number has not been issued": OutOfStock,
+                }
+            ),
+        ),
+        "smsbower": Dialect(
+            name="smsbower",
+            url="https://smsbower.online/stubs/handler_api.php",
+        ),
+        "herosms": Dialect(
+            name="herosms",
+            url="https://hero-sms.com/stubs/handler_api.php",
+            currency="USD",
+            extra_errors=MappingProxyType({"NO_KEY": BadKey, "WRONG_COUNTRY": BadService}),
+            early_cancel_seconds=120.0,
+        ),
+        "daisysms": Dialect(
+            name="daisysms",
+            url="https://daisysms.com/stubs/handler_api.php",
+            currency="USD",
+            max_price_params=("max_price",),
+            cancel_refused_access_ready=True,
+            extra_errors=MappingProxyType(
+                {
+                    "MAX_PRICE_EXCEEDED": PriceTooHigh,
+                    "NO_MONEY": InsufficientProviderBalance,
+                    "TOO_MANY_ACTIVE_RENTALS": TooManyActive,
+                }
+            ),
+        ),
+        "smshub": Dialect(
+            name="smshub",
+            url="https://smshub.org/stubs/handler_api.php",
+            # the reference cannot say which spelling SMSHub honours: send both
+            max_price_params=("maxPrice", "max_price"),
+            currency_param=True,
+            extra_errors=MappingProxyType(
+                {
+                    "API_KEY_NOT_VALID": BadKey,
+                    "NO_ACTION": NotSupported,
+                    "BAD_CURRENCY": AccountError,
+                    "WRONG_SERVICE": BadService,
+                    "CURRENCY_CHANGE_UNAVAILABLE": AccountError,
+                    "SERVER_ERROR": ProviderUnavailable,
+                }
+            ),
+        ),
+    }
+)
 
 #: a plain handlerapi instance (no preset): SMS-Activate's own dialect
 PLAIN = Dialect()

@@ -179,42 +179,55 @@ async def send(
     label = what or f"{method} {masked_url(url, secrets)}"
     try:
         response = await client.request(method, url, **kwargs)
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
-            httpx.ProxyError) as exc:
+    except (
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx.PoolTimeout,
+        httpx.UnsupportedProtocol,
+        httpx.ProxyError,
+    ) as exc:
         # Nothing reached the provider: a definite failure, safe to try elsewhere.
         cls = ProviderTimeout if isinstance(exc, httpx.TimeoutException) else ProviderUnavailable
-        raise cls(_msg(provider, label, f"cannot connect ({type(exc).__name__})", secrets),
-                  provider=provider) from None
+        raise cls(
+            _msg(provider, label, f"cannot connect ({type(exc).__name__})", secrets), provider=provider
+        ) from None
     except httpx.TimeoutException as exc:  # read/write timeout: the request may have landed
         if not idempotent:
             raise OutcomeUnknown(
-                _msg(provider, label, f"no reply in time ({type(exc).__name__}); outcome unknown",
-                     secrets), provider=provider) from None
-        raise ProviderTimeout(_msg(provider, label, f"timed out ({type(exc).__name__})", secrets),
-                              provider=provider) from None
+                _msg(provider, label, f"no reply in time ({type(exc).__name__}); outcome unknown", secrets),
+                provider=provider,
+            ) from None
+        raise ProviderTimeout(
+            _msg(provider, label, f"timed out ({type(exc).__name__})", secrets), provider=provider
+        ) from None
     except httpx.TransportError as exc:  # reset / closed mid-request / garbled HTTP
         if not idempotent:
             raise OutcomeUnknown(
-                _msg(provider, label, f"connection lost ({type(exc).__name__}); outcome unknown",
-                     secrets), provider=provider) from None
+                _msg(provider, label, f"connection lost ({type(exc).__name__}); outcome unknown", secrets),
+                provider=provider,
+            ) from None
         raise ProviderUnavailable(
-            _msg(provider, label, f"connection lost ({type(exc).__name__})", secrets),
-            provider=provider) from None
+            _msg(provider, label, f"connection lost ({type(exc).__name__})", secrets), provider=provider
+        ) from None
     except httpx.DecodingError:
-        raise MalformedResponse(_msg(provider, label, "undecodable body", secrets),
-                                provider=provider) from None
+        raise MalformedResponse(
+            _msg(provider, label, "undecodable body", secrets), provider=provider
+        ) from None
 
     status = response.status_code
     if status == 429:
         retry_after = retry_after_seconds(response.headers.get("Retry-After"), clock)
         raise RateLimited(
             _msg(provider, label, f"rate limited (429), retry after {retry_after}s", secrets),
-            provider=provider, retry_after=retry_after)
+            provider=provider,
+            retry_after=retry_after,
+        )
     if status >= 500:
         detail = f"HTTP {status}: {snippet(response.content, secrets)}"
         if not idempotent:
-            raise OutcomeUnknown(_msg(provider, label, detail + "; outcome unknown", secrets),
-                                 provider=provider)
+            raise OutcomeUnknown(
+                _msg(provider, label, detail + "; outcome unknown", secrets), provider=provider
+            )
         raise ProviderUnavailable(_msg(provider, label, detail, secrets), provider=provider)
     return response
 
@@ -223,16 +236,22 @@ def _msg(provider: str, label: str, detail: str, secrets: Iterable[str | None]) 
     return mask(f"{provider}: {label}: {detail}", secrets)
 
 
-def parse_json(response: httpx.Response, *, provider: str, label: str,
-               secrets: Iterable[str | None] = ()) -> Any:
+def parse_json(
+    response: httpx.Response, *, provider: str, label: str, secrets: Iterable[str | None] = ()
+) -> Any:
     """The body as JSON, or ``MalformedResponse`` (HTML pages, truncated bodies, empty)."""
     try:
         return response.json()
     except (ValueError, UnicodeDecodeError):
         raise MalformedResponse(
-            _msg(provider, label, f"not JSON (HTTP {response.status_code}): "
-                 f"{snippet(response.content, secrets)!r}", secrets),
-            provider=provider) from None
+            _msg(
+                provider,
+                label,
+                f"not JSON (HTTP {response.status_code}): {snippet(response.content, secrets)!r}",
+                secrets,
+            ),
+            provider=provider,
+        ) from None
 
 
 def parse_time(value: object) -> datetime | None:

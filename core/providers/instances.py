@@ -30,22 +30,35 @@ log = logging.getLogger("core.config")
 KINDS = ("handlerapi", "fivesim", "textverified", "simulator")
 #: an instance named like this needs no ``<NAME>_KIND``
 DEFAULT_KIND: Mapping[str, str] = {
-    "handlerapi": "handlerapi", "fivesim": "fivesim", "textverified": "textverified",
-    "simulator": "simulator", "smsactivate": "handlerapi", **dict.fromkeys(PRESETS, "handlerapi"),
+    "handlerapi": "handlerapi",
+    "fivesim": "fivesim",
+    "textverified": "textverified",
+    "simulator": "simulator",
+    "smsactivate": "handlerapi",
+    **dict.fromkeys(PRESETS, "handlerapi"),
 }
 DEFAULT_URL: Mapping[str, str] = {
     "fivesim": "https://5sim.net/v1",
     "textverified": "https://www.textverified.com",
 }
 DEFAULT_CURRENCY: Mapping[str, str] = {"textverified": "USD"}  # TextVerified bills USD credits
-DEFAULT_TTL: Mapping[str, int] = {"handlerapi": 1200, "fivesim": 900, "textverified": 900,
-                                  "simulator": 1200}
+DEFAULT_TTL: Mapping[str, int] = {"handlerapi": 1200, "fivesim": 900, "textverified": 900, "simulator": 1200}
 #: the instance the old ``SMSACTIVATE_*`` settings configure
 LEGACY_NAME = "smsactivate"
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_SETTINGS = ("KIND", "PRESET", "URL", "API_KEY", "API_USERNAME", "WEBHOOK_SECRET", "CURRENCY",
-             "COST_RATE", "ORDER_TTL_SECONDS", "SEED")
+_SETTINGS = (
+    "KIND",
+    "PRESET",
+    "URL",
+    "API_KEY",
+    "API_USERNAME",
+    "WEBHOOK_SECRET",
+    "CURRENCY",
+    "COST_RATE",
+    "ORDER_TTL_SECONDS",
+    "SEED",
+)
 #: declared settings that *are* an instance's own (the default instances' names)
 _OWN_SETTINGS = frozenset({"TEXTVERIFIED_WEBHOOK_SECRET", "SIMULATOR_SEED"})
 _warned_legacy = False
@@ -76,13 +89,21 @@ class ProviderInstance:
 def check_name(name: str) -> str | None:
     """Why ``name`` cannot name an instance, or ``None``."""
     if not _NAME_RE.match(name):
-        return (f"{name!r} is not a provider name (a letter, then up to 31 letters, digits "
-                "or _; it prefixes that provider's settings)")
+        return (
+            f"{name!r} is not a provider name (a letter, then up to 31 letters, digits "
+            "or _; it prefixes that provider's settings)"
+        )
     return None
 
 
-def load_instances(names: Collection[str], env: Mapping[str, str], *, shop_currency: str,
-                   simulator_seed: int, reserved: Collection[str] = ()) -> tuple[ProviderInstance, ...]:
+def load_instances(
+    names: Collection[str],
+    env: Mapping[str, str],
+    *,
+    shop_currency: str,
+    simulator_seed: int,
+    reserved: Collection[str] = (),
+) -> tuple[ProviderInstance, ...]:
     """The instances ``PROVIDERS`` lists, in its order, from ``env`` (keys upper-case)."""
     instances = tuple(_load(name, env, shop_currency, simulator_seed, reserved) for name in names)
     global _warned_legacy
@@ -91,7 +112,9 @@ def load_instances(names: Collection[str], env: Mapping[str, str], *, shop_curre
         log.warning(
             "PROVIDERS names %r: SMS-Activate closed in December 2025 and SMSACTIVATE_* are "
             "deprecated; name the instance after your provider and give it a preset, e.g. "
-            "PROVIDERS=grizzly with GRIZZLY_PRESET=grizzlysms", LEGACY_NAME)
+            "PROVIDERS=grizzly with GRIZZLY_PRESET=grizzlysms",
+            LEGACY_NAME,
+        )
     return instances
 
 
@@ -119,29 +142,36 @@ class _Vars:
         return ConfigError(f"{self.var(setting)}: {why}")
 
 
-def _load(name: str, env: Mapping[str, str], shop_currency: str, simulator_seed: int,
-          reserved: Collection[str]) -> ProviderInstance:
+def _load(
+    name: str, env: Mapping[str, str], shop_currency: str, simulator_seed: int, reserved: Collection[str]
+) -> ProviderInstance:
     v = _Vars(name, env)
     clash = next((v.var(s) for s in _SETTINGS if v.var(s) in reserved), None)
     if clash is not None and clash not in _OWN_SETTINGS:
-        raise ConfigError(f"PROVIDERS: the name {name!r} clashes with the setting {clash}; "
-                          "choose another name")
+        raise ConfigError(
+            f"PROVIDERS: the name {name!r} clashes with the setting {clash}; choose another name"
+        )
     kind = _kind(v)
     preset = _preset(v, kind)
     if kind == "simulator":
-        return ProviderInstance(name=name, kind=kind, currency=shop_currency,
-                                seed=_int(v, "SEED", simulator_seed, minimum=None),
-                                order_ttl_seconds=_int(v, "ORDER_TTL_SECONDS", DEFAULT_TTL[kind]))
+        return ProviderInstance(
+            name=name,
+            kind=kind,
+            currency=shop_currency,
+            seed=_int(v, "SEED", simulator_seed, minimum=None),
+            order_ttl_seconds=_int(v, "ORDER_TTL_SECONDS", DEFAULT_TTL[kind]),
+        )
     dialect = PRESETS[preset] if preset else None
     required = ["URL", *(["API_USERNAME"] if kind == "textverified" else []), "API_KEY"]
     url = v.get("URL") or (dialect.url if dialect else None) or DEFAULT_URL.get(kind)
-    missing = [v.var(s) for s in required
-               if not (url if s == "URL" else v.get(s))]
+    missing = [v.var(s) for s in required if not (url if s == "URL" else v.get(s))]
     if missing:
-        hint = (" (SMS-Activate closed in December 2025: point it at a provider that still "
-                "speaks handler_api.php, or use a preset)"
-                if name == LEGACY_NAME and v.var("URL") in missing else
-                " (set it in the environment or .env)")
+        hint = (
+            " (SMS-Activate closed in December 2025: point it at a provider that still "
+            "speaks handler_api.php, or use a preset)"
+            if name == LEGACY_NAME and v.var("URL") in missing
+            else " (set it in the environment or .env)"
+        )
         raise ConfigError(f"{', '.join(missing)}: required when PROVIDERS includes {name}{hint}")
     assert url is not None
     _check_url(v, url)
@@ -152,15 +182,24 @@ def _load(name: str, env: Mapping[str, str], shop_currency: str, simulator_seed:
     currency = _currency(v, kind, dialect.currency if dialect else None, shop_currency, rate)
     if rate is None:
         if currency != shop_currency:
-            raise v.fail("COST_RATE", f"required when {v.var('CURRENCY')} ({currency}) is not "
-                         f"SHOP_CURRENCY ({shop_currency}): shop units per {currency} unit")
+            raise v.fail(
+                "COST_RATE",
+                f"required when {v.var('CURRENCY')} ({currency}) is not "
+                f"SHOP_CURRENCY ({shop_currency}): shop units per {currency} unit",
+            )
         rate = Decimal(1)
     if dialect is not None and dialect.currency_param and currency not in NUMERIC_CURRENCY:
         raise v.fail("CURRENCY", f"{preset} takes one of {', '.join(NUMERIC_CURRENCY)}")
     return ProviderInstance(
-        name=name, kind=kind, preset=preset, url=url, api_key=api_key, api_username=username,
+        name=name,
+        kind=kind,
+        preset=preset,
+        url=url,
+        api_key=api_key,
+        api_username=username,
         webhook_secret=v.get("WEBHOOK_SECRET") if kind == "textverified" else None,
-        currency=currency, cost_rate=rate,
+        currency=currency,
+        cost_rate=rate,
         order_ttl_seconds=_int(v, "ORDER_TTL_SECONDS", DEFAULT_TTL[kind]),
     )
 
@@ -178,7 +217,8 @@ def _kind(v: _Vars) -> str:
     if default is None:
         raise ConfigError(
             f"PROVIDERS: {v.name!r} is no kind or preset; set {v.var('KIND')} (one of "
-            f"{', '.join(KINDS)}) or {v.var('PRESET')} (one of {', '.join(PRESETS)})")
+            f"{', '.join(KINDS)}) or {v.var('PRESET')} (one of {', '.join(PRESETS)})"
+        )
     return default
 
 
@@ -202,8 +242,11 @@ def _check_url(v: _Vars, url: str) -> None:
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
         raise v.fail("URL", "use an http:// or https:// URL")
     if "sms-activate." in parsed.host.lower():
-        raise v.fail("URL", "SMS-Activate closed in December 2025 (lookalike sites use its name); "
-                     "use a provider that still runs")
+        raise v.fail(
+            "URL",
+            "SMS-Activate closed in December 2025 (lookalike sites use its name); "
+            "use a provider that still runs",
+        )
 
 
 def _secret(v: _Vars, setting: str) -> str:
@@ -224,8 +267,9 @@ def _rate(v: _Vars, raw: str) -> Decimal:
     return rate
 
 
-def _currency(v: _Vars, kind: str, preset_currency: str | None, shop_currency: str,
-              rate: Decimal | None) -> str:
+def _currency(
+    v: _Vars, kind: str, preset_currency: str | None, shop_currency: str, rate: Decimal | None
+) -> str:
     raw = v.get("CURRENCY")
     if raw is not None:
         code = raw.upper()
@@ -237,8 +281,10 @@ def _currency(v: _Vars, kind: str, preset_currency: str | None, shop_currency: s
         return default
     if v.name == LEGACY_NAME and kind == "handlerapi" and (rate is None or rate == 1):
         return shop_currency  # as before: a rate of 1 meant prices in the shop's currency
-    raise v.fail("CURRENCY", f"required for provider {v.name!r}: the currency its balance "
-                 "and prices are in (e.g. RUB or USD)")
+    raise v.fail(
+        "CURRENCY",
+        f"required for provider {v.name!r}: the currency its balance and prices are in (e.g. RUB or USD)",
+    )
 
 
 def _int(v: _Vars, setting: str, default: int, *, minimum: int | None = 1) -> int:

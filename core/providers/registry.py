@@ -30,8 +30,7 @@ def build_provider(name: str, settings: Settings, clock: Clock) -> Provider:
     for instance in settings.provider_instances:
         if instance.name == name:
             return build_instance(instance, settings, clock)
-    raise ConfigError(f"PROVIDERS: no provider named {name!r} (configured: "
-                      f"{', '.join(settings.PROVIDERS)})")
+    raise ConfigError(f"PROVIDERS: no provider named {name!r} (configured: {', '.join(settings.PROVIDERS)})")
 
 
 def build_instance(instance: ProviderInstance, settings: Settings, clock: Clock) -> Provider:

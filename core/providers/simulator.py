@@ -64,17 +64,66 @@ _PRUNE_EVERY = 1024  # rentals
 # Typical base cost per service (US cents) and a price level per country; the seed jitters
 # both. Unlisted services cost 25, unlisted countries use factor 1.0.
 _BASE_COST = {
-    "whatsapp": 60, "telegram": 70, "google": 35, "facebook": 25, "instagram": 20,
-    "tiktok": 20, "openai": 45, "twitter": 15, "discord": 15, "microsoft": 20, "apple": 35,
-    "amazon": 25, "uber": 20, "tinder": 30, "snapchat": 15, "viber": 12, "wechat": 80,
-    "signal": 30, "paypal": 40, "linkedin": 25, "netflix": 12, "airbnb": 25, "yahoo": 10,
-    "line": 30, "steam": 15, "coinbase": 45, "binance": 40, "other": 10,
+    "whatsapp": 60,
+    "telegram": 70,
+    "google": 35,
+    "facebook": 25,
+    "instagram": 20,
+    "tiktok": 20,
+    "openai": 45,
+    "twitter": 15,
+    "discord": 15,
+    "microsoft": 20,
+    "apple": 35,
+    "amazon": 25,
+    "uber": 20,
+    "tinder": 30,
+    "snapchat": 15,
+    "viber": 12,
+    "wechat": 80,
+    "signal": 30,
+    "paypal": 40,
+    "linkedin": 25,
+    "netflix": 12,
+    "airbnb": 25,
+    "yahoo": 10,
+    "line": 30,
+    "steam": 15,
+    "coinbase": 45,
+    "binance": 40,
+    "other": 10,
 }
 _COUNTRY_FACTOR = {
-    "US": 2.2, "CA": 2.0, "GB": 1.8, "DE": 2.0, "FR": 1.8, "NL": 1.9, "SE": 1.9, "IL": 1.6,
-    "ES": 1.4, "IT": 1.4, "PT": 1.3, "PL": 1.0, "TR": 0.8, "GE": 0.7, "UA": 0.6, "KZ": 0.6,
-    "BR": 0.7, "MX": 0.7, "AR": 0.6, "CO": 0.6, "ZA": 0.7, "MY": 0.6, "TH": 0.5, "EG": 0.4,
-    "NG": 0.4, "KE": 0.4, "IN": 0.4, "ID": 0.3, "PH": 0.35, "VN": 0.35,
+    "US": 2.2,
+    "CA": 2.0,
+    "GB": 1.8,
+    "DE": 2.0,
+    "FR": 1.8,
+    "NL": 1.9,
+    "SE": 1.9,
+    "IL": 1.6,
+    "ES": 1.4,
+    "IT": 1.4,
+    "PT": 1.3,
+    "PL": 1.0,
+    "TR": 0.8,
+    "GE": 0.7,
+    "UA": 0.6,
+    "KZ": 0.6,
+    "BR": 0.7,
+    "MX": 0.7,
+    "AR": 0.6,
+    "CO": 0.6,
+    "ZA": 0.7,
+    "MY": 0.6,
+    "TH": 0.5,
+    "EG": 0.4,
+    "NG": 0.4,
+    "KE": 0.4,
+    "IN": 0.4,
+    "ID": 0.3,
+    "PH": 0.35,
+    "VN": 0.35,
 }
 _ALWAYS_STOCKED_SERVICES = 10  # the most popular services…
 _ALWAYS_STOCKED_COUNTRIES = 10  # …in the first countries never start out of stock
@@ -128,9 +177,7 @@ class SimulatorProvider:
         self.seed = seed
         self.clock: Clock = clock or SystemClock()
         self.currency = currency
-        self.capabilities = Capabilities(
-            idempotent_rent=True, batch_status=True, another_code=another_code
-        )
+        self.capabilities = Capabilities(idempotent_rent=True, batch_status=True, another_code=another_code)
         self.latency_s = 0.0
         self.transient_error_rate = 0.0
         self.outcome_unknown_rate = 0.0
@@ -202,7 +249,9 @@ class SimulatorProvider:
                 raise ValueError("ttl_s must be greater than zero")
             self.ttl_s = ttl
 
-    def set_offer(self, service: str, country: str, *, cost: int | None = None, stock: int | None = None) -> Offer:
+    def set_offer(
+        self, service: str, country: str, *, cost: int | None = None, stock: int | None = None
+    ) -> Offer:
         """Change (or add) one catalogue entry, e.g. to make one provider the cheapest."""
         held = self.offers.get((service, country))
         offer = Offer(
@@ -214,7 +263,9 @@ class SimulatorProvider:
         self.offers[(service, country)] = offer
         return offer
 
-    def deliver_code(self, activation_id: str, code: str | None = None, text: str | None = None) -> SmsMessage:
+    def deliver_code(
+        self, activation_id: str, code: str | None = None, text: str | None = None
+    ) -> SmsMessage:
         """Make an SMS arrive now (test control; not part of the port)."""
         self._log("deliver_code", activation_id)
         act = self._get(activation_id)
@@ -243,9 +294,7 @@ class SimulatorProvider:
         held = self._by_key.get(request.idempotency_key)
         if held is not None:
             if (held.service, held.country) != (request.service, request.country):
-                raise BusinessError(
-                    "idempotency key reused for a different request", provider=self.name
-                )
+                raise BusinessError("idempotency key reused for a different request", provider=self.name)
             return self._rental(held)
         if request.service not in SERVICES_BY_CODE:
             raise BadService(f"unknown service {request.service!r}", provider=self.name)
@@ -364,10 +413,7 @@ class SimulatorProvider:
 
     def _prune(self, now: datetime) -> None:
         horizon = now - timedelta(seconds=CLOSED_RETENTION_S)
-        stale = [
-            a for a in self.activations.values()
-            if a.closed_at is not None and a.closed_at < horizon
-        ]
+        stale = [a for a in self.activations.values() if a.closed_at is not None and a.closed_at < horizon]
         for act in stale:
             del self.activations[act.id]
             if self._by_key.get(act.idempotency_key) is act:

@@ -85,8 +85,15 @@ DEFAULT_API_KEY = "sandbox"
 _MAX_CALLS_KEPT = 10_000
 _NO_LIMIT = 10**15
 
-_KNOBS = ("latency_s", "transient_error_rate", "outcome_unknown_rate", "out_of_stock",
-          "early_cancel_window_s", "code_delay_s", "ttl_s")
+_KNOBS = (
+    "latency_s",
+    "transient_error_rate",
+    "outcome_unknown_rate",
+    "out_of_stock",
+    "early_cancel_window_s",
+    "code_delay_s",
+    "ttl_s",
+)
 
 
 class _DropConnection(Exception):
@@ -97,8 +104,15 @@ class _MaskedAccessLogger(AbstractAccessLogger):
     """Access log without the query string: the api_key travels there."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info('%s %s %s action=%s %d %.3fs', request.remote, request.method,
-                         request.path, request.query.get("action", "-"), response.status, time)
+        self.logger.info(
+            "%s %s %s action=%s %d %.3fs",
+            request.remote,
+            request.method,
+            request.path,
+            request.query.get("action", "-"),
+            response.status,
+            time,
+        )
 
     @property
     def enabled(self) -> bool:
@@ -132,8 +146,11 @@ class SimulatorHttp:
             form = await request.post()
             params.update({k: str(v) for k, v in form.items()})
         action = params.get("action", "")
-        record = {"at": self.sim.clock.now().isoformat(), "action": action,
-                  "params": {k: v for k, v in params.items() if k not in ("api_key", "action")}}
+        record = {
+            "at": self.sim.clock.now().isoformat(),
+            "action": action,
+            "params": {k: v for k, v in params.items() if k not in ("api_key", "action")},
+        }
         try:
             reply = await self._reply(params, action)
         except _DropConnection:
@@ -200,8 +217,9 @@ class SimulatorHttp:
             max_cost = self._minor(p["maxPrice"]) if p.get("maxPrice") else _NO_LIMIT
         except ArithmeticError:
             raise BadService("bad maxPrice", provider=self.sim.name) from None
-        return RentRequest(service=service, country=country, max_cost=max_cost,
-                           idempotency_key=f"http-{next(self._keys)}")
+        return RentRequest(
+            service=service, country=country, max_cost=max_cost, idempotency_key=f"http-{next(self._keys)}"
+        )
 
     async def _get_number(self, p: dict[str, str]) -> str:
         rental = await self.sim.rent(self._rent_request(p))
@@ -265,17 +283,23 @@ class SimulatorHttp:
         for r in rentals:
             act = self.sim.activations[r.activation_id]
             codes = [m.code for m in act.messages if m.code]
-            rows.append({
-                "activationId": r.activation_id, "serviceCode": sa.service_code(r.service or ""),
-                "phoneNumber": _digits(r.phone), "activationCost": self._units(r.cost),
-                "activationStatus": "2" if codes else "4",
-                "smsCode": codes or None,
-                "smsText": json.dumps([m.text for m in act.messages]) if act.messages else None,
-                "activationTime": _protocol_time(r.created_at),
-                "discount": "0.00", "repeated": "0",
-                "countryCode": str(sa.country_id(r.country or "") or ""),
-                "countryName": r.country, "canGetAnotherSms": "1" if r.can_request_another else "0",
-            })
+            rows.append(
+                {
+                    "activationId": r.activation_id,
+                    "serviceCode": sa.service_code(r.service or ""),
+                    "phoneNumber": _digits(r.phone),
+                    "activationCost": self._units(r.cost),
+                    "activationStatus": "2" if codes else "4",
+                    "smsCode": codes or None,
+                    "smsText": json.dumps([m.text for m in act.messages]) if act.messages else None,
+                    "activationTime": _protocol_time(r.created_at),
+                    "discount": "0.00",
+                    "repeated": "0",
+                    "countryCode": str(sa.country_id(r.country or "") or ""),
+                    "countryName": r.country,
+                    "canGetAnotherSms": "1" if r.can_request_another else "0",
+                }
+            )
         if not rows:
             return {"status": "error", "error": "NO_ACTIVATIONS"}
         return {"status": "success", "activeActivations": rows}
@@ -290,8 +314,7 @@ class SimulatorHttp:
                 continue
             if p.get("country") not in (None, "") and p["country"] != str(cid):
                 continue
-            out.setdefault(str(cid), {})[code] = {"cost": self._units(offer.cost),
-                                                  "count": offer.stock}
+            out.setdefault(str(cid), {})[code] = {"cost": self._units(offer.cost), "count": offer.stock}
         return out
 
     async def _get_countries(self, p: dict[str, str]) -> Any:
@@ -299,15 +322,27 @@ class SimulatorHttp:
         for country in COUNTRIES:
             cid = sa.country_id(country.code)
             if cid is not None:
-                out[str(cid)] = {"id": cid, "rus": country.name, "eng": country.name,
-                                 "chn": country.name, "visible": 1, "retry": 1, "rent": 0,
-                                 "multiService": 0}
+                out[str(cid)] = {
+                    "id": cid,
+                    "rus": country.name,
+                    "eng": country.name,
+                    "chn": country.name,
+                    "visible": 1,
+                    "retry": 1,
+                    "rent": 0,
+                    "multiService": 0,
+                }
         return out
 
     async def _get_services(self, p: dict[str, str]) -> Any:
-        return {"status": "success", "services": [
-            {"code": code, "name": SERVICES_BY_CODE[canonical].name}
-            for canonical, code in sa.SERVICE_CODES.items() if canonical in SERVICES_BY_CODE]}
+        return {
+            "status": "success",
+            "services": [
+                {"code": code, "name": SERVICES_BY_CODE[canonical].name}
+                for canonical, code in sa.SERVICE_CODES.items()
+                if canonical in SERVICES_BY_CODE
+            ],
+        }
 
     # ------------------------------------------------------------------ control
 
@@ -327,8 +362,14 @@ class SimulatorHttp:
             return web.json_response({"error": f"no activation {aid}"}, status=404)
         except AlreadyClosed as exc:
             return web.json_response({"error": str(exc)}, status=409)
-        return web.json_response({"activation_id": str(aid), "message_id": message.message_id,
-                                  "code": message.code, "text": message.text})
+        return web.json_response(
+            {
+                "activation_id": str(aid),
+                "message_id": message.message_id,
+                "code": message.code,
+                "text": message.text,
+            }
+        )
 
     def _knobs(self) -> dict[str, Any]:
         oos = self.sim.out_of_stock
@@ -353,10 +394,16 @@ class SimulatorHttp:
         changes = dict(body)
         if isinstance(changes.get("code_delay_s"), list):
             changes["code_delay_s"] = tuple(changes["code_delay_s"])
-        for name in ("latency_s", "transient_error_rate", "outcome_unknown_rate",
-                     "early_cancel_window_s", "ttl_s"):
-            if name in changes and (isinstance(changes[name], bool)
-                                    or not isinstance(changes[name], int | float)):
+        for name in (
+            "latency_s",
+            "transient_error_rate",
+            "outcome_unknown_rate",
+            "early_cancel_window_s",
+            "ttl_s",
+        ):
+            if name in changes and (
+                isinstance(changes[name], bool) or not isinstance(changes[name], int | float)
+            ):
                 return _bad(f"{name}: a number")
         try:
             self.sim.set_faults(**changes)
@@ -374,8 +421,9 @@ class SimulatorHttp:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 return _bad(f"{name}: a non-negative integer")
         offer = self.sim.set_offer(service, country.upper(), cost=body.get("cost"), stock=body.get("stock"))
-        return web.json_response({"service": offer.service, "country": offer.country,
-                                  "cost": offer.cost, "stock": offer.stock})
+        return web.json_response(
+            {"service": offer.service, "country": offer.country, "cost": offer.cost, "stock": offer.stock}
+        )
 
     async def control_activations(self, request: web.Request) -> web.Response:
         now = self.sim.clock.now()
@@ -442,13 +490,17 @@ class RunningSimulator:
         await self.runner.cleanup()
 
 
-async def start_server(simulator: SimulatorProvider, *, api_key: str = DEFAULT_API_KEY,
-                       host: str = "127.0.0.1", port: int = 0) -> RunningSimulator:
+async def start_server(
+    simulator: SimulatorProvider, *, api_key: str = DEFAULT_API_KEY, host: str = "127.0.0.1", port: int = 0
+) -> RunningSimulator:
     """Serve in the running event loop; ``port=0`` picks a free port (see ``.port``)."""
-    runner = web.AppRunner(make_app(simulator, api_key), handle_signals=False,
-                           access_log_class=_MaskedAccessLogger,
-                           access_log=logging.getLogger("numbershop.simulator.access"),
-                           shutdown_timeout=1.0)
+    runner = web.AppRunner(
+        make_app(simulator, api_key),
+        handle_signals=False,
+        access_log_class=_MaskedAccessLogger,
+        access_log=logging.getLogger("numbershop.simulator.access"),
+        shutdown_timeout=1.0,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -470,13 +522,24 @@ def _protocol_time(when: datetime | None) -> str | None:
 
 def _activation_json(act: SimActivation, now: datetime) -> dict[str, Any]:
     return {
-        "id": act.id, "service": act.service, "country": act.country, "phone": act.phone,
-        "cost": act.cost, "state": str(act.state), "created_at": act.created_at.isoformat(),
+        "id": act.id,
+        "service": act.service,
+        "country": act.country,
+        "phone": act.phone,
+        "cost": act.cost,
+        "state": str(act.state),
+        "created_at": act.created_at.isoformat(),
         "expires_at": act.expires_at.isoformat(),
         "closed_at": act.closed_at.isoformat() if act.closed_at else None,
-        "messages": [{"message_id": m.message_id, "code": m.code, "text": m.text,
-                      "received_at": m.received_at.isoformat() if m.received_at else None}
-                     for m in act.messages],
+        "messages": [
+            {
+                "message_id": m.message_id,
+                "code": m.code,
+                "text": m.text,
+                "received_at": m.received_at.isoformat() if m.received_at else None,
+            }
+            for m in act.messages
+        ],
         "pending_codes": sum(1 for due, _ in act.pending if due > now),
     }
 
@@ -485,11 +548,13 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "send a JSON object"}),
-                                 content_type="application/json") from None
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "send a JSON object"}), content_type="application/json"
+        ) from None
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "send a JSON object"}),
-                                 content_type="application/json")
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "send a JSON object"}), content_type="application/json"
+        )
     return body
 
 

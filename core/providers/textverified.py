@@ -181,14 +181,20 @@ class TextVerifiedProvider:
         self._services_ttl = timedelta(hours=1)
 
     @classmethod
-    def from_instance(cls, instance: ProviderInstance, shop_currency: str,
-                      clock: Clock) -> TextVerifiedProvider:
+    def from_instance(
+        cls, instance: ProviderInstance, shop_currency: str, clock: Clock
+    ) -> TextVerifiedProvider:
         if not instance.url or not instance.api_username or not instance.api_key:
-            raise ValueError(f"{instance.name}: a textverified instance needs a URL, "
-                             "a username and a key")
-        return cls(url=instance.url, username=instance.api_username, api_key=instance.api_key,
-                   clock=clock, cost_rate=instance.cost_rate, shop_currency=shop_currency,
-                   name=instance.name)
+            raise ValueError(f"{instance.name}: a textverified instance needs a URL, a username and a key")
+        return cls(
+            url=instance.url,
+            username=instance.api_username,
+            api_key=instance.api_key,
+            clock=clock,
+            cost_rate=instance.cost_rate,
+            shop_currency=shop_currency,
+            name=instance.name,
+        )
 
     # ------------------------------------------------------------------ transport
 
@@ -206,17 +212,29 @@ class TextVerifiedProvider:
     async def _bearer(self, stale: str | None = None) -> str:
         async with self._auth_lock:
             now = self._clock.now()
-            if (self._token and self._token != stale and self._token_expires
-                    and now < self._token_expires - self._refresh_margin):
+            if (
+                self._token
+                and self._token != stale
+                and self._token_expires
+                and now < self._token_expires - self._refresh_margin
+            ):
                 return self._token
             response = await send(
-                self._client, "POST", self._url(f"{API}/auth"), provider=self.name,
-                clock=self._clock, secrets=self._secrets, what="auth",
+                self._client,
+                "POST",
+                self._url(f"{API}/auth"),
+                provider=self.name,
+                clock=self._clock,
+                secrets=self._secrets,
+                what="auth",
                 headers={"X-API-USERNAME": self._username, "X-API-KEY": self._api_key},
             )
             if response.status_code in (401, 403):
-                raise BadKey(f"{self.name}: auth refused (HTTP {response.status_code}); "
-                             "check TEXTVERIFIED_API_USERNAME/TEXTVERIFIED_API_KEY", provider=self.name)
+                raise BadKey(
+                    f"{self.name}: auth refused (HTTP {response.status_code}); "
+                    "check TEXTVERIFIED_API_USERNAME/TEXTVERIFIED_API_KEY",
+                    provider=self.name,
+                )
             if response.status_code != 200:
                 raise self._malformed("auth", response)
             doc = parse_json(response, provider=self.name, label="auth", secrets=self._secrets)
@@ -235,27 +253,44 @@ class TextVerifiedProvider:
             self._token, self._token_expires = token, expires
             return token
 
-    async def _authed(self, method: str, href: str, *, what: str, idempotent: bool = True,
-                      headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+    async def _authed(
+        self,
+        method: str,
+        href: str,
+        *,
+        what: str,
+        idempotent: bool = True,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
         """A call with the bearer token; one refresh-and-repeat on 401."""
         token = await self._bearer()
         for attempt in (1, 2):
             response = await send(
-                self._client, method, self._url(href), provider=self.name, clock=self._clock,
-                idempotent=idempotent, secrets=self._secrets, what=what,
-                headers={"Authorization": f"Bearer {token}", **(headers or {})}, **kwargs,
+                self._client,
+                method,
+                self._url(href),
+                provider=self.name,
+                clock=self._clock,
+                idempotent=idempotent,
+                secrets=self._secrets,
+                what=what,
+                headers={"Authorization": f"Bearer {token}", **(headers or {})},
+                **kwargs,
             )
             if response.status_code == 401 and attempt == 1:
                 token = await self._bearer(stale=token)
                 continue
             if response.status_code in (401, 403):
-                raise BadKey(f"{self.name}: {what}: HTTP {response.status_code} with a fresh token",
-                             provider=self.name)
+                raise BadKey(
+                    f"{self.name}: {what}: HTTP {response.status_code} with a fresh token", provider=self.name
+                )
             return response
         raise AssertionError("unreachable")
 
-    def _malformed(self, what: str, response: httpx.Response | str,
-                   cls: type[MalformedResponse] = MalformedResponse) -> MalformedResponse:
+    def _malformed(
+        self, what: str, response: httpx.Response | str, cls: type[MalformedResponse] = MalformedResponse
+    ) -> MalformedResponse:
         if isinstance(response, httpx.Response):
             detail = f"HTTP {response.status_code}: {snippet(response.content, self._secrets)!r}"
         else:
@@ -314,8 +349,7 @@ class TextVerifiedProvider:
                 except BusinessError as exc:  # the service refuses this option combination
                     log.info("%s: %s not offered: %s", self.name, tv_name, exc)
                     return None
-            return Offer(service=canonical, country="US", cost=self._rate.to_shop_minor(price),
-                         stock=stock)
+            return Offer(service=canonical, country="US", cost=self._rate.to_shop_minor(price), stock=stock)
 
         results = await asyncio.gather(*(offer(c, t) for c, t in sorted(mapping.items())))
         return [o for o in results if o is not None]
@@ -330,8 +364,10 @@ class TextVerifiedProvider:
                     continue
                 raise
             if response.status_code == 400:
-                raise BusinessError(f"{self.name}: {what}: refused "
-                                    f"({self._error_code(response) or 'Bad Request'})", provider=self.name)
+                raise BusinessError(
+                    f"{self.name}: {what}: refused ({self._error_code(response) or 'Bad Request'})",
+                    provider=self.name,
+                )
             if response.status_code != 200:
                 raise self._malformed(what, response)
             doc = parse_json(response, provider=self.name, label=what, secrets=self._secrets)
@@ -341,18 +377,28 @@ class TextVerifiedProvider:
         raise AssertionError("unreachable")
 
     async def _price(self, tv_name: str) -> Decimal:
-        doc = await self._catalog_post(f"{API}/pricing/verifications", {
-            "serviceName": tv_name, "areaCode": False, "carrier": False,
-            "numberType": "mobile", "capability": "sms"}, f"pricing {tv_name}")
+        doc = await self._catalog_post(
+            f"{API}/pricing/verifications",
+            {
+                "serviceName": tv_name,
+                "areaCode": False,
+                "carrier": False,
+                "numberType": "mobile",
+                "capability": "sms",
+            },
+            f"pricing {tv_name}",
+        )
         try:
             return decimal(doc["price"])
         except (KeyError, ValueError):
             raise self._malformed(f"pricing {tv_name}", repr(doc)[:200]) from None
 
     async def _stock(self, tv_name: str) -> int:
-        doc = await self._catalog_post(f"{API}/inventory/verifications", {
-            "serviceName": tv_name, "numberType": "mobile", "capability": "sms"},
-            f"inventory {tv_name}")
+        doc = await self._catalog_post(
+            f"{API}/inventory/verifications",
+            {"serviceName": tv_name, "numberType": "mobile", "capability": "sms"},
+            f"inventory {tv_name}",
+        )
         quantity = doc.get("availableQuantity")
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
             raise self._malformed(f"inventory {tv_name}", repr(doc)[:200])
@@ -361,12 +407,18 @@ class TextVerifiedProvider:
     async def _service_map(self, *, refresh: bool = False) -> dict[str, str]:
         """canonical → TextVerified serviceName, from the service list (cached an hour)."""
         now = self._clock.now()
-        if (not refresh and self._services_loaded is not None
-                and now - self._services_loaded < self._services_ttl):
+        if (
+            not refresh
+            and self._services_loaded is not None
+            and now - self._services_loaded < self._services_ttl
+        ):
             return {canonical: tv for tv, canonical in self._service_names.items()}
         response = await self._authed(
-            "GET", f"{API}/services", what="services",
-            params={"numberType": "mobile", "reservationType": "verification"})
+            "GET",
+            f"{API}/services",
+            what="services",
+            params={"numberType": "mobile", "reservationType": "verification"},
+        )
         if response.status_code != 200:
             raise self._malformed("services", response)
         doc = parse_json(response, provider=self.name, label="services", secrets=self._secrets)
@@ -403,16 +455,15 @@ class TextVerifiedProvider:
 
     async def rent(self, request: RentRequest) -> Rental:
         if request.country.upper() != "US":
-            raise BadService(f"{self.name}: only US numbers, not {request.country}",
-                             provider=self.name)
+            raise BadService(f"{self.name}: only US numbers, not {request.country}", provider=self.name)
         tv_name = (await self._service_map()).get(request.service)
         if tv_name is None:
-            raise BadService(f"{self.name}: service {request.service!r} is not sold here",
-                             provider=self.name)
+            raise BadService(f"{self.name}: service {request.service!r} is not sold here", provider=self.name)
         max_price = self._rate.to_provider_max(request.max_cost)
         if max_price <= 0:
-            raise PriceTooHigh(f"{self.name}: max cost {request.max_cost} is below one cent",
-                               provider=self.name)
+            raise PriceTooHigh(
+                f"{self.name}: max cost {request.max_cost} is below one cent", provider=self.name
+            )
         key = request.idempotency_key.strip()
         if not 1 <= len(key) <= 256:
             raise ValueError("an Idempotency-Key must be 1 to 256 characters")
@@ -424,11 +475,17 @@ class TextVerifiedProvider:
             rental = self._rental(details, request.service, request.country)
         except ProviderError as exc:
             # The verification exists (201): renting again with the same key returns it.
-            raise OutcomeUnknown(f"{self.name}: created, but reading it failed: {exc}",
-                                 provider=self.name) from None
+            raise OutcomeUnknown(
+                f"{self.name}: created, but reading it failed: {exc}", provider=self.name
+            ) from None
         if rental.cost > request.max_cost:
-            log.warning("%s: verification %s cost %s above max %s", self.name,
-                        rental.activation_id, rental.cost, request.max_cost)
+            log.warning(
+                "%s: verification %s cost %s above max %s",
+                self.name,
+                rental.activation_id,
+                rental.cost,
+                request.max_cost,
+            )
         return rental
 
     async def _create(self, body: dict[str, Any], key: str) -> str:
@@ -440,10 +497,14 @@ class TextVerifiedProvider:
         what = "create verification"
         while True:
             try:
-                response = await self._authed("POST", f"{API}/verifications", what=what,
-                                              idempotent=False, json=body,
-                                              headers={"Idempotency-Key": key,
-                                                       "Accept": "application/json"})
+                response = await self._authed(
+                    "POST",
+                    f"{API}/verifications",
+                    what=what,
+                    idempotent=False,
+                    json=body,
+                    headers={"Idempotency-Key": key, "Accept": "application/json"},
+                )
             except OutcomeUnknown:
                 maybe_sent = True
                 if timeouts_left > 0:
@@ -453,8 +514,10 @@ class TextVerifiedProvider:
                 raise
             except ProviderError as exc:
                 if maybe_sent:
-                    raise OutcomeUnknown(f"{self.name}: {what}: retry failed after an unanswered "
-                                         f"attempt: {exc}", provider=self.name) from None
+                    raise OutcomeUnknown(
+                        f"{self.name}: {what}: retry failed after an unanswered attempt: {exc}",
+                        provider=self.name,
+                    ) from None
                 raise
             status = response.status_code
             if status == 201:
@@ -474,19 +537,23 @@ class TextVerifiedProvider:
                 maybe_sent = True
                 delay = next(conflict_delays, None)
                 if delay is None:
-                    raise OutcomeUnknown(f"{self.name}: {what}: still in progress upstream "
-                                         f"({code or 'Conflict'})", provider=self.name)
+                    raise OutcomeUnknown(
+                        f"{self.name}: {what}: still in progress upstream ({code or 'Conflict'})",
+                        provider=self.name,
+                    )
                 await asyncio.sleep(delay)
                 continue
-            if (status == 400 and not restarted
-                    and (maybe_sent or not is_error or code not in _CREATE_ERRORS)):
+            if status == 400 and not restarted and (maybe_sent or not is_error or code not in _CREATE_ERRORS):
                 # The spec: after a retry with the same key, 400 means that purchase expired
                 # without completing — nothing was bought; start over with a new key. The new
                 # key is derived, so recovery renting again with the order's key (400 again,
                 # the expired purchase) lands on the replacement purchase, never a third one.
                 # A known refusal (no numbers, price…) to a first attempt stays definite.
-                log.info("%s: create expired upstream (%s); starting over with a new key",
-                         self.name, code or description or "400")
+                log.info(
+                    "%s: create expired upstream (%s); starting over with a new key",
+                    self.name,
+                    code or description or "400",
+                )
                 key, restarted, maybe_sent = _restart_key(key), True, False
                 continue
             if status == 400 and is_error:
@@ -510,16 +577,20 @@ class TextVerifiedProvider:
         except (KeyError, TypeError, ValueError):
             raise self._malformed("verification details", repr(doc)[:200]) from None
         return Rental(
-            activation_id=activation_id, phone=phone.strip(), cost=cost, expires_at=expires,
-            service=service or self._canonical(doc.get("serviceName")), country=country or "US",
-            created_at=parse_time(doc.get("createdAt")), can_request_another=False,
+            activation_id=activation_id,
+            phone=phone.strip(),
+            cost=cost,
+            expires_at=expires,
+            service=service or self._canonical(doc.get("serviceName")),
+            country=country or "US",
+            created_at=parse_time(doc.get("createdAt")),
+            can_request_another=False,
         )
 
     # ------------------------------------------------------------------ status
 
     async def _details(self, activation_id: str) -> dict[str, Any]:
-        doc = await self._get_json(f"{API}/verifications/{_seg(activation_id)}",
-                                   what="verification details")
+        doc = await self._get_json(f"{API}/verifications/{_seg(activation_id)}", what="verification details")
         if not isinstance(doc, dict) or not isinstance(doc.get("state"), str):
             raise self._malformed("verification details", repr(doc)[:200])
         if doc["state"] not in _STATES:
@@ -536,8 +607,9 @@ class TextVerifiedProvider:
             state = ActivationState.CODE
         return ActivationStatus(activation_id, state, messages)
 
-    async def messages(self, activation_id: str, details: dict[str, Any] | None = None
-                       ) -> tuple[SmsMessage, ...]:
+    async def messages(
+        self, activation_id: str, details: dict[str, Any] | None = None
+    ) -> tuple[SmsMessage, ...]:
         link = (details or {}).get("sms")
         href = link.get("href") if isinstance(link, dict) else None
         if not href:
@@ -550,16 +622,17 @@ class TextVerifiedProvider:
             if item.get("encrypted") is True:
                 # An encrypted body (and its parsed code) is ciphertext to us: showing it
                 # would hand the user garbage. Skipped, and said so.
-                log.warning("%s: sms %s of %s is encrypted; not shown", self.name, mid,
-                            activation_id)
+                log.warning("%s: sms %s of %s is encrypted; not shown", self.name, mid, activation_id)
                 continue
             code, text = item.get("parsedCode"), item.get("smsContent")
-            out.append(SmsMessage(
-                message_id=mid,
-                code=code if isinstance(code, str) and code else None,
-                text=text if isinstance(text, str) else None,
-                received_at=parse_time(item.get("createdAt")),
-            ))
+            out.append(
+                SmsMessage(
+                    message_id=mid,
+                    code=code if isinstance(code, str) and code else None,
+                    text=text if isinstance(text, str) else None,
+                    received_at=parse_time(item.get("createdAt")),
+                )
+            )
         out.sort(key=lambda m: (m.received_at is None, m.received_at or datetime.min, m.message_id))
         return tuple(out)
 
@@ -595,8 +668,7 @@ class TextVerifiedProvider:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _action(self, doc: dict[str, Any], name: str, allowed_key: str | None
-                ) -> tuple[bool, str, str]:
+    def _action(self, doc: dict[str, Any], name: str, allowed_key: str | None) -> tuple[bool, str, str]:
         """(allowed, method, href) of an action in the verification details, as given."""
         action = doc.get(name)
         link = action.get("link") if isinstance(action, dict) else None
@@ -615,13 +687,14 @@ class TextVerifiedProvider:
         doc = await self._details(activation_id)
         for attempt in (1, 2):
             if doc["state"] != "verificationPending":
-                raise AlreadyClosed(f"{self.name}: cancel: already {doc['state']}",
-                                    provider=self.name)
+                raise AlreadyClosed(f"{self.name}: cancel: already {doc['state']}", provider=self.name)
             allowed, method, href = self._action(doc, "cancel", "canCancel")
             if not allowed:
-                raise EarlyCancelDenied(f"{self.name}: cancel not allowed yet (canCancel false)",
-                                        provider=self.name,
-                                        retry_at=self._clock.now() + self._early_cancel_retry)
+                raise EarlyCancelDenied(
+                    f"{self.name}: cancel not allowed yet (canCancel false)",
+                    provider=self.name,
+                    retry_at=self._clock.now() + self._early_cancel_retry,
+                )
             async with self._lock:
                 response = await self._authed(method, href, what="cancel")
             if response.status_code in (200, 204):
@@ -638,8 +711,7 @@ class TextVerifiedProvider:
         doc = await self._details(activation_id)
         allowed, method, href = self._action(doc, "report", "canReport")
         if not allowed:
-            raise BusinessError(f"{self.name}: report not allowed ({doc['state']})",
-                                provider=self.name)
+            raise BusinessError(f"{self.name}: report not allowed ({doc['state']})", provider=self.name)
         async with self._lock:
             response = await self._authed(method, href, what="report")
         if response.status_code in (200, 204):
@@ -658,8 +730,10 @@ class TextVerifiedProvider:
         completed verification, ``reactivate`` later) create a *new* verification with its
         own id and cost, which an order cannot follow by its old activation id. They are
         offered as :meth:`reuse` and :meth:`reactivate`, each returning the new rental."""
-        raise NotSupported(f"{self.name}: another code needs a new verification "
-                           "(reuse or reactivate), not this activation", provider=self.name)
+        raise NotSupported(
+            f"{self.name}: another code needs a new verification (reuse or reactivate), not this activation",
+            provider=self.name,
+        )
 
     async def reuse(self, activation_id: str) -> Rental:
         """The same number again, while ``reuse.reusableUntil`` lies in the future."""
@@ -675,18 +749,19 @@ class TextVerifiedProvider:
         doc = await self._details(activation_id)
         allowed, method, href = self._action(doc, "reactivate", "canReactivate")
         if not allowed:
-            raise NotSupported(f"{self.name}: {activation_id} cannot be reactivated",
-                               provider=self.name)
+            raise NotSupported(f"{self.name}: {activation_id} cannot be reactivated", provider=self.name)
         return await self._again(doc, "reactivate", method, href)
 
     async def _again(self, doc: dict[str, Any], what: str, method: str, href: str) -> Rental:
         async with self._lock:
-            response = await self._authed(method, href, what=what, idempotent=False,
-                                          headers={"Accept": "application/json"})
+            response = await self._authed(
+                method, href, what=what, idempotent=False, headers={"Accept": "application/json"}
+            )
         if response.status_code == 400:
-            raise BusinessError(f"{self.name}: {what} refused "
-                                f"({self._error_code(response) or 'not eligible'})",
-                                provider=self.name)
+            raise BusinessError(
+                f"{self.name}: {what} refused ({self._error_code(response) or 'not eligible'})",
+                provider=self.name,
+            )
         if response.status_code != 201:
             raise self._malformed(what, response, MalformedOutcome)
         location = response.headers.get("Location")
@@ -696,8 +771,9 @@ class TextVerifiedProvider:
             details = await self._get_json(location, what="verification details")
             return self._rental(details, self._canonical(doc.get("serviceName")), "US")
         except ProviderError as exc:
-            raise OutcomeUnknown(f"{self.name}: {what} created, but reading it failed: {exc}",
-                                 provider=self.name) from None
+            raise OutcomeUnknown(
+                f"{self.name}: {what} created, but reading it failed: {exc}", provider=self.name
+            ) from None
 
     async def balance(self) -> Balance:
         doc = await self._get_json(f"{API}/account/me", what="account", not_found=False)
@@ -707,8 +783,7 @@ class TextVerifiedProvider:
         # and a negative one (credit owed) is a real balance.
         raw = doc.get("currentBalance")
         if raw is None:
-            raise NotSupported(f"{self.name}: the account reply carries no balance",
-                               provider=self.name)
+            raise NotSupported(f"{self.name}: the account reply carries no balance", provider=self.name)
         try:
             if isinstance(raw, bool):
                 raise InvalidOperation

@@ -53,12 +53,19 @@ async def cmd_run(args: argparse.Namespace) -> int:
     ctx = app.state.admin
     try:
         if await ctx.staff.count() == 0:
-            log.warning("no staff accounts yet: create one with "
-                        "`numbershop staff add NAME --role admin`")
+            log.warning("no staff accounts yet: create one with `numbershop staff add NAME --role admin`")
     except Exception as exc:
-        raise CliError(f"the database is not ready ({type(exc).__name__}); run `numbershop db upgrade`") from None
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
-                            proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips)
+        raise CliError(
+            f"the database is not ready ({type(exc).__name__}); run `numbershop db upgrade`"
+        ) from None
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+    )
     server = _Server(config)
     log.info("dashboard on http://%s:%s/", args.host, args.port)
     await server.serve()
@@ -72,9 +79,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     run = sub.add_parser("run", help="serve the dashboard")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
-    run.add_argument("--secure-cookies", action="store_true",
-                     help="mark cookies Secure (when served over HTTPS)")
-    run.add_argument("--proxy-headers", action="store_true",
-                     help="trust X-Forwarded-For from --forwarded-allow-ips (behind a reverse proxy)")
+    run.add_argument(
+        "--secure-cookies", action="store_true", help="mark cookies Secure (when served over HTTPS)"
+    )
+    run.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-For from --forwarded-allow-ips (behind a reverse proxy)",
+    )
     run.add_argument("--forwarded-allow-ips", default="127.0.0.1")
     run.set_defaults(func=cmd_run)

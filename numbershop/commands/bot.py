@@ -69,11 +69,14 @@ def _check_mode(settings: Settings, webhook: bool, workers: int) -> None:
             raise CliError("--workers needs --webhook: Telegram allows one poller per token")
         return
     if not settings.WEBHOOK_URL:
-        raise CliError("WEBHOOK_URL is not set: webhook mode needs the public https URL "
-                       "Telegram should POST updates to")
+        raise CliError(
+            "WEBHOOK_URL is not set: webhook mode needs the public https URL Telegram should POST updates to"
+        )
     if not settings.WEBHOOK_SECRET:
-        raise CliError("WEBHOOK_SECRET is not set: webhook mode needs a secret (1-256 "
-                       "characters A-Z a-z 0-9 _ -) to tell Telegram's requests from others")
+        raise CliError(
+            "WEBHOOK_SECRET is not set: webhook mode needs a secret (1-256 "
+            "characters A-Z a-z 0-9 _ -) to tell Telegram's requests from others"
+        )
     if workers > 1:
         missing = []
         if not settings.REDIS_URL:
@@ -81,8 +84,10 @@ def _check_mode(settings: Settings, webhook: bool, workers: int) -> None:
         if not settings.DATABASE_URL.startswith("postgresql"):
             missing.append("a PostgreSQL DATABASE_URL")
         if missing:
-            raise CliError(f"--workers {workers} needs {' and '.join(missing)}: workers share "
-                           "conversation state, rate limits and the books only through them")
+            raise CliError(
+                f"--workers {workers} needs {' and '.join(missing)}: workers share "
+                "conversation state, rate limits and the books only through them"
+            )
 
 
 def _run_workers(count: int) -> int:
@@ -155,15 +160,17 @@ async def _serve(settings: Settings, *, webhook: bool) -> int:
                 if webhook:
                     assert settings.WEBHOOK_URL and settings.WEBHOOK_SECRET  # _check_mode
                     config = WebhookConfig(
-                        url=settings.WEBHOOK_URL, secret=settings.WEBHOOK_SECRET,
-                        host=settings.WEBHOOK_HOST, port=settings.WEBHOOK_PORT,
+                        url=settings.WEBHOOK_URL,
+                        secret=settings.WEBHOOK_SECRET,
+                        host=settings.WEBHOOK_HOST,
+                        port=settings.WEBHOOK_PORT,
                         max_connections=settings.WEBHOOK_MAX_CONNECTIONS,
-                        reuse_port=os.environ.get(WORKER_MARKER) == "1")
+                        reuse_port=os.environ.get(WORKER_MARKER) == "1",
+                    )
                     log.info("bot @%s in webhook mode (Ctrl-C to stop)", me.username)
                     await app.run_webhook(stop, config)
                 else:
-                    log.info("bot @%s polling %s (Ctrl-C to stop)", me.username,
-                             settings.TELEGRAM_API_URL)
+                    log.info("bot @%s polling %s (Ctrl-C to stop)", me.username, settings.TELEGRAM_API_URL)
                     await app.run(stop)
             finally:
                 await app.aclose()
@@ -180,8 +187,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub = group.add_subparsers(dest="bot_command", metavar="ACTION")
     sub.required = True
     run = sub.add_parser("run", help="long-poll Telegram (TELEGRAM_API_URL) and send notifications")
-    run.add_argument("--webhook", action="store_true",
-                     help="serve webhook POSTs (WEBHOOK_URL, WEBHOOK_SECRET) instead of polling")
-    run.add_argument("--workers", type=int, default=1, metavar="N",
-                     help="webhook mode: N processes on one port (needs REDIS_URL and PostgreSQL)")
+    run.add_argument(
+        "--webhook",
+        action="store_true",
+        help="serve webhook POSTs (WEBHOOK_URL, WEBHOOK_SECRET) instead of polling",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="webhook mode: N processes on one port (needs REDIS_URL and PostgreSQL)",
+    )
     run.set_defaults(func=cmd_run)

@@ -24,8 +24,9 @@ async def cmd_upgrade(args: argparse.Namespace) -> int:
         before = await migrate.current_revision(url)
         after = await migrate.upgrade(url)
     if args.json:
-        print_json({"database": display_url(url), "from": before, "to": after,
-                    "head": migrate.head_revision()})
+        print_json(
+            {"database": display_url(url), "from": before, "to": after, "head": migrate.head_revision()}
+        )
     elif before == after:
         print(f"{display_url(url)}: already at revision {after} (head); reference data checked")
     else:
@@ -43,8 +44,9 @@ async def cmd_current(args: argparse.Namespace) -> int:
         current = await migrate.current_revision(url)
     head = migrate.head_revision()
     if args.json:
-        print_json({"database": display_url(url), "current": current, "head": head,
-                    "up_to_date": current == head})
+        print_json(
+            {"database": display_url(url), "current": current, "head": head, "up_to_date": current == head}
+        )
     else:
         state = "up to date" if current == head else "behind: run `numbershop db upgrade`"
         print(f"{display_url(url)}: revision {current or 'none'}, head {head} ({state})")

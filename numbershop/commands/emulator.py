@@ -48,10 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=port, default=8081, help="port (8081; 0 picks a free one)")
     serve.add_argument(
-        "--bot", action="append", default=[], metavar="TOKEN",
+        "--bot",
+        action="append",
+        default=[],
+        metavar="TOKEN",
         help="register a bot token up front (repeatable); any well-formed token also "
         "registers itself on first use unless --strict",
     )
-    serve.add_argument("--strict", action="store_true",
-                       help="answer 401 Unauthorized to tokens not given with --bot")
+    serve.add_argument(
+        "--strict", action="store_true", help="answer 401 Unauthorized to tokens not given with --bot"
+    )
     serve.set_defaults(func=cmd_serve)

@@ -32,15 +32,17 @@ async def cmd_check(args: argparse.Namespace) -> int:
         now = core.clock.now()
         violations = await check_invariants(core.db, now, args.grace_seconds)
     if args.json:
-        print_json({
-            "ok": not violations,
-            "checked_at": now,
-            "grace_seconds": args.grace_seconds,
-            "violations": [
-                {"invariant": v.invariant, "code": v.code, "message": v.message, "ref": v.ref}
-                for v in violations
-            ],
-        })
+        print_json(
+            {
+                "ok": not violations,
+                "checked_at": now,
+                "grace_seconds": args.grace_seconds,
+                "violations": [
+                    {"invariant": v.invariant, "code": v.code, "message": v.message, "ref": v.ref}
+                    for v in violations
+                ],
+            }
+        )
     elif not violations:
         print("ledger ok: all five invariants hold")
     else:
@@ -56,9 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = group.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
     check = cmds.add_parser("check", help="verify every ledger invariant (exit 1 on violations)")
     check.add_argument(
-        "--grace-seconds", type=_grace, default=DEFAULT_GRACE_SECONDS, metavar="N",
+        "--grace-seconds",
+        type=_grace,
+        default=DEFAULT_GRACE_SECONDS,
+        metavar="N",
         help="how long past its timeout a hold may stay pending before it counts "
-             f"(the safety-net job's interval; default {DEFAULT_GRACE_SECONDS})",
+        f"(the safety-net job's interval; default {DEFAULT_GRACE_SECONDS})",
     )
     add_json_flag(check)
     check.set_defaults(func=cmd_check)

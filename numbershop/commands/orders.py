@@ -82,24 +82,36 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 def _transfer_json(row: dict[str, Any], currency: str) -> dict[str, Any]:
     return {
-        "id": row["id"], "kind": row["kind"], "code": row["code"],
-        "debit_account_id": row["debit_account_id"], "credit_account_id": row["credit_account_id"],
-        "amount": money(row["amount"], currency), "pending_id": row["pending_id"],
-        "timeout_at": row["timeout_at"], "created_at": row["created_at"],
+        "id": row["id"],
+        "kind": row["kind"],
+        "code": row["code"],
+        "debit_account_id": row["debit_account_id"],
+        "credit_account_id": row["credit_account_id"],
+        "amount": money(row["amount"], currency),
+        "pending_id": row["pending_id"],
+        "timeout_at": row["timeout_at"],
+        "created_at": row["created_at"],
     }
 
 
 def _event_json(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "event": row["event"], "from_status": row["from_status"], "to_status": row["to_status"],
-        "actor": row["actor"], "detail": row["detail"], "created_at": row["created_at"],
+        "event": row["event"],
+        "from_status": row["from_status"],
+        "to_status": row["to_status"],
+        "actor": row["actor"],
+        "detail": row["detail"],
+        "created_at": row["created_at"],
     }
 
 
 def _message_json(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "provider_message_id": row["provider_message_id"], "code": row["code"],
-        "text": row["text"], "charged": bool(row["charged"]), "received_at": row["received_at"],
+        "provider_message_id": row["provider_message_id"],
+        "code": row["code"],
+        "text": row["text"],
+        "charged": bool(row["charged"]),
+        "received_at": row["received_at"],
     }
 
 
@@ -110,22 +122,30 @@ async def cmd_show(args: argparse.Namespace) -> int:
         detail = await core.orders.get_order_detail(args.order_id)
     order = detail.order
     if args.json:
-        print_json({
-            "order": _order_json(order, currency),
-            "events": [_event_json(e) for e in detail.events],
-            "messages": [_message_json(m) for m in detail.messages],
-            "transfers": [_transfer_json(t, currency) for t in detail.transfers],
-        })
+        print_json(
+            {
+                "order": _order_json(order, currency),
+                "events": [_event_json(e) for e in detail.events],
+                "messages": [_message_json(m) for m in detail.messages],
+                "transfers": [_transfer_json(t, currency) for t in detail.transfers],
+            }
+        )
         return 0
     print(f"order {order.id}: {order.status}")
-    print(f"  user {order.telegram_id} (#{order.user_id}), {order.service} in {order.country}, "
-          f"price {format_amount(order.price, currency)}"
-          + (f", cost {format_amount(order.cost, currency)}" if order.cost is not None else ""))
-    print(f"  provider {order.provider or '-'}, activation {order.activation_id or '-'}, "
-          f"phone {order.phone or '-'}, code {order.code or '-'}, upstream {order.upstream_state}")
-    print(f"  created {_when(order.created_at)}, expires {_when(order.expires_at)}, "
-          f"closed {_when(order.closed_at)}"
-          + (f", failure: {order.failure_reason}" if order.failure_reason else ""))
+    print(
+        f"  user {order.telegram_id} (#{order.user_id}), {order.service} in {order.country}, "
+        f"price {format_amount(order.price, currency)}"
+        + (f", cost {format_amount(order.cost, currency)}" if order.cost is not None else "")
+    )
+    print(
+        f"  provider {order.provider or '-'}, activation {order.activation_id or '-'}, "
+        f"phone {order.phone or '-'}, code {order.code or '-'}, upstream {order.upstream_state}"
+    )
+    print(
+        f"  created {_when(order.created_at)}, expires {_when(order.expires_at)}, "
+        f"closed {_when(order.closed_at)}"
+        + (f", failure: {order.failure_reason}" if order.failure_reason else "")
+    )
     print("  events:")
     for e in detail.events:
         change = f"{e['from_status'] or '-'} -> {e['to_status'] or '-'}"
@@ -136,8 +156,10 @@ async def cmd_show(args: argparse.Namespace) -> int:
         print(f"    {_when(m['received_at'])}  code {m['code'] or '-'}{charged}: {m['text'] or ''}")
     print("  transfers:")
     for t in detail.transfers:
-        print(f"    {_when(t['created_at'])}  {t['kind']:<12} {t['code']:<8} "
-              f"{format_amount(t['amount'], currency)}  {t['id']}")
+        print(
+            f"    {_when(t['created_at'])}  {t['kind']:<12} {t['code']:<8} "
+            f"{format_amount(t['amount'], currency)}  {t['id']}"
+        )
     return 0
 
 
@@ -147,10 +169,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ls = cmds.add_parser("list", help="recent orders, newest first")
     ls.add_argument("--user", type=telegram_id, metavar="TELEGRAM_ID", help="only this user's")
-    ls.add_argument("--status", choices=STATUSES, metavar="S",
-                    help="only orders in this status: " + ", ".join(STATUSES))
-    ls.add_argument("--limit", type=limit, default=DEFAULT_LIMIT, metavar="N",
-                    help=f"at most N orders (default {DEFAULT_LIMIT})")
+    ls.add_argument(
+        "--status", choices=STATUSES, metavar="S", help="only orders in this status: " + ", ".join(STATUSES)
+    )
+    ls.add_argument(
+        "--limit",
+        type=limit,
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=f"at most N orders (default {DEFAULT_LIMIT})",
+    )
     add_json_flag(ls)
     ls.set_defaults(func=cmd_list)
 

@@ -68,9 +68,12 @@ async def cmd_status(args: argparse.Namespace) -> int:
     try:
         results = await asyncio.gather(*(_balance(p) for p in providers.values()))
         # only where the balance answered: a provider that is down would fail twice
-        gaps = await asyncio.gather(*(_gaps(p) if error is None else _no_gaps()
-                                      for p, (_, error) in zip(providers.values(), results,
-                                                               strict=True)))
+        gaps = await asyncio.gather(
+            *(
+                _gaps(p) if error is None else _no_gaps()
+                for p, (_, error) in zip(providers.values(), results, strict=True)
+            )
+        )
         states = await board.astates()
     finally:
         for provider in providers.values():
@@ -84,26 +87,32 @@ async def cmd_status(args: argparse.Namespace) -> int:
     for instance, (balance, error), (gap, gap_error) in zip(instances, results, gaps, strict=True):
         name = instance.name
         info = states.get(name)
-        rows.append({
-            "name": name,
-            "kind": instance.kind,
-            "preset": instance.preset,
-            "host": instance.host,
-            "breaker": {
-                "state": info.state if info else "closed",
-                "failure_count": info.failure_count if info else 0,
-                "last_error": info.last_error if info else None,
-                "opened_at": info.opened_at if info else None,
-            },
-            "balance": None if balance is None else {
-                "amount": balance.amount, "currency": balance.currency,
-                "formatted": format_amount(balance.amount, balance.currency),
-            },
-            "error": error,
-            "unmapped": None if gap is None else {
-                "services": list(gap.services), "countries": list(gap.countries)},
-            "unmapped_error": gap_error,
-        })
+        rows.append(
+            {
+                "name": name,
+                "kind": instance.kind,
+                "preset": instance.preset,
+                "host": instance.host,
+                "breaker": {
+                    "state": info.state if info else "closed",
+                    "failure_count": info.failure_count if info else 0,
+                    "last_error": info.last_error if info else None,
+                    "opened_at": info.opened_at if info else None,
+                },
+                "balance": None
+                if balance is None
+                else {
+                    "amount": balance.amount,
+                    "currency": balance.currency,
+                    "formatted": format_amount(balance.amount, balance.currency),
+                },
+                "error": error,
+                "unmapped": None
+                if gap is None
+                else {"services": list(gap.services), "countries": list(gap.countries)},
+                "unmapped_error": gap_error,
+            }
+        )
     if args.json:
         print_json({"providers": rows})
     else:
@@ -119,8 +128,18 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         b = r["breaker"]
         balance = r["balance"]["formatted"] if r["balance"] else "-"
         last = r["error"] or b["last_error"] or "-"
-        lines.append((r["name"], r["kind"], r["preset"] or "-", r["host"] or "-", b["state"],
-                      str(b["failure_count"]), balance, last))
+        lines.append(
+            (
+                r["name"],
+                r["kind"],
+                r["preset"] or "-",
+                r["host"] or "-",
+                b["state"],
+                str(b["failure_count"]),
+                balance,
+                last,
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     for line in lines:
         cells = [cell.ljust(w) for cell, w in zip(line, widths, strict=False)]
@@ -134,8 +153,7 @@ def _print_gaps(rows: list[dict[str, Any]]) -> None:
         if r["unmapped_error"]:
             sys.stdout.write(f"{r['name']}: unmapped entries unknown ({r['unmapped_error']})\n")
         elif gap and (gap["services"] or gap["countries"]):
-            parts = [f"{key} {', '.join(gap[key])}" for key in ("services", "countries")
-                     if gap[key]]
+            parts = [f"{key} {', '.join(gap[key])}" for key in ("services", "countries") if gap[key]]
             sys.stdout.write(f"{r['name']}: not mapped, never sold: {'; '.join(parts)}\n")
 
 

@@ -42,8 +42,9 @@ class ProgressBar:
 
     def __call__(self, label: str, done: int, total: int) -> None:
         filled = BAR_WIDTH * done // max(total, 1)
-        self.stream.write(f"\rreconcile [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
-                          f"{done}/{total} {label:<28.28}")
+        self.stream.write(
+            f"\rreconcile [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} {label:<28.28}"
+        )
         self.stream.flush()
         self.drawn = True
 
@@ -55,8 +56,10 @@ class ProgressBar:
 
 def _print_report(report: ReconcileReport, days: int, execute: bool) -> None:
     kind = "execute" if execute else "dry run"
-    print(f"reconciliation ({kind}) over orders created in the last {days} day(s): "
-          f"{len(report.findings)} finding(s)")
+    print(
+        f"reconciliation ({kind}) over orders created in the last {days} day(s): "
+        f"{len(report.findings)} finding(s)"
+    )
     for f in report.findings:
         ref = f" [{f.ref}]" if f.ref else ""
         print(f"  {f.code}{ref}: {f.message}")
@@ -72,11 +75,9 @@ def _print_report(report: ReconcileReport, days: int, execute: bool) -> None:
         print("everything agrees: ledger, orders and providers")
     elif not execute:
         fixable = sum(1 for f in report.findings if f.fix)
-        print(f"dry run: nothing was changed; --execute would fix {fixable} of "
-              f"{len(report.findings)}")
+        print(f"dry run: nothing was changed; --execute would fix {fixable} of {len(report.findings)}")
     else:
-        print(f"run #{report.run_id}: fixed {len(report.fixes)}, "
-              f"remaining {len(report.remaining)}")
+        print(f"run #{report.run_id}: fixed {len(report.fixes)}, remaining {len(report.remaining)}")
 
 
 async def cmd_reconcile(args: argparse.Namespace) -> int:
@@ -98,16 +99,25 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     cmd = sub.add_parser(
-        "reconcile", help="check ledger, orders and providers agree (dry run unless --execute)",
+        "reconcile",
+        help="check ledger, orders and providers agree (dry run unless --execute)",
         description="Check every ledger invariant, orders against the ledger, and our orders "
-                    "against each provider's active activations. Exit 0 clean or fixed, "
-                    "1 findings remain.")
-    cmd.add_argument("--days", type=_days, default=DEFAULT_DAYS, metavar="N",
-                     help=f"look at orders created in the last N days (default {DEFAULT_DAYS})")
+        "against each provider's active activations. Exit 0 clean or fixed, "
+        "1 findings remain.",
+    )
+    cmd.add_argument(
+        "--days",
+        type=_days,
+        default=DEFAULT_DAYS,
+        metavar="N",
+        help=f"look at orders created in the last N days (default {DEFAULT_DAYS})",
+    )
     mode = cmd.add_mutually_exclusive_group()
-    mode.add_argument("--dry-run", action="store_true",
-                      help="list what would be fixed and change nothing (the default)")
-    mode.add_argument("--execute", action="store_true",
-                      help="fix what can be fixed safely and record the run")
+    mode.add_argument(
+        "--dry-run", action="store_true", help="list what would be fixed and change nothing (the default)"
+    )
+    mode.add_argument(
+        "--execute", action="store_true", help="fix what can be fixed safely and record the run"
+    )
     add_json_flag(cmd)
     cmd.set_defaults(func=cmd_reconcile)

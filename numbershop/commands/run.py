@@ -57,7 +57,10 @@ class CutJobNotice(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, asyncio.CancelledError):
             job = record.args[0] if isinstance(record.args, tuple) and record.args else "a job"
-            record.msg, record.args = "job %s stopped mid-run by the shutdown; it resumes on the next start", (job,)
+            record.msg, record.args = (
+                "job %s stopped mid-run by the shutdown; it resumes on the next start",
+                (job,),
+            )
             record.exc_info, record.exc_text, record.stack_info = None, None, None
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True
@@ -204,8 +207,12 @@ class BotComponent(Component):
             await self.task
         late = await self.in_flight.wait(self.HANDLERS_TIMEOUT_S)
         if late:
-            log.warning("bot: %d update(s) still being handled after %.0fs; left to finish "
-                        "(or to be resumed by the jobs)", late, self.HANDLERS_TIMEOUT_S)
+            log.warning(
+                "bot: %d update(s) still being handled after %.0fs; left to finish "
+                "(or to be resumed by the jobs)",
+                late,
+                self.HANDLERS_TIMEOUT_S,
+            )
 
 
 class SchedulerComponent(Component):
@@ -220,9 +227,11 @@ class SchedulerComponent(Component):
 
         self.task = asyncio.create_task(run_scheduler(self.core, stop=self._stop), name="scheduler")
         s = self.core.settings
-        return (f"jobs in this process: poll for codes every {s.SMS_POLL_INTERVAL_SECONDS:g}s, "
-                f"expire, recover, retry upstream, safety net, reconcile every "
-                f"{s.RECONCILE_INTERVAL_SECONDS}s, catalogue, key reaper")
+        return (
+            f"jobs in this process: poll for codes every {s.SMS_POLL_INTERVAL_SECONDS:g}s, "
+            f"expire, recover, retry upstream, safety net, reconcile every "
+            f"{s.RECONCILE_INTERVAL_SECONDS}s, catalogue, key reaper"
+        )
 
     async def stop(self) -> None:
         self._stop.set()
@@ -235,9 +244,17 @@ class DashboardComponent(Component):
 
     name = "dashboard"
 
-    def __init__(self, core: Core, sock: socket.socket, *, sandbox: bool = False,
-                 page_config: dict[str, Any] | None = None, secure_cookies: bool = False,
-                 proxy_headers: bool = False, forwarded_allow_ips: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        core: Core,
+        sock: socket.socket,
+        *,
+        sandbox: bool = False,
+        page_config: dict[str, Any] | None = None,
+        secure_cookies: bool = False,
+        proxy_headers: bool = False,
+        forwarded_allow_ips: str = "127.0.0.1",
+    ) -> None:
         self.core = core
         self.sock = sock
         self.sandbox = sandbox
@@ -283,10 +300,16 @@ class DashboardComponent(Component):
         app = create_app(self.core, secure_cookies=self.secure_cookies)
         # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise: a forged header
         # from any local client would then name a fresh address to the login throttle.
-        config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False,
-                                lifespan="on", timeout_graceful_shutdown=5,
-                                proxy_headers=self.proxy_headers,
-                                forwarded_allow_ips=self.forwarded_allow_ips)
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            proxy_headers=self.proxy_headers,
+            forwarded_allow_ips=self.forwarded_allow_ips,
+        )
         self.server = Server(config)
         self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]), name="dashboard")
         deadline = asyncio.get_running_loop().time() + 15
@@ -336,8 +359,6 @@ class Plan:
             sock.close()
 
 
-
-
 def _code_delay(text: str) -> tuple[float, float] | None:
     value = text.strip().lower()
     if value in ("off", "never", "none"):
@@ -368,8 +389,10 @@ def _bind(host: str, port: int, what: str, flag: str) -> socket.socket:
     try:
         return bind(host, port)
     except OSError as exc:
-        raise CliError(f"cannot listen on {host}:{port} for the {what}: "
-                       f"{exc.strerror or exc} (choose another with {flag})") from None
+        raise CliError(
+            f"cannot listen on {host}:{port} for the {what}: "
+            f"{exc.strerror or exc} (choose another with {flag})"
+        ) from None
 
 
 def _dashboard_available() -> bool:
@@ -395,17 +418,24 @@ def plan(args: argparse.Namespace) -> Plan:
             # as the emulator's update ids and the simulator's rentals are), no shared Redis.
             unused = [n for n in ("DATABASE_URL", "REDIS_URL") if n in settings.model_fields_set]
             if unused:
-                log.info("sandbox: %s not used; play money stays in %s, started afresh",
-                         " and ".join(unused) + (" is" if len(unused) == 1 else " are"),
-                         display_url(sb.SANDBOX_DATABASE_URL))
-            p.settings = settings.model_copy(update=dict(
-                BOT_TOKEN=sb.SANDBOX_TOKEN, TELEGRAM_API_URL=base_url(p.web_sock),
-                PROVIDERS=("simulator",), STAFF_CHAT_ID=None, REDIS_URL=None,
-                DATABASE_URL=sb.SANDBOX_DATABASE_URL))
+                log.info(
+                    "sandbox: %s not used; play money stays in %s, started afresh",
+                    " and ".join(unused) + (" is" if len(unused) == 1 else " are"),
+                    display_url(sb.SANDBOX_DATABASE_URL),
+                )
+            p.settings = settings.model_copy(
+                update=dict(
+                    BOT_TOKEN=sb.SANDBOX_TOKEN,
+                    TELEGRAM_API_URL=base_url(p.web_sock),
+                    PROVIDERS=("simulator",),
+                    STAFF_CHAT_ID=None,
+                    REDIS_URL=None,
+                    DATABASE_URL=sb.SANDBOX_DATABASE_URL,
+                )
+            )
             p.reset_db = True
         if not args.no_admin and _dashboard_available():
-            p.admin_sock = _bind(args.admin_host, args.admin_port, "dashboard",
-                                 "--admin-port, or --no-admin")
+            p.admin_sock = _bind(args.admin_host, args.admin_port, "dashboard", "--admin-port, or --no-admin")
             p.sockets.append(p.admin_sock)
     except BaseException:
         p.close()
@@ -434,15 +464,12 @@ def _build_core(p: Plan, args: argparse.Namespace) -> tuple[Core, Any]:
 
     clock = SystemClock()
     board = BreakerBoard(redis_url=p.settings.REDIS_URL, clock=clock)
-    simulator = SimulatorProvider(seed=p.settings.SIMULATOR_SEED, clock=clock,
-                                  code_delay_s=args.code_delay)
-    core = build_core(p.settings, clock=clock, board=board,
-                      providers={"simulator": board.guard(simulator)})
+    simulator = SimulatorProvider(seed=p.settings.SIMULATOR_SEED, clock=clock, code_delay_s=args.code_delay)
+    core = build_core(p.settings, clock=clock, board=board, providers={"simulator": board.guard(simulator)})
     return core, simulator
 
 
-def _components(p: Plan, args: argparse.Namespace, core: Core, simulator: Any,
-                app: Any) -> list[Component]:
+def _components(p: Plan, args: argparse.Namespace, core: Core, simulator: Any, app: Any) -> list[Component]:
     """In start order; they stop in reverse (see numbershop.runtime)."""
     settings = p.settings
     parts: list[Component] = [DatabaseStep(settings, reset=p.reset_db), CatalogueStep(core)]
@@ -455,25 +482,39 @@ def _components(p: Plan, args: argparse.Namespace, core: Core, simulator: Any,
 
         assert p.web_sock is not None
         emulator = Emulator(auto_register=False)
-        tg = emulator.add_bot(sb.SANDBOX_TOKEN, username=sb.SANDBOX_BOT_USERNAME,
-                              first_name=sb.SANDBOX_BOT_NAME)
+        tg = emulator.add_bot(
+            sb.SANDBOX_TOKEN, username=sb.SANDBOX_BOT_USERNAME, first_name=sb.SANDBOX_BOT_NAME
+        )
         panel = DeliveryPanel(simulator, core, on_delivered=app.sender.wake)
         page_config = dict(
             user={"id": sb.DEFAULT_USER_ID, "first_name": sb.DEFAULT_USER_NAME},
-            currency=settings.SHOP_CURRENCY, dashboard=None,
-            auto_codes=None if args.code_delay is None else list(args.code_delay))
+            currency=settings.SHOP_CURRENCY,
+            dashboard=None,
+            auto_codes=None if args.code_delay is None else list(args.code_delay),
+        )
         hosts = HostPolicy(settings.ALLOWED_HOSTS, bind_host=args.host)
-        parts.append(SandboxServer(make_sandbox_app(emulator, tg, panel, page_config, hosts=hosts),
-                                   emulator, p.web_sock))
-    parts += [SenderComponent(app, settings.TELEGRAM_API_URL),
-              BotComponent(app, settings.TELEGRAM_API_URL),
-              SchedulerComponent(core)]
+        parts.append(
+            SandboxServer(
+                make_sandbox_app(emulator, tg, panel, page_config, hosts=hosts), emulator, p.web_sock
+            )
+        )
+    parts += [
+        SenderComponent(app, settings.TELEGRAM_API_URL),
+        BotComponent(app, settings.TELEGRAM_API_URL),
+        SchedulerComponent(core),
+    ]
     if p.admin_sock is not None:
-        parts.append(DashboardComponent(core, p.admin_sock, sandbox=p.sandbox,
-                                        page_config=page_config,
-                                        secure_cookies=args.secure_cookies,
-                                        proxy_headers=args.proxy_headers,
-                                        forwarded_allow_ips=args.forwarded_allow_ips))
+        parts.append(
+            DashboardComponent(
+                core,
+                p.admin_sock,
+                sandbox=p.sandbox,
+                page_config=page_config,
+                secure_cookies=args.secure_cookies,
+                proxy_headers=args.proxy_headers,
+                forwarded_allow_ips=args.forwarded_allow_ips,
+            )
+        )
     return parts
 
 
@@ -501,8 +542,7 @@ async def _run(args: argparse.Namespace, p: Plan, stop: asyncio.Event) -> int:
         keep_response_models()
         try:
             try:
-                await serve(_components(p, args, core, simulator, app), stop,
-                            ready=lambda: _announce(p))
+                await serve(_components(p, args, core, simulator, app), stop, ready=lambda: _announce(p))
             except ComponentFailed as exc:
                 await drain_tasks()
                 raise CliError(str(exc)) from None
@@ -520,35 +560,58 @@ def _announce(p: Plan) -> None:
     if p.sandbox and p.web_sock is not None:
         from numbershop.sandbox.web import base_url
 
-        print(f"numbershop sandbox: open {base_url(p.web_sock)}/ in your browser "
-              "(Ctrl-C to stop)", flush=True)
+        print(
+            f"numbershop sandbox: open {base_url(p.web_sock)}/ in your browser (Ctrl-C to stop)", flush=True
+        )
     else:
         print("numbershop: running (Ctrl-C to stop)", flush=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run = subparsers.add_parser(
-        "run", help="run the whole shop in one process (the browser sandbox without BOT_TOKEN)",
+        "run",
+        help="run the whole shop in one process (the browser sandbox without BOT_TOKEN)",
         description="Run the bot, notification sender, scheduler and dashboard in one process. "
-        "Without BOT_TOKEN: the sandbox (Bot API emulator, simulator, web chat page).")
-    run.add_argument("--host", default=os.environ.get("SANDBOX_HOST", sb.DEFAULT_HOST),
-                     help="sandbox page address (SANDBOX_HOST, default 127.0.0.1)")
-    run.add_argument("--port", type=port, default=None,
-                     help="sandbox page port (SANDBOX_PORT, default 8088; 0 picks a free one)")
-    run.add_argument("--code-delay", type=_code_delay, default=sb.DEFAULT_CODE_DELAY_S,
-                     metavar="MIN-MAX|off",
-                     help="sandbox: seconds until a simulated code arrives on its own "
-                     "(default 10-60; off: only the page's Deliver button)")
+        "Without BOT_TOKEN: the sandbox (Bot API emulator, simulator, web chat page).",
+    )
+    run.add_argument(
+        "--host",
+        default=os.environ.get("SANDBOX_HOST", sb.DEFAULT_HOST),
+        help="sandbox page address (SANDBOX_HOST, default 127.0.0.1)",
+    )
+    run.add_argument(
+        "--port",
+        type=port,
+        default=None,
+        help="sandbox page port (SANDBOX_PORT, default 8088; 0 picks a free one)",
+    )
+    run.add_argument(
+        "--code-delay",
+        type=_code_delay,
+        default=sb.DEFAULT_CODE_DELAY_S,
+        metavar="MIN-MAX|off",
+        help="sandbox: seconds until a simulated code arrives on its own "
+        "(default 10-60; off: only the page's Deliver button)",
+    )
     run.add_argument("--admin-host", default="127.0.0.1", help="dashboard address (127.0.0.1)")
     run.add_argument("--admin-port", type=port, default=8000, help="dashboard port (8000)")
     run.add_argument("--no-admin", action="store_true", help="do not start the dashboard")
-    run.add_argument("--secure-cookies", action="store_true",
-                     help="dashboard: mark cookies Secure (when served over HTTPS)")
-    run.add_argument("--proxy-headers", action="store_true",
-                     help="dashboard: trust X-Forwarded-For from --forwarded-allow-ips "
-                     "(behind a reverse proxy; off by default)")
-    run.add_argument("--forwarded-allow-ips", default="127.0.0.1",
-                     help="dashboard: proxies whose X-Forwarded-For is trusted (127.0.0.1)")
+    run.add_argument(
+        "--secure-cookies",
+        action="store_true",
+        help="dashboard: mark cookies Secure (when served over HTTPS)",
+    )
+    run.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="dashboard: trust X-Forwarded-For from --forwarded-allow-ips "
+        "(behind a reverse proxy; off by default)",
+    )
+    run.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="dashboard: proxies whose X-Forwarded-For is trusted (127.0.0.1)",
+    )
     run.set_defaults(func=_with_env_port)
 
 

@@ -22,8 +22,14 @@ async def cmd_run(args: argparse.Namespace) -> int:
     async with open_core(settings, with_providers=True) as core:
         if args.once:
             results = await ShopJobs(core).run_all_once()
-            print_json({"jobs": {k: v if isinstance(v, (int, str, dict)) or v is None
-                                 else getattr(v, "status", str(v)) for k, v in results.items()}})
+            print_json(
+                {
+                    "jobs": {
+                        k: v if isinstance(v, (int, str, dict)) or v is None else getattr(v, "status", str(v))
+                        for k, v in results.items()
+                    }
+                }
+            )
             return 1 if any(isinstance(v, str) and v.startswith("error") for v in results.values()) else 0
         stop = asyncio.Event()
         with stop_on_signals(stop):

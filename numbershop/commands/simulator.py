@@ -23,8 +23,6 @@ from numbershop.runtime import stop_on_signals
 log = logging.getLogger("numbershop.simulator")
 
 
-
-
 def _seed(text: str) -> int:
     try:
         return int(text)
@@ -50,18 +48,21 @@ def _is_loopback(host: str) -> bool:
 async def cmd_serve(args: argparse.Namespace) -> int:
     simulator = SimulatorProvider(seed=args.seed, clock=SystemClock())
     if not _is_loopback(args.host):
-        log.warning("the simulator's control API has no authentication; %s is reachable "
-                    "from other machines", args.host)
+        log.warning(
+            "the simulator's control API has no authentication; %s is reachable from other machines",
+            args.host,
+        )
     stop = asyncio.Event()
     with stop_on_signals(stop):
         try:
-            server = await start_server(simulator, api_key=args.api_key, host=args.host,
-                                        port=args.port)
+            server = await start_server(simulator, api_key=args.api_key, host=args.host, port=args.port)
         except OSError as exc:
             raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-        print(f"simulator: SMS-Activate protocol at {server.base_url}{HANDLER_PATH} "
-              f"(seed {args.seed}), control API at {server.base_url}/control/ (Ctrl-C to stop)",
-              flush=True)
+        print(
+            f"simulator: SMS-Activate protocol at {server.base_url}{HANDLER_PATH} "
+            f"(seed {args.seed}), control API at {server.base_url}/control/ (Ctrl-C to stop)",
+            flush=True,
+        )
         try:
             await stop.wait()
         finally:
@@ -78,6 +79,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=port, default=8089, help="TCP port (default 8089)")
     serve.add_argument("--seed", type=_seed, default=1, help="catalogue, numbers and codes follow it")
-    serve.add_argument("--api-key", type=_api_key, default=DEFAULT_API_KEY,
-                       help=f"the api_key clients must send (default {DEFAULT_API_KEY!r})")
+    serve.add_argument(
+        "--api-key",
+        type=_api_key,
+        default=DEFAULT_API_KEY,
+        help=f"the api_key clients must send (default {DEFAULT_API_KEY!r})",
+    )
     serve.set_defaults(func=cmd_serve)

@@ -66,23 +66,22 @@ async def _change(args: argparse.Namespace, direction: str) -> int:
                 args.telegram_id, amount, reason=reason, idempotency_key=key, actor=cli_actor()
             )
         except InsufficientFunds as exc:
-            available = "" if exc.available is None else (
-                f" of {format_amount(exc.available, currency)}"
-            )
+            available = "" if exc.available is None else (f" of {format_amount(exc.available, currency)}")
             raise CliError(
-                f"cannot debit {format_amount(amount, currency)}: more than the available "
-                f"balance{available}"
+                f"cannot debit {format_amount(amount, currency)}: more than the available balance{available}"
             ) from None
     if args.json:
-        print_json({
-            "action": direction,
-            "created": change.created,
-            "transfer_id": change.transfer_id,
-            "amount": money(change.amount, currency),
-            "reason": reason,
-            "idempotency_key": key,
-            **_wallet_json(change.wallet, currency),
-        })
+        print_json(
+            {
+                "action": direction,
+                "created": change.created,
+                "transfer_id": change.transfer_id,
+                "amount": money(change.amount, currency),
+                "reason": reason,
+                "idempotency_key": key,
+                **_wallet_json(change.wallet, currency),
+            }
+        )
     else:
         verb = "credited to" if direction == "credit" else "debited from"
         done = "" if change.created else " (already done earlier with this idempotency key)"
@@ -118,7 +117,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("telegram_id", type=telegram_id, metavar="TELEGRAM_ID")
         p.add_argument("amount", metavar="AMOUNT", help="decimal in SHOP_CURRENCY, e.g. 5.00")
         p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
-        p.add_argument("--idempotency-key", metavar="K",
-                       help="a retry with the same key does nothing more")
+        p.add_argument("--idempotency-key", metavar="K", help="a retry with the same key does nothing more")
         add_json_flag(p)
         p.set_defaults(func=func)

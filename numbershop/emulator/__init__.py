@@ -30,7 +30,22 @@ from numbershop.emulator.views import (
 )
 
 __all__ = [
-    "BotApiError", "Button", "CallRecord", "CallbackAnswer", "ChatSummary", "ChatView",
-    "EmulatedBot", "Emulator", "EmulatorError", "InvoiceView", "MessageView", "Payment",
-    "Press", "UnknownObject", "UpdateRecord", "make_app", "running_emulator", "to_json",
+    "BotApiError",
+    "Button",
+    "CallRecord",
+    "CallbackAnswer",
+    "ChatSummary",
+    "ChatView",
+    "EmulatedBot",
+    "Emulator",
+    "EmulatorError",
+    "InvoiceView",
+    "MessageView",
+    "Payment",
+    "Press",
+    "UnknownObject",
+    "UpdateRecord",
+    "make_app",
+    "running_emulator",
+    "to_json",
 ]

@@ -29,12 +29,20 @@ class BotApiSide(WebhookSide):
     """What a bot can do: the ``api_*`` methods (the webhook ones in ``webhook``)."""
 
     def api_get_me(self) -> dict[str, Any]:
-        return {**self._bot_user(), "can_join_groups": True,
-                "can_read_all_group_messages": False, "supports_inline_queries": False,
-                "can_connect_to_business": False, "has_main_web_app": False}
+        return {
+            **self._bot_user(),
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
+        }
 
     async def api_get_updates(
-        self, offset: int | None, limit: int, timeout: float,
+        self,
+        offset: int | None,
+        limit: int,
+        timeout: float,
         allowed_updates: list[str] | None,
     ) -> list[dict[str, Any]]:
         self._check_no_webhook()
@@ -137,14 +145,27 @@ class BotApiSide(WebhookSide):
             chat.reply_keyboard = change
 
     def api_send_message(
-        self, chat_id: int | None, text: str | None, *, parse_mode: str | None = None,
-        entities: list[dict[str, Any]] | None = None, reply_markup: Any = None,
+        self,
+        chat_id: int | None,
+        text: str | None,
+        *,
+        parse_mode: str | None = None,
+        entities: list[dict[str, Any]] | None = None,
+        reply_markup: Any = None,
     ) -> dict[str, Any]:
         chat = self._bot_chat(chat_id)
         plain, ents = self._render_text(text, parse_mode, entities)
         inline, keyboard_change = parse_reply_markup(reply_markup)
-        msg = _Message(chat.new_message_id(), "bot", self._date(), text=plain, entities=ents,
-                       parse_mode=parse_mode, source=text, markup=inline)
+        msg = _Message(
+            chat.new_message_id(),
+            "bot",
+            self._date(),
+            text=plain,
+            entities=ents,
+            parse_mode=parse_mode,
+            source=text,
+            markup=inline,
+        )
         chat.messages[msg.message_id] = msg
         self._apply_reply_keyboard(chat, keyboard_change)
         self._touch(chat, by_bot=True)
@@ -162,8 +183,13 @@ class BotApiSide(WebhookSide):
         return chat, msg
 
     def api_edit_text(
-        self, chat_id: int | None, message_id: int | None, text: str | None, *,
-        parse_mode: str | None = None, entities: list[dict[str, Any]] | None = None,
+        self,
+        chat_id: int | None,
+        message_id: int | None,
+        text: str | None,
+        *,
+        parse_mode: str | None = None,
+        entities: list[dict[str, Any]] | None = None,
         reply_markup: Any = None,
     ) -> dict[str, Any]:
         chat, msg = self._editable(chat_id, message_id)
@@ -201,24 +227,37 @@ class BotApiSide(WebhookSide):
         return True
 
     def api_answer_callback(
-        self, query_id: str | None, *, text: str | None = None, show_alert: bool = False,
+        self,
+        query_id: str | None,
+        *,
+        text: str | None = None,
+        show_alert: bool = False,
         url: str | None = None,
     ) -> int:
         """Records the answer; returns the chat id the query came from."""
         query = self._queries.get(query_id or "")
         if query is None or query.answer is not None:
             raise BotApiError(400, E.QUERY_INVALID)
-        query.answer = CallbackAnswer(query.id, query.chat_id, query.message_id, query.data,
-                                      text, show_alert, url)
+        query.answer = CallbackAnswer(
+            query.id, query.chat_id, query.message_id, query.data, text, show_alert, url
+        )
         chat = self._chats[query.chat_id]
         chat.answers.append(query.answer)
         self._touch(chat, by_bot=True)
         return chat.id
 
     def api_send_invoice(
-        self, chat_id: int | None, *, title: str | None, description: str | None,
-        payload: str | None, currency: str | None, prices: Any, provider_token: str | None,
-        start_parameter: str | None = None, reply_markup: Any = None,
+        self,
+        chat_id: int | None,
+        *,
+        title: str | None,
+        description: str | None,
+        payload: str | None,
+        currency: str | None,
+        prices: Any,
+        provider_token: str | None,
+        start_parameter: str | None = None,
+        reply_markup: Any = None,
     ) -> dict[str, Any]:
         chat = self._bot_chat(chat_id)
         if not title or len(title) > 32:
@@ -254,9 +293,7 @@ class BotApiSide(WebhookSide):
         self._touch(chat, by_bot=True)
         return self._message_api(chat, msg)
 
-    def api_answer_pre_checkout(
-        self, query_id: str | None, ok: bool, error_message: str | None
-    ) -> int:
+    def api_answer_pre_checkout(self, query_id: str | None, ok: bool, error_message: str | None) -> int:
         query = self._pre_checkouts.get(query_id or "")
         if query is None or query.answered or query.expired:
             raise BotApiError(400, E.QUERY_INVALID)
@@ -280,27 +317,40 @@ class BotApiSide(WebhookSide):
         chat = self._chats.get(chat_id) if chat_id is not None else None
         if chat is None:
             raise BotApiError(400, E.CHAT_NOT_FOUND)
-        gifts = dict.fromkeys(("unlimited_gifts", "limited_gifts", "unique_gifts",
-                               "premium_subscription", "gifts_from_channels"), True)
-        return {**self._chat_api(chat), "accent_color_id": 0, "max_reaction_count": 11,
-                "accepted_gift_types": gifts}
+        gifts = dict.fromkeys(
+            (
+                "unlimited_gifts",
+                "limited_gifts",
+                "unique_gifts",
+                "premium_subscription",
+                "gifts_from_channels",
+            ),
+            True,
+        )
+        return {
+            **self._chat_api(chat),
+            "accent_color_id": 0,
+            "max_reaction_count": 11,
+            "accepted_gift_types": gifts,
+        }
 
     def api_chat_action(self, chat_id: int | None) -> bool:
         self._bot_chat(chat_id)  # unknown chat → 400, blocked → 403, like Telegram
         return True
 
-    def api_set_commands(
-        self, commands: Any, scope: Any, language_code: str | None
-    ) -> bool:
+    def api_set_commands(self, commands: Any, scope: Any, language_code: str | None) -> bool:
         if not isinstance(commands, list) or len(commands) > 100:
             raise bad_request("commands must be a list of at most 100 BotCommand")
         clean = []
         for c in commands:
             name = c.get("command") if isinstance(c, dict) else None
             desc = c.get("description") if isinstance(c, dict) else None
-            if (not isinstance(name, str) or not 1 <= len(name) <= 32
-                    or not all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in name)
-                    or name != name.lower()):
+            if (
+                not isinstance(name, str)
+                or not 1 <= len(name) <= 32
+                or not all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in name)
+                or name != name.lower()
+            ):
                 raise bad_request("BOT_COMMAND_INVALID")
             if not isinstance(desc, str) or not 1 <= len(desc) <= 256:
                 raise bad_request("BOT_COMMAND_DESCRIPTION_INVALID")
@@ -325,4 +375,3 @@ class BotApiSide(WebhookSide):
         self._closed = closed
         self._updates_signal.notify()
         self._changed.notify()
-

@@ -18,8 +18,12 @@ class CallLog(BotWorld):
 
     def record_call(self, ctx: CallContext, error: BotApiError | None) -> CallRecord:
         record = CallRecord(
-            seq=len(self.calls) + 1, method=ctx.method, chat_id=ctx.chat_id,
-            started=ctx.started, finished=time.perf_counter(), ok=error is None,
+            seq=len(self.calls) + 1,
+            method=ctx.method,
+            chat_id=ctx.chat_id,
+            started=ctx.started,
+            finished=time.perf_counter(),
+            ok=error is None,
             error_code=error.error_code if error else None,
             description=error.description if error else None,
         )
@@ -33,8 +37,10 @@ class CallLog(BotWorld):
         return self._view(self._control_chat(chat_id))
 
     def chats(self) -> list[ChatSummary]:
-        return [ChatSummary(c.id, c.user.api(), c.user.blocked, c.version, len(c.messages))
-                for c in self._chats.values()]
+        return [
+            ChatSummary(c.id, c.user.api(), c.user.blocked, c.version, len(c.messages))
+            for c in self._chats.values()
+        ]
 
     def version(self, chat_id: int) -> int:
         return self._control_chat(chat_id).version
@@ -55,9 +61,7 @@ class CallLog(BotWorld):
     def calls_for(self, chat_id: int) -> list[CallRecord]:
         return list(self._control_chat(chat_id).calls)
 
-    def first_reply(
-        self, update_id: int, methods: Iterable[str] | None = None
-    ) -> CallRecord | None:
+    def first_reply(self, update_id: int, methods: Iterable[str] | None = None) -> CallRecord | None:
         """The bot's first successful call in the update's chat that arrived after the
         update was created — the "reply" a latency benchmark measures."""
         record = self._updates.get(update_id)
@@ -69,8 +73,11 @@ class CallLog(BotWorld):
         wanted = set(methods) if methods is not None else None
         best: CallRecord | None = None
         for call in chat.calls:
-            if (call.ok and call.started >= record.created_at
-                    and (wanted is None or call.method in wanted)
-                    and (best is None or call.started < best.started)):
+            if (
+                call.ok
+                and call.started >= record.created_at
+                and (wanted is None or call.method in wanted)
+                and (best is None or call.started < best.started)
+            ):
                 best = call
         return best

@@ -44,8 +44,9 @@ Route = Callable[[web.Request], Awaitable[Any]]
 
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(body, ensure_ascii=False), status=status,
-                        content_type="application/json")
+    return web.Response(
+        text=json.dumps(body, ensure_ascii=False), status=status, content_type="application/json"
+    )
 
 
 def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -85,8 +86,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _timeout(request: web.Request, body: dict[str, Any] | None = None,
-             default: float | None = None) -> float | None:
+def _timeout(
+    request: web.Request, body: dict[str, Any] | None = None, default: float | None = None
+) -> float | None:
     raw = (body or {}).get("timeout", request.query.get("timeout"))
     if raw is None:
         return default
@@ -102,15 +104,17 @@ async def health(request: web.Request) -> Any:
 
 
 async def list_bots(request: web.Request) -> Any:
-    return [{"id": b.id, "username": b.username, "first_name": b.first_name}
-            for b in request.app[EMULATOR_KEY].bots]
+    return [
+        {"id": b.id, "username": b.username, "first_name": b.first_name}
+        for b in request.app[EMULATOR_KEY].bots
+    ]
 
 
 async def add_bot(request: web.Request) -> Any:
     body = await _body(request)
-    bot = request.app[EMULATOR_KEY].add_bot(str(body.get("token", "")),
-                                            username=body.get("username"),
-                                            first_name=body.get("first_name"))
+    bot = request.app[EMULATOR_KEY].add_bot(
+        str(body.get("token", "")), username=body.get("username"), first_name=body.get("first_name")
+    )
     return {"id": bot.id, "username": bot.username, "first_name": bot.first_name}
 
 
@@ -131,16 +135,23 @@ async def get_chat(request: web.Request) -> Any:
 
 async def add_user(request: web.Request) -> Any:
     body = await _body(request)
-    return _bot(request).add_user(_int(request, "user_id"), first_name=body.get("first_name"),
-                                  username=body.get("username"),
-                                  language_code=body.get("language_code"))
+    return _bot(request).add_user(
+        _int(request, "user_id"),
+        first_name=body.get("first_name"),
+        username=body.get("username"),
+        language_code=body.get("language_code"),
+    )
 
 
 async def send_message(request: web.Request) -> Any:
     bot, user_id, body = _bot(request), _int(request, "user_id"), await _body(request)
-    update_id = bot.send_text(user_id, str(body.get("text", "")),
-                              first_name=body.get("first_name"), username=body.get("username"),
-                              language_code=body.get("language_code"))
+    update_id = bot.send_text(
+        user_id,
+        str(body.get("text", "")),
+        first_name=body.get("first_name"),
+        username=body.get("username"),
+        language_code=body.get("language_code"),
+    )
     return {"update_id": update_id, "chat_id": user_id, "version": bot.version(user_id)}
 
 
@@ -158,8 +169,11 @@ async def press(request: web.Request) -> Any:
     body = await _body(request)
     message_id = body.get("message_id")
     return _bot(request).press_button(
-        _int(request, "chat_id"), int(message_id) if message_id is not None else None,
-        data=body.get("data"), text=body.get("text"), forge=bool(body.get("forge", False)),
+        _int(request, "chat_id"),
+        int(message_id) if message_id is not None else None,
+        data=body.get("data"),
+        text=body.get("text"),
+        forge=bool(body.get("forge", False)),
     )
 
 
@@ -167,7 +181,8 @@ async def pay(request: web.Request) -> Any:
     body = await _body(request)
     message_id = body.get("message_id")
     return await _bot(request).pay_invoice(
-        _int(request, "chat_id"), int(message_id) if message_id is not None else None,
+        _int(request, "chat_id"),
+        int(message_id) if message_id is not None else None,
         timeout=_timeout(request, body, default=10.0) or 0.0,
     )
 
@@ -189,8 +204,9 @@ async def get_update(request: web.Request) -> Any:
 
 
 async def wait_reply(request: web.Request) -> Any:
-    return await _bot(request).wait_for_reply(_int(request, "update_id"),
-                                              _timeout(request, default=5.0) or 0.0)
+    return await _bot(request).wait_for_reply(
+        _int(request, "update_id"), _timeout(request, default=5.0) or 0.0
+    )
 
 
 async def redeliver(request: web.Request) -> Any:
@@ -202,8 +218,10 @@ async def add_fault(request: web.Request) -> Any:
     chat_id = body.get("chat_id")
     retry_after = body.get("retry_after")
     _bot(request).fail_next(
-        body.get("method"), chat_id=int(chat_id) if chat_id is not None else None,
-        count=int(body.get("count", 1)), error_code=int(body.get("error_code", 429)),
+        body.get("method"),
+        chat_id=int(chat_id) if chat_id is not None else None,
+        count=int(body.get("count", 1)),
+        error_code=int(body.get("error_code", 429)),
         retry_after=int(retry_after) if retry_after is not None else None,
         description=body.get("description"),
     )

@@ -23,13 +23,10 @@ CHAT_NOT_FOUND = "Bad Request: chat not found"
 TEXT_EMPTY = "Bad Request: message text is empty"
 TEXT_TOO_LONG = "Bad Request: message is too long"
 BUTTON_DATA_INVALID = "Bad Request: BUTTON_DATA_INVALID"
-QUERY_INVALID = (
-    "Bad Request: query is too old and response timeout expired or query ID is invalid"
-)
+QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 BOT_BLOCKED = "Forbidden: bot was blocked by the user"
 GETUPDATES_CONFLICT = (
-    "Conflict: terminated by other getUpdates request; "
-    "make sure that only one bot instance is running"
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 )
 WEBHOOK_ACTIVE = (
     "Conflict: can't use getUpdates method while webhook is active; "
@@ -40,9 +37,7 @@ WEBHOOK_ACTIVE = (
 class BotApiError(Exception):
     """A refusal in Bot API shape; ``error_code`` doubles as the HTTP status."""
 
-    def __init__(
-        self, error_code: int, description: str, *, retry_after: int | None = None
-    ) -> None:
+    def __init__(self, error_code: int, description: str, *, retry_after: int | None = None) -> None:
         super().__init__(description)
         self.error_code = error_code
         self.description = description

@@ -18,13 +18,18 @@ class FaultInjection(BotWorld):
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
-                return BotApiError(fault.error_code, fault.description,
-                                   retry_after=fault.retry_after)
+                return BotApiError(fault.error_code, fault.description, retry_after=fault.retry_after)
         return None
 
     def fail_next(
-        self, method: str | None = None, *, chat_id: int | None = None, count: int = 1,
-        error_code: int = 429, retry_after: int | None = None, description: str | None = None,
+        self,
+        method: str | None = None,
+        *,
+        chat_id: int | None = None,
+        count: int = 1,
+        error_code: int = 429,
+        retry_after: int | None = None,
+        description: str | None = None,
     ) -> None:
         """Answer the next ``count`` matching calls with an error instead of running them.
 
@@ -37,10 +42,14 @@ class FaultInjection(BotWorld):
             retry_after = 1 if retry_after is None else retry_after
             description = description or f"Too Many Requests: retry after {retry_after}"
         elif description is None:
-            description = {400: "Bad Request: injected fault", 403: E.BOT_BLOCKED,
-                           500: "Internal Server Error"}.get(error_code, "Injected fault")
-        self._faults.append(_Fault(method.lower() if method else None, chat_id, count,
-                                   error_code, description, retry_after))
+            description = {
+                400: "Bad Request: injected fault",
+                403: E.BOT_BLOCKED,
+                500: "Internal Server Error",
+            }.get(error_code, "Injected fault")
+        self._faults.append(
+            _Fault(method.lower() if method else None, chat_id, count, error_code, description, retry_after)
+        )
 
     def clear_faults(self) -> None:
         self._faults.clear()

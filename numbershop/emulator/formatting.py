@@ -17,13 +17,35 @@ from numbershop.emulator.errors import BotApiError
 MAX_TEXT_UTF16 = 4096
 
 _TAGS = {
-    "a", "b", "strong", "i", "em", "s", "strike", "del", "u", "ins",
-    "tg-spoiler", "tg-emoji", "span", "pre", "code", "blockquote",
+    "a",
+    "b",
+    "strong",
+    "i",
+    "em",
+    "s",
+    "strike",
+    "del",
+    "u",
+    "ins",
+    "tg-spoiler",
+    "tg-emoji",
+    "span",
+    "pre",
+    "code",
+    "blockquote",
 }
 _SIMPLE = {
-    "b": "bold", "strong": "bold", "i": "italic", "em": "italic",
-    "u": "underline", "ins": "underline", "s": "strikethrough", "strike": "strikethrough",
-    "del": "strikethrough", "tg-spoiler": "spoiler", "span": "spoiler",
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strikethrough",
+    "strike": "strikethrough",
+    "del": "strikethrough",
+    "tg-spoiler": "spoiler",
+    "span": "spoiler",
 }
 _NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 
@@ -113,7 +135,7 @@ def parse_html(src: str) -> tuple[str, list[dict[str, Any]]]:
             if end_name and end_name != tag:
                 raise _cant_parse(
                     src,
-                    f'Unmatched end tag at byte offset {len(src[:begin].encode())}, '
+                    f"Unmatched end tag at byte offset {len(src[:begin].encode())}, "
                     f'expected "</{tag}>", found "</{end_name}>"',
                 )
             if u16 > start:
@@ -210,8 +232,7 @@ def _close(entities: list[dict[str, Any]], tag: str, arg: Any, offset: int, leng
             entities.append({"type": "text_link", "offset": offset, "length": length, "url": arg})
     elif tag == "tg-emoji":
         entities.append(
-            {"type": "custom_emoji", "offset": offset, "length": length,
-             "custom_emoji_id": str(arg or "")}
+            {"type": "custom_emoji", "offset": offset, "length": length, "custom_emoji_id": str(arg or "")}
         )
     elif tag == "blockquote":
         kind = "expandable_blockquote" if arg else "blockquote"

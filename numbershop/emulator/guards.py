@@ -39,8 +39,12 @@ def refusal(request: web.Request, status: int, reason: str) -> web.Response:
         body: dict[str, Any] = {"ok": False, "error_code": status, "description": reason}
     else:
         body = {"ok": False, "error": reason}
-    return web.Response(text=json.dumps(body), status=status, content_type="application/json",
-                        headers={"Cache-Control": "no-store"})
+    return web.Response(
+        text=json.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 class HostGuard:

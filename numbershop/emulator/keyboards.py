@@ -14,8 +14,15 @@ from numbershop.emulator.errors import BUTTON_DATA_INVALID, BotApiError, bad_req
 MAX_CALLBACK_DATA_BYTES = 64
 
 _ACTIONS = (
-    "callback_data", "url", "pay", "web_app", "login_url", "switch_inline_query",
-    "switch_inline_query_current_chat", "switch_inline_query_chosen_chat", "copy_text",
+    "callback_data",
+    "url",
+    "pay",
+    "web_app",
+    "login_url",
+    "switch_inline_query",
+    "switch_inline_query_current_chat",
+    "switch_inline_query_chosen_chat",
+    "copy_text",
     "callback_game",
 )
 _EXTRAS = ("icon_custom_emoji_id", "style")
@@ -40,9 +47,7 @@ def parse_reply_markup(markup: Any) -> tuple[dict[str, Any] | None, Any]:
         rows = markup["keyboard"]
         if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
             raise bad_request('field "keyboard" of the ReplyKeyboardMarkup should be an Array of Arrays')
-        keyboard = [
-            [b if isinstance(b, dict) else {"text": str(b)} for b in row] for row in rows
-        ]
+        keyboard = [[b if isinstance(b, dict) else {"text": str(b)} for b in row] for row in rows]
         for row in keyboard:
             for button in row:
                 if not isinstance(button.get("text"), str) or not button["text"]:
@@ -58,23 +63,20 @@ def normalize_inline(markup: Any) -> dict[str, Any] | None:
         return None
     rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
-        raise bad_request(
-            'field "inline_keyboard" of the InlineKeyboardMarkup should be an Array of Arrays'
-        )
+        raise bad_request('field "inline_keyboard" of the InlineKeyboardMarkup should be an Array of Arrays')
     clean_rows = []
     for row in rows:
         clean_row = []
         for button in row:
             if not isinstance(button, dict) or not isinstance(button.get("text"), str):
-                raise bad_request("can't parse inline keyboard button: Field \"text\" must be of type String")
+                raise bad_request('can\'t parse inline keyboard button: Field "text" must be of type String')
             clean = {"text": button["text"]}
             for key in _ACTIONS + _EXTRAS:
                 if button.get(key) is not None:
                     clean[key] = button[key]
             if not any(key in clean for key in _ACTIONS):
                 raise bad_request(
-                    "can't parse inline keyboard button: "
-                    "Text buttons are unallowed in the inline keyboard"
+                    "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
                 )
             data = clean.get("callback_data")
             if data is not None:

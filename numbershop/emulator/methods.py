@@ -25,7 +25,13 @@ class Params:
         value = self.raw.get(name)
         if value is None:
             return None
-        return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        return (
+            value
+            if isinstance(value, str)
+            else json.dumps(value)
+            if isinstance(value, (dict, list))
+            else str(value)
+        )
 
     def int(self, name: str) -> int | None:
         value = self.raw.get(name)
@@ -117,8 +123,7 @@ async def get_updates(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
     allowed = p.obj("allowed_updates")
     if allowed is not None and not isinstance(allowed, list):
         raise bad_request("allowed_updates must be an array of strings")
-    return await bot.api_get_updates(p.int("offset"), p.int("limit") or 100,
-                                     p.float("timeout", 0.0), allowed)
+    return await bot.api_get_updates(p.int("offset"), p.int("limit") or 100, p.float("timeout", 0.0), allowed)
 
 
 @method("deleteWebhook")
@@ -134,28 +139,37 @@ def get_webhook_info(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
 @method("setWebhook")
 async def set_webhook(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
     allowed = p.obj("allowed_updates")
-    if allowed is not None and not (isinstance(allowed, list)
-                                    and all(isinstance(a, str) for a in allowed)):
+    if allowed is not None and not (isinstance(allowed, list) and all(isinstance(a, str) for a in allowed)):
         raise bad_request("allowed_updates must be an array of strings")
-    return await bot.api_set_webhook(p.str("url"), p.str("secret_token"),
-                                     p.int("max_connections"), allowed,
-                                     p.bool("drop_pending_updates"))
+    return await bot.api_set_webhook(
+        p.str("url"), p.str("secret_token"), p.int("max_connections"), allowed, p.bool("drop_pending_updates")
+    )
 
 
 @method("sendMessage")
 def send_message(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
     ctx.chat_id = p.chat_id()
-    return bot.api_send_message(ctx.chat_id, p.str("text"), parse_mode=p.str("parse_mode"),
-                                entities=p.obj("entities"), reply_markup=p.obj("reply_markup"))
+    return bot.api_send_message(
+        ctx.chat_id,
+        p.str("text"),
+        parse_mode=p.str("parse_mode"),
+        entities=p.obj("entities"),
+        reply_markup=p.obj("reply_markup"),
+    )
 
 
 @method("editMessageText")
 def edit_message_text(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
     _no_inline(p)
     ctx.chat_id = p.chat_id()
-    return bot.api_edit_text(ctx.chat_id, p.int("message_id"), p.str("text"),
-                             parse_mode=p.str("parse_mode"), entities=p.obj("entities"),
-                             reply_markup=p.obj("reply_markup"))
+    return bot.api_edit_text(
+        ctx.chat_id,
+        p.int("message_id"),
+        p.str("text"),
+        parse_mode=p.str("parse_mode"),
+        entities=p.obj("entities"),
+        reply_markup=p.obj("reply_markup"),
+    )
 
 
 @method("editMessageReplyMarkup")
@@ -178,8 +192,9 @@ def delete_message(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
 
 @method("answerCallbackQuery")
 def answer_callback_query(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
-    ctx.chat_id = bot.api_answer_callback(p.str("callback_query_id"), text=p.str("text"),
-                                          show_alert=p.bool("show_alert"), url=p.str("url"))
+    ctx.chat_id = bot.api_answer_callback(
+        p.str("callback_query_id"), text=p.str("text"), show_alert=p.bool("show_alert"), url=p.str("url")
+    )
     return True
 
 
@@ -187,9 +202,14 @@ def answer_callback_query(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
 def send_invoice(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
     ctx.chat_id = p.chat_id()
     return bot.api_send_invoice(
-        ctx.chat_id, title=p.str("title"), description=p.str("description"),
-        payload=p.str("payload"), currency=p.str("currency"), prices=p.obj("prices"),
-        provider_token=p.str("provider_token"), start_parameter=p.str("start_parameter"),
+        ctx.chat_id,
+        title=p.str("title"),
+        description=p.str("description"),
+        payload=p.str("payload"),
+        currency=p.str("currency"),
+        prices=p.obj("prices"),
+        provider_token=p.str("provider_token"),
+        start_parameter=p.str("start_parameter"),
         reply_markup=p.obj("reply_markup"),
     )
 
@@ -198,8 +218,9 @@ def send_invoice(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
 def answer_pre_checkout_query(bot: EmulatedBot, p: Params, ctx: CallContext) -> Any:
     if p.raw.get("ok") is None:
         raise bad_request("ok is required")
-    ctx.chat_id = bot.api_answer_pre_checkout(p.str("pre_checkout_query_id"), p.bool("ok"),
-                                              p.str("error_message"))
+    ctx.chat_id = bot.api_answer_pre_checkout(
+        p.str("pre_checkout_query_id"), p.bool("ok"), p.str("error_message")
+    )
     return True
 
 

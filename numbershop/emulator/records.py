@@ -111,8 +111,18 @@ class _Pending:
 
 
 class _Chat:
-    __slots__ = ("id", "user", "messages", "next_message_id", "version", "last_bot_seq",
-                 "reply_keyboard", "answers", "calls", "signal")
+    __slots__ = (
+        "id",
+        "user",
+        "messages",
+        "next_message_id",
+        "version",
+        "last_bot_seq",
+        "reply_keyboard",
+        "answers",
+        "calls",
+        "signal",
+    )
 
     def __init__(self, user: _User) -> None:
         self.id = user.id  # a private chat's id is its user's id

@@ -23,8 +23,7 @@ from numbershop.emulator.state import CallContext, Emulator
 EMULATOR_KEY = web.AppKey("numbershop_emulator", Emulator)
 
 
-def make_app(emulator: Emulator | None = None, *,
-             hosts: HostPolicy | None = None) -> web.Application:
+def make_app(emulator: Emulator | None = None, *, hosts: HostPolicy | None = None) -> web.Application:
     """The emulator's application; browsers get only same-origin requests through, on a
     ``Host`` that ``hosts`` allows (see ``guards``)."""
     # Here, not at the top: control imports EMULATOR_KEY from this module (a real cycle).
@@ -44,8 +43,9 @@ def make_app(emulator: Emulator | None = None, *,
 
 
 def _reply(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(body, ensure_ascii=False), status=status,
-                        content_type="application/json")
+    return web.Response(
+        text=json.dumps(body, ensure_ascii=False), status=status, content_type="application/json"
+    )
 
 
 async def read_params(request: web.Request) -> Params:
@@ -102,8 +102,9 @@ async def running_emulator(
     """Serve an emulator on a real socket; yields it and its base URL (the bound port)."""
     emulator = emulator if emulator is not None else Emulator()
     emulator.open()
-    runner = web.AppRunner(make_app(emulator, hosts=HostPolicy(bind_host=host)), access_log=None,
-                           shutdown_timeout=2.0)
+    runner = web.AppRunner(
+        make_app(emulator, hosts=HostPolicy(bind_host=host)), access_log=None, shutdown_timeout=2.0
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -39,9 +39,7 @@ class Signal:
             pass
 
 
-async def wait_on(
-    signal: Signal, predicate: Callable[[], T | None], timeout: float, what: str
-) -> T:
+async def wait_on(signal: Signal, predicate: Callable[[], T | None], timeout: float, what: str) -> T:
     """The predicate's first truthy result, re-checked after each notification."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -48,8 +48,13 @@ from numbershop.emulator.waiting import Waiters
 from numbershop.emulator.world import DEFAULT_UPDATE_TYPES
 
 __all__ = [
-    "DEFAULT_UPDATE_TYPES", "MAX_POLL_TIMEOUT", "CallContext", "EmulatedBot", "Emulator",
-    "Signal", "wait_on",
+    "DEFAULT_UPDATE_TYPES",
+    "MAX_POLL_TIMEOUT",
+    "CallContext",
+    "EmulatedBot",
+    "Emulator",
+    "Signal",
+    "wait_on",
 ]
 
 
@@ -61,9 +66,7 @@ class Emulator:
     """All bots served by one emulator instance; tokens are registered on first use unless
     ``auto_register=False`` (then only ``add_bot`` tokens work, others get 401)."""
 
-    def __init__(
-        self, *, auto_register: bool = True, now: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, *, auto_register: bool = True, now: Callable[[], float] = time.time) -> None:
         self.auto_register = auto_register
         self._now = now
         self._bots: dict[int, EmulatedBot] = {}
@@ -80,8 +83,7 @@ class Emulator:
             if existing.token != token:
                 raise EmulatorError(f"bot {bot_id} is already registered with another token")
             return existing
-        bot = self._bots[bot_id] = EmulatedBot(token, username=username,
-                                               first_name=first_name, now=self._now)
+        bot = self._bots[bot_id] = EmulatedBot(token, username=username, first_name=first_name, now=self._now)
         bot.set_closed(self._closed)
         return bot
 
@@ -129,5 +131,10 @@ class Emulator:
 
 def _valid_token(token: str) -> bool:
     head, sep, secret = token.partition(":")
-    return (bool(sep) and head.isdigit() and 0 < len(head) < 20 and bool(secret)
-            and all(ch.isascii() and (ch.isalnum() or ch in "_-") for ch in secret))
+    return (
+        bool(sep)
+        and head.isdigit()
+        and 0 < len(head) < 20
+        and bool(secret)
+        and all(ch.isascii() and (ch.isalnum() or ch in "_-") for ch in secret)
+    )

@@ -18,15 +18,24 @@ class UserSide(BotWorld):
     """Users acting on the bot; each action returns the update id it produced."""
 
     def add_user(
-        self, user_id: int, *, first_name: str | None = None, username: str | None = None,
+        self,
+        user_id: int,
+        *,
+        first_name: str | None = None,
+        username: str | None = None,
         language_code: str | None = None,
     ) -> ChatView:
         """Make a user (and their private chat) exist without sending anything."""
         return self._view(self._ensure_user(user_id, first_name, username, language_code))
 
     def send_text(
-        self, user_id: int, text: str, *, first_name: str | None = None,
-        username: str | None = None, language_code: str | None = None,
+        self,
+        user_id: int,
+        text: str,
+        *,
+        first_name: str | None = None,
+        username: str | None = None,
+        language_code: str | None = None,
     ) -> int:
         """The user writes ``text`` to the bot; returns the update id."""
         if not text or not text.strip():
@@ -34,15 +43,21 @@ class UserSide(BotWorld):
         chat = self._ensure_user(user_id, first_name, username, language_code)
         if chat.user.blocked:
             raise EmulatorError(f"user {user_id} has blocked the bot; unblock first")
-        msg = _Message(chat.new_message_id(), "user", self._date(), text=text,
-                       entities=command_entities(text))
+        msg = _Message(
+            chat.new_message_id(), "user", self._date(), text=text, entities=command_entities(text)
+        )
         chat.messages[msg.message_id] = msg
         self._touch(chat, by_bot=False)
         return self._push_update("message", chat.id, self._message_api(chat, msg)).update_id
 
     def press_button(
-        self, chat_id: int, message_id: int | None = None, *, data: str | None = None,
-        text: str | None = None, forge: bool = False,
+        self,
+        chat_id: int,
+        message_id: int | None = None,
+        *,
+        data: str | None = None,
+        text: str | None = None,
+        forge: bool = False,
     ) -> Press:
         """The user taps an inline button, found by its ``text`` and/or callback ``data``.
 
@@ -62,8 +77,9 @@ class UserSide(BotWorld):
             rows: list[list[dict[str, Any]]] = msg.markup["inline_keyboard"] if msg.markup else []
             for row in rows:
                 for button in row:
-                    if ((text is None or button["text"] == text)
-                            and (data is None or button.get("callback_data") == data)):
+                    if (text is None or button["text"] == text) and (
+                        data is None or button.get("callback_data") == data
+                    ):
                         return button
             return None
 
@@ -92,8 +108,7 @@ class UserSide(BotWorld):
             pressed = data
         else:
             if button is None:
-                texts = [b["text"] for row in (msg.markup or {}).get("inline_keyboard", [])
-                         for b in row]
+                texts = [b["text"] for row in (msg.markup or {}).get("inline_keyboard", []) for b in row]
                 raise EmulatorError(f"message {msg.message_id} has no such button; it has {texts}")
             if "callback_data" not in button:
                 kind = "a Pay button (use pay_invoice)" if button.get("pay") else "not a callback button"
@@ -102,9 +117,13 @@ class UserSide(BotWorld):
         assert pressed is not None
         query_id = f"{self.id}{self._unique():010d}"
         self._queries[query_id] = _CallbackQuery(query_id, chat.id, msg.message_id, pressed)
-        body = {"id": query_id, "from": chat.user.api(),
-                "message": self._message_api(chat, msg),
-                "chat_instance": str(abs(hash((self.id, chat.id)))), "data": pressed}
+        body = {
+            "id": query_id,
+            "from": chat.user.api(),
+            "message": self._message_api(chat, msg),
+            "chat_instance": str(abs(hash((self.id, chat.id)))),
+            "data": pressed,
+        }
         record = self._push_update("callback_query", chat.id, body)
         return Press(record.update_id, query_id, chat.id, msg.message_id, pressed)
 
@@ -123,8 +142,10 @@ class UserSide(BotWorld):
         if chat.user.blocked:
             raise EmulatorError(f"user {chat_id} has blocked the bot; unblock first")
         if message_id is None:
-            msg = next((m for m in reversed(chat.messages.values())
-                        if m.invoice is not None and not m.invoice.paid), None)
+            msg = next(
+                (m for m in reversed(chat.messages.values()) if m.invoice is not None and not m.invoice.paid),
+                None,
+            )
             if msg is None:
                 raise EmulatorError(f"chat {chat_id} has no unpaid invoice")
         else:
@@ -141,18 +162,28 @@ class UserSide(BotWorld):
         try:
             query = _PreCheckout(f"{self.id}{self._unique():010d}", chat.id, msg.message_id)
             self._pre_checkouts[query.id] = query
-            update = self._push_update("pre_checkout_query", chat.id, {
-                "id": query.id, "from": chat.user.api(), "currency": invoice.currency,
-                "total_amount": invoice.total_amount, "invoice_payload": invoice.payload,
-            })
+            update = self._push_update(
+                "pre_checkout_query",
+                chat.id,
+                {
+                    "id": query.id,
+                    "from": chat.user.api(),
+                    "currency": invoice.currency,
+                    "total_amount": invoice.total_amount,
+                    "invoice_payload": invoice.payload,
+                },
+            )
             base: dict[str, Any] = dict(
-                chat_id=chat.id, invoice_message_id=msg.message_id,
-                pre_checkout_query_id=query.id, pre_checkout_update_id=update.update_id,
-                currency=invoice.currency, total_amount=invoice.total_amount,
-                payload=invoice.payload)
+                chat_id=chat.id,
+                invoice_message_id=msg.message_id,
+                pre_checkout_query_id=query.id,
+                pre_checkout_update_id=update.update_id,
+                currency=invoice.currency,
+                total_amount=invoice.total_amount,
+                payload=invoice.payload,
+            )
             try:
-                await wait_on(chat.signal, lambda: query.answered, timeout,
-                              "answer to pre_checkout_query")
+                await wait_on(chat.signal, lambda: query.answered, timeout, "answer to pre_checkout_query")
             except TimeoutError:
                 query.expired = True
                 return Payment(status="timeout", **base)
@@ -160,19 +191,23 @@ class UserSide(BotWorld):
                 return Payment(status="declined", error_message=query.error_message, **base)
             charge_id = f"stx{self.id}x{self._unique():08d}{secrets.token_hex(6)}"
             invoice.paid, invoice.charge_id = True, charge_id
-            paid = {"currency": invoice.currency, "total_amount": invoice.total_amount,
-                    "invoice_payload": invoice.payload,
-                    "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": ""}
+            paid = {
+                "currency": invoice.currency,
+                "total_amount": invoice.total_amount,
+                "invoice_payload": invoice.payload,
+                "telegram_payment_charge_id": charge_id,
+                "provider_payment_charge_id": "",
+            }
             self._charges[charge_id] = _Charge(chat.id, paid)
             update_id, pay_msg_id = self._user_payment_message(chat, paid)
-            return Payment(status="paid", charge_id=charge_id, update_id=update_id,
-                           message_id=pay_msg_id, **base)
+            return Payment(
+                status="paid", charge_id=charge_id, update_id=update_id, message_id=pay_msg_id, **base
+            )
         finally:
             invoice.in_checkout = False
 
     def _user_payment_message(self, chat: _Chat, paid: dict[str, Any]) -> tuple[int, int]:
-        msg = _Message(chat.new_message_id(), "user", self._date(),
-                       successful_payment=dict(paid))
+        msg = _Message(chat.new_message_id(), "user", self._date(), successful_payment=dict(paid))
         chat.messages[msg.message_id] = msg
         self._touch(chat, by_bot=False)
         return self._push_update("message", chat.id, self._message_api(chat, msg)).update_id, msg.message_id
@@ -183,8 +218,7 @@ class UserSide(BotWorld):
         charge = self._charges.get(charge_id)
         if charge is None:
             raise UnknownObject(f"no payment with charge id {charge_id}")
-        update_id, _ = self._user_payment_message(self._chats[charge.chat_id],
-                                                  charge.successful_payment)
+        update_id, _ = self._user_payment_message(self._chats[charge.chat_id], charge.successful_payment)
         return update_id
 
     def redeliver(self, update_id: int) -> int:
@@ -217,7 +251,14 @@ class UserSide(BotWorld):
         if not blocked:
             old, new = new, old
         self._touch(chat, by_bot=False)
-        self._push_update("my_chat_member", chat.id, {
-            "chat": self._chat_api(chat), "from": chat.user.api(), "date": self._date(),
-            "old_chat_member": old, "new_chat_member": new,
-        })
+        self._push_update(
+            "my_chat_member",
+            chat.id,
+            {
+                "chat": self._chat_api(chat),
+                "from": chat.user.api(),
+                "date": self._date(),
+                "old_chat_member": old,
+                "new_chat_member": new,
+            },
+        )

@@ -18,9 +18,7 @@ T = TypeVar("T")
 class Waiters(BotWorld):
     """Coroutines that return once something the test waits for has happened."""
 
-    async def wait_for_change(
-        self, chat_id: int, since: int | None = None, timeout: float = 5.0
-    ) -> ChatView:
+    async def wait_for_change(self, chat_id: int, since: int | None = None, timeout: float = 5.0) -> ChatView:
         """Wait until the chat's version exceeds ``since`` (default: its version now).
 
         In-process, ``send_text(...)`` followed directly by ``await wait_for_change(chat)``
@@ -30,8 +28,12 @@ class Waiters(BotWorld):
         """
         chat = self._control_chat(chat_id)
         base = chat.version if since is None else since
-        await wait_on(chat.signal, lambda: chat.version > base, timeout,
-                      f"change in chat {chat_id} after version {base}")
+        await wait_on(
+            chat.signal,
+            lambda: chat.version > base,
+            timeout,
+            f"change in chat {chat_id} after version {base}",
+        )
         return self._view(chat)
 
     async def wait_for_reply(self, update_id: int, timeout: float = 5.0) -> ChatView:
@@ -43,8 +45,12 @@ class Waiters(BotWorld):
             raise EmulatorError(f"update {update_id} belongs to no chat")
         chat = self._chats[record.chat_id]
         seq = self._update_seq[update_id]
-        await wait_on(chat.signal, lambda: chat.last_bot_seq > seq, timeout,
-                      f"bot reply to update {update_id} in chat {chat.id}")
+        await wait_on(
+            chat.signal,
+            lambda: chat.last_bot_seq > seq,
+            timeout,
+            f"bot reply to update {update_id} in chat {chat.id}",
+        )
         return self._view(chat)
 
     async def wait_until(
@@ -58,9 +64,12 @@ class Waiters(BotWorld):
         record = self._updates.get(update_id)
         if record is None:
             raise UnknownObject(f"no update {update_id}")
-        await wait_on(self._changed, lambda: record.confirmed_at is not None
-                      and all(e.update_id != update_id for e in self._pending),
-                      timeout, f"confirmation of update {update_id}")
+        await wait_on(
+            self._changed,
+            lambda: record.confirmed_at is not None and all(e.update_id != update_id for e in self._pending),
+            timeout,
+            f"confirmation of update {update_id}",
+        )
         return dataclasses.replace(record)
 
     async def wait_for_callback_answer(self, query_id: str, timeout: float = 5.0) -> CallbackAnswer:
@@ -68,5 +77,6 @@ class Waiters(BotWorld):
         if query is None:
             raise UnknownObject(f"no callback query {query_id}")
         chat = self._chats[query.chat_id]
-        return await wait_on(chat.signal, lambda: query.answer, timeout,
-                             f"answer to callback query {query_id}")
+        return await wait_on(
+            chat.signal, lambda: query.answer, timeout, f"answer to callback query {query_id}"
+        )

@@ -83,8 +83,12 @@ class WebhookSide(BotWorld):
         return hook.url if hook is not None else ""
 
     async def api_set_webhook(
-        self, url: str | None, secret_token: str | None, max_connections: int | None,
-        allowed_updates: list[str] | None, drop_pending_updates: bool,
+        self,
+        url: str | None,
+        secret_token: str | None,
+        max_connections: int | None,
+        allowed_updates: list[str] | None,
+        drop_pending_updates: bool,
     ) -> bool:
         if not url:
             await self.api_delete_webhook(drop_pending_updates)
@@ -97,16 +101,14 @@ class WebhookSide(BotWorld):
         if not 1 <= connections <= 100:
             raise bad_request("bad webhook: max_connections must be between 1 and 100")
         if allowed_updates is not None:
-            self._allowed = (frozenset(allowed_updates) if allowed_updates
-                             else DEFAULT_UPDATE_TYPES)
+            self._allowed = frozenset(allowed_updates) if allowed_updates else DEFAULT_UPDATE_TYPES
         await self._stop_delivery()
         if drop_pending_updates:
             self._drop_pending()
         self._webhook = _Webhook(url, secret_token, connections, allowed_updates)
         self._poller = object()  # a long poll still waiting now ends with 409
         self._updates_signal.notify()
-        self._webhook.task = asyncio.create_task(self._deliver_loop(self._webhook),
-                                                 name=f"webhook-{self.id}")
+        self._webhook.task = asyncio.create_task(self._deliver_loop(self._webhook), name=f"webhook-{self.id}")
         self._changed.notify()
         return True
 
@@ -120,8 +122,11 @@ class WebhookSide(BotWorld):
 
     def api_webhook_info(self) -> dict[str, Any]:
         hook = self._webhook
-        info: dict[str, Any] = {"url": hook.url if hook else "", "has_custom_certificate": False,
-                                "pending_update_count": len(self._pending)}
+        info: dict[str, Any] = {
+            "url": hook.url if hook else "",
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._pending),
+        }
         if hook is not None:
             info["max_connections"] = hook.max_connections
             if hook.allowed_updates is not None:
@@ -173,8 +178,9 @@ class WebhookSide(BotWorld):
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 
-    async def _deliver(self, http: aiohttp.ClientSession, hook: _Webhook,
-                       slots: asyncio.Semaphore, entry: _Pending) -> None:
+    async def _deliver(
+        self, http: aiohttp.ClientSession, hook: _Webhook, slots: asyncio.Semaphore, entry: _Pending
+    ) -> None:
         record = self._updates[entry.update_id]
         headers = {SECRET_HEADER: hook.secret_token} if hook.secret_token else {}
         delay = self.webhook_retry_base_s
@@ -193,14 +199,19 @@ class WebhookSide(BotWorld):
             if attempt < self.webhook_max_attempts:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.webhook_retry_max_s)
-        log.warning("webhook: update %s dropped after %d attempts: %s", entry.update_id,
-                    self.webhook_max_attempts, hook.last_error_message)
+        log.warning(
+            "webhook: update %s dropped after %d attempts: %s",
+            entry.update_id,
+            self.webhook_max_attempts,
+            hook.last_error_message,
+        )
         record.dropped = True
         self._finish(hook, entry)
 
     @staticmethod
-    async def _post(http: aiohttp.ClientSession, url: str, payload: dict[str, Any],
-                    headers: dict[str, str]) -> str | None:
+    async def _post(
+        http: aiohttp.ClientSession, url: str, payload: dict[str, Any], headers: dict[str, str]
+    ) -> str | None:
         """None on a 2xx reply, else the error as getWebhookInfo words it."""
         try:
             async with http.post(url, json=payload, headers=headers) as response:

@@ -36,9 +36,21 @@ from numbershop.emulator.views import (
 
 #: What Telegram sends when a bot never said which updates it wants.
 DEFAULT_UPDATE_TYPES = frozenset(
-    {"message", "edited_message", "callback_query", "pre_checkout_query", "my_chat_member",
-     "shipping_query", "inline_query", "chosen_inline_result", "channel_post",
-     "edited_channel_post", "poll", "poll_answer", "chat_join_request"}
+    {
+        "message",
+        "edited_message",
+        "callback_query",
+        "pre_checkout_query",
+        "my_chat_member",
+        "shipping_query",
+        "inline_query",
+        "chosen_inline_result",
+        "channel_post",
+        "edited_channel_post",
+        "poll",
+        "poll_answer",
+        "chat_join_request",
+    }
 )
 
 
@@ -94,13 +106,11 @@ class BotWorld:
         return int(self._now())
 
     def _bot_user(self) -> dict[str, Any]:
-        return {"id": self.id, "is_bot": True, "first_name": self.first_name,
-                "username": self.username}
+        return {"id": self.id, "is_bot": True, "first_name": self.first_name, "username": self.username}
 
     @staticmethod
     def _chat_api(chat: _Chat) -> dict[str, Any]:
-        api: dict[str, Any] = {"id": chat.id, "type": "private",
-                               "first_name": chat.user.first_name}
+        api: dict[str, Any] = {"id": chat.id, "type": "private", "first_name": chat.user.first_name}
         if chat.user.username:
             api["username"] = chat.user.username
         return api
@@ -118,9 +128,13 @@ class BotWorld:
                 api["entities"] = [dict(e) for e in msg.entities]
         if msg.invoice is not None:
             inv = msg.invoice
-            api["invoice"] = {"title": inv.title, "description": inv.description,
-                              "start_parameter": inv.start_parameter,
-                              "currency": inv.currency, "total_amount": inv.total_amount}
+            api["invoice"] = {
+                "title": inv.title,
+                "description": inv.description,
+                "start_parameter": inv.start_parameter,
+                "currency": inv.currency,
+                "total_amount": inv.total_amount,
+            }
         if msg.successful_payment is not None:
             api["successful_payment"] = dict(msg.successful_payment)
         if msg.markup is not None:
@@ -137,7 +151,10 @@ class BotWorld:
         self._changed.notify()
 
     def _ensure_user(
-        self, user_id: int, first_name: str | None = None, username: str | None = None,
+        self,
+        user_id: int,
+        first_name: str | None = None,
+        username: str | None = None,
         language_code: str | None = None,
     ) -> _Chat:
         if not isinstance(user_id, int) or isinstance(user_id, bool) or user_id <= 0:
@@ -164,8 +181,9 @@ class BotWorld:
     def _push_update(self, kind: str, chat_id: int | None, body: dict[str, Any]) -> UpdateRecord:
         update_id = self._next_update_id
         self._next_update_id += 1
-        record = UpdateRecord(update_id, kind, chat_id, {"update_id": update_id, kind: body},
-                              created_at=time.perf_counter())
+        record = UpdateRecord(
+            update_id, kind, chat_id, {"update_id": update_id, kind: body}, created_at=time.perf_counter()
+        )
         self._updates[update_id] = record
         self._update_seq[update_id] = self._next_seq()
         if kind in self._allowed:
@@ -180,23 +198,46 @@ class BotWorld:
         messages = []
         for m in chat.messages.values():
             keyboard = tuple(
-                tuple(Button(b["text"], b.get("callback_data"), b.get("url"), bool(b.get("pay")))
-                      for b in row)
+                tuple(
+                    Button(b["text"], b.get("callback_data"), b.get("url"), bool(b.get("pay"))) for b in row
+                )
                 for row in (m.markup or {}).get("inline_keyboard", [])
             )
             inv = m.invoice
-            messages.append(MessageView(
-                message_id=m.message_id, sender=m.sender, date=m.date, text=m.text,
-                entities=tuple(dict(e) for e in m.entities), parse_mode=m.parse_mode,
-                source=m.source, keyboard=keyboard,
-                invoice=InvoiceView(inv.title, inv.description, inv.currency, inv.total_amount,
-                                    inv.payload, inv.paid, inv.charge_id) if inv else None,
-                successful_payment=dict(m.successful_payment) if m.successful_payment else None,
-                edited=m.edit_date is not None,
-            ))
+            messages.append(
+                MessageView(
+                    message_id=m.message_id,
+                    sender=m.sender,
+                    date=m.date,
+                    text=m.text,
+                    entities=tuple(dict(e) for e in m.entities),
+                    parse_mode=m.parse_mode,
+                    source=m.source,
+                    keyboard=keyboard,
+                    invoice=InvoiceView(
+                        inv.title,
+                        inv.description,
+                        inv.currency,
+                        inv.total_amount,
+                        inv.payload,
+                        inv.paid,
+                        inv.charge_id,
+                    )
+                    if inv
+                    else None,
+                    successful_payment=dict(m.successful_payment) if m.successful_payment else None,
+                    edited=m.edit_date is not None,
+                )
+            )
         reply_keyboard = tuple(
-            tuple(b["text"] for b in row)
-            for row in (chat.reply_keyboard or {}).get("keyboard", [])
+            tuple(b["text"] for b in row) for row in (chat.reply_keyboard or {}).get("keyboard", [])
         )
-        return ChatView(chat.id, chat.user.api(), chat.user.blocked, chat.version,
-                        tuple(messages), reply_keyboard, tuple(chat.answers))
+        return ChatView(
+            chat.id,
+            chat.user.api(),
+            chat.user.blocked,
+            chat.version,
+            tuple(messages),
+            reply_keyboard,
+            tuple(chat.answers),
+        )

@@ -39,9 +39,14 @@ class Delivered:
 
 
 class DeliveryPanel:
-    def __init__(self, simulator: SimulatorProvider, core: Core, *,
-                 provider_name: str = "simulator",
-                 on_delivered: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        simulator: SimulatorProvider,
+        core: Core,
+        *,
+        provider_name: str = "simulator",
+        on_delivered: Callable[[], None] | None = None,
+    ) -> None:
         self.simulator = simulator
         self.core = core
         self.provider_name = provider_name
@@ -50,8 +55,7 @@ class DeliveryPanel:
     async def open_activations(self) -> list[dict[str, Any]]:
         """Open activations, newest first, each with the order that owns it (if any)."""
         now = self.simulator.clock.now()
-        acts = [a for a in self.simulator.activations.values()
-                if a.is_open and a.expires_at > now]
+        acts = [a for a in self.simulator.activations.values() if a.is_open and a.expires_at > now]
         acts.sort(key=lambda a: a.created_at, reverse=True)
         owners = await self._orders_for([a.id for a in acts])
         out = []
@@ -60,21 +64,23 @@ class DeliveryPanel:
             service = SERVICES_BY_CODE.get(act.service)
             country = COUNTRIES_BY_CODE.get(act.country)
             due = next((d for d, _ in act.pending), None)
-            out.append({
-                "activation_id": act.id,
-                "service": act.service,
-                "service_name": service.name if service else act.service,
-                "country": act.country,
-                "country_name": country.name if country else act.country,
-                "phone": act.phone,
-                "state": str(act.state),
-                "codes": len(act.messages),
-                "expires_in": max(0, int((act.expires_at - now).total_seconds())),
-                "auto_code_in": None if due is None else max(0, int((due - now).total_seconds())),
-                "order_id": order["id"] if order else None,
-                "order_status": order["status"] if order else None,
-                "telegram_id": order["telegram_id"] if order else None,
-            })
+            out.append(
+                {
+                    "activation_id": act.id,
+                    "service": act.service,
+                    "service_name": service.name if service else act.service,
+                    "country": act.country,
+                    "country_name": country.name if country else act.country,
+                    "phone": act.phone,
+                    "state": str(act.state),
+                    "codes": len(act.messages),
+                    "expires_in": max(0, int((act.expires_at - now).total_seconds())),
+                    "auto_code_in": None if due is None else max(0, int((due - now).total_seconds())),
+                    "order_id": order["id"] if order else None,
+                    "order_status": order["status"] if order else None,
+                    "telegram_id": order["telegram_id"] if order else None,
+                }
+            )
         return out
 
     async def deliver(self, activation_id: str, code: str | None = None) -> Delivered:
@@ -95,17 +101,29 @@ class DeliveryPanel:
             status = (await self.core.orders.get_order(order["id"])).status
             if self.on_delivered is not None:
                 self.on_delivered()
-        return Delivered(activation_id, sms.code or "", order["id"] if order else None,
-                         str(status) if status is not None else None)
+        return Delivered(
+            activation_id,
+            sms.code or "",
+            order["id"] if order else None,
+            str(status) if status is not None else None,
+        )
 
     async def _orders_for(self, activation_ids: list[str]) -> dict[str, dict[str, Any]]:
         if not activation_ids:
             return {}
         async with self.core.db.read() as conn:
-            rows = (await conn.execute(
-                select(orders.c.id, orders.c.status, orders.c.activation_id, users.c.telegram_id)
-                .select_from(orders.join(users, users.c.id == orders.c.user_id))
-                .where(orders.c.provider == self.provider_name,
-                       orders.c.activation_id.in_(activation_ids))
-            )).mappings().all()
+            rows = (
+                (
+                    await conn.execute(
+                        select(orders.c.id, orders.c.status, orders.c.activation_id, users.c.telegram_id)
+                        .select_from(orders.join(users, users.c.id == orders.c.user_id))
+                        .where(
+                            orders.c.provider == self.provider_name,
+                            orders.c.activation_id.in_(activation_ids),
+                        )
+                    )
+                )
+                .mappings()
+                .all()
+            )
         return {r["activation_id"]: dict(r) for r in rows}

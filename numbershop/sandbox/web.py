@@ -47,9 +47,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(body, ensure_ascii=False), status=status,
-                        content_type="application/json",
-                        headers={"Cache-Control": "no-store"})
+    return web.Response(
+        text=json.dumps(body, ensure_ascii=False),
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -82,8 +85,9 @@ async def deliver(request: web.Request) -> web.Response:
     if code is not None and (not isinstance(code, str) or not code.strip() or len(code) > 16):
         return _json({"ok": False, "error": "code: 1 to 16 characters"}, 400)
     try:
-        done = await request.app[PANEL_KEY].deliver(request.match_info["activation_id"],
-                                                     code.strip() if code else None)
+        done = await request.app[PANEL_KEY].deliver(
+            request.match_info["activation_id"], code.strip() if code else None
+        )
     except DeliveryError as exc:
         return _json({"ok": False, "error": str(exc)}, 409)
     return _json({"ok": True, "result": asdict(done)})
@@ -122,8 +126,14 @@ class InFlight:
 INFLIGHT_KEY = web.AppKey("sandbox_inflight", InFlight)
 
 
-def make_sandbox_app(emulator: Emulator, bot: EmulatedBot, panel: DeliveryPanel,
-                     config: dict[str, Any], *, hosts: HostPolicy | None = None) -> web.Application:
+def make_sandbox_app(
+    emulator: Emulator,
+    bot: EmulatedBot,
+    panel: DeliveryPanel,
+    config: dict[str, Any],
+    *,
+    hosts: HostPolicy | None = None,
+) -> web.Application:
     """The emulator's application (with its guards) plus the chat page and the panel."""
     app = make_app(emulator, hosts=hosts)
     inflight = InFlight()
@@ -168,12 +178,13 @@ class SandboxServer(Component):
 
     async def start(self) -> str:
         self.emulator.open()
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0,
-                                     handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0, handle_signals=False)
         await self._runner.setup()
         await web.SockSite(self._runner, self.sock).start()
-        return (f"chat page {self.url}/ (Bot API emulator at {self.url}/bot<token>/, "
-                f"control API at {self.url}/control/)")
+        return (
+            f"chat page {self.url}/ (Bot API emulator at {self.url}/bot<token>/, "
+            f"control API at {self.url}/control/)"
+        )
 
     async def stop(self) -> None:
         self.emulator.close()  # a stray getUpdates long poll returns at once

@@ -29,23 +29,42 @@ REPO = Path(__file__).resolve().parents[2]
 TOKEN = "777001:numbershop-cli-test"
 PG_ENV = "NUMBERSHOP_TEST_POSTGRES_URL"
 REDIS_ENV = "NUMBERSHOP_TEST_REDIS_URL"
-WEBHOOK_ENV = ("WEBHOOK_URL", "WEBHOOK_SECRET", "WEBHOOK_HOST", "WEBHOOK_PORT",
-               "WEBHOOK_MAX_CONNECTIONS", "REDIS_URL", "DATABASE_URL", "BOT_TOKEN",
-               "TELEGRAM_API_URL", "PROVIDERS")
+WEBHOOK_ENV = (
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_HOST",
+    "WEBHOOK_PORT",
+    "WEBHOOK_MAX_CONNECTIONS",
+    "REDIS_URL",
+    "DATABASE_URL",
+    "BOT_TOKEN",
+    "TELEGRAM_API_URL",
+    "PROVIDERS",
+)
 
 
 def _env(tmp_path: Path, **values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in WEBHOOK_ENV}
-    env.update(BOT_TOKEN=TOKEN, DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/shop.db",
-               WEBHOOK_URL="https://shop.example/telegram", WEBHOOK_SECRET="s3cret")
+    env.update(
+        BOT_TOKEN=TOKEN,
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/shop.db",
+        WEBHOOK_URL="https://shop.example/telegram",
+        WEBHOOK_SECRET="s3cret",
+    )
     env.update(values)
     return env
 
 
 def _run(tmp_path: Path, *argv: str, **values: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "numbershop", "bot", "run", *argv],
-                          cwd=tmp_path, env=_env(tmp_path, **values), capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "numbershop", "bot", "run", *argv],
+        cwd=tmp_path,
+        env=_env(tmp_path, **values),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_several_workers_without_redis_and_postgresql_exit_2_saying_why(tmp_path: Path) -> None:
@@ -61,21 +80,28 @@ def test_several_workers_without_redis_and_postgresql_exit_2_saying_why(tmp_path
     assert "--workers 3 needs a PostgreSQL DATABASE_URL" in done.stderr
 
 
-@pytest.mark.parametrize(("argv", "env", "named"), [
-    (["--webhook"], {"WEBHOOK_URL": "http://shop.example/telegram"}, "WEBHOOK_URL"),
-    (["--webhook"], {"WEBHOOK_URL": "https://shop.example:8080/telegram"}, "WEBHOOK_URL"),
-    (["--webhook"], {"WEBHOOK_URL": ""}, "WEBHOOK_URL is not set"),
-    (["--webhook"], {"WEBHOOK_SECRET": ""}, "WEBHOOK_SECRET is not set"),
-    (["--webhook"], {"WEBHOOK_SECRET": "has space"}, "WEBHOOK_SECRET"),
-    (["--webhook"], {"WEBHOOK_SECRET": "x" * 257}, "WEBHOOK_SECRET"),
-    (["--webhook"], {"WEBHOOK_MAX_CONNECTIONS": "101"}, "WEBHOOK_MAX_CONNECTIONS"),
-    (["--webhook"], {"WEBHOOK_PORT": "0"}, "WEBHOOK_PORT"),
-    (["--workers", "2"], {}, "--workers needs --webhook"),
-    (["--webhook", "--workers", "0"], {}, "--workers must be at least 1"),
-])
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        (["--webhook"], {"WEBHOOK_URL": "http://shop.example/telegram"}, "WEBHOOK_URL"),
+        (["--webhook"], {"WEBHOOK_URL": "https://shop.example:8080/telegram"}, "WEBHOOK_URL"),
+        (["--webhook"], {"WEBHOOK_URL": ""}, "WEBHOOK_URL is not set"),
+        (["--webhook"], {"WEBHOOK_SECRET": ""}, "WEBHOOK_SECRET is not set"),
+        (["--webhook"], {"WEBHOOK_SECRET": "has space"}, "WEBHOOK_SECRET"),
+        (["--webhook"], {"WEBHOOK_SECRET": "x" * 257}, "WEBHOOK_SECRET"),
+        (["--webhook"], {"WEBHOOK_MAX_CONNECTIONS": "101"}, "WEBHOOK_MAX_CONNECTIONS"),
+        (["--webhook"], {"WEBHOOK_PORT": "0"}, "WEBHOOK_PORT"),
+        (["--workers", "2"], {}, "--workers needs --webhook"),
+        (["--webhook", "--workers", "0"], {}, "--workers must be at least 1"),
+    ],
+)
 def test_bad_webhook_settings_exit_2_naming_the_problem(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    argv: list[str], env: dict[str, str], named: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    env: dict[str, str],
+    named: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     for name in WEBHOOK_ENV:
@@ -138,25 +164,53 @@ async def test_two_workers_share_one_port_and_serve_until_sigterm(
         port = probe.getsockname()[1]
     async with running_emulator() as (emulator, base_url):
         tg = emulator.add_bot(TOKEN)
-        env = _env(tmp_path, DATABASE_URL=database_url, REDIS_URL=redis_url,
-                   TELEGRAM_API_URL=base_url, WEBHOOK_URL="https://127.0.0.1/hook",
-                   WEBHOOK_SECRET=secret, WEBHOOK_PORT=str(port), PROVIDERS="simulator")
+        env = _env(
+            tmp_path,
+            DATABASE_URL=database_url,
+            REDIS_URL=redis_url,
+            TELEGRAM_API_URL=base_url,
+            WEBHOOK_URL="https://127.0.0.1/hook",
+            WEBHOOK_SECRET=secret,
+            WEBHOOK_PORT=str(port),
+            PROVIDERS="simulator",
+        )
         upgrade = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "numbershop", "db", "upgrade", cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "numbershop",
+            "db",
+            "upgrade",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
         _, err = await upgrade.communicate()
         assert upgrade.returncode == 0, err.decode()
         log = (tmp_path / "workers.log").open("wb")  # a file: a full pipe would stall them
         parent = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "numbershop", "bot", "run", "--webhook", "--workers", "2",
-            cwd=tmp_path, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log)
+            sys.executable,
+            "-m",
+            "numbershop",
+            "bot",
+            "run",
+            "--webhook",
+            "--workers",
+            "2",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log,
+        )
         workers: list[int] = []
         try:
             # Both workers registered (so both are listening on the port); then point the
             # emulator at the plain-HTTP listener as a TLS proxy would.
             await tg.wait_until(
-                lambda: sum(c.method == "setWebhook" and c.ok for c in tg.calls) >= 2, 60,
-                "both workers' setWebhook")
+                lambda: sum(c.method == "setWebhook" and c.ok for c in tg.calls) >= 2,
+                60,
+                "both workers' setWebhook",
+            )
             workers = _children_of(parent.pid)
             assert parent.returncode is None and len(workers) == 2
             session = AiohttpSession(api=TelegramAPIServer.from_base(base_url))

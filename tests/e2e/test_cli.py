@@ -139,8 +139,7 @@ def test_wallet_credit_creates_user_then_show_and_debit(shop_db, capsys):
 
 
 def test_wallet_credit_with_idempotency_key_moves_money_once(shop_db, capsys):
-    args = ("wallet", "credit", "77", "2.50", "--reason", "support ticket 9",
-            "--idempotency-key", "ticket-9")
+    args = ("wallet", "credit", "77", "2.50", "--reason", "support ticket 9", "--idempotency-key", "ticket-9")
     first = run_json(capsys, *args)
     before = row_counts(shop_db)
     again = run_json(capsys, *args)
@@ -195,16 +194,22 @@ async def _make_orders(path: Path) -> dict[str, str]:
     shop = Shop(db, clock, {"simulator": provider})
     try:
         async with db.begin() as conn:
-            await conn.execute(insert(offers).values(
-                provider="simulator", service="whatsapp", country="GB", cost=50, stock=10,
-                updated_at=clock.now()))
+            await conn.execute(
+                insert(offers).values(
+                    provider="simulator",
+                    service="whatsapp",
+                    country="GB",
+                    cost=50,
+                    stock=10,
+                    updated_at=clock.now(),
+                )
+            )
         alice = await shop.user(1001, funds=1000)
         bob = await shop.user(1002, funds=1000)
         made = {}
         for name, user in (("completed", alice), ("cancelled", alice), ("waiting", bob)):
             quote = await shop.quote(user.id, price=120)
-            order = await shop.orders.purchase(
-                user_id=user.id, quote_id=quote, idempotency_key=f"k-{name}")
+            order = await shop.orders.purchase(user_id=user.id, quote_id=quote, idempotency_key=f"k-{name}")
             made[name] = order.id
             clock.advance(1)
         completed = await shop.orders.get_order(made["completed"])
@@ -225,7 +230,10 @@ def test_orders_list_filters_and_shape(orders, capsys):
     everything = run_json(capsys, "orders", "list")
     assert everything["count"] == 3
     assert [o["id"] for o in everything["orders"]] == [
-        orders["waiting"], orders["cancelled"], orders["completed"]]  # newest first
+        orders["waiting"],
+        orders["cancelled"],
+        orders["completed"],
+    ]  # newest first
     first = everything["orders"][0]
     assert first["price"] == money(120) and first["cost"] == money(50)
     assert {"id", "status", "telegram_id", "service", "country", "phone", "created_at"} <= set(first)
@@ -270,16 +278,26 @@ BAD_INPUT = [
     pytest.param(["wallet", "show", "abc"], "not a Telegram user id", id="show-malformed-id"),
     pytest.param(["wallet", "show", "0"], "not a Telegram user id", id="show-zero-id"),
     pytest.param(["wallet", "credit", "42", "-5.00", "--reason", "x"], "not an amount", id="credit-negative"),
-    pytest.param(["wallet", "credit", "42", "5.001", "--reason", "x"], "decimal places", id="credit-too-precise"),
+    pytest.param(
+        ["wallet", "credit", "42", "5.001", "--reason", "x"], "decimal places", id="credit-too-precise"
+    ),
     pytest.param(["wallet", "credit", "42", "five", "--reason", "x"], "not an amount", id="credit-malformed"),
     pytest.param(["wallet", "credit", "42", "0", "--reason", "x"], "greater than zero", id="credit-zero"),
     pytest.param(["wallet", "credit", "42", "5.00"], "--reason", id="credit-missing-reason"),
     pytest.param(["wallet", "credit", "42", "5.00", "--reason", "  "], "--reason", id="credit-blank-reason"),
-    pytest.param(["wallet", "credit", "42", "5", "--reason", "x", "--idempotency-key", " "],
-                 "idempotency", id="credit-blank-key"),
-    pytest.param(["wallet", "credit", "42", "5", "--reason", "x", "--idempotency-key", "used"],
-                 "idempotency key", id="credit-key-used-by-debit"),
-    pytest.param(["wallet", "debit", "42", "500.00", "--reason", "x"], "available", id="debit-over-available"),
+    pytest.param(
+        ["wallet", "credit", "42", "5", "--reason", "x", "--idempotency-key", " "],
+        "idempotency",
+        id="credit-blank-key",
+    ),
+    pytest.param(
+        ["wallet", "credit", "42", "5", "--reason", "x", "--idempotency-key", "used"],
+        "idempotency key",
+        id="credit-key-used-by-debit",
+    ),
+    pytest.param(
+        ["wallet", "debit", "42", "500.00", "--reason", "x"], "available", id="debit-over-available"
+    ),
     pytest.param(["wallet", "debit", "999", "1.00", "--reason", "x"], "no user", id="debit-unknown-user"),
     pytest.param(["wallet", "debit", "42", "-1", "--reason", "x"], "not an amount", id="debit-negative"),
     pytest.param(["wallet", "frobnicate"], "invalid choice", id="wallet-unknown-action"),
@@ -309,8 +327,12 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(shop_db, capsys, arg
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("SHOP_CURRENCY", "dollars"), ("PROVIDERS", "nope"), ("MARKUP_PERCENT", "lots"),
-     ("DATABASE_URL", "mysql://x/y")],
+    [
+        ("SHOP_CURRENCY", "dollars"),
+        ("PROVIDERS", "nope"),
+        ("MARKUP_PERCENT", "lots"),
+        ("DATABASE_URL", "mysql://x/y"),
+    ],
 )
 def test_bad_configuration_exits_2_naming_the_variable(shop_db, capsys, monkeypatch, name, value):
     before = row_counts(shop_db)
@@ -351,8 +373,13 @@ def _subprocess(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/sub.db"
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run(
-        [sys.executable, "-m", "numbershop", *argv], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "numbershop", *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -381,15 +408,28 @@ print(json.dumps([m for m in {heavy!r} if m in sys.modules]))
 """
 
 
-@pytest.mark.parametrize("argv", [
-    ["--help"], ["-v", "--help"], ["db", "--help"], ["-v", "db", "--help"], ["nosuch"], [],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["-v", "--help"],
+        ["db", "--help"],
+        ["-v", "db", "--help"],
+        ["nosuch"],
+        [],
+    ],
+)
 def test_help_and_bad_commands_load_no_application(tmp_path, argv):
     """Only the command being run is imported: help and typos stay instant."""
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     done = subprocess.run(
-        [sys.executable, "-c", LOADED_AFTER_MAIN.format(heavy=HEAVY), *argv], cwd=tmp_path,
-        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        [sys.executable, "-c", LOADED_AFTER_MAIN.format(heavy=HEAVY), *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
@@ -411,7 +451,8 @@ def test_a_command_is_parsed_in_full_when_named_after_top_level_flags(capsys):
         main(["-v", "db"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.splitlines() == [
-        "numbershop db: error: the following arguments are required: ACTION"]
+        "numbershop db: error: the following arguments are required: ACTION"
+    ]
 
 
 # ---------------------------------------------------------------------- postgresql
@@ -449,10 +490,8 @@ def test_postgres_needs_an_explicit_upgrade_then_works(pg_url, capsys):
     assert code == 2 and out == ""
     assert "run `numbershop db upgrade`" in err and len(err.strip().splitlines()) == 1
     assert run(capsys, "db", "upgrade")[0] == 0
-    credit = run_json(capsys, "wallet", "credit", "31", "4.00", "--reason", "pg",
-                      "--idempotency-key", "pg-1")
-    again = run_json(capsys, "wallet", "credit", "31", "4.00", "--reason", "pg",
-                     "--idempotency-key", "pg-1")
+    credit = run_json(capsys, "wallet", "credit", "31", "4.00", "--reason", "pg", "--idempotency-key", "pg-1")
+    again = run_json(capsys, "wallet", "credit", "31", "4.00", "--reason", "pg", "--idempotency-key", "pg-1")
     assert credit["created"] and not again["created"] and again["available"] == money(400)
     code, _, err = run(capsys, "wallet", "debit", "31", "4.01", "--reason", "too much")
     assert code == 2 and "available" in err

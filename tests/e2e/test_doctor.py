@@ -51,8 +51,7 @@ def no_webhook_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def settings(url: str, **kw: Any) -> Settings:
-    values: dict[str, Any] = dict(DATABASE_URL=url, ADMIN_SECRET_KEY=SECRET,
-                                  ALLOWED_HOSTS="shop.example.com")
+    values: dict[str, Any] = dict(DATABASE_URL=url, ADMIN_SECRET_KEY=SECRET, ALLOWED_HOSTS="shop.example.com")
     values.update(kw)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -62,8 +61,9 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
 
 
 async def test_a_good_configuration_passes(migrated: str, emulator: tuple[Emulator, str]) -> None:
-    checks = by_name(await run_checks(settings(migrated, BOT_TOKEN=TOKEN,
-                                               TELEGRAM_API_URL=emulator[1]), timeout=5))
+    checks = by_name(
+        await run_checks(settings(migrated, BOT_TOKEN=TOKEN, TELEGRAM_API_URL=emulator[1]), timeout=5)
+    )
     assert [c.line() for c in checks.values() if c.failed] == []
     assert checks["database"].state == "ok" and "(head)" in checks["database"].detail
     assert checks["bot token"].state == "ok" and "@doctor_bot" in checks["bot token"].detail
@@ -74,8 +74,7 @@ async def test_a_good_configuration_passes(migrated: str, emulator: tuple[Emulat
 
 async def test_an_unmigrated_database_fails_with_the_fix(tmp_path: Path) -> None:
     sqlite3.connect(tmp_path / "empty.db").close()
-    checks = by_name(await run_checks(settings(f"sqlite+aiosqlite:///{tmp_path}/empty.db"),
-                                      timeout=5))
+    checks = by_name(await run_checks(settings(f"sqlite+aiosqlite:///{tmp_path}/empty.db"), timeout=5))
     line = checks["database"].line()
     assert line.startswith("FAIL") and "revision none" in line
     assert line.endswith("fix: run `numbershop db upgrade`")
@@ -109,18 +108,19 @@ async def test_an_unreachable_postgres_fails_with_the_fix() -> None:
     assert line.endswith("fix: check DATABASE_URL and that the database server is running")
 
 
-async def test_a_bad_token_fails_against_the_emulator(migrated: str,
-                                                      emulator: tuple[Emulator, str]) -> None:
+async def test_a_bad_token_fails_against_the_emulator(migrated: str, emulator: tuple[Emulator, str]) -> None:
     bad = "4242:someone-elses-token-abcdefghij"
-    checks = by_name(await run_checks(settings(migrated, BOT_TOKEN=bad,
-                                               TELEGRAM_API_URL=emulator[1]), timeout=5))
+    checks = by_name(
+        await run_checks(settings(migrated, BOT_TOKEN=bad, TELEGRAM_API_URL=emulator[1]), timeout=5)
+    )
     line = checks["bot token"].line()
     assert line.startswith("FAIL") and "401" in line and "fix: " in line
     assert bad not in "\n".join(c.line() for c in checks.values())
 
 
-async def test_webhook_must_be_https_and_registered(migrated: str, emulator: tuple[Emulator, str],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_webhook_must_be_https_and_registered(
+    migrated: str, emulator: tuple[Emulator, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     s = settings(migrated, BOT_TOKEN=TOKEN, TELEGRAM_API_URL=emulator[1])
     monkeypatch.setenv("WEBHOOK_URL", "http://shop.example.com/tg")
     checks = by_name(await run_checks(s, timeout=5))
@@ -134,15 +134,12 @@ async def test_webhook_must_be_https_and_registered(migrated: str, emulator: tup
 
 
 async def test_secrets_and_hosts(migrated: str) -> None:
-    checks = by_name(await run_checks(settings(migrated, ADMIN_SECRET_KEY=None, ALLOWED_HOSTS=""),
-                                      timeout=5))
+    checks = by_name(await run_checks(settings(migrated, ADMIN_SECRET_KEY=None, ALLOWED_HOSTS=""), timeout=5))
     assert checks["ADMIN_SECRET_KEY"].failed and "token_urlsafe" in (checks["ADMIN_SECRET_KEY"].fix or "")
     assert checks["ALLOWED_HOSTS"].state == "warn"
-    checks = by_name(await run_checks(settings(migrated, ADMIN_SECRET_KEY="short-but-16-chars"),
-                                      timeout=5))
+    checks = by_name(await run_checks(settings(migrated, ADMIN_SECRET_KEY="short-but-16-chars"), timeout=5))
     assert checks["ADMIN_SECRET_KEY"].failed and "18 characters" in checks["ADMIN_SECRET_KEY"].detail
-    checks = by_name(await run_checks(settings(migrated), timeout=5,
-                                      dashboard_url="http://shop.example.com"))
+    checks = by_name(await run_checks(settings(migrated), timeout=5, dashboard_url="http://shop.example.com"))
     assert checks["dashboard cookies"].failed and "not https" in checks["dashboard cookies"].detail
 
 
@@ -150,12 +147,28 @@ async def test_provider_keys_are_tried(migrated: str) -> None:
     fake = FakeSmsActivate(FakeClock(), api_key="sa-good-key-123")
     base = await fake.start()
     try:
-        good = by_name(await run_checks(settings(
-            migrated, PROVIDERS="smsactivate", SMSACTIVATE_URL=base + PATH,
-            SMSACTIVATE_API_KEY="sa-good-key-123"), timeout=5))
-        bad = by_name(await run_checks(settings(
-            migrated, PROVIDERS="smsactivate", SMSACTIVATE_URL=base + PATH,
-            SMSACTIVATE_API_KEY="sa-wrong-key-456"), timeout=5))
+        good = by_name(
+            await run_checks(
+                settings(
+                    migrated,
+                    PROVIDERS="smsactivate",
+                    SMSACTIVATE_URL=base + PATH,
+                    SMSACTIVATE_API_KEY="sa-good-key-123",
+                ),
+                timeout=5,
+            )
+        )
+        bad = by_name(
+            await run_checks(
+                settings(
+                    migrated,
+                    PROVIDERS="smsactivate",
+                    SMSACTIVATE_URL=base + PATH,
+                    SMSACTIVATE_API_KEY="sa-wrong-key-456",
+                ),
+                timeout=5,
+            )
+        )
     finally:
         await fake.stop()
     assert good["provider smsactivate"].state == "ok"
@@ -178,9 +191,20 @@ async def test_unreachable_services_fail_fast(migrated: str) -> None:
     closed.close()
     try:
         started = time.monotonic()
-        checks = by_name(await asyncio.wait_for(run_checks(settings(
-            migrated, BOT_TOKEN=TOKEN, TELEGRAM_API_URL=f"http://127.0.0.1:{port}",
-            REDIS_URL=f"redis://127.0.0.1:{closed_port}/0"), timeout=0.5), 10))
+        checks = by_name(
+            await asyncio.wait_for(
+                run_checks(
+                    settings(
+                        migrated,
+                        BOT_TOKEN=TOKEN,
+                        TELEGRAM_API_URL=f"http://127.0.0.1:{port}",
+                        REDIS_URL=f"redis://127.0.0.1:{closed_port}/0",
+                    ),
+                    timeout=0.5,
+                ),
+                10,
+            )
+        )
         elapsed = time.monotonic() - started
     finally:
         silent.close()
@@ -189,11 +213,14 @@ async def test_unreachable_services_fail_fast(migrated: str) -> None:
     assert elapsed < 3
 
 
-@pytest.mark.skipif(not os.environ.get("NUMBERSHOP_TEST_REDIS_URL"),
-                    reason="set NUMBERSHOP_TEST_REDIS_URL to check a live Redis")
+@pytest.mark.skipif(
+    not os.environ.get("NUMBERSHOP_TEST_REDIS_URL"),
+    reason="set NUMBERSHOP_TEST_REDIS_URL to check a live Redis",
+)
 async def test_a_live_redis_answers(migrated: str) -> None:
-    checks = by_name(await run_checks(settings(
-        migrated, REDIS_URL=os.environ["NUMBERSHOP_TEST_REDIS_URL"]), timeout=5))
+    checks = by_name(
+        await run_checks(settings(migrated, REDIS_URL=os.environ["NUMBERSHOP_TEST_REDIS_URL"]), timeout=5)
+    )
     assert checks["redis"].state == "ok"
 
 
@@ -201,11 +228,20 @@ async def test_a_live_redis_answers(migrated: str) -> None:
 
 
 def doctor(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if k not in Settings.model_fields and k not in ("WEBHOOK_URL", "WEBHOOK_SECRET")}
-    return subprocess.run([sys.executable, "-m", "numbershop", "doctor", *args], cwd=cwd,
-                          env={**clean, **env}, capture_output=True, text=True, timeout=60,
-                          check=False)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in Settings.model_fields and k not in ("WEBHOOK_URL", "WEBHOOK_SECRET")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "numbershop", "doctor", *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_the_command_exits_0_1_2(tmp_path: Path) -> None:
@@ -220,8 +256,10 @@ def test_the_command_exits_0_1_2(tmp_path: Path) -> None:
 
     bad = doctor(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path}/empty.db", **env)
     assert bad.returncode == 1
-    assert any(line.startswith("FAIL  database:") and "fix: run `numbershop db upgrade`" in line
-               for line in bad.stdout.splitlines())
+    assert any(
+        line.startswith("FAIL  database:") and "fix: run `numbershop db upgrade`" in line
+        for line in bad.stdout.splitlines()
+    )
 
     wrong = doctor(tmp_path, "--timeout", "soon")
     assert wrong.returncode == 2 and "not a number of seconds" in wrong.stderr

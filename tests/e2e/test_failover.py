@@ -52,22 +52,37 @@ class World:
         async with self.db.begin() as conn:
             user = await get_or_create_user(conn, telegram_id=telegram_id, now=now)
             await ledger.post_transfer(
-                conn, id=ledger.new_id(), debit=await ledger.system_account(conn, ledger.TOPUPS),
-                credit=user.wallet_account_id, amount=funds, code="topup", now=now)
+                conn,
+                id=ledger.new_id(),
+                debit=await ledger.system_account(conn, ledger.TOPUPS),
+                credit=user.wallet_account_id,
+                amount=funds,
+                code="topup",
+                now=now,
+            )
         return user
 
     async def quote(self, user: object) -> str:
         async with self.db.begin() as conn:
             quote = await catalog.create_quote(
-                conn, user_id=user.id, service="telegram", country="US",  # type: ignore[attr-defined]
-                markup_percent=20, now=self.clock.now(), ttl_seconds=600)
+                conn,
+                user_id=user.id,
+                service="telegram",
+                country="US",  # type: ignore[attr-defined]
+                markup_percent=20,
+                now=self.clock.now(),
+                ttl_seconds=600,
+            )
         assert quote.price == PRICE
         return quote.id
 
     async def buy(self, user: object, key: str, quote_id: str | None = None) -> object:
         quote_id = quote_id or await self.quote(user)
-        return await self.orders.purchase(user_id=user.id, quote_id=quote_id,  # type: ignore[attr-defined]
-                                          idempotency_key=key)
+        return await self.orders.purchase(
+            user_id=user.id,
+            quote_id=quote_id,  # type: ignore[attr-defined]
+            idempotency_key=key,
+        )
 
     async def wallet(self, user: object) -> ledger.AccountBalance:
         async with self.db.read() as conn:
@@ -75,8 +90,9 @@ class World:
 
     async def holds(self, order_id: str) -> list:
         async with self.db.read() as conn:
-            return list((await conn.execute(
-                select(transfers).where(transfers.c.order_id == order_id))).mappings())
+            return list(
+                (await conn.execute(select(transfers).where(transfers.c.order_id == order_id))).mappings()
+            )
 
     async def assert_books_clean(self) -> None:
         assert await check_invariants(self.db, self.clock.now()) == []
@@ -90,23 +106,44 @@ async def world(db: Database, clock: FakeClock) -> AsyncIterator[World]:
     tv_fake.stock = {"telegram": 50}
     await sa_fake.start()
     await tv_fake.start()
-    settings = Settings(_env_file=None, PROVIDERS=("smsactivate", "textverified"), SHOP_CURRENCY="USD",
-                        SMSACTIVATE_URL=sa_fake.base_url + PATH, SMSACTIVATE_CURRENCY="USD",
-                        SMSACTIVATE_API_KEY=sa_fake.api_key, SMSACTIVATE_COST_RATE=1.0,
-                        TEXTVERIFIED_API_USERNAME=tv_fake.username,
-                        TEXTVERIFIED_API_KEY=tv_fake.api_key, MARKUP_PERCENT=20)
+    settings = Settings(
+        _env_file=None,
+        PROVIDERS=("smsactivate", "textverified"),
+        SHOP_CURRENCY="USD",
+        SMSACTIVATE_URL=sa_fake.base_url + PATH,
+        SMSACTIVATE_CURRENCY="USD",
+        SMSACTIVATE_API_KEY=sa_fake.api_key,
+        SMSACTIVATE_COST_RATE=1.0,
+        TEXTVERIFIED_API_USERNAME=tv_fake.username,
+        TEXTVERIFIED_API_KEY=tv_fake.api_key,
+        MARKUP_PERCENT=20,
+    )
     board = BreakerBoard(threshold=2, ttl_s=60, clock=clock)
     # Reading the reply times out well before the 2 s a "lost answer" takes; connecting to a
     # local fake never should (CI once waited 0.5 s for a connect under load and failed setup).
     timeout = httpx.Timeout(1.0, connect=10.0, pool=10.0)
     providers = {
-        "smsactivate": board.guard(SmsActivateProvider(
-            url=sa_fake.base_url + PATH, api_key=sa_fake.api_key, clock=clock, cost_rate=1.0,
-            name="smsactivate",
-            shop_currency="USD", timeout=timeout)),
-        "textverified": board.guard(TextVerifiedProvider(
-            url=tv_fake.base_url, username=tv_fake.username, api_key=tv_fake.api_key,
-            clock=clock, timeout=timeout, conflict_retry_delays=(0.01,))),
+        "smsactivate": board.guard(
+            SmsActivateProvider(
+                url=sa_fake.base_url + PATH,
+                api_key=sa_fake.api_key,
+                clock=clock,
+                cost_rate=1.0,
+                name="smsactivate",
+                shop_currency="USD",
+                timeout=timeout,
+            )
+        ),
+        "textverified": board.guard(
+            TextVerifiedProvider(
+                url=tv_fake.base_url,
+                username=tv_fake.username,
+                api_key=tv_fake.api_key,
+                clock=clock,
+                timeout=timeout,
+                conflict_retry_delays=(0.01,),
+            )
+        ),
     }
     async with db.begin() as conn:
         await catalog.seed_reference_data(conn)
@@ -125,8 +162,7 @@ async def world(db: Database, clock: FakeClock) -> AsyncIterator[World]:
 
 async def test_catalog_sync_made_smsactivate_the_cheaper_candidate(world: World) -> None:
     async with world.db.read() as conn:
-        found = await catalog.candidate_offers(conn, "telegram", "US", PRICE,
-                                               providers=list(world.providers))
+        found = await catalog.candidate_offers(conn, "telegram", "US", PRICE, providers=list(world.providers))
     assert [(c.provider, c.cost) for c in found] == [("smsactivate", 80), ("textverified", 90)]
 
 

@@ -58,8 +58,13 @@ async def fake(clock: FakeClock) -> AsyncIterator[FakeFiveSim]:
 
 def make(fake: FakeFiveSim, clock: FakeClock, **kw: object) -> FiveSimProvider:
     opts: dict[str, object] = dict(
-        url=fake.base_url + PREFIX, api_key=fake.api_key, clock=clock, cost_rate=RATE,
-        order_ttl_seconds=1200, shop_currency="USD", provider_currency="RUB",
+        url=fake.base_url + PREFIX,
+        api_key=fake.api_key,
+        clock=clock,
+        cost_rate=RATE,
+        order_ttl_seconds=1200,
+        shop_currency="USD",
+        provider_currency="RUB",
         # Short reads make the slow-reply tests quick; connecting to the local fake gets longer.
         timeout=httpx.Timeout(0.5, connect=5.0),
     )
@@ -74,8 +79,9 @@ async def fs(fake: FakeFiveSim, clock: FakeClock) -> AsyncIterator[FiveSimProvid
     await provider.aclose()
 
 
-def req(service: str = "whatsapp", country: str = "RU", max_cost: int = 100,
-        key: str = "order-1") -> RentRequest:
+def req(
+    service: str = "whatsapp", country: str = "RU", max_cost: int = 100, key: str = "order-1"
+) -> RentRequest:
     return RentRequest(service=service, country=country, max_cost=max_cost, idempotency_key=key)
 
 
@@ -93,8 +99,7 @@ async def test_port_and_capabilities(fs: FiveSimProvider) -> None:
     assert not fs.capabilities.another_code and not fs.capabilities.batch_status
 
 
-async def test_balance_from_profile_in_provider_minor_units(fs: FiveSimProvider,
-                                                            fake: FakeFiveSim) -> None:
+async def test_balance_from_profile_in_provider_minor_units(fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     fake.balance = Decimal("50.37")
     bal = await fs.balance()
     assert (bal.amount, bal.currency) == (5037, "RUB")
@@ -104,7 +109,8 @@ async def test_balance_from_profile_in_provider_minor_units(fs: FiveSimProvider,
 
 
 async def test_catalog_per_country_prices_cheapest_stocked_operator(
-        fs: FiveSimProvider, fake: FakeFiveSim, caplog: pytest.LogCaptureFixture) -> None:
+    fs: FiveSimProvider, fake: FakeFiveSim, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="core.providers.fivesim")
     offers = {(o.service, o.country): (o.cost, o.stock) for o in await fs.catalog()}
     # vodafone 30.00 in stock wins over virtual21 25.50 sold out; 30 × 0.01 = 30 cents
@@ -114,20 +120,18 @@ async def test_catalog_per_country_prices_cheapest_stocked_operator(
     assert offers[("telegram", "US")] == (40, 7)
     # 'uk' also claims GB but 'england' is the slug; Russia and Bhutan are no shop countries;
     # 'amazon2' maps to no service
-    assert set(offers) == {("whatsapp", "GB"), ("telegram", "GB"), ("google", "GB"),
-                           ("telegram", "US")}
+    assert set(offers) == {("whatsapp", "GB"), ("telegram", "GB"), ("google", "GB"), ("telegram", "US")}
     priced = sorted(c.query.get("country", "") for c in fake.calls_to("prices"))
     assert priced == ["england", "usa"]  # one call per sold country, never all prices
     assert all(set(c.query) == {"country"} for c in fake.calls_to("prices"))
     # the guest calls go without the key
-    assert all("Authorization" not in c.headers for c in fake.calls
-               if c.route in ("countries", "prices"))
-    assert any("amazon2" in r.getMessage() and "1 products" in r.getMessage()
-               for r in caplog.records)
+    assert all("Authorization" not in c.headers for c in fake.calls if c.route in ("countries", "prices"))
+    assert any("amazon2" in r.getMessage() and "1 products" in r.getMessage() for r in caplog.records)
 
 
-async def test_catalog_countries_list_is_cached(fs: FiveSimProvider, fake: FakeFiveSim,
-                                                clock: FakeClock) -> None:
+async def test_catalog_countries_list_is_cached(
+    fs: FiveSimProvider, fake: FakeFiveSim, clock: FakeClock
+) -> None:
     await fs.catalog()
     await fs.catalog()
     assert len(fake.calls_to("countries")) == 1
@@ -147,16 +151,14 @@ async def test_catalog_countries_are_configurable(fake: FakeFiveSim, clock: Fake
     assert {country for _, country in offers} == {"RU", "GB"}
 
 
-async def test_catalog_skips_a_country_5sim_no_longer_knows(fs: FiveSimProvider,
-                                                            fake: FakeFiveSim) -> None:
+async def test_catalog_skips_a_country_5sim_no_longer_knows(fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     await fs.catalog()
     del fake.countries["usa"]  # our cached list still has it: the prices call says bad country
     offers = {(o.service, o.country) for o in await fs.catalog()}
     assert ("telegram", "US") not in offers and ("whatsapp", "GB") in offers
 
 
-async def test_catalog_fails_whole_on_a_transient_error(fs: FiveSimProvider,
-                                                        fake: FakeFiveSim) -> None:
+async def test_catalog_fails_whole_on_a_transient_error(fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     # a partial catalogue would drop the missing country's offers: keep the old one instead
     fake.script("prices", status=502, body=HTML, content_type="text/html")
     with pytest.raises(ProviderUnavailable):
@@ -180,8 +182,9 @@ async def test_catalog_handles_an_empty_country(fs: FiveSimProvider, fake: FakeF
     assert not any(country == "US" for _, country in offers)
 
 
-async def test_rent_buys_any_operator_with_floor_max_price(fs: FiveSimProvider, fake: FakeFiveSim,
-                                                           clock: FakeClock) -> None:
+async def test_rent_buys_any_operator_with_floor_max_price(
+    fs: FiveSimProvider, fake: FakeFiveSim, clock: FakeClock
+) -> None:
     rental = await fs.rent(req(max_cost=17))  # 17 cents = 17.00 RUB max
     order = fake.orders[int(rental.activation_id)]
     [call] = fake.calls_to("buy")
@@ -196,8 +199,7 @@ async def test_rent_buys_any_operator_with_floor_max_price(fs: FiveSimProvider, 
     assert not rental.can_request_another
 
 
-async def test_rent_deadline_capped_by_ttl_and_clamped_to_now(fake: FakeFiveSim,
-                                                              clock: FakeClock) -> None:
+async def test_rent_deadline_capped_by_ttl_and_clamped_to_now(fake: FakeFiveSim, clock: FakeClock) -> None:
     fs = make(fake, clock, order_ttl_seconds=600)
     try:
         rental = await fs.rent(req())
@@ -213,7 +215,8 @@ async def test_rent_deadline_capped_by_ttl_and_clamped_to_now(fake: FakeFiveSim,
 
 
 async def test_rent_max_price_rounds_down_so_cost_never_exceeds_max(
-        fake: FakeFiveSim, clock: FakeClock) -> None:
+    fake: FakeFiveSim, clock: FakeClock
+) -> None:
     fs = make(fake, clock, cost_rate="0.011")
     try:
         fake.prices["russia"]["whatsapp"]["mts"]["cost"] = 45.45
@@ -224,8 +227,9 @@ async def test_rent_max_price_rounds_down_so_cost_never_exceeds_max(
         await fs.aclose()
 
 
-async def test_rent_max_price_below_every_operator_is_out_of_stock(fs: FiveSimProvider,
-                                                                   fake: FakeFiveSim) -> None:
+async def test_rent_max_price_below_every_operator_is_out_of_stock(
+    fs: FiveSimProvider, fake: FakeFiveSim
+) -> None:
     with pytest.raises(OutOfStock):
         await fs.rent(req(max_cost=10))  # 10.00 RUB < 15.5
     assert fake.orders == {} and fake.balance == Decimal("100.00")
@@ -235,7 +239,8 @@ async def test_rent_max_price_below_every_operator_is_out_of_stock(fs: FiveSimPr
 
 
 async def test_rent_unknown_service_or_country_never_calls_upstream(
-        fs: FiveSimProvider, fake: FakeFiveSim) -> None:
+    fs: FiveSimProvider, fake: FakeFiveSim
+) -> None:
     with pytest.raises(BadService):
         await fs.rent(req(service="nonexistent"))
     with pytest.raises(BadService):
@@ -243,8 +248,9 @@ async def test_rent_unknown_service_or_country_never_calls_upstream(
     assert fake.calls == []
 
 
-async def test_rent_uses_the_live_country_slug_after_a_catalogue(fs: FiveSimProvider,
-                                                                 fake: FakeFiveSim) -> None:
+async def test_rent_uses_the_live_country_slug_after_a_catalogue(
+    fs: FiveSimProvider, fake: FakeFiveSim
+) -> None:
     await fs.catalog()
     rental = await fs.rent(req(service="telegram", country="GB"))
     assert fake.calls_to("buy")[0].path.endswith("/england/any/telegram")
@@ -303,8 +309,7 @@ async def test_timeout_is_expired(fs: FiveSimProvider, fake: FakeFiveSim, clock:
     assert (await fs.status(rental.activation_id)).state is ActivationState.EXPIRED
 
 
-async def test_auto_finished_after_a_code(fs: FiveSimProvider, fake: FakeFiveSim,
-                                          clock: FakeClock) -> None:
+async def test_auto_finished_after_a_code(fs: FiveSimProvider, fake: FakeFiveSim, clock: FakeClock) -> None:
     rental = await fs.rent(req())
     fake.deliver(rental.activation_id, "111222")
     clock.advance(LIFETIME.total_seconds() + 1)
@@ -312,8 +317,7 @@ async def test_auto_finished_after_a_code(fs: FiveSimProvider, fake: FakeFiveSim
     assert st.state is ActivationState.FINISHED and [m.code for m in st.messages] == ["111222"]
 
 
-async def test_cancel_after_a_code_is_refused_not_closed(fs: FiveSimProvider,
-                                                         fake: FakeFiveSim) -> None:
+async def test_cancel_after_a_code_is_refused_not_closed(fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     rental = await fs.rent(req())
     fake.deliver(rental.activation_id, "123456")
     for close in (fs.cancel, fs.ban):
@@ -330,8 +334,7 @@ async def test_finish_without_a_code_is_refused(fs: FiveSimProvider) -> None:
     assert type(refused.value) is BusinessError
 
 
-async def test_early_cancel_denied(fs: FiveSimProvider, fake: FakeFiveSim,
-                                   clock: FakeClock) -> None:
+async def test_early_cancel_denied(fs: FiveSimProvider, fake: FakeFiveSim, clock: FakeClock) -> None:
     fake.cancel_wait_seconds = 60
     rental = await fs.rent(req())
     with pytest.raises(EarlyCancelDenied) as denied:  # "you need to wait time"
@@ -364,8 +367,9 @@ async def test_another_code_is_not_supported(fs: FiveSimProvider, fake: FakeFive
     assert fake.calls == []
 
 
-async def test_active_activations_reads_the_order_history(fs: FiveSimProvider, fake: FakeFiveSim,
-                                                          clock: FakeClock) -> None:
+async def test_active_activations_reads_the_order_history(
+    fs: FiveSimProvider, fake: FakeFiveSim, clock: FakeClock
+) -> None:
     assert await fs.active_activations() == []
     old = fake.add_order(created=clock.now() - timedelta(hours=2))  # long closed
     done = await fs.rent(req())
@@ -376,8 +380,7 @@ async def test_active_activations_reads_the_order_history(fs: FiveSimProvider, f
     b = await fs.rent(req(service="telegram", country="GB", key="order-2"))
     stranger = fake.add_order(product="amazon2", country="england")
     active = await fs.active_activations()
-    assert [r.activation_id for r in active] == [a.activation_id, b.activation_id,
-                                                 str(stranger.id)]
+    assert [r.activation_id for r in active] == [a.activation_id, b.activation_id, str(stranger.id)]
     assert str(old.id) not in {r.activation_id for r in active}
     assert (active[0].service, active[0].country, active[0].cost) == ("whatsapp", "RU", 16)
     assert (active[1].service, active[1].country) == ("telegram", "GB")
@@ -388,9 +391,9 @@ async def test_active_activations_reads_the_order_history(fs: FiveSimProvider, f
     assert call.query["category"] == "activation" and call.query["reverse"] == "true"
 
 
-async def test_active_activations_keep_an_old_open_orders_age(fs: FiveSimProvider,
-                                                              fake: FakeFiveSim,
-                                                              clock: FakeClock) -> None:
+async def test_active_activations_keep_an_old_open_orders_age(
+    fs: FiveSimProvider, fake: FakeFiveSim, clock: FakeClock
+) -> None:
     # some operators keep an order open up to 30 minutes, longer than our deadline
     created = clock.now() - timedelta(minutes=25)
     old = fake.add_order(created=created, lifetime=timedelta(minutes=30))
@@ -399,8 +402,7 @@ async def test_active_activations_keep_an_old_open_orders_age(fs: FiveSimProvide
     assert rental.created_at == created  # not clamped to now: recovery matches on it
 
 
-async def test_active_activations_pages_until_orders_are_too_old(fake: FakeFiveSim,
-                                                                 clock: FakeClock) -> None:
+async def test_active_activations_pages_until_orders_are_too_old(fake: FakeFiveSim, clock: FakeClock) -> None:
     fs = make(fake, clock, history_page_size=2)
     try:
         for hours in (5, 4, 3):  # closed long ago, oldest ids
@@ -464,8 +466,9 @@ ERROR_REPLIES: list[tuple[str, type[ProviderError]]] = [
 
 @pytest.mark.parametrize(("body", "cls"), ERROR_REPLIES)
 @pytest.mark.parametrize("call", ["rent", "status", "cancel", "balance"])
-async def test_every_error_reply_maps_to_its_class(body: str, cls: type[ProviderError], call: str,
-                                                   fs: FiveSimProvider, fake: FakeFiveSim) -> None:
+async def test_every_error_reply_maps_to_its_class(
+    body: str, cls: type[ProviderError], call: str, fs: FiveSimProvider, fake: FakeFiveSim
+) -> None:
     route = {"rent": "buy", "status": "check", "cancel": "cancel", "balance": "profile"}[call]
     fake.script(route, status=400, body=body)
     with pytest.raises(cls) as raised:
@@ -483,8 +486,9 @@ async def test_every_error_reply_maps_to_its_class(body: str, cls: type[Provider
 
 
 @pytest.mark.parametrize("status", [200, 400, 404])
-async def test_error_text_decides_before_http_status(status: int, fs: FiveSimProvider,
-                                                     fake: FakeFiveSim) -> None:
+async def test_error_text_decides_before_http_status(
+    status: int, fs: FiveSimProvider, fake: FakeFiveSim
+) -> None:
     fake.script("buy", status=status, body="no free phones\n")  # one client saw it with 200
     with pytest.raises(OutOfStock):
         await fs.rent(req())
@@ -496,8 +500,7 @@ async def test_error_text_decides_before_http_status(status: int, fs: FiveSimPro
 async def test_bad_key_is_401_with_an_empty_body(fake: FakeFiveSim, clock: FakeClock) -> None:
     wrong = make(fake, clock, api_key="not-the-key")
     try:
-        for call in (wrong.balance(), wrong.rent(req()), wrong.status("1"),
-                     wrong.active_activations()):
+        for call in (wrong.balance(), wrong.rent(req()), wrong.status("1"), wrong.active_activations()):
             with pytest.raises(BadKey):
                 await call
         assert fake.orders == {}
@@ -510,8 +513,7 @@ async def test_bad_key_is_401_with_an_empty_body(fake: FakeFiveSim, clock: FakeC
 HTML = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
 
 
-@pytest.mark.parametrize("body", [HTML, "", "{", '{"balance": "x"}', '{"id": 1}', "[]",
-                                  "something new"])
+@pytest.mark.parametrize("body", [HTML, "", "{", '{"balance": "x"}', '{"id": 1}', "[]", "something new"])
 async def test_malformed_profile(body: str, fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     fake.script("profile", body=body, content_type="text/html")
     with pytest.raises(MalformedResponse) as raised:
@@ -519,22 +521,37 @@ async def test_malformed_profile(body: str, fs: FiveSimProvider, fake: FakeFiveS
     assert not isinstance(raised.value, OutcomeUnknown)
 
 
-@pytest.mark.parametrize("body", [HTML, '{"id": 1, "status": "WAITING", "sms": []}',
-                                  '{"id": 2, "status": "RECEIVED", "sms": []}',
-                                  '{"id": 1, "status": "RECEIVED", "sms": {"a": 1}}',
-                                  '{"id": 1, "status": "RECEIVED", "sms": ["x"]}', "null"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        HTML,
+        '{"id": 1, "status": "WAITING", "sms": []}',
+        '{"id": 2, "status": "RECEIVED", "sms": []}',
+        '{"id": 1, "status": "RECEIVED", "sms": {"a": 1}}',
+        '{"id": 1, "status": "RECEIVED", "sms": ["x"]}',
+        "null",
+    ],
+)
 async def test_malformed_check(body: str, fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     fake.script("check", body=body, content_type="application/json")
     with pytest.raises(MalformedResponse):
         await fs.status("1")
 
 
-@pytest.mark.parametrize("body", ['{"russia": {"whatsapp": {"mts": {"cost": 1', HTML, "[1]",
-                                  '{"russia": [1]}', '{"russia": {"whatsapp": [1]}}',
-                                  '{"russia": {"whatsapp": {"mts": {"count": 5}}}}',
-                                  '{"russia": {"whatsapp": {"mts": {"cost": "x", "count": 1}}}}',
-                                  '{"russia": {"whatsapp": {"mts": {"cost": 1, "count": "x"}}}}',
-                                  '{"england": {}}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"russia": {"whatsapp": {"mts": {"cost": 1',
+        HTML,
+        "[1]",
+        '{"russia": [1]}',
+        '{"russia": {"whatsapp": [1]}}',
+        '{"russia": {"whatsapp": {"mts": {"count": 5}}}}',
+        '{"russia": {"whatsapp": {"mts": {"cost": "x", "count": 1}}}}',
+        '{"russia": {"whatsapp": {"mts": {"cost": 1, "count": "x"}}}}',
+        '{"england": {}}',
+    ],
+)
 async def test_malformed_prices(body: str, fake: FakeFiveSim, clock: FakeClock) -> None:
     fs = make(fake, clock, catalogue_countries=["RU"])
     fake.script("prices", body=body, content_type="application/json")
@@ -545,14 +562,22 @@ async def test_malformed_prices(body: str, fake: FakeFiveSim, clock: FakeClock) 
         await fs.aclose()
 
 
-@pytest.mark.parametrize("body", ['{"id": 1, "phone": "+7999', HTML, "",
-                                  '{"phone": "+79990000000", "price": 1, "status": "RECEIVED"}',
-                                  '{"id": 1, "phone": "call me", "price": 1, "status": "RECEIVED"}',
-                                  '{"id": 1, "phone": "+79990000000", "status": "RECEIVED"}',
-                                  '{"id": 1, "phone": "+79990000000", "price": 1, "status": "NEW"}',
-                                  "something new"])
-async def test_malformed_buy_reply_is_outcome_unknown(body: str, fs: FiveSimProvider,
-                                                      fake: FakeFiveSim) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"id": 1, "phone": "+7999',
+        HTML,
+        "",
+        '{"phone": "+79990000000", "price": 1, "status": "RECEIVED"}',
+        '{"id": 1, "phone": "call me", "price": 1, "status": "RECEIVED"}',
+        '{"id": 1, "phone": "+79990000000", "status": "RECEIVED"}',
+        '{"id": 1, "phone": "+79990000000", "price": 1, "status": "NEW"}',
+        "something new",
+    ],
+)
+async def test_malformed_buy_reply_is_outcome_unknown(
+    body: str, fs: FiveSimProvider, fake: FakeFiveSim
+) -> None:
     fake.script("buy", body=body, content_type="application/json")
     with pytest.raises(OutcomeUnknown) as raised:
         await fs.rent(req())
@@ -560,10 +585,18 @@ async def test_malformed_buy_reply_is_outcome_unknown(body: str, fs: FiveSimProv
     assert isinstance(raised.value, MalformedResponse)
 
 
-@pytest.mark.parametrize("body", [
-    HTML, '{"Data": {"a": 1}}', '{"Data": [{"id": 1}]}', '{"Data": [', "[]",
-    # an open order without a creation time could be matched to any lost buy
-    '{"Data": [{"id": 1, "phone": "+79990000000", "price": 1, "status": "RECEIVED"}]}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        HTML,
+        '{"Data": {"a": 1}}',
+        '{"Data": [{"id": 1}]}',
+        '{"Data": [',
+        "[]",
+        # an open order without a creation time could be matched to any lost buy
+        '{"Data": [{"id": 1, "phone": "+79990000000", "price": 1, "status": "RECEIVED"}]}',
+    ],
+)
 async def test_malformed_order_history(body: str, fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     fake.script("orders", body=body, content_type="application/json")
     with pytest.raises(MalformedResponse):
@@ -573,17 +606,14 @@ async def test_malformed_order_history(body: str, fs: FiveSimProvider, fake: Fak
 async def test_close_reply_with_another_status(fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     rental = await fs.rent(req())
     order = fake.orders[int(rental.activation_id)].as_json()
-    fake.script("cancel", body=_json({**order, "status": "TIMEOUT"}),
-                content_type="application/json")
+    fake.script("cancel", body=_json({**order, "status": "TIMEOUT"}), content_type="application/json")
     with pytest.raises(AlreadyClosed):  # closed unbilled some other way
         await fs.cancel(rental.activation_id)
-    fake.script("cancel", body=_json({**order, "status": "FINISHED"}),
-                content_type="application/json")
+    fake.script("cancel", body=_json({**order, "status": "FINISHED"}), content_type="application/json")
     with pytest.raises(BusinessError) as billed:  # closed, but billed: not what was asked
         await fs.cancel(rental.activation_id)
     assert type(billed.value) is BusinessError
-    fake.script("finish", body=_json({**order, "status": "TIMEOUT"}),
-                content_type="application/json")
+    fake.script("finish", body=_json({**order, "status": "TIMEOUT"}), content_type="application/json")
     with pytest.raises(AlreadyClosed):
         await fs.finish(rental.activation_id)
     fake.script("cancel", body=_json(order), content_type="application/json")  # still open
@@ -601,10 +631,12 @@ async def test_slow_read_times_out(fs: FiveSimProvider, fake: FakeFiveSim) -> No
     assert not isinstance(raised.value, OutcomeUnknown)
 
 
-@pytest.mark.parametrize("fault", [dict(apply=True, delay=2.0), dict(apply=True, reset=True)],
-                         ids=["timeout", "dropped"])
+@pytest.mark.parametrize(
+    "fault", [dict(apply=True, delay=2.0), dict(apply=True, reset=True)], ids=["timeout", "dropped"]
+)
 async def test_lost_buy_reply_is_outcome_unknown_and_found_in_the_history(
-        fault: dict[str, Any], fs: FiveSimProvider, fake: FakeFiveSim) -> None:
+    fault: dict[str, Any], fs: FiveSimProvider, fake: FakeFiveSim
+) -> None:
     fake.add_order(product="telegram", country="usa")  # someone else's, already known
     fake.script("buy", **fault)  # bought upstream, reply lost
     with pytest.raises(OutcomeUnknown):
@@ -626,8 +658,7 @@ async def test_server_errors(status: int, fs: FiveSimProvider, fake: FakeFiveSim
         await fs.rent(req())
 
 
-async def test_html_page_with_200_on_buy_is_outcome_unknown(fs: FiveSimProvider,
-                                                            fake: FakeFiveSim) -> None:
+async def test_html_page_with_200_on_buy_is_outcome_unknown(fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     fake.script("buy", body=HTML, content_type="text/html")
     with pytest.raises(OutcomeUnknown):
         await fs.rent(req())
@@ -641,7 +672,8 @@ async def test_reset_on_read_is_unavailable(fs: FiveSimProvider, fake: FakeFiveS
 
 
 async def test_connection_refused_before_sending_is_not_outcome_unknown(
-        fake: FakeFiveSim, clock: FakeClock) -> None:
+    fake: FakeFiveSim, clock: FakeClock
+) -> None:
     fs = make(fake, clock)
     await fake.stop()
     try:
@@ -676,8 +708,9 @@ async def test_reads_are_not_serialized(fs: FiveSimProvider, fake: FakeFiveSim) 
 # ---------------------------------------------------------------- secrets
 
 
-async def test_api_key_never_logged(fs: FiveSimProvider, fake: FakeFiveSim,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+async def test_api_key_never_logged(
+    fs: FiveSimProvider, fake: FakeFiveSim, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     await fs.balance()
     await fs.catalog()
@@ -700,10 +733,16 @@ async def test_api_key_never_logged(fs: FiveSimProvider, fake: FakeFiveSim,
 
 
 async def test_from_settings_and_registry(fake: FakeFiveSim, clock: FakeClock) -> None:
-    settings = load_settings(_env_file=None, PROVIDERS="fivesim", FIVESIM_URL=fake.base_url + PREFIX,
-                             FIVESIM_API_KEY=fake.api_key, FIVESIM_CURRENCY="RUB",
-                             FIVESIM_COST_RATE=0.01, FIVESIM_ORDER_TTL_SECONDS=300,
-                             SHOP_CURRENCY="USD")
+    settings = load_settings(
+        _env_file=None,
+        PROVIDERS="fivesim",
+        FIVESIM_URL=fake.base_url + PREFIX,
+        FIVESIM_API_KEY=fake.api_key,
+        FIVESIM_CURRENCY="RUB",
+        FIVESIM_COST_RATE=0.01,
+        FIVESIM_ORDER_TTL_SECONDS=300,
+        SHOP_CURRENCY="USD",
+    )
     assert settings.PROVIDERS == ("fivesim",)
     fs = build_provider("fivesim", settings, clock)
     assert isinstance(fs, FiveSimProvider)
@@ -718,23 +757,30 @@ async def test_from_settings_and_registry(fake: FakeFiveSim, clock: FakeClock) -
     # 5sim's docs do not say which currency an account bills in: never guessed
     with pytest.raises(ConfigError, match="^FIVESIM_CURRENCY: required"):
         load_settings(_env_file=None, PROVIDERS="fivesim", FIVESIM_API_KEY="k")
-    defaults = load_settings(_env_file=None, PROVIDERS="fivesim", FIVESIM_API_KEY="k",
-                             FIVESIM_CURRENCY="USD", SHOP_CURRENCY="USD")
+    defaults = load_settings(
+        _env_file=None, PROVIDERS="fivesim", FIVESIM_API_KEY="k", FIVESIM_CURRENCY="USD", SHOP_CURRENCY="USD"
+    )
     (instance,) = defaults.provider_instances
-    assert (instance.url, instance.cost_rate, instance.order_ttl_seconds) == (
-        "https://5sim.net/v1", 1, 900)
+    assert (instance.url, instance.cost_rate, instance.order_ttl_seconds) == ("https://5sim.net/v1", 1, 900)
 
 
 # ---------------------------------------------------------------- recovery through the shop
 
 
 @pytest.fixture
-async def shop(db: Database, fake: FakeFiveSim, clock: FakeClock
-               ) -> AsyncIterator[tuple[OrderService, FiveSimProvider]]:
+async def shop(
+    db: Database, fake: FakeFiveSim, clock: FakeClock
+) -> AsyncIterator[tuple[OrderService, FiveSimProvider]]:
     fake.prices["usa"]["telegram"]["virtual52"]["cost"] = 0.80  # a USD account, rate 1
     fs = make(fake, clock, cost_rate=1, provider_currency="USD", timeout=httpx.Timeout(1.0, connect=10.0))
-    settings = Settings(_env_file=None, PROVIDERS=("fivesim",), SHOP_CURRENCY="USD",
-                        FIVESIM_API_KEY=fake.api_key, FIVESIM_CURRENCY="USD", MARKUP_PERCENT=20)
+    settings = Settings(
+        _env_file=None,
+        PROVIDERS=("fivesim",),
+        SHOP_CURRENCY="USD",
+        FIVESIM_API_KEY=fake.api_key,
+        FIVESIM_CURRENCY="USD",
+        MARKUP_PERCENT=20,
+    )
     async with db.begin() as conn:
         await catalog.seed_reference_data(conn)
     await catalog.sync_catalog(db, fs, clock)
@@ -749,18 +795,30 @@ async def _purchase(db: Database, orders: OrderService, clock: FakeClock, key: s
     async with db.begin() as conn:
         user = await get_or_create_user(conn, telegram_id=1, now=now)
         await ledger.post_transfer(
-            conn, id=ledger.new_id(), debit=await ledger.system_account(conn, ledger.TOPUPS),
-            credit=user.wallet_account_id, amount=500, code="topup", now=now)
-        quote = await catalog.create_quote(conn, user_id=user.id, service="telegram",
-                                           country="US", markup_percent=20, now=now,
-                                           ttl_seconds=600)
+            conn,
+            id=ledger.new_id(),
+            debit=await ledger.system_account(conn, ledger.TOPUPS),
+            credit=user.wallet_account_id,
+            amount=500,
+            code="topup",
+            now=now,
+        )
+        quote = await catalog.create_quote(
+            conn,
+            user_id=user.id,
+            service="telegram",
+            country="US",
+            markup_percent=20,
+            now=now,
+            ttl_seconds=600,
+        )
     assert quote.price == 96
     return await orders.purchase(user_id=user.id, quote_id=quote.id, idempotency_key=key)
 
 
 async def test_dropped_buy_reply_is_recovered_into_the_same_order(
-        shop: tuple[OrderService, FiveSimProvider], db: Database, fake: FakeFiveSim,
-        clock: FakeClock) -> None:
+    shop: tuple[OrderService, FiveSimProvider], db: Database, fake: FakeFiveSim, clock: FakeClock
+) -> None:
     orders, _ = shop
     stranger = fake.add_order(product="whatsapp", country="usa")  # open, different product
     fake.script("buy", apply=True, reset=True)  # bought upstream, connection dropped
@@ -777,13 +835,17 @@ async def test_dropped_buy_reply_is_recovered_into_the_same_order(
 
 
 async def test_failed_buy_is_not_matched_to_an_old_open_order(
-        shop: tuple[OrderService, FiveSimProvider], db: Database, fake: FakeFiveSim,
-        clock: FakeClock) -> None:
+    shop: tuple[OrderService, FiveSimProvider], db: Database, fake: FakeFiveSim, clock: FakeClock
+) -> None:
     orders, _ = shop
     # an unowned open order of the same product and country, bought 25 minutes ago
-    stale = fake.add_order(product="telegram", country="usa", price="0.80",
-                           created=clock.now() - timedelta(minutes=25),
-                           lifetime=timedelta(minutes=30))
+    stale = fake.add_order(
+        product="telegram",
+        country="usa",
+        price="0.80",
+        created=clock.now() - timedelta(minutes=25),
+        lifetime=timedelta(minutes=30),
+    )
     fake.script("buy", status=502, body=HTML, content_type="text/html")  # nothing bought
     order = await _purchase(db, orders, clock, "k1")
     assert order.status == "reserving"  # type: ignore[attr-defined]
@@ -801,7 +863,8 @@ def _json(doc: object) -> str:
 
 
 async def test_catalogue_gaps_name_unmapped_products_and_countries(
-        fs: FiveSimProvider, fake: FakeFiveSim) -> None:
+    fs: FiveSimProvider, fake: FakeFiveSim
+) -> None:
     fake.countries["atlantis"] = {"iso": {}, "prefix": {"+999": 1}, "text_en": "Atlantis"}
     fake.prices["england"]["madeupapp"] = {"virtual21": {"cost": 1.0, "count": 3}}
     gaps = await fs.catalogue_gaps()

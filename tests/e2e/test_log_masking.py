@@ -45,7 +45,8 @@ def test_httpcore_headers_with_a_redirect_location_do_not_show_the_key(output: i
     location = f"https://api.example/stubs/handler_api.php?api_key={API_KEY}&action=getBalance"
     logging.getLogger("httpcore.http11").debug(
         "receive_response_headers.complete return_value=%r",
-        (b"HTTP/1.1", 302, b"Found", [(b"Location", location.encode())]))
+        (b"HTTP/1.1", 302, b"Found", [(b"Location", location.encode())]),
+    )
     text = output.getvalue()
     assert "receive_response_headers.complete" in text
     assert API_KEY not in text and "api_key=***" in text
@@ -67,14 +68,22 @@ def test_any_logger_masks_configured_secrets_and_bot_tokens(output: io.StringIO)
 
 
 def test_every_provider_instance_key_and_the_webhook_secret_are_masked(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from core.config import Settings
     from core.logmask import secret_values
 
     settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, PROVIDERS="grizzly,fivesim", GRIZZLY_PRESET="grizzlysms",
-        GRIZZLY_API_KEY="grizzly-key-123", GRIZZLY_CURRENCY="RUB", GRIZZLY_COST_RATE="0.011",
-        FIVESIM_API_KEY="fivesim-key-456", FIVESIM_CURRENCY="RUB", FIVESIM_COST_RATE="0.011",
-        WEBHOOK_SECRET="hook-secret-789")
+        _env_file=None,
+        PROVIDERS="grizzly,fivesim",
+        GRIZZLY_PRESET="grizzlysms",
+        GRIZZLY_API_KEY="grizzly-key-123",
+        GRIZZLY_CURRENCY="RUB",
+        GRIZZLY_COST_RATE="0.011",
+        FIVESIM_API_KEY="fivesim-key-456",
+        FIVESIM_CURRENCY="RUB",
+        FIVESIM_COST_RATE="0.011",
+        WEBHOOK_SECRET="hook-secret-789",
+    )
     found = secret_values(settings)
     assert {"grizzly-key-123", "fivesim-key-456", "hook-secret-789"} <= set(found)

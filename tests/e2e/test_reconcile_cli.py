@@ -32,10 +32,12 @@ OWED = 100
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
     path = tmp_path / "shop.db"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("SHOP_CURRENCY", "MARKUP_PERCENT", "BOT_TOKEN", "REDIS_URL", "STAFF_CHAT_ID")}
-    env.update(DATABASE_URL=f"sqlite+aiosqlite:///{path}", PROVIDERS="simulator",
-               PYTHONPATH=str(REPO))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SHOP_CURRENCY", "MARKUP_PERCENT", "BOT_TOKEN", "REDIS_URL", "STAFF_CHAT_ID")
+    }
+    env.update(DATABASE_URL=f"sqlite+aiosqlite:///{path}", PROVIDERS="simulator", PYTHONPATH=str(REPO))
     done = cli(env, tmp_path, "db", "upgrade")
     assert done.returncode == 0, done.stderr
     env["_DB_PATH"] = str(path)
@@ -44,8 +46,15 @@ def env(tmp_path) -> dict[str, str]:
 
 
 def cli(env: dict[str, str], cwd: Path | str, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "numbershop", *argv], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "numbershop", *argv],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def reconcile(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
@@ -54,6 +63,7 @@ def reconcile(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[st
 
 def seed_closed_order_with_pending_hold(env: dict[str, str]) -> str:
     """A user with 500, and an order that says cancelled while its 100 is still held."""
+
     async def go() -> str:
         ledger.forget_system_accounts()  # the cache is per database; this is a fresh one
         db = Database(env["DATABASE_URL"])
@@ -63,27 +73,57 @@ def seed_closed_order_with_pending_hold(env: dict[str, str]) -> str:
         async with db.begin() as conn:
             user = await get_or_create_user(conn, telegram_id=4242, now=now)
             await ledger.post_transfer(
-                conn, id=ledger.new_id(), debit=await ledger.system_account(conn, ledger.TOPUPS),
-                credit=user.wallet_account_id, amount=500, code="topup", now=now)
+                conn,
+                id=ledger.new_id(),
+                debit=await ledger.system_account(conn, ledger.TOPUPS),
+                credit=user.wallet_account_id,
+                amount=500,
+                code="topup",
+                now=now,
+            )
             await ledger.create_hold(
-                conn, id=hold, debit=user.wallet_account_id,
-                credit=await ledger.system_account(conn, ledger.REVENUE), amount=OWED,
-                order_id=order_id, now=now, timeout_at=now + timedelta(hours=1))
-            await conn.execute(orders.insert().values(
-                id=order_id, user_id=user.id, service="whatsapp", country="GB", price=OWED,
-                status="cancelled", version=2, hold_transfer_id=hold, provider="simulator",
-                upstream_state="cancelled", upstream_attempts=0, can_request_another=False,
-                chat_id=4242, created_at=now, updated_at=now, closed_at=now))
+                conn,
+                id=hold,
+                debit=user.wallet_account_id,
+                credit=await ledger.system_account(conn, ledger.REVENUE),
+                amount=OWED,
+                order_id=order_id,
+                now=now,
+                timeout_at=now + timedelta(hours=1),
+            )
+            await conn.execute(
+                orders.insert().values(
+                    id=order_id,
+                    user_id=user.id,
+                    service="whatsapp",
+                    country="GB",
+                    price=OWED,
+                    status="cancelled",
+                    version=2,
+                    hold_transfer_id=hold,
+                    provider="simulator",
+                    upstream_state="cancelled",
+                    upstream_attempts=0,
+                    can_request_another=False,
+                    chat_id=4242,
+                    created_at=now,
+                    updated_at=now,
+                    closed_at=now,
+                )
+            )
         await db.dispose()
         ledger.forget_system_accounts()
         return order_id
+
     return asyncio.run(go())
 
 
 def dump(env: dict[str, str]) -> dict[str, list[tuple]]:
     with sqlite3.connect(env["_DB_PATH"]) as conn:
-        return {t.name: conn.execute(f'SELECT * FROM "{t.name}" ORDER BY rowid').fetchall()
-                for t in metadata.sorted_tables}
+        return {
+            t.name: conn.execute(f'SELECT * FROM "{t.name}" ORDER BY rowid').fetchall()
+            for t in metadata.sorted_tables
+        }
 
 
 def wallet_held(env: dict[str, str]) -> int:
@@ -121,7 +161,10 @@ def test_json_is_one_object_and_no_progress(env):
     assert report["status"] == "findings" and report["remaining"] == 1
     [finding] = report["findings"]
     assert (finding["code"], finding["ref"], finding["fixed"]) == (
-        "order_closed_hold_not_voided", order_id, False)
+        "order_closed_hold_not_voided",
+        order_id,
+        False,
+    )
     assert report["checked"]["days"] == 30
 
 
@@ -144,16 +187,20 @@ def test_execute_fixes_once_and_a_second_run_fixes_nothing(env):
     statuses = [r[-1] for r in after_second["reconciliation_runs"]]
     assert statuses == ["fixed", "clean"]
     with sqlite3.connect(env["_DB_PATH"]) as conn:
-        voids = conn.execute("SELECT COUNT(*) FROM transfers WHERE kind = 'void_pending'"
-                             " AND order_id = ?", (order_id,)).fetchone()[0]
+        voids = conn.execute(
+            "SELECT COUNT(*) FROM transfers WHERE kind = 'void_pending' AND order_id = ?", (order_id,)
+        ).fetchone()[0]
     assert voids == 1
 
 
-@pytest.mark.parametrize("argv, message", [
-    (("--days", "-3"), "the number of days cannot be negative"),
-    (("--days", "soon"), "is not a whole number of days"),
-    (("--dry-run", "--execute"), "not allowed with argument"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("--days", "-3"), "the number of days cannot be negative"),
+        (("--days", "soon"), "is not a whole number of days"),
+        (("--dry-run", "--execute"), "not allowed with argument"),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(env, argv, message):
     seed_closed_order_with_pending_hold(env)
     before = dump(env)
@@ -167,9 +214,15 @@ def test_bad_arguments_exit_2_with_one_line(env, argv, message):
 def _on_a_terminal(env: dict[str, str], *argv: str) -> tuple[int, str, str]:
     """Run with stderr on a pseudo-terminal; returns (exit code, stdout, terminal output)."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "numbershop", "reconcile", *argv],
-                            env=env, cwd=env["_CWD"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=slave, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "numbershop", "reconcile", *argv],
+        env=env,
+        cwd=env["_CWD"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        text=True,
+    )
     os.close(slave)
     out, _ = proc.communicate(timeout=120)
     chunks = []

@@ -57,8 +57,14 @@ async def fake(clock: FakeClock) -> AsyncIterator[FakeSmsActivate]:
 
 def make(fake: FakeSmsActivate, clock: FakeClock, **kw: object) -> SmsActivateProvider:
     opts: dict[str, object] = dict(
-        url=fake.base_url + PATH, api_key=fake.api_key, clock=clock, cost_rate=RATE, name="smsactivate",
-        order_ttl_seconds=1200, shop_currency="USD", provider_currency="RUB",
+        url=fake.base_url + PATH,
+        api_key=fake.api_key,
+        clock=clock,
+        cost_rate=RATE,
+        name="smsactivate",
+        order_ttl_seconds=1200,
+        shop_currency="USD",
+        provider_currency="RUB",
         # Short reads make the slow-reply tests quick; connecting to the local fake gets
         # longer, or a busy CI machine fails an unrelated test with ConnectTimeout.
         timeout=httpx.Timeout(0.5, connect=5.0),
@@ -74,8 +80,9 @@ async def sa(fake: FakeSmsActivate, clock: FakeClock) -> AsyncIterator[SmsActiva
     await provider.aclose()
 
 
-def req(service: str = "whatsapp", country: str = "RU", max_cost: int = 100,
-        key: str = "order-1") -> RentRequest:
+def req(
+    service: str = "whatsapp", country: str = "RU", max_cost: int = 100, key: str = "order-1"
+) -> RentRequest:
     return RentRequest(service=service, country=country, max_cost=max_cost, idempotency_key=key)
 
 
@@ -108,12 +115,18 @@ async def test_catalog_maps_services_countries_and_converts_costs(sa: SmsActivat
     assert offers[("google", "GB")] == (13, 40)  # 12.25 → 0.1225 → 13
     assert offers[("telegram", "US")] == (40, 7)  # from 187, real US numbers
     # unknown service code, virtual-US id 12 and the invisible country are not offered
-    assert set(offers) == {("whatsapp", "RU"), ("telegram", "RU"), ("whatsapp", "GB"),
-                           ("google", "GB"), ("telegram", "US")}
+    assert set(offers) == {
+        ("whatsapp", "RU"),
+        ("telegram", "RU"),
+        ("whatsapp", "GB"),
+        ("google", "GB"),
+        ("telegram", "US"),
+    }
 
 
-async def test_catalog_reference_lists_are_cached(sa: SmsActivateProvider, fake: FakeSmsActivate,
-                                                  clock: FakeClock) -> None:
+async def test_catalog_reference_lists_are_cached(
+    sa: SmsActivateProvider, fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     await sa.catalog()
     await sa.catalog()
     assert len(fake.calls_to("getCountries")) == 1
@@ -125,7 +138,8 @@ async def test_catalog_reference_lists_are_cached(sa: SmsActivateProvider, fake:
 
 
 async def test_rent_v2_converts_cost_sets_deadline_and_sends_floor_max_price(
-        sa: SmsActivateProvider, fake: FakeSmsActivate, clock: FakeClock) -> None:
+    sa: SmsActivateProvider, fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     rental = await sa.rent(req(max_cost=17))  # 17 cents = 17.00 RUB max
     assert rental.activation_id in fake.activations
     act = fake.activations[rental.activation_id]
@@ -141,7 +155,8 @@ async def test_rent_v2_converts_cost_sets_deadline_and_sends_floor_max_price(
 
 
 async def test_rent_max_price_rounds_down_so_cost_never_exceeds_max(
-        fake: FakeSmsActivate, clock: FakeClock) -> None:
+    fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     sa = make(fake, clock, cost_rate="0.011")
     try:
         fake.prices[0]["wa"]["cost"] = "45.45"
@@ -152,26 +167,33 @@ async def test_rent_max_price_rounds_down_so_cost_never_exceeds_max(
         await sa.aclose()
 
 
-async def test_rent_activation_time_is_clamped_to_now(sa: SmsActivateProvider,
-                                                      fake: FakeSmsActivate,
-                                                      clock: FakeClock) -> None:
+async def test_rent_activation_time_is_clamped_to_now(
+    sa: SmsActivateProvider, fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     # A provider in another time zone reports a naive time three hours ahead.
-    fake.script("getNumberV2", body='{"activationId": 5, "phoneNumber": "79990000000", '
-                '"activationCost": 15.5, "activationTime": "2026-01-01 15:00:00"}',
-                content_type="application/json")
+    fake.script(
+        "getNumberV2",
+        body='{"activationId": 5, "phoneNumber": "79990000000", '
+        '"activationCost": 15.5, "activationTime": "2026-01-01 15:00:00"}',
+        content_type="application/json",
+    )
     rental = await sa.rent(req())
     assert rental.expires_at == clock.now() + timedelta(seconds=1200)
     clock.advance(30)
-    fake.script("getNumberV2", body='{"activationId": 6, "phoneNumber": "79990000001", '
-                '"activationCost": 15.5, "activationTime": "2026-01-01 12:00:10"}',
-                content_type="application/json")
+    fake.script(
+        "getNumberV2",
+        body='{"activationId": 6, "phoneNumber": "79990000001", '
+        '"activationCost": 15.5, "activationTime": "2026-01-01 12:00:10"}',
+        content_type="application/json",
+    )
     rental = await sa.rent(req(key="order-2"))
     assert rental.created_at == clock.now() - timedelta(seconds=20)
     assert rental.expires_at == rental.created_at + timedelta(seconds=1200)
 
 
 async def test_rent_falls_back_to_getnumber_when_v2_is_refused(
-        fake: FakeSmsActivate, clock: FakeClock) -> None:
+    fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     fake.v2 = False
     sa = make(fake, clock)
     try:
@@ -187,7 +209,8 @@ async def test_rent_falls_back_to_getnumber_when_v2_is_refused(
 
 
 async def test_rent_unknown_service_or_country_never_calls_upstream(
-        sa: SmsActivateProvider, fake: FakeSmsActivate) -> None:
+    sa: SmsActivateProvider, fake: FakeSmsActivate
+) -> None:
     with pytest.raises(BadService):
         await sa.rent(req(service="nonexistent"))
     with pytest.raises(BadService):
@@ -216,8 +239,9 @@ async def test_status_lifecycle(sa: SmsActivateProvider, fake: FakeSmsActivate) 
         await sa.finish(aid)
 
 
-async def test_status_wait_resend_and_cancel(sa: SmsActivateProvider, fake: FakeSmsActivate,
-                                             clock: FakeClock) -> None:
+async def test_status_wait_resend_and_cancel(
+    sa: SmsActivateProvider, fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     rental = await sa.rent(req())
     fake.script("getStatus", body="STATUS_WAIT_RESEND")
     assert (await sa.status(rental.activation_id)).state is ActivationState.WAITING
@@ -232,8 +256,9 @@ async def test_status_of_unknown_activation(sa: SmsActivateProvider) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["wrapped", "list"])
-async def test_batch_status_and_active_activations(fmt: str, sa: SmsActivateProvider,
-                                                   fake: FakeSmsActivate) -> None:
+async def test_batch_status_and_active_activations(
+    fmt: str, sa: SmsActivateProvider, fake: FakeSmsActivate
+) -> None:
     fake.active_format = fmt
     assert await sa.batch_status(["1"]) == {}
     assert await sa.active_activations() == []
@@ -256,9 +281,9 @@ async def test_batch_status_and_active_activations(fmt: str, sa: SmsActivateProv
     assert len(fake.calls_to("getActiveActivations")) == 4  # one call per batch
 
 
-async def test_early_cancel_denied_then_later_success(sa: SmsActivateProvider,
-                                                      fake: FakeSmsActivate,
-                                                      clock: FakeClock) -> None:
+async def test_early_cancel_denied_then_later_success(
+    sa: SmsActivateProvider, fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     rental = await sa.rent(req())
     with pytest.raises(EarlyCancelDenied) as denied:
         await sa.cancel(rental.activation_id)
@@ -280,8 +305,7 @@ async def test_another_code_before_any_code_is_refused(sa: SmsActivateProvider) 
 # ---------------------------------------------------------------- error replies
 
 
-async def test_rent_errors_from_real_conditions(sa: SmsActivateProvider,
-                                                fake: FakeSmsActivate) -> None:
+async def test_rent_errors_from_real_conditions(sa: SmsActivateProvider, fake: FakeSmsActivate) -> None:
     with pytest.raises(OutOfStock):
         await sa.rent(req(service="whatsapp", country="GB"))  # count 0
     with pytest.raises(PriceTooHigh) as too_high:
@@ -317,11 +341,12 @@ ERROR_REPLIES = [
 
 @pytest.mark.parametrize(("body", "cls"), ERROR_REPLIES)
 @pytest.mark.parametrize("call", ["rent", "status", "cancel", "balance"])
-async def test_every_error_reply_maps_to_its_class(body: str, cls: type[ProviderError], call: str,
-                                                   sa: SmsActivateProvider,
-                                                   fake: FakeSmsActivate) -> None:
-    action = {"rent": "getNumberV2", "status": "getStatus", "cancel": "setStatus",
-              "balance": "getBalance"}[call]
+async def test_every_error_reply_maps_to_its_class(
+    body: str, cls: type[ProviderError], call: str, sa: SmsActivateProvider, fake: FakeSmsActivate
+) -> None:
+    action = {"rent": "getNumberV2", "status": "getStatus", "cancel": "setStatus", "balance": "getBalance"}[
+        call
+    ]
     fake.script(action, body=body)
     with pytest.raises(cls) as raised:
         if call == "rent":
@@ -365,40 +390,55 @@ async def test_bad_action_is_not_supported(sa: SmsActivateProvider, fake: FakeSm
 HTML = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
 
 
-@pytest.mark.parametrize("body", [HTML, "", "ACCESS_BALANCE", "ACCESS_BALANCE:abc",
-                                  "SOMETHING_NEW", "ACCESS_NUMBER:1:79990000000"])
-async def test_malformed_balance_replies(body: str, sa: SmsActivateProvider,
-                                         fake: FakeSmsActivate) -> None:
+@pytest.mark.parametrize(
+    "body", [HTML, "", "ACCESS_BALANCE", "ACCESS_BALANCE:abc", "SOMETHING_NEW", "ACCESS_NUMBER:1:79990000000"]
+)
+async def test_malformed_balance_replies(body: str, sa: SmsActivateProvider, fake: FakeSmsActivate) -> None:
     fake.script("getBalance", body=body, content_type="text/html")
     with pytest.raises(MalformedResponse) as raised:
         await sa.balance()
     assert not isinstance(raised.value, OutcomeUnknown)
 
 
-@pytest.mark.parametrize("body", ["STATUS_OK", "STATUS_OK:", "STATUS_WAIT_CODE:x", "OK", HTML,
-                                  "STATUS_FOO"])
-async def test_malformed_status_replies(body: str, sa: SmsActivateProvider,
-                                        fake: FakeSmsActivate) -> None:
+@pytest.mark.parametrize("body", ["STATUS_OK", "STATUS_OK:", "STATUS_WAIT_CODE:x", "OK", HTML, "STATUS_FOO"])
+async def test_malformed_status_replies(body: str, sa: SmsActivateProvider, fake: FakeSmsActivate) -> None:
     fake.script("getStatus", body=body)
     with pytest.raises(MalformedResponse):
         await sa.status("1")
 
 
-@pytest.mark.parametrize("body", ['{"0": {"wa": {"cost": 1', "[1, 2", HTML, '{"0": [1]}',
-                                  '{"0": {"wa": {"count": 5}}}', '{"0": {"wa": {"cost": "x"}}}',
-                                  "null"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"0": {"wa": {"cost": 1',
+        "[1, 2",
+        HTML,
+        '{"0": [1]}',
+        '{"0": {"wa": {"count": 5}}}',
+        '{"0": {"wa": {"cost": "x"}}}',
+        "null",
+    ],
+)
 async def test_malformed_prices(body: str, sa: SmsActivateProvider, fake: FakeSmsActivate) -> None:
     fake.script("getPrices", body=body, content_type="application/json")
     with pytest.raises(MalformedResponse):
         await sa.catalog()
 
 
-@pytest.mark.parametrize("body", ['{"activationId": 1, "phoneNumber": "7999', HTML,
-                                  '{"phoneNumber": "79990000000", "activationCost": 1}',
-                                  '{"activationId": 1, "phoneNumber": "call me", "activationCost": 1}',
-                                  "ACCESS_NUMBER:1:79990000000", "WHATEVER"])
-async def test_malformed_rent_reply_is_outcome_unknown(body: str, sa: SmsActivateProvider,
-                                                       fake: FakeSmsActivate) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"activationId": 1, "phoneNumber": "7999',
+        HTML,
+        '{"phoneNumber": "79990000000", "activationCost": 1}',
+        '{"activationId": 1, "phoneNumber": "call me", "activationCost": 1}',
+        "ACCESS_NUMBER:1:79990000000",
+        "WHATEVER",
+    ],
+)
+async def test_malformed_rent_reply_is_outcome_unknown(
+    body: str, sa: SmsActivateProvider, fake: FakeSmsActivate
+) -> None:
     fake.script("getNumberV2", body=body, content_type="application/json")
     with pytest.raises(OutcomeUnknown) as raised:
         await sa.rent(req())
@@ -418,18 +458,27 @@ async def test_malformed_getnumber_reply(fake: FakeSmsActivate, clock: FakeClock
 
 
 @pytest.mark.parametrize("body", ["ACCESS_READY", "ACCESS_ACTIVATION", "", HTML])
-async def test_wrong_setstatus_acknowledgement_is_malformed(body: str, sa: SmsActivateProvider,
-                                                            fake: FakeSmsActivate) -> None:
+async def test_wrong_setstatus_acknowledgement_is_malformed(
+    body: str, sa: SmsActivateProvider, fake: FakeSmsActivate
+) -> None:
     fake.script("setStatus", body=body)
     with pytest.raises(MalformedResponse):
         await sa.cancel("1")
 
 
-@pytest.mark.parametrize("body", ['{"status": "success", "activeActivations": {"a": 1}}',
-                                  '[{"phoneNumber": "1"}]', '{"activeActivations": [', HTML,
-                                  '{"status": "error", "error": "SOMETHING"}'])
-async def test_malformed_active_activations(body: str, sa: SmsActivateProvider,
-                                            fake: FakeSmsActivate) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"status": "success", "activeActivations": {"a": 1}}',
+        '[{"phoneNumber": "1"}]',
+        '{"activeActivations": [',
+        HTML,
+        '{"status": "error", "error": "SOMETHING"}',
+    ],
+)
+async def test_malformed_active_activations(
+    body: str, sa: SmsActivateProvider, fake: FakeSmsActivate
+) -> None:
     fake.script("getActiveActivations", body=body, content_type="application/json")
     with pytest.raises(MalformedResponse):
         await sa.batch_status(["1"])
@@ -446,7 +495,8 @@ async def test_slow_read_times_out(sa: SmsActivateProvider, fake: FakeSmsActivat
 
 
 async def test_timeout_on_rent_is_outcome_unknown_and_recoverable(
-        sa: SmsActivateProvider, fake: FakeSmsActivate) -> None:
+    sa: SmsActivateProvider, fake: FakeSmsActivate
+) -> None:
     fake.script("getNumberV2", apply=True, delay=2.0)  # rented upstream, reply lost
     with pytest.raises(OutcomeUnknown):
         await sa.rent(req())
@@ -455,8 +505,7 @@ async def test_timeout_on_rent_is_outcome_unknown_and_recoverable(
     assert [r.activation_id for r in active] == list(fake.activations)
 
 
-async def test_reset_after_rent_is_outcome_unknown(sa: SmsActivateProvider,
-                                                   fake: FakeSmsActivate) -> None:
+async def test_reset_after_rent_is_outcome_unknown(sa: SmsActivateProvider, fake: FakeSmsActivate) -> None:
     fake.script("getNumberV2", apply=True, reset=True)
     with pytest.raises(OutcomeUnknown):
         await sa.rent(req())
@@ -471,7 +520,8 @@ async def test_reset_on_read_is_unavailable(sa: SmsActivateProvider, fake: FakeS
 
 
 async def test_connection_refused_before_sending_is_not_outcome_unknown(
-        fake: FakeSmsActivate, clock: FakeClock) -> None:
+    fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     sa = make(fake, clock)
     await fake.stop()
     try:
@@ -483,8 +533,9 @@ async def test_connection_refused_before_sending_is_not_outcome_unknown(
         await sa.aclose()
 
 
-async def test_rate_limited_honours_retry_after(sa: SmsActivateProvider, fake: FakeSmsActivate,
-                                                clock: FakeClock) -> None:
+async def test_rate_limited_honours_retry_after(
+    sa: SmsActivateProvider, fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     fake.script("getBalance", status=429, headers={"Retry-After": "7"}, body="slow down")
     with pytest.raises(RateLimited) as raised:
         await sa.balance()
@@ -507,8 +558,7 @@ async def test_server_errors(status: int, sa: SmsActivateProvider, fake: FakeSms
         await sa.rent(req())
 
 
-async def test_reservation_changes_are_serialized(sa: SmsActivateProvider,
-                                                  fake: FakeSmsActivate) -> None:
+async def test_reservation_changes_are_serialized(sa: SmsActivateProvider, fake: FakeSmsActivate) -> None:
     fake.script("getNumberV2", apply=True, delay=0.1, times=3)
     rentals = await asyncio.gather(*(sa.rent(req(key=f"o{i}")) for i in range(3)))
     assert len({r.activation_id for r in rentals}) == 3
@@ -524,8 +574,9 @@ async def test_reads_are_not_serialized(sa: SmsActivateProvider, fake: FakeSmsAc
 # ---------------------------------------------------------------- secrets
 
 
-async def test_api_key_never_logged(sa: SmsActivateProvider, fake: FakeSmsActivate,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+async def test_api_key_never_logged(
+    sa: SmsActivateProvider, fake: FakeSmsActivate, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     await sa.balance()
     await sa.catalog()
@@ -544,11 +595,18 @@ async def test_api_key_never_logged(sa: SmsActivateProvider, fake: FakeSmsActiva
 
 
 async def test_legacy_smsactivate_settings_build_a_handlerapi_instance(
-        fake: FakeSmsActivate, clock: FakeClock) -> None:
-    settings = load_settings(_env_file=None, PROVIDERS="smsactivate",
-                             SMSACTIVATE_URL=fake.base_url + PATH, SMSACTIVATE_API_KEY=fake.api_key,
-                             SMSACTIVATE_CURRENCY="RUB", SMSACTIVATE_COST_RATE=0.01,
-                             SMSACTIVATE_ORDER_TTL_SECONDS=900, SHOP_CURRENCY="USD")
+    fake: FakeSmsActivate, clock: FakeClock
+) -> None:
+    settings = load_settings(
+        _env_file=None,
+        PROVIDERS="smsactivate",
+        SMSACTIVATE_URL=fake.base_url + PATH,
+        SMSACTIVATE_API_KEY=fake.api_key,
+        SMSACTIVATE_CURRENCY="RUB",
+        SMSACTIVATE_COST_RATE=0.01,
+        SMSACTIVATE_ORDER_TTL_SECONDS=900,
+        SHOP_CURRENCY="USD",
+    )
     sa = build_provider("smsactivate", settings, clock)
     assert isinstance(sa, HandlerApiProvider) and sa.name == "smsactivate"
     try:
@@ -566,9 +624,9 @@ async def test_legacy_smsactivate_settings_build_a_handlerapi_instance(
 # ---------------------------------------------------------------- circuit breaker over HTTP
 
 
-async def test_breaker_opens_fails_fast_and_closes_after_ttl(sa: SmsActivateProvider,
-                                                             fake: FakeSmsActivate,
-                                                             clock: FakeClock) -> None:
+async def test_breaker_opens_fails_fast_and_closes_after_ttl(
+    sa: SmsActivateProvider, fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     from core.providers.breaker import BreakerBoard
     from core.providers.errors import BreakerOpen
 
@@ -601,7 +659,8 @@ async def test_breaker_opens_fails_fast_and_closes_after_ttl(sa: SmsActivateProv
 
 
 async def test_breaker_counts_timeouts_and_reopens_on_a_failed_probe(
-        sa: SmsActivateProvider, fake: FakeSmsActivate, clock: FakeClock) -> None:
+    sa: SmsActivateProvider, fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     from core.providers.breaker import BreakerBoard
     from core.providers.errors import BreakerOpen
 
@@ -623,11 +682,14 @@ async def test_breaker_counts_timeouts_and_reopens_on_a_failed_probe(
 # ---------------------------------------------------------------- cost conversion
 
 
-@given(max_cost=st.integers(min_value=0, max_value=10**7),
-       rate=st.decimals(min_value="0.0001", max_value="1000", places=4),
-       currency=st.sampled_from(["USD", "JPY", "KWD"]))
+@given(
+    max_cost=st.integers(min_value=0, max_value=10**7),
+    rate=st.decimals(min_value="0.0001", max_value="1000", places=4),
+    currency=st.sampled_from(["USD", "JPY", "KWD"]),
+)
 def test_max_price_sent_upstream_never_lets_cost_exceed_the_users_price(
-        max_cost: int, rate: object, currency: str) -> None:
+    max_cost: int, rate: object, currency: str
+) -> None:
     conv = CostRate(str(rate), currency)
     provider_max = conv.to_provider_max(max_cost)
     assert provider_max >= 0
@@ -641,8 +703,7 @@ def test_max_price_sent_upstream_never_lets_cost_exceed_the_users_price(
 
 
 @pytest.fixture
-async def dialect_fake(request: pytest.FixtureRequest, clock: FakeClock
-                       ) -> AsyncIterator[FakeSmsActivate]:
+async def dialect_fake(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[FakeSmsActivate]:
     server = FakeSmsActivate(clock, dialect=request.param)
     server.prices[187] = {"tg": {"cost": "0.50", "count": 250}}
     await server.start()
@@ -651,15 +712,17 @@ async def dialect_fake(request: pytest.FixtureRequest, clock: FakeClock
 
 
 def preset_provider(fake: FakeSmsActivate, clock: FakeClock, **kw: object) -> HandlerApiProvider:
-    opts: dict[str, object] = dict(cost_rate=1, provider_currency="USD", preset=fake.dialect,
-                                   name=fake.dialect)
+    opts: dict[str, object] = dict(
+        cost_rate=1, provider_currency="USD", preset=fake.dialect, name=fake.dialect
+    )
     opts.update(kw)
     return make(fake, clock, **opts)
 
 
 @pytest.mark.parametrize("dialect_fake", ["grizzlysms"], indirect=True)
 async def test_grizzlysms_sentences_region_block_and_explicit_country(
-        dialect_fake: FakeSmsActivate, clock: FakeClock) -> None:
+    dialect_fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     from core.providers.errors import AccountError
 
     fake = dialect_fake
@@ -681,8 +744,7 @@ async def test_grizzlysms_sentences_region_block_and_explicit_country(
 
 
 @pytest.mark.parametrize("dialect_fake", ["smsbower"], indirect=True)
-async def test_smsbower_wait_resend_and_early_cancel(dialect_fake: FakeSmsActivate,
-                                                     clock: FakeClock) -> None:
+async def test_smsbower_wait_resend_and_early_cancel(dialect_fake: FakeSmsActivate, clock: FakeClock) -> None:
     fake = dialect_fake
     sb = preset_provider(fake, clock)
     try:
@@ -698,8 +760,9 @@ async def test_smsbower_wait_resend_and_early_cancel(dialect_fake: FakeSmsActiva
 
 
 @pytest.mark.parametrize("dialect_fake", ["herosms"], indirect=True)
-async def test_herosms_early_cancel_on_http_400_and_its_keywords(dialect_fake: FakeSmsActivate,
-                                                                 clock: FakeClock) -> None:
+async def test_herosms_early_cancel_on_http_400_and_its_keywords(
+    dialect_fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     fake = dialect_fake
     hero = preset_provider(fake, clock)
     try:
@@ -720,8 +783,9 @@ async def test_herosms_early_cancel_on_http_400_and_its_keywords(dialect_fake: F
 
 
 @pytest.mark.parametrize("dialect_fake", ["daisysms"], indirect=True)
-async def test_daisysms_max_price_param_and_its_error_keywords(dialect_fake: FakeSmsActivate,
-                                                               clock: FakeClock) -> None:
+async def test_daisysms_max_price_param_and_its_error_keywords(
+    dialect_fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     fake = dialect_fake
     daisy = preset_provider(fake, clock)
     try:
@@ -742,7 +806,8 @@ async def test_daisysms_max_price_param_and_its_error_keywords(dialect_fake: Fak
 
 @pytest.mark.parametrize("dialect_fake", ["daisysms"], indirect=True)
 async def test_daisysms_refused_cancel_answered_access_ready_is_never_success(
-        dialect_fake: FakeSmsActivate, clock: FakeClock) -> None:
+    dialect_fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     fake = dialect_fake
     daisy = preset_provider(fake, clock)
     try:
@@ -764,7 +829,8 @@ async def test_daisysms_refused_cancel_answered_access_ready_is_never_success(
 
 
 async def test_plain_dialect_treats_access_ready_on_cancel_as_malformed(
-        sa: SmsActivateProvider, fake: FakeSmsActivate) -> None:
+    sa: SmsActivateProvider, fake: FakeSmsActivate
+) -> None:
     rental = await sa.rent(req())
     fake.script("setStatus", body="ACCESS_READY")
     with pytest.raises(MalformedResponse):
@@ -772,8 +838,9 @@ async def test_plain_dialect_treats_access_ready_on_cancel_as_malformed(
 
 
 @pytest.mark.parametrize("dialect_fake", ["smshub"], indirect=True)
-async def test_smshub_sends_its_currency_and_both_price_caps(dialect_fake: FakeSmsActivate,
-                                                             clock: FakeClock) -> None:
+async def test_smshub_sends_its_currency_and_both_price_caps(
+    dialect_fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     fake = dialect_fake
     fake.balance = fake.balance.__class__("1000.00")  # RUB; the fake answers in USD on 840
     hub = preset_provider(fake, clock)
@@ -795,8 +862,9 @@ async def test_smshub_sends_its_currency_and_both_price_caps(dialect_fake: FakeS
 
 
 @pytest.mark.parametrize("dialect_fake", ["smshub"], indirect=True)
-async def test_smshub_no_action_falls_back_to_getnumber(dialect_fake: FakeSmsActivate,
-                                                        clock: FakeClock) -> None:
+async def test_smshub_no_action_falls_back_to_getnumber(
+    dialect_fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     fake = dialect_fake
     fake.v2 = False  # NO_ACTION, SMSHub's word for an action it does not know
     hub = preset_provider(fake, clock)
@@ -809,8 +877,9 @@ async def test_smshub_no_action_falls_back_to_getnumber(dialect_fake: FakeSmsAct
 
 
 @pytest.mark.parametrize("dialect_fake", ["smshub"], indirect=True)
-async def test_smshub_bad_currency_is_an_account_error(dialect_fake: FakeSmsActivate,
-                                                       clock: FakeClock) -> None:
+async def test_smshub_bad_currency_is_an_account_error(
+    dialect_fake: FakeSmsActivate, clock: FakeClock
+) -> None:
     from core.providers.errors import AccountError
 
     fake = dialect_fake

@@ -50,8 +50,12 @@ async def fake(clock: FakeClock) -> AsyncIterator[FakeTextVerified]:
 
 def make(fake: FakeTextVerified, clock: FakeClock, **kw: object) -> TextVerifiedProvider:
     opts: dict[str, object] = dict(
-        url=fake.base_url, username=fake.username, api_key=fake.api_key, clock=clock,
-        timeout=httpx.Timeout(0.5), conflict_retry_delays=(0.01, 0.01, 0.01),
+        url=fake.base_url,
+        username=fake.username,
+        api_key=fake.api_key,
+        clock=clock,
+        timeout=httpx.Timeout(0.5),
+        conflict_retry_delays=(0.01, 0.01, 0.01),
     )
     opts.update(kw)
     return TextVerifiedProvider(**opts)  # type: ignore[arg-type]
@@ -64,8 +68,9 @@ async def tv(fake: FakeTextVerified, clock: FakeClock) -> AsyncIterator[TextVeri
     await provider.aclose()
 
 
-def req(service: str = "whatsapp", max_cost: int = 200, key: str = "order-1",
-        country: str = "US") -> RentRequest:
+def req(
+    service: str = "whatsapp", max_cost: int = 200, key: str = "order-1", country: str = "US"
+) -> RentRequest:
     return RentRequest(service=service, country=country, max_cost=max_cost, idempotency_key=key)
 
 
@@ -88,7 +93,8 @@ async def test_port_and_capabilities(tv: TextVerifiedProvider) -> None:
 
 
 async def test_token_is_cached_and_refreshed_shortly_before_expiry(
-        tv: TextVerifiedProvider, fake: FakeTextVerified, clock: FakeClock) -> None:
+    tv: TextVerifiedProvider, fake: FakeTextVerified, clock: FakeClock
+) -> None:
     for _ in range(3):
         await tv.balance()
     assert len(fake.calls_to("auth")) == 1
@@ -102,12 +108,12 @@ async def test_token_is_cached_and_refreshed_shortly_before_expiry(
     await tv.balance()
     assert len(fake.calls_to("auth")) == 2
     assert [c.route for c in fake.calls].count("account") == 5
-    assert all(c.route == "auth" or c.headers["Authorization"].startswith("Bearer eyJh")
-               for c in fake.calls)
+    assert all(c.route == "auth" or c.headers["Authorization"].startswith("Bearer eyJh") for c in fake.calls)
 
 
-async def test_401_refreshes_the_token_once_and_repeats(tv: TextVerifiedProvider,
-                                                        fake: FakeTextVerified) -> None:
+async def test_401_refreshes_the_token_once_and_repeats(
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     await tv.balance()
     fake.revoke_tokens()  # the token died early
     bal = await tv.balance()
@@ -134,16 +140,23 @@ async def test_wrong_credentials(fake: FakeTextVerified, clock: FakeClock) -> No
         await tv.aclose()
 
 
-async def test_concurrent_callers_share_one_token_fetch(tv: TextVerifiedProvider,
-                                                        fake: FakeTextVerified) -> None:
+async def test_concurrent_callers_share_one_token_fetch(
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     await asyncio.gather(*(tv.balance() for _ in range(5)))
     assert len(fake.calls_to("auth")) == 1
 
 
-@pytest.mark.parametrize("body", ['{"token": "eyJhabc"}', '{"token": "", "expiresIn": 900}',
-                                  "<html>maintenance</html>", '{"token": "eyJh'])
-async def test_malformed_auth_reply(body: str, tv: TextVerifiedProvider,
-                                    fake: FakeTextVerified) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"token": "eyJhabc"}',
+        '{"token": "", "expiresIn": 900}',
+        "<html>maintenance</html>",
+        '{"token": "eyJh',
+    ],
+)
+async def test_malformed_auth_reply(body: str, tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     fake.script("auth", body=body, content_type="application/json")
     with pytest.raises(MalformedResponse):
         await tv.balance()
@@ -158,8 +171,7 @@ async def test_balance(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None
     assert (bal.amount, bal.currency) == (1234, "USD")
 
 
-async def test_catalog_with_pricing_and_inventory(tv: TextVerifiedProvider,
-                                                  fake: FakeTextVerified) -> None:
+async def test_catalog_with_pricing_and_inventory(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     fake.unpriceable.add("discord")  # pricing answers 400 for this one
     offers = {(o.service, o.country): (o.cost, o.stock) for o in await tv.catalog()}
     assert offers == {
@@ -170,11 +182,15 @@ async def test_catalog_with_pricing_and_inventory(tv: TextVerifiedProvider,
     services = fake.calls_to("services")[0]
     assert services.query == {"numberType": "mobile", "reservationType": "verification"}
     pricing = {c.body["serviceName"]: c.body for c in fake.calls_to("pricing")}
-    assert pricing["gmail"] == {"serviceName": "gmail", "areaCode": False, "carrier": False,
-                                "numberType": "mobile", "capability": "sms"}
+    assert pricing["gmail"] == {
+        "serviceName": "gmail",
+        "areaCode": False,
+        "carrier": False,
+        "numberType": "mobile",
+        "capability": "sms",
+    }
     inventory = {c.body["serviceName"]: c.body for c in fake.calls_to("inventory")}
-    assert inventory["gmail"] == {"serviceName": "gmail", "numberType": "mobile",
-                                  "capability": "sms"}
+    assert inventory["gmail"] == {"serviceName": "gmail", "numberType": "mobile", "capability": "sms"}
     assert "voiceonly" not in pricing and "someothersite" not in pricing
 
 
@@ -195,7 +211,8 @@ async def test_catalog_long_429_propagates(tv: TextVerifiedProvider, fake: FakeT
 
 
 async def test_rent_sends_key_and_max_price_and_follows_location(
-        tv: TextVerifiedProvider, fake: FakeTextVerified, clock: FakeClock) -> None:
+    tv: TextVerifiedProvider, fake: FakeTextVerified, clock: FakeClock
+) -> None:
     rental = await tv.rent(req(max_cost=199))
     [create] = fake.calls_to("create")
     assert create.headers["Idempotency-Key"] == "order-1"
@@ -211,8 +228,9 @@ async def test_rent_sends_key_and_max_price_and_follows_location(
     assert not rental.can_request_another
 
 
-async def test_rent_uses_the_aliased_service_name(tv: TextVerifiedProvider,
-                                                  fake: FakeTextVerified, clock: FakeClock) -> None:
+async def test_rent_uses_the_aliased_service_name(
+    tv: TextVerifiedProvider, fake: FakeTextVerified, clock: FakeClock
+) -> None:
     rental = await tv.rent(req(service="google"))  # no catalogue sync in this process yet
     assert fake.calls_to("create")[0].body["serviceName"] == "gmail"
     assert rental.service == "google"
@@ -223,22 +241,23 @@ async def test_rent_uses_the_aliased_service_name(tv: TextVerifiedProvider,
     assert len(fake.calls_to("services")) == 2  # …for an hour
 
 
-async def test_rent_of_a_service_textverified_does_not_list(tv: TextVerifiedProvider,
-                                                            fake: FakeTextVerified) -> None:
+async def test_rent_of_a_service_textverified_does_not_list(
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     with pytest.raises(BadService):
         await tv.rent(req(service="wechat"))
     assert fake.calls_to("create") == []
 
 
-async def test_rent_outside_the_us_is_refused_without_a_call(tv: TextVerifiedProvider,
-                                                             fake: FakeTextVerified) -> None:
+async def test_rent_outside_the_us_is_refused_without_a_call(
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     with pytest.raises(BadService):
         await tv.rent(req(country="GB"))
     assert fake.calls == []
 
 
-async def test_rent_errors_from_real_conditions(tv: TextVerifiedProvider,
-                                                fake: FakeTextVerified) -> None:
+async def test_rent_errors_from_real_conditions(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     with pytest.raises(OutOfStock):
         await tv.rent(req(service="telegram"))
     with pytest.raises(PriceTooHigh):
@@ -246,19 +265,28 @@ async def test_rent_errors_from_real_conditions(tv: TextVerifiedProvider,
     assert fake.verifications == {}
 
 
-@pytest.mark.parametrize(("code", "cls"), [
-    ("InsufficientBalance", InsufficientProviderBalance),
-    ("Unavailable", OutOfStock),
-    ("PricingFailure", PriceTooHigh),
-    ("TooManyUnfinishedVerifications", TooManyActive),
-    ("SomethingElse", BusinessError),
-])
-async def test_create_error_codes(code: str, cls: type[ProviderError], tv: TextVerifiedProvider,
-                                  fake: FakeTextVerified) -> None:
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        ("InsufficientBalance", InsufficientProviderBalance),
+        ("Unavailable", OutOfStock),
+        ("PricingFailure", PriceTooHigh),
+        ("TooManyUnfinishedVerifications", TooManyActive),
+        ("SomethingElse", BusinessError),
+    ],
+)
+async def test_create_error_codes(
+    code: str, cls: type[ProviderError], tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     # an unrecognised refusal may be an expired purchase of this key: asked once more under
     # the replacement key, then definite
-    fake.script("create", status=400, content_type="application/json", times=2,
-                body=json.dumps({"errorCode": code, "errorDescription": "no"}))
+    fake.script(
+        "create",
+        status=400,
+        content_type="application/json",
+        times=2,
+        body=json.dumps({"errorCode": code, "errorDescription": "no"}),
+    )
     with pytest.raises(cls) as raised:
         await tv.rent(req())
     assert type(raised.value) is cls
@@ -267,7 +295,8 @@ async def test_create_error_codes(code: str, cls: type[ProviderError], tv: TextV
 
 
 async def test_idempotent_create_retried_after_a_timeout_returns_the_same_verification(
-        tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     fake.script("create", apply=True, delay=2.0)  # purchased upstream, reply lost
     rental = await tv.rent(req())
     assert list(fake.verifications) == [rental.activation_id]  # exactly one purchase
@@ -275,15 +304,15 @@ async def test_idempotent_create_retried_after_a_timeout_returns_the_same_verifi
     assert keys == ["order-1", "order-1"]
 
 
-async def test_idempotent_create_after_a_reset(tv: TextVerifiedProvider,
-                                               fake: FakeTextVerified) -> None:
+async def test_idempotent_create_after_a_reset(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     fake.script("create", apply=True, reset=True)
     rental = await tv.rent(req())
     assert list(fake.verifications) == [rental.activation_id]
 
 
-async def test_409_conflict_is_retried_with_the_same_key(tv: TextVerifiedProvider,
-                                                         fake: FakeTextVerified) -> None:
+async def test_409_conflict_is_retried_with_the_same_key(
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     fake.purchase_rounds = 2  # the purchase is still running for two more requests
     fake.script("create", apply=True, delay=2.0)
     rental = await tv.rent(req())
@@ -293,7 +322,8 @@ async def test_409_conflict_is_retried_with_the_same_key(tv: TextVerifiedProvide
 
 
 async def test_conflict_that_outlasts_the_retries_is_outcome_unknown_then_recovers(
-        tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     fake.purchase_rounds = 10
     fake.script("create", apply=True, delay=2.0)
     with pytest.raises(OutcomeUnknown):
@@ -305,7 +335,8 @@ async def test_conflict_that_outlasts_the_retries_is_outcome_unknown_then_recove
 
 
 async def test_unanswered_retries_are_outcome_unknown_and_recovery_gets_the_same_one(
-        tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     fake.script("create", apply=True, delay=2.0, times=2)
     with pytest.raises(OutcomeUnknown):
         await tv.rent(req())
@@ -314,15 +345,17 @@ async def test_unanswered_retries_are_outcome_unknown_and_recovery_gets_the_same
 
 
 async def test_a_definite_failure_after_an_unanswered_attempt_is_still_unknown(
-        tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     fake.script("create", apply=True, delay=2.0)
     fake.script("create", status=429, headers={"Retry-After": "5"})
     with pytest.raises(OutcomeUnknown):
         await tv.rent(req())
 
 
-async def test_reading_the_created_verification_fails(tv: TextVerifiedProvider,
-                                                      fake: FakeTextVerified) -> None:
+async def test_reading_the_created_verification_fails(
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     fake.script("details", status=500, body="oops")
     with pytest.raises(OutcomeUnknown):
         await tv.rent(req())
@@ -330,16 +363,18 @@ async def test_reading_the_created_verification_fails(tv: TextVerifiedProvider,
     assert list(fake.verifications) == [rental.activation_id]
 
 
-async def test_201_without_a_link_is_malformed_and_unknown(tv: TextVerifiedProvider,
-                                                           fake: FakeTextVerified) -> None:
+async def test_201_without_a_link_is_malformed_and_unknown(
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     fake.script("create", status=201, body="")
     with pytest.raises(OutcomeUnknown) as raised:
         await tv.rent(req())
     assert isinstance(raised.value, MalformedResponse)
 
 
-async def test_location_on_another_origin_stays_on_ours(tv: TextVerifiedProvider,
-                                                        fake: FakeTextVerified) -> None:
+async def test_location_on_another_origin_stays_on_ours(
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     first = await tv.rent(req())
     evil = f"http://evil.invalid:9/api/pub/v2/verifications/{first.activation_id}"
     fake.script("create", status=201, body="", headers={"Location": evil})
@@ -348,8 +383,9 @@ async def test_location_on_another_origin_stays_on_ours(tv: TextVerifiedProvider
     assert len(fake.calls_to("details")) == 2
 
 
-async def test_connection_refused_before_create_is_definite(tv: TextVerifiedProvider,
-                                                            fake: FakeTextVerified) -> None:
+async def test_connection_refused_before_create_is_definite(
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     await tv.balance()  # token cached
     await fake.stop()
     with pytest.raises(ProviderUnavailable) as raised:
@@ -357,8 +393,9 @@ async def test_connection_refused_before_create_is_definite(tv: TextVerifiedProv
     assert not isinstance(raised.value, OutcomeUnknown)
 
 
-async def test_create_429_before_sending_anything_is_rate_limited(tv: TextVerifiedProvider,
-                                                                  fake: FakeTextVerified) -> None:
+async def test_create_429_before_sending_anything_is_rate_limited(
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     fake.script("create", status=429, headers={"Retry-After": "3"})
     with pytest.raises(RateLimited) as raised:
         await tv.rent(req())
@@ -366,8 +403,7 @@ async def test_create_429_before_sending_anything_is_rate_limited(tv: TextVerifi
     assert fake.verifications == {}
 
 
-async def test_reservation_changes_are_serialized(tv: TextVerifiedProvider,
-                                                  fake: FakeTextVerified) -> None:
+async def test_reservation_changes_are_serialized(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     await tv.balance()
     fake.script("create", apply=True, delay=0.1, times=3)
     rentals = await asyncio.gather(*(tv.rent(req(key=f"o{i}")) for i in range(3)))
@@ -378,8 +414,9 @@ async def test_reservation_changes_are_serialized(tv: TextVerifiedProvider,
 # ---------------------------------------------------------------- status & messages
 
 
-async def test_status_and_paginated_messages(tv: TextVerifiedProvider, fake: FakeTextVerified,
-                                             clock: FakeClock) -> None:
+async def test_status_and_paginated_messages(
+    tv: TextVerifiedProvider, fake: FakeTextVerified, clock: FakeClock
+) -> None:
     rental = await tv.rent(req())
     aid = rental.activation_id
     st = await tv.status(aid)
@@ -399,15 +436,19 @@ async def test_status_and_paginated_messages(tv: TextVerifiedProvider, fake: Fak
     assert [m.message_id for m in again.messages] == [m.message_id for m in st.messages]
 
 
-@pytest.mark.parametrize(("state", "expected"), [
-    ("verificationTimedOut", ActivationState.EXPIRED),
-    ("verificationCanceled", ActivationState.CANCELLED),
-    ("verificationRefunded", ActivationState.CANCELLED),
-    ("verificationReported", ActivationState.CANCELLED),
-    ("verificationReused", ActivationState.FINISHED),
-])
-async def test_closed_states(state: str, expected: ActivationState, tv: TextVerifiedProvider,
-                             fake: FakeTextVerified) -> None:
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ("verificationTimedOut", ActivationState.EXPIRED),
+        ("verificationCanceled", ActivationState.CANCELLED),
+        ("verificationRefunded", ActivationState.CANCELLED),
+        ("verificationReported", ActivationState.CANCELLED),
+        ("verificationReused", ActivationState.FINISHED),
+    ],
+)
+async def test_closed_states(
+    state: str, expected: ActivationState, tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     rental = await tv.rent(req())
     fake.verifications[rental.activation_id].state = state
     assert (await tv.status(rental.activation_id)).state is expected
@@ -442,8 +483,7 @@ async def test_batch_status_and_active(tv: TextVerifiedProvider, fake: FakeTextV
 # ---------------------------------------------------------------- actions
 
 
-async def test_cancel_denied_while_pending_then_allowed(fake: FakeTextVerified,
-                                                        clock: FakeClock) -> None:
+async def test_cancel_denied_while_pending_then_allowed(fake: FakeTextVerified, clock: FakeClock) -> None:
     fake.cancel_after = timedelta(seconds=60)
     tv = make(fake, clock)
     try:
@@ -462,8 +502,7 @@ async def test_cancel_denied_while_pending_then_allowed(fake: FakeTextVerified,
         await tv.aclose()
 
 
-async def test_report_finish_and_another_code(tv: TextVerifiedProvider,
-                                              fake: FakeTextVerified) -> None:
+async def test_report_finish_and_another_code(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     rental = await tv.rent(req())
     fake.deliver(rental.activation_id, "42")
     await tv.finish(rental.activation_id)  # nothing to do upstream
@@ -478,18 +517,25 @@ async def test_report_finish_and_another_code(tv: TextVerifiedProvider,
 # ---------------------------------------------------------------- malformed & transport
 
 
-@pytest.mark.parametrize("body", ["<html><body>Cloudflare</body></html>", '{"username": "x"',
-                                  '{"username": "x", "currentBalance": "lots"}',
-                                  '{"currentBalance": 5}', "[]"])
-async def test_malformed_account(body: str, tv: TextVerifiedProvider,
-                                 fake: FakeTextVerified) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<html><body>Cloudflare</body></html>",
+        '{"username": "x"',
+        '{"username": "x", "currentBalance": "lots"}',
+        '{"currentBalance": 5}',
+        "[]",
+    ],
+)
+async def test_malformed_account(body: str, tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     fake.script("account", body=body, content_type="application/json")
     with pytest.raises(MalformedResponse):
         await tv.balance()
 
 
-@pytest.mark.parametrize("body", ['{"id": "ver_1", "state": "verificationPend',
-                                  '{"data": 5}', "<html></html>"])
+@pytest.mark.parametrize(
+    "body", ['{"id": "ver_1", "state": "verificationPend', '{"data": 5}', "<html></html>"]
+)
 async def test_malformed_reads(body: str, tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     rental = await tv.rent(req())
     fake.script("sms", body=body, content_type="application/json")
@@ -515,8 +561,9 @@ async def test_reset_on_read(tv: TextVerifiedProvider, fake: FakeTextVerified) -
     assert not isinstance(raised.value, OutcomeUnknown)
 
 
-async def test_secrets_never_logged_or_in_errors(tv: TextVerifiedProvider, fake: FakeTextVerified,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_secrets_never_logged_or_in_errors(
+    tv: TextVerifiedProvider, fake: FakeTextVerified, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     await tv.balance()
     token = next(iter(fake.tokens))
@@ -532,12 +579,17 @@ async def test_secrets_never_logged_or_in_errors(tv: TextVerifiedProvider, fake:
 
 
 async def test_instance_settings(fake: FakeTextVerified, clock: FakeClock) -> None:
-    settings = load_settings(_env_file=None, PROVIDERS="textverified,tv2",
-                             TEXTVERIFIED_URL=fake.base_url,
-                             TEXTVERIFIED_API_USERNAME=fake.username,
-                             TEXTVERIFIED_API_KEY=fake.api_key, TV2_KIND="textverified",
-                             TV2_URL=fake.base_url, TV2_API_USERNAME=fake.username,
-                             TV2_API_KEY=fake.api_key)
+    settings = load_settings(
+        _env_file=None,
+        PROVIDERS="textverified,tv2",
+        TEXTVERIFIED_URL=fake.base_url,
+        TEXTVERIFIED_API_USERNAME=fake.username,
+        TEXTVERIFIED_API_KEY=fake.api_key,
+        TV2_KIND="textverified",
+        TV2_URL=fake.base_url,
+        TV2_API_USERNAME=fake.username,
+        TV2_API_KEY=fake.api_key,
+    )
     first, second = (build_provider(n, settings, clock) for n in ("textverified", "tv2"))
     try:
         assert (first.name, second.name) == ("textverified", "tv2")
@@ -549,13 +601,18 @@ async def test_instance_settings(fake: FakeTextVerified, clock: FakeClock) -> No
     with pytest.raises(ConfigError, match="^TEXTVERIFIED_API_KEY: required"):
         load_settings(_env_file=None, PROVIDERS="textverified", TEXTVERIFIED_API_USERNAME="u")
     with pytest.raises(ConfigError, match="^TEXTVERIFIED_COST_RATE: required"):
-        load_settings(_env_file=None, PROVIDERS="textverified", SHOP_CURRENCY="EUR",
-                      TEXTVERIFIED_API_USERNAME="u", TEXTVERIFIED_API_KEY="k")
+        load_settings(
+            _env_file=None,
+            PROVIDERS="textverified",
+            SHOP_CURRENCY="EUR",
+            TEXTVERIFIED_API_USERNAME="u",
+            TEXTVERIFIED_API_KEY="k",
+        )
 
 
-async def test_breaker_opens_on_account_errors_and_recovers(tv: TextVerifiedProvider,
-                                                            fake: FakeTextVerified,
-                                                            clock: FakeClock) -> None:
+async def test_breaker_opens_on_account_errors_and_recovers(
+    tv: TextVerifiedProvider, fake: FakeTextVerified, clock: FakeClock
+) -> None:
     from core.providers.breaker import BreakerBoard
     from core.providers.errors import BreakerOpen
 
@@ -577,8 +634,7 @@ async def test_breaker_opens_on_account_errors_and_recovers(tv: TextVerifiedProv
     assert board.states()["textverified"].state == "closed"
 
 
-async def test_catalogue_gaps_name_the_services_no_canonical_service_maps(
-        tv: TextVerifiedProvider) -> None:
+async def test_catalogue_gaps_name_the_services_no_canonical_service_maps(tv: TextVerifiedProvider) -> None:
     gaps = await tv.catalogue_gaps()
     # gmail maps (an alias of google); voice-only services are not sold at all
     assert gaps.services == ("someothersite",) and gaps.countries == ()
@@ -588,7 +644,8 @@ async def test_catalogue_gaps_name_the_services_no_canonical_service_maps(
 
 
 async def test_account_without_or_with_negative_balance_is_no_fault(
-        tv: TextVerifiedProvider, fake: FakeTextVerified, clock: FakeClock) -> None:
+    tv: TextVerifiedProvider, fake: FakeTextVerified, clock: FakeClock
+) -> None:
     from core.providers.breaker import BreakerBoard
 
     board = BreakerBoard(threshold=1, ttl_s=60, clock=clock)
@@ -602,10 +659,16 @@ async def test_account_without_or_with_negative_balance_is_no_fault(
     assert board.states()["textverified"].state == "closed"
 
 
-async def test_refusal_with_a_null_error_code_is_a_refusal(tv: TextVerifiedProvider,
-                                                           fake: FakeTextVerified) -> None:
-    fake.script("create", status=400, content_type="application/json", times=2,
-                body='{"errorCode": null, "errorDescription": "Service temporarily disabled."}')
+async def test_refusal_with_a_null_error_code_is_a_refusal(
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
+    fake.script(
+        "create",
+        status=400,
+        content_type="application/json",
+        times=2,
+        body='{"errorCode": null, "errorDescription": "Service temporarily disabled."}',
+    )
     with pytest.raises(BusinessError) as refused:
         await tv.rent(req())
     assert not isinstance(refused.value, MalformedResponse)
@@ -617,8 +680,9 @@ async def test_create_asks_for_json(tv: TextVerifiedProvider, fake: FakeTextVeri
     assert fake.calls_to("create")[0].headers.get("Accept") == "application/json"
 
 
-async def test_400_after_a_retry_starts_over_with_a_new_key(tv: TextVerifiedProvider,
-                                                            fake: FakeTextVerified) -> None:
+async def test_400_after_a_retry_starts_over_with_a_new_key(
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     # the first create lands but its reply is lost; by the retry that purchase has expired
     fake.expired_keys.add("order-1")
     fake.script("create", reset=True)
@@ -631,15 +695,15 @@ async def test_400_after_a_retry_starts_over_with_a_new_key(tv: TextVerifiedProv
     assert again.activation_id == rental.activation_id and len(fake.verifications) == 1
 
 
-async def test_a_known_refusal_to_a_first_attempt_stays_definite(tv: TextVerifiedProvider,
-                                                                   fake: FakeTextVerified) -> None:
+async def test_a_known_refusal_to_a_first_attempt_stays_definite(
+    tv: TextVerifiedProvider, fake: FakeTextVerified
+) -> None:
     with pytest.raises(OutOfStock):
         await tv.rent(req(service="telegram"))  # no stock: Unavailable
     assert len(fake.calls_to("create")) == 1 and fake.verifications == {}
 
 
-async def test_a_refused_replacement_is_definite(tv: TextVerifiedProvider,
-                                                 fake: FakeTextVerified) -> None:
+async def test_a_refused_replacement_is_definite(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     fake.expired_keys.update({"order-1", "order-1~new"})
     with pytest.raises(BusinessError):
         await tv.rent(req(key="order-1"))
@@ -647,7 +711,8 @@ async def test_a_refused_replacement_is_definite(tv: TextVerifiedProvider,
 
 
 async def test_cancel_honours_can_cancel_and_follows_the_link_as_given(
-        fake: FakeTextVerified, clock: FakeClock) -> None:
+    fake: FakeTextVerified, clock: FakeClock
+) -> None:
     fake.cancel_after = timedelta(seconds=60)
     fake.action_path = "/api/pub/v2/actions"  # the details' links point here, not the usual path
     tv = make(fake, clock)
@@ -677,8 +742,7 @@ async def test_report_honours_can_report(tv: TextVerifiedProvider, fake: FakeTex
     assert len(fake.calls_to("report")) == 1
 
 
-async def test_encrypted_messages_are_never_shown(tv: TextVerifiedProvider,
-                                                  fake: FakeTextVerified) -> None:
+async def test_encrypted_messages_are_never_shown(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     rental = await tv.rent(req())
     fake.deliver(rental.activation_id, "111222", encrypted=True)
     fake.deliver(rental.activation_id, "333444")
@@ -693,8 +757,7 @@ async def test_stock_cap_means_at_least(tv: TextVerifiedProvider, fake: FakeText
     assert offers["whatsapp"] == 9000
 
 
-async def test_completed_is_closed_everywhere(tv: TextVerifiedProvider,
-                                              fake: FakeTextVerified) -> None:
+async def test_completed_is_closed_everywhere(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     rental = await tv.rent(req())
     fake.deliver(rental.activation_id, "987654")  # verificationCompleted
     status = await tv.status(rental.activation_id)
@@ -704,9 +767,9 @@ async def test_completed_is_closed_everywhere(tv: TextVerifiedProvider,
         await tv.cancel(rental.activation_id)
 
 
-async def test_reuse_while_reusable_then_reactivate(tv: TextVerifiedProvider,
-                                                   fake: FakeTextVerified,
-                                                   clock: FakeClock) -> None:
+async def test_reuse_while_reusable_then_reactivate(
+    tv: TextVerifiedProvider, fake: FakeTextVerified, clock: FakeClock
+) -> None:
     fake.action_path = "/api/pub/v2/actions"
     first = await tv.rent(req())
     with pytest.raises(NotSupported):  # pending: reusableUntil is null, nothing is sent

@@ -57,13 +57,13 @@ class Activation:
 
 
 class ScriptedProvider:
-    def __init__(self, name: str, clock: FakeClock, *, idempotent: bool = False,
-                 batch: bool = True, cost: int = 50) -> None:
+    def __init__(
+        self, name: str, clock: FakeClock, *, idempotent: bool = False, batch: bool = True, cost: int = 50
+    ) -> None:
         self.name = name
         self.clock = clock
         self.cost = cost
-        self.capabilities = Capabilities(idempotent_rent=idempotent, batch_status=batch,
-                                         another_code=True)
+        self.capabilities = Capabilities(idempotent_rent=idempotent, batch_status=batch, another_code=True)
         self.rent_script: list[BaseException | None] = []
         self.cancel_script: list[BaseException | None] = []
         self.activations: dict[str, Activation] = {}
@@ -76,9 +76,16 @@ class ScriptedProvider:
     def _new(self, req: RentRequest) -> Rental:
         aid = f"{self.name}-{next(self._ids)}"
         now = self.clock.now()
-        rental = Rental(aid, f"+4470000{aid[-4:]}", self.cost, now + timedelta(minutes=20),
-                        service=req.service, country=req.country, created_at=now,
-                        can_request_another=True)
+        rental = Rental(
+            aid,
+            f"+4470000{aid[-4:]}",
+            self.cost,
+            now + timedelta(minutes=20),
+            service=req.service,
+            country=req.country,
+            created_at=now,
+            can_request_another=True,
+        )
         self.activations[aid] = Activation(rental, req.idempotency_key)
         return rental
 
@@ -101,8 +108,9 @@ class ScriptedProvider:
 
     def deliver(self, activation_id: str, code: str, text: str | None = None) -> None:
         act = self.activations[activation_id]
-        act.messages.append(SmsMessage(f"m{len(act.messages)}", code, text or f"Your code {code}",
-                                       self.clock.now()))
+        act.messages.append(
+            SmsMessage(f"m{len(act.messages)}", code, text or f"Your code {code}", self.clock.now())
+        )
         act.state = ActivationState.CODE
 
     def _status(self, aid: str) -> ActivationStatus:
@@ -140,8 +148,11 @@ class ScriptedProvider:
         self.calls.append(("another", activation_id))
 
     async def active_activations(self) -> list[Rental]:
-        return [a.rental for a in self.activations.values()
-                if a.state in (ActivationState.WAITING, ActivationState.CODE)]
+        return [
+            a.rental
+            for a in self.activations.values()
+            if a.state in (ActivationState.WAITING, ActivationState.CODE)
+        ]
 
     async def balance(self) -> Balance:
         return Balance(10_000, "USD")
@@ -156,45 +167,67 @@ class ScriptedProvider:
 class Shop:
     """An order service over scripted providers, with helpers to make users and quotes."""
 
-    def __init__(self, db: Database, clock: FakeClock, providers: dict[str, ScriptedProvider],
-                 **settings: Any) -> None:
+    def __init__(
+        self, db: Database, clock: FakeClock, providers: dict[str, ScriptedProvider], **settings: Any
+    ) -> None:
         self.db = db
         self.clock = clock
         self.providers = providers
         self.settings = Settings(**settings)
         # Retry delays without jitter, so tests can name the exact retry time.
-        self.orders = OrderService(db, clock, providers, self.settings,
-                                   upstream_backoff=Backoff(base=15, cap=600, jitter=False))
+        self.orders = OrderService(
+            db, clock, providers, self.settings, upstream_backoff=Backoff(base=15, cap=600, jitter=False)
+        )
         self._quotes = itertools.count(1)
 
     async def setup_catalog(self, price_cost: dict[str, int] | None = None, stock: int = 10) -> None:
         now = self.clock.now()
         async with self.db.begin() as conn:
-            await conn.execute(insert(services).values(code="whatsapp", name="WhatsApp",
-                                                       popularity=100))
+            await conn.execute(insert(services).values(code="whatsapp", name="WhatsApp", popularity=100))
             await conn.execute(insert(countries).values(code="GB", name="United Kingdom"))
             for name, prov in self.providers.items():
                 cost = (price_cost or {}).get(name, prov.cost)
-                await conn.execute(insert(offers).values(
-                    provider=name, service="whatsapp", country="GB", cost=cost, stock=stock,
-                    updated_at=now))
+                await conn.execute(
+                    insert(offers).values(
+                        provider=name,
+                        service="whatsapp",
+                        country="GB",
+                        cost=cost,
+                        stock=stock,
+                        updated_at=now,
+                    )
+                )
 
     async def user(self, telegram_id: int, funds: int = 0) -> Any:
         async with self.db.begin() as conn:
             user = await get_or_create_user(conn, telegram_id=telegram_id, now=self.clock.now())
             if funds:
                 await ledger.post_transfer(
-                    conn, id=ledger.new_id(), debit=await ledger.system_account(conn, ledger.TOPUPS),
-                    credit=user.wallet_account_id, amount=funds, code="topup", now=self.clock.now())
+                    conn,
+                    id=ledger.new_id(),
+                    debit=await ledger.system_account(conn, ledger.TOPUPS),
+                    credit=user.wallet_account_id,
+                    amount=funds,
+                    code="topup",
+                    now=self.clock.now(),
+                )
         return user
 
     async def quote(self, user_id: int, price: int = 100, ttl: int = 600) -> str:
         qid = f"q{next(self._quotes)}-{user_id}"
         now = self.clock.now()
         async with self.db.begin() as conn:
-            await conn.execute(insert(quotes).values(
-                id=qid, user_id=user_id, service="whatsapp", country="GB", price=price,
-                expires_at=now + timedelta(seconds=ttl), created_at=now))
+            await conn.execute(
+                insert(quotes).values(
+                    id=qid,
+                    user_id=user_id,
+                    service="whatsapp",
+                    country="GB",
+                    price=price,
+                    expires_at=now + timedelta(seconds=ttl),
+                    created_at=now,
+                )
+            )
         return qid
 
     async def available(self, user: Any) -> int:

@@ -67,14 +67,18 @@ class FlakyProvider(ScriptedProvider):
         act.rental = replace(act.rental, cost=cost)
 
     def calls_of(self, kind: str, activation_id: str | None = None) -> int:
-        return sum(1 for c in self.calls
-                   if c[0] == kind and (activation_id is None or c[1] == activation_id))
+        return sum(1 for c in self.calls if c[0] == kind and (activation_id is None or c[1] == activation_id))
 
 
 def core_of(shop: Shop, orders: OrderService | None = None, db: Database | None = None) -> Any:
     """What ``scheduler.tickers.ShopJobs`` needs, built from a test shop."""
-    return SimpleNamespace(db=db or shop.db, clock=shop.clock, settings=shop.settings,
-                           providers=shop.providers, orders=orders or shop.orders)
+    return SimpleNamespace(
+        db=db or shop.db,
+        clock=shop.clock,
+        settings=shop.settings,
+        providers=shop.providers,
+        orders=orders or shop.orders,
+    )
 
 
 async def buy(shop: Shop, user: Any, key: str, price: int = 100) -> Any:

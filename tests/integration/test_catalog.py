@@ -19,8 +19,11 @@ async def make_user(db, clock, telegram_id: int) -> int:
         wallet = await ledger.open_wallet(conn, clock.now())
         result = await conn.execute(
             users.insert().values(
-                telegram_id=telegram_id, wallet_account_id=wallet, blocked=False,
-                unreachable=False, created_at=clock.now(),
+                telegram_id=telegram_id,
+                wallet_account_id=wallet,
+                blocked=False,
+                unreachable=False,
+                created_at=clock.now(),
             )
         )
         return result.inserted_primary_key[0]
@@ -54,13 +57,16 @@ async def test_seeding_reference_data_is_idempotent_and_refreshes_names(db, cloc
 
 async def test_sync_replaces_a_providers_offers_and_leaves_others_alone(shop, clock):
     await store(shop, clock, "other", ("whatsapp", "GB", 40, 5))
-    first = await store(shop, clock, "sim", ("whatsapp", "GB", 50, 10), ("telegram", "US", 70, 3),
-                        ("google", "DE", 30, 1))
+    first = await store(
+        shop, clock, "sim", ("whatsapp", "GB", 50, 10), ("telegram", "US", 70, 3), ("google", "DE", 30, 1)
+    )
     assert (first.stored, first.removed, first.skipped) == (3, 0, 0)
 
     clock.advance(60)
     second = await store(
-        shop, clock, "sim",
+        shop,
+        clock,
+        "sim",
         ("whatsapp", "GB", 55, 0),  # now out of stock
         ("telegram", "US", 65, 9),
         ("telegram", "US", 90, 9),  # listed twice: the cheaper one is kept
@@ -99,9 +105,7 @@ async def test_sync_catalog_stores_the_simulators_catalogue(shop, clock):
 async def test_concurrent_syncs_of_one_provider_do_not_collide(shop, clock):
     import asyncio
 
-    batches = [
-        [Offer("whatsapp", c.code, 10 + i, 5) for c in COUNTRIES[: 5 + i]] for i in range(4)
-    ]
+    batches = [[Offer("whatsapp", c.code, 10 + i, 5) for c in COUNTRIES[: 5 + i]] for i in range(4)]
     await asyncio.gather(*(catalog.sync_offers(shop, "sim", b, clock.now()) for b in batches))
     async with shop.read() as conn:
         n = (await conn.execute(select(func.count()).select_from(offers))).scalar_one()
@@ -130,10 +134,12 @@ async def test_list_services_is_popular_first_paged_and_searchable(shop, clock):
 
 
 async def test_list_countries_takes_the_cheapest_offer_with_stock(shop, clock):
-    await store(shop, clock, "a", ("whatsapp", "GB", 100, 5), ("whatsapp", "US", 300, 2),
-                ("whatsapp", "DE", 10, 0))
-    await store(shop, clock, "b", ("whatsapp", "GB", 80, 3), ("whatsapp", "US", 200, 0),
-                ("telegram", "FR", 50, 1))
+    await store(
+        shop, clock, "a", ("whatsapp", "GB", 100, 5), ("whatsapp", "US", 300, 2), ("whatsapp", "DE", 10, 0)
+    )
+    await store(
+        shop, clock, "b", ("whatsapp", "GB", 80, 3), ("whatsapp", "US", 200, 0), ("telegram", "FR", 50, 1)
+    )
     async with shop.read() as conn:
         listed = await catalog.list_countries(conn, "whatsapp", markup_percent=MARKUP)
         with pytest.raises(NotFound):
@@ -159,8 +165,15 @@ async def test_quote_uses_the_cheapest_stocked_offer_and_loads_for_its_owner(sho
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5))
     await store(shop, clock, "b", ("whatsapp", "GB", 70, 0), ("whatsapp", "US", 10, 1))
     async with shop.begin() as conn:
-        quote = await catalog.create_quote(conn, user_id=user, service="whatsapp", country="GB",
-                                           markup_percent=MARKUP, now=clock.now(), ttl_seconds=600)
+        quote = await catalog.create_quote(
+            conn,
+            user_id=user,
+            service="whatsapp",
+            country="GB",
+            markup_percent=MARKUP,
+            now=clock.now(),
+            ttl_seconds=600,
+        )
     assert (quote.user_id, quote.service, quote.country, quote.price) == (user, "whatsapp", "GB", 120)
     assert quote.expires_at == clock.now() + timedelta(seconds=600)
     clock.advance(599)
@@ -177,28 +190,63 @@ async def test_quotes_honour_per_service_overrides(shop, clock):
     async with shop.begin() as conn:
         await catalog.set_price_override(conn, "whatsapp", markup_percent=50, now=clock.now())
     async with shop.begin() as conn:
-        marked = await catalog.create_quote(conn, user_id=user, service="whatsapp", country="GB",
-                                            markup_percent=MARKUP, now=clock.now(), ttl_seconds=60)
-        default = await catalog.create_quote(conn, user_id=user, service="telegram", country="GB",
-                                             markup_percent=MARKUP, now=clock.now(), ttl_seconds=60)
+        marked = await catalog.create_quote(
+            conn,
+            user_id=user,
+            service="whatsapp",
+            country="GB",
+            markup_percent=MARKUP,
+            now=clock.now(),
+            ttl_seconds=60,
+        )
+        default = await catalog.create_quote(
+            conn,
+            user_id=user,
+            service="telegram",
+            country="GB",
+            markup_percent=MARKUP,
+            now=clock.now(),
+            ttl_seconds=60,
+        )
     assert (marked.price, default.price) == (150, 120)
 
     async with shop.begin() as conn:
         await catalog.set_price_override(conn, "whatsapp", fixed_price=199, now=clock.now())
-        fixed = await catalog.create_quote(conn, user_id=user, service="whatsapp", country="GB",
-                                           markup_percent=MARKUP, now=clock.now(), ttl_seconds=60)
+        fixed = await catalog.create_quote(
+            conn,
+            user_id=user,
+            service="whatsapp",
+            country="GB",
+            markup_percent=MARKUP,
+            now=clock.now(),
+            ttl_seconds=60,
+        )
         assert await catalog.max_cost_for_quote(conn, fixed, markup_percent=MARKUP) == 199
     assert fixed.price == 199
 
     async with shop.begin() as conn:
         await catalog.set_price_override(conn, "whatsapp", fixed_price=99, now=clock.now())
         with pytest.raises(OutOfStock):  # 99 is below every cost: never sell at a loss
-            await catalog.create_quote(conn, user_id=user, service="whatsapp", country="GB",
-                                       markup_percent=MARKUP, now=clock.now(), ttl_seconds=60)
+            await catalog.create_quote(
+                conn,
+                user_id=user,
+                service="whatsapp",
+                country="GB",
+                markup_percent=MARKUP,
+                now=clock.now(),
+                ttl_seconds=60,
+            )
         assert await catalog.clear_price_override(conn, "whatsapp")
         assert not await catalog.clear_price_override(conn, "whatsapp")
-        back = await catalog.create_quote(conn, user_id=user, service="whatsapp", country="GB",
-                                          markup_percent=MARKUP, now=clock.now(), ttl_seconds=60)
+        back = await catalog.create_quote(
+            conn,
+            user_id=user,
+            service="whatsapp",
+            country="GB",
+            markup_percent=MARKUP,
+            now=clock.now(),
+            ttl_seconds=60,
+        )
     assert back.price == 120
 
 
@@ -233,8 +281,12 @@ async def test_a_quote_without_a_transaction_prices_and_refuses_like_one(shop, c
     async with shop.read() as conn:
         assert await catalog.load_quote(conn, quote.id, user, clock.now()) == quote
 
-    for service, country, error in [("telegram", "GB", OutOfStock), ("telegram", "US", OutOfStock),
-                                    ("nosuch", "GB", NotFound), ("whatsapp", "GBR", NotFound)]:
+    for service, country, error in [
+        ("telegram", "GB", OutOfStock),
+        ("telegram", "US", OutOfStock),
+        ("nosuch", "GB", NotFound),
+        ("whatsapp", "GBR", NotFound),
+    ]:
         with pytest.raises(error):
             await catalog.new_quote(shop, service=service, country=country, **kw)
     async with shop.begin() as conn:
@@ -250,8 +302,15 @@ async def test_expired_quote(shop, clock):
     user = await make_user(shop, clock, 1)
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5))
     async with shop.begin() as conn:
-        quote = await catalog.create_quote(conn, user_id=user, service="whatsapp", country="GB",
-                                           markup_percent=MARKUP, now=clock.now(), ttl_seconds=600)
+        quote = await catalog.create_quote(
+            conn,
+            user_id=user,
+            service="whatsapp",
+            country="GB",
+            markup_percent=MARKUP,
+            now=clock.now(),
+            ttl_seconds=600,
+        )
     clock.advance(600)
     async with shop.read() as conn:
         with pytest.raises(QuoteExpired):
@@ -263,8 +322,15 @@ async def test_another_users_quote_is_not_found(shop, clock):
     intruder = await make_user(shop, clock, 2)
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5))
     async with shop.begin() as conn:
-        quote = await catalog.create_quote(conn, user_id=owner, service="whatsapp", country="GB",
-                                           markup_percent=MARKUP, now=clock.now(), ttl_seconds=600)
+        quote = await catalog.create_quote(
+            conn,
+            user_id=owner,
+            service="whatsapp",
+            country="GB",
+            markup_percent=MARKUP,
+            now=clock.now(),
+            ttl_seconds=600,
+        )
     async with shop.read() as conn:
         with pytest.raises(QuoteNotFound):
             await catalog.load_quote(conn, quote.id, intruder, clock.now())

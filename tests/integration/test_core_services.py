@@ -28,8 +28,9 @@ def audit_fails(monkeypatch):
 
 async def _audit(db) -> list[tuple[str, str, str | None]]:
     async with db.read() as conn:
-        rows = await conn.execute(select(audit_log.c.actor, audit_log.c.action, audit_log.c.target_id)
-                                  .order_by(audit_log.c.id))
+        rows = await conn.execute(
+            select(audit_log.c.actor, audit_log.c.action, audit_log.c.target_id).order_by(audit_log.c.id)
+        )
         return [tuple(r) for r in rows]
 
 
@@ -48,8 +49,11 @@ async def _catalogue(db, clock, providers=("alpha", "gone")) -> None:
         await conn.execute(insert(services).values(code="whatsapp", name="WhatsApp", popularity=1))
         await conn.execute(insert(countries).values(code="GB", name="United Kingdom"))
         for name in providers:
-            await conn.execute(insert(offers).values(provider=name, service="whatsapp", country="GB",
-                                                     cost=50, stock=3, updated_at=clock.now()))
+            await conn.execute(
+                insert(offers).values(
+                    provider=name, service="whatsapp", country="GB", cost=50, stock=3, updated_at=clock.now()
+                )
+            )
 
 
 # --- users ------------------------------------------------------------------------------
@@ -84,8 +88,11 @@ async def test_resolve_user_marks_a_returning_user_reachable(db, clock) -> None:
     assert not await users.mark_chat_unreachable(db, 10)  # no such user: nothing to mark
     again = await users.resolve_user(db, telegram_id=9, username="b", first_name="A", now=clock.now())
     async with db.read() as conn:
-        row = (await conn.execute(select(users_t.c.unreachable, users_t.c.username)
-                                  .where(users_t.c.id == again.id))).one()
+        row = (
+            await conn.execute(
+                select(users_t.c.unreachable, users_t.c.username).where(users_t.c.id == again.id)
+            )
+        ).one()
     assert (bool(row.unreachable), row.username) == (False, "b")
     assert await _count(db, users_t) == 1
 
@@ -95,21 +102,25 @@ async def test_resolve_user_marks_a_returning_user_reachable(db, clock) -> None:
 
 async def test_a_price_override_commits_with_its_audit_row(db, clock) -> None:
     await _catalogue(db, clock)
-    result = await catalog.override_price(db, "whatsapp", markup_percent=30, actor="staff:ann",
-                                          reason="promo", now=clock.now())
+    result = await catalog.override_price(
+        db, "whatsapp", markup_percent=30, actor="staff:ann", reason="promo", now=clock.now()
+    )
     assert result.markup_percent == 30
     staff = dict(actor="staff:ann", reason="done", now=clock.now())
     assert await catalog.remove_price_override(db, "whatsapp", **staff)
     assert not await catalog.remove_price_override(db, "whatsapp", **staff)
-    assert await _audit(db) == [("staff:ann", "price.set", "whatsapp"),
-                                ("staff:ann", "price.clear", "whatsapp")]
+    assert await _audit(db) == [
+        ("staff:ann", "price.set", "whatsapp"),
+        ("staff:ann", "price.clear", "whatsapp"),
+    ]
 
 
 async def test_a_price_override_whose_audit_row_fails_is_not_set(db, clock, audit_fails) -> None:
     await _catalogue(db, clock)
     with pytest.raises(AuditDown):
-        await catalog.override_price(db, "whatsapp", fixed_price=99, actor="staff:ann", reason="x",
-                                     now=clock.now())
+        await catalog.override_price(
+            db, "whatsapp", fixed_price=99, actor="staff:ann", reason="x", now=clock.now()
+        )
     assert await _count(db, price_overrides) == 0
 
 
@@ -118,11 +129,13 @@ async def test_a_refused_price_override_writes_no_audit_row(db, clock) -> None:
 
     await _catalogue(db, clock)
     with pytest.raises(InvalidInput):
-        await catalog.override_price(db, "whatsapp", markup_percent=5000, actor="staff:ann", reason="x",
-                                     now=clock.now())
+        await catalog.override_price(
+            db, "whatsapp", markup_percent=5000, actor="staff:ann", reason="x", now=clock.now()
+        )
     with pytest.raises(NotFound):
-        await catalog.override_price(db, "nosuch", markup_percent=5, actor="staff:ann", reason="x",
-                                     now=clock.now())
+        await catalog.override_price(
+            db, "nosuch", markup_percent=5, actor="staff:ann", reason="x", now=clock.now()
+        )
     assert await _audit(db) == [] and await _count(db, price_overrides) == 0
 
 
@@ -180,8 +193,15 @@ async def test_a_webhook_sms_is_recorded_once_with_its_audit_row(shop, clock) ->
 
 
 async def test_a_webhook_for_no_order_is_not_remembered(shop, clock) -> None:
-    outcome = await webhooks.record_sms(shop.db, shop.orders, provider="alpha", event_id="ev1",
-                                        activation_id="unknown", message=_sms(), now=clock.now())
+    outcome = await webhooks.record_sms(
+        shop.db,
+        shop.orders,
+        provider="alpha",
+        event_id="ev1",
+        activation_id="unknown",
+        message=_sms(),
+        now=clock.now(),
+    )
     assert outcome == WebhookOutcome.NO_ORDER
     assert await _count(shop.db, webhook_events) == 0 and await _audit(shop.db) == []
 
@@ -194,8 +214,14 @@ async def test_a_webhook_event_whose_audit_row_fails_is_not_remembered(shop, clo
 
     monkeypatch.setattr(audit, "record", refuse)
     with pytest.raises(AuditDown):
-        await webhooks.remember_event(shop.db, provider="alpha", event_id="ev1", order_id=order.id,
-                                      outcome=WebhookOutcome.RECORDED, now=clock.now())
+        await webhooks.remember_event(
+            shop.db,
+            provider="alpha",
+            event_id="ev1",
+            order_id=order.id,
+            outcome=WebhookOutcome.RECORDED,
+            now=clock.now(),
+        )
     assert await _count(shop.db, webhook_events) == 0  # the retry will find it unseen
 
 
@@ -204,10 +230,12 @@ async def test_a_webhook_event_whose_audit_row_fails_is_not_remembered(shop, clo
 
 async def test_a_staff_cancel_refunds_and_is_audited_once(shop, clock) -> None:
     order = await _bought(shop)
-    first = await support.cancel_order(shop.db, shop.orders, order.id, actor="staff:ann", reason="stuck",
-                                       now=clock.now())
-    second = await support.cancel_order(shop.db, shop.orders, order.id, actor="staff:ann", reason="stuck",
-                                        now=clock.now())
+    first = await support.cancel_order(
+        shop.db, shop.orders, order.id, actor="staff:ann", reason="stuck", now=clock.now()
+    )
+    second = await support.cancel_order(
+        shop.db, shop.orders, order.id, actor="staff:ann", reason="stuck", now=clock.now()
+    )
     assert first.refunded == 100 and second.already
     assert await _audit(shop.db) == [("staff:ann", "order.cancel", order.id)]
 

@@ -20,9 +20,9 @@ async def test_write_one_returns_its_rows_and_count_and_is_committed(db, clock) 
     again = await db.write_one(stmt, [{"update_id": i, "received_at": now} for i in (2, 3)])
     assert sorted(r[0] for r in first.rows) == [1, 2]
     assert [r[0] for r in again.rows] == [3]  # 2 was there already
-    moved = await db.write_one(update(processed_updates)
-                               .where(processed_updates.c.update_id.in_((1, 3)))
-                               .values(received_at=now))
+    moved = await db.write_one(
+        update(processed_updates).where(processed_updates.c.update_id.in_((1, 3))).values(received_at=now)
+    )
     assert moved.rowcount == 2 and moved.rows == []
     async with db.read() as conn:  # another connection sees it: nothing left uncommitted
         ids = (await conn.execute(select(processed_updates.c.update_id))).scalars().all()
@@ -53,6 +53,7 @@ async def test_postgres_reads_run_without_a_transaction_around_them(db) -> None:
 async def test_a_nested_begin_in_the_same_task_is_refused_and_the_outer_rolls_back(db, clock) -> None:
     """On SQLite the inner ``begin`` would wait forever for the write lock its own task holds.
     ``wait_for`` only guards the test against that hang; the assertion is the error type."""
+
     async def nested() -> None:
         async with db.begin() as conn:
             await conn.execute(processed_updates.insert().values(update_id=1, received_at=clock.now()))
@@ -69,6 +70,7 @@ async def test_a_nested_begin_in_the_same_task_is_refused_and_the_outer_rolls_ba
 
 async def test_a_task_started_inside_a_transaction_may_begin_its_own(db, clock) -> None:
     """Another task waits its turn (it inherits the context, not the transaction)."""
+
     async def child() -> None:
         async with db.begin() as conn:
             await conn.execute(processed_updates.insert().values(update_id=2, received_at=clock.now()))

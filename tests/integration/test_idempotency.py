@@ -9,8 +9,7 @@ from core.errors import AlreadyInProgress, IdempotencyConflict
 
 async def _claim(db, clock, key="k", fp="f", **kw):
     async with db.begin() as conn:
-        return await idempotency.claim(conn, key=key, scope="test", fingerprint=fp,
-                                       now=clock.now(), **kw)
+        return await idempotency.claim(conn, key=key, scope="test", fingerprint=fp, now=clock.now(), **kw)
 
 
 async def test_fresh_then_in_progress_then_replay(db, clock):
@@ -58,6 +57,7 @@ async def test_concurrent_claims_one_winner(db, clock):
             return await _claim(db, clock)
         except AlreadyInProgress:
             return "busy"
+
     results = await asyncio.gather(*(attempt() for _ in range(20)))
     assert results.count(None) == 1
     assert results.count("busy") == 19

@@ -39,27 +39,60 @@ async def _build(db, clock) -> Books:
         revenue = await ledger.system_account(conn, ledger.REVENUE)
         topups = await ledger.system_account(conn, ledger.TOPUPS)
         for u in (user, other):
-            await ledger.post_transfer(conn, id=ledger.new_id(), debit=topups,
-                                       credit=u.wallet_account_id, amount=5000, code="topup", now=now)
+            await ledger.post_transfer(
+                conn,
+                id=ledger.new_id(),
+                debit=topups,
+                credit=u.wallet_account_id,
+                amount=5000,
+                code="topup",
+                now=now,
+            )
         order_ids, hold_ids = {}, {}
         for status in STATUSES:
             oid, hid = f"order-{status}", ledger.derived_id("hold", status)
-            await ledger.create_hold(conn, id=hid, debit=user.wallet_account_id, credit=revenue,
-                                     amount=PRICE, timeout_at=now + timedelta(minutes=30),
-                                     now=now, order_id=oid)
-            await conn.execute(orders.insert().values(
-                id=oid, user_id=user.id, service="whatsapp", country="GB", price=PRICE,
-                status=status, version=1, hold_transfer_id=hid, upstream_state="none",
-                upstream_attempts=0, can_request_another=False, created_at=now, updated_at=now,
-            ))
+            await ledger.create_hold(
+                conn,
+                id=hid,
+                debit=user.wallet_account_id,
+                credit=revenue,
+                amount=PRICE,
+                timeout_at=now + timedelta(minutes=30),
+                now=now,
+                order_id=oid,
+            )
+            await conn.execute(
+                orders.insert().values(
+                    id=oid,
+                    user_id=user.id,
+                    service="whatsapp",
+                    country="GB",
+                    price=PRICE,
+                    status=status,
+                    version=1,
+                    hold_transfer_id=hid,
+                    upstream_state="none",
+                    upstream_attempts=0,
+                    can_request_another=False,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
             if status in ("completed", "refunded"):
                 await ledger.capture_hold(conn, hid, now)
             elif status in ("cancelled", "expired", "failed"):
                 await ledger.void_hold(conn, hid, now)
             if status == "refunded":
-                await ledger.post_transfer(conn, id=ledger.derived_id("refund", oid), debit=revenue,
-                                           credit=user.wallet_account_id, amount=PRICE,
-                                           code="refund", order_id=oid, now=now)
+                await ledger.post_transfer(
+                    conn,
+                    id=ledger.derived_id("refund", oid),
+                    debit=revenue,
+                    credit=user.wallet_account_id,
+                    amount=PRICE,
+                    code="refund",
+                    order_id=oid,
+                    now=now,
+                )
             order_ids[status], hold_ids[status] = oid, hid
     return Books(user.wallet_account_id, other.wallet_account_id, revenue, order_ids, hold_ids)
 
@@ -88,8 +121,9 @@ async def test_sound_books_with_every_order_status_are_clean(db, clock):
 
 async def test_violation_is_a_plain_record(db, clock):
     books = await _build(db, clock)
-    await _sql(db, "UPDATE accounts SET credits_posted = credits_posted + 7 WHERE id = :id",
-               id=books.other_wallet)
+    await _sql(
+        db, "UPDATE accounts SET credits_posted = credits_posted + 7 WHERE id = :id", id=books.other_wallet
+    )
     found = await check_invariants(db, clock.now())
     sums = [v for v in found if v.code == "account_sums_mismatch"]
     assert sums == [Violation(2, "account_sums_mismatch", sums[0].message, str(books.other_wallet))]
@@ -98,10 +132,10 @@ async def test_violation_is_a_plain_record(db, clock):
 
 # Invariant 1 -------------------------------------------------------------------------------
 
+
 async def test_global_posted_imbalance(db, clock):
     books = await _build(db, clock)
-    await _sql(db, "UPDATE accounts SET credits_posted = credits_posted + 5 WHERE id = :id",
-               id=books.wallet)
+    await _sql(db, "UPDATE accounts SET credits_posted = credits_posted + 5 WHERE id = :id", id=books.wallet)
     found = _codes(await check_invariants(db, clock.now()))
     assert (1, "global_posted_unbalanced") in found
     assert (1, "global_pending_unbalanced") not in found
@@ -110,8 +144,9 @@ async def test_global_posted_imbalance(db, clock):
 
 async def test_global_pending_imbalance(db, clock):
     books = await _build(db, clock)
-    await _sql(db, "UPDATE accounts SET credits_pending = credits_pending + 5 WHERE id = :id",
-               id=books.revenue)
+    await _sql(
+        db, "UPDATE accounts SET credits_pending = credits_pending + 5 WHERE id = :id", id=books.revenue
+    )
     found = _codes(await check_invariants(db, clock.now()))
     assert (1, "global_pending_unbalanced") in found
     assert (1, "global_posted_unbalanced") not in found
@@ -119,13 +154,14 @@ async def test_global_pending_imbalance(db, clock):
 
 # Invariant 2 -------------------------------------------------------------------------------
 
+
 async def test_balanced_cache_drift_is_caught_per_account(db, clock):
     """Moving 10 between two wallets keeps the global sums equal; only invariant 2 sees it."""
     books = await _build(db, clock)
-    await _sql(db, "UPDATE accounts SET credits_posted = credits_posted - 10 WHERE id = :id",
-               id=books.wallet)
-    await _sql(db, "UPDATE accounts SET credits_posted = credits_posted + 10 WHERE id = :id",
-               id=books.other_wallet)
+    await _sql(db, "UPDATE accounts SET credits_posted = credits_posted - 10 WHERE id = :id", id=books.wallet)
+    await _sql(
+        db, "UPDATE accounts SET credits_posted = credits_posted + 10 WHERE id = :id", id=books.other_wallet
+    )
     found = await check_invariants(db, clock.now())
     assert {(v.invariant, v.code, v.ref) for v in found} == {
         (2, "account_sums_mismatch", str(books.wallet)),
@@ -135,36 +171,56 @@ async def test_balanced_cache_drift_is_caught_per_account(db, clock):
 
 async def test_transfer_without_account_effect(db, clock):
     books = await _build(db, clock)
-    await _sql(db, "INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount,"
-                   " code, created_at) VALUES ('ghost', 'posted', :d, :c, 42, 'adjustment', :t)",
-               d=books.revenue, c=books.other_wallet, t=clock.now().replace(tzinfo=None))
+    await _sql(
+        db,
+        "INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount,"
+        " code, created_at) VALUES ('ghost', 'posted', :d, :c, 42, 'adjustment', :t)",
+        d=books.revenue,
+        c=books.other_wallet,
+        t=clock.now().replace(tzinfo=None),
+    )
     found = await check_invariants(db, clock.now())
     assert {v.ref for v in found if v.code == "account_sums_mismatch"} == {
-        str(books.revenue), str(books.other_wallet)}
+        str(books.revenue),
+        str(books.other_wallet),
+    }
     assert {v.invariant for v in found} == {2}
 
 
 async def test_pending_column_that_ignores_a_void(db, clock):
     books = await _build(db, clock)
     # The cancelled order's hold was voided, but the wallet still counts it as held.
-    await _sql(db, "UPDATE accounts SET debits_pending = debits_pending + :p WHERE id = :id",
-               p=PRICE, id=books.wallet)
-    await _sql(db, "UPDATE accounts SET credits_pending = credits_pending + :p WHERE id = :id",
-               p=PRICE, id=books.revenue)
+    await _sql(
+        db,
+        "UPDATE accounts SET debits_pending = debits_pending + :p WHERE id = :id",
+        p=PRICE,
+        id=books.wallet,
+    )
+    await _sql(
+        db,
+        "UPDATE accounts SET credits_pending = credits_pending + :p WHERE id = :id",
+        p=PRICE,
+        id=books.revenue,
+    )
     found = await check_invariants(db, clock.now())
     assert {(v.code, v.ref) for v in found} == {
-        ("account_sums_mismatch", str(books.wallet)), ("account_sums_mismatch", str(books.revenue))}
+        ("account_sums_mismatch", str(books.wallet)),
+        ("account_sums_mismatch", str(books.revenue)),
+    }
 
 
 # Invariant 3 -------------------------------------------------------------------------------
 
+
 async def test_overdrawn_wallet(db, clock):
     books = await _build(db, clock)
-    await _sql(db, "UPDATE accounts SET debits_posted = debits_posted + 6000 WHERE id = :id",
-               id=books.other_wallet)
+    await _sql(
+        db, "UPDATE accounts SET debits_posted = debits_posted + 6000 WHERE id = :id", id=books.other_wallet
+    )
     found = await check_invariants(db, clock.now())
     assert [(v.invariant, v.ref) for v in found if v.code == "wallet_overdrawn"] == [
-        (3, str(books.other_wallet))]
+        (3, str(books.other_wallet))
+    ]
 
 
 async def test_overdrawn_by_holds(db, clock):
@@ -175,14 +231,18 @@ async def test_overdrawn_by_holds(db, clock):
 
 async def test_wallet_without_its_guard(db, clock):
     books = await _build(db, clock)
-    await _sql(db, "UPDATE accounts SET debits_must_not_exceed_credits = :f WHERE id = :id",
-               f=False, id=books.other_wallet)
+    await _sql(
+        db,
+        "UPDATE accounts SET debits_must_not_exceed_credits = :f WHERE id = :id",
+        f=False,
+        id=books.other_wallet,
+    )
     found = await check_invariants(db, clock.now())
-    assert [(v.invariant, v.code, v.ref) for v in found] == [
-        (3, "wallet_unguarded", str(books.other_wallet))]
+    assert [(v.invariant, v.code, v.ref) for v in found] == [(3, "wallet_unguarded", str(books.other_wallet))]
 
 
 # Invariant 4 -------------------------------------------------------------------------------
+
 
 async def test_hold_overdue_only_after_grace(db, clock):
     books = await _build(db, clock)
@@ -199,13 +259,15 @@ async def test_hold_without_timeout(db, clock):
     await _sql(db, "UPDATE transfers SET timeout_at = NULL WHERE id = :id", id=books.holds["waiting"])
     found = await check_invariants(db, clock.now())
     assert [(v.invariant, v.code, v.ref) for v in found] == [
-        (4, "hold_without_timeout", books.holds["waiting"])]
+        (4, "hold_without_timeout", books.holds["waiting"])
+    ]
 
 
 async def test_resolution_that_disagrees_with_its_hold(db, clock):
     books = await _build(db, clock)
-    await _sql(db, "UPDATE transfers SET amount = amount + 1 WHERE pending_id = :id",
-               id=books.holds["cancelled"])
+    await _sql(
+        db, "UPDATE transfers SET amount = amount + 1 WHERE pending_id = :id", id=books.holds["cancelled"]
+    )
     found = await check_invariants(db, clock.now())
     assert [(v.invariant, v.code) for v in found] == [(4, "resolution_mismatch")]
 
@@ -226,11 +288,14 @@ async def test_hold_resolved_twice(db, clock):
         try:
             await conn.execute(text("ALTER TABLE transfers RENAME TO transfers_real"))
             await conn.execute(text("CREATE TABLE transfers AS SELECT * FROM transfers_real"))
-            await conn.execute(text(
-                "INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount,"
-                " pending_id, code, created_at) SELECT 'second', 'void_pending', debit_account_id,"
-                " credit_account_id, amount, id, 'release', created_at FROM transfers WHERE id = :id"
-            ), {"id": hid})
+            await conn.execute(
+                text(
+                    "INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount,"
+                    " pending_id, code, created_at) SELECT 'second', 'void_pending', debit_account_id,"
+                    " credit_account_id, amount, id, 'release', created_at FROM transfers WHERE id = :id"
+                ),
+                {"id": hid},
+            )
             found = await _holds(conn, clock.now())
         finally:
             await trans.rollback()
@@ -242,33 +307,37 @@ async def test_hold_resolved_twice(db, clock):
 
 ORDER_CORRUPTIONS = [
     # (order status to corrupt, SQL, expected code)
-    ("waiting", "UPDATE orders SET status = 'completed' WHERE id = :oid",
-     "order_completed_hold_not_posted"),
-    ("reserving", "UPDATE orders SET status = 'cancelled' WHERE id = :oid",
-     "order_closed_hold_not_voided"),
-    ("completed", "UPDATE orders SET status = 'expired' WHERE id = :oid",
-     "order_closed_hold_not_voided"),
-    ("cancelled", "UPDATE orders SET status = 'waiting' WHERE id = :oid",
-     "order_open_hold_resolved"),
-    ("completed", "UPDATE orders SET status = 'reserving' WHERE id = :oid",
-     "order_open_hold_resolved"),
-    ("failed", "UPDATE orders SET status = 'refunded' WHERE id = :oid",
-     "order_completed_hold_not_posted"),
-    ("refunded", "DELETE FROM transfers WHERE code = 'refund' AND order_id = :oid",
-     "order_refunded_without_refund"),
+    ("waiting", "UPDATE orders SET status = 'completed' WHERE id = :oid", "order_completed_hold_not_posted"),
+    ("reserving", "UPDATE orders SET status = 'cancelled' WHERE id = :oid", "order_closed_hold_not_voided"),
+    ("completed", "UPDATE orders SET status = 'expired' WHERE id = :oid", "order_closed_hold_not_voided"),
+    ("cancelled", "UPDATE orders SET status = 'waiting' WHERE id = :oid", "order_open_hold_resolved"),
+    ("completed", "UPDATE orders SET status = 'reserving' WHERE id = :oid", "order_open_hold_resolved"),
+    ("failed", "UPDATE orders SET status = 'refunded' WHERE id = :oid", "order_completed_hold_not_posted"),
+    (
+        "refunded",
+        "DELETE FROM transfers WHERE code = 'refund' AND order_id = :oid",
+        "order_refunded_without_refund",
+    ),
     ("waiting", "UPDATE orders SET status = 'lost' WHERE id = :oid", "order_unknown_status"),
     ("waiting", "UPDATE orders SET price = price + 1 WHERE id = :oid", "order_hold_mismatch"),
-    ("completed", "UPDATE transfers SET order_id = :oid, code = 'refund' WHERE code = 'topup'"
-     " AND credit_account_id = (SELECT wallet_account_id FROM users WHERE telegram_id = 1002)",
-     "refund_order_not_refunded"),
-    ("refunded", "UPDATE transfers SET amount = amount + 1 WHERE code = 'refund' AND order_id = :oid",
-     "refund_exceeds_price"),
+    (
+        "completed",
+        "UPDATE transfers SET order_id = :oid, code = 'refund' WHERE code = 'topup'"
+        " AND credit_account_id = (SELECT wallet_account_id FROM users WHERE telegram_id = 1002)",
+        "refund_order_not_refunded",
+    ),
+    (
+        "refunded",
+        "UPDATE transfers SET amount = amount + 1 WHERE code = 'refund' AND order_id = :oid",
+        "refund_exceeds_price",
+    ),
     ("waiting", "DELETE FROM orders WHERE id = :oid", "hold_without_order"),
 ]
 
 
-@pytest.mark.parametrize("status, sql, code", ORDER_CORRUPTIONS,
-                         ids=[f"{c[2]}-{c[0]}" for c in ORDER_CORRUPTIONS])
+@pytest.mark.parametrize(
+    "status, sql, code", ORDER_CORRUPTIONS, ids=[f"{c[2]}-{c[0]}" for c in ORDER_CORRUPTIONS]
+)
 async def test_order_ledger_disagreement(db, clock, status, sql, code):
     books = await _build(db, clock)
     assert await check_invariants(db, clock.now()) == []
@@ -282,16 +351,22 @@ async def test_order_ledger_disagreement(db, clock, status, sql, code):
 
 async def test_order_pointing_at_a_non_hold(db, clock):
     books = await _build(db, clock)
-    await _sql(db, "UPDATE orders SET hold_transfer_id = :h WHERE id = :oid",
-               h=ledger.derived_id("refund", books.orders["refunded"]), oid=books.orders["waiting"])
+    await _sql(
+        db,
+        "UPDATE orders SET hold_transfer_id = :h WHERE id = :oid",
+        h=ledger.derived_id("refund", books.orders["refunded"]),
+        oid=books.orders["waiting"],
+    )
     found = await check_invariants(db, clock.now())
-    assert (5, "order_hold_missing", books.orders["waiting"]) in {
-        (v.invariant, v.code, v.ref) for v in found}
+    assert (5, "order_hold_missing", books.orders["waiting"]) in {(v.invariant, v.code, v.ref) for v in found}
 
 
 async def test_hold_on_someone_elses_wallet(db, clock):
     books = await _build(db, clock)
-    await _sql(db, "UPDATE orders SET user_id = (SELECT id FROM users WHERE telegram_id = 1002)"
-                   " WHERE id = :oid", oid=books.orders["waiting"])
+    await _sql(
+        db,
+        "UPDATE orders SET user_id = (SELECT id FROM users WHERE telegram_id = 1002) WHERE id = :oid",
+        oid=books.orders["waiting"],
+    )
     found = await check_invariants(db, clock.now())
     assert [(v.code, v.ref) for v in found] == [("order_hold_mismatch", books.orders["waiting"])]

@@ -21,8 +21,9 @@ async def _funded_wallet(db, clock, amount: int) -> tuple[int, int, int]:
         revenue = await ledger.system_account(conn, ledger.REVENUE)
         topups = await ledger.system_account(conn, ledger.TOPUPS)
         if amount:
-            await ledger.post_transfer(conn, id=ledger.new_id(), debit=topups, credit=wallet,
-                                       amount=amount, code="topup", now=now)
+            await ledger.post_transfer(
+                conn, id=ledger.new_id(), debit=topups, credit=wallet, amount=amount, code="topup", now=now
+            )
     return wallet, revenue, topups
 
 
@@ -40,8 +41,15 @@ async def _hold(db, clock, wallet: int, revenue: int, amount: int, **kw) -> ledg
     now = clock.now()
     async with db.begin() as conn:
         return await ledger.create_hold(
-            conn, id=kw.pop("id", ledger.new_id()), debit=wallet, credit=revenue, amount=amount,
-            timeout_at=now + timedelta(minutes=30), now=now, code=kw.pop("code", "hold"), **kw,
+            conn,
+            id=kw.pop("id", ledger.new_id()),
+            debit=wallet,
+            credit=revenue,
+            amount=amount,
+            timeout_at=now + timedelta(minutes=30),
+            now=now,
+            code=kw.pop("code", "hold"),
+            **kw,
         )
 
 
@@ -52,8 +60,9 @@ async def _assert_clean(db, clock) -> None:
 async def test_system_accounts_are_created_once(db, clock):
     async with db.begin() as conn:
         await ledger.ensure_system_accounts(conn, clock.now())  # the fixture already ran it
-        rows = (await conn.execute(select(accounts.c.code, accounts.c.kind)
-                                   .where(accounts.c.code.is_not(None)))).all()
+        rows = (
+            await conn.execute(select(accounts.c.code, accounts.c.kind).where(accounts.c.code.is_not(None)))
+        ).all()
         revenue = await ledger.system_account(conn, ledger.REVENUE)
     assert sorted(rows) == sorted((code, kind) for kind, code in ledger.system_rows())
     assert len([r for r in rows if r.kind == ledger.REVENUE]) == ledger.SHARDS
@@ -66,8 +75,7 @@ async def test_shards_spread_by_key_and_the_plain_account_comes_without_one(db):
     async with db.read() as conn:
         ids = await ledger.system_account_ids(conn, ledger.REVENUE)
         plain = await ledger.system_account(conn, ledger.REVENUE)
-        picks = [await ledger.system_account(conn, ledger.REVENUE, spread=f"order-{i}")
-                 for i in range(400)]
+        picks = [await ledger.system_account(conn, ledger.REVENUE, spread=f"order-{i}") for i in range(400)]
         again = await ledger.system_account(conn, ledger.REVENUE, spread="order-7")
         adjustments = await ledger.system_account_ids(conn, ledger.ADJUSTMENTS)
     assert plain == ids[0] and len(ids) == ledger.SHARDS
@@ -80,8 +88,16 @@ async def test_posted_transfer_moves_money_on_both_sides(db, clock):
     wallet, _revenue, topups = await _funded_wallet(db, clock, 0)
     tid = ledger.new_id()
     async with db.begin() as conn:
-        result = await ledger.post_transfer(conn, id=tid, debit=topups, credit=wallet, amount=750,
-                                            code="topup", now=clock.now(), reference="pay-1")
+        result = await ledger.post_transfer(
+            conn,
+            id=tid,
+            debit=topups,
+            credit=wallet,
+            amount=750,
+            code="topup",
+            now=clock.now(),
+            reference="pay-1",
+        )
     assert result == ledger.TransferResult(tid, True, 750)
     w, t = await _balances(db, wallet, topups)
     assert (w.credits_posted, w.debits_posted, w.balance, w.held, w.available) == (750, 0, 750, 0, 750)
@@ -89,7 +105,11 @@ async def test_posted_transfer_moves_money_on_both_sides(db, clock):
     async with db.read() as conn:
         row = (await conn.execute(select(transfers).where(transfers.c.id == tid))).mappings().one()
     assert (row["kind"], row["code"], row["reference"], row["created_at"]) == (
-        "posted", "topup", "pay-1", clock.now())
+        "posted",
+        "topup",
+        "pay-1",
+        clock.now(),
+    )
     await _assert_clean(db, clock)
 
 
@@ -98,8 +118,9 @@ async def test_identical_retry_exists_and_moves_nothing(db, clock):
     tid = ledger.new_id()
     for expected_created in (True, False, False):
         async with db.begin() as conn:
-            result = await ledger.post_transfer(conn, id=tid, debit=topups, credit=wallet,
-                                                amount=300, code="topup", now=clock.now())
+            result = await ledger.post_transfer(
+                conn, id=tid, debit=topups, credit=wallet, amount=300, code="topup", now=clock.now()
+            )
         assert result.created is expected_created
     (w,) = await _balances(db, wallet)
     assert w.balance == 300
@@ -135,7 +156,10 @@ async def test_hold_reserves_without_moving_the_balance(db, clock):
         assert await ledger.hold_resolution(conn, hold.id) is None
         row = (await conn.execute(select(transfers).where(transfers.c.id == hold.id))).mappings().one()
     assert (row["kind"], row["order_id"], row["timeout_at"]) == (
-        "pending", "order-1", clock.now() + timedelta(minutes=30))
+        "pending",
+        "order-1",
+        clock.now() + timedelta(minutes=30),
+    )
     await _assert_clean(db, clock)
 
 
@@ -205,8 +229,9 @@ async def test_resolving_what_is_not_a_hold_is_not_found(db, clock):
     wallet, revenue, topups = await _funded_wallet(db, clock, 1000)
     posted = ledger.new_id()
     async with db.begin() as conn:
-        await ledger.post_transfer(conn, id=posted, debit=topups, credit=wallet, amount=5,
-                                   code="topup", now=clock.now())
+        await ledger.post_transfer(
+            conn, id=posted, debit=topups, credit=wallet, amount=5, code="topup", now=clock.now()
+        )
     for pending_id in (ledger.new_id(), posted):
         with pytest.raises(NotFound):
             async with db.begin() as conn:
@@ -234,17 +259,40 @@ async def test_insufficient_funds_caught_inside_a_transaction_leaves_nothing(db,
     refused = ledger.new_id()
     async with db.begin() as conn:
         with pytest.raises(InsufficientFunds):
-            await ledger.create_hold(conn, id=refused, debit=wallet, credit=revenue, amount=501,
-                                     timeout_at=clock.now(), now=clock.now(), code="hold")
+            await ledger.create_hold(
+                conn,
+                id=refused,
+                debit=wallet,
+                credit=revenue,
+                amount=501,
+                timeout_at=clock.now(),
+                now=clock.now(),
+                code="hold",
+            )
         with pytest.raises(InsufficientFunds):
-            await ledger.post_transfer(conn, id=ledger.new_id(), debit=wallet, credit=revenue,
-                                       amount=501, code="adjustment", now=clock.now())
+            await ledger.post_transfer(
+                conn,
+                id=ledger.new_id(),
+                debit=wallet,
+                credit=revenue,
+                amount=501,
+                code="adjustment",
+                now=clock.now(),
+            )
     assert await _balances(db, wallet, revenue) == before
     assert await _transfer_count(db) == count
     # The id was not burnt: a later, affordable transfer with it goes through.
     async with db.begin() as conn:
-        ok = await ledger.create_hold(conn, id=refused, debit=wallet, credit=revenue, amount=500,
-                                      timeout_at=clock.now(), now=clock.now(), code="hold")
+        ok = await ledger.create_hold(
+            conn,
+            id=refused,
+            debit=wallet,
+            credit=revenue,
+            amount=500,
+            timeout_at=clock.now(),
+            now=clock.now(),
+            code="hold",
+        )
     assert ok.created
     await _assert_clean(db, clock)
 
@@ -256,8 +304,15 @@ async def test_refused_debit_undoes_a_credit_applied_first(db, clock):
     assert high > low
     async with db.begin() as conn:
         with pytest.raises(InsufficientFunds):
-            await ledger.post_transfer(conn, id=ledger.new_id(), debit=low, credit=high,
-                                       amount=101, code="adjustment", now=clock.now())
+            await ledger.post_transfer(
+                conn,
+                id=ledger.new_id(),
+                debit=low,
+                credit=high,
+                amount=101,
+                code="adjustment",
+                now=clock.now(),
+            )
     lo, hi = await _balances(db, low, high)
     assert (lo.balance, hi.balance, hi.credits_posted) == (100, 0, 0)
     await _assert_clean(db, clock)
@@ -270,11 +325,25 @@ async def test_posted_debit_counts_held_money(db, clock):
         adjustments = await ledger.system_account(conn, ledger.ADJUSTMENTS)
     with pytest.raises(InsufficientFunds):
         async with db.begin() as conn:
-            await ledger.post_transfer(conn, id=ledger.new_id(), debit=wallet, credit=adjustments,
-                                       amount=101, code="adjustment", now=clock.now())
+            await ledger.post_transfer(
+                conn,
+                id=ledger.new_id(),
+                debit=wallet,
+                credit=adjustments,
+                amount=101,
+                code="adjustment",
+                now=clock.now(),
+            )
     async with db.begin() as conn:
-        await ledger.post_transfer(conn, id=ledger.new_id(), debit=wallet, credit=adjustments,
-                                   amount=100, code="adjustment", now=clock.now())
+        await ledger.post_transfer(
+            conn,
+            id=ledger.new_id(),
+            debit=wallet,
+            credit=adjustments,
+            amount=100,
+            code="adjustment",
+            now=clock.now(),
+        )
     (w,) = await _balances(db, wallet)
     assert (w.balance, w.held, w.available) == (400, 400, 0)
     await _assert_clean(db, clock)
@@ -285,12 +354,26 @@ async def test_non_positive_or_non_integer_amounts_are_refused(db, clock, amount
     wallet, revenue, topups = await _funded_wallet(db, clock, 100)
     with pytest.raises(ValueError):
         async with db.begin() as conn:
-            await ledger.post_transfer(conn, id=ledger.new_id(), debit=topups, credit=wallet,
-                                       amount=amount, code="topup", now=clock.now())
+            await ledger.post_transfer(
+                conn,
+                id=ledger.new_id(),
+                debit=topups,
+                credit=wallet,
+                amount=amount,
+                code="topup",
+                now=clock.now(),
+            )
     with pytest.raises(ValueError):
         async with db.begin() as conn:
-            await ledger.create_hold(conn, id=ledger.new_id(), debit=wallet, credit=revenue,
-                                     amount=amount, timeout_at=clock.now(), now=clock.now())
+            await ledger.create_hold(
+                conn,
+                id=ledger.new_id(),
+                debit=wallet,
+                credit=revenue,
+                amount=amount,
+                timeout_at=clock.now(),
+                now=clock.now(),
+            )
     assert await _transfer_count(db) == 1
 
 

@@ -55,8 +55,9 @@ async def _funded_wallet(db, clock, amount: int) -> tuple[int, int]:
         wallet = await ledger.open_wallet(conn, now)
         revenue = await ledger.system_account(conn, ledger.REVENUE)
         topups = await ledger.system_account(conn, ledger.TOPUPS)
-        await ledger.post_transfer(conn, id=ledger.new_id(), debit=topups, credit=wallet,
-                                   amount=amount, code="topup", now=now)
+        await ledger.post_transfer(
+            conn, id=ledger.new_id(), debit=topups, credit=wallet, amount=amount, code="topup", now=now
+        )
     return wallet, revenue
 
 
@@ -87,10 +88,18 @@ async def test_fifty_concurrent_holds_against_seven_affordable(db, clock):
                 await race.enter(conn)
                 try:
                     return await ledger.create_hold(
-                        conn, id=ledger.new_id(), debit=wallet, credit=revenue, amount=100,
-                        code="hold", now=clock.now(), timeout_at=clock.now() + timedelta(minutes=5))
+                        conn,
+                        id=ledger.new_id(),
+                        debit=wallet,
+                        credit=revenue,
+                        amount=100,
+                        code="hold",
+                        now=clock.now(),
+                        timeout_at=clock.now() + timedelta(minutes=5),
+                    )
                 finally:
                     race.leave()
+
         return job
 
     watcher = asyncio.create_task(watch())
@@ -115,9 +124,7 @@ async def test_thirty_concurrent_debits(db, clock):
     wallets = Wallets(db, clock)
     await wallets.credit(500, 1000, reason="seed")
     race = Race()
-    results = await race.run([
-        (lambda i=i: wallets.debit(500, 50, reason=f"debit {i}")) for i in range(30)
-    ])
+    results = await race.run([(lambda i=i: wallets.debit(500, 50, reason=f"debit {i}")) for i in range(30)])
     assert _unexpected(results, InsufficientFunds) == []
     won = [r for r in results if not isinstance(r, BaseException)]
     assert len(won) == 20
@@ -132,10 +139,12 @@ async def test_concurrent_top_ups_of_one_payment_credit_once(db, clock):
     """Twenty deliveries of one payment for a user the shop has never seen."""
     wallets = Wallets(db, clock)
     race = Race()
-    results = await race.run([
-        (lambda: wallets.top_up(900, 1500, source="stars", reference="charge-xyz", username="new"))
-        for _ in range(20)
-    ])
+    results = await race.run(
+        [
+            (lambda: wallets.top_up(900, 1500, source="stars", reference="charge-xyz", username="new"))
+            for _ in range(20)
+        ]
+    )
     assert _unexpected(results) == []
     assert sorted(r.created for r in results) == [False] * 19 + [True]
     assert {r.transfer_id for r in results} == {ledger.derived_id("topup", "stars", "charge-xyz")}
@@ -152,8 +161,8 @@ async def test_concurrent_get_or_create_makes_one_user_and_one_wallet(db, clock)
     def create() -> Callable[[], Awaitable[Any]]:
         async def job() -> Any:
             async with db.begin() as conn:
-                return await get_or_create_user(conn, telegram_id=31337, username="racer",
-                                                now=clock.now())
+                return await get_or_create_user(conn, telegram_id=31337, username="racer", now=clock.now())
+
         return job
 
     results = await race.run([create() for _ in range(25)])
@@ -164,7 +173,8 @@ async def test_concurrent_get_or_create_makes_one_user_and_one_wallet(db, clock)
     (user,) = set(results)
     async with db.read() as conn:
         assert await conn.scalar(select(accounts.c.id).where(accounts.c.kind == "wallet")) == (
-            user.wallet_account_id)
+            user.wallet_account_id
+        )
     assert await check_invariants(db, clock.now()) == []
 
 
@@ -174,8 +184,15 @@ async def test_void_racing_post_on_the_same_hold_one_wins(db, clock):
     async with db.begin() as conn:
         for i in range(10):
             result = await ledger.create_hold(
-                conn, id=ledger.new_id(), debit=wallet, credit=revenue, amount=100 + i,
-                code="hold", now=clock.now(), timeout_at=clock.now() + timedelta(minutes=5))
+                conn,
+                id=ledger.new_id(),
+                debit=wallet,
+                credit=revenue,
+                amount=100 + i,
+                code="hold",
+                now=clock.now(),
+                timeout_at=clock.now() + timedelta(minutes=5),
+            )
             holds.append(result)
     race = Race()
 
@@ -187,6 +204,7 @@ async def test_void_racing_post_on_the_same_hold_one_wins(db, clock):
                     return op.__name__, await op(conn, hold_id, clock.now())
                 finally:
                     race.leave()
+
         return job
 
     jobs = []
@@ -203,7 +221,9 @@ async def test_void_racing_post_on_the_same_hold_one_wins(db, clock):
         assert result.created
         async with db.read() as conn:
             resolution = await ledger.hold_resolution(conn, h.id)
-        assert resolution == (ledger.TransferKind.CAPTURE if name == "capture_hold" else ledger.TransferKind.VOID)
+        assert resolution == (
+            ledger.TransferKind.CAPTURE if name == "capture_hold" else ledger.TransferKind.VOID
+        )
         posted += h.amount if name == "capture_hold" else 0
     async with db.read() as conn:
         bal = await ledger.balance_of(conn, wallet)
@@ -221,19 +241,42 @@ async def test_concurrent_identical_transfers_apply_once(db, clock):
         async def job() -> Any:
             async with db.begin() as conn:
                 return await make(conn)
+
         return job
 
     race = Race()
-    holds = await race.run([job_for(lambda c: ledger.create_hold(
-        c, id=hold_id, debit=wallet, credit=revenue, amount=300, code="hold",
-        now=clock.now(), timeout_at=clock.now() + timedelta(minutes=5))) for _ in range(10)])
+    holds = await race.run(
+        [
+            job_for(
+                lambda c: ledger.create_hold(
+                    c,
+                    id=hold_id,
+                    debit=wallet,
+                    credit=revenue,
+                    amount=300,
+                    code="hold",
+                    now=clock.now(),
+                    timeout_at=clock.now() + timedelta(minutes=5),
+                )
+            )
+            for _ in range(10)
+        ]
+    )
     race = Race()
-    posts = await race.run([job_for(lambda c: ledger.capture_hold(c, hold_id, clock.now()))
-                            for _ in range(10)])
+    posts = await race.run(
+        [job_for(lambda c: ledger.capture_hold(c, hold_id, clock.now())) for _ in range(10)]
+    )
     race = Race()
-    topups = await race.run([job_for(lambda c: ledger.post_transfer(
-        c, id=post_id, debit=revenue, credit=wallet, amount=5, code="adjustment",
-        now=clock.now())) for _ in range(10)])
+    topups = await race.run(
+        [
+            job_for(
+                lambda c: ledger.post_transfer(
+                    c, id=post_id, debit=revenue, credit=wallet, amount=5, code="adjustment", now=clock.now()
+                )
+            )
+            for _ in range(10)
+        ]
+    )
     for results in (holds, posts, topups):
         assert _unexpected(results) == []
         assert sorted(r.created for r in results) == [False] * 9 + [True]

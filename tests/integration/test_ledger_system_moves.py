@@ -24,16 +24,24 @@ async def _wallet(db, clock, amount: int) -> int:
     async with db.begin() as conn:
         wallet = await ledger.open_wallet(conn, now)
         topups = await ledger.system_account(conn, ledger.TOPUPS)
-        await ledger.post_transfer(conn, id=ledger.new_id(), debit=topups, credit=wallet,
-                                   amount=amount, code="topup", now=now)
+        await ledger.post_transfer(
+            conn, id=ledger.new_id(), debit=topups, credit=wallet, amount=amount, code="topup", now=now
+        )
     return wallet
 
 
 async def _hold(conn, clock, wallet: int, revenue: int, amount: int) -> str:
     hold_id = ledger.new_id()
-    await ledger.create_hold(conn, id=hold_id, debit=wallet, credit=revenue, amount=amount,
-                             timeout_at=clock.now() + timedelta(minutes=20), now=clock.now(),
-                             code="test-hold")  # not a purchase: no order to belong to
+    await ledger.create_hold(
+        conn,
+        id=hold_id,
+        debit=wallet,
+        credit=revenue,
+        amount=amount,
+        timeout_at=clock.now() + timedelta(minutes=20),
+        now=clock.now(),
+        code="test-hold",
+    )  # not a purchase: no order to belong to
     return hold_id
 
 
@@ -140,8 +148,9 @@ async def test_postgres_a_locked_revenue_shard_holds_up_only_its_own_orders(db, 
     async def moved_but_not_committed() -> None:
         async with db.begin() as conn:
             await _hold(conn, clock, first_wallet, busy, 60)
-            await conn.execute(text("UPDATE accounts SET credits_pending = credits_pending"
-                                    " WHERE id = :id"), {"id": busy})  # the row lock
+            await conn.execute(
+                text("UPDATE accounts SET credits_pending = credits_pending WHERE id = :id"), {"id": busy}
+            )  # the row lock
             locked.set()
             await release.wait()
 

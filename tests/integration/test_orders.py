@@ -37,8 +37,14 @@ async def shop(db, clock):
 
 @pytest.fixture
 async def duo(db, clock):
-    s = Shop(db, clock, {"alpha": ScriptedProvider("alpha", clock, cost=40),
-                         "beta": ScriptedProvider("beta", clock, cost=60)})
+    s = Shop(
+        db,
+        clock,
+        {
+            "alpha": ScriptedProvider("alpha", clock, cost=40),
+            "beta": ScriptedProvider("beta", clock, cost=60),
+        },
+    )
     await s.setup_catalog()
     yield s
     await s.assert_books_clean()
@@ -55,6 +61,7 @@ async def _count(db, table, *where):
 
 
 # ------------------------------------------------------------------ purchase and code
+
 
 async def test_buy_then_code_captures_once(shop):
     user = await shop.user(1, funds=500)
@@ -85,8 +92,11 @@ async def test_later_codes_are_recorded_and_forwarded_without_charge(shop):
     prov.deliver(order.activation_id, "222222")
     await shop.orders.poll_orders([order.id])
     async with shop.db.read() as conn:
-        charged = (await conn.execute(select(order_messages.c.code, order_messages.c.charged)
-                                      .order_by(order_messages.c.id))).all()
+        charged = (
+            await conn.execute(
+                select(order_messages.c.code, order_messages.c.charged).order_by(order_messages.c.id)
+            )
+        ).all()
     assert charged == [("111111", True), ("222222", False)]
     assert await _count(shop.db, outbox_t, outbox_t.c.kind == "code_extra") == 1
     assert (await shop.wallet(user)).balance == 400
@@ -108,8 +118,9 @@ async def test_concurrent_taps_on_one_button_buy_once(shop):
 
     async def tap():
         try:
-            return (await shop.orders.purchase(user_id=user.id, quote_id=quote,
-                                               idempotency_key="tg:1:10:buy")).id
+            return (
+                await shop.orders.purchase(user_id=user.id, quote_id=quote, idempotency_key="tg:1:10:buy")
+            ).id
         except AlreadyInProgress:
             return "working on it"
 
@@ -168,6 +179,7 @@ async def test_foreign_order_looks_unknown(shop):
 
 # --------------------------------------------------------------------- failover
 
+
 async def test_failover_inside_one_hold(duo):
     user = await duo.user(1, funds=500)
     duo.providers["alpha"].rent_script = [OutOfStock("none left")]
@@ -203,6 +215,7 @@ async def test_offers_above_the_price_are_never_rented(db, clock):
 
 
 # ------------------------------------------------------------------------ cancel
+
 
 async def test_cancel_refunds_at_once_and_cancels_upstream(shop):
     user = await shop.user(1, funds=500)
@@ -265,8 +278,8 @@ async def test_double_cancel_refunds_once(shop):
     user = await shop.user(1, funds=500)
     order = await _buy(shop, user)
     first, second = await asyncio.gather(
-        shop.orders.cancel(order.id, user_id=user.id),
-        shop.orders.cancel(order.id, user_id=user.id))
+        shop.orders.cancel(order.id, user_id=user.id), shop.orders.cancel(order.id, user_id=user.id)
+    )
     assert sorted([first.refunded, second.refunded]) == [0, 100]
     assert (await shop.wallet(user)).available == 500
     assert await _count(shop.db, transfers, transfers.c.kind == "void_pending") == 1
@@ -291,14 +304,19 @@ async def test_cancel_racing_a_code_is_one_or_the_other(shop, rounds):
         results = await asyncio.gather(
             shop.orders.cancel(order.id, user_id=user.id),
             shop.orders.record_messages(order.id, [code]),
-            return_exceptions=True)
-        assert [r for r in results if isinstance(r, BaseException)
-                and not isinstance(r, OrderStateConflict)] == []
+            return_exceptions=True,
+        )
+        assert [
+            r for r in results if isinstance(r, BaseException) and not isinstance(r, OrderStateConflict)
+        ] == []
         final = await shop.orders.get_order(order.id)
         assert final.status in ("cancelled", "completed")
         async with shop.db.read() as conn:
-            kinds = (await conn.scalars(select(transfers.c.kind).where(
-                transfers.c.pending_id == order.hold_transfer_id))).all()
+            kinds = (
+                await conn.scalars(
+                    select(transfers.c.kind).where(transfers.c.pending_id == order.hold_transfer_id)
+                )
+            ).all()
         assert kinds == (["void_pending"] if final.status == "cancelled" else ["post_pending"])
 
 
@@ -339,6 +357,7 @@ async def test_user_cannot_cancel_completed(shop):
 
 # ------------------------------------------------------------------ expiry, failure
 
+
 async def test_expiry_refunds_and_notifies(shop, clock):
     user = await shop.user(1, funds=500)
     order = await _buy(shop, user)
@@ -364,6 +383,7 @@ async def test_expiry_final_check_captures_a_last_second_code(shop, clock):
 
 async def test_provider_closing_the_activation_fails_and_refunds(shop):
     from core.providers.base import ActivationState
+
     user = await shop.user(1, funds=500)
     order = await _buy(shop, user)
     shop.providers["alpha"].activations[order.activation_id].state = ActivationState.CANCELLED
@@ -373,6 +393,7 @@ async def test_provider_closing_the_activation_fails_and_refunds(shop):
 
 
 # ----------------------------------------------------------------------- recovery
+
 
 async def test_lost_answer_then_recovery_with_idempotent_provider(db, clock):
     shop = Shop(db, clock, {"tv": ScriptedProvider("tv", clock, idempotent=True)})
@@ -406,6 +427,7 @@ async def test_recovery_without_a_trace_fails_and_refunds(shop, clock):
     shop.providers["alpha"].rent_script = [ProviderUnavailable("x")]
     shop.providers["alpha"].rent_script = [OutOfStock("gone")]
     from core.providers.errors import OutcomeUnknown
+
     shop.providers["alpha"].rent_script = [OutcomeUnknown("lost before sending")]
     order = await _buy(shop, user)
     assert order.status == "reserving"
@@ -444,16 +466,19 @@ async def test_safety_net_settles_holds_past_timeout_through_the_order(shop, clo
 
 # -------------------------------------------------------------------- staff refund
 
+
 async def test_staff_refund_of_completed_order_once(shop):
     user = await shop.user(1, funds=500)
     order = await _buy(shop, user)
     shop.providers["alpha"].deliver(order.activation_id, "1")
     await shop.orders.poll_orders([order.id])
-    results = await asyncio.gather(*(shop.orders.staff_refund(order.id, actor="staff:ann",
-                                                              reason="bad code")
-                                     for _ in range(3)), return_exceptions=True)
-    assert [r for r in results if isinstance(r, BaseException)
-            and not isinstance(r, OrderStateConflict)] == []
+    results = await asyncio.gather(
+        *(shop.orders.staff_refund(order.id, actor="staff:ann", reason="bad code") for _ in range(3)),
+        return_exceptions=True,
+    )
+    assert [
+        r for r in results if isinstance(r, BaseException) and not isinstance(r, OrderStateConflict)
+    ] == []
     assert (await shop.orders.get_order(order.id)).status == "refunded"
     assert (await shop.wallet(user)).balance == 500
     assert await _count(shop.db, transfers, transfers.c.code == "refund") == 1
@@ -476,8 +501,9 @@ async def test_list_orders_keyset_pages(shop, clock):
         clock.advance(1)
     theirs = await _buy(shop, other, key="o1")
     first = await shop.orders.list_orders(user_id=user.id, limit=3)
-    rest = await shop.orders.list_orders(user_id=user.id, limit=3,
-                                         before=(first[-1].created_at, first[-1].id))
+    rest = await shop.orders.list_orders(
+        user_id=user.id, limit=3, before=(first[-1].created_at, first[-1].id)
+    )
     assert len(first) == 3 and len(rest) == 2
     assert {o.user_id for o in first + rest} == {user.id}
     assert not {o.id for o in first} & {o.id for o in rest}
@@ -517,7 +543,10 @@ async def test_staff_cancel_is_audited_with_the_refund(shop):
     assert result.refunded == 100
     await shop.orders.cancel(order.id, actor="staff:ann", reason="customer asked")
     async with shop.db.read() as conn:
-        rows = (await conn.execute(select(audit_log.c.actor, audit_log.c.reason)
-                                   .where(audit_log.c.action == "order.cancel"))).all()
+        rows = (
+            await conn.execute(
+                select(audit_log.c.actor, audit_log.c.reason).where(audit_log.c.action == "order.cancel")
+            )
+        ).all()
     assert rows == [("staff:ann", "customer asked")]
     assert await _count(shop.db, outbox_t, outbox_t.c.kind == "cancelled") == 1

@@ -9,15 +9,17 @@ from core.db.tables import outbox as outbox_t
 async def _enqueue(db, clock, n=3, chat=7):
     async with db.begin() as conn:
         for i in range(n):
-            await outbox.enqueue(conn, kind="code", chat_id=chat, payload={"i": i},
-                                 dedupe_key=f"k{i}", now=clock.now())
+            await outbox.enqueue(
+                conn, kind="code", chat_id=chat, payload={"i": i}, dedupe_key=f"k{i}", now=clock.now()
+            )
 
 
 async def test_dedupe_key_queues_once(db, clock):
     await _enqueue(db, clock, n=1)
     async with db.begin() as conn:
-        again = await outbox.enqueue(conn, kind="code", chat_id=7, payload={}, dedupe_key="k0",
-                                     now=clock.now())
+        again = await outbox.enqueue(
+            conn, kind="code", chat_id=7, payload={}, dedupe_key="k0", now=clock.now()
+        )
     assert again is False
     async with db.read() as conn:
         assert await outbox.backlog(conn) == 1
@@ -52,7 +54,7 @@ async def test_retry_waits_then_gives_up(db, clock):
     for attempt in range(1, outbox.MAX_ATTEMPTS + 1):
         [msg] = await outbox.claim_batch(db, owner="a", now=clock.now())
         assert msg.attempts == attempt
-        await outbox.mark_retry(db, msg.id, "a", clock.advance(0) , "429", attempts=msg.attempts)
+        await outbox.mark_retry(db, msg.id, "a", clock.advance(0), "429", attempts=msg.attempts)
         clock.advance(1)
     async with db.read() as conn:
         status = await conn.scalar(select(outbox_t.c.status))

@@ -55,6 +55,7 @@ async def status_of(shop, order_id):
 
 # ------------------------------------------------------------------------ clean
 
+
 async def test_a_clean_shop_is_clean_and_a_dry_run_records_nothing(shop, clock):
     user = await shop.user(1, funds=500)
     await buy(shop, user, "k1")
@@ -62,7 +63,11 @@ async def test_a_clean_shop_is_clean_and_a_dry_run_records_nothing(shop, clock):
     report = await run(shop)
     assert report.status == "clean" and report.findings == [] and report.run_id is None
     assert report.checked["providers"]["alpha"] == {
-        "active": 1, "open_orders": 1, "orphans": 0, "unlisted_checked": 0}
+        "active": 1,
+        "open_orders": 1,
+        "orphans": 0,
+        "unlisted_checked": 0,
+    }
     assert await count(shop.db, reconciliation_runs) == 0
     executed = await run(shop, execute=True)
     assert executed.status == "clean" and executed.run_id is not None
@@ -99,14 +104,16 @@ async def test_order_checks_count_in_sql_and_read_through_the_scan(shop, clock, 
     finally:
         event.remove(Engine, "before_cursor_execute", seen)
     assert report.checked["orders_in_window"] == 3
-    id_lists = [s for s in statements
-                if s.startswith("SELECT orders.id FROM orders WHERE orders.created_at >=")]
+    id_lists = [
+        s for s in statements if s.startswith("SELECT orders.id FROM orders WHERE orders.created_at >=")
+    ]
     assert id_lists == []
     assert any("count(" in s.lower() and "FROM orders" in s for s in statements)
     assert scans >= 2  # the ledger's invariants, and the order checks
 
 
 # ------------------------------------------------------------ the four repairs
+
 
 async def test_unresolved_hold_past_its_timeout_is_settled_through_the_order(shop, clock):
     user = await shop.user(1, funds=500)
@@ -132,8 +139,11 @@ async def test_order_whose_hold_was_never_voided_gets_its_money_back(shop, clock
     user = await shop.user(1, funds=500)
     o = await buy(shop, user, "k1")
     async with shop.db.begin() as conn:  # a bug closed the order without releasing the hold
-        await conn.execute(update(orders).where(orders.c.id == o.id).values(
-            status="cancelled", upstream_state="cancelled", next_poll_at=None))
+        await conn.execute(
+            update(orders)
+            .where(orders.c.id == o.id)
+            .values(status="cancelled", upstream_state="cancelled", next_poll_at=None)
+        )
     shop.providers["alpha"].close(o.activation_id, ActivationState.CANCELLED)
     dry = await run(shop)
     assert codes(dry) == ["order_closed_hold_not_voided"]
@@ -144,8 +154,7 @@ async def test_order_whose_hold_was_never_voided_gets_its_money_back(shop, clock
     assert fixed.status == "fixed"
     wallet = await shop.wallet(user)
     assert (wallet.balance, wallet.held, wallet.available) == (500, 0, 500)
-    assert await count(shop.db, outbox_t, outbox_t.c.kind == "cancelled",
-                       outbox_t.c.order_id == o.id) == 1
+    assert await count(shop.db, outbox_t, outbox_t.c.kind == "cancelled", outbox_t.c.order_id == o.id) == 1
     assert await count(shop.db, audit_log, audit_log.c.action == "order.hold_voided") == 1
     assert (await run(shop, execute=True)).status == "clean"
     assert await count(shop.db, audit_log, audit_log.c.action == "order.hold_voided") == 1
@@ -198,8 +207,11 @@ async def test_order_closed_upstream_is_failed_and_refunded(shop, clock):
     assert final.status == "failed" and final.upstream_state == "cancelled"
     assert (await shop.wallet(user)).available == 500
     async with shop.db.read() as conn:
-        actor = await conn.scalar(select(order_events.c.actor).where(
-            order_events.c.order_id == o.id, order_events.c.to_status == "failed"))
+        actor = await conn.scalar(
+            select(order_events.c.actor).where(
+                order_events.c.order_id == o.id, order_events.c.to_status == "failed"
+            )
+        )
     assert actor == "system:reconcile"
     assert await count(shop.db, outbox_t, outbox_t.c.kind == "failed") == 1
     assert (await run(shop, execute=True)).status == "clean"
@@ -237,6 +249,7 @@ async def test_closed_order_still_active_upstream_is_cancelled(shop, clock):
 
 # ---------------------------------------------------------------- flags only
 
+
 async def test_cost_mismatch_and_provider_failures_are_flagged_for_staff(shop, clock):
     user = await shop.user(1, funds=500)
     o = await buy(shop, user, "k1")
@@ -257,6 +270,7 @@ async def test_cost_mismatch_and_provider_failures_are_flagged_for_staff(shop, c
 
 # ------------------------------------------------------ the run record, alerts
 
+
 async def test_a_run_is_recorded_with_its_findings_and_fixes_and_alerts_staff(shop, clock):
     user = await shop.user(1, funds=500)
     o = await buy(shop, user, "k1")
@@ -266,8 +280,9 @@ async def test_a_run_is_recorded_with_its_findings_and_fixes_and_alerts_staff(sh
     report = await run(shop, execute=True)
     async with shop.db.read() as conn:
         row = (await conn.execute(select(reconciliation_runs))).mappings().one()
-        alert = (await conn.execute(select(outbox_t).where(
-            outbox_t.c.kind == "staff_alert"))).mappings().one()
+        alert = (
+            (await conn.execute(select(outbox_t).where(outbox_t.c.kind == "staff_alert"))).mappings().one()
+        )
         balances = (await conn.execute(select(provider_balances))).mappings().all()
     assert row["id"] == report.run_id and row["mode"] == "execute" and row["status"] == "findings"
     assert row["started_at"] == started and row["finished_at"] == clock.now()
@@ -277,8 +292,7 @@ async def test_a_run_is_recorded_with_its_findings_and_fixes_and_alerts_staff(sh
     assert row["checked"]["balances"] == {"alpha": {"amount": 10_000, "currency": "USD"}}
     assert alert["chat_id"] == STAFF_CHAT and f"#{report.run_id}" in alert["payload"]["text"]
     assert "cost_mismatch" in alert["payload"]["text"] and "upstream_orphan" in alert["payload"]["text"]
-    assert [(b["provider"], b["amount"], b["taken_at"]) for b in balances] == [
-        ("alpha", 10_000, clock.now())]
+    assert [(b["provider"], b["amount"], b["taken_at"]) for b in balances] == [("alpha", 10_000, clock.now())]
 
 
 async def test_scheduled_run_without_staff_chat_alerts_nobody(db, clock):
@@ -297,8 +311,9 @@ async def test_days_bounds_the_orders_compared_upstream(shop, clock):
     o = await buy(shop, user, "k1")
     shop.providers["alpha"].close(o.activation_id, ActivationState.CANCELLED)
     async with shop.db.begin() as conn:  # an order placed three days ago (its hold is fresh)
-        await conn.execute(update(orders).where(orders.c.id == o.id).values(
-            created_at=clock.now() - timedelta(days=3)))
+        await conn.execute(
+            update(orders).where(orders.c.id == o.id).values(created_at=clock.now() - timedelta(days=3))
+        )
     assert codes(await run(shop, days=2)) == []
     assert codes(await run(shop, days=4)) == ["order_closed_upstream"]
     with pytest.raises(ValueError):
@@ -306,6 +321,7 @@ async def test_days_bounds_the_orders_compared_upstream(shop, clock):
 
 
 # ----------------------------------------------------------- dry run is inert
+
 
 async def test_dry_run_changes_nothing_anywhere(shop, clock):
     """Every kind of finding at once; a dry run leaves every table and the provider as is."""
@@ -315,8 +331,11 @@ async def test_dry_run_changes_nothing_anywhere(shop, clock):
     clock.advance(shop.settings.ORDER_MAX_TTL_SECONDS + shop.settings.HOLD_GRACE_SECONDS + 200)
     never_voided = await buy(shop, user, "k2")
     async with shop.db.begin() as conn:
-        await conn.execute(update(orders).where(orders.c.id == never_voided.id).values(
-            status="expired", upstream_state="cancelled"))
+        await conn.execute(
+            update(orders)
+            .where(orders.c.id == never_voided.id)
+            .values(status="expired", upstream_state="cancelled")
+        )
     alpha.close(never_voided.activation_id, ActivationState.EXPIRED)
     closed = await buy(shop, user, "k3")
     alpha.close(closed.activation_id, ActivationState.CANCELLED)
@@ -328,12 +347,18 @@ async def test_dry_run_changes_nothing_anywhere(shop, clock):
     before = await dump(shop.db)
     calls = list(alpha.calls)
     report = await run(shop)
-    assert codes(report) == ["cost_mismatch", "hold_overdue", "order_closed_hold_not_voided",
-                             "order_closed_upstream", "upstream_orphan"]
+    assert codes(report) == [
+        "cost_mismatch",
+        "hold_overdue",
+        "order_closed_hold_not_voided",
+        "order_closed_upstream",
+        "upstream_orphan",
+    ]
     assert report.run_id is None and not any(f.fixed for f in report.findings)
     assert await dump(shop.db) == before
-    assert [c for c in alpha.calls if c[0] in ("cancel", "finish", "rent")] == \
-        [c for c in calls if c[0] in ("cancel", "finish", "rent")]
+    assert [c for c in alpha.calls if c[0] in ("cancel", "finish", "rent")] == [
+        c for c in calls if c[0] in ("cancel", "finish", "rent")
+    ]
 
     fixed = await run(shop, execute=True)
     assert [f.code for f in fixed.remaining] == ["cost_mismatch"]

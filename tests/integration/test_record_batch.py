@@ -54,8 +54,7 @@ async def _rows(db, table, *where):
 
 async def _resolutions(db, hold_id):
     async with db.read() as conn:
-        return (await conn.scalars(select(transfers.c.kind).where(
-            transfers.c.pending_id == hold_id))).all()
+        return (await conn.scalars(select(transfers.c.kind).where(transfers.c.pending_id == hold_id))).all()
 
 
 class StatementCounter:
@@ -78,6 +77,7 @@ class StatementCounter:
 
 # ------------------------------------------------------------------ ledger.capture_holds
 
+
 async def _holds(db, clock, n, amount=100):
     now = clock.now()
     async with db.begin() as conn:
@@ -85,23 +85,40 @@ async def _holds(db, clock, n, amount=100):
         topups = await ledger.system_account(conn, ledger.TOPUPS)
         wallets = [await ledger.open_wallet(conn, now) for _ in range(2)]
         for w in wallets:
-            await ledger.post_transfer(conn, id=ledger.new_id(), debit=topups, credit=w,
-                                       amount=amount * n, code="topup", now=now)
+            await ledger.post_transfer(
+                conn, id=ledger.new_id(), debit=topups, credit=w, amount=amount * n, code="topup", now=now
+            )
         holds = []
         for i in range(n):
             hold = ledger.new_id()
-            await ledger.create_hold(conn, id=hold, debit=wallets[i % 2], credit=revenue,
-                                     amount=amount + i, now=now,
-                                     timeout_at=now + timedelta(minutes=30), code="hold")
+            await ledger.create_hold(
+                conn,
+                id=hold,
+                debit=wallets[i % 2],
+                credit=revenue,
+                amount=amount + i,
+                now=now,
+                timeout_at=now + timedelta(minutes=30),
+                code="hold",
+            )
             holds.append(hold)
     return wallets, revenue, holds
 
 
 async def _accounts(db):
     async with db.read() as conn:
-        return {r.id: tuple(r[1:]) for r in await conn.execute(select(
-            accounts.c.id, accounts.c.debits_posted, accounts.c.credits_posted,
-            accounts.c.debits_pending, accounts.c.credits_pending))}
+        return {
+            r.id: tuple(r[1:])
+            for r in await conn.execute(
+                select(
+                    accounts.c.id,
+                    accounts.c.debits_posted,
+                    accounts.c.credits_posted,
+                    accounts.c.debits_pending,
+                    accounts.c.credits_pending,
+                )
+            )
+        }
 
 
 async def test_post_holds_moves_exactly_what_post_hold_moves_one_by_one(db, clock):
@@ -113,8 +130,11 @@ async def test_post_holds_moves_exactly_what_post_hold_moves_one_by_one(db, cloc
         async with db.begin() as conn:
             results = await capture(conn)
         after = await _accounts(db)
-        return results, {acc: tuple(a - b for a, b in zip(after[acc], before[acc], strict=True))
-                         for acc in after if after[acc] != before[acc]}
+        return results, {
+            acc: tuple(a - b for a, b in zip(after[acc], before[acc], strict=True))
+            for acc in after
+            if after[acc] != before[acc]
+        }
 
     async def one_by_one(conn):
         return [await ledger.capture_hold(conn, h, clock.now()) for h in holds[:3]]
@@ -173,6 +193,7 @@ async def test_post_holds_refuses_a_voided_hold_and_the_batch_leaves_no_trace(db
 
 # ------------------------------------------------------------------ record_many
 
+
 async def test_record_many_leaves_each_order_as_recording_it_alone_would(shop):
     people, bought = await _orders(shop, 6)
     waiting, cancelled, extra, refunded, textonly, idle = bought
@@ -182,37 +203,51 @@ async def test_record_many_leaves_each_order_as_recording_it_alone_would(shop):
     await shop.orders.staff_refund(refunded.id, actor="staff:test", reason="test")
     balances = [await shop.wallet(p) for p in people]
 
-    views = await shop.orders.record_many([
-        (waiting.id, [_code(10), _code(11)]),
-        (cancelled.id, [_code(20)]),
-        (extra.id, [_code(1), _code(30)]),  # the first is already recorded
-        (refunded.id, [_code(40)]),
-        (textonly.id, [SmsMessage("t-1", None, "Welcome")]),
-        ("no-such-order", [_code(50)]),
-        (idle.id, []),
-    ])
+    views = await shop.orders.record_many(
+        [
+            (waiting.id, [_code(10), _code(11)]),
+            (cancelled.id, [_code(20)]),
+            (extra.id, [_code(1), _code(30)]),  # the first is already recorded
+            (refunded.id, [_code(40)]),
+            (textonly.id, [SmsMessage("t-1", None, "Welcome")]),
+            ("no-such-order", [_code(50)]),
+            (idle.id, []),
+        ]
+    )
     assert [v.status if v else None for v in views] == [
-        "completed", "cancelled", "completed", "refunded", "waiting", None, "waiting"]
+        "completed",
+        "cancelled",
+        "completed",
+        "refunded",
+        "waiting",
+        None,
+        "waiting",
+    ]
     assert views[0].code == "000010"
 
     w = await _rows(shop.db, order_messages, order_messages.c.order_id == waiting.id)
     assert sorted((m["code"], m["charged"]) for m in w) == [("000010", True), ("000011", False)]
-    assert [m["charged"] for m in await _rows(shop.db, order_messages,
-                                              order_messages.c.order_id == cancelled.id)] == [False]
+    assert [
+        m["charged"] for m in await _rows(shop.db, order_messages, order_messages.c.order_id == cancelled.id)
+    ] == [False]
     assert await _resolutions(shop.db, waiting.hold_transfer_id) == [ledger.TransferKind.CAPTURE]
     assert await _resolutions(shop.db, cancelled.hold_transfer_id) == [ledger.TransferKind.VOID]
     sent = {(r["order_id"], r["kind"]) for r in await _rows(shop.db, outbox_t)}
     assert (waiting.id, "completed") in sent and (waiting.id, "code_extra") in sent
     assert (extra.id, "code_extra") in sent
     assert not {(o, k) for o, k in sent if o in (cancelled.id, refunded.id, textonly.id)} - {
-        (cancelled.id, "cancelled"), (refunded.id, "completed"), (refunded.id, "refunded")}
-    codes = await _rows(shop.db, outbox_t, outbox_t.c.order_id == waiting.id,
-                        outbox_t.c.kind == "code_extra")
+        (cancelled.id, "cancelled"),
+        (refunded.id, "completed"),
+        (refunded.id, "refunded"),
+    }
+    codes = await _rows(shop.db, outbox_t, outbox_t.c.order_id == waiting.id, outbox_t.c.kind == "code_extra")
     assert [c["payload"]["code"] for c in codes] == ["000011"]
-    events = await _rows(shop.db, order_events, order_events.c.order_id == waiting.id,
-                         order_events.c.event == "code")
+    events = await _rows(
+        shop.db, order_events, order_events.c.order_id == waiting.id, order_events.c.event == "code"
+    )
     assert [(e["from_status"], e["to_status"], e["detail"]) for e in events] == [
-        ("waiting", "completed", {"code": "000010"})]
+        ("waiting", "completed", {"code": "000010"})
+    ]
     # Only the waiting order was charged in this batch; its owner paid its price once.
     for person, before in zip(people, balances, strict=True):
         paid = 100 if person.id == waiting.user_id else 0
@@ -254,14 +289,16 @@ async def test_statements_do_not_grow_with_the_batch_beyond_one_cas_per_capture(
 async def test_cancel_racing_a_batch_is_one_or_the_other_for_its_order(shop, rounds):
     people, bought = await _orders(shop, 4 * rounds, users=4)
     for r in range(rounds):
-        group = bought[4 * r:4 * r + 4]
+        group = bought[4 * r : 4 * r + 4]
         victim = group[r % 4]
         results = await asyncio.gather(
             shop.orders.cancel(victim.id, user_id=victim.user_id),
             shop.orders.record_many([(o.id, [_code(100 * r + i)]) for i, o in enumerate(group)]),
-            return_exceptions=True)
-        assert [r for r in results if isinstance(r, BaseException)
-                and not isinstance(r, OrderStateConflict)] == []
+            return_exceptions=True,
+        )
+        assert [
+            r for r in results if isinstance(r, BaseException) and not isinstance(r, OrderStateConflict)
+        ] == []
         for o in group:
             final = await shop.orders.get_order(o.id)
             kinds = await _resolutions(shop.db, o.hold_transfer_id)
@@ -285,13 +322,13 @@ async def test_two_pollers_recording_the_same_orders_capture_each_once(shop):
 
     _p, bought = await _orders(shop, 12, users=4)
     # Many messages each, so that the two multi-row inserts really overlap in time.
-    batch = [(o.id, [_code(i, mid=f"p-{i}")] + [SmsMessage(f"p-{i}-{j}", None, f"ad {j}")
-                                                  for j in range(20)])
-             for i, o in enumerate(bought)]
+    batch = [
+        (o.id, [_code(i, mid=f"p-{i}")] + [SmsMessage(f"p-{i}-{j}", None, f"ad {j}") for j in range(20)])
+        for i, o in enumerate(bought)
+    ]
     twin = OrderService(Database(shop.db.url), shop.clock, shop.providers, shop.settings)
     try:
-        await asyncio.gather(shop.orders.record_many(batch),
-                             twin.record_many(list(reversed(batch))))
+        await asyncio.gather(shop.orders.record_many(batch), twin.record_many(list(reversed(batch))))
     finally:
         await twin.db.dispose()
     for o in bought:
@@ -304,6 +341,7 @@ async def test_two_pollers_recording_the_same_orders_capture_each_once(shop):
 
 
 # ------------------------------------------------------------------ the poller
+
 
 async def test_poller_records_a_round_in_one_transaction(shop):
     _p, bought = await _orders(shop, 10, users=2)
@@ -322,8 +360,9 @@ async def test_poller_records_a_round_in_one_transaction(shop):
     assert await shop.orders.poll_orders([o.id for o in bought]) == 10
     assert batches == [10]
     async with shop.db.read() as conn:
-        done = await conn.scalar(select(func.count()).select_from(orders).where(
-            orders.c.status == "completed"))
+        done = await conn.scalar(
+            select(func.count()).select_from(orders).where(orders.c.status == "completed")
+        )
     assert done == 10
 
 
@@ -346,5 +385,8 @@ async def test_a_batch_that_fails_is_recorded_order_by_order(shop, caplog):
     assert await _rows(shop.db, order_messages, order_messages.c.order_id == broken.id) == []
     # Put the books right again for the auditor: the broken order fails with its hold voided.
     async with shop.db.begin() as conn:
-        await conn.execute(orders.update().where(orders.c.id == broken.id).values(
-            status="failed", closed_at=shop.clock.now(), next_poll_at=None))
+        await conn.execute(
+            orders.update()
+            .where(orders.c.id == broken.id)
+            .values(status="failed", closed_at=shop.clock.now(), next_poll_at=None)
+        )

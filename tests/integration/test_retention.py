@@ -32,25 +32,47 @@ async def shop(db, clock):
 async def add_updates(shop: Shop, first: int, n: int) -> None:
     now = shop.clock.now()
     async with shop.db.begin() as conn:
-        await conn.execute(insert(processed_updates),
-                           [{"update_id": first + i, "received_at": now} for i in range(n)])
+        await conn.execute(
+            insert(processed_updates), [{"update_id": first + i, "received_at": now} for i in range(n)]
+        )
 
 
 async def add_outbox(shop: Shop, prefix: str, status: str, n: int = 1) -> None:
     now = shop.clock.now()
     async with shop.db.begin() as conn:
-        await conn.execute(insert(outbox), [dict(
-            dedupe_key=f"{prefix}:{i}", kind="code", chat_id=1, payload={}, status=status,
-            attempts=1, next_attempt_at=now, created_at=now,
-            sent_at=now if status == "sent" else None) for i in range(n)])
+        await conn.execute(
+            insert(outbox),
+            [
+                dict(
+                    dedupe_key=f"{prefix}:{i}",
+                    kind="code",
+                    chat_id=1,
+                    payload={},
+                    status=status,
+                    attempts=1,
+                    next_attempt_at=now,
+                    created_at=now,
+                    sent_at=now if status == "sent" else None,
+                )
+                for i in range(n)
+            ],
+        )
 
 
 async def add_quote(shop: Shop, qid: str, user_id: int, expires_in: timedelta) -> None:
     now = shop.clock.now()
     async with shop.db.begin() as conn:
-        await conn.execute(insert(quotes).values(
-            id=qid, user_id=user_id, service="whatsapp", country="GB", price=100,
-            expires_at=now + expires_in, created_at=now))
+        await conn.execute(
+            insert(quotes).values(
+                id=qid,
+                user_id=user_id,
+                service="whatsapp",
+                country="GB",
+                price=100,
+                expires_at=now + expires_in,
+                created_at=now,
+            )
+        )
 
 
 async def keys(shop: Shop, column: Any) -> set[Any]:
@@ -87,13 +109,16 @@ async def test_old_rows_go_and_everything_else_stays(shop, clock):
 
     assert await keys(shop, processed_updates.c.update_id) == {100, 101}
     assert await keys(shop, outbox.c.dedupe_key) >= {"old-pending:0", "new-sent:0"}
-    assert not await keys(shop, outbox.c.dedupe_key) & {"old-sent:0", "old-failed:0",
-                                                         "old-unreachable:0"}
+    assert not await keys(shop, outbox.c.dedupe_key) & {"old-sent:0", "old-failed:0", "old-unreachable:0"}
     assert await keys(shop, order_events.c.order_id) == {still_open.id}
     assert await count(shop.db, order_events) == open_events
     assert await keys(shop, quotes.c.id) == used_quotes | {"young-expired"}
-    assert report.deleted == {"update_log": 3, "outbox": 3,
-                              "order_events": events_before - open_events, "quotes": 1}
+    assert report.deleted == {
+        "update_log": 3,
+        "outbox": 3,
+        "order_events": events_before - open_events,
+        "quotes": 1,
+    }
     assert report.capped == []
     # The books: every row of every other table, unchanged.
     assert books(await dump(shop.db)) == books(before)
@@ -155,8 +180,7 @@ async def test_a_batch_deletes_at_most_batch_size_rows(shop, clock):
 
 
 async def test_the_ticker_runs_retention_with_the_settings(db, clock):
-    shop = Shop(db, clock, {"alpha": FlakyProvider("alpha", clock)},
-                RETENTION_UPDATE_LOG_DAYS=2)
+    shop = Shop(db, clock, {"alpha": FlakyProvider("alpha", clock)}, RETENTION_UPDATE_LOG_DAYS=2)
     await shop.setup_catalog()
     await add_updates(shop, 1, 2)
     clock.advance(days=1)
@@ -172,11 +196,20 @@ async def test_the_ticker_runs_retention_with_the_settings(db, clock):
 
 def test_defaults_and_settings():
     s = Settings(_env_file=None)
-    assert (s.RETENTION_UPDATE_LOG_DAYS, s.RETENTION_OUTBOX_DAYS, s.RETENTION_ORDER_EVENTS_DAYS,
-            s.RETENTION_QUOTES_HOURS, s.RETENTION_BATCH_SIZE) == (7, 7, 90, 24, 500)
+    assert (
+        s.RETENTION_UPDATE_LOG_DAYS,
+        s.RETENTION_OUTBOX_DAYS,
+        s.RETENTION_ORDER_EVENTS_DAYS,
+        s.RETENTION_QUOTES_HOURS,
+        s.RETENTION_BATCH_SIZE,
+    ) == (7, 7, 90, 24, 500)
     p = RetentionPolicy.from_settings(s)
     assert (p.update_log, p.outbox, p.order_events, p.quotes) == (
-        timedelta(days=7), timedelta(days=7), timedelta(days=90), timedelta(hours=24))
+        timedelta(days=7),
+        timedelta(days=7),
+        timedelta(days=90),
+        timedelta(hours=24),
+    )
     assert {"processed_updates", "outbox", "order_events", "quotes"} == retention.PRUNED_TABLES
     with pytest.raises(ValueError, match="positive"):
         RetentionPolicy(batch_size=0)

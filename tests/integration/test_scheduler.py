@@ -34,8 +34,14 @@ async def shop(db, clock):
 @pytest.fixture
 async def duo(db, clock):
     """alpha answers batch status calls; beta only answers one activation at a time."""
-    s = Shop(db, clock, {"alpha": FlakyProvider("alpha", clock, cost=40),
-                         "beta": FlakyProvider("beta", clock, cost=40, batch=False)})
+    s = Shop(
+        db,
+        clock,
+        {
+            "alpha": FlakyProvider("alpha", clock, cost=40),
+            "beta": FlakyProvider("beta", clock, cost=40, batch=False),
+        },
+    )
     await s.setup_catalog()
     yield s
     await s.assert_books_clean()
@@ -56,14 +62,18 @@ async def next_poll(shop, order_id):
 
 async def lease(shop, order_id):
     async with shop.db.read() as conn:
-        return (await conn.execute(select(orders.c.lease_owner, orders.c.lease_until)
-                                   .where(orders.c.id == order_id))).one()
+        return (
+            await conn.execute(
+                select(orders.c.lease_owner, orders.c.lease_until).where(orders.c.id == order_id)
+            )
+        ).one()
 
 
 async def buy_at(shop, provider, user, key):
     """Buy from one named provider of the duo (the other is made to refuse)."""
     other = next(p for n, p in shop.providers.items() if n != provider)
     from core.providers.errors import OutOfStock
+
     other.rent_script = [OutOfStock("none")]
     got = await buy(shop, user, key)
     other.rent_script = []
@@ -73,10 +83,12 @@ async def buy_at(shop, provider, user, key):
 
 # ------------------------------------------------------------------------ wiring
 
+
 async def test_apscheduler_registers_every_job_at_its_interval(shop):
     sched = build_scheduler(jobs_of(shop).tickers())
-    found = {j.id: (j.trigger.interval.total_seconds(), j.max_instances, j.coalesce)
-             for j in sched.get_jobs()}
+    found = {
+        j.id: (j.trigger.interval.total_seconds(), j.max_instances, j.coalesce) for j in sched.get_jobs()
+    }
     assert found == {
         "poll": (0.5, 1, True),  # a sixth of SMS_POLL_INTERVAL_SECONDS=3
         "expire": (5.0, 1, True),
@@ -91,14 +103,21 @@ async def test_apscheduler_registers_every_job_at_its_interval(shop):
 
 
 async def test_intervals_follow_settings(db, clock):
-    s = Shop(db, clock, {"alpha": FlakyProvider("alpha", clock)},
-             SMS_POLL_INTERVAL_SECONDS=9, RECONCILE_INTERVAL_SECONDS=300, RECOVERY_AFTER_SECONDS=60)
+    s = Shop(
+        db,
+        clock,
+        {"alpha": FlakyProvider("alpha", clock)},
+        SMS_POLL_INTERVAL_SECONDS=9,
+        RECONCILE_INTERVAL_SECONDS=300,
+        RECOVERY_AFTER_SECONDS=60,
+    )
     intervals = {t.name: t.interval_s for t in jobs_of(s).tickers()}
     assert intervals["poll"] == 1.0 and intervals["reconcile"] == 300 and intervals["recover"] == 15
     assert poll_tick(1) == 0.25
 
 
 # -------------------------------------------------------------------------- poll
+
 
 async def test_poll_records_the_code_once_and_notifies_once(shop, clock):
     user = await shop.user(1, funds=500)
@@ -114,8 +133,7 @@ async def test_poll_records_the_code_once_and_notifies_once(shop, clock):
     assert (await shop.wallet(user)).balance == 400
     clock.advance(3)
     assert await jobs_of(shop, "B").poll() == 0  # a completed order is no longer polled
-    assert await count(shop.db, outbox_t, outbox_t.c.order_id == o.id,
-                       outbox_t.c.kind == "completed") == 1
+    assert await count(shop.db, outbox_t, outbox_t.c.order_id == o.id, outbox_t.c.kind == "completed") == 1
     assert (await lease(shop, o.id)) == (None, None)
 
 
@@ -242,6 +260,7 @@ async def test_crash_after_poll_claim_the_lease_expires_and_another_polls(shop, 
 
 # ------------------------------------------------------------------------ expire
 
+
 async def test_expire_refunds_and_notifies_once(shop, clock):
     user = await shop.user(1, funds=500)
     o = await buy(shop, user, "k1")
@@ -297,6 +316,7 @@ async def test_crash_during_expiry_another_scheduler_finishes_after_the_lease(sh
 
 # ----------------------------------------------------------------------- recover
 
+
 async def test_recover_settles_a_lost_rent_and_waits_out_a_provider_failure(db, clock):
     s = Shop(db, clock, {"tv": FlakyProvider("tv", clock, idempotent=True)})
     await s.setup_catalog()
@@ -323,6 +343,7 @@ async def test_recover_settles_a_lost_rent_and_waits_out_a_provider_failure(db, 
 
 async def test_recover_without_a_trace_fails_and_refunds(shop, clock):
     from core.providers.errors import OutcomeUnknown
+
     user = await shop.user(1, funds=500)
     shop.providers["alpha"].rent_script = [OutcomeUnknown("lost before sending")]
     o = await buy(shop, user, "k1")
@@ -333,6 +354,7 @@ async def test_recover_without_a_trace_fails_and_refunds(shop, clock):
 
 
 # ---------------------------------------------------------------- retry upstream
+
 
 async def test_retry_upstream_respects_the_early_cancel_window(shop, clock):
     user = await shop.user(1, funds=500)
@@ -390,6 +412,7 @@ async def test_retry_upstream_finishes_completed_orders(shop, clock):
 
 # ------------------------------------------------------------------ safety net
 
+
 async def test_safety_net_settles_holds_past_timeout_through_the_order(shop, clock):
     user = await shop.user(1, funds=1000)
     waiting = await buy(shop, user, "k1")
@@ -403,13 +426,19 @@ async def test_safety_net_settles_holds_past_timeout_through_the_order(shop, clo
     assert (await order(shop, waiting.id)).status == "expired"
     assert (await order(shop, reserving.id)).status == "failed"
     async with shop.db.read() as conn:
-        actors = set((await conn.scalars(select(order_events.c.actor).where(
-            order_events.c.to_status.in_(("expired", "failed"))))).all())
+        actors = set(
+            (
+                await conn.scalars(
+                    select(order_events.c.actor).where(order_events.c.to_status.in_(("expired", "failed")))
+                )
+            ).all()
+        )
     assert actors == {"safety_net"}
     assert (await shop.wallet(user)).available == 1000
 
 
 # -------------------------------------------------------- catalogue, keys, beats
+
 
 async def test_sync_catalog_stores_offers_and_reports_a_failing_provider(duo, clock):
     alpha, beta = duo.providers["alpha"], duo.providers["beta"]
@@ -422,8 +451,11 @@ async def test_sync_catalog_stores_offers_and_reports_a_failing_provider(duo, cl
 
     alpha.catalog, beta.catalog = alpha_catalog, beta_catalog
     async with duo.db.begin() as conn:
-        await conn.execute(insert(offers).values(provider="gone", service="whatsapp", country="GB",
-                                                 cost=1, stock=1, updated_at=clock.now()))
+        await conn.execute(
+            insert(offers).values(
+                provider="gone", service="whatsapp", country="GB", cost=1, stock=1, updated_at=clock.now()
+            )
+        )
     with pytest.raises(RuntimeError, match="beta"):
         await jobs_of(duo).sync_catalog()
     async with duo.db.read() as conn:
@@ -439,8 +471,11 @@ async def test_reap_keys_deletes_only_old_keys(shop, clock):
     async with shop.db.begin() as conn:
         for key, age in (("old", 8), ("new", 1)):
             at = clock.now() - timedelta(days=age)
-            await conn.execute(insert(idempotency_keys).values(
-                key=key, scope="t", fingerprint="f", state="done", created_at=at, updated_at=at))
+            await conn.execute(
+                insert(idempotency_keys).values(
+                    key=key, scope="t", fingerprint="f", state="done", created_at=at, updated_at=at
+                )
+            )
     assert await jobs_of(shop).reap_keys() == 1
     async with shop.db.read() as conn:
         assert (await conn.scalars(select(idempotency_keys.c.key))).all() == ["new"]
@@ -452,7 +487,11 @@ async def test_heartbeats_record_start_finish_and_error(shop, clock):
     async with shop.db.read() as conn:
         beat = (await conn.execute(select(job_runs).where(job_runs.c.job == "expire"))).one()
     assert (beat.last_started_at, beat.last_finished_at, beat.last_error, beat.owner) == (
-        clock.now(), clock.now(), None, "A")
+        clock.now(),
+        clock.now(),
+        None,
+        "A",
+    )
     finished = clock.now()
     clock.advance(10)
 
@@ -476,8 +515,17 @@ async def test_heartbeats_record_start_finish_and_error(shop, clock):
 
 async def test_run_all_once_runs_every_job(shop, clock):
     results = await jobs_of(shop).run_all_once()
-    assert set(results) == {"poll", "expire", "recover", "retry_upstream", "void_overdue_holds",
-                            "reconcile", "sync_catalog", "reap_keys", "retention"}
+    assert set(results) == {
+        "poll",
+        "expire",
+        "recover",
+        "retry_upstream",
+        "void_overdue_holds",
+        "reconcile",
+        "sync_catalog",
+        "reap_keys",
+        "retention",
+    }
     async with shop.db.read() as conn:
         beats = {r.job: r.last_finished_at for r in await conn.execute(select(job_runs))}
     assert set(beats) == set(results) and all(v == clock.now() for v in beats.values())
@@ -488,11 +536,13 @@ async def test_claims_skip_orders_leased_by_someone_else(shop, clock):
     a = await buy(shop, user, "k1")
     b = await buy(shop, user, "k2")
     clock.set(a.expires_at + timedelta(seconds=1))
-    got = await jobs.claim_orders(shop.db, owner="X", now=clock.now(),
-                                  due=(orders.c.status == "waiting",), limit=1)
+    got = await jobs.claim_orders(
+        shop.db, owner="X", now=clock.now(), due=(orders.c.status == "waiting",), limit=1
+    )
     assert len(got) == 1
-    rest = await jobs.claim_orders(shop.db, owner="Y", now=clock.now(),
-                                   due=(orders.c.status == "waiting",), limit=10)
+    rest = await jobs.claim_orders(
+        shop.db, owner="Y", now=clock.now(), due=(orders.c.status == "waiting",), limit=10
+    )
     assert set(got) | set(rest) == {a.id, b.id} and not set(got) & set(rest)
     assert await jobs.release_orders(shop.db, got, "Y") == 0  # not Y's lease to end
     assert await jobs.release_orders(shop.db, got, "X") == 1

@@ -32,14 +32,20 @@ async def pair(tmp_path):
 
 
 async def _insert(conn, update_id: int) -> None:
-    await conn.execute(processed_updates.insert().values(
-        update_id=update_id, received_at=text("CURRENT_TIMESTAMP")))
+    await conn.execute(
+        processed_updates.insert().values(update_id=update_id, received_at=text("CURRENT_TIMESTAMP"))
+    )
 
 
 async def _ids(db: Database) -> list[int]:
     async with db.read() as conn:
-        return list((await conn.scalars(select(processed_updates.c.update_id)
-                                        .order_by(processed_updates.c.update_id))).all())
+        return list(
+            (
+                await conn.scalars(
+                    select(processed_updates.c.update_id).order_by(processed_updates.c.update_id)
+                )
+            ).all()
+        )
 
 
 async def test_a_busy_writer_waits_on_the_loop_not_in_sqlite(pair) -> None:
@@ -140,8 +146,10 @@ async def test_inline_transactions_skip_the_greenlet_bridge(pair, monkeypatch) -
         assert await conn.scalar(select(processed_updates.c.update_id)) == 7
         assert list(await conn.scalars(select(processed_updates.c.update_id))) == [7]
         assert (await conn.exec_driver_sql("SELECT count(*) FROM processed_updates")).scalar() == 1
-        assert await conn.run_sync(lambda sync: sync.execute(
-            select(processed_updates.c.update_id)).scalar()) == 7
+        assert (
+            await conn.run_sync(lambda sync: sync.execute(select(processed_updates.c.update_id)).scalar())
+            == 7
+        )
     async with first.read() as conn:
         assert await conn.scalar(select(processed_updates.c.update_id)) == 7
     assert spawned == []
@@ -167,7 +175,6 @@ async def test_more_open_transactions_than_pooled_connections_never_wait(pair) -
             return len(list(await conn.scalars(select(processed_updates.c.update_id))))
 
     assert await asyncio.gather(*(reader() for _ in range(readers))) == [1] * readers
-
 
 
 async def test_commits_never_checkpoint_the_wal_on_the_loop(pair) -> None:

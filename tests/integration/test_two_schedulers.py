@@ -50,11 +50,15 @@ class Pair:
 
 @pytest.fixture
 async def pair(db, clock):
-    providers = {"alpha": FlakyProvider("alpha", clock, cost=40),
-                 "beta": FlakyProvider("beta", clock, cost=60, batch=False, idempotent=True)}
+    providers = {
+        "alpha": FlakyProvider("alpha", clock, cost=40),
+        "beta": FlakyProvider("beta", clock, cost=60, batch=False, idempotent=True),
+    }
     for p in providers.values():
+
         async def catalog(p=p):
             return [Offer("whatsapp", "GB", p.cost, 10)]
+
         p.catalog = catalog
     shop = Shop(db, clock, providers, STAFF_CHAT_ID=-1)
     await shop.setup_catalog()
@@ -88,7 +92,8 @@ async def test_two_schedulers_every_job_at_once(pair, clock):
     for i, name in enumerate(["alpha", "beta"]):
         o = await buy_at(shop, name, next(u), f"x{i}")
         shop.providers[name].cancel_script = [
-            EarlyCancelDenied("too early", retry_at=clock.now() + timedelta(seconds=150))]
+            EarlyCancelDenied("too early", retry_at=clock.now() + timedelta(seconds=150))
+        ]
         await shop.orders.cancel(o.id, user_id=o.user_id)
         cancelled.append(o)
     rents_before = alpha.rents() + beta.rents()
@@ -123,12 +128,16 @@ async def test_two_schedulers_every_job_at_once(pair, clock):
         await pair.both()
 
     # Every order ended where it must, each code delivered, nothing refunded twice.
-    final = {o.id: await shop.orders.get_order(o.id) for o in
-             coded + expiring + last_second + lost + cancelled}
+    final = {
+        o.id: await shop.orders.get_order(o.id) for o in coded + expiring + last_second + lost + cancelled
+    }
     completed = {o.id for o in coded + last_second + lost}
     for oid, o in final.items():
-        want = "completed" if oid in completed else (
-            "cancelled" if oid in {c.id for c in cancelled} else "expired")
+        want = (
+            "completed"
+            if oid in completed
+            else ("cancelled" if oid in {c.id for c in cancelled} else "expired")
+        )
         assert o.status == want, (oid, o.status, want)
         if oid in completed:
             assert o.code == codes[oid]
@@ -138,15 +147,29 @@ async def test_two_schedulers_every_job_at_once(pair, clock):
         assert (wallet.balance, wallet.held) == (FUNDS - paid, 0)
 
     async with shop.db.read() as conn:
-        notes = Counter((r.order_id, r.kind) for r in await conn.execute(
-            select(outbox_t.c.order_id, outbox_t.c.kind).where(outbox_t.c.order_id.is_not(None))))
-        moves = Counter((r.order_id, r.to_status) for r in await conn.execute(
-            select(order_events.c.order_id, order_events.c.to_status)
-            .where(order_events.c.to_status.is_not(None))))
-        charged = Counter(r.order_id for r in await conn.execute(
-            select(order_messages.c.order_id).where(order_messages.c.charged)))
-        runs = (await conn.execute(select(reconciliation_runs.c.status)
-                                   .order_by(reconciliation_runs.c.id))).scalars().all()
+        notes = Counter(
+            (r.order_id, r.kind)
+            for r in await conn.execute(
+                select(outbox_t.c.order_id, outbox_t.c.kind).where(outbox_t.c.order_id.is_not(None))
+            )
+        )
+        moves = Counter(
+            (r.order_id, r.to_status)
+            for r in await conn.execute(
+                select(order_events.c.order_id, order_events.c.to_status).where(
+                    order_events.c.to_status.is_not(None)
+                )
+            )
+        )
+        charged = Counter(
+            r.order_id
+            for r in await conn.execute(select(order_messages.c.order_id).where(order_messages.c.charged))
+        )
+        runs = (
+            (await conn.execute(select(reconciliation_runs.c.status).order_by(reconciliation_runs.c.id)))
+            .scalars()
+            .all()
+        )
     for oid, o in final.items():
         if oid in completed:
             assert notes[(oid, "completed")] == 1 and charged[oid] == 1
@@ -200,8 +223,8 @@ async def test_concurrent_polls_split_the_work(pair, clock):
         shop.providers["alpha"].deliver(o.activation_id, "4321")
     clock.advance(3)
     got = await asyncio.gather(
-        pair.a.core.orders.poll_due(owner="A", limit=5),
-        pair.b.core.orders.poll_due(owner="B", limit=5))
+        pair.a.core.orders.poll_due(owner="A", limit=5), pair.b.core.orders.poll_due(owner="B", limit=5)
+    )
     assert sum(got) == 20
     asked = Counter()
     for call in shop.providers["alpha"].calls:
@@ -228,8 +251,7 @@ async def test_overlapping_recoveries_keep_the_number(pair, clock):
         return await real_rent(request)
 
     beta.rent = rent
-    first, second = await asyncio.gather(shop.orders.recover_order(o.id),
-                                         pair.orders2.recover_order(o.id))
+    first, second = await asyncio.gather(shop.orders.recover_order(o.id), pair.orders2.recover_order(o.id))
     assert first.status == second.status == "waiting"
     assert beta.calls_of("cancel") == 0 and beta.rents() == 1
     assert beta.activations[first.activation_id].state == ActivationState.WAITING
@@ -237,6 +259,7 @@ async def test_overlapping_recoveries_keep_the_number(pair, clock):
 
 
 # ------------------------------------------------------------------- leadership
+
 
 async def test_sqlite_every_scheduler_runs_its_tickers(db):
     if not db.is_sqlite:
@@ -277,9 +300,11 @@ async def test_postgres_one_leads_the_other_takes_over_when_it_dies(db):
 
 async def until(condition, timeout: float = 5.0) -> None:
     """Yield to the loop until ``condition()`` holds, failing after ``timeout`` seconds."""
+
     async def spin() -> None:
         while not condition():
             await asyncio.sleep(0.01)
+
     await asyncio.wait_for(spin(), timeout)
 
 

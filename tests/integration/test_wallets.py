@@ -32,8 +32,11 @@ async def _counts(db) -> tuple[int, int, int, int]:
     async with db.read() as conn:
         return (
             int(await conn.scalar(select(func.count()).select_from(users))),
-            int(await conn.scalar(select(func.count()).select_from(accounts)
-                                  .where(accounts.c.kind == "wallet"))),
+            int(
+                await conn.scalar(
+                    select(func.count()).select_from(accounts).where(accounts.c.kind == "wallet")
+                )
+            ),
             int(await conn.scalar(select(func.count()).select_from(transfers))),
             int(await conn.scalar(select(func.count()).select_from(audit_log))),
         )
@@ -46,13 +49,18 @@ async def _audit_rows(db) -> list:
 
 # Users -------------------------------------------------------------------------------------
 
+
 async def test_get_or_create_user_creates_once_with_a_wallet(db, clock):
     async with db.begin() as conn:
-        first = await get_or_create_user(conn, telegram_id=42, username="@Alice",
-                                         first_name="Alice", now=clock.now())
+        first = await get_or_create_user(
+            conn, telegram_id=42, username="@Alice", first_name="Alice", now=clock.now()
+        )
         again = await get_or_create_user(conn, telegram_id=42, now=clock.now())
-        wallet = (await conn.execute(select(accounts).where(
-            accounts.c.id == first.wallet_account_id))).mappings().one()
+        wallet = (
+            (await conn.execute(select(accounts).where(accounts.c.id == first.wallet_account_id)))
+            .mappings()
+            .one()
+        )
     assert first == again
     assert (first.telegram_id, first.username, first.first_name) == (42, "Alice", "Alice")
     assert (first.blocked, first.unreachable, first.created_at) == (False, False, clock.now())
@@ -113,8 +121,13 @@ async def test_find_and_get_user(db, clock):
 
 async def test_search_users(db, clock):
     async with db.begin() as conn:
-        for tid, name in [(111, "carol_x"), (222, "Caroline"), (333, "dave"), (1110, None),
-                          (444, "100%real")]:
+        for tid, name in [
+            (111, "carol_x"),
+            (222, "Caroline"),
+            (333, "dave"),
+            (1110, None),
+            (444, "100%real"),
+        ]:
             await get_or_create_user(conn, telegram_id=tid, username=name, now=clock.now())
     async with db.read() as conn:
         by_name = {u.telegram_id for u in await search_users(conn, "carol", 10)}
@@ -149,16 +162,30 @@ async def test_set_blocked_and_mark_unreachable(db, clock):
 
 # Audit -------------------------------------------------------------------------------------
 
+
 async def test_audit_record_writes_one_row(db, clock):
     async with db.begin() as conn:
-        row_id = await audit.record(conn, actor="staff:alice", action="order.refund",
-                                    target_type="order", target_id=17, reason="duplicate",
-                                    detail={"amount": 100}, now=clock.now())
+        row_id = await audit.record(
+            conn,
+            actor="staff:alice",
+            action="order.refund",
+            target_type="order",
+            target_id=17,
+            reason="duplicate",
+            detail={"amount": 100},
+            now=clock.now(),
+        )
     (row,) = await _audit_rows(db)
     assert row["id"] == row_id
-    assert (row["actor"], row["action"], row["target_type"], row["target_id"], row["reason"],
-            row["detail"], row["created_at"]) == (
-        "staff:alice", "order.refund", "order", "17", "duplicate", {"amount": 100}, clock.now())
+    assert (
+        row["actor"],
+        row["action"],
+        row["target_type"],
+        row["target_id"],
+        row["reason"],
+        row["detail"],
+        row["created_at"],
+    ) == ("staff:alice", "order.refund", "order", "17", "duplicate", {"amount": 100}, clock.now())
 
 
 async def test_audit_row_rolls_back_with_its_change(db, clock):
@@ -170,6 +197,7 @@ async def test_audit_row_rolls_back_with_its_change(db, clock):
 
 
 # Wallets -----------------------------------------------------------------------------------
+
 
 async def test_show_unknown_user(wallets):
     with pytest.raises(UserNotFound):
@@ -184,7 +212,12 @@ async def test_credit_creates_the_user_and_audits(db, clock, wallets):
     assert (view.telegram_id, view.balance, view.held, view.available) == (5, 1250, 0, 1250)
     (row,) = await _audit_rows(db)
     assert (row["actor"], row["action"], row["target_type"], row["target_id"], row["reason"]) == (
-        "staff:bob", "wallet.credit", "user", str(view.user_id), "welcome bonus")
+        "staff:bob",
+        "wallet.credit",
+        "user",
+        str(view.user_id),
+        "welcome bonus",
+    )
     assert row["detail"]["amount"] == 1250 and row["detail"]["transfer_id"] == change.transfer_id
     assert await check_invariants(db, clock.now()) == []
 
@@ -237,9 +270,16 @@ async def test_debit_beyond_available_counts_holds_and_writes_nothing(db, clock,
     async with db.begin() as conn:
         user = await find_user(conn, 5)
         revenue = await ledger.system_account(conn, ledger.REVENUE)
-        await ledger.create_hold(conn, id=ledger.new_id(), debit=user.wallet_account_id,
-                                 credit=revenue, amount=800, code="hold", now=clock.now(),
-                                 timeout_at=clock.now() + timedelta(minutes=5))
+        await ledger.create_hold(
+            conn,
+            id=ledger.new_id(),
+            debit=user.wallet_account_id,
+            credit=revenue,
+            amount=800,
+            code="hold",
+            now=clock.now(),
+            timeout_at=clock.now() + timedelta(minutes=5),
+        )
     before = await _counts(db)
     with pytest.raises(InsufficientFunds) as info:
         await wallets.debit(5, 201, reason="too much")
@@ -248,11 +288,22 @@ async def test_debit_beyond_available_counts_holds_and_writes_nothing(db, clock,
     assert await wallets.show(5) == WalletView(user.id, 5, 1000, 800, 200)
 
 
-@pytest.mark.parametrize("amount, reason, key", [
-    (0, "r", None), (-100, "r", None), (True, "r", None), (1.5, "r", None), ("100", "r", None),
-    (100, "", None), (100, "   ", None), (100, None, None), (10**14, "r", None),
-    (100, "r", ""), (100, "r", "k" * 129),
-])
+@pytest.mark.parametrize(
+    "amount, reason, key",
+    [
+        (0, "r", None),
+        (-100, "r", None),
+        (True, "r", None),
+        (1.5, "r", None),
+        ("100", "r", None),
+        (100, "", None),
+        (100, "   ", None),
+        (100, None, None),
+        (10**14, "r", None),
+        (100, "r", ""),
+        (100, "r", "k" * 129),
+    ],
+)
 async def test_bad_input_changes_nothing(db, wallets, amount, reason, key):
     await wallets.credit(5, 100, reason="seed")
     before = await _counts(db)
@@ -285,17 +336,26 @@ async def test_top_up_exactly_once_per_reference(db, clock, wallets):
         await wallets.top_up(78, 999, source="stars", reference="charge-1")
     async with db.read() as conn:
         user = await find_user(conn, 77)
-        row = (await conn.execute(select(transfers).where(
-            transfers.c.id == first.transfer_id))).mappings().one()
+        row = (
+            (await conn.execute(select(transfers).where(transfers.c.id == first.transfer_id)))
+            .mappings()
+            .one()
+        )
     assert user.username == "zed"
     assert (row["code"], row["reference"]) == ("topup", "stars:charge-1")
     assert await _counts(db) == (1, 1, 2, 0)
     assert await check_invariants(db, clock.now()) == []
 
 
-@pytest.mark.parametrize("source, reference, amount", [
-    ("", "r", 1), ("stars", " ", 1), ("stars", "r" * 128, 1), ("stars", "r", 0),
-])
+@pytest.mark.parametrize(
+    "source, reference, amount",
+    [
+        ("", "r", 1),
+        ("stars", " ", 1),
+        ("stars", "r" * 128, 1),
+        ("stars", "r", 0),
+    ],
+)
 async def test_top_up_bad_input(db, wallets, source, reference, amount):
     with pytest.raises(InvalidInput):
         await wallets.top_up(77, amount, source=source, reference=reference)

@@ -60,10 +60,16 @@ def _rent_fault(rng: random.Random) -> BaseException | None:
     roll = rng.random()
     if roll < 0.60:
         return None
-    return rng.choice([
-        OutOfStock("sold out"), ProviderUnavailable("503"), OutcomeUnknown("reset before send"),
-        AppliedButUnknown("timeout after send"), Crash(), CrashAfterApply(),
-    ])
+    return rng.choice(
+        [
+            OutOfStock("sold out"),
+            ProviderUnavailable("503"),
+            OutcomeUnknown("reset before send"),
+            AppliedButUnknown("timeout after send"),
+            Crash(),
+            CrashAfterApply(),
+        ]
+    )
 
 
 class Scenario:
@@ -86,7 +92,8 @@ class Scenario:
         for step in range(rng.randint(4, 12)):
             action = rng.choices(
                 ["buy", "double_tap", "cancel", "code", "jump", "jobs", "cancel_crash"],
-                weights=[5, 2, 3, 3, 2, 2, 1])[0]
+                weights=[5, 2, 3, 3, 2, 2, 1],
+            )[0]
             self.log.append(f"{step}:{action}")
             await getattr(self, action)()
         await self.settle()
@@ -97,8 +104,7 @@ class Scenario:
 
     async def _purchase(self, user, quote: str, key: str) -> None:
         try:
-            order = await self.shop.orders.purchase(user_id=user.id, quote_id=quote,
-                                                    idempotency_key=key)
+            order = await self.shop.orders.purchase(user_id=user.id, quote_id=quote, idempotency_key=key)
             if order.id not in self.order_ids:
                 self.order_ids.append(order.id)
         except EXPECTED as exc:
@@ -139,10 +145,13 @@ class Scenario:
             return
         order = self.rng.choice(waiting)
         times = self.rng.choice([1, 1, 2])
-        results = await asyncio.gather(*(self.shop.orders.cancel(order.id, user_id=order.user_id)
-                                         for _ in range(times)), return_exceptions=True)
-        assert [r for r in results if isinstance(r, BaseException)
-                and not isinstance(r, OrderStateConflict)] == []
+        results = await asyncio.gather(
+            *(self.shop.orders.cancel(order.id, user_id=order.user_id) for _ in range(times)),
+            return_exceptions=True,
+        )
+        assert [
+            r for r in results if isinstance(r, BaseException) and not isinstance(r, OrderStateConflict)
+        ] == []
 
     async def cancel_crash(self) -> None:
         waiting = await self._open("waiting")
@@ -150,10 +159,15 @@ class Scenario:
             return
         order = self.rng.choice(waiting)
         prov = self.shop.providers[order.provider]
-        prov.cancel_script = [self.rng.choice([
-            Crash(), ProviderUnavailable("down"),
-            EarlyCancelDenied("wait", retry_at=self.shop.clock.now()),
-        ])]
+        prov.cancel_script = [
+            self.rng.choice(
+                [
+                    Crash(),
+                    ProviderUnavailable("down"),
+                    EarlyCancelDenied("wait", retry_at=self.shop.clock.now()),
+                ]
+            )
+        ]
         try:
             await self.shop.orders.cancel(order.id, user_id=order.user_id)
         except Crash:
@@ -164,8 +178,9 @@ class Scenario:
         if not waiting:
             return
         order = self.rng.choice(waiting)
-        self.shop.providers[order.provider].deliver(order.activation_id,
-                                                    str(self.rng.randint(100000, 999999)))
+        self.shop.providers[order.provider].deliver(
+            order.activation_id, str(self.rng.randint(100000, 999999))
+        )
 
     async def jump(self) -> None:
         self.shop.clock.advance(self.rng.choice([5, 60, 200, 700, 1300]))
@@ -174,8 +189,13 @@ class Scenario:
         for prov in self.shop.providers.values():
             prov.rent_script = []
         orders_ = self.shop.orders
-        jobs = [orders_.poll_due, orders_.expire_due, orders_.recover_reserving,
-                orders_.retry_upstream, orders_.resolve_overdue_holds]
+        jobs = [
+            orders_.poll_due,
+            orders_.expire_due,
+            orders_.recover_reserving,
+            orders_.retry_upstream,
+            orders_.resolve_overdue_holds,
+        ]
         self.rng.shuffle(jobs)
         for job in jobs:
             await job()
@@ -194,31 +214,46 @@ async def _check(shop: Shop, scenario: Scenario) -> None:
     violations = await shop.orders_violations()
     assert violations == [], f"{where}: {violations}"
     async with shop.db.read() as conn:
-        open_orders = await conn.scalar(select(func.count()).select_from(orders).where(
-            orders.c.id.in_(scenario.order_ids), orders.c.status.in_(("reserving", "waiting"))))
+        open_orders = await conn.scalar(
+            select(func.count())
+            .select_from(orders)
+            .where(orders.c.id.in_(scenario.order_ids), orders.c.status.in_(("reserving", "waiting")))
+        )
     assert open_orders == 0, f"{where}: {open_orders} orders still open"
     for user in scenario.users:
         spent = 0
         async with shop.db.read() as conn:
-            spent = await conn.scalar(select(func.coalesce(func.sum(orders.c.price), 0)).where(
-                orders.c.user_id == user.id, orders.c.status == "completed")) or 0
+            spent = (
+                await conn.scalar(
+                    select(func.coalesce(func.sum(orders.c.price), 0)).where(
+                        orders.c.user_id == user.id, orders.c.status == "completed"
+                    )
+                )
+                or 0
+            )
         wallet = await shop.wallet(user)
         assert wallet.held == 0, f"{where}: user {user.id} still has {wallet.held} held"
         assert wallet.balance == scenario.funding[user.id] - spent, (
             f"{where}: user {user.id} balance {wallet.balance}, funded "
-            f"{scenario.funding[user.id]}, completed orders cost {spent}")
+            f"{scenario.funding[user.id]}, completed orders cost {spent}"
+        )
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 async def test_random_shop_histories_keep_every_promise(db, clock, chunk):
-    shop = Shop(db, clock, {
-        "alpha": ScriptedProvider("alpha", clock, cost=40),
-        "beta": ScriptedProvider("beta", clock, cost=55, idempotent=True, batch=False),
-    })
+    shop = Shop(
+        db,
+        clock,
+        {
+            "alpha": ScriptedProvider("alpha", clock, cost=40),
+            "beta": ScriptedProvider("beta", clock, cost=55, idempotent=True, batch=False),
+        },
+    )
     await shop.setup_catalog(stock=1_000_000)
 
     async def orders_violations():
         from core.invariants import check_invariants
+
         return await check_invariants(db, clock.now())
 
     shop.orders_violations = orders_violations  # type: ignore[attr-defined]

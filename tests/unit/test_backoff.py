@@ -21,7 +21,7 @@ def test_jitter_stays_between_floor_and_ceiling_and_is_reproducible():
     draws = [one.delay(n) for n in range(12)]
     assert draws == [two.delay(n) for n in range(12)]
     for n, d in enumerate(draws):
-        assert 1 <= d <= min(300, 5 * 2 ** n)
+        assert 1 <= d <= min(300, 5 * 2**n)
     assert len(set(draws)) == len(draws)  # spread out, not all at the ceiling
 
 

@@ -299,8 +299,12 @@ async def test_registry_builds_guarded_providers_in_priority_order(clock):
     assert isinstance(sim, GuardedProvider) and sim.board is board
     assert sim.inner.seed == 42 and sim.inner.clock is clock
 
-    both = Settings(_env_file=None, PROVIDERS="smsactivate,simulator", SMSACTIVATE_API_KEY="k",
-                    SMSACTIVATE_URL="http://127.0.0.1:9/stubs/handler_api.php")
+    both = Settings(
+        _env_file=None,
+        PROVIDERS="smsactivate,simulator",
+        SMSACTIVATE_API_KEY="k",
+        SMSACTIVATE_URL="http://127.0.0.1:9/stubs/handler_api.php",
+    )
     built = build_providers(both, clock, BreakerBoard(clock=clock))
     assert list(built) == ["smsactivate", "simulator"]
     assert all(isinstance(p, GuardedProvider) for p in built.values())
@@ -319,7 +323,12 @@ def test_registry_names_missing_credentials(clock, providers, missing):
     from core.config import ConfigError, Settings
 
     with pytest.raises(ConfigError) as info:  # settings refuse them before any provider is built
-        Settings(_env_file=None, PROVIDERS=providers, SMSACTIVATE_API_KEY=None,
-                 TEXTVERIFIED_API_USERNAME=None, TEXTVERIFIED_API_KEY=None)
+        Settings(
+            _env_file=None,
+            PROVIDERS=providers,
+            SMSACTIVATE_API_KEY=None,
+            TEXTVERIFIED_API_USERNAME=None,
+            TEXTVERIFIED_API_KEY=None,
+        )
     assert str(info.value).startswith(f"{missing}: required when PROVIDERS includes")
     assert "\n" not in str(info.value)

@@ -9,8 +9,9 @@ from core.money import MoneyError, exponent, format_amount, parse_amount
 from numbershop.cli import main
 
 
-@pytest.mark.parametrize(("code", "digits"), [("JPY", 0), ("USD", 2), ("KWD", 3), ("BHD", 3),
-                                              ("CLP", 0), ("EUR", 2), ("XTR", 0)])
+@pytest.mark.parametrize(
+    ("code", "digits"), [("JPY", 0), ("USD", 2), ("KWD", 3), ("BHD", 3), ("CLP", 0), ("EUR", 2), ("XTR", 0)]
+)
 def test_exponents_are_the_iso_minor_units(code: str, digits: int) -> None:
     assert exponent(code) == digits
     assert exponent(code.lower()) == digits

@@ -28,8 +28,11 @@ def compose() -> dict[str, Any]:
 
 def compose_commands() -> dict[str, list[str]]:
     """numbershop argv of every service built from the numbershop image."""
-    return {name: svc["command"] for name, svc in compose()["services"].items()
-            if svc.get("image") == "numbershop:latest"}
+    return {
+        name: svc["command"]
+        for name, svc in compose()["services"].items()
+        if svc.get("image") == "numbershop:latest"
+    }
 
 
 def unit_commands() -> dict[str, list[str]]:
@@ -44,8 +47,10 @@ def unit_commands() -> dict[str, list[str]]:
 
 
 def all_commands() -> dict[str, list[str]]:
-    return {**{f"compose:{k}": v for k, v in compose_commands().items()},
-            **{f"systemd:{k}": v for k, v in unit_commands().items()}}
+    return {
+        **{f"compose:{k}": v for k, v in compose_commands().items()},
+        **{f"systemd:{k}": v for k, v in unit_commands().items()},
+    }
 
 
 def test_compose_has_every_process():
@@ -55,8 +60,18 @@ def test_compose_has_every_process():
         "migrate": ["db", "upgrade"],
         "bot": ["bot", "run"],
         "scheduler": ["scheduler", "run"],
-        "admin": ["admin", "run", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers",
-                  "--forwarded-allow-ips", "*", "--secure-cookies"],
+        "admin": [
+            "admin",
+            "run",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8000",
+            "--proxy-headers",
+            "--forwarded-allow-ips",
+            "*",
+            "--secure-cookies",
+        ],
     }
     assert services["bot"]["deploy"]["replicas"] == 1  # long polling: one consumer per token
     assert services["scheduler"]["deploy"]["replicas"] == 2  # one leads, one stands by
@@ -70,9 +85,18 @@ def test_units_cover_every_process():
         "numbershop-migrate.service": ["db", "upgrade"],
         "numbershop-bot@.service": ["bot", "run"],
         "numbershop-scheduler@.service": ["scheduler", "run"],
-        "numbershop-admin.service": ["admin", "run", "--host", "127.0.0.1", "--port", "8000",
-                                     "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
-                                     "--secure-cookies"],
+        "numbershop-admin.service": [
+            "admin",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "8000",
+            "--proxy-headers",
+            "--forwarded-allow-ips",
+            "127.0.0.1",
+            "--secure-cookies",
+        ],
     }
     for unit in UNITS:
         text = unit.read_text()
@@ -90,18 +114,23 @@ def test_every_named_command_parses(where: str):
 def test_every_named_command_has_help():
     """``numbershop <cmd> --help`` answers for each distinct command, and each flag the
     deploy files pass is in that help."""
-    top = subprocess.run([sys.executable, "-m", "numbershop", "--help"], capture_output=True,
-                         text=True, timeout=60, check=True).stdout
+    top = subprocess.run(
+        [sys.executable, "-m", "numbershop", "--help"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     by_command: dict[tuple[str, ...], set[str]] = {}
     for argv in all_commands().values():
         words = tuple(a for a in argv[:2] if not a.startswith("-"))
         by_command.setdefault(words, set()).update(a for a in argv if a.startswith("--"))
-    assert set(by_command) == {("db", "upgrade"), ("bot", "run"), ("scheduler", "run"),
-                               ("admin", "run")}
+    assert set(by_command) == {("db", "upgrade"), ("bot", "run"), ("scheduler", "run"), ("admin", "run")}
     for words, flags in by_command.items():
         assert re.search(rf"^\s+{words[0]}\s", top, re.M), f"{words[0]} missing from numbershop --help"
-        result = subprocess.run([sys.executable, "-m", "numbershop", *words, "--help"],
-                                capture_output=True, text=True, timeout=60, check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "numbershop", *words, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         for flag in flags:
             assert flag in result.stdout, f"{' '.join(words)} --help does not mention {flag}"
@@ -109,8 +138,9 @@ def test_every_named_command_has_help():
 
 def test_the_env_example_loads_and_holds_no_secret():
     path = DEPLOY / "numbershop.env.example"
-    pairs = dict(line.split("=", 1) for line in path.read_text().splitlines()
-                 if line and not line.startswith("#"))
+    pairs = dict(
+        line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#")
+    )
     outside = {"SHOP_DOMAIN", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
     s = Settings(_env_file=str(path))  # type: ignore[call-arg]
     instances = tuple(f"{name.upper()}_" for name in s.PROVIDERS)  # <NAME>_* per instance

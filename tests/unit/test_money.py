@@ -45,8 +45,11 @@ def test_formatting_shows_exactly_the_currency_exponent(minor, currency):
     assert format_amount(-minor, currency).startswith("-") == (minor > 0)
 
 
-@given(st.integers(min_value=0, max_value=10**12 - 1), st.integers(min_value=0, max_value=99),
-       st.sampled_from([".", ","]))
+@given(
+    st.integers(min_value=0, max_value=10**12 - 1),
+    st.integers(min_value=0, max_value=99),
+    st.sampled_from([".", ","]),
+)
 def test_parse_accepts_both_decimal_separators(whole, cents, sep):
     assert parse_amount(f"{whole}{sep}{cents:02d}") == whole * 100 + cents
     assert parse_amount(f" {whole} ") == whole * 100
@@ -62,11 +65,23 @@ def test_parse_never_crashes_other_than_money_error(text):
     assert parse_amount(_plain(value, "USD")) == value
 
 
-@pytest.mark.parametrize("text, currency", [
-    ("1.005", "USD"), ("1.5", "JPY"), ("-1", "USD"), ("1e3", "USD"), ("", "USD"),
-    ("abc", "USD"), ("1.2.3", "USD"), ("1234567890123", "USD"), ("0x10", "USD"), ("$5", "USD"),
-    ("1.0001", "KWD"), (".5", "USD"),
-])
+@pytest.mark.parametrize(
+    "text, currency",
+    [
+        ("1.005", "USD"),
+        ("1.5", "JPY"),
+        ("-1", "USD"),
+        ("1e3", "USD"),
+        ("", "USD"),
+        ("abc", "USD"),
+        ("1.2.3", "USD"),
+        ("1234567890123", "USD"),
+        ("0x10", "USD"),
+        ("$5", "USD"),
+        ("1.0001", "KWD"),
+        (".5", "USD"),
+    ],
+)
 def test_parse_refuses(text, currency):
     with pytest.raises(MoneyError):
         parse_amount(text, currency)

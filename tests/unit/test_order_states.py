@@ -35,8 +35,13 @@ def test_legal_transitions(source, event, target, effect):
 
 def test_everything_else_is_illegal():
     legal = {
-        (S.RESERVING, E.RENTED), (S.RESERVING, E.FAIL), (S.RESERVING, E.CANCEL),
-        (S.WAITING, E.CODE), (S.WAITING, E.CANCEL), (S.WAITING, E.EXPIRE), (S.WAITING, E.FAIL),
+        (S.RESERVING, E.RENTED),
+        (S.RESERVING, E.FAIL),
+        (S.RESERVING, E.CANCEL),
+        (S.WAITING, E.CODE),
+        (S.WAITING, E.CANCEL),
+        (S.WAITING, E.EXPIRE),
+        (S.WAITING, E.FAIL),
         (S.COMPLETED, E.REFUND),
     }
     for status, event in itertools.product(OrderStatus, OrderEvent):

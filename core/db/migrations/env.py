@@ -87,7 +87,9 @@ async def run_async_migrations() -> None:
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=_url(), literal_binds=True, dialect_opts={"paramstyle": "named"},
+        url=_url(),
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
         **_configure_kwargs(),
     )
     with context.begin_transaction():

@@ -49,9 +49,16 @@ class FakeBoard:
 
 @pytest.fixture
 async def shop(db, clock) -> Shop:
-    s = Shop(db, clock, {"alpha": ScriptedProvider("alpha", clock),
-                         "textverified": ScriptedProvider("textverified", clock, cost=60)},
-             TEXTVERIFIED_WEBHOOK_SECRET=WEBHOOK_SECRET, ADMIN_SECRET_KEY="k" * 32)
+    s = Shop(
+        db,
+        clock,
+        {
+            "alpha": ScriptedProvider("alpha", clock),
+            "textverified": ScriptedProvider("textverified", clock, cost=60),
+        },
+        TEXTVERIFIED_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        ADMIN_SECRET_KEY="k" * 32,
+    )
     await s.setup_catalog()
     return s
 
@@ -65,9 +72,15 @@ def core(shop: Shop, db, clock) -> SimpleNamespace:
     fixture's engine (the app's engine is disposed on the app's loop at shutdown).
     """
     app_db = Database(db.url)
-    return SimpleNamespace(settings=shop.settings, db=app_db, clock=clock, board=FakeBoard(),
-                           providers=shop.providers, wallets=Wallets(app_db, clock, "USD"),
-                           orders=OrderService(app_db, clock, shop.providers, shop.settings))
+    return SimpleNamespace(
+        settings=shop.settings,
+        db=app_db,
+        clock=clock,
+        board=FakeBoard(),
+        providers=shop.providers,
+        wallets=Wallets(app_db, clock, "USD"),
+        orders=OrderService(app_db, clock, shop.providers, shop.settings),
+    )
 
 
 @pytest.fixture
@@ -77,10 +90,14 @@ async def staff(staff_accounts: StaffAccounts) -> dict[str, Any]:
 
 @pytest.fixture
 def app(core, clock, hasher, staff) -> Litestar:
-    app = create_app(core, store=MemoryStore(), staff_accounts=StaffAccounts(core.db, clock, hasher), clock=clock,
-                     secret_key=secrets.token_hex(32),
-                     throttle_policy=ThrottlePolicy(per_account=3, per_ip=10, window_seconds=600,
-                                                    lockout_seconds=300))
+    app = create_app(
+        core,
+        store=MemoryStore(),
+        staff_accounts=StaffAccounts(core.db, clock, hasher),
+        clock=clock,
+        secret_key=secrets.token_hex(32),
+        throttle_policy=ThrottlePolicy(per_account=3, per_ip=10, window_seconds=600, lockout_seconds=300),
+    )
     app.on_shutdown.append(core.db.dispose)
     return app
 
@@ -102,7 +119,9 @@ async def csrf(client: AsyncTestClient) -> str:
     return match.group(1)
 
 
-async def post_form(client: AsyncTestClient, path: str, data: dict[str, Any], *, with_csrf: bool = True) -> Any:
+async def post_form(
+    client: AsyncTestClient, path: str, data: dict[str, Any], *, with_csrf: bool = True
+) -> Any:
     body = dict(data)
     if with_csrf:
         body["_csrf_token"] = await csrf(client)
@@ -117,8 +136,15 @@ def nonce() -> str:
     return secrets.token_urlsafe(18)
 
 
-async def buy(shop: Shop, telegram_id: int, *, funds: int = 1000, price: int = 100, key: str | None = None,
-              via: str = "alpha") -> Any:
+async def buy(
+    shop: Shop,
+    telegram_id: int,
+    *,
+    funds: int = 1000,
+    price: int = 100,
+    key: str | None = None,
+    via: str = "alpha",
+) -> Any:
     """A waiting order for a (new or existing) user; ``via`` picks the provider that rents."""
     from core.providers.errors import OutOfStock
 
@@ -126,8 +152,9 @@ async def buy(shop: Shop, telegram_id: int, *, funds: int = 1000, price: int = 1
     if via != "alpha":
         shop.providers["alpha"].rent_script.append(OutOfStock("none"))
     quote = await shop.quote(user.id, price=price)
-    return await shop.orders.purchase(user_id=user.id, quote_id=quote,
-                                      idempotency_key=key or f"k-{telegram_id}-{quote}")
+    return await shop.orders.purchase(
+        user_id=user.id, quote_id=quote, idempotency_key=key or f"k-{telegram_id}-{quote}"
+    )
 
 
 async def complete(shop: Shop, order: Any, code: str = "123456") -> Any:

@@ -52,7 +52,9 @@ async def test_credit_double_submit_acts_once(admin_client, shop, db) -> None:
         ({"amount": "999.00", "reason": "too much", "debit": True}, "not enough money"),
     ],
 )
-async def test_bad_wallet_input_shows_the_form_again_and_changes_nothing(admin_client, shop, db, form, message) -> None:
+async def test_bad_wallet_input_shows_the_form_again_and_changes_nothing(
+    admin_client, shop, db, form, message
+) -> None:
     if db.is_postgres:
         pytest.skip("form validation is the same on both databases")
     await shop.user(778, funds=500)
@@ -68,7 +70,9 @@ async def test_bad_wallet_input_shows_the_form_again_and_changes_nothing(admin_c
 
 async def test_unknown_user_and_order_are_404_and_change_nothing(admin_client, shop, db) -> None:
     audits = await count(db, audit_log)
-    r = await post_form(admin_client, "/users/424242/credit", {"amount": "1", "reason": "hello", "nonce": nonce()})
+    r = await post_form(
+        admin_client, "/users/424242/credit", {"amount": "1", "reason": "hello", "nonce": nonce()}
+    )
     assert r.status_code == 404
     assert await count(db, users, users.c.telegram_id == 424242) == 0
     r = await post_form(admin_client, "/orders/nope/refund", {"reason": "hello", "nonce": nonce()})
@@ -119,7 +123,9 @@ async def test_refund_of_a_waiting_order_is_refused(admin_client, shop, db) -> N
 
 async def test_block_and_unblock(admin_client, shop, db) -> None:
     await shop.user(904)
-    r = await post_form(admin_client, "/users/904/block", {"blocked": "1", "reason": "fraud", "nonce": nonce()})
+    r = await post_form(
+        admin_client, "/users/904/block", {"blocked": "1", "reason": "fraud", "nonce": nonce()}
+    )
     assert r.status_code == 303
     async with db.read() as conn:
         assert await conn.scalar(select(users.c.blocked).where(users.c.telegram_id == 904)) is True
@@ -127,23 +133,36 @@ async def test_block_and_unblock(admin_client, shop, db) -> None:
     assert len(await _audit(db, "user.block")) == 1  # blocking twice changes nothing the second time
     await post_form(admin_client, "/users/904/block", {"blocked": "0", "reason": "cleared", "nonce": nonce()})
     assert len(await _audit(db, "user.unblock")) == 1
-    r = await post_form(admin_client, "/users/904/block", {"blocked": "maybe", "reason": "x" * 4, "nonce": nonce()})
+    r = await post_form(
+        admin_client, "/users/904/block", {"blocked": "maybe", "reason": "x" * 4, "nonce": nonce()}
+    )
     assert r.status_code == 400
 
 
 async def test_price_override_set_and_bad_input(admin_client, shop, db) -> None:
-    r = await post_form(admin_client, "/providers/prices/whatsapp",
-                        {"mode": "fixed", "value": "1.50", "reason": "promo", "nonce": nonce()})
+    r = await post_form(
+        admin_client,
+        "/providers/prices/whatsapp",
+        {"mode": "fixed", "value": "1.50", "reason": "promo", "nonce": nonce()},
+    )
     assert r.status_code == 303
     async with db.read() as conn:
         row = (await conn.execute(select(price_overrides))).mappings().one()
     assert row["fixed_price"] == 150
-    for form, status in [({"mode": "markup", "value": "lots"}, 400), ({"mode": "fixed", "value": "-1"}, 400),
-                         ({"mode": "bogus", "value": "1"}, 400)]:
-        r = await post_form(admin_client, "/providers/prices/whatsapp", {**form, "reason": "promo", "nonce": nonce()})
+    for form, status in [
+        ({"mode": "markup", "value": "lots"}, 400),
+        ({"mode": "fixed", "value": "-1"}, 400),
+        ({"mode": "bogus", "value": "1"}, 400),
+    ]:
+        r = await post_form(
+            admin_client, "/providers/prices/whatsapp", {**form, "reason": "promo", "nonce": nonce()}
+        )
         assert r.status_code == status, (form, r.text)
-    r = await post_form(admin_client, "/providers/prices/nosuch", {"mode": "markup", "value": "5", "reason": "promo",
-                                                                   "nonce": nonce()})
+    r = await post_form(
+        admin_client,
+        "/providers/prices/nosuch",
+        {"mode": "markup", "value": "5", "reason": "promo", "nonce": nonce()},
+    )
     assert r.status_code == 404
     async with db.read() as conn:
         assert (await conn.execute(select(price_overrides.c.fixed_price))).scalar_one() == 150
@@ -151,14 +170,23 @@ async def test_price_override_set_and_bad_input(admin_client, shop, db) -> None:
 
 
 async def test_staff_management(admin_client, db, staff_accounts) -> None:
-    r = await post_form(admin_client, "/staff", {"username": "bob", "role": "support", "password": "pw-long-enough",
-                                                 "nonce": nonce()})
+    r = await post_form(
+        admin_client,
+        "/staff",
+        {"username": "bob", "role": "support", "password": "pw-long-enough", "nonce": nonce()},
+    )
     assert r.status_code == 303
-    r = await post_form(admin_client, "/staff", {"username": "bob", "role": "support", "password": "pw-long-enough",
-                                                 "nonce": nonce()})
+    r = await post_form(
+        admin_client,
+        "/staff",
+        {"username": "bob", "role": "support", "password": "pw-long-enough", "nonce": nonce()},
+    )
     assert r.status_code == 400 and "already exists" in r.text
-    r = await post_form(admin_client, "/staff", {"username": "eve", "role": "owner", "password": "pw-long-enough",
-                                                 "nonce": nonce()})
+    r = await post_form(
+        admin_client,
+        "/staff",
+        {"username": "eve", "role": "owner", "password": "pw-long-enough", "nonce": nonce()},
+    )
     assert r.status_code == 400 and "unknown role" in r.text
     r = await post_form(admin_client, "/staff/bob/tokens", {"name": "ci", "nonce": nonce()})
     assert r.status_code == 200 and "nsk_" in r.text
@@ -169,7 +197,9 @@ async def test_staff_management(admin_client, db, staff_accounts) -> None:
 
 async def test_audit_page_shows_who_what_why(admin_client, shop) -> None:
     await shop.user(905)
-    await post_form(admin_client, "/users/905/credit", {"amount": "3", "reason": "birthday gift", "nonce": nonce()})
+    await post_form(
+        admin_client, "/users/905/credit", {"amount": "3", "reason": "birthday gift", "nonce": nonce()}
+    )
     page = await admin_client.get("/audit?action=wallet.credit")
     assert page.status_code == 200
     assert "staff:admin" in page.text and "birthday gift" in page.text and "wallet.credit" in page.text
@@ -185,18 +215,21 @@ async def test_reconciliation_run_now(admin_client, shop, db) -> None:
         run = (await conn.execute(select(reconciliation_runs))).mappings().one()
     assert run["mode"] == "dry_run"
     page = await admin_client.get("/reconciliation")
-    assert f'/reconciliation/{run["id"]}' in page.text
-    assert (await admin_client.get(f'/reconciliation/{run["id"]}')).status_code == 200
+    assert f"/reconciliation/{run['id']}" in page.text
+    assert (await admin_client.get(f"/reconciliation/{run['id']}")).status_code == 200
     r = await post_form(admin_client, "/reconciliation/run", {"mode": "sideways", "nonce": nonce()})
     assert r.status_code == 400
 
 
-@pytest.mark.parametrize(("path", "form", "action"), [
-    ("/providers/prices/whatsapp", {"mode": "markup", "value": "25", "reason": "promo"}, "price.set"),
-    ("/users/907/block", {"blocked": "1", "reason": "fraud"}, "user.block"),
-    ("/staff/viewer/tokens", {"name": "ci"}, "staff.token_create"),
-    ("/reconciliation/run", {"mode": "dry_run"}, None),
-])
+@pytest.mark.parametrize(
+    ("path", "form", "action"),
+    [
+        ("/providers/prices/whatsapp", {"mode": "markup", "value": "25", "reason": "promo"}, "price.set"),
+        ("/users/907/block", {"blocked": "1", "reason": "fraud"}, "user.block"),
+        ("/staff/viewer/tokens", {"name": "ci"}, "staff.token_create"),
+        ("/reconciliation/run", {"mode": "dry_run"}, None),
+    ],
+)
 async def test_double_submit_of_other_forms_acts_once(admin_client, shop, db, path, form, action) -> None:
     from core.db.tables import reconciliation_runs
 
@@ -216,10 +249,16 @@ async def test_double_submit_of_other_forms_acts_once(admin_client, shop, db, pa
 
 async def test_a_refused_form_can_be_fixed_and_resent_with_its_nonce(admin_client, shop, db) -> None:
     token = nonce()
-    r = await post_form(admin_client, "/providers/prices/whatsapp", {"mode": "markup", "value": "lots",
-                                                                    "reason": "promo", "nonce": token})
+    r = await post_form(
+        admin_client,
+        "/providers/prices/whatsapp",
+        {"mode": "markup", "value": "lots", "reason": "promo", "nonce": token},
+    )
     assert r.status_code == 400
-    r = await post_form(admin_client, "/providers/prices/whatsapp", {"mode": "markup", "value": "25",
-                                                                    "reason": "promo", "nonce": token})
+    r = await post_form(
+        admin_client,
+        "/providers/prices/whatsapp",
+        {"mode": "markup", "value": "25", "reason": "promo", "nonce": token},
+    )
     assert r.status_code == 303
     assert len(await _audit(db, "price.set")) == 1

@@ -25,8 +25,9 @@ async def test_a_rebound_host_name_gets_421(app: Litestar) -> None:
 
 async def test_allowed_hosts_names_the_public_name(core: SimpleNamespace) -> None:
     settings = core.settings.model_copy(update={"ALLOWED_HOSTS": ("shop.example",)})
-    app = create_app(SimpleNamespace(**{**vars(core), "settings": settings}),
-                     store=MemoryStore(), secret_key="s" * 64)
+    app = create_app(
+        SimpleNamespace(**{**vars(core), "settings": settings}), store=MemoryStore(), secret_key="s" * 64
+    )
     app.on_shutdown.append(core.db.dispose)
     async with AsyncTestClient(app=app, base_url="http://127.0.0.1:8000") as client:
         assert (await client.get("/login", headers={"Host": "shop.example"})).status_code == 200

@@ -61,10 +61,18 @@ def _fuzz_app(tmp_path) -> tuple[Any, dict[str, str]]:
 
     token = asyncio.run(setup())
     ledger.forget_system_accounts()
-    core = SimpleNamespace(settings=shop.settings, db=db, clock=clock, board=None, providers=shop.providers,
-                           wallets=Wallets(db, clock, "USD"), orders=shop.orders)
-    app = create_app(core, store=MemoryStore(), staff_accounts=staff_accounts,
-                     secret_key=secrets.token_hex(32))
+    core = SimpleNamespace(
+        settings=shop.settings,
+        db=db,
+        clock=clock,
+        board=None,
+        providers=shop.providers,
+        wallets=Wallets(db, clock, "USD"),
+        orders=shop.orders,
+    )
+    app = create_app(
+        core, store=MemoryStore(), staff_accounts=staff_accounts, secret_key=secrets.token_hex(32)
+    )
     return app, {"Authorization": f"Bearer {token}"}
 
 
@@ -77,14 +85,22 @@ def test_api_never_answers_5xx(tmp_path) -> None:
     failures: list[str] = []
     statuses: Counter[int] = Counter()
     for operation in operations:
-        @hypothesis.settings(max_examples=25, deadline=None, database=None, derandomize=True,
-                             suppress_health_check=list(hypothesis.HealthCheck))
+
+        @hypothesis.settings(
+            max_examples=25,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
         @hypothesis.given(case=operation.as_strategy())
         def run(case) -> None:
             response = case.call(headers=auth)
             statuses[response.status_code] += 1
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path} → {response.status_code}: {response.text[:300]}")
+                failures.append(
+                    f"{case.method} {case.formatted_path} → {response.status_code}: {response.text[:300]}"
+                )
 
         run()
     assert failures == []
@@ -95,40 +111,98 @@ def test_api_never_answers_5xx(tmp_path) -> None:
 # The HTML pages are left out of the OpenAPI schema, so their query strings are generated
 # here: every GET route (pages and API), every query parameter any of them reads, values that
 # once crashed (non-ASCII digits, ids beyond BIGINT, NaN, empty, NUL) mixed with random text.
-QUERY_KEYS = ("q", "user", "status", "service", "country", "provider", "date_from", "date_to", "cursor",
-              "code", "account", "order_id", "actor", "action", "target", "limit", "next")
+QUERY_KEYS = (
+    "q",
+    "user",
+    "status",
+    "service",
+    "country",
+    "provider",
+    "date_from",
+    "date_to",
+    "cursor",
+    "code",
+    "account",
+    "order_id",
+    "actor",
+    "action",
+    "target",
+    "limit",
+    "next",
+)
 _T0 = FakeClock().now()
-SPECIAL = ("²", "١", "１２", "٣٤", "NaN", "nan", "inf", "-0", "", " ", "-1", "0", str(2**31), str(2**63),
-           str(2**64), "9" * 40, "-" + "9" * 25, "9999-12-31", "0001-01-01", "2026-02-30", "\x00", "%", "@",
-           "@²", encode_cursor(_T0, 2**64), encode_cursor(_T0, "²"), encode_cursor(_T0, -1), "====")
-VALUES = st.one_of(st.sampled_from(SPECIAL), st.text(max_size=40),
-                   st.integers(min_value=-(2**70), max_value=2**70).map(str))
+SPECIAL = (
+    "²",
+    "١",
+    "１２",
+    "٣٤",
+    "NaN",
+    "nan",
+    "inf",
+    "-0",
+    "",
+    " ",
+    "-1",
+    "0",
+    str(2**31),
+    str(2**63),
+    str(2**64),
+    "9" * 40,
+    "-" + "9" * 25,
+    "9999-12-31",
+    "0001-01-01",
+    "2026-02-30",
+    "\x00",
+    "%",
+    "@",
+    "@²",
+    encode_cursor(_T0, 2**64),
+    encode_cursor(_T0, "²"),
+    encode_cursor(_T0, -1),
+    "====",
+)
+VALUES = st.one_of(
+    st.sampled_from(SPECIAL), st.text(max_size=40), st.integers(min_value=-(2**70), max_value=2**70).map(str)
+)
 
 
 def _query_keys(route: Any) -> tuple[str, ...]:
     """The query parameters a GET route's handler reads (its signature, minus path and request)."""
     handler = next(h for h in route.route_handlers if "GET" in h.http_methods)
     path_names = {part.split(":")[0].strip("{}") for part in route.path.split("/") if part.startswith("{")}
-    return tuple(n for n in handler.parsed_fn_signature.parameters
-                 if n not in ("request", "data") and n not in path_names) or ("q",)
+    return tuple(
+        n
+        for n in handler.parsed_fn_signature.parameters
+        if n not in ("request", "data") and n not in path_names
+    ) or ("q",)
 
 
 def test_pages_never_answer_5xx_whatever_the_query(tmp_path) -> None:
     app, auth = _fuzz_app(tmp_path)
-    routes = {route.path: route for route in app.routes
-              if "GET" in getattr(route, "methods", ())
-              and not route.path.startswith(("/static", "/api/schema"))}
-    assert {"/users", "/orders", "/ledger", "/ledger.csv", "/audit", "/users/{telegram_id:int}",
-            "/api/orders"} <= set(routes), sorted(routes)
+    routes = {
+        route.path: route
+        for route in app.routes
+        if "GET" in getattr(route, "methods", ()) and not route.path.startswith(("/static", "/api/schema"))
+    }
+    assert {
+        "/users",
+        "/orders",
+        "/ledger",
+        "/ledger.csv",
+        "/audit",
+        "/users/{telegram_id:int}",
+        "/api/orders",
+    } <= set(routes), sorted(routes)
     failures: list[str] = []
     statuses: Counter[int] = Counter()
 
     with TestClient(app=app, base_url="http://testserver.local") as client:
+
         def get(route: str, path_value: str, query: dict[str, str]) -> None:
             path = route
             while "{" in path:
                 start, end = path.index("{"), path.index("}")
-                path = path[:start] + quote(path_value, safe="") + path[end + 1:]
+                path = path[:start] + quote(path_value, safe="") + path[end + 1 :]
             response = client.get(path, params=query, headers=auth, follow_redirects=False)
             statuses[response.status_code] += 1
             if response.status_code >= 500:
@@ -137,8 +211,13 @@ def test_pages_never_answer_5xx_whatever_the_query(tmp_path) -> None:
         def fuzz(path: str, keys: tuple[str, ...]) -> None:
             queries = st.dictionaries(st.sampled_from(keys), VALUES, max_size=4)
 
-            @hypothesis.settings(max_examples=25, deadline=None, database=None, derandomize=True,
-                                 suppress_health_check=list(hypothesis.HealthCheck))
+            @hypothesis.settings(
+                max_examples=25,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(hypothesis.HealthCheck),
+            )
             @hypothesis.given(path_value=VALUES, query=queries)
             def run(path_value: str, query: dict[str, str]) -> None:
                 get(path, path_value, query)

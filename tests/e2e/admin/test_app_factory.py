@@ -33,7 +33,8 @@ async def test_settings_build_core_and_secret_is_generated_once(tmp_path, monkey
 
 def test_configured_secret_is_used_and_not_written(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    settings = Settings(_env_file=None, DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/shop.db",
-                        ADMIN_SECRET_KEY="s" * 40)
+    settings = Settings(
+        _env_file=None, DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/shop.db", ADMIN_SECRET_KEY="s" * 40
+    )
     create_app(settings)
     assert not (tmp_path / "data" / "admin_secret_key").exists()

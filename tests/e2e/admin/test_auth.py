@@ -61,7 +61,9 @@ async def test_session_id_rotates_at_login_and_cookies_are_safe(client, staff) -
     client.cookies.set(SESSION_COOKIE, "a" * 64)
     r = await login(client, "viewer")
     assert r.status_code == 303
-    set_cookie = [v for k, v in r.headers.multi_items() if k == "set-cookie" and v.startswith(SESSION_COOKIE + "=")]
+    set_cookie = [
+        v for k, v in r.headers.multi_items() if k == "set-cookie" and v.startswith(SESSION_COOKIE + "=")
+    ]
     assert set_cookie, r.headers
     new_id = set_cookie[-1].split(";")[0].split("=", 1)[1]
     assert new_id not in ("a" * 64, "null") and len(new_id) == 64
@@ -96,10 +98,14 @@ async def test_password_change_and_disable_end_sessions(client, staff, staff_acc
 
 
 async def test_login_redirect_goes_only_to_local_paths(client, staff) -> None:
-    r = await post_form(client, "/login", {"username": "viewer", "password": PASSWORD, "next": "//evil.example/x"})
+    r = await post_form(
+        client, "/login", {"username": "viewer", "password": PASSWORD, "next": "//evil.example/x"}
+    )
     assert r.headers["location"] == "/"
     await post_form(client, "/logout", {})
-    r = await post_form(client, "/login", {"username": "viewer", "password": PASSWORD, "next": "/orders?status=waiting"})
+    r = await post_form(
+        client, "/login", {"username": "viewer", "password": PASSWORD, "next": "/orders?status=waiting"}
+    )
     assert r.headers["location"] == "/orders?status=waiting"
 
 
@@ -121,4 +127,9 @@ def test_every_route_declares_a_role_or_is_public(app: Litestar) -> None:
             opt = handler.opt
             assert opt.get("public") or opt.get("role") in ("viewer", "support", "admin"), route.path
             if opt.get("public"):
-                assert route.path in ("/login", "/healthz", "/readyz", "/webhooks/textverified") or route.path.startswith("/static"), route.path
+                assert route.path in (
+                    "/login",
+                    "/healthz",
+                    "/readyz",
+                    "/webhooks/textverified",
+                ) or route.path.startswith("/static"), route.path

@@ -22,16 +22,35 @@ def _free_port() -> int:
 
 
 def test_admin_run_serves_and_stops(tmp_path) -> None:
-    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/shop.db", "ADMIN_SECRET_KEY": "x" * 32}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/shop.db",
+        "ADMIN_SECRET_KEY": "x" * 32,
+    }
     env.pop("REDIS_URL", None)
     cli = [sys.executable, "-m", "numbershop"]
-    subprocess.run([*cli, "db", "upgrade"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=120)
-    added = subprocess.run([*cli, "staff", "add", "root", "--role", "admin"], cwd=tmp_path, env=env,
-                           input="a good password\n", capture_output=True, text=True, timeout=60)
+    subprocess.run(
+        [*cli, "db", "upgrade"], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=120
+    )
+    added = subprocess.run(
+        [*cli, "staff", "add", "root", "--role", "admin"],
+        cwd=tmp_path,
+        env=env,
+        input="a good password\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert added.returncode == 0, added.stderr
     port = _free_port()
-    proc = subprocess.Popen([*cli, "admin", "run", "--port", str(port)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*cli, "admin", "run", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -55,7 +74,12 @@ def test_admin_run_serves_and_stops(tmp_path) -> None:
 
 
 def test_admin_run_bad_port_is_one_line(tmp_path) -> None:
-    r = subprocess.run([sys.executable, "-m", "numbershop", "admin", "run", "--port", "70000"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db"})
+    r = subprocess.run(
+        [sys.executable, "-m", "numbershop", "admin", "run", "--port", "70000"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db"},
+    )
     assert r.returncode == 2 and "not a TCP port" in r.stderr and "Traceback" not in r.stderr

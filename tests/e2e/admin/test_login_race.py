@@ -68,7 +68,8 @@ def store_kind(request: pytest.FixtureRequest, db: Any) -> str:
 
 
 async def test_concurrent_wrong_logins_reach_the_hash_at_most_the_limit(
-        core, clock, staff, store_kind) -> None:
+    core, clock, staff, store_kind
+) -> None:
     store = None
     if store_kind == "redis":
         from litestar.stores.redis import RedisStore
@@ -80,8 +81,14 @@ async def test_concurrent_wrong_logins_reach_the_hash_at_most_the_limit(
         store = MemoryStore()
     hasher = CountingHasher()
     accounts = GatedStaff(core.db, clock, hasher)
-    app = create_app(core, store=store, staff_accounts=accounts, clock=clock,
-                     secret_key=secrets.token_hex(32), throttle_policy=POLICY)
+    app = create_app(
+        core,
+        store=store,
+        staff_accounts=accounts,
+        clock=clock,
+        secret_key=secrets.token_hex(32),
+        throttle_policy=POLICY,
+    )
     transport = httpx.ASGITransport(app=app, client=("10.0.0.7", 4000))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as client:

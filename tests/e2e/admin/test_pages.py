@@ -38,7 +38,10 @@ async def test_keyset_pages_cover_every_order_once(admin_client, orders_made) ->
         if cursor is None:
             break
     assert sorted(seen) == sorted(o.id for o in orders_made) and len(seen) == len(set(seen))
-    times = [o["created_at"] for o in (await admin_client.get("/api/orders", params={"limit": 200})).json()["items"]]
+    times = [
+        o["created_at"]
+        for o in (await admin_client.get("/api/orders", params={"limit": 200})).json()["items"]
+    ]
     assert times == sorted(times, reverse=True)
 
 
@@ -48,13 +51,38 @@ async def test_order_filters(admin_client, orders_made) -> None:
     mine = (await admin_client.get("/api/orders", params={"user": "701"})).json()["items"]
     assert [o["id"] for o in mine] == [orders_made[1].id]
     assert (await admin_client.get("/api/orders", params={"provider": "nobody"})).json()["items"] == []
-    assert len((await admin_client.get("/api/orders", params={"service": "whatsapp", "country": "gb"})).json()["items"]) == 7
-    assert len((await admin_client.get("/api/orders", params={"date_from": "2026-01-01", "date_to": "2026-01-01"})).json()["items"]) == 7
+    assert (
+        len(
+            (await admin_client.get("/api/orders", params={"service": "whatsapp", "country": "gb"})).json()[
+                "items"
+            ]
+        )
+        == 7
+    )
+    assert (
+        len(
+            (
+                await admin_client.get(
+                    "/api/orders", params={"date_from": "2026-01-01", "date_to": "2026-01-01"}
+                )
+            ).json()["items"]
+        )
+        == 7
+    )
     assert (await admin_client.get("/api/orders", params={"date_from": "2026-01-02"})).json()["items"] == []
     page = await admin_client.get("/orders", params={"status": "completed"})
-    assert page.status_code == 200 and orders_made[0].id[:8] in page.text and orders_made[1].id[:8] not in page.text
-    for bad in [{"status": "weird"}, {"user": "999999"}, {"date_from": "yesterday"}, {"cursor": "%%%"},
-                {"date_from": "2026-02-01", "date_to": "2026-01-01"}]:
+    assert (
+        page.status_code == 200
+        and orders_made[0].id[:8] in page.text
+        and orders_made[1].id[:8] not in page.text
+    )
+    for bad in [
+        {"status": "weird"},
+        {"user": "999999"},
+        {"date_from": "yesterday"},
+        {"cursor": "%%%"},
+        {"date_from": "2026-02-01", "date_to": "2026-01-01"},
+    ]:
         assert (await admin_client.get("/api/orders", params=bad)).status_code == 400, bad
         assert (await admin_client.get("/orders", params=bad)).status_code == 400, bad
 
@@ -75,9 +103,14 @@ async def test_user_search_and_page(admin_client, orders_made, shop) -> None:
         from sqlalchemy import update
 
         from core.db.tables import users
+
         await conn.execute(update(users).where(users.c.telegram_id == 702).values(username="carol_x"))
-    assert [u["telegram_id"] for u in (await admin_client.get("/api/users", params={"q": "@carol"})).json()] == [702]
-    assert [u["telegram_id"] for u in (await admin_client.get("/api/users", params={"q": "702"})).json()] == [702]
+    assert [
+        u["telegram_id"] for u in (await admin_client.get("/api/users", params={"q": "@carol"})).json()
+    ] == [702]
+    assert [u["telegram_id"] for u in (await admin_client.get("/api/users", params={"q": "702"})).json()] == [
+        702
+    ]
     assert (await admin_client.get("/api/users", params={"q": "100%_"})).json() == []
     page = await admin_client.get("/users/702")
     assert page.status_code == 200 and "carol_x" in page.text and "$10.00" in page.text
@@ -85,8 +118,12 @@ async def test_user_search_and_page(admin_client, orders_made, shop) -> None:
 
 async def test_ledger_filters_and_csv(admin_client, orders_made, shop) -> None:
     await shop.user(799)
-    await post_form(admin_client, "/users/799/credit", {"amount": "4.20", "reason": "=HYPERLINK(\"x\")", "nonce": nonce()})
-    topups = (await admin_client.get("/api/transfers", params={"code": "topup", "limit": 200})).json()["items"]
+    await post_form(
+        admin_client, "/users/799/credit", {"amount": "4.20", "reason": '=HYPERLINK("x")', "nonce": nonce()}
+    )
+    topups = (await admin_client.get("/api/transfers", params={"code": "topup", "limit": 200})).json()[
+        "items"
+    ]
     assert len(topups) == 7
     r = await admin_client.get("/ledger.csv", params={"code": "adjustment"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
@@ -118,12 +155,24 @@ async def test_overview_and_metrics_numbers(admin_client, orders_made) -> None:
     assert "numbershop_outbox_backlog " in metrics and "numbershop_held_minor 606" in metrics
 
 
-@pytest.mark.parametrize("path", [
-    "/users/99999999999999999999999999", "/users/0", "/users/-5", "/orders/" + "x" * 300,
-    "/reconciliation/99999999999999999999999", "/reconciliation/1", "/orders?cursor=AAAA",
-    "/audit?cursor=bm90IGEgY3Vyc29y", "/ledger?date_to=2026-13-45", "/users?q=" + "9" * 40,
-    "/api/users?q=" + "9" * 19, "/api/transfers?user=-1", "/api/orders?limit=100000",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/users/99999999999999999999999999",
+        "/users/0",
+        "/users/-5",
+        "/orders/" + "x" * 300,
+        "/reconciliation/99999999999999999999999",
+        "/reconciliation/1",
+        "/orders?cursor=AAAA",
+        "/audit?cursor=bm90IGEgY3Vyc29y",
+        "/ledger?date_to=2026-13-45",
+        "/users?q=" + "9" * 40,
+        "/api/users?q=" + "9" * 19,
+        "/api/transfers?user=-1",
+        "/api/orders?limit=100000",
+    ],
+)
 async def test_odd_input_is_4xx_never_5xx(admin_client, path) -> None:
     r = await admin_client.get(path)
     assert r.status_code < 500, (path, r.text)

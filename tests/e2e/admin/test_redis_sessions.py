@@ -32,8 +32,13 @@ def _replica(core, clock, hasher, redis_url, secret):
     app_db = Database(core.db.url)
     settings = core.settings.model_copy(update={"REDIS_URL": redis_url})
     replica = SimpleNamespace(**{**core.__dict__, "db": app_db, "settings": settings})
-    app = create_app(replica, staff_accounts=StaffAccounts(app_db, clock, hasher), clock=clock, secret_key=secret,
-                     throttle_policy=ThrottlePolicy(per_account=2, per_ip=50))
+    app = create_app(
+        replica,
+        staff_accounts=StaffAccounts(app_db, clock, hasher),
+        clock=clock,
+        secret_key=secret,
+        throttle_policy=ThrottlePolicy(per_account=2, per_ip=50),
+    )
     app.on_shutdown.append(app_db.dispose)
     return app
 
@@ -42,9 +47,14 @@ async def test_two_replicas_share_sessions_and_throttling(core, clock, hasher, s
     if db.is_postgres:
         pytest.skip("about the session store, not the database")
     secret = secrets.token_hex(32)  # replicas share ADMIN_SECRET_KEY
-    one, two = _replica(core, clock, hasher, redis_url, secret), _replica(core, clock, hasher, redis_url, secret)
-    async with AsyncTestClient(app=one, base_url="http://one.local") as a, \
-            AsyncTestClient(app=two, base_url="http://one.local") as b:
+    one, two = (
+        _replica(core, clock, hasher, redis_url, secret),
+        _replica(core, clock, hasher, redis_url, secret),
+    )
+    async with (
+        AsyncTestClient(app=one, base_url="http://one.local") as a,
+        AsyncTestClient(app=two, base_url="http://one.local") as b,
+    ):
         assert (await login(a, "viewer")).status_code == 303
         b.cookies.set(SESSION_COOKIE, a.cookies.get(SESSION_COOKIE))
         assert (await b.get("/users")).status_code == 200  # the other replica knows the session

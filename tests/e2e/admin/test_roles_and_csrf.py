@@ -54,12 +54,16 @@ async def test_role_against_action(client, staff, world, db, role, action) -> No
 async def test_post_without_csrf_token_is_refused_and_changes_nothing(client, staff, world, db) -> None:
     await login(client, "admin")
     before = await balance(db, 555)
-    r = await post_form(client, "/users/555/credit", {"amount": "5.00", "reason": "x" * 5, "nonce": nonce()},
-                        with_csrf=False)
+    r = await post_form(
+        client, "/users/555/credit", {"amount": "5.00", "reason": "x" * 5, "nonce": nonce()}, with_csrf=False
+    )
     assert r.status_code == 403
     assert "security token" in r.text
-    r = await client.post("/users/555/credit", data={"amount": "5.00", "reason": "xxxxx", "nonce": nonce(),
-                                                      "_csrf_token": "forged" * 20}, follow_redirects=False)
+    r = await client.post(
+        "/users/555/credit",
+        data={"amount": "5.00", "reason": "xxxxx", "nonce": nonce(), "_csrf_token": "forged" * 20},
+        follow_redirects=False,
+    )
     assert r.status_code == 403
     assert await balance(db, 555) == before
     # Login itself is protected too (login CSRF).
@@ -69,7 +73,8 @@ async def test_post_without_csrf_token_is_refused_and_changes_nothing(client, st
 
 
 async def test_api_with_a_session_needs_the_csrf_header_but_a_bearer_token_does_not(
-        client, staff, staff_accounts, world, db) -> None:
+    client, staff, staff_accounts, world, db
+) -> None:
     await login(client, "support")
     body = {"amount": "1.00", "reason": "api test", "idempotency_key": "k1"}
     r = await client.post("/api/users/555/credit", json=body)
@@ -79,8 +84,11 @@ async def test_api_with_a_session_needs_the_csrf_header_but_a_bearer_token_does_
     assert r.status_code == 200, r.text
     api_token = await staff_accounts.create_token("support", "bot")
     client.cookies.clear()
-    r = await client.post("/api/users/555/credit", json={**body, "idempotency_key": "k2"},
-                          headers={"Authorization": f"Bearer {api_token}"})
+    r = await client.post(
+        "/api/users/555/credit",
+        json={**body, "idempotency_key": "k2"},
+        headers={"Authorization": f"Bearer {api_token}"},
+    )
     assert r.status_code == 200, r.text
     wallet = await balance(db, 555)
     assert (wallet.balance, wallet.held) == (1000 + 200, 100)  # two credits; the purchase is held

@@ -40,8 +40,13 @@ async def world(shop):
 
 # --- item 5: numbers that crashed ------------------------------------------------------------
 
-USER_FILTERS = ["/orders?user={v}", "/ledger?user={v}", "/ledger.csv?user={v}", "/api/orders?user={v}",
-                "/api/transfers?user={v}"]
+USER_FILTERS = [
+    "/orders?user={v}",
+    "/ledger?user={v}",
+    "/ledger.csv?user={v}",
+    "/api/orders?user={v}",
+    "/api/transfers?user={v}",
+]
 
 
 @pytest.mark.parametrize("value", [*NOT_ASCII, str(HUGE), "-" + str(HUGE), "3000000000"])
@@ -88,6 +93,7 @@ async def test_path_ids_beyond_the_column_are_refused(client, staff) -> None:
 
 # --- item 6: CSRF bound to the session, Origin checked --------------------------------------
 
+
 async def test_a_token_from_before_login_is_worthless_after_it(client, staff, world, db) -> None:
     before = await csrf(client)
     assert (await login(client, "support")).status_code == 303
@@ -106,15 +112,24 @@ async def test_a_token_from_another_session_is_refused(app: Litestar, client, st
         await login(other, "viewer")
         foreign = await csrf(other)
     await login(client, "support")
-    r = await client.post("/users/555/credit", data={"amount": "1.00", "reason": "goodwill", "nonce": nonce(),
-                                                      "_csrf_token": foreign}, follow_redirects=False)
+    r = await client.post(
+        "/users/555/credit",
+        data={"amount": "1.00", "reason": "goodwill", "nonce": nonce(), "_csrf_token": foreign},
+        follow_redirects=False,
+    )
     assert r.status_code == 403
     assert (await balance(db, 555)).balance == 1000
 
 
-@pytest.mark.parametrize("header", [{"Origin": "https://evil.example"}, {"Origin": "null"},
-                                    {"Referer": "https://evil.example/page"},
-                                    {"Origin": "http://testserver.local.evil.example"}])
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Referer": "https://evil.example/page"},
+        {"Origin": "http://testserver.local.evil.example"},
+    ],
+)
 async def test_unsafe_requests_from_another_origin_are_refused(client, staff, world, db, header) -> None:
     await login(client, "support")
     token = await csrf(client)
@@ -123,12 +138,14 @@ async def test_unsafe_requests_from_another_origin_are_refused(client, staff, wo
     assert r.status_code == 403
     assert "cross-site request refused" in r.text
     assert (await balance(db, 555)).balance == 1000
-    r = await client.post("/users/555/credit", data=form, headers={"Origin": "http://testserver.local"},
-                          follow_redirects=False)
+    r = await client.post(
+        "/users/555/credit", data=form, headers={"Origin": "http://testserver.local"}, follow_redirects=False
+    )
     assert r.status_code == 303
 
 
 # --- item 7: headers -------------------------------------------------------------------------
+
 
 async def test_pages_carry_security_headers_and_the_new_token_page_is_not_cached(client, staff) -> None:
     await login(client, "admin")
@@ -150,7 +167,16 @@ def test_templates_have_nothing_inline_that_the_csp_would_block() -> None:
     templates = Path(__file__).parents[3] / "admin" / "templates"
     for path in templates.glob("*.html"):
         text = path.read_text().lower()
-        for needle in ("<script", "style=", "<style", "javascript:", " onclick=", " onsubmit=", "http://", "https://"):
+        for needle in (
+            "<script",
+            "style=",
+            "<style",
+            "javascript:",
+            " onclick=",
+            " onsubmit=",
+            "http://",
+            "https://",
+        ):
             assert needle not in text, (path.name, needle)
 
 
@@ -159,9 +185,13 @@ async def test_api_docs_page_is_off_unless_asked_for(core, clock, hasher, staff,
     auth = {"Authorization": f"Bearer {token}"}
     for enabled, expected in ((False, 404), (True, 200)):
         settings = core.settings.model_copy(update={"ADMIN_API_DOCS": enabled})
-        app = create_app(type(core)(**{**core.__dict__, "settings": settings}), store=MemoryStore(),
-                         staff_accounts=StaffAccounts(core.db, clock, hasher), clock=clock,
-                         secret_key=secrets.token_hex(32))
+        app = create_app(
+            type(core)(**{**core.__dict__, "settings": settings}),
+            store=MemoryStore(),
+            staff_accounts=StaffAccounts(core.db, clock, hasher),
+            clock=clock,
+            secret_key=secrets.token_hex(32),
+        )
         app.on_shutdown.append(core.db.dispose)  # its connections belong to this app's loop
         async with AsyncTestClient(app=app, base_url="http://testserver.local") as c:
             assert (await c.get("/api/schema/swagger", headers=auth)).status_code == expected
@@ -169,6 +199,7 @@ async def test_api_docs_page_is_off_unless_asked_for(core, clock, hasher, staff,
 
 
 # --- item 8: request limits ------------------------------------------------------------------
+
 
 @pytest.fixture
 def count_form_parsing(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -199,16 +230,22 @@ async def test_a_form_with_too_many_fields_is_refused_before_parsing(client, cou
     assert r.status_code == 413
     assert "fields" in r.text
     assert count_form_parsing == []
-    r = await client.post("/api/users/555/credit", content=b"x" * (200 * 1024),
-                          headers={"content-type": "application/json"})
+    r = await client.post(
+        "/api/users/555/credit", content=b"x" * (200 * 1024), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413 and r.json()["detail"].startswith("the request body is larger")
 
 
 # --- item 11: text that must not be stored ---------------------------------------------------
 
-BAD_REASONS = ["refund\x00please", "refund \u202egnp.exe", "ok \u2066isolate\u2069", "rlm\u200f here",
-               "arabic\u061cmark",
-               "bell\x07ring"]
+BAD_REASONS = [
+    "refund\x00please",
+    "refund \u202egnp.exe",
+    "ok \u2066isolate\u2069",
+    "rlm\u200f here",
+    "arabic\u061cmark",
+    "bell\x07ring",
+]
 
 
 @pytest.mark.parametrize("reason", BAD_REASONS)
@@ -217,9 +254,12 @@ async def test_reasons_with_nul_or_bidi_controls_are_refused(client, staff, worl
     r = await post_form(client, "/users/555/credit", {"amount": "1.00", "reason": reason, "nonce": nonce()})
     assert r.status_code == 400, r.text[:300]
     token = await csrf(client)
-    r = await client.post("/api/users/555/credit", headers={"X-CSRFToken": token},
-                          content=json.dumps({"amount": "1.00", "reason": reason, "idempotency_key": "k1"}),
-                          follow_redirects=False)
+    r = await client.post(
+        "/api/users/555/credit",
+        headers={"X-CSRFToken": token},
+        content=json.dumps({"amount": "1.00", "reason": reason, "idempotency_key": "k1"}),
+        follow_redirects=False,
+    )
     assert r.status_code == 400, r.text[:300]
     assert (await balance(db, 555)).balance == 1000
     assert await count(db, audit_log, audit_log.c.action == "wallet.credit") == 0
@@ -228,8 +268,11 @@ async def test_reasons_with_nul_or_bidi_controls_are_refused(client, staff, worl
 async def test_api_idempotency_keys_with_controls_are_refused(client, staff, world, db) -> None:
     await login(client, "support")
     token = await csrf(client)
-    r = await client.post("/api/users/555/credit", headers={"X-CSRFToken": token},
-                          json={"amount": "1.00", "reason": "goodwill", "idempotency_key": "k\u202e1"})
+    r = await client.post(
+        "/api/users/555/credit",
+        headers={"X-CSRFToken": token},
+        json={"amount": "1.00", "reason": "goodwill", "idempotency_key": "k\u202e1"},
+    )
     assert r.status_code == 400 and "direction-control" in r.json()["detail"]
     assert (await balance(db, 555)).balance == 1000
 
@@ -251,14 +294,22 @@ async def test_a_nul_in_the_login_form_or_a_query_is_a_400_not_a_500(client, sta
 
 # --- item 13: absolute session age -----------------------------------------------------------
 
+
 def _app_with_store(core, clock, hasher, store):
-    return create_app(core, store=store, staff_accounts=StaffAccounts(core.db, clock, hasher), clock=clock,
-                      secret_key=secrets.token_hex(32), throttle_policy=ThrottlePolicy())
+    return create_app(
+        core,
+        store=store,
+        staff_accounts=StaffAccounts(core.db, clock, hasher),
+        clock=clock,
+        secret_key=secrets.token_hex(32),
+        throttle_policy=ThrottlePolicy(),
+    )
 
 
 @pytest.mark.parametrize("store_kind", ["memory", "redis"])
 async def test_a_busy_session_still_ends_seven_days_after_login(
-        core, clock, hasher, staff, db, store_kind) -> None:
+    core, clock, hasher, staff, db, store_kind
+) -> None:
     if store_kind == "redis":
         url = os.environ.get("NUMBERSHOP_TEST_REDIS_URL")
         if not url:
@@ -289,14 +340,18 @@ async def test_a_busy_session_still_ends_seven_days_after_login(
 
 # --- item 14: support credit limit -----------------------------------------------------------
 
+
 async def test_support_may_credit_up_to_the_limit_and_only_an_admin_beyond(client, staff, world, db) -> None:
     assert (await balance(db, 555)).balance == 1000
     await login(client, "support")
     r = await post_form(client, "/users/555/credit", credit("100.01"))
     assert r.status_code == 403 and "at most $100.00" in r.text, r.text[:300]
     token = await csrf(client)
-    r = await client.post("/api/users/555/credit", headers={"X-CSRFToken": token},
-                          json={"amount": "100000000000.00", "reason": "goodwill", "idempotency_key": "big"})
+    r = await client.post(
+        "/api/users/555/credit",
+        headers={"X-CSRFToken": token},
+        json={"amount": "100000000000.00", "reason": "goodwill", "idempotency_key": "big"},
+    )
     assert r.status_code == 403 and "ask an admin" in r.json()["detail"]
     assert (await balance(db, 555)).balance == 1000
     assert await count(db, transfers, transfers.c.code == "adjustment") == 0

@@ -8,7 +8,20 @@ async def test_login_and_every_page_renders(client, staff) -> None:
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
     r = await login(client, "admin")
     assert r.status_code == 303, r.text
-    for path in ["/", "/users", "/orders", "/ledger", "/providers", "/reconciliation", "/audit", "/staff",
-                 "/ledger.csv", "/metrics", "/api/overview", "/api/orders", "/api/schema/openapi.json"]:
+    for path in [
+        "/",
+        "/users",
+        "/orders",
+        "/ledger",
+        "/providers",
+        "/reconciliation",
+        "/audit",
+        "/staff",
+        "/ledger.csv",
+        "/metrics",
+        "/api/overview",
+        "/api/orders",
+        "/api/schema/openapi.json",
+    ]:
         r = await client.get(path)
         assert r.status_code == 200, (path, r.text[:2000])

@@ -111,8 +111,10 @@ def test_cli_staff_add_and_passwd(cli_db, monkeypatch, capsys) -> None:
         db = Database(cli_db)
         accounts = StaffAccounts(db, SystemClock())
         try:
-            return (await accounts.authenticate("alice", "new password 123"),
-                    await accounts.authenticate("alice", PASSWORD))
+            return (
+                await accounts.authenticate("alice", "new password 123"),
+                await accounts.authenticate("alice", PASSWORD),
+            )
         finally:
             await db.dispose()
 

@@ -13,13 +13,24 @@ from .conftest import WEBHOOK_SECRET, balance, buy, count
 
 
 def envelope(reservation: str, *, event_id: str = "evt-1", code: str = "424242") -> bytes:
-    return json.dumps({
-        "id": event_id, "event": "v2.sms.received", "occurredAt": "2026-01-01T12:00:05Z", "attempt": 1,
-        "idempotencyKey": f"idem-{event_id}",
-        "data": {"from": "12345", "to": "+15550001", "createdAt": "2026-01-01T12:00:04Z",
-                 "smsContent": f"Your code is {code}", "parsedCode": code, "encrypted": False,
-                 "reservationId": reservation},
-    }).encode()
+    return json.dumps(
+        {
+            "id": event_id,
+            "event": "v2.sms.received",
+            "occurredAt": "2026-01-01T12:00:05Z",
+            "attempt": 1,
+            "idempotencyKey": f"idem-{event_id}",
+            "data": {
+                "from": "12345",
+                "to": "+15550001",
+                "createdAt": "2026-01-01T12:00:04Z",
+                "smsContent": f"Your code is {code}",
+                "parsedCode": code,
+                "encrypted": False,
+                "reservationId": reservation,
+            },
+        }
+    ).encode()
 
 
 async def _post(client, body: bytes, signature: str | None):
@@ -65,8 +76,14 @@ async def test_same_message_under_a_new_event_id_is_not_recorded_twice(client, s
 async def test_bad_or_missing_signature_is_401_and_changes_nothing(client, shop, db) -> None:
     order = await buy(shop, 323, funds=1000, via="textverified")
     body = envelope(order.activation_id)
-    for signature in [None, "", sign(body, "wrong-secret"), "HMAC-SHA256=" + sign(body, WEBHOOK_SECRET).split("=", 1)[1],
-                      "HMAC-SHA512=not base64!!", sign(body + b" ", WEBHOOK_SECRET)]:
+    for signature in [
+        None,
+        "",
+        sign(body, "wrong-secret"),
+        "HMAC-SHA256=" + sign(body, WEBHOOK_SECRET).split("=", 1)[1],
+        "HMAC-SHA512=not base64!!",
+        sign(body + b" ", WEBHOOK_SECRET),
+    ]:
         r = await _post(client, body, signature)
         assert r.status_code == 401, signature
     assert await _status(db, order.id) == "waiting"

@@ -82,15 +82,29 @@ class Harness:
                     return msg, b.callback_data
         raise AssertionError(f"no button starting {prefix!r}; last: {chat.last().button_texts}")
 
-    def press_nowait(self, user: int, prefix: str | None = None, *, data: str | None = None,
-                     message_id: int | None = None, forge: bool = False) -> Press:
+    def press_nowait(
+        self,
+        user: int,
+        prefix: str | None = None,
+        *,
+        data: str | None = None,
+        message_id: int | None = None,
+        forge: bool = False,
+    ) -> Press:
         if prefix is not None:
             msg, data = self.find(user, prefix)
             message_id = msg.message_id
         return self.tg.press_button(user, message_id, data=data, forge=forge)
 
-    async def press(self, user: int, prefix: str | None = None, *, data: str | None = None,
-                    message_id: int | None = None, forge: bool = False) -> CallbackAnswer:
+    async def press(
+        self,
+        user: int,
+        prefix: str | None = None,
+        *,
+        data: str | None = None,
+        message_id: int | None = None,
+        forge: bool = False,
+    ) -> CallbackAnswer:
         """Tap a button; returns the callback answer (given after the handler's edits)."""
         pressed = self.press_nowait(user, prefix, data=data, message_id=message_id, forge=forge)
         answer = await self.tg.wait_for_callback_answer(pressed.query_id, WAIT)
@@ -158,14 +172,24 @@ class Harness:
 
 
 def make_settings(db: Database, base_url: str) -> Settings:
-    return Settings(_env_file=None, DATABASE_URL=db.url, BOT_TOKEN=TOKEN,
-                    TELEGRAM_API_URL=base_url, PROVIDERS="simulator", MARKUP_PERCENT=20,
-                    STARS_PER_CURRENCY_UNIT=50, SHOP_CURRENCY="USD")
+    return Settings(
+        _env_file=None,
+        DATABASE_URL=db.url,
+        BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=base_url,
+        PROVIDERS="simulator",
+        MARKUP_PERCENT=20,
+        STARS_PER_CURRENCY_UNIT=50,
+        SHOP_CURRENCY="USD",
+    )
 
 
 @contextlib.asynccontextmanager
 async def shop_harness(
-    db: Database, clock: FakeClock, *, app_options: dict[str, Any] | None = None,
+    db: Database,
+    clock: FakeClock,
+    *,
+    app_options: dict[str, Any] | None = None,
     prepare: Callable[[SimulatorProvider], None] | None = None,
 ) -> AsyncIterator[Harness]:
     sim = SimulatorProvider(seed=7, clock=clock, code_delay_s=None)
@@ -183,8 +207,7 @@ async def shop_harness(
         harness = Harness(core=core, app=app, tg=tg, sim=sim, clock=clock, sleeps=sleeps)
         harness.track()
         stop = asyncio.Event()
-        runner = asyncio.create_task(app.run(stop, polling_timeout=1, run_sender=False,
-                                             set_commands=False))
+        runner = asyncio.create_task(app.run(stop, polling_timeout=1, run_sender=False, set_commands=False))
         try:
             yield harness
         finally:

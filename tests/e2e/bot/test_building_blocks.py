@@ -92,14 +92,25 @@ async def test_limits_reserve_waits_without_polling() -> None:
 async def test_filters_run_on_the_loop_and_still_match(monkeypatch: pytest.MonkeyPatch) -> None:
     """aiogram runs a synchronous filter through ``asyncio.to_thread``; none of the shop's
     filters go that way, and the magic ones still decide as before."""
+
     async def no_threads(*_: object, **__: object) -> None:
         raise AssertionError("a filter ran in a thread")
 
     monkeypatch.setattr(asyncio, "to_thread", no_threads)
     user, chat = User(id=1, is_bot=False, first_name="A"), Chat(id=1, type="private")
-    paid = Message(message_id=1, date=0, chat=chat, from_user=user, successful_payment=SuccessfulPayment(
-        currency="XTR", total_amount=250, invoice_payload="p", telegram_payment_charge_id="c",
-        provider_payment_charge_id="p"))
+    paid = Message(
+        message_id=1,
+        date=0,
+        chat=chat,
+        from_user=user,
+        successful_payment=SuccessfulPayment(
+            currency="XTR",
+            total_amount=250,
+            invoice_payload="p",
+            telegram_payment_charge_id="c",
+            provider_payment_charge_id="p",
+        ),
+    )
     text = Message(message_id=2, date=0, chat=chat, from_user=user, text="whats")
     checked = 0
     for router in routers():
@@ -130,8 +141,13 @@ async def test_rate_limit_warns_once_per_period_and_forgets_old_warnings(
 
     async def write(user_id: int) -> None:
         user = User(id=user_id, is_bot=False, first_name="u")
-        message = Message(message_id=1, date=datetime.now(UTC), text="hi", from_user=user,
-                          chat=Chat(id=user_id, type="private"))
+        message = Message(
+            message_id=1,
+            date=datetime.now(UTC),
+            text="hi",
+            from_user=user,
+            chat=Chat(id=user_id, type="private"),
+        )
         assert await limit(handler, message, {"event_from_user": user}) is None
 
     await write(1)

@@ -35,7 +35,10 @@ async def test_typing_searches_services(shop: Harness) -> None:
     assert "Services matching “o”" in chat.last().text
     assert "Type more letters" in chat.last().text
     chat = await shop.say(ALICE, "<b>nothing</b>")
-    assert chat.last().text == "No service matches “<b>nothing</b>”. Try another name, or tap Buy number to browse."
+    assert (
+        chat.last().text
+        == "No service matches “<b>nothing</b>”. Try another name, or tap Buy number to browse."
+    )
 
 
 async def test_buy_command_jumps_ahead(shop: Harness) -> None:

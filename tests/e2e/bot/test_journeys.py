@@ -24,8 +24,9 @@ async def buy_first_whatsapp(shop: Harness, user: int) -> tuple[int, int]:
     await shop.press(user, "WhatsApp")
     countries = shop.tg.chat(user).last()
     assert "choose a country" in countries.text
-    await shop.press(user, data=countries.buttons[0].callback_data,
-                     message_id=countries.message_id)  # the cheapest
+    await shop.press(
+        user, data=countries.buttons[0].callback_data, message_id=countries.message_id
+    )  # the cheapest
     confirm = shop.tg.chat(user).last()
     assert "Confirm your order" in confirm.text
     price = price_in(confirm.text)
@@ -103,8 +104,9 @@ async def test_buy_then_cancel_refunds_at_once(shop: Harness) -> None:
     (order,) = await shop.orders_of(ALICE)
     assert order.status == "cancelled"
     # A second tap on the (now gone) Cancel button refunds nothing more.
-    again = await shop.press(ALICE, data=f"o:cancel:{order.id.replace('-', '')}",
-                             message_id=message_id, forge=True)
+    again = await shop.press(
+        ALICE, data=f"o:cancel:{order.id.replace('-', '')}", message_id=message_id, forge=True
+    )
     assert again.text is not None and "already cancelled" in again.text
     assert (await shop.wallet(ALICE)).available == 300
     await shop.assert_books_clean()

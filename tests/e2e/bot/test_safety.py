@@ -122,8 +122,9 @@ async def test_forged_callbacks_are_refused_and_change_nothing(shop: Harness) ->
     # Alice's quote used from Bob's chat: not his, so not found.
     async with shop.core.db.read() as conn:
         alice_quote = await conn.scalar(select(orders.c.quote_id).where(orders.c.id == alice_order.id))
-    answer = await shop.press(BOB, data=f"b:{uuid.UUID(alice_quote).hex}",
-                              message_id=bob_quote_msg, forge=True)
+    answer = await shop.press(
+        BOB, data=f"b:{uuid.UUID(alice_quote).hex}", message_id=bob_quote_msg, forge=True
+    )
     assert answer.text == texts.STALE_BUTTON
     assert (await shop.wallet(ALICE), await shop.wallet(BOB)) == before
     assert (await shop.core.orders.get_order(alice_order.id)).status == "waiting"

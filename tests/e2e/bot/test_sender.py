@@ -93,8 +93,9 @@ async def test_two_senders_send_each_row_once(shop: Harness) -> None:
         await shop.fund(user, 1000, f"seed-{user}")
         await buy_first_whatsapp(shop, user)
     assert await expire_all(shop) == len(buyers)
-    other = OutboxSender(shop.app.bot, shop.core, owner="second-bot-process",
-                         sleep=SleepRecorder(), batch_size=3)
+    other = OutboxSender(
+        shop.app.bot, shop.core, owner="second-bot-process", sleep=SleepRecorder(), batch_size=3
+    )
     shop.app.sender.batch_size = 3
 
     async def drain(sender: OutboxSender) -> int:
@@ -156,8 +157,7 @@ async def test_code_found_by_the_poller_completes_the_order_message(shop: Harnes
     await shop.core.orders.poll_orders([order.id])
     sender_from = len(shop.tg.calls_for(ALICE))
     assert await shop.drain() == 1
-    assert [c.method for c in shop.tg.calls_for(ALICE)[sender_from:]] == [
-        "sendMessage", "editMessageText"]
+    assert [c.method for c in shop.tg.calls_for(ALICE)[sender_from:]] == ["sendMessage", "editMessageText"]
     chat = shop.tg.chat(ALICE)
     assert "556677" in chat.last().text
     assert "Completed" in chat.message(message_id).text
@@ -169,8 +169,13 @@ async def test_staff_alerts_reach_the_staff_chat(shop: Harness) -> None:
     staff_chat = 999
     shop.tg.add_user(staff_chat, first_name="Staff")
     async with shop.core.db.begin() as conn:
-        await outbox.enqueue(conn, kind="staff_alert", chat_id=staff_chat,
-                             payload={"text": "provider <simulator> balance low"},
-                             dedupe_key="alert:test", now=shop.clock.now())
+        await outbox.enqueue(
+            conn,
+            kind="staff_alert",
+            chat_id=staff_chat,
+            payload={"text": "provider <simulator> balance low"},
+            dedupe_key="alert:test",
+            now=shop.clock.now(),
+        )
     assert await shop.drain() == 1
     assert shop.tg.chat(staff_chat).last().text == "🚨 provider <simulator> balance low"

@@ -52,8 +52,11 @@ async def served() -> AsyncIterator[tuple[EmulatedBot, Bot]]:
     async with running_emulator() as (emulator, base_url):
         tg = emulator.add_bot(TOKEN)
         tg.add_user(USER, first_name="Ann")
-        bot = Bot(TOKEN, session=JsonSession(api=TelegramAPIServer.from_base(base_url)),
-                  default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+        bot = Bot(
+            TOKEN,
+            session=JsonSession(api=TelegramAPIServer.from_base(base_url)),
+            default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+        )
         yield tg, bot
         await bot.session.close()
 
@@ -74,14 +77,21 @@ async def test_send_and_edit_arrive_as_sent_and_return_typed_results(
     assert view.text == "Price: 12.50"  # the default parse mode reached the server: HTML parsed
     assert [(b.text, b.callback_data) for b in view.buttons] == [("Buy", "b:1")]
 
-    edited = await bot.edit_message_text("Done", chat_id=USER, message_id=sent.message_id,
-                                         reply_markup=_keyboard("Again", "a"))
+    edited = await bot.edit_message_text(
+        "Done", chat_id=USER, message_id=sent.message_id, reply_markup=_keyboard("Again", "a")
+    )
     assert edited is True  # the echoed message is not parsed: nobody reads it
     view = tg.chat(USER).message(sent.message_id)
     assert (view.text, view.button_texts, view.edited) == ("Done", ["Again"], True)
 
-    invoice = await bot.send_invoice(USER, title="Stars", description="250 stars", payload="p1",
-                                     currency="XTR", prices=[LabeledPrice(label="250", amount=250)])
+    invoice = await bot.send_invoice(
+        USER,
+        title="Stars",
+        description="250 stars",
+        payload="p1",
+        currency="XTR",
+        prices=[LabeledPrice(label="250", amount=250)],
+    )
     assert tg.chat(USER).message(invoice.message_id).invoice is not None
 
 
@@ -170,7 +180,9 @@ async def test_a_failed_edit_and_a_garbled_answer_are_still_errors(
     bodies, base_url = recorder_body
     bot = Bot(TOKEN, session=JsonSession(api=TelegramAPIServer.from_base(base_url)))
     try:
-        bodies.append(b'{"ok": false, "error_code": 400, "description": "Bad Request: message to edit not found"}')
+        bodies.append(
+            b'{"ok": false, "error_code": 400, "description": "Bad Request: message to edit not found"}'
+        )
         with pytest.raises(TelegramBadRequest, match="not found"):
             await bot.edit_message_text("x", chat_id=USER, message_id=99)
         bodies.append(b"<html>bad gateway</html>")
@@ -215,19 +227,35 @@ def _aiogram_body(session: JsonSession, bot: Bot, method: TelegramMethod[Any]) -
 
 def test_json_bodies_are_what_aiogram_would_send() -> None:
     session = JsonSession()
-    bot = Bot(TOKEN, session=session, default=DefaultBotProperties(
-        parse_mode=ParseMode.HTML, link_preview_is_disabled=True))
-    keyboard = InlineKeyboardMarkup(inline_keyboard=[
-        [InlineKeyboardButton(text=f"Country {i}", callback_data=f"c:wa:{i}")] for i in range(5)
-    ] + [[InlineKeyboardButton(text="Site", url="https://example.org")]])
+    bot = Bot(
+        TOKEN,
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=f"Country {i}", callback_data=f"c:wa:{i}")] for i in range(5)
+        ]
+        + [[InlineKeyboardButton(text="Site", url="https://example.org")]]
+    )
     methods: list[TelegramMethod[Any]] = [
         SendMessage(chat_id=USER, text="Price: <b>1</b>", reply_markup=keyboard),
-        SendMessage(chat_id=USER, text="*x*", parse_mode=ParseMode.MARKDOWN_V2,
-                    entities=[MessageEntity(type="bold", offset=0, length=1)]),
+        SendMessage(
+            chat_id=USER,
+            text="*x*",
+            parse_mode=ParseMode.MARKDOWN_V2,
+            entities=[MessageEntity(type="bold", offset=0, length=1)],
+        ),
         EditMessageText(chat_id=USER, message_id=3, text="", reply_markup=keyboard),
         AnswerCallbackQuery(callback_query_id="q1", text="Refunded", show_alert=False),
-        SendInvoice(chat_id=USER, title="Stars", description="250", payload="p", currency="XTR",
-                    prices=[LabeledPrice(label="250", amount=250)]),
+        SendInvoice(
+            chat_id=USER,
+            title="Stars",
+            description="250",
+            payload="p",
+            currency="XTR",
+            prices=[LabeledPrice(label="250", amount=250)],
+        ),
         BanChatMember(chat_id=-100, user_id=USER, until_date=datetime(2030, 1, 2, tzinfo=UTC)),
         AnswerPreCheckoutQuery(pre_checkout_query_id="pc", ok=False, error_message="No"),
     ]

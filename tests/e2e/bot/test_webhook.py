@@ -47,8 +47,9 @@ def redis_url() -> str:
 
 
 @contextlib.asynccontextmanager
-async def shop_world(db: Database, clock: FakeClock) -> AsyncIterator[
-        tuple[EmulatedBot, Settings, SimulatorProvider]]:
+async def shop_world(
+    db: Database, clock: FakeClock
+) -> AsyncIterator[tuple[EmulatedBot, Settings, SimulatorProvider]]:
     sim = SimulatorProvider(seed=7, clock=clock, code_delay_s=None)
     async with db.begin() as conn:
         await catalog.seed_reference_data(conn)
@@ -58,12 +59,17 @@ async def shop_world(db: Database, clock: FakeClock) -> AsyncIterator[
         yield tg, make_settings(db, base_url), sim
 
 
-def harness(db: Database, clock: FakeClock, tg: EmulatedBot, settings: Settings,
-            sim: SimulatorProvider, **app_options: Any) -> Harness:
+def harness(
+    db: Database,
+    clock: FakeClock,
+    tg: EmulatedBot,
+    settings: Settings,
+    sim: SimulatorProvider,
+    **app_options: Any,
+) -> Harness:
     core = build_core(settings, clock=clock, providers={"simulator": sim}, db=db)
     sleeps = SleepRecorder()
-    app = build_app(core, build_bot(settings), sender_sleep=sleeps, rate_burst=1000,
-                    **app_options)
+    app = build_app(core, build_bot(settings), sender_sleep=sleeps, rate_burst=1000, **app_options)
     shop = Harness(core=core, app=app, tg=tg, sim=sim, clock=clock, sleeps=sleeps)
     shop.track()
     return shop
@@ -80,13 +86,16 @@ async def serving_webhook(app: BotApp) -> AsyncIterator[str]:
         urls.append(f"http://127.0.0.1:{port}/telegram/hook")
         return urls[-1]
 
-    task = asyncio.create_task(app.run_webhook(stop, config, run_sender=False,
-                                               set_commands=False, url_for_port=url_for_port,
-                                               listening=listening))
+    task = asyncio.create_task(
+        app.run_webhook(
+            stop, config, run_sender=False, set_commands=False, url_for_port=url_for_port, listening=listening
+        )
+    )
     try:
         async with asyncio.timeout(WAIT):
-            await asyncio.wait({task, asyncio.create_task(listening.wait())},
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {task, asyncio.create_task(listening.wait())}, return_when=asyncio.FIRST_COMPLETED
+            )
         if task.done():
             task.result()  # raises what went wrong
         yield urls[-1]
@@ -98,8 +107,7 @@ async def serving_webhook(app: BotApp) -> AsyncIterator[str]:
 @contextlib.asynccontextmanager
 async def polling(app: BotApp) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    task = asyncio.create_task(app.run(stop, polling_timeout=1, run_sender=False,
-                                       set_commands=False))
+    task = asyncio.create_task(app.run(stop, polling_timeout=1, run_sender=False, set_commands=False))
     try:
         yield
     finally:
@@ -116,8 +124,7 @@ async def test_a_user_is_served_by_webhook_and_polling_works_again_after(
             async with serving_webhook(shop.app) as url:
                 info = await shop.app.bot.get_webhook_info()
                 assert info.url == url and info.max_connections == 40
-                assert set(info.allowed_updates or ()) >= {
-                    "message", "callback_query", "pre_checkout_query"}
+                assert set(info.allowed_updates or ()) >= {"message", "callback_query", "pre_checkout_query"}
                 with pytest.raises(TelegramConflictError):
                     await shop.app.bot.get_updates(timeout=0)
 
@@ -147,10 +154,16 @@ async def test_the_webhook_refuses_requests_without_the_secret_and_telegram_retr
         shop = harness(db, clock, tg, settings, sim)
         try:
             async with serving_webhook(shop.app) as url:
-                body = {"update_id": 999_999, "message": {
-                    "message_id": 1, "date": 0, "chat": {"id": ALICE, "type": "private"},
-                    "from": {"id": ALICE, "is_bot": False, "first_name": "Mallory"},
-                    "text": "/start"}}
+                body = {
+                    "update_id": 999_999,
+                    "message": {
+                        "message_id": 1,
+                        "date": 0,
+                        "chat": {"id": ALICE, "type": "private"},
+                        "from": {"id": ALICE, "is_bot": False, "first_name": "Mallory"},
+                        "text": "/start",
+                    },
+                }
                 async with aiohttp.ClientSession() as http:
                     for headers in ({}, {SECRET_HEADER: "wrong"}, {SECRET_HEADER: SECRET[:-1]}):
                         async with http.post(url, json=body, headers=headers) as r:
@@ -162,8 +175,9 @@ async def test_the_webhook_refuses_requests_without_the_secret_and_telegram_retr
                 # Telegram holding a stale secret: refused, reported, retried; fixed, delivered.
                 await shop.app.bot.set_webhook(url, secret_token="stale")
                 update_id = tg.send_text(ALICE, "/start", first_name="Alice")
-                await tg.wait_until(lambda: tg.update(update_id).deliveries >= 2, WAIT,
-                                    "two refused deliveries")
+                await tg.wait_until(
+                    lambda: tg.update(update_id).deliveries >= 2, WAIT, "two refused deliveries"
+                )
                 info = await shop.app.bot.get_webhook_info()
                 assert info.last_error_message == "Wrong response from the webhook: 401 Unauthorized"
                 assert info.pending_update_count == 1
@@ -200,7 +214,8 @@ async def test_a_crashing_update_answers_500_and_the_redelivery_is_dropped_once_
                 assert record.deliveries == 2
                 info = await shop.app.bot.get_webhook_info()
                 assert info.last_error_message == (
-                    "Wrong response from the webhook: 500 Internal Server Error")
+                    "Wrong response from the webhook: 500 Internal Server Error"
+                )
                 assert "Hi," in (tg.chat(ALICE).last().text or "")
         finally:
             await shop.app.aclose()

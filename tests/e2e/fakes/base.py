@@ -85,10 +85,12 @@ class FakeServer:
     def calls_to(self, route: str) -> list[Call]:
         return [c for c in self.calls if c.route == route]
 
-    async def dispatch(self, route: str, request: web.Request, real: Handler,
-                       body: Any = None) -> web.StreamResponse:
-        self.calls.append(Call(route, request.method, request.path, dict(request.query),
-                               dict(request.headers), body))
+    async def dispatch(
+        self, route: str, request: web.Request, real: Handler, body: Any = None
+    ) -> web.StreamResponse:
+        self.calls.append(
+            Call(route, request.method, request.path, dict(request.query), dict(request.headers), body)
+        )
         self.in_flight += 1
         self.max_in_flight[route] = max(self.max_in_flight[route], self.in_flight)
         try:
@@ -112,8 +114,9 @@ class FakeServer:
             return _reset(request)
         if fault.body is None and fault.status == 200:
             return await real(request)
-        return web.Response(status=fault.status, text=fault.body or "", headers=fault.headers,
-                            content_type=fault.content_type)
+        return web.Response(
+            status=fault.status, text=fault.body or "", headers=fault.headers, content_type=fault.content_type
+        )
 
 
 def _reset(request: web.Request) -> web.StreamResponse:

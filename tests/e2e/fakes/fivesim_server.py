@@ -64,22 +64,43 @@ class FakeOrder:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "phone": self.phone, "operator": self.operator,
-            "product": self.product, "price": float(self.price), "status": self.status,
+            "id": self.id,
+            "phone": self.phone,
+            "operator": self.operator,
+            "product": self.product,
+            "price": float(self.price),
+            "status": self.status,
             "expires": iso_time(self.expires),
-            "sms": None if self.sms is None else [
-                {"created_at": iso_time(s.created), "date": iso_time(s.created),
-                 "sender": s.sender, "text": s.text, "code": s.code} for s in self.sms],
-            "created_at": iso_time(self.created), "forwarding": False,
-            "forwarding_number": "", "country": self.country,
+            "sms": None
+            if self.sms is None
+            else [
+                {
+                    "created_at": iso_time(s.created),
+                    "date": iso_time(s.created),
+                    "sender": s.sender,
+                    "text": s.text,
+                    "code": s.code,
+                }
+                for s in self.sms
+            ],
+            "created_at": iso_time(self.created),
+            "forwarding": False,
+            "forwarding_number": "",
+            "country": self.country,
         }
 
 
 class FakeFiveSim(FakeServer):
-    def __init__(self, clock: Clock, *,
-                 api_key: str = "eyJhbGciOiJSUzUxMiJ9.fivesim-secret-jwt.sig",
-                 balance: str = "100.00", rating: float = 96.0,
-                 cancel_wait_seconds: float = 0.0, initial_status: str = "RECEIVED") -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        api_key: str = "eyJhbGciOiJSUzUxMiJ9.fivesim-secret-jwt.sig",
+        balance: str = "100.00",
+        rating: float = 96.0,
+        cancel_wait_seconds: float = 0.0,
+        initial_status: str = "RECEIVED",
+    ) -> None:
         super().__init__()
         self.clock = clock
         self.api_key = api_key
@@ -93,36 +114,63 @@ class FakeFiveSim(FakeServer):
         self.next_id = 53_533_955
         if not self.countries:
             self.countries = {
-                "england": {"iso": {"gb": 1}, "prefix": {"+44": 1}, "text_en": "England",
-                            "text_ru": "Англия", "virtual21": {"activation": 1},
-                            "vodafone": {"activation": 1}},
-                "russia": {"iso": {"ru": 1}, "prefix": {"+7": 1}, "text_en": "Russia",
-                           "text_ru": "Россия", "mts": {"activation": 1},
-                           "beeline": {"activation": 1}},
-                "usa": {"iso": {"us": 1}, "prefix": {"+1": 1}, "text_en": "USA",
-                        "text_ru": "США", "virtual52": {"activation": 1}},
+                "england": {
+                    "iso": {"gb": 1},
+                    "prefix": {"+44": 1},
+                    "text_en": "England",
+                    "text_ru": "Англия",
+                    "virtual21": {"activation": 1},
+                    "vodafone": {"activation": 1},
+                },
+                "russia": {
+                    "iso": {"ru": 1},
+                    "prefix": {"+7": 1},
+                    "text_en": "Russia",
+                    "text_ru": "Россия",
+                    "mts": {"activation": 1},
+                    "beeline": {"activation": 1},
+                },
+                "usa": {
+                    "iso": {"us": 1},
+                    "prefix": {"+1": 1},
+                    "text_en": "USA",
+                    "text_ru": "США",
+                    "virtual52": {"activation": 1},
+                },
                 # a second slug claiming GB: the adapter must keep "england"
-                "uk": {"iso": {"gb": 1}, "prefix": {"+44": 1}, "text_en": "United Kingdom",
-                       "text_ru": "Великобритания", "virtual4": {"activation": 1}},
+                "uk": {
+                    "iso": {"gb": 1},
+                    "prefix": {"+44": 1},
+                    "text_en": "United Kingdom",
+                    "text_ru": "Великобритания",
+                    "virtual4": {"activation": 1},
+                },
                 # a country the shop does not sell
-                "bhutane": {"iso": {"bt": 1}, "prefix": {"+975": 1}, "text_en": "Bhutan",
-                            "text_ru": "Бутан", "virtual": {"activation": 1}},
+                "bhutane": {
+                    "iso": {"bt": 1},
+                    "prefix": {"+975": 1},
+                    "text_en": "Bhutan",
+                    "text_ru": "Бутан",
+                    "virtual": {"activation": 1},
+                },
             }
         if not self.prices:
             self.prices = {
                 "england": {
-                    "whatsapp": {"virtual21": {"cost": 25.5, "count": 0, "rate": 80.0},
-                                 "vodafone": {"cost": 30.0, "count": 12, "rate": 99.5}},
+                    "whatsapp": {
+                        "virtual21": {"cost": 25.5, "count": 0, "rate": 80.0},
+                        "vodafone": {"cost": 30.0, "count": 12, "rate": 99.5},
+                    },
                     "telegram": {"virtual21": {"cost": 18.25, "count": 40}},
-                    "google": {"virtual21": {"cost": 8.0, "count": 0},
-                               "vodafone": {"cost": 9.0, "count": 0}},
+                    "google": {"virtual21": {"cost": 8.0, "count": 0}, "vodafone": {"cost": 9.0, "count": 0}},
                     "amazon2": {"virtual21": {"cost": 5.0, "count": 3}},  # no canonical service
                 },
                 "russia": {
-                    "whatsapp": {"mts": {"cost": 15.5, "count": 120, "rate": 91.2},
-                                 "beeline": {"cost": 14.0, "count": 0}},
-                    "google": {"mts": {"cost": 8.0, "count": 0},
-                               "beeline": {"cost": 9.0, "count": 0}},
+                    "whatsapp": {
+                        "mts": {"cost": 15.5, "count": 120, "rate": 91.2},
+                        "beeline": {"cost": 14.0, "count": 0},
+                    },
+                    "google": {"mts": {"cost": 8.0, "count": 0}, "beeline": {"cost": 9.0, "count": 0}},
                 },
                 "usa": {"telegram": {"virtual52": {"cost": 40.0, "count": 7}}},
                 "uk": {"telegram": {"virtual4": {"cost": 1.0, "count": 999}}},
@@ -133,18 +181,19 @@ class FakeFiveSim(FakeServer):
         r = app.router
         r.add_get(f"{PREFIX}/guest/countries", self._wrap("countries", self._countries))
         r.add_get(f"{PREFIX}/guest/prices", self._wrap("prices", self._prices))
-        r.add_get(PREFIX + "/guest/products/{country}/{operator}",
-                  self._wrap("products", self._products))
+        r.add_get(PREFIX + "/guest/products/{country}/{operator}", self._wrap("products", self._products))
         r.add_get(f"{PREFIX}/user/profile", self._wrap("profile", self._profile, user=True))
         r.add_get(f"{PREFIX}/user/orders", self._wrap("orders", self._orders, user=True))
-        r.add_get(PREFIX + "/user/buy/activation/{country}/{operator}/{product}",
-                  self._wrap("buy", self._buy, user=True))
+        r.add_get(
+            PREFIX + "/user/buy/activation/{country}/{operator}/{product}",
+            self._wrap("buy", self._buy, user=True),
+        )
         for op in ("check", "finish", "cancel", "ban"):
-            r.add_get(PREFIX + f"/user/{op}/{{id}}",
-                      self._wrap(op, getattr(self, f"_{op}"), user=True))
+            r.add_get(PREFIX + f"/user/{op}/{{id}}", self._wrap(op, getattr(self, f"_{op}"), user=True))
 
-    def _wrap(self, route: str, handler: Callable[[web.Request], web.StreamResponse], *,
-              user: bool = False) -> Handler:
+    def _wrap(
+        self, route: str, handler: Callable[[web.Request], web.StreamResponse], *, user: bool = False
+    ) -> Handler:
         async def entry(request: web.Request) -> web.StreamResponse:
             async def real(req: web.Request) -> web.StreamResponse:
                 if user and req.headers.get("Authorization") != f"Bearer {self.api_key}":
@@ -162,19 +211,40 @@ class FakeFiveSim(FakeServer):
             order.sms = []
         order.sms.append(FakeSms(self.clock.now(), text or f"Your code is {code}", code))
 
-    def add_order(self, *, product: str = "whatsapp", country: str = "russia",
-                  price: str = "15.5", status: str = "RECEIVED",
-                  created: datetime | None = None,
-                  lifetime: timedelta = LIFETIME) -> FakeOrder:
+    def add_order(
+        self,
+        *,
+        product: str = "whatsapp",
+        country: str = "russia",
+        price: str = "15.5",
+        status: str = "RECEIVED",
+        created: datetime | None = None,
+        lifetime: timedelta = LIFETIME,
+    ) -> FakeOrder:
         order = self._new_order(country, "mts", product, Decimal(price), status, created)
         order.lifetime = lifetime
         return order
 
-    def _new_order(self, country: str, operator: str, product: str, price: Decimal,
-                   status: str, created: datetime | None = None) -> FakeOrder:
+    def _new_order(
+        self,
+        country: str,
+        operator: str,
+        product: str,
+        price: Decimal,
+        status: str,
+        created: datetime | None = None,
+    ) -> FakeOrder:
         self.next_id += 1
-        order = FakeOrder(self.next_id, f"+7999{self.next_id % 10**7:07d}", operator, product,
-                          price, country, created or self.clock.now(), status)
+        order = FakeOrder(
+            self.next_id,
+            f"+7999{self.next_id % 10**7:07d}",
+            operator,
+            product,
+            price,
+            country,
+            created or self.clock.now(),
+            status,
+        )
         self.orders[order.id] = order
         return order
 
@@ -206,8 +276,11 @@ class FakeFiveSim(FakeServer):
         for slug, by_product in self.prices.items():
             if country is not None and slug != country:
                 continue
-            chosen = {p: {o: dict(leaf) for o, leaf in ops.items()}
-                      for p, ops in by_product.items() if product in (None, p)}
+            chosen = {
+                p: {o: dict(leaf) for o, leaf in ops.items()}
+                for p, ops in by_product.items()
+                if product in (None, p)
+            }
             if chosen:
                 out[slug] = chosen
         return self._json(out)
@@ -222,33 +295,48 @@ class FakeFiveSim(FakeServer):
             for product, ops in by_product.items():
                 leaves = [leaf for op, leaf in ops.items() if operator in ("any", op)]
                 if leaves:
-                    out[product] = {"Category": "activation",
-                                    "Qty": sum(int(leaf["count"]) for leaf in leaves),
-                                    "Price": min(float(leaf["cost"]) for leaf in leaves)}
+                    out[product] = {
+                        "Category": "activation",
+                        "Qty": sum(int(leaf["count"]) for leaf in leaves),
+                        "Price": min(float(leaf["cost"]) for leaf in leaves),
+                    }
         return self._json(out)
 
     # --- user
     def _profile(self, request: web.Request) -> web.Response:
-        return self._json({
-            "id": 1, "email": "shop@example.com", "vendor": "", "balance": float(self.balance),
-            "frozen_balance": 0, "rating": self.rating,
-            "default_country": {"name": "england", "iso": "gb", "prefix": "+44"},
-            "default_operator": {"name": "any"}, "default_forwarding_number": "",
-        })
+        return self._json(
+            {
+                "id": 1,
+                "email": "shop@example.com",
+                "vendor": "",
+                "balance": float(self.balance),
+                "frozen_balance": 0,
+                "rating": self.rating,
+                "default_country": {"name": "england", "iso": "gb", "prefix": "+44"},
+                "default_operator": {"name": "any"},
+                "default_forwarding_number": "",
+            }
+        )
 
     def _orders(self, request: web.Request) -> web.Response:
         if request.query.get("category") not in ("activation", "hosting"):
             return self._text("bad category")
         for order in self.orders.values():
             self._expire(order)
-        rows = sorted(self.orders.values(), key=lambda o: o.id,
-                      reverse=request.query.get("reverse") == "true")
+        rows = sorted(
+            self.orders.values(), key=lambda o: o.id, reverse=request.query.get("reverse") == "true"
+        )
         offset = int(request.query.get("offset", "0"))
         limit = int(request.query.get("limit", "15"))
-        page = rows[offset:offset + limit]
-        return self._json({"Data": [o.as_json() for o in page],
-                           "ProductNames": sorted({o.product for o in page}),
-                           "Statuses": STATUSES, "Total": len(rows)})
+        page = rows[offset : offset + limit]
+        return self._json(
+            {
+                "Data": [o.as_json() for o in page],
+                "ProductNames": sorted({o.product for o in page}),
+                "Statuses": STATUSES,
+                "Total": len(rows),
+            }
+        )
 
     def _buy(self, request: web.Request) -> web.Response:
         country = request.match_info["country"]
@@ -261,8 +349,11 @@ class FakeFiveSim(FakeServer):
             return self._text("no product")
         if operator != "any" and operator not in operators:
             return self._text("bad operator")
-        candidates = [(Decimal(str(leaf["cost"])), op) for op, leaf in operators.items()
-                      if int(leaf["count"]) > 0 and operator in ("any", op)]
+        candidates = [
+            (Decimal(str(leaf["cost"])), op)
+            for op, leaf in operators.items()
+            if int(leaf["count"]) > 0 and operator in ("any", op)
+        ]
         if operator == "any" and "maxPrice" in request.query:  # honoured only with "any"
             cap = Decimal(request.query["maxPrice"])
             candidates = [(cost, op) for cost, op in candidates if cost <= cap]

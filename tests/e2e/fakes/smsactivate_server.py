@@ -51,10 +51,18 @@ class FakeActivation:
 
 
 class FakeSmsActivate(FakeServer):
-    def __init__(self, clock: Clock, *, api_key: str = "sa-secret-key-123", v2: bool = True,
-                 balance: str = "100.00", early_cancel_seconds: float = 120,
-                 max_active: int = 20, active_format: str = "wrapped",
-                 dialect: str = "smsactivate") -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        api_key: str = "sa-secret-key-123",
+        v2: bool = True,
+        balance: str = "100.00",
+        early_cancel_seconds: float = 120,
+        max_active: int = 20,
+        active_format: str = "wrapped",
+        dialect: str = "smsactivate",
+    ) -> None:
         super().__init__()
         self.dialect = dialect
         self.region_blocked = False  # grizzlysms: SERVICE_UNAVAILABLE_REGION
@@ -78,12 +86,17 @@ class FakeSmsActivate(FakeServer):
             1: {"id": 1, "rus": "Украина", "eng": "Ukraine", "chn": "乌克兰", "visible": 0},
         }
         self.services: list[dict[str, str]] = [
-            {"code": "wa", "name": "WhatsApp"}, {"code": "tg", "name": "Telegram"},
-            {"code": "go", "name": "Google,youtube,Gmail"}, {"code": "zzz", "name": "Unknown"},
+            {"code": "wa", "name": "WhatsApp"},
+            {"code": "tg", "name": "Telegram"},
+            {"code": "go", "name": "Google,youtube,Gmail"},
+            {"code": "zzz", "name": "Unknown"},
         ]
         self.prices: dict[int, dict[str, dict[str, Any]]] = {
-            0: {"wa": {"cost": 15.5, "count": 120}, "tg": {"cost": "20.00", "count": 3},
-                "zzz": {"cost": 1, "count": 1}},
+            0: {
+                "wa": {"cost": 15.5, "count": 120},
+                "tg": {"cost": "20.00", "count": 3},
+                "zzz": {"cost": 1, "count": 1},
+            },
             16: {"wa": {"cost": 30, "count": 0}, "go": {"cost": 12.25, "count": 40}},
             187: {"tg": {"cost": 40, "count": 7}},
             12: {"tg": {"cost": 5, "count": 100}},
@@ -105,8 +118,7 @@ class FakeSmsActivate(FakeServer):
             reply = self.handle(params)
             if isinstance(reply, tuple):  # (status, text, headers)
                 status, text, headers = reply
-                return web.Response(status=status, text=text, headers=headers,
-                                    content_type="text/plain")
+                return web.Response(status=status, text=text, headers=headers, content_type="text/plain")
             if isinstance(reply, str):
                 return web.Response(text=reply, content_type="text/plain")
             return web.Response(text=json.dumps(reply), content_type="application/json")
@@ -121,17 +133,20 @@ class FakeSmsActivate(FakeServer):
         if act.state == "retry":
             act.state = "wait"
 
-    def add_activation(self, *, service: str = "wa", country: int = 0, cost: str = "15.5",
-                       phone: str = "79990001122") -> FakeActivation:
+    def add_activation(
+        self, *, service: str = "wa", country: int = 0, cost: str = "15.5", phone: str = "79990001122"
+    ) -> FakeActivation:
         act = self._new_activation(service, country, Decimal(cost), phone)
         return act
 
-    def _new_activation(self, service: str, country: int, cost: Decimal,
-                        phone: str | None = None) -> FakeActivation:
+    def _new_activation(
+        self, service: str, country: int, cost: Decimal, phone: str | None = None
+    ) -> FakeActivation:
         self._next_id += 1
         aid = str(self._next_id)
-        act = FakeActivation(aid, phone or f"7999{self._next_id:07d}", service, country, cost,
-                             self.clock.now())
+        act = FakeActivation(
+            aid, phone or f"7999{self._next_id:07d}", service, country, cost, self.clock.now()
+        )
         self.activations[aid] = act
         return act
 
@@ -150,8 +165,11 @@ class FakeSmsActivate(FakeServer):
         handler = getattr(self, f"_a_{action}", None)
         if handler is None or (d == "daisysms" and action == "getNumberV2"):
             return "NO_ACTION" if d == "smshub" else "BAD_ACTION"
-        if d == "smshub" and action in ("getBalance", "getNumber", "getNumberV2", "getPrices") \
-                and p.get("currency", "643") not in ("643", "840"):
+        if (
+            d == "smshub"
+            and action in ("getBalance", "getNumber", "getNumberV2", "getPrices")
+            and p.get("currency", "643") not in ("643", "840")
+        ):
             return "BAD_CURRENCY"
         return handler(p)
 
@@ -165,8 +183,9 @@ class FakeSmsActivate(FakeServer):
         return f"ACCESS_BALANCE:{self._in_currency(p, self.balance):.2f}"
 
     def _price_cap(self, p: dict[str, str]) -> Decimal | None:
-        names = {"daisysms": ("max_price", "maxPrice"),
-                 "smshub": ("maxPrice", "max_price")}.get(self.dialect, ("maxPrice",))
+        names = {"daisysms": ("max_price", "maxPrice"), "smshub": ("maxPrice", "max_price")}.get(
+            self.dialect, ("maxPrice",)
+        )
         for name in names:
             if name in p:
                 return Decimal(p[name])
@@ -218,9 +237,12 @@ class FakeSmsActivate(FakeServer):
         if isinstance(act, str):
             return act
         return {
-            "activationId": int(act.id), "phoneNumber": act.phone,
-            "activationCost": float(act.cost), "currency": 643,
-            "countryCode": str(act.country), "canGetAnotherSms": "1",
+            "activationId": int(act.id),
+            "phoneNumber": act.phone,
+            "activationCost": float(act.cost),
+            "currency": 643,
+            "countryCode": str(act.country),
+            "canGetAnotherSms": "1",
             "activationTime": act.created.strftime("%Y-%m-%d %H:%M:%S"),
             "activationOperator": "any",
         }
@@ -282,15 +304,22 @@ class FakeSmsActivate(FakeServer):
     def _a_getActiveActivations(self, p: dict[str, str]) -> Any:
         rows = [
             {
-                "activationId": a.id, "serviceCode": a.service, "phoneNumber": a.phone,
-                "activationCost": f"{a.cost:.2f}", "activationStatus": "4" if not a.codes else "2",
-                "smsCode": list(a.codes) or None, "smsText": json.dumps(a.texts) if a.texts else None,
+                "activationId": a.id,
+                "serviceCode": a.service,
+                "phoneNumber": a.phone,
+                "activationCost": f"{a.cost:.2f}",
+                "activationStatus": "4" if not a.codes else "2",
+                "smsCode": list(a.codes) or None,
+                "smsText": json.dumps(a.texts) if a.texts else None,
                 "activationTime": a.created.strftime("%Y-%m-%d %H:%M:%S"),
-                "discount": "0.00", "repeated": "0", "countryCode": str(a.country),
+                "discount": "0.00",
+                "repeated": "0",
+                "countryCode": str(a.country),
                 "countryName": self.countries.get(a.country, {}).get("eng", ""),
                 "canGetAnotherSms": "1",
             }
-            for a in self.activations.values() if a.state in ("wait", "retry")
+            for a in self.activations.values()
+            if a.state in ("wait", "retry")
         ]
         if self.active_format == "list":
             return rows
@@ -303,9 +332,16 @@ class FakeSmsActivate(FakeServer):
         for country, by_service in self.prices.items():
             if "country" in p and p["country"] != str(country):
                 continue
-            chosen = {s: {**v, "cost": str(self._in_currency(p, Decimal(str(v["cost"]))))
-                          if self.dialect == "smshub" else v["cost"]}
-                      for s, v in by_service.items() if "service" not in p or p["service"] == s}
+            chosen = {
+                s: {
+                    **v,
+                    "cost": str(self._in_currency(p, Decimal(str(v["cost"]))))
+                    if self.dialect == "smshub"
+                    else v["cost"],
+                }
+                for s, v in by_service.items()
+                if "service" not in p or p["service"] == s
+            }
             if self.dialect == "daisysms":
                 for v in chosen.values():
                     v["count"] = min(int(v["count"]), 100)

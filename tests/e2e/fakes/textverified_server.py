@@ -50,10 +50,18 @@ class Purchase:
 
 
 class FakeTextVerified(FakeServer):
-    def __init__(self, clock: Clock, *, username: str = "shop@example.com",
-                 api_key: str = "tv-secret-key-456", token_seconds: float = 900,
-                 balance: str | None = "25.00", lifetime_seconds: int = 900,
-                 cancel_after_seconds: float = 0, page_size: int = 2) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        username: str = "shop@example.com",
+        api_key: str = "tv-secret-key-456",
+        token_seconds: float = 900,
+        balance: str | None = "25.00",
+        lifetime_seconds: int = 900,
+        cancel_after_seconds: float = 0,
+        page_size: int = 2,
+    ) -> None:
         super().__init__()
         self.clock = clock
         self.username = username
@@ -76,9 +84,13 @@ class FakeTextVerified(FakeServer):
             {"serviceName": "voiceonly", "description": "Voice", "capability": "voice"},
         ]
         self.prices: dict[str, Decimal] = {
-            "whatsapp": Decimal("1.25"), "telegram": Decimal("0.90"), "gmail": Decimal("0.75"),
-            "discord": Decimal("0.80"), "someothersite": Decimal("0.50"),
-            "test_success": Decimal("1.00"), "test_pending": Decimal("1.00"),
+            "whatsapp": Decimal("1.25"),
+            "telegram": Decimal("0.90"),
+            "gmail": Decimal("0.75"),
+            "discord": Decimal("0.80"),
+            "someothersite": Decimal("0.50"),
+            "test_success": Decimal("1.00"),
+            "test_pending": Decimal("1.00"),
         }
         self.stock: dict[str, int] = {"whatsapp": 12000, "telegram": 0, "gmail": 35, "discord": 4}
         self.unpriceable: set[str] = set()  # pricing answers 400 for these
@@ -127,15 +139,21 @@ class FakeTextVerified(FakeServer):
     def revoke_tokens(self) -> None:
         self.tokens.clear()
 
-    def deliver(self, verification_id: str, code: str, text: str | None = None, *,
-                encrypted: bool = False) -> None:
+    def deliver(
+        self, verification_id: str, code: str, text: str | None = None, *, encrypted: bool = False
+    ) -> None:
         v = self.verifications[verification_id]
-        v.sms.append({
-            "id": f"sms_{next(self._seq)}", "from": "12345", "to": v.number,
-            "createdAt": _iso(self.clock.now()),
-            "smsContent": "gAAAAABl9x…ciphertext" if encrypted else text or f"Your code is {code}",
-            "parsedCode": None if encrypted else code, "encrypted": encrypted,
-        })
+        v.sms.append(
+            {
+                "id": f"sms_{next(self._seq)}",
+                "from": "12345",
+                "to": v.number,
+                "createdAt": _iso(self.clock.now()),
+                "smsContent": "gAAAAABl9x…ciphertext" if encrypted else text or f"Your code is {code}",
+                "parsedCode": None if encrypted else code,
+                "encrypted": encrypted,
+            }
+        )
         v.state = "verificationCompleted"
         v.completed = v.completed or self.clock.now()
 
@@ -143,7 +161,7 @@ class FakeTextVerified(FakeServer):
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             return False
-        expiry = self.tokens.get(header[len("Bearer "):])
+        expiry = self.tokens.get(header[len("Bearer ") :])
         return expiry is not None and self.clock.now() < expiry
 
     def _link(self, path: str) -> dict[str, str]:
@@ -151,19 +169,21 @@ class FakeTextVerified(FakeServer):
 
     @staticmethod
     def _error(status: int, code: str | None, description: str = "") -> web.Response:
-        return web.json_response({"errorCode": code, "errorDescription": description or code},
-                                 status=status)
+        return web.json_response({"errorCode": code, "errorDescription": description or code}, status=status)
 
     # --- endpoints
     async def _auth(self, request: web.Request, body: Any) -> web.StreamResponse:
-        if (request.headers.get("X-API-USERNAME") != self.username
-                or request.headers.get("X-API-KEY") != self.api_key):
+        if (
+            request.headers.get("X-API-USERNAME") != self.username
+            or request.headers.get("X-API-KEY") != self.api_key
+        ):
             return web.Response(status=401)
         token = "eyJh" + secrets.token_hex(12)
         expires = self.clock.now() + timedelta(seconds=self.token_seconds)
         self.tokens[token] = expires
-        return web.json_response({"token": token, "expiresIn": self.token_seconds,
-                                  "expiresAt": _iso(expires)})
+        return web.json_response(
+            {"token": token, "expiresIn": self.token_seconds, "expiresAt": _iso(expires)}
+        )
 
     async def _account(self, request: web.Request, body: Any) -> web.StreamResponse:
         doc: dict[str, Any] = {"username": self.username}
@@ -187,7 +207,8 @@ class FakeTextVerified(FakeServer):
 
     async def _inventory(self, request: web.Request, body: Any) -> web.StreamResponse:
         if not isinstance(body, dict) or any(
-                k not in body for k in ("serviceName", "numberType", "capability")):
+            k not in body for k in ("serviceName", "numberType", "capability")
+        ):
             return web.Response(status=400)
         name = body["serviceName"]
         if name not in self.prices:
@@ -227,7 +248,8 @@ class FakeTextVerified(FakeServer):
         now = self.clock.now()
         vid = f"ver_{next(self._seq)}"
         self.verifications[vid] = FakeVerification(
-            vid, f"20255501{len(self.verifications):02d}", name, price, now, now + self.lifetime)
+            vid, f"20255501{len(self.verifications):02d}", name, price, now, now + self.lifetime
+        )
         if name in self.stock:
             self.stock[name] -= 1
         if key is not None:
@@ -240,25 +262,33 @@ class FakeTextVerified(FakeServer):
 
     def _expanded(self, v: FakeVerification) -> dict[str, Any]:
         return {
-            "id": v.id, "number": v.number, "serviceName": v.service, "state": v.state,
-            "totalCost": float(v.cost), "createdAt": _iso(v.created), "endsAt": _iso(v.ends),
+            "id": v.id,
+            "number": v.number,
+            "serviceName": v.service,
+            "state": v.state,
+            "totalCost": float(v.cost),
+            "createdAt": _iso(v.created),
+            "endsAt": _iso(v.ends),
             "sms": self._link(f"{API}/sms?reservationId={v.id}"),
             "calls": self._link(f"{API}/calls?reservationId={v.id}"),
             "sale": self._link(f"{API}/sales/sale_{v.id}"),
-            "cancel": {"canCancel": v.state == "verificationPending"
-                       and self.clock.now() >= v.created + self.cancel_after,
-                       "link": {"method": "POST",
-                                "href": f"{self.base_url}{self.action_path}/{v.id}/cancel"}},
-            "report": {"canReport": v.state in ("verificationPending", "verificationCompleted"),
-                       "link": {"method": "POST",
-                                "href": f"{self.base_url}{self.action_path}/{v.id}/report"}},
-            "reactivate": {"canReactivate": self._reactivatable(v),
-                           "link": {"method": "POST",
-                                    "href": f"{self.base_url}{self.action_path}/{v.id}/reactivate"}},
-            "reuse": {"reusableUntil": _iso(v.completed + self.reuse_window)
-                      if self._reusable(v) else None,
-                      "link": {"method": "POST",
-                               "href": f"{self.base_url}{self.action_path}/{v.id}/reuse"}},
+            "cancel": {
+                "canCancel": v.state == "verificationPending"
+                and self.clock.now() >= v.created + self.cancel_after,
+                "link": {"method": "POST", "href": f"{self.base_url}{self.action_path}/{v.id}/cancel"},
+            },
+            "report": {
+                "canReport": v.state in ("verificationPending", "verificationCompleted"),
+                "link": {"method": "POST", "href": f"{self.base_url}{self.action_path}/{v.id}/report"},
+            },
+            "reactivate": {
+                "canReactivate": self._reactivatable(v),
+                "link": {"method": "POST", "href": f"{self.base_url}{self.action_path}/{v.id}/reactivate"},
+            },
+            "reuse": {
+                "reusableUntil": _iso(v.completed + self.reuse_window) if self._reusable(v) else None,
+                "link": {"method": "POST", "href": f"{self.base_url}{self.action_path}/{v.id}/reuse"},
+            },
         }
 
     async def _details(self, request: web.Request, body: Any) -> web.StreamResponse:
@@ -267,31 +297,47 @@ class FakeTextVerified(FakeServer):
             return web.Response(status=404)
         return web.json_response(self._expanded(v))
 
-    def _page(self, items: list[dict[str, Any]], request: web.Request, path: str,
-              extra: dict[str, str]) -> web.Response:
+    def _page(
+        self, items: list[dict[str, Any]], request: web.Request, path: str, extra: dict[str, str]
+    ) -> web.Response:
         page = int(request.query.get("page", "1"))
         start = (page - 1) * self.page_size
-        chunk = items[start:start + self.page_size]
+        chunk = items[start : start + self.page_size]
         has_next = start + self.page_size < len(items)
 
         def link(p: int) -> dict[str, str]:
             query = "&".join(f"{k}={v}" for k, v in {**extra, "page": str(p)}.items())
             return self._link(f"{path}?{query}")
 
-        return web.json_response({
-            "data": chunk, "hasNext": has_next, "hasPrevious": page > 1, "count": len(items),
-            "links": {"current": link(page), "previous": link(page - 1) if page > 1 else None,
-                      "next": link(page + 1) if has_next else None},
-        })
+        return web.json_response(
+            {
+                "data": chunk,
+                "hasNext": has_next,
+                "hasPrevious": page > 1,
+                "count": len(items),
+                "links": {
+                    "current": link(page),
+                    "previous": link(page - 1) if page > 1 else None,
+                    "next": link(page + 1) if has_next else None,
+                },
+            }
+        )
 
     async def _list(self, request: web.Request, body: Any) -> web.StreamResponse:
-        items = [{
-            "id": v.id, "number": v.number, "serviceName": v.service, "state": v.state,
-            "totalCost": float(v.cost), "createdAt": _iso(v.created),
-            "link": self._link(f"{API}/verifications/{v.id}"),
-            "sms": self._link(f"{API}/sms?reservationId={v.id}"),
-            "calls": self._link(f"{API}/calls?reservationId={v.id}"),
-        } for v in self.verifications.values()]
+        items = [
+            {
+                "id": v.id,
+                "number": v.number,
+                "serviceName": v.service,
+                "state": v.state,
+                "totalCost": float(v.cost),
+                "createdAt": _iso(v.created),
+                "link": self._link(f"{API}/verifications/{v.id}"),
+                "sms": self._link(f"{API}/sms?reservationId={v.id}"),
+                "calls": self._link(f"{API}/calls?reservationId={v.id}"),
+            }
+            for v in self.verifications.values()
+        ]
         return self._page(items, request, f"{API}/verifications", {})
 
     async def _sms(self, request: web.Request, body: Any) -> web.StreamResponse:
@@ -309,8 +355,11 @@ class FakeTextVerified(FakeServer):
         return web.Response(status=200)
 
     def _reusable(self, v: FakeVerification) -> bool:
-        return (v.state == "verificationCompleted" and v.completed is not None
-                and self.clock.now() < v.completed + self.reuse_window)
+        return (
+            v.state == "verificationCompleted"
+            and v.completed is not None
+            and self.clock.now() < v.completed + self.reuse_window
+        )
 
     def _reactivatable(self, v: FakeVerification) -> bool:
         return v.state == "verificationCompleted" and not self._reusable(v)
@@ -323,8 +372,7 @@ class FakeTextVerified(FakeServer):
             return self._error(400, "NotEligible", "not eligible")
         now = self.clock.now()
         vid = f"ver_{next(self._seq)}"
-        self.verifications[vid] = FakeVerification(vid, v.number, v.service, v.cost, now,
-                                                   now + self.lifetime)
+        self.verifications[vid] = FakeVerification(vid, v.number, v.service, v.cost, now, now + self.lifetime)
         v.state = new_state
         return self._created(vid)
 

@@ -46,9 +46,16 @@ class ShopProcess:
         self.cwd = cwd
         self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "numbershop", *args], cwd=cwd, env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, encoding="utf-8", errors="replace")
+            [sys.executable, "-m", "numbershop", *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         self._changed = threading.Condition()
@@ -81,8 +88,10 @@ class ShopProcess:
                 if found:
                     return found
                 if self.proc.poll() is not None and not any(r.is_alive() for r in self._readers):
-                    raise AssertionError(f"numbershop exited ({self.proc.returncode}) before "
-                                         f"printing {regex.pattern!r}:\n{self.output}")
+                    raise AssertionError(
+                        f"numbershop exited ({self.proc.returncode}) before "
+                        f"printing {regex.pattern!r}:\n{self.output}"
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"no {regex.pattern!r} within {timeout:g}s:\n{self.output}")
@@ -120,12 +129,12 @@ def processes() -> Iterator[list[ShopProcess]]:
         proc.kill()
 
 
-def http(method: str, url: str, body: dict[str, Any] | None = None,
-         timeout: float = 30.0) -> tuple[int, Any]:
+def http(method: str, url: str, body: dict[str, Any] | None = None, timeout: float = 30.0) -> tuple[int, Any]:
     """(status, parsed JSON or text) — HTTP errors are answers, not exceptions."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data else {})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"} if data else {}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as res:
             status, raw, ctype = res.status, res.read(), res.headers.get("Content-Type", "")
@@ -135,8 +144,9 @@ def http(method: str, url: str, body: dict[str, Any] | None = None,
     return status, json.loads(text) if "json" in ctype else text
 
 
-def control(base: str, method: str, path: str, body: dict[str, Any] | None = None,
-            timeout: float = 30.0) -> Any:
+def control(
+    base: str, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 30.0
+) -> Any:
     """A control API call that must succeed; returns its ``result``."""
     status, answer = http(method, base + path, body, timeout)
     assert status == 200 and answer["ok"], (status, answer)

@@ -22,8 +22,14 @@ from core.money import parse_amount
 from tests.e2e.sandbox.conftest import REPO, SANDBOX_URL, clean_env, run_shop
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 SHOTS = REPO / "artifacts" / "screenshots" / "sandbox"
 WAIT_MS = 20_000
 
@@ -37,8 +43,9 @@ def money(text: str) -> int:
 
 
 def test_start_top_up_buy_code_buy_cancel_refund(tmp_path: Path, processes) -> None:
-    playwright = pytest.importorskip("playwright.sync_api",
-                                     reason="Playwright is not installed (pip install playwright)")
+    playwright = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright is not installed (pip install playwright)"
+    )
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium is missing at {CHROMIUM} (apt-get install chromium chromium-driver)")
     expect = playwright.expect
@@ -154,6 +161,11 @@ def test_start_top_up_buy_code_buy_cancel_refund(tmp_path: Path, processes) -> N
     assert proc.stop(signal.SIGTERM) == 0, proc.output
     assert "Traceback" not in "".join(proc.stderr), proc.output
     check = subprocess.run(
-        [sys.executable, "-m", "numbershop", "ledger", "check"], cwd=tmp_path, capture_output=True,
-        text=True, timeout=60, env=clean_env(DATABASE_URL="sqlite:///data/sandbox.db"))
+        [sys.executable, "-m", "numbershop", "ledger", "check"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(DATABASE_URL="sqlite:///data/sandbox.db"),
+    )
     assert check.returncode == 0, check.stdout + check.stderr

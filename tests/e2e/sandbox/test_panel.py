@@ -34,12 +34,21 @@ async def _buy(core, telegram_id: int, key: str):
     await core.wallets.top_up(telegram_id, 5000, source="test", reference=f"fund-{key}")
     user = await core.wallets.show(telegram_id)
     async with core.db.begin() as conn:
-        quote = await catalog.create_quote(conn, user_id=user.user_id, service="whatsapp",
-                                           country="GB", markup_percent=20, now=core.clock.now(),
-                                           ttl_seconds=600)
-    return await core.orders.purchase(user_id=user.user_id, quote_id=quote.id,
-                                      idempotency_key=f"tg:{telegram_id}:1:{key}",
-                                      chat_id=telegram_id)
+        quote = await catalog.create_quote(
+            conn,
+            user_id=user.user_id,
+            service="whatsapp",
+            country="GB",
+            markup_percent=20,
+            now=core.clock.now(),
+            ttl_seconds=600,
+        )
+    return await core.orders.purchase(
+        user_id=user.user_id,
+        quote_id=quote.id,
+        idempotency_key=f"tg:{telegram_id}:1:{key}",
+        chat_id=telegram_id,
+    )
 
 
 async def test_lists_open_activations_with_their_orders(db: Database, clock: FakeClock) -> None:
@@ -53,7 +62,10 @@ async def test_lists_open_activations_with_their_orders(db: Database, clock: Fak
     top = listed[0]
     assert top["activation_id"] == second.activation_id and top["telegram_id"] == 502
     assert (top["service_name"], top["country_name"], top["order_status"]) == (
-        "WhatsApp", "United Kingdom", "waiting")
+        "WhatsApp",
+        "United Kingdom",
+        "waiting",
+    )
     assert top["phone"] == second.phone and top["codes"] == 0
     assert top["auto_code_in"] == 30 and top["expires_in"] > 0
 
@@ -70,8 +82,9 @@ async def test_a_delivered_code_completes_the_order_at_once(db: Database, clock:
     after = await core.wallets.show(601)
     assert (after.balance, after.held) == (5000 - order.price, 0)
     async with db.read() as conn:
-        rows = (await conn.execute(select(outbox.c.kind, outbox.c.payload)
-                                   .where(outbox.c.order_id == order.id))).all()
+        rows = (
+            await conn.execute(select(outbox.c.kind, outbox.c.payload).where(outbox.c.order_id == order.id))
+        ).all()
     assert any("424242" in str(payload) for _, payload in rows), rows
     assert await check_invariants(db, clock.now(), 0) == []
 

@@ -19,27 +19,26 @@ from numbershop.commands.run import DashboardComponent
 
 def test_run_trusts_no_proxy_headers_by_default() -> None:
     args = build_parser().parse_args(["run"])
-    assert (args.proxy_headers, args.forwarded_allow_ips, args.secure_cookies) == (
-        False, "127.0.0.1", False)
-    args = build_parser().parse_args(["run", "--proxy-headers", "--forwarded-allow-ips",
-                                      "10.0.0.1", "--secure-cookies"])
-    assert (args.proxy_headers, args.forwarded_allow_ips, args.secure_cookies) == (
-        True, "10.0.0.1", True)
+    assert (args.proxy_headers, args.forwarded_allow_ips, args.secure_cookies) == (False, "127.0.0.1", False)
+    args = build_parser().parse_args(
+        ["run", "--proxy-headers", "--forwarded-allow-ips", "10.0.0.1", "--secure-cookies"]
+    )
+    assert (args.proxy_headers, args.forwarded_allow_ips, args.secure_cookies) == (True, "10.0.0.1", True)
 
 
 @pytest.mark.parametrize("trust", [False, True])
 async def test_the_dashboard_sees_the_real_peer_unless_told_to_trust_a_proxy(
-        db: Database, clock: FakeClock, tmp_path, monkeypatch, trust: bool) -> None:
+    db: Database, clock: FakeClock, tmp_path, monkeypatch, trust: bool
+) -> None:
     if not db.is_sqlite:
         pytest.skip("the proxy setting does not depend on the database")
     monkeypatch.chdir(tmp_path)
-    settings = Settings(_env_file=None, DATABASE_URL=db.url, PROVIDERS="simulator",
-                        ADMIN_SECRET_KEY="s" * 32)
-    core = build_core(settings, clock=clock, providers={"simulator": SimulatorProvider(clock=clock)},
-                      db=db)
+    settings = Settings(_env_file=None, DATABASE_URL=db.url, PROVIDERS="simulator", ADMIN_SECRET_KEY="s" * 32)
+    core = build_core(settings, clock=clock, providers={"simulator": SimulatorProvider(clock=clock)}, db=db)
     sock = socket.create_server(("127.0.0.1", 0))
-    dashboard = DashboardComponent(core, sock, proxy_headers=trust,
-                                   forwarded_allow_ips="127.0.0.1", secure_cookies=True)
+    dashboard = DashboardComponent(
+        core, sock, proxy_headers=trust, forwarded_allow_ips="127.0.0.1", secure_cookies=True
+    )
     await dashboard.start()
     try:
         seen: list[str] = []
@@ -56,9 +55,10 @@ async def test_the_dashboard_sees_the_real_peer_unless_told_to_trust_a_proxy(
         else:
             app.app = spy
         port = sock.getsockname()[1]
-        async with aiohttp.ClientSession() as http, http.get(
-                f"http://127.0.0.1:{port}/healthz",
-                headers={"X-Forwarded-For": "203.0.113.9"}) as r:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Forwarded-For": "203.0.113.9"}) as r,
+        ):
             assert r.status == 200
         assert seen == (["203.0.113.9"] if trust else ["127.0.0.1"])
     finally:

@@ -28,8 +28,7 @@ def test_a_hostile_page_gets_no_password_and_cannot_wedge_the_sandbox(tmp_path: 
     assert status == 200 and config["result"]["dashboard"]["username"] == "sandbox"
     assert password not in str(config) and "password" not in config["result"]["dashboard"]
 
-    rebound = urllib.request.Request(base + "/sandbox/api/config",
-                                     headers={"Host": "rebound.example"})
+    rebound = urllib.request.Request(base + "/sandbox/api/config", headers={"Host": "rebound.example"})
     try:
         urllib.request.urlopen(rebound, timeout=10)
         raise AssertionError("a rebound Host name was served")

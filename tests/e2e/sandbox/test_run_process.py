@@ -41,16 +41,27 @@ def assert_clean_exit(proc: ShopProcess, code: int) -> None:
 
 def start_chat(base: str, bot: int, user: int, text: str = "/start") -> dict:
     """A user writes; returns the chat once the bot has replied to that update."""
-    sent = control(base, "POST", f"/control/bots/{bot}/users/{user}/messages",
-                   {"text": text, "first_name": "Tess"})
-    return control(base, "GET", f"/control/bots/{bot}/updates/{sent['update_id']}/reply?timeout=30",
-                   timeout=40)
+    sent = control(
+        base, "POST", f"/control/bots/{bot}/users/{user}/messages", {"text": text, "first_name": "Tess"}
+    )
+    return control(
+        base, "GET", f"/control/bots/{bot}/updates/{sent['update_id']}/reply?timeout=30", timeout=40
+    )
 
 
 def test_sandbox_serves_the_page_and_the_bot_answers_then_stops_cleanly(tmp_path: Path, processes) -> None:
     # A configured DATABASE_URL (say, the real shop's) is left alone by the sandbox.
-    proc = run_shop(tmp_path, "run", "--port", "0", "--admin-port", "0", "--code-delay", "off",
-                    DATABASE_URL="sqlite:///shop.db")
+    proc = run_shop(
+        tmp_path,
+        "run",
+        "--port",
+        "0",
+        "--admin-port",
+        "0",
+        "--code-delay",
+        "off",
+        DATABASE_URL="sqlite:///shop.db",
+    )
     processes.append(proc)
     base = proc.wait_for(SANDBOX_URL).group(1)
     assert "DATABASE_URL is not used" in proc.output
@@ -75,8 +86,9 @@ def test_sandbox_serves_the_page_and_the_bot_answers_then_stops_cleanly(tmp_path
     status, health = http("GET", dashboard + "/healthz")
     assert status == 200, health
     # Cross-site writes to the control API are refused; the page's own origin is fine.
-    status, refused = http_with_origin(base + f"/control/bots/{bot['id']}/users/4321/messages",
-                                       "http://evil.example", {"text": "/start"})
+    status, refused = http_with_origin(
+        base + f"/control/bots/{bot['id']}/users/4321/messages", "http://evil.example", {"text": "/start"}
+    )
     assert status == 403, refused
 
     # Users keep writing while SIGTERM arrives: every handler the bot started finishes
@@ -91,8 +103,13 @@ def test_sandbox_serves_the_page_and_the_bot_answers_then_stops_cleanly(tmp_path
     assert (tmp_path / "data" / "sandbox.db").exists()
     assert not (tmp_path / "shop.db").exists() and not (tmp_path / "data" / "numbershop.db").exists()
     check = subprocess.run(
-        [sys.executable, "-m", "numbershop", "ledger", "check"], cwd=tmp_path, capture_output=True,
-        text=True, timeout=60, env=clean_env(DATABASE_URL="sqlite:///data/sandbox.db"))
+        [sys.executable, "-m", "numbershop", "ledger", "check"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(DATABASE_URL="sqlite:///data/sandbox.db"),
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -106,12 +123,19 @@ def chatting_users(base: str, bot: int, users: range) -> Iterator[Counter[int]]:
         texts = itertools.cycle(["/start", "/balance", "/buy whatsapp", "/orders"])
         while not stop.is_set():
             try:
-                status, sent = http("POST", f"{base}/control/bots/{bot}/users/{user}/messages",
-                                    {"text": next(texts)}, timeout=5)
+                status, sent = http(
+                    "POST",
+                    f"{base}/control/bots/{bot}/users/{user}/messages",
+                    {"text": next(texts)},
+                    timeout=5,
+                )
                 if status != 200:
                     return
-                status, _ = http("GET", f"{base}/control/bots/{bot}/updates/"
-                                 f"{sent['result']['update_id']}/reply?timeout=5", timeout=10)
+                status, _ = http(
+                    "GET",
+                    f"{base}/control/bots/{bot}/updates/{sent['result']['update_id']}/reply?timeout=5",
+                    timeout=10,
+                )
                 if status == 200:
                     replies[user] += 1
             except OSError:  # the server went away: the shop is stopping
@@ -133,8 +157,12 @@ def http_with_origin(url: str, origin: str, body: dict) -> tuple[int, object]:
     import urllib.error
     import urllib.request
 
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json", "Origin": origin})
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Origin": origin},
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as res:
             return res.status, res.read()
@@ -142,15 +170,18 @@ def http_with_origin(url: str, origin: str, body: dict) -> tuple[int, object]:
         return exc.code, exc.read()
 
 
-def test_with_a_token_the_shop_polls_the_configured_bot_api_and_stops_on_ctrl_c(tmp_path: Path, processes) -> None:
+def test_with_a_token_the_shop_polls_the_configured_bot_api_and_stops_on_ctrl_c(
+    tmp_path: Path, processes
+) -> None:
     emulator = run_shop(tmp_path, "emulator", "serve", "--port", "0")
     processes.append(emulator)
     api = emulator.wait_for(r"Bot API at (http://\S+?)/bot").group(1)
     token = "5550001:run-test-token"
     shop_dir = tmp_path / "shop"
     shop_dir.mkdir()
-    proc = ShopProcess(shop_dir, ["run", "--admin-port", "0"],
-                       clean_env(BOT_TOKEN=token, TELEGRAM_API_URL=api))
+    proc = ShopProcess(
+        shop_dir, ["run", "--admin-port", "0"], clean_env(BOT_TOKEN=token, TELEGRAM_API_URL=api)
+    )
     processes.append(proc)
     proc.wait_for(r"numbershop\.run: dashboard ")
     assert "sandbox" not in "".join(proc.stdout)

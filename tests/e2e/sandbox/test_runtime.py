@@ -11,8 +11,15 @@ from numbershop.runtime import Component, ComponentFailed, drain_tasks, serve
 
 
 class Probe(Component):
-    def __init__(self, name: str, log: list[str], *, fail_start: bool = False,
-                 hang_start: bool = False, background: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        log: list[str],
+        *,
+        fail_start: bool = False,
+        hang_start: bool = False,
+        background: bool = False,
+    ) -> None:
         self.name = name
         self.log = log
         self.fail_start = fail_start
@@ -130,8 +137,9 @@ def test_a_job_cut_by_the_shutdown_is_one_info_line_not_a_traceback(caplog) -> N
             logger.exception('Job "%s" raised an exception', "expire")
     cut, bug = caplog.records
     assert (cut.levelname, cut.exc_info) == ("INFO", None)
-    assert cut.getMessage() == ("job poll (trigger: interval) stopped mid-run by the shutdown; "
-                                "it resumes on the next start")
+    assert cut.getMessage() == (
+        "job poll (trigger: interval) stopped mid-run by the shutdown; it resumes on the next start"
+    )
     assert bug.levelname == "ERROR" and bug.exc_info is not None  # real failures stay loud
 
 

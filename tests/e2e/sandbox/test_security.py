@@ -25,8 +25,9 @@ from numbershop.sandbox.panel import DeliveryPanel
 from numbershop.sandbox.web import make_sandbox_app
 
 
-async def _serve(db: Database, clock: FakeClock, config: dict[str, Any],
-                 hosts: HostPolicy | None = None) -> tuple[TestServer, Any]:
+async def _serve(
+    db: Database, clock: FakeClock, config: dict[str, Any], hosts: HostPolicy | None = None
+) -> tuple[TestServer, Any]:
     sim = SimulatorProvider(seed=3, clock=clock)
     settings = Settings(_env_file=None, DATABASE_URL=db.url, PROVIDERS="simulator")
     core = build_core(settings, clock=clock, providers={"simulator": sim}, db=db)
@@ -44,8 +45,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def test_the_page_is_never_given_the_dashboard_password(db: Database, clock: FakeClock,
-                                                              http: aiohttp.ClientSession) -> None:
+async def test_the_page_is_never_given_the_dashboard_password(
+    db: Database, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
     config: dict[str, Any] = {"dashboard": None}
     server, core = await _serve(db, clock, config)
     try:
@@ -59,31 +61,35 @@ async def test_the_page_is_never_given_the_dashboard_password(db: Database, cloc
             assert r.status == 200
             text = await r.text()
         assert password not in text
-        assert (await r.json())["result"]["dashboard"] == {"url": "http://127.0.0.1:8000/",
-                                                           "username": "sandbox"}
+        assert (await r.json())["result"]["dashboard"] == {
+            "url": "http://127.0.0.1:8000/",
+            "username": "sandbox",
+        }
     finally:
         await server.close()
 
 
-async def test_the_sandbox_answers_only_its_own_host_names(db: Database, clock: FakeClock,
-                                                           http: aiohttp.ClientSession) -> None:
-    server, _ = await _serve(db, clock, {"dashboard": None},
-                             hosts=HostPolicy(("shop.example",), bind_host="127.0.0.1"))
+async def test_the_sandbox_answers_only_its_own_host_names(
+    db: Database, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    server, _ = await _serve(
+        db, clock, {"dashboard": None}, hosts=HostPolicy(("shop.example",), bind_host="127.0.0.1")
+    )
     try:
         for path in ("/", "/sandbox/api/config", "/control/bots"):
             async with http.get(server.make_url(path), headers={"Host": "rebound.example"}) as r:
                 assert r.status == 421, path
                 assert "not served here" in await r.text()
-            for host in ("shop.example", "shop.example:8088", f"127.0.0.1:{server.port}",
-                         "localhost"):
+            for host in ("shop.example", "shop.example:8088", f"127.0.0.1:{server.port}", "localhost"):
                 async with http.get(server.make_url(path), headers={"Host": host}) as r:
                     assert r.status == 200, (path, host)
     finally:
         await server.close()
 
 
-async def test_cross_site_writes_to_the_panel_are_refused(db: Database, clock: FakeClock,
-                                                          http: aiohttp.ClientSession) -> None:
+async def test_cross_site_writes_to_the_panel_are_refused(
+    db: Database, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
     server, _ = await _serve(db, clock, {"dashboard": None})
     try:
         deliver = server.make_url("/sandbox/api/activations/nope/deliver")
@@ -92,8 +98,9 @@ async def test_cross_site_writes_to_the_panel_are_refused(db: Database, clock: F
                 assert r.status == 403, headers
         async with http.post(deliver, json={}, headers={"Sec-Fetch-Site": "same-origin"}) as r:
             assert r.status == 409  # reached the panel: no such activation
-        async with http.post(deliver, data='{"code": NaN}',
-                             headers={"Content-Type": "application/json"}) as r:
+        async with http.post(
+            deliver, data='{"code": NaN}', headers={"Content-Type": "application/json"}
+        ) as r:
             assert r.status == 400
     finally:
         await server.close()
