@@ -4,8 +4,9 @@
 shop, which share one core between bot, scheduler and dashboard) or ``Settings`` (a separate
 dashboard process, which builds its own core and closes it at shutdown).
 
-Middleware order, outermost first: security headers → request limits (size, field count,
-NUL) → sessions → CSRF → authentication; then the role guard on every route. Errors from core map to 4xx pages or JSON, never a traceback.
+Middleware order, outermost first: allowed hosts → security headers → request limits (size,
+field count, NUL) → sessions → CSRF → authentication; then the role guard on every route.
+Errors from core map to 4xx pages or JSON, never a traceback.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def _json(status: int, detail: str) -> Response[Any]:
 
 def message_id(data: dict[str, Any]) -> str:
     """The webhook carries no SMS id: a digest of what identifies the message stands in."""
-    basis = f"{data.get('reservationId')}|{data.get('createdAt')}|{data.get('smsContent')}|{data.get('parsedCode')}"
+    basis = "|".join(str(data.get(key)) for key in ("reservationId", "createdAt", "smsContent", "parsedCode"))
     return "tvwh:" + hashlib.sha256(basis.encode()).hexdigest()[:40]
 
 

@@ -327,9 +327,12 @@ def seed(path: Path, n_orders: int, n_transfers: int, n_users: int, rng: random.
     for acc in (1, 2, 3):
         db.execute(
             """UPDATE accounts SET
-            debits_posted = (SELECT coalesce(sum(amount),0) FROM transfers WHERE debit_account_id=:a AND kind IN ('posted','post_pending')),
-            credits_posted = (SELECT coalesce(sum(amount),0) FROM transfers WHERE credit_account_id=:a AND kind IN ('posted','post_pending')),
-            credits_pending = (SELECT coalesce(sum(t.amount),0) FROM transfers t WHERE t.credit_account_id=:a AND t.kind='pending'
+            debits_posted = (SELECT coalesce(sum(amount),0) FROM transfers
+                WHERE debit_account_id=:a AND kind IN ('posted','post_pending')),
+            credits_posted = (SELECT coalesce(sum(amount),0) FROM transfers
+                WHERE credit_account_id=:a AND kind IN ('posted','post_pending')),
+            credits_pending = (SELECT coalesce(sum(t.amount),0) FROM transfers t
+                WHERE t.credit_account_id=:a AND t.kind='pending'
                 AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = t.id))
             WHERE id=:a""",
             {"a": acc},
@@ -433,7 +436,8 @@ async def measure(path: Path, requests: int, rng: random.Random, only: set[str])
             results[f"{name}_p50_ms"] = round(statistics.median(samples), 2)
             results[f"{name}_p99_ms"] = round(_pct(samples, 0.99), 2)
             print(
-                f"{name:28s} p50 {results[f'{name}_p50_ms']:8.2f} ms   p99 {results[f'{name}_p99_ms']:8.2f} ms",
+                f"{name:28s} p50 {results[f'{name}_p50_ms']:8.2f} ms"
+                f"   p99 {results[f'{name}_p99_ms']:8.2f} ms",
                 file=sys.stderr,
             )
     return results

@@ -26,7 +26,8 @@ small machine one burst can land badly and the same code measured 6× to 34× in
 rounds, so the reported ``ratio`` is the median of the rounds' ratios (shop p99 / echo p99),
 next to each round's ratio, both bots' p50/p99 in ms over all rounds and ``cpu_ratio`` (the
 shop's CPU per update over the echo bot's: the work behind the queues, and far steadier than
-p99 from run to run), in one JSON object on the last line. Exit status 1 if any journey failed or the books do not balance afterwards.
+p99 from run to run), in one JSON object on the last line. Exit status 1 if any journey
+failed or the books do not balance afterwards.
 
 Users arrive over ``--ramp`` seconds (5 by default: they move through the journey nearly in
 step, so about 200 Buy taps land within a few seconds — the burst case; ``--ramp 30``
@@ -346,7 +347,7 @@ async def bot_process(phase: Phase, *args: str) -> AsyncIterator[None]:
     keep the CPU time it reports."""
     tg = phase.tg
     before = len(tg.calls)  # the bot may have been served by an earlier process
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once per phase, never waited on here
         [sys.executable, "-m", "bench.bot", "--serve", *args], stdout=subprocess.PIPE, text=True
     )
     try:

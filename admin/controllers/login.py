@@ -18,7 +18,7 @@ PUBLIC = {"public": True, "exclude_from_auth": True}
 
 def _safe_next(target: str | None) -> str:
     target = (target or "").strip()
-    if not target.startswith("/") or target.startswith("//") or "\\" in target or target.startswith("/login"):
+    if not target.startswith("/") or target.startswith(("//", "/login")) or "\\" in target:
         return "/"
     return target
 

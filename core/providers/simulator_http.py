@@ -141,7 +141,7 @@ class SimulatorHttp:
     # ------------------------------------------------------------------ protocol
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        params = {k: v for k, v in request.query.items()}
+        params = dict(request.query.items())
         if request.method == "POST":
             form = await request.post()
             params.update({k: str(v) for k, v in form.items()})

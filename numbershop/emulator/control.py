@@ -19,7 +19,8 @@ browser sandbox. Every route mirrors a Python method; bodies and answers are JSO
     GET    /control/bots/{bot}/updates/{update_id}
     GET    /control/bots/{bot}/updates/{update_id}/reply[?timeout=S]
     POST   /control/bots/{bot}/updates/{update_id}/redeliver
-    POST   /control/bots/{bot}/faults                         {method?, chat_id?, count?, error_code?, retry_after?, description?}
+    POST   /control/bots/{bot}/faults                         {method?, chat_id?, count?, error_code?,
+                                                               retry_after?, description?}
     DELETE /control/bots/{bot}/faults
     GET    /control/bots/{bot}/calls[?since=SEQ]
 """

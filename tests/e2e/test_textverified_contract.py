@@ -430,7 +430,7 @@ async def test_status_and_paginated_messages(
     assert len({m.message_id for m in st.messages}) == 5
     assert st.messages[0].text == "Your code is 100000"
     assert st.messages[0].received_at is not None
-    pages = [c for c in fake.calls_to("sms")]
+    pages = list(fake.calls_to("sms"))
     assert len(pages) == 1 + 3  # empty first read, then three pages of two
     again = await tv.status(aid)
     assert [m.message_id for m in again.messages] == [m.message_id for m in st.messages]

@@ -83,10 +83,10 @@ async def test_books_come_out_the_same(db, clock) -> None:
 
 async def test_outside_database_begin_moves_apply_at_once(db, clock) -> None:
     wallet = await _wallet(db, clock, 100)
-    async with db.engine.connect() as conn:  # a plain connection: nothing would flush later
-        async with conn.begin():
-            revenue = await ledger.system_account(conn, ledger.REVENUE)
-            await _hold(conn, clock, wallet, revenue, 40)
+    # A plain connection: nothing would flush later.
+    async with db.engine.connect() as conn, conn.begin():
+        revenue = await ledger.system_account(conn, ledger.REVENUE)
+        await _hold(conn, clock, wallet, revenue, 40)
     assert await _balances(db, revenue) == [(0, 0, 0, 40)]
 
 

@@ -148,7 +148,7 @@ async def test_transient_error_rate(clock):
 
     half = sim(clock, seed=5, transient_error_rate=0.5)
     outcomes = []
-    for i in range(200):
+    for _ in range(200):
         try:
             await half.balance()
             outcomes.append(True)
@@ -158,7 +158,7 @@ async def test_transient_error_rate(clock):
 
     again = sim(clock, seed=5, transient_error_rate=0.5)
     replay = []
-    for i in range(200):
+    for _ in range(200):
         try:
             await again.balance()
             replay.append(True)
