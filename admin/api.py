@@ -496,6 +496,8 @@ async def api_cancel(
     )
     async with ctx.db.read() as conn:
         o = await queries.order_detail(conn, order_id)
+    if o is None:
+        raise OrderNotFound(f"no order {order_id}")
     return CancelOut(
         order=_order(ctx, o),
         refunded=_m(ctx, result.refunded),
@@ -519,6 +521,8 @@ async def api_refund(
     )
     async with ctx.db.read() as conn:
         o = await queries.order_detail(conn, order_id)
+    if o is None:
+        raise OrderNotFound(f"no order {order_id}")
     return _order(ctx, o)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar.stores.base import Store
 
@@ -12,15 +12,18 @@ from core.clock import Clock
 from core.db.engine import Database
 from core.staff import StaffAccounts
 
+if TYPE_CHECKING:
+    from core.app import Core
+
 
 @dataclass
 class AdminContext:
-    core: Any  # core.app.Core: db, clock, settings, board, providers, wallets, orders
+    core: Core
     staff: StaffAccounts
     throttle: LoginThrottle
     currency: str
+    nonces: Store  # used form nonces (the session store: Redis when scaled out)
     reconcile: Any | None = None  # core.reconcile.run_reconciliation, when core has it
-    nonces: Store | None = None  # used form nonces (the session store: Redis when scaled out)
     session_max_age: int = 7 * 24 * 3600  # seconds from login until a session ends, however active
 
     @property

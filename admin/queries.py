@@ -457,15 +457,15 @@ async def account_names(conn: AsyncConnection, account_ids: Sequence[int]) -> di
         names[row.id] = row.code
     rest = [i for i in ids if i not in names]
     if rest:
-        for row in (
+        for owner in (
             await conn.execute(
                 select(users.c.wallet_account_id, users.c.telegram_id, users.c.username).where(
                     users.c.wallet_account_id.in_(rest)
                 )
             )
         ).all():
-            names[row.wallet_account_id] = f"wallet {row.telegram_id}" + (
-                f" @{row.username}" if row.username else ""
+            names[owner.wallet_account_id] = f"wallet {owner.telegram_id}" + (
+                f" @{owner.username}" if owner.username else ""
             )
     for i in ids:
         names.setdefault(i, f"account {i}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from litestar import Request
@@ -27,7 +27,7 @@ NAV = [
 
 
 def ctx_of(request: Request[Any, Any, Any]) -> AdminContext:
-    return request.app.state.admin
+    return cast(AdminContext, request.app.state.admin)  # set once by admin.app.create_app
 
 
 def flash(request: Request[Any, Any, Any], message: str, kind: str = "ok") -> None:
@@ -42,7 +42,7 @@ def _pop_flash(request: Request[Any, Any, Any]) -> list[list[str]]:
     session = request.scope.get("session")
     if not isinstance(session, dict) or not session.get("flash"):
         return []
-    messages = session["flash"]
+    messages: list[list[str]] = session["flash"]  # [kind, text] pairs, written by flash()
     request.set_session({k: v for k, v in session.items() if k != "flash"})
     return messages
 

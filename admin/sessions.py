@@ -28,14 +28,14 @@ SESSION_COOKIE = "ns_session"
 
 def rotate_session(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
     """Ask for a new session id when this response is sent (call at login)."""
-    connection.scope.setdefault("state", {})[_ROTATE] = True  # type: ignore[typeddict-item]
+    connection.scope.setdefault("state", {})[_ROTATE] = True
 
 
 class RotatingSessionBackend(ServerSideSessionBackend):
     async def store_in_message(
         self, scope_session: ScopeSession, message: Message, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> None:
-        if not scope_session and scope_session is not Empty:
+        if not scope_session:  # Empty is truthy, so this is an empty dict or None
             # Litestar would store an empty session for every anonymous request, letting
             # anyone fill the store; an empty session is no session.
             if connection.cookies.get(self.config.key) in (None, "", "null"):
@@ -63,7 +63,7 @@ class RotatingSessionBackend(ServerSideSessionBackend):
 
 @dataclass
 class RotatingSessionConfig(ServerSideSessionConfig):
-    _backend_class = RotatingSessionBackend  # type: ignore[assignment]
+    _backend_class = RotatingSessionBackend
 
 
 def session_config(*, secure: bool = False, max_age: int = 12 * 3600) -> RotatingSessionConfig:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC
+from typing import Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]  # APScheduler 3 ships no type hints
+from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]  # APScheduler 3 ships no type hints
 
 from scheduler.leader import Leadership, leadership_for
 from scheduler.tickers import CoreLike, ShopJobs, Ticker
@@ -37,7 +39,7 @@ logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
 STOP_GRACE_S = 10.0
 
 
-def build_scheduler(tickers: list[Ticker], running: set[asyncio.Task] | None = None) -> AsyncIOScheduler:
+def build_scheduler(tickers: list[Ticker], running: set[asyncio.Task[Any]] | None = None) -> AsyncIOScheduler:
     """An AsyncIOScheduler (not started) with one interval job per ticker. ``running``, when
     given, holds the tasks of the runs in progress, so a stop can wait for them."""
     sched = AsyncIOScheduler(timezone=UTC)
@@ -54,7 +56,9 @@ def build_scheduler(tickers: list[Ticker], running: set[asyncio.Task] | None = N
     return sched
 
 
-def _tracked(run, running):
+def _tracked(
+    run: Callable[[], Awaitable[Any]], running: set[asyncio.Task[Any]] | None
+) -> Callable[[], Awaitable[Any]]:
     if running is None:
         return run
 
@@ -71,7 +75,7 @@ def _tracked(run, running):
     return tracked
 
 
-async def _stop(sched: AsyncIOScheduler, running: set[asyncio.Task]) -> None:
+async def _stop(sched: AsyncIOScheduler, running: set[asyncio.Task[Any]]) -> None:
     """No new runs; let the runs in progress finish (each is one committed step at a time,
     so one cut at the grace limit resumes safely on the next start); then shut down."""
     if sched.running:
@@ -93,7 +97,7 @@ async def run_scheduler(
     leadership = leadership or leadership_for(core.db.url)
     try:
         while await leadership.acquire(stop):
-            running: set[asyncio.Task] = set()
+            running: set[asyncio.Task[Any]] = set()
             sched = build_scheduler(shop_jobs.tickers(), running)
             sched.start()
             log.info("scheduler %s: %d tickers running", shop_jobs.owner, len(sched.get_jobs()))

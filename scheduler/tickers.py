@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from core import catalog, idempotency, jobs, retention
 from core.clock import Clock
@@ -25,6 +25,8 @@ from core.providers.errors import ProviderError
 from core.reconcile import DEFAULT_DAYS, Reconciler, ReconcileReport
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 EXPIRE_EVERY_S = 5.0
 RETRY_UPSTREAM_EVERY_S = 15.0
@@ -85,7 +87,7 @@ class ShopJobs:
             Ticker("retention", RETENTION_EVERY_S, self.apply_retention),
         ]
 
-    async def _run(self, name: str, work: Callable[[], Awaitable[Any]]) -> Any:
+    async def _run(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
         return await jobs.run_job(self.core.db, self.core.clock, name, self.owner, work)
 
     async def poll(self) -> int:
