@@ -12,7 +12,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 
 from litestar.stores.base import Store
 
@@ -121,10 +121,6 @@ def parse_day(text: str | None, *, field: str) -> date | None:
 
 def day_start(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
-
-
-def day_end(day: date) -> datetime:
-    return day_start(day) + timedelta(days=1)
 
 
 def error_status(exc: ShopError) -> int:

@@ -34,7 +34,6 @@ from core.db.tables import (
     provider_balances,
     reconciliation_runs,
     services,
-    staff,
     transfers,
     users,
 )
@@ -724,7 +723,3 @@ async def users_by_ids(conn: AsyncConnection, ids: Sequence[str | int]) -> dict[
         .all()
     )
     return {str(r["id"]): dict(r) for r in rows}
-
-
-async def staff_names(conn: AsyncConnection) -> list[str]:
-    return [r[0] for r in (await conn.execute(select(staff.c.username).order_by(staff.c.username))).all()]
