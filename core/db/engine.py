@@ -367,11 +367,11 @@ class Database:
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    rows: list[Row[Any]]
+    rows: list[Row[*tuple[Any, ...]]]  # any number of columns
     rowcount: int
 
     @classmethod
-    def of(cls, result: CursorResult[Any]) -> Written:
+    def of(cls, result: CursorResult[*tuple[Any, ...]]) -> Written:
         """Read while the connection is still open: rows first, then the count."""
         return cls(list(result.all()) if result.returns_rows else [], result.rowcount)
 
