@@ -120,8 +120,10 @@ class BotApp:
                     polling.cancel()
             stopper.cancel()
             await self._stop_tasks(sender_stop, tasks)
-        if polling.done() and not polling.cancelled() and polling.exception() is not None:
-            raise polling.exception()  # type: ignore[misc]
+        if polling.done() and not polling.cancelled():
+            failure = polling.exception()
+            if failure is not None:
+                raise failure
 
     async def run_webhook(
         self,

@@ -81,12 +81,14 @@ class InvoiceSigner:
 
 def credit_for_stars(stars: int, stars_per_unit: float, currency: str) -> int:
     """Shop minor units a number of Stars buys (rounded down: never credit more than paid)."""
-    return math.floor(stars * 10 ** exponent(currency) / stars_per_unit + 1e-9)
+    scale: int = 10 ** exponent(currency)  # int ** int is typed Any; the exponent is never negative
+    return math.floor(stars * scale / stars_per_unit + 1e-9)
 
 
 def stars_for_amount(amount: int, stars_per_unit: float, currency: str) -> int:
     """Stars needed to add at least ``amount`` minor units (rounded up)."""
-    return math.ceil(amount * stars_per_unit / 10 ** exponent(currency) - 1e-9)
+    scale: int = 10 ** exponent(currency)  # int ** int is typed Any; the exponent is never negative
+    return math.ceil(amount * stars_per_unit / scale - 1e-9)
 
 
 def amount_bounds(stars_per_unit: float, currency: str) -> tuple[int, int]:

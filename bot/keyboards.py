@@ -10,6 +10,7 @@ works" fallback, and every id is re-checked against its owner by core.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Literal
 from uuid import UUID
 
@@ -101,16 +102,18 @@ def back_to_services() -> InlineKeyboardMarkup:
     return _BACK_TO_SERVICES
 
 
-def _pager(offset: int, per_page: int, total: int, make: object) -> list[InlineKeyboardButton]:
+def _pager(
+    offset: int, per_page: int, total: int, make: Callable[[int], CallbackData]
+) -> list[InlineKeyboardButton]:
     if total <= per_page:
         return []
     page, pages = offset // per_page + 1, (total + per_page - 1) // per_page
     row = []
     if offset > 0:
-        row.append(_button(texts.BTN_PREV, make(max(0, offset - per_page))))  # type: ignore[operator]
-    row.append(_button(texts.btn_page(page, pages), make(offset)))  # type: ignore[operator]
+        row.append(_button(texts.BTN_PREV, make(max(0, offset - per_page))))
+    row.append(_button(texts.btn_page(page, pages), make(offset)))
     if offset + per_page < total:
-        row.append(_button(texts.BTN_NEXT, make(offset + per_page)))  # type: ignore[operator]
+        row.append(_button(texts.BTN_NEXT, make(offset + per_page)))
     return row
 
 

@@ -38,4 +38,6 @@ async def record(
             created_at=now,
         )
     )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None  # None only for an executemany; this INSERT is one row
+    return int(key[0])

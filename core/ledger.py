@@ -189,7 +189,9 @@ async def open_wallet(conn: AsyncConnection, now: datetime) -> int:
             "created_at": now,
         },
     )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None  # None only for an executemany; this INSERT is one row
+    return int(key[0])
 
 
 _BALANCE = select(

@@ -343,7 +343,7 @@ class Reconciler:
         owners: dict[str, Any] = {}
         async with self.db.scan() as conn:
             for chunk in chunks(list(listed)):
-                for row in await conn.execute(
+                for found in await conn.execute(
                     select(
                         orders.c.id,
                         orders.c.activation_id,
@@ -352,7 +352,7 @@ class Reconciler:
                         orders.c.cost,
                     ).where(orders.c.provider == name, orders.c.activation_id.in_(chunk))
                 ):
-                    owners[row.activation_id] = row
+                    owners[found.activation_id] = found
             reserving = (
                 await conn.execute(
                     select(orders.c.service, orders.c.country).where(

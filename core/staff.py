@@ -215,7 +215,7 @@ class StaffAccounts:
             )
         return _member(row) if row else None
 
-    async def list(self) -> list[StaffMember]:
+    async def members(self) -> list[StaffMember]:
         async with self.db.read() as conn:
             rows = (await conn.execute(select(staff).order_by(staff.c.username))).mappings().all()
         return [_member(r) for r in rows]

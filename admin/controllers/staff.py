@@ -32,7 +32,7 @@ async def staff_view(
     failed: str | None = None,
 ) -> Template:
     ctx = ctx_of(request)
-    members = await ctx.staff.list()
+    members = await ctx.staff.members()
     tokens = {m.id: await ctx.staff.tokens(m.id) for m in members}
     return page(
         request,

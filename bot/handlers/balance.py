@@ -15,7 +15,14 @@ from aiogram import F
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, LabeledPrice, Message, PreCheckoutQuery
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    LabeledPrice,
+    MaybeInaccessibleMessage,
+    Message,
+    PreCheckoutQuery,
+)
 
 from bot import keyboards, texts
 from bot.context import ShopContext, show
@@ -33,7 +40,7 @@ class TopUp(StatesGroup):
     amount = State()
 
 
-async def _balance_screen(shop: ShopContext, telegram_id: int) -> tuple[str, object]:
+async def _balance_screen(shop: ShopContext, telegram_id: int) -> tuple[str, InlineKeyboardMarkup]:
     wallet = await shop.balance(telegram_id)
     return (
         texts.balance(wallet.balance, wallet.held, wallet.available, shop.currency),
@@ -45,17 +52,17 @@ async def _balance_screen(shop: ShopContext, telegram_id: int) -> tuple[str, obj
 async def cmd_balance(message: Message, shop: ShopContext, state: FSMContext) -> None:
     await state.clear()
     text, markup = await _balance_screen(shop, message.chat.id)
-    await message.answer(text, reply_markup=markup)  # type: ignore[arg-type]
+    await message.answer(text, reply_markup=markup)
 
 
 @handlers.callback_query(keyboards.MenuCb.filter(F.to == "balance"))
 async def on_balance(query: CallbackQuery, shop: ShopContext) -> None:
     text, markup = await _balance_screen(shop, query.from_user.id)
-    await show(query.message, text, markup)  # type: ignore[arg-type]
+    await show(query.message, text, markup)
 
 
 async def _send_invoice(
-    message: Message | None, shop: ShopContext, telegram_id: int, stars: int, amount: int
+    message: MaybeInaccessibleMessage | None, shop: ShopContext, telegram_id: int, stars: int, amount: int
 ) -> None:
     invoice = shop.signer.issue(telegram_id, stars, amount, shop.core.clock.now())
     assert message is not None and message.bot is not None
@@ -89,7 +96,7 @@ async def on_package(
         query.message,
         shop,
         query.from_user.id,
-        callback_data.stars,  # type: ignore[arg-type]
+        callback_data.stars,
         packages[callback_data.stars],
     )
 

@@ -299,8 +299,9 @@ class Database:
             sync_conn = conn.sync_connection
             assert sync_conn is not None
             raw = sync_conn.connection.dbapi_connection
+            assert raw is not None  # None only once invalidated; this one was just checked out
             try:
-                raw.begin_statements = READ_BEGIN if readonly else WRITE_BEGIN  # type: ignore[union-attr]
+                raw.begin_statements = READ_BEGIN if readonly else WRITE_BEGIN
                 tx = sync_conn.begin()
             except OperationalError as exc:
                 _release(sync_conn)
@@ -367,11 +368,11 @@ class Database:
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    rows: list[Row[Any]]
+    rows: list[Row[*tuple[Any, ...]]]  # any number of columns
     rowcount: int
 
     @classmethod
-    def of(cls, result: CursorResult[Any]) -> Written:
+    def of(cls, result: CursorResult[*tuple[Any, ...]]) -> Written:
         """Read while the connection is still open: rows first, then the count."""
         return cls(list(result.all()) if result.returns_rows else [], result.rowcount)
 
@@ -380,7 +381,9 @@ def _release(sync_conn: Connection) -> None:
     """Back to the pool, set to begin as a writer again (the safe default for anyone else
     who takes it, e.g. a test's own ``engine.begin()``)."""
     if not (sync_conn.closed or sync_conn.invalidated):
-        sync_conn.connection.dbapi_connection.begin_statements = WRITE_BEGIN  # type: ignore[union-attr]
+        raw = sync_conn.connection.dbapi_connection
+        assert raw is not None  # None only once invalidated, ruled out just above
+        raw.begin_statements = WRITE_BEGIN
     sync_conn.close()
 
 

@@ -61,7 +61,7 @@ READ_BEGIN = ("BEGIN", "PRAGMA schema_version")
 class _Connection(sqlite3.Connection):
     begin_statements: tuple[str, ...] = WRITE_BEGIN  # ``Database`` sets READ_BEGIN for reads
 
-    def cursor(self, factory: Any = _Cursor) -> Any:  # type: ignore[override]
+    def cursor(self, factory: Any = _Cursor) -> Any:
         return super().cursor(factory)
 
 
@@ -89,17 +89,17 @@ class SQLiteDialect_inline(SQLiteDialect_pysqlite):
             dbapi_connection.execute(sql)
 
     def do_execute(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
-        super().do_execute(cursor, statement, parameters, context)
+        super().do_execute(cursor, statement, parameters, context)  # type: ignore[no-untyped-call]  # unannotated in SQLAlchemy
         if in_greenlet():
             await_(_done())
 
     def do_execute_no_params(self, cursor: Any, statement: Any, context: Any = None) -> None:
-        super().do_execute_no_params(cursor, statement, context)
+        super().do_execute_no_params(cursor, statement, context)  # type: ignore[no-untyped-call]  # unannotated in SQLAlchemy
         if in_greenlet():
             await_(_done())
 
     def do_executemany(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
-        super().do_executemany(cursor, statement, parameters, context)
+        super().do_executemany(cursor, statement, parameters, context)  # type: ignore[no-untyped-call]  # unannotated in SQLAlchemy
         if in_greenlet():
             await_(_done())
 

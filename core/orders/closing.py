@@ -103,7 +103,7 @@ async def cancel(
 
 async def final_check(svc: OrderService, order: OrderView, *, actor: str) -> OrderView:
     """One last look for a code before money goes back, within a short budget."""
-    if not order.activation_id or order.provider not in svc.providers:
+    if not order.activation_id or order.provider is None or order.provider not in svc.providers:
         return order
     try:
         # ``asyncio.timeout``, not ``wait_for``: wait_for runs the call in a task of its own,

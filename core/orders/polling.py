@@ -125,7 +125,7 @@ async def poll_orders(
         views = await load_many(conn, ids)
     by_provider: dict[str, list[OrderView]] = defaultdict(list)
     for order in views:
-        if order.activation_id and order.provider in svc.providers:
+        if order.activation_id and order.provider is not None and order.provider in svc.providers:
             by_provider[order.provider].append(order)
     results = await asyncio.gather(*(_poll_provider(svc, name, group) for name, group in by_provider.items()))
     if owner is not None:

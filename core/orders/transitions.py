@@ -118,7 +118,10 @@ async def apply(
         await ledger.void_hold(conn, order.hold_transfer_id, now)
         refunded = order.price
     elif t.effect == LedgerEffect.REFUND:
-        wallet = await conn.scalar(select(users.c.wallet_account_id).where(users.c.id == order.user_id))
+        # scalar_one: every order's user exists (foreign key) and has a wallet (NOT NULL).
+        wallet: int = (
+            await conn.execute(select(users.c.wallet_account_id).where(users.c.id == order.user_id))
+        ).scalar_one()
         revenue = await ledger.system_account(conn, ledger.REVENUE, spread=order.id)
         await ledger.post_transfer(
             conn,

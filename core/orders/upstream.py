@@ -52,7 +52,7 @@ async def cancel_quietly(svc: OrderService, provider: str, activation_id: str) -
 async def close(svc: OrderService, order: OrderView) -> dict[str, Any]:
     """Cancel (or finish) the activation upstream; on failure schedule a retry.
     Returns the upstream columns it wrote."""
-    if not order.activation_id or order.provider not in svc.providers:
+    if not order.activation_id or order.provider is None or order.provider not in svc.providers:
         return {}
     finishing = order.upstream_state == UpstreamState.FINISH_PENDING
     closed = UpstreamState.FINISHED if finishing else UpstreamState.CANCELLED

@@ -229,17 +229,19 @@ class SimulatorProvider:
         if out_of_stock is not _UNSET:
             if isinstance(out_of_stock, bool):
                 self.out_of_stock = out_of_stock
+            elif isinstance(out_of_stock, Iterable):
+                self.out_of_stock = frozenset((str(s), str(c)) for s, c in out_of_stock)
             else:
-                self.out_of_stock = frozenset((str(s), str(c)) for s, c in out_of_stock)  # type: ignore[union-attr]
+                raise TypeError("out_of_stock: a bool or (service, country) pairs")
         if early_cancel_window_s is not _UNSET:
             self.early_cancel_window_s = _non_negative("early_cancel_window_s", early_cancel_window_s)
         if code_delay_s is not _UNSET:
             if code_delay_s is None:
                 self.code_delay_s = None
             else:
-                low, high = code_delay_s  # type: ignore[misc]
-                low = _non_negative("code_delay_s", low)
-                high = _non_negative("code_delay_s", high)
+                if not isinstance(code_delay_s, Iterable):
+                    raise TypeError("code_delay_s: a (min, max) pair or None")
+                low, high = (_non_negative("code_delay_s", v) for v in code_delay_s)
                 if high < low:
                     raise ValueError("code_delay_s: (min, max) with min <= max")
                 self.code_delay_s = (low, high)

@@ -82,7 +82,7 @@ async def cmd_role(args: argparse.Namespace) -> int:
 
 async def cmd_list(args: argparse.Namespace) -> int:
     async def go(accounts: StaffAccounts) -> int:
-        for m in await accounts.list():
+        for m in await accounts.members():
             state = "disabled" if m.disabled else "active"
             print(f"{m.username}\t{m.role}\t{state}")
         return 0

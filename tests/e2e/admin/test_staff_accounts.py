@@ -36,7 +36,7 @@ async def test_bad_input_is_refused(staff_accounts: StaffAccounts) -> None:
     await staff_accounts.create("alice", "admin", PASSWORD)
     with pytest.raises(InvalidInput, match="already exists"):
         await staff_accounts.create("alice", "viewer", PASSWORD)
-    assert [m.username for m in await staff_accounts.list()] == ["alice"]
+    assert [m.username for m in await staff_accounts.members()] == ["alice"]
 
 
 async def test_password_change_changes_epoch_and_login(staff_accounts: StaffAccounts) -> None:
