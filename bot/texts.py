@@ -173,17 +173,6 @@ def confirm(
     )
 
 
-def buy_usage() -> str:
-    return (
-        "Write it like <code>/buy whatsapp</code> or <code>/buy whatsapp GB</code> "
-        "(a service name and, if you like, a country name or two-letter code)."
-    )
-
-
-def unknown_service(text: str) -> str:
-    return f"I don't know a service called “{escape(text)}”. Tap Buy number to see the list."
-
-
 def unknown_country(service: str, text: str) -> str:
     return (
         f"No numbers for {escape(service_name(service))} in “{escape(text)}” right now. "

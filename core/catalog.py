@@ -540,17 +540,6 @@ async def load_quote(conn: AsyncConnection, quote_id: str, user_id: int, now: da
     )
 
 
-async def max_cost_for_quote(conn: AsyncConnection, quote: Quote, *, markup_percent: int | float) -> int:
-    """The most a provider may charge for this quote and still leave the configured margin."""
-    override = await get_price_override(conn, quote.service)
-    return pricing.max_cost_for_price(
-        quote.price,
-        markup_percent=markup_percent,
-        override_markup=override.markup_percent if override else None,
-        fixed_price=override.fixed_price if override else None,
-    )
-
-
 # --- price overrides --------------------------------------------------------------------
 
 
@@ -590,11 +579,6 @@ async def set_price_override(
 async def get_price_override(conn: AsyncConnection, service: str) -> PriceOverride | None:
     row = (await conn.execute(_OVERRIDE, {"service": service})).first()
     return _override_from_row(row) if row is not None else None
-
-
-async def list_price_overrides(conn: AsyncConnection) -> list[PriceOverride]:
-    rows = await conn.execute(select(price_overrides).order_by(price_overrides.c.service))
-    return [_override_from_row(r) for r in rows]
 
 
 async def clear_price_override(conn: AsyncConnection, service: str) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.db.engine import Database, insert_ignore
@@ -138,9 +138,3 @@ async def mark_failed(db: Database, msg_id: int, owner: str, error: str) -> bool
 
 async def mark_unreachable(db: Database, msg_id: int, owner: str, error: str) -> bool:
     return await _finish(db, msg_id, owner, status=UNREACHABLE, last_error=error[:255])
-
-
-async def backlog(conn: AsyncConnection) -> int:
-    return int(
-        await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.status == PENDING)) or 0
-    )

@@ -9,15 +9,14 @@ The transfer, the user row it may create and the audit row commit in one transac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import case, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core import audit, ledger
 from core.clock import Clock
 from core.db.engine import Database
-from core.db.tables import accounts, transfers
+from core.db.tables import transfers
 from core.errors import IdempotencyConflict, InvalidInput, TransferConflict, UserNotFound
 from core.users import UserRow, check_telegram_id, find_user, get_or_create_user
 
@@ -40,20 +39,6 @@ class WalletChange:
     created: bool  # False: an earlier call with the same key already did this
     amount: int
     wallet: WalletView  # the balance after the change (or now, for a replay)
-
-
-@dataclass(frozen=True, slots=True)
-class TransferLine:
-    id: str
-    kind: ledger.TransferKind  # posted, hold, capture or void
-    code: str  # 'topup', 'adjustment', 'purchase', 'capture', 'release', 'refund'
-    direction: str  # 'out' when the wallet is the debit side, else 'in'
-    amount: int
-    counterparty: str  # the other account's kind ('revenue', … for every shard) or 'wallet'
-    order_id: str | None
-    reference: str | None
-    memo: str | None
-    created_at: datetime
 
 
 class Wallets:
@@ -216,52 +201,6 @@ class Wallets:
                 ) from exc
             view = await _view(conn, user)
         return WalletChange(transfer_id, result.created, amount, view)
-
-    async def transfers_for(self, telegram_id: int, limit: int = 50) -> list[TransferLine]:
-        """The wallet's most recent transfers, newest first, in both directions."""
-        check_telegram_id(telegram_id)
-        async with self.db.read() as conn:
-            user = await find_user(conn, telegram_id)
-            if user is None:
-                raise UserNotFound(f"no user with Telegram id {telegram_id}")
-            wallet = user.wallet_account_id
-            t = transfers.c
-            other = case((t.debit_account_id == wallet, t.credit_account_id), else_=t.debit_account_id)
-            rows = (
-                await conn.execute(
-                    select(
-                        t.id,
-                        t.kind,
-                        t.code,
-                        t.debit_account_id,
-                        t.amount,
-                        t.order_id,
-                        t.reference,
-                        t.memo,
-                        t.created_at,
-                        accounts.c.kind.label("other_kind"),
-                    )
-                    .join_from(transfers, accounts, accounts.c.id == other)
-                    .where(or_(t.debit_account_id == wallet, t.credit_account_id == wallet))
-                    .order_by(t.created_at.desc(), t.id.desc())
-                    .limit(max(0, limit))
-                )
-            ).all()
-        return [
-            TransferLine(
-                id=r.id,
-                kind=ledger.TransferKind(r.kind),
-                code=r.code,
-                direction="out" if r.debit_account_id == wallet else "in",
-                amount=r.amount,
-                counterparty=r.other_kind,
-                order_id=r.order_id,
-                reference=r.reference,
-                memo=r.memo,
-                created_at=r.created_at,
-            )
-            for r in rows
-        ]
 
 
 def _check_amount(amount: object) -> None:

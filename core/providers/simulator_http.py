@@ -114,10 +114,6 @@ class _MaskedAccessLogger(AbstractAccessLogger):
             time,
         )
 
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
-
 
 class SimulatorHttp:
     """The protocol and control handlers around one ``SimulatorProvider``."""

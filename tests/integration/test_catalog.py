@@ -179,7 +179,6 @@ async def test_quote_uses_the_cheapest_stocked_offer_and_loads_for_its_owner(sho
     clock.advance(599)
     async with shop.read() as conn:
         assert await catalog.load_quote(conn, quote.id, user, clock.now()) == quote
-        assert await catalog.max_cost_for_quote(conn, quote, markup_percent=MARKUP) == 100
         stored = (await conn.execute(select(quotes.c.price).where(quotes.c.id == quote.id))).scalar_one()
     assert stored == 120
 
@@ -221,7 +220,6 @@ async def test_quotes_honour_per_service_overrides(shop, clock):
             now=clock.now(),
             ttl_seconds=60,
         )
-        assert await catalog.max_cost_for_quote(conn, fixed, markup_percent=MARKUP) == 199
     assert fixed.price == 199
 
     async with shop.begin() as conn:
@@ -376,12 +374,10 @@ async def test_price_overrides_are_validated_listed_and_updated(shop, clock):
     async with shop.begin() as conn:
         updated = await catalog.set_price_override(conn, "whatsapp", markup_percent=40, now=clock.now())
     async with shop.read() as conn:
-        listed = await catalog.list_price_overrides(conn)
+        google = await catalog.get_price_override(conn, "google")
         one = await catalog.get_price_override(conn, "whatsapp")
         missing = await catalog.get_price_override(conn, "telegram")
-    assert [(o.service, o.markup_percent, o.fixed_price) for o in listed] == [
-        ("google", None, 500),
-        ("whatsapp", 40, None),
-    ]
+    assert google is not None and (google.markup_percent, google.fixed_price) == (None, 500)
+    assert (one.markup_percent, one.fixed_price) == (40, None)
     assert one == updated and one.updated_at == clock.now()
     assert missing is None

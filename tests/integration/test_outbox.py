@@ -1,6 +1,6 @@
 import asyncio
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core import outbox
 from core.db.tables import outbox as outbox_t
@@ -22,7 +22,8 @@ async def test_dedupe_key_queues_once(db, clock):
         )
     assert again is False
     async with db.read() as conn:
-        assert await outbox.backlog(conn) == 1
+        queued = await conn.scalar(select(func.count()).select_from(outbox_t))
+        assert queued == 1
 
 
 async def test_two_senders_never_claim_the_same_row(db, clock):

@@ -360,24 +360,3 @@ async def test_top_up_bad_input(db, wallets, source, reference, amount):
     with pytest.raises(InvalidInput):
         await wallets.top_up(77, amount, source=source, reference=reference)
     assert await _counts(db) == (0, 0, 0, 0)
-
-
-async def test_transfers_for_lists_both_directions_newest_first(db, clock, wallets):
-    await wallets.top_up(5, 1000, source="stars", reference="c1")
-    clock.advance(1)
-    await wallets.debit(5, 100, reason="fee")
-    clock.advance(1)
-    await wallets.credit(5, 50, reason="sorry")
-    clock.advance(1)
-    await wallets.credit(6, 70, reason="someone else")
-    lines = await wallets.transfers_for(5)
-    assert [(t.code, t.direction, t.amount, t.counterparty, t.memo) for t in lines] == [
-        ("adjustment", "in", 50, "adjustments", "sorry"),
-        ("adjustment", "out", 100, "adjustments", "fee"),
-        ("topup", "in", 1000, "topups", None),
-    ]
-    assert lines[2].reference == "stars:c1" and lines[2].kind == "posted"
-    assert [t.created_at for t in lines] == sorted((t.created_at for t in lines), reverse=True)
-    assert len(await wallets.transfers_for(5, limit=2)) == 2
-    with pytest.raises(UserNotFound):
-        await wallets.transfers_for(9)
