@@ -194,7 +194,8 @@ def seed(path: Path, n_orders: int, n_transfers: int, n_users: int, rng: random.
             )
         )
         n_transfers_done += 1
-        if status in ("completed", "refunded"):
+        # ``closed`` is set for every status but waiting and reserving.
+        if closed is not None and status in ("completed", "refunded"):
             transfer_rows.append(
                 (
                     _uuid(rng),
@@ -230,7 +231,7 @@ def seed(path: Path, n_orders: int, n_transfers: int, n_users: int, rng: random.
                     )
                 )
                 n_transfers_done += 1
-        elif status in ("cancelled", "expired", "failed"):
+        elif closed is not None and status in ("cancelled", "expired", "failed"):
             transfer_rows.append(
                 (
                     _uuid(rng),
@@ -284,10 +285,10 @@ def seed(path: Path, n_orders: int, n_transfers: int, n_users: int, rng: random.
     # The rest of the ledger: top-ups and staff adjustments, spread over the year.
     rest = max(0, n_transfers - n_transfers_done)
     for chunk in range(0, rest, 50_000):
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for _ in range(min(50_000, rest - chunk)):
             uid = rng.randint(1, n_users)
-            at = _ts(start + timedelta(seconds=rng.random() * span))
+            created_at = _ts(start + timedelta(seconds=rng.random() * span))
             if rng.random() < 0.95:
                 rows.append(
                     (
@@ -302,7 +303,7 @@ def seed(path: Path, n_orders: int, n_transfers: int, n_users: int, rng: random.
                         None,
                         f"stars:{rng.getrandbits(48):x}",
                         None,
-                        at,
+                        created_at,
                     )
                 )
             else:
@@ -319,7 +320,7 @@ def seed(path: Path, n_orders: int, n_transfers: int, n_users: int, rng: random.
                         None,
                         None,
                         "bench goodwill",
-                        at,
+                        created_at,
                     )
                 )
         db.executemany(transfer_sql, rows)
@@ -366,7 +367,9 @@ async def measure(path: Path, requests: int, rng: random.Random, only: set[str])
     from core.wallets import Wallets
 
     clock = FakeClock(NOW)
-    settings = Settings(_env_file=None, DATABASE_URL=f"sqlite+aiosqlite:///{path}", ADMIN_SECRET_KEY="b" * 32)
+    settings = Settings(  # type: ignore[call-arg]  # _env_file is BaseSettings.__init__'s, not a field
+        _env_file=None, DATABASE_URL=f"sqlite+aiosqlite:///{path}", ADMIN_SECRET_KEY="b" * 32
+    )
     db = Database(settings.DATABASE_URL)
     ledger.forget_system_accounts()
     staff = StaffAccounts(db, clock, PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))

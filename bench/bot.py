@@ -117,12 +117,12 @@ async def serve_shop(api_url: str, database_url: str, seed: int) -> None:
     from core.app import build_core
     from core.config import Settings
 
-    settings = Settings(
+    settings = Settings(  # type: ignore[call-arg]  # _env_file is BaseSettings.__init__'s, not a field
         _env_file=None,
         DATABASE_URL=database_url,
         BOT_TOKEN=SHOP_TOKEN,
         TELEGRAM_API_URL=api_url,
-        PROVIDERS="simulator",
+        PROVIDERS=("simulator",),
         SIMULATOR_SEED=seed,
     )
     clock = SystemClock()
@@ -245,6 +245,7 @@ class User:
         payment = await self.tg.pay_invoice(self.id, timeout=WAIT)
         if payment.status != "paid":
             raise RuntimeError(f"payment {payment.status}")
+        assert payment.update_id is not None  # Payment sets it whenever the status is "paid"
         self.phase.update_ids += [payment.pre_checkout_update_id, payment.update_id]
         await self.tg.wait_for_reply(payment.update_id, WAIT)
         await self.pause()
@@ -388,7 +389,7 @@ async def audit(db: Database) -> tuple[int, dict[str, int]]:
     ledger.forget_system_accounts()
     violations = await check_invariants(db, SystemClock().now(), 0)
     async with db.read() as conn:
-        statuses = dict(
+        statuses: dict[str, int] = dict(
             (await conn.execute(text("SELECT status, count(*) FROM orders GROUP BY status"))).all()
         )
     return len(violations), statuses

@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypedDict
 
 from sqlalchemy import text
 
@@ -36,18 +37,24 @@ from core.db.tables import metadata
 from core.invariants import check_invariants
 from core.orders import OrderService
 from core.providers.simulator import SimulatorProvider
-from core.users import get_or_create_user
+from core.users import UserRow, get_or_create_user
 
 SERVICE, COUNTRY = "whatsapp", "GB"
 
 
-async def _prepare(db: Database, users: int, funds: int) -> list:
+class RunResult(TypedDict):
+    per_s: float
+    latencies: list[float]
+    n: int
+
+
+async def _prepare(db: Database, users: int, funds: int) -> list[UserRow]:
     clock = SystemClock()
     async with db.begin() as conn:
         await conn.run_sync(metadata.create_all)
         await ledger.ensure_system_accounts(conn, clock.now())
         await catalog.seed_reference_data(conn)
-    out = []
+    out: list[UserRow] = []
     async with db.begin() as conn:
         topups = await ledger.system_account(conn, ledger.TOPUPS)
         for i in range(users):
@@ -65,14 +72,16 @@ async def _prepare(db: Database, users: int, funds: int) -> list:
     return out
 
 
-async def run_shop(db: Database, users: list, per_user: int, cancel_share: float, round_: int = 0) -> dict:
+async def run_shop(
+    db: Database, users: list[UserRow], per_user: int, cancel_share: float, round_: int = 0
+) -> RunResult:
     clock = SystemClock()
     settings = Settings()
     sim = SimulatorProvider(seed=7 + round_, clock=clock, code_delay_s=None, name=f"simulator{round_ or ''}")
     sim.set_offer(SERVICE, COUNTRY, cost=50, stock=10_000_000)
     await catalog.sync_catalog(db, sim, clock)
     service = OrderService(db, clock, {sim.name: sim}, settings)
-    quotes = {}
+    quotes: dict[int, str] = {}
     async with db.begin() as conn:
         for user in users:
             quotes[user.id] = (
@@ -89,7 +98,7 @@ async def run_shop(db: Database, users: list, per_user: int, cancel_share: float
     latencies: list[float] = []
     rng = random.Random(11)
 
-    async def user_loop(user) -> None:
+    async def user_loop(user: UserRow) -> None:
         for i in range(per_user):
             cancel = rng.random() < cancel_share
             start = time.perf_counter()
@@ -99,6 +108,8 @@ async def run_shop(db: Database, users: list, per_user: int, cancel_share: float
             if cancel:
                 await service.cancel(order.id, user_id=user.id)
             else:
+                if order.activation_id is None:
+                    raise RuntimeError(f"order {order.id} has no number ({order.status})")
                 msg = sim.deliver_code(order.activation_id)
                 await service.record_messages(order.id, [msg])
             latencies.append(time.perf_counter() - start)
@@ -109,7 +120,7 @@ async def run_shop(db: Database, users: list, per_user: int, cancel_share: float
     return {"per_s": len(latencies) / elapsed, "latencies": latencies, "n": len(latencies)}
 
 
-async def run_baseline(db: Database, users: list, per_user: int) -> dict:
+async def run_baseline(db: Database, users: list[UserRow], per_user: int) -> RunResult:
     """The minimum statements per lifecycle, by hand, through the same engine."""
     now = datetime.now(UTC)
     async with db.read() as conn:
@@ -149,7 +160,7 @@ async def run_baseline(db: Database, users: list, per_user: int) -> dict:
     )
     amount = 1
 
-    async def user_loop(user) -> None:
+    async def user_loop(user: UserRow) -> None:
         for _ in range(per_user):
             start = time.perf_counter()
             oid, hid = str(uuid.uuid4()), str(uuid.uuid4())
@@ -214,7 +225,7 @@ async def run_baseline(db: Database, users: list, per_user: int) -> dict:
     return {"per_s": len(latencies) / elapsed, "latencies": latencies, "n": len(latencies)}
 
 
-async def main(argv: list[str] | None = None) -> dict:
+async def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.lifecycle")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--url", help="PostgreSQL URL (default NUMBERSHOP_TEST_POSTGRES_URL)")
@@ -233,7 +244,8 @@ async def main(argv: list[str] | None = None) -> dict:
 
     async with throwaway_database(args.db, args.url, "bench.lifecycle") as db:
         users = await _prepare(db, args.users, funds=10_000_000)
-        baselines, shops = [], []
+        baselines: list[RunResult] = []
+        shops: list[RunResult] = []
         for round_ in range(args.rounds):
             baselines.append(await run_baseline(db, users, args.per_user))
             shops.append(await run_shop(db, users, args.per_user, args.cancel_share, round_))

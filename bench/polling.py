@@ -167,7 +167,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             batch_calls += 1
             return await real_batch(activation_ids)
 
-        sim.batch_status = counting_batch  # type: ignore[method-assign]
+        sim.batch_status = counting_batch  # type: ignore[method-assign]  # count this instance's calls
         sim.set_faults(latency_s=args.latency_ms / 1000)
 
         # 1. One full pass over every order, all due at once.

@@ -102,12 +102,12 @@ async def serve(
                 starting.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await starting
-        if starting.done() and not starting.cancelled() and starting.exception() is not None:
+        error = starting.exception() if starting.done() and not starting.cancelled() else None
+        if error is not None:
             stopper.cancel()
-            exc = starting.exception()
-            if isinstance(exc, ComponentFailed):
-                raise exc
-            raise ComponentFailed(one_line(exc)) from exc  # type: ignore[arg-type]
+            if isinstance(error, ComponentFailed):
+                raise error
+            raise ComponentFailed(one_line(error)) from error
         if not stop.is_set():
             if ready is not None:
                 ready()

@@ -11,14 +11,19 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from core.config import load_settings
 from numbershop.cli import CliError
 
+if TYPE_CHECKING:
+    import uvicorn
+
 log = logging.getLogger("numbershop.admin")
 
 
-def _server_class():
+def _server_class() -> type[uvicorn.Server]:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -26,7 +31,7 @@ def _server_class():
         so a requested stop exits 0 like every other numbershop command."""
 
         @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[no-untyped-def,override]
+        def capture_signals(self) -> Iterator[None]:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.handle_exit, sig, None)
@@ -72,7 +77,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("admin", help="the staff dashboard")
     sub = group.add_subparsers(dest="admin_command", metavar="ACTION")
     sub.required = True

@@ -27,6 +27,7 @@ import sys
 
 from sqlalchemy import func, select
 
+from core.app import Core
 from core.bootstrap import open_core
 from core.catalog import sync_catalog
 from core.config import Settings, load_settings
@@ -41,7 +42,7 @@ MISSING_TOKEN = (
 )
 
 
-async def _ensure_catalogue(core) -> None:
+async def _ensure_catalogue(core: Core) -> None:
     """A bot started alone on an empty database has nothing to sell: fetch each provider's
     catalogue once (the scheduler keeps it fresh afterwards)."""
     async with core.db.read() as conn:
@@ -182,7 +183,7 @@ async def _serve(settings: Settings, *, webhook: bool) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("bot", help="the Telegram bot")
     sub = group.add_subparsers(dest="bot_command", metavar="ACTION")
     sub.required = True

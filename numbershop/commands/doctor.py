@@ -452,7 +452,7 @@ def _timeout(text: str) -> float:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     doctor = subparsers.add_parser(
         "doctor", help="check a production configuration (database, Redis, Telegram, providers, secrets)"
     )

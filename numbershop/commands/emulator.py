@@ -39,7 +39,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("emulator", help="the emulated Telegram Bot API server")
     sub = group.add_subparsers(dest="emulator_command", metavar="ACTION")
     sub.required = True

@@ -53,7 +53,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
     return 1 if violations else 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = sub.add_parser("ledger", help="the books")
     cmds = group.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
     check = cmds.add_parser("check", help="verify every ledger invariant (exit 1 on violations)")

@@ -163,7 +163,7 @@ async def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = sub.add_parser("orders", help="look up orders")
     cmds = group.add_subparsers(dest="orders_command", metavar="ACTION", required=True)
 

@@ -157,7 +157,7 @@ def _print_gaps(rows: list[dict[str, Any]]) -> None:
             sys.stdout.write(f"{r['name']}: not mapped, never sold: {'; '.join(parts)}\n")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("providers", help="upstream providers: breakers and balances")
     sub = group.add_subparsers(dest="providers_command", metavar="ACTION")
     sub.required = True

@@ -97,7 +97,7 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
     return 1 if report.remaining else 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmd = sub.add_parser(
         "reconcile",
         help="check ledger, orders and providers agree (dry run unless --execute)",

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import secrets
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,7 +170,7 @@ class InFlightUpdates:
             try:
                 return await feed(*args, **kwargs)
             finally:
-                self.tasks.discard(task)  # type: ignore[arg-type]
+                self.tasks.discard(task)
 
         dp.feed_update = feed_update
 
@@ -288,12 +290,11 @@ class DashboardComponent(Component):
         from admin.app import create_app
 
         class Server(uvicorn.Server):
-            def capture_signals(self):  # type: ignore[no-untyped-def,override]
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
                 # The process's signals belong to numbershop.runtime, not to uvicorn (which
                 # would re-raise them at exit and turn a clean stop into status 130).
-                import contextlib
-
-                return contextlib.nullcontext()
+                yield
 
         root = logging.getLogger()
         saved_handlers, saved_level = root.handlers[:], root.level
@@ -567,7 +568,7 @@ def _announce(p: Plan) -> None:
         print("numbershop: running (Ctrl-C to stop)", flush=True)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = subparsers.add_parser(
         "run",
         help="run the whole shop in one process (the browser sandbox without BOT_TOKEN)",

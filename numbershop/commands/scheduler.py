@@ -37,7 +37,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = sub.add_parser("scheduler", help="the scheduled jobs (polling, expiry, reconciliation…)")
     cmds = group.add_subparsers(dest="scheduler_command", metavar="ACTION", required=True)
     run = cmds.add_parser("run", help="run the jobs until interrupted (one leader on PostgreSQL)")

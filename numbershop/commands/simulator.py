@@ -71,7 +71,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("simulator", help="the simulated upstream provider")
     sub = group.add_subparsers(dest="simulator_command", metavar="ACTION")
     sub.required = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import DBAPIError
 
@@ -36,7 +37,7 @@ def _accounts() -> tuple[Database, StaffAccounts]:
     return db, StaffAccounts(db, SystemClock())
 
 
-async def _run(coro_factory):
+async def _run(coro_factory: Callable[[StaffAccounts], Awaitable[int]]) -> int:
     db, accounts = _accounts()
     try:
         return await coro_factory(accounts)
@@ -99,7 +100,7 @@ async def cmd_token(args: argparse.Namespace) -> int:
     return await _run(go)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("staff", help="dashboard staff accounts")
     sub = group.add_subparsers(dest="staff_command", metavar="ACTION")
     sub.required = True

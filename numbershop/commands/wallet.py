@@ -100,7 +100,7 @@ async def cmd_debit(args: argparse.Namespace) -> int:
     return await _change(args, "debit")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = sub.add_parser("wallet", help="user wallets: show, credit, debit")
     cmds = group.add_subparsers(dest="wallet_command", metavar="ACTION", required=True)
 

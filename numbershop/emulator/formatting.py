@@ -131,7 +131,7 @@ def parse_html(src: str) -> tuple[str, list[dict[str, Any]]]:
             if i >= n or src[i] != ">":
                 raise _cant_parse(src, "Unclosed end tag", begin)
             i += 1
-            tag, arg, start = stack.pop()
+            tag, open_arg, start = stack.pop()
             if end_name and end_name != tag:
                 raise _cant_parse(
                     src,
@@ -139,7 +139,7 @@ def parse_html(src: str) -> tuple[str, list[dict[str, Any]]]:
                     f'expected "</{tag}>", found "</{end_name}>"',
                 )
             if u16 > start:
-                _close(entities, tag, arg, start, u16 - start)
+                _close(entities, tag, open_arg, start, u16 - start)
             continue
         j = i
         while i < n and not src[i].isspace() and src[i] != ">":

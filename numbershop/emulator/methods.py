@@ -7,6 +7,7 @@ method expects. Unknown parameters are ignored, as Telegram ignores them.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from numbershop.emulator.state import CallContext, EmulatedBot
 
 
 class Params:
+    # The reader methods are named for the type they return, so they shadow the builtins in
+    # this class body; signatures below spell those types as ``builtins.*``.
+
     def __init__(self, raw: dict[str, Any]) -> None:
         self.raw = raw
 
@@ -33,7 +37,7 @@ class Params:
             else str(value)
         )
 
-    def int(self, name: str) -> int | None:
+    def int(self, name: builtins.str) -> builtins.int | None:
         value = self.raw.get(name)
         if value is None or value == "":
             return None
@@ -46,7 +50,7 @@ class Params:
         except ValueError:
             raise bad_request(f"invalid {name} specified") from None
 
-    def chat_id(self, name: str = "chat_id") -> int | None:
+    def chat_id(self, name: builtins.str = "chat_id") -> builtins.int | None:
         """Numeric chat ids only; "@username" names no chat the emulator has."""
         value = self.raw.get(name)
         if value is None or value == "":
@@ -56,7 +60,7 @@ class Params:
         except BotApiError:
             raise BotApiError(400, "Bad Request: chat not found") from None
 
-    def float(self, name: str, default: float) -> float:
+    def float(self, name: builtins.str, default: builtins.float) -> builtins.float:
         value = self.raw.get(name)
         if value is None or value == "":
             return default
@@ -65,7 +69,7 @@ class Params:
         except ValueError:
             raise bad_request(f"invalid {name} specified") from None
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool = False) -> builtins.bool:
         value = self.raw.get(name)
         if value is None or value == "":
             return default
@@ -73,7 +77,7 @@ class Params:
             return value
         return str(value).strip().lower() in ("true", "1")
 
-    def obj(self, name: str) -> Any:
+    def obj(self, name: builtins.str) -> Any:
         value = self.raw.get(name)
         if isinstance(value, str):
             try:

@@ -20,7 +20,7 @@ def finite_float(value: object) -> float:
     if isinstance(value, bool) or value is None:
         raise ValueError(f"{value!r} is not a number")
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]  # any value may be tried: TypeError is caught
     except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{value!r} is not a number") from None
     if not math.isfinite(number):

@@ -39,7 +39,7 @@ from numbershop.runtime import Component
 from numbershop.sandbox.panel import DeliveryError, DeliveryPanel
 
 STATIC = Path(__file__).resolve().with_name("static")
-CONFIG_KEY = web.AppKey("sandbox_config", dict)
+CONFIG_KEY: web.AppKey[dict[str, Any]] = web.AppKey("sandbox_config", dict)
 PANEL_KEY = web.AppKey("sandbox_panel", DeliveryPanel)
 BOT_KEY = web.AppKey("sandbox_bot", EmulatedBot)
 
@@ -61,7 +61,7 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 async def page_config(request: web.Request) -> web.Response:
     bot = request.app[BOT_KEY]
-    cfg = dict(request.app[CONFIG_KEY])
+    cfg = request.app[CONFIG_KEY].copy()
     cfg["bot"] = {"id": bot.id, "username": bot.username, "first_name": bot.first_name}
     return _json({"ok": True, "result": cfg})
 
