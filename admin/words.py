@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from core.catalog_data import COUNTRIES_BY_CODE, SERVICES_BY_CODE
+from core.catalogue_data import COUNTRIES_BY_CODE, SERVICES_BY_CODE
 from core.money import format_amount
 
 # Detail keys whose values are amounts in minor units of the shop currency.

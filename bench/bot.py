@@ -63,7 +63,7 @@ from sqlalchemy import text
 from bench._support import driver_gc_off, loop_lag, percentile, throwaway_database
 from bot import texts
 from bot.warmup import freeze_startup_objects
-from core import catalog, ledger
+from core import catalogue, ledger
 from core.clock import SystemClock
 from core.db.engine import Database
 from core.db.tables import metadata
@@ -381,8 +381,8 @@ async def prepare(db: Database, seed: int) -> None:
         await conn.run_sync(metadata.create_all)
     async with db.begin() as conn:
         await ledger.ensure_system_accounts(conn, clock.now())
-        await catalog.seed_reference_data(conn)
-    await catalog.sync_catalog(db, SimulatorProvider(seed=seed, clock=clock), clock)
+        await catalogue.seed_reference_data(conn)
+    await catalogue.sync_catalogue(db, SimulatorProvider(seed=seed, clock=clock), clock)
 
 
 async def audit(db: Database) -> tuple[int, dict[str, int]]:

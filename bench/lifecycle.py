@@ -29,7 +29,7 @@ from typing import Any, TypedDict
 from sqlalchemy import text
 
 from bench._support import percentile, throwaway_database
-from core import catalog, ledger
+from core import catalogue, ledger
 from core.clock import SystemClock
 from core.config import Settings
 from core.db.engine import Database
@@ -53,7 +53,7 @@ async def _prepare(db: Database, users: int, funds: int) -> list[UserRow]:
     async with db.begin() as conn:
         await conn.run_sync(metadata.create_all)
         await ledger.ensure_system_accounts(conn, clock.now())
-        await catalog.seed_reference_data(conn)
+        await catalogue.seed_reference_data(conn)
     out: list[UserRow] = []
     async with db.begin() as conn:
         topups = await ledger.system_account(conn, ledger.TOPUPS)
@@ -79,13 +79,13 @@ async def run_shop(
     settings = Settings()
     sim = SimulatorProvider(seed=7 + round_, clock=clock, code_delay_s=None, name=f"simulator{round_ or ''}")
     sim.set_offer(SERVICE, COUNTRY, cost=50, stock=10_000_000)
-    await catalog.sync_catalog(db, sim, clock)
+    await catalogue.sync_catalogue(db, sim, clock)
     service = OrderService(db, clock, {sim.name: sim}, settings)
     quotes: dict[int, str] = {}
     async with db.begin() as conn:
         for user in users:
             quotes[user.id] = (
-                await catalog.create_quote(
+                await catalogue.create_quote(
                     conn,
                     user_id=user.id,
                     service=SERVICE,

@@ -43,7 +43,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from bench._support import percentile, throwaway_database
-from core import catalog, ledger
+from core import catalogue, ledger
 from core.clock import SystemClock
 from core.config import Settings
 from core.db.engine import Database
@@ -73,8 +73,8 @@ async def _setup(db: Database, sim: SimulatorProvider, settings: Settings, n: in
     async with db.begin() as conn:
         await conn.run_sync(metadata.create_all)
         await ledger.ensure_system_accounts(conn, now)
-        await catalog.seed_reference_data(conn)
-    await catalog.sync_catalog(db, sim, clock)
+        await catalogue.seed_reference_data(conn)
+    await catalogue.sync_catalogue(db, sim, clock)
     offer = sim.offers[(SERVICE, COUNTRY)]
     price = offer.cost * 2
     users = []

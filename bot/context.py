@@ -75,7 +75,7 @@ class ShopContext:
     signer: InvoiceSigner
     users: UserDirectory
     wake_sender: Callable[[], None] = field(default=lambda: None)
-    catalog_cache: TtlCache = field(default_factory=lambda: TtlCache(ttl=5.0))
+    catalogue_cache: TtlCache = field(default_factory=lambda: TtlCache(ttl=5.0))
 
     async def balance(self, telegram_id: int) -> Any:
         """Balance, held and available for a user (one query when the wallet is known)."""

@@ -19,7 +19,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from pydantic import Field
 
 from bot import texts
-from core.catalog import CountryOffer, ServiceView
+from core.catalogue import CountryOffer, ServiceView
 from core.orders import OrderView
 
 SERVICES_PER_PAGE = 8

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
-from core.catalog_data import COUNTRIES_BY_CODE, SERVICES_BY_CODE
+from core.catalogue_data import COUNTRIES_BY_CODE, SERVICES_BY_CODE
 from core.money import format_amount
 
 # --- buttons ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from core import catalog, idempotency, jobs, retention
+from core import catalogue, idempotency, jobs, retention
 from core.clock import Clock
 from core.config import Settings
 from core.db.engine import Database
@@ -31,7 +31,7 @@ T = TypeVar("T")
 EXPIRE_EVERY_S = 5.0
 RETRY_UPSTREAM_EVERY_S = 15.0
 SAFETY_NET_EVERY_S = 60.0
-SYNC_CATALOG_EVERY_S = 600.0
+SYNC_CATALOGUE_EVERY_S = 600.0
 REAP_KEYS_EVERY_S = 3600.0
 # Retention: a few times a day, so a run stays small and a restart never skips a day.
 RETENTION_EVERY_S = 6 * 3600.0
@@ -82,7 +82,7 @@ class ShopJobs:
             Ticker("retry_upstream", RETRY_UPSTREAM_EVERY_S, self.retry_upstream),
             Ticker("void_overdue_holds", SAFETY_NET_EVERY_S, self.void_overdue_holds),
             Ticker("reconcile", float(s.RECONCILE_INTERVAL_SECONDS), self.reconcile),
-            Ticker("sync_catalog", SYNC_CATALOG_EVERY_S, self.sync_catalog),
+            Ticker("sync_catalogue", SYNC_CATALOGUE_EVERY_S, self.sync_catalogue),
             Ticker("reap_keys", REAP_KEYS_EVERY_S, self.reap_keys),
             Ticker("retention", RETENTION_EVERY_S, self.apply_retention),
         ]
@@ -116,26 +116,26 @@ class ShopJobs:
             ),
         )
 
-    async def sync_catalog(self) -> dict[str, int]:
+    async def sync_catalogue(self) -> dict[str, int]:
         async def work() -> dict[str, int]:
             stored: dict[str, int] = {}
             failed: list[str] = []
             for name, provider in self.core.providers.items():
                 try:
                     stored[name] = (
-                        await catalog.sync_catalog(self.core.db, provider, self.core.clock)
+                        await catalogue.sync_catalogue(self.core.db, provider, self.core.clock)
                     ).stored
                 except ProviderError as exc:
                     log.warning("catalogue of %s not synced: %s", name, exc)
                     failed.append(f"{name}: {exc}")
-            await catalog.prune_catalogue(
+            await catalogue.prune_catalogue(
                 self.core.db, list(self.core.providers), actor="scheduler", now=self.core.clock.now()
             )
             if failed:
                 raise RuntimeError("catalogue sync failed for " + "; ".join(failed))
             return stored
 
-        return await self._run("sync_catalog", work)
+        return await self._run("sync_catalogue", work)
 
     async def reap_keys(self) -> int:
         return await self._run("reap_keys", lambda: idempotency.reap(self.core.db, self.core.clock.now()))

@@ -17,8 +17,8 @@ from bot import keyboards, texts
 from bot.context import ShopContext, accessible, send_screen, show
 from bot.handlers import HandlerSet
 from bot.middlewares import Reply
-from core import catalog
-from core.catalog import CountryOffer, ServiceView
+from core import catalogue
+from core.catalogue import CountryOffer, ServiceView
 from core.errors import AlreadyInProgress, NoProviderAvailable
 
 handlers = HandlerSet("buy")
@@ -34,7 +34,7 @@ async def _services_page(
     shop: ShopContext, offset: int, search: str | None = None
 ) -> tuple[list[ServiceView], int]:
     async def load() -> tuple[list[ServiceView], int]:
-        return await catalog.services_page(
+        return await catalogue.services_page(
             shop.core.db,
             search=search,
             offset=offset,
@@ -42,12 +42,12 @@ async def _services_page(
             markup_percent=shop.markup_percent,
         )
 
-    return await shop.catalog_cache.get(("services", offset, search), load)
+    return await shop.catalogue_cache.get(("services", offset, search), load)
 
 
 async def services_screen(shop: ShopContext, offset: int = 0) -> Screen:
     """Everyone sees the same page, so the rendered screen is cached with the catalogue."""
-    return await shop.catalog_cache.get(("services-screen", offset), lambda: _render_services(shop, offset))
+    return await shop.catalogue_cache.get(("services-screen", offset), lambda: _render_services(shop, offset))
 
 
 async def _render_services(shop: ShopContext, offset: int) -> Screen:
@@ -77,14 +77,14 @@ def _exact(views: list[ServiceView], total: int, term: str) -> ServiceView | Non
 
 async def _offers(shop: ShopContext, service: str) -> list[CountryOffer]:
     async def load() -> list[CountryOffer]:
-        return await catalog.countries_of(shop.core.db, service, markup_percent=shop.markup_percent)
+        return await catalogue.countries_of(shop.core.db, service, markup_percent=shop.markup_percent)
 
-    return await shop.catalog_cache.get(("countries", service), load)
+    return await shop.catalogue_cache.get(("countries", service), load)
 
 
 async def countries_screen(shop: ShopContext, service: str, offset: int = 0) -> Screen:
     """The same for everyone, so cached like the services page."""
-    return await shop.catalog_cache.get(
+    return await shop.catalogue_cache.get(
         ("countries-screen", service, offset), lambda: _render_countries(shop, service, offset)
     )
 
@@ -107,7 +107,7 @@ async def confirm_screen(
     shop: ShopContext, *, user_id: int, telegram_id: int, service: str, country: str
 ) -> Screen:
     settings = shop.core.settings
-    quote = await catalog.new_quote(
+    quote = await catalogue.new_quote(
         shop.core.db,
         user_id=user_id,
         service=service,
@@ -274,7 +274,7 @@ async def on_buy(
 
 async def _quote_service(shop: ShopContext, quote_id: str, user_id: int) -> str | None:
     try:
-        quote = await catalog.find_quote(shop.core.db, quote_id, user_id, shop.core.clock.now())
+        quote = await catalogue.find_quote(shop.core.db, quote_id, user_id, shop.core.clock.now())
     except Exception:
         return None
     return quote.service

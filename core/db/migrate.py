@@ -165,12 +165,12 @@ async def seed(conn: AsyncConnection, now: datetime) -> None:
 
     await ledger.ensure_system_accounts(conn, now)
     try:
-        catalog = importlib.import_module("core.catalog")
+        catalogue = importlib.import_module("core.catalogue")
     except ModuleNotFoundError as exc:  # the catalogue is optional until it lands
-        if exc.name != "core.catalog":
+        if exc.name != "core.catalogue":
             raise
         return
-    seed_reference_data = getattr(catalog, "seed_reference_data", None)
+    seed_reference_data = getattr(catalogue, "seed_reference_data", None)
     if seed_reference_data is not None:
         await seed_reference_data(conn)
 

@@ -306,8 +306,8 @@ class GuardedProvider:
     def __repr__(self) -> str:
         return f"<GuardedProvider {self.name}>"
 
-    async def catalog(self) -> list[Offer]:
-        return await self.board.call(self.name, "catalog", self.inner.catalog)
+    async def catalogue(self) -> list[Offer]:
+        return await self.board.call(self.name, "catalogue", self.inner.catalogue)
 
     async def rent(self, request: RentRequest) -> Rental:
         return await self.board.call(self.name, "rent", self.inner.rent, request)

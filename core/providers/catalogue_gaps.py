@@ -1,7 +1,7 @@
 """What a provider's catalogue listed that the shop could not map to its own vocabulary.
 
 Adapters map each provider's service codes and country ids onto canonical services
-(``core/catalog_data.py``) and ISO 3166 countries; anything else is silently not sold. That
+(``core/catalogue_data.py``) and ISO 3166 countries; anything else is silently not sold. That
 silence hides real gaps (a new service, a renumbered country), so an adapter that can tell
 reports them here, and ``numbershop providers status`` shows them to staff.
 """

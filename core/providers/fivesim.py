@@ -53,7 +53,7 @@ from urllib.parse import quote
 
 import httpx
 
-from core.catalog_data import COUNTRY_CODES
+from core.catalogue_data import COUNTRY_CODES
 from core.clock import Clock
 from core.money import exponent
 from core.providers import fivesim_countries as data
@@ -284,7 +284,7 @@ class FiveSimProvider:
         }
         return CatalogueGaps.of(products, self._lost_countries)
 
-    async def catalog(self) -> list[Offer]:
+    async def catalogue(self) -> list[Offer]:
         countries = await self._country_map()
         wanted = sorted((iso, slug) for iso, slug in countries.items() if iso in self._catalogue_countries)
         gate = asyncio.Semaphore(self._catalogue_concurrency)

@@ -6,7 +6,7 @@ Pure data (no I/O). 5sim names countries and products by lowercase slugs (``engl
 ``iso`` key); ``COUNTRY_SLUGS`` is the fallback and the tie-breaker when the live list is
 unavailable or names two slugs for one ISO code (e.g. ``england`` and a legacy ``uk``).
 
-Canonical service codes are those of ``core/catalog_data.py``. A 5sim product missing from
+Canonical service codes are those of ``core/catalogue_data.py``. A 5sim product missing from
 ``PRODUCTS`` is not offered through this adapter (the catalogue counts and logs it); it is
 never guessed from a similar name.
 """

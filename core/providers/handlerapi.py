@@ -190,7 +190,7 @@ class HandlerApiProvider:
 
     async def catalogue_gaps(self) -> CatalogueGaps:
         """Service codes and country ids the provider lists that we cannot map (fresh)."""
-        await self.catalog()
+        await self.catalogue()
         return self._unmapped
 
     # ------------------------------------------------------------------ transport
@@ -278,7 +278,7 @@ class HandlerApiProvider:
 
     # ------------------------------------------------------------------ catalogue
 
-    async def catalog(self) -> list[Offer]:
+    async def catalogue(self) -> list[Offer]:
         countries, services, prices = await asyncio.gather(
             self._country_visibility(), self._service_codes(), self._call_json("getPrices")
         )

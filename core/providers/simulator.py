@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from core.catalog_data import COUNTRIES, COUNTRIES_BY_CODE, SERVICES, SERVICES_BY_CODE
+from core.catalogue_data import COUNTRIES, COUNTRIES_BY_CODE, SERVICES, SERVICES_BY_CODE
 from core.clock import Clock, SystemClock
 from core.providers.base import (
     ActivationState,
@@ -194,7 +194,7 @@ class SimulatorProvider:
             code_delay_s=code_delay_s,
             ttl_s=ttl_s,
         )
-        self.offers: dict[tuple[str, str], Offer] = _generate_catalog(seed)
+        self.offers: dict[tuple[str, str], Offer] = _generate_catalogue(seed)
         self.activations: dict[str, SimActivation] = {}
         self.calls: list[tuple[str, ...]] = []
         self._by_key: dict[str, SimActivation] = {}
@@ -281,8 +281,8 @@ class SimulatorProvider:
 
     # --- the Provider port ----------------------------------------------------------
 
-    async def catalog(self) -> list[Offer]:
-        self._log("catalog")
+    async def catalogue(self) -> list[Offer]:
+        self._log("catalogue")
         await self._network()
         return [
             Offer(o.service, o.country, o.cost, 0) if self._knocked_out(o.service, o.country) else o
@@ -520,8 +520,8 @@ def _phone(rng: random.Random, country: str) -> str:
     return f"+{dial}{rng.randrange(1, 10)}{rest}"
 
 
-def _generate_catalog(seed: int) -> dict[tuple[str, str], Offer]:
-    rng = random.Random(f"{seed}:catalog")
+def _generate_catalogue(seed: int) -> dict[tuple[str, str], Offer]:
+    rng = random.Random(f"{seed}:catalog")  # the old spelling keeps every seed's catalogue
     stocked_services = {s.code for s in SERVICES[:_ALWAYS_STOCKED_SERVICES]}
     stocked_countries = {c.code for c in COUNTRIES[:_ALWAYS_STOCKED_COUNTRIES]}
     out: dict[tuple[str, str], Offer] = {}

@@ -58,7 +58,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from core.catalog_data import COUNTRIES, SERVICES_BY_CODE
+from core.catalogue_data import COUNTRIES, SERVICES_BY_CODE
 from core.money import exponent
 from core.providers import smsactivate_countries as sa
 from core.providers.base import ActivationState, RentRequest
@@ -302,7 +302,7 @@ class SimulatorHttp:
 
     async def _get_prices(self, p: dict[str, str]) -> Any:
         out: dict[str, dict[str, Any]] = {}
-        for offer in await self.sim.catalog():
+        for offer in await self.sim.catalogue():
             code, cid = sa.service_code(offer.service), sa.country_id(offer.country)
             if code is None or cid is None:
                 continue

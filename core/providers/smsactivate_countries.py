@@ -5,7 +5,7 @@ Pure data (no I/O): the ``handler_api.php`` protocol names countries by SMS-Acti
 (``wa`` WhatsApp, ``tg`` Telegram, ``go`` Google …). Compatible providers (Hero-SMS, SMSHub,
 GrizzlySMS, SMSBower, DaisySMS) reuse the same ids for the countries they sell.
 
-Canonical service codes are those of ``core/catalog_data.py``. Services and countries missing
+Canonical service codes are those of ``core/catalogue_data.py``. Services and countries missing
 here are simply not offered through this adapter. Id 12 is SMS-Activate's *virtual* US range;
 only 187 (real US numbers) is sold as ``US``.
 """

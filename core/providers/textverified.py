@@ -47,7 +47,7 @@ from urllib.parse import quote
 
 import httpx
 
-from core.catalog_data import SERVICE_CODES
+from core.catalogue_data import SERVICE_CODES
 from core.clock import Clock
 from core.providers.base import (
     ActivationState,
@@ -148,7 +148,7 @@ class TextVerifiedProvider:
         create_timeout_retries: int = 1,
         conflict_retry_delays: tuple[float, ...] = (0.5, 1.0, 2.0),
         early_cancel_retry_seconds: float = 60.0,
-        catalog_concurrency: int = 3,
+        catalogue_concurrency: int = 3,
         max_pages: int = 20,
         name: str | None = None,
     ) -> None:
@@ -173,7 +173,7 @@ class TextVerifiedProvider:
         self._create_timeout_retries = create_timeout_retries
         self._conflict_delays = conflict_retry_delays
         self._early_cancel_retry = timedelta(seconds=early_cancel_retry_seconds)
-        self._catalog_concurrency = catalog_concurrency
+        self._catalogue_concurrency = catalogue_concurrency
         self._max_pages = max_pages
         self._service_names: dict[str, str] = {}  # TextVerified name → canonical
         self._available: set[str] = set()  # SMS-capable names in the last service list
@@ -337,9 +337,9 @@ class TextVerifiedProvider:
         lost = {name for name in self._available if self._canonical(name) is None}
         return CatalogueGaps.of(lost, ())
 
-    async def catalog(self) -> list[Offer]:
+    async def catalogue(self) -> list[Offer]:
         mapping = await self._service_map(refresh=True)
-        gate = asyncio.Semaphore(self._catalog_concurrency)
+        gate = asyncio.Semaphore(self._catalogue_concurrency)
 
         async def offer(canonical: str, tv_name: str) -> Offer | None:
             async with gate:
@@ -354,7 +354,7 @@ class TextVerifiedProvider:
         results = await asyncio.gather(*(offer(c, t) for c, t in sorted(mapping.items())))
         return [o for o in results if o is not None]
 
-    async def _catalog_post(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+    async def _catalogue_post(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
         for attempt in (1, 2):
             try:
                 response = await self._authed("POST", path, what=what, json=body)
@@ -377,7 +377,7 @@ class TextVerifiedProvider:
         raise AssertionError("unreachable")
 
     async def _price(self, tv_name: str) -> Decimal:
-        doc = await self._catalog_post(
+        doc = await self._catalogue_post(
             f"{API}/pricing/verifications",
             {
                 "serviceName": tv_name,
@@ -394,7 +394,7 @@ class TextVerifiedProvider:
             raise self._malformed(f"pricing {tv_name}", repr(doc)[:200]) from None
 
     async def _stock(self, tv_name: str) -> int:
-        doc = await self._catalog_post(
+        doc = await self._catalogue_post(
             f"{API}/inventory/verifications",
             {"serviceName": tv_name, "numberType": "mobile", "capability": "sms"},
             f"inventory {tv_name}",

@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 
 from core.app import Core
 from core.bootstrap import open_core
-from core.catalog import sync_catalog
+from core.catalogue import sync_catalogue
 from core.config import Settings, load_settings
 from core.db.tables import offers
 from numbershop.cli import CliError
@@ -51,7 +51,7 @@ async def _ensure_catalogue(core: Core) -> None:
         return
     for name, provider in core.providers.items():
         try:
-            result = await sync_catalog(core.db, provider, core.clock)
+            result = await sync_catalogue(core.db, provider, core.clock)
             log.info("catalogue of %s: %d offers", name, result.stored)
         except Exception as exc:
             log.warning("could not fetch the catalogue of %s: %s", name, exc)

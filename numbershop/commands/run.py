@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 
 from core.app import Core, build_core
 from core.bootstrap import database_errors, display_url
-from core.catalog import sync_catalog
+from core.catalogue import sync_catalogue
 from core.clock import SystemClock
 from core.config import Settings, load_settings
 from core.db import migrate
@@ -115,7 +115,7 @@ class CatalogueStep(Component):
         for name, provider in self.core.providers.items():
             try:
                 with database_errors(self.core.settings.DATABASE_URL):
-                    result = await sync_catalog(self.core.db, provider, self.core.clock)
+                    result = await sync_catalogue(self.core.db, provider, self.core.clock)
             except Exception as exc:
                 log.warning("catalogue of %s not fetched: %s (the scheduler retries)", name, exc)
                 parts.append(f"{name}: not fetched")

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from core.app import Core
-from core.catalog_data import COUNTRIES_BY_CODE, SERVICES_BY_CODE
+from core.catalogue_data import COUNTRIES_BY_CODE, SERVICES_BY_CODE
 from core.db.tables import orders, users
 from core.providers.errors import ProviderError
 from core.providers.simulator import SimulatorProvider

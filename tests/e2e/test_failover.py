@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from core import catalog, ledger
+from core import catalogue, ledger
 from core.clock import FakeClock
 from core.config import Settings
 from core.db.engine import Database
@@ -64,7 +64,7 @@ class World:
 
     async def quote(self, user: object) -> str:
         async with self.db.begin() as conn:
-            quote = await catalog.create_quote(
+            quote = await catalogue.create_quote(
                 conn,
                 user_id=user.id,
                 service="telegram",
@@ -146,9 +146,9 @@ async def world(db: Database, clock: FakeClock) -> AsyncIterator[World]:
         ),
     }
     async with db.begin() as conn:
-        await catalog.seed_reference_data(conn)
+        await catalogue.seed_reference_data(conn)
     for provider in providers.values():
-        await catalog.sync_catalog(db, provider, clock)
+        await catalogue.sync_catalogue(db, provider, clock)
     orders = OrderService(db, clock, providers, settings, board=board)
     w = World(db, clock, sa_fake, tv_fake, board, orders, providers)
     try:
@@ -160,9 +160,11 @@ async def world(db: Database, clock: FakeClock) -> AsyncIterator[World]:
         await tv_fake.stop()
 
 
-async def test_catalog_sync_made_smsactivate_the_cheaper_candidate(world: World) -> None:
+async def test_catalogue_sync_made_smsactivate_the_cheaper_candidate(world: World) -> None:
     async with world.db.read() as conn:
-        found = await catalog.candidate_offers(conn, "telegram", "US", PRICE, providers=list(world.providers))
+        found = await catalogue.candidate_offers(
+            conn, "telegram", "US", PRICE, providers=list(world.providers)
+        )
     assert [(c.provider, c.cost) for c in found] == [("smsactivate", 80), ("textverified", 90)]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core import catalog, ledger
+from core import catalogue, ledger
 from core.clock import FakeClock
 from core.config import ConfigError, Settings, load_settings
 from core.db.engine import Database
@@ -108,11 +108,11 @@ async def test_balance_from_profile_in_provider_minor_units(fs: FiveSimProvider,
     assert call.headers["Accept"] == "application/json"
 
 
-async def test_catalog_per_country_prices_cheapest_stocked_operator(
+async def test_catalogue_per_country_prices_cheapest_stocked_operator(
     fs: FiveSimProvider, fake: FakeFiveSim, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="core.providers.fivesim")
-    offers = {(o.service, o.country): (o.cost, o.stock) for o in await fs.catalog()}
+    offers = {(o.service, o.country): (o.cost, o.stock) for o in await fs.catalogue()}
     # vodafone 30.00 in stock wins over virtual21 25.50 sold out; 30 × 0.01 = 30 cents
     assert offers[("whatsapp", "GB")] == (30, 12)
     assert offers[("telegram", "GB")] == (19, 40)  # 18.25 → 0.1825 USD → rounded up
@@ -129,56 +129,56 @@ async def test_catalog_per_country_prices_cheapest_stocked_operator(
     assert any("amazon2" in r.getMessage() and "1 products" in r.getMessage() for r in caplog.records)
 
 
-async def test_catalog_countries_list_is_cached(
+async def test_catalogue_countries_list_is_cached(
     fs: FiveSimProvider, fake: FakeFiveSim, clock: FakeClock
 ) -> None:
-    await fs.catalog()
-    await fs.catalog()
+    await fs.catalogue()
+    await fs.catalogue()
     assert len(fake.calls_to("countries")) == 1
     assert len(fake.calls_to("prices")) == 4
     clock.advance(3601)
-    await fs.catalog()
+    await fs.catalogue()
     assert len(fake.calls_to("countries")) == 2
 
 
-async def test_catalog_countries_are_configurable(fake: FakeFiveSim, clock: FakeClock) -> None:
+async def test_catalogue_countries_are_configurable(fake: FakeFiveSim, clock: FakeClock) -> None:
     fs = make(fake, clock, catalogue_countries=["ru", "GB"])
     try:
-        offers = {(o.service, o.country): (o.cost, o.stock) for o in await fs.catalog()}
+        offers = {(o.service, o.country): (o.cost, o.stock) for o in await fs.catalogue()}
     finally:
         await fs.aclose()
     assert offers[("whatsapp", "RU")] == (16, 120)  # mts 15.50 in stock; beeline sold out
     assert {country for _, country in offers} == {"RU", "GB"}
 
 
-async def test_catalog_skips_a_country_5sim_no_longer_knows(fs: FiveSimProvider, fake: FakeFiveSim) -> None:
-    await fs.catalog()
+async def test_catalogue_skips_a_country_5sim_no_longer_knows(fs: FiveSimProvider, fake: FakeFiveSim) -> None:
+    await fs.catalogue()
     del fake.countries["usa"]  # our cached list still has it: the prices call says bad country
-    offers = {(o.service, o.country) for o in await fs.catalog()}
+    offers = {(o.service, o.country) for o in await fs.catalogue()}
     assert ("telegram", "US") not in offers and ("whatsapp", "GB") in offers
 
 
-async def test_catalog_fails_whole_on_a_transient_error(fs: FiveSimProvider, fake: FakeFiveSim) -> None:
+async def test_catalogue_fails_whole_on_a_transient_error(fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     # a partial catalogue would drop the missing country's offers: keep the old one instead
     fake.script("prices", status=502, body=HTML, content_type="text/html")
     with pytest.raises(ProviderUnavailable):
-        await fs.catalog()
+        await fs.catalogue()
 
 
-async def test_catalog_price_calls_are_bounded(fake: FakeFiveSim, clock: FakeClock) -> None:
+async def test_catalogue_price_calls_are_bounded(fake: FakeFiveSim, clock: FakeClock) -> None:
     fs = make(fake, clock, catalogue_concurrency=1, catalogue_countries=["GB", "RU", "US"])
     fake.script("prices", apply=True, delay=0.05, times=3)
     try:
-        offers = await fs.catalog()
+        offers = await fs.catalogue()
     finally:
         await fs.aclose()
     assert len(fake.calls_to("prices")) == 3 and fake.max_in_flight["prices"] == 1
     assert {o.country for o in offers} == {"GB", "RU", "US"}
 
 
-async def test_catalog_handles_an_empty_country(fs: FiveSimProvider, fake: FakeFiveSim) -> None:
+async def test_catalogue_handles_an_empty_country(fs: FiveSimProvider, fake: FakeFiveSim) -> None:
     fake.prices["usa"] = {}
-    offers = {(o.service, o.country) for o in await fs.catalog()}
+    offers = {(o.service, o.country) for o in await fs.catalogue()}
     assert not any(country == "US" for _, country in offers)
 
 
@@ -251,7 +251,7 @@ async def test_rent_unknown_service_or_country_never_calls_upstream(
 async def test_rent_uses_the_live_country_slug_after_a_catalogue(
     fs: FiveSimProvider, fake: FakeFiveSim
 ) -> None:
-    await fs.catalog()
+    await fs.catalogue()
     rental = await fs.rent(req(service="telegram", country="GB"))
     assert fake.calls_to("buy")[0].path.endswith("/england/any/telegram")
     assert rental.cost == 19
@@ -557,7 +557,7 @@ async def test_malformed_prices(body: str, fake: FakeFiveSim, clock: FakeClock) 
     fake.script("prices", body=body, content_type="application/json")
     try:
         with pytest.raises(MalformedResponse):
-            await fs.catalog()
+            await fs.catalogue()
     finally:
         await fs.aclose()
 
@@ -713,7 +713,7 @@ async def test_api_key_never_logged(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     await fs.balance()
-    await fs.catalog()
+    await fs.catalogue()
     fake.script("check", status=500, body=f"oops Bearer {fake.api_key}")
     with pytest.raises(ProviderUnavailable) as raised:
         await fs.status("1")
@@ -782,8 +782,8 @@ async def shop(
         MARKUP_PERCENT=20,
     )
     async with db.begin() as conn:
-        await catalog.seed_reference_data(conn)
-    await catalog.sync_catalog(db, fs, clock)
+        await catalogue.seed_reference_data(conn)
+    await catalogue.sync_catalogue(db, fs, clock)
     try:
         yield OrderService(db, clock, {"fivesim": fs}, settings), fs
     finally:
@@ -803,7 +803,7 @@ async def _purchase(db: Database, orders: OrderService, clock: FakeClock, key: s
             code="topup",
             now=now,
         )
-        quote = await catalog.create_quote(
+        quote = await catalogue.create_quote(
             conn,
             user_id=user.id,
             service="telegram",

@@ -107,9 +107,9 @@ async def test_balance_in_decimal_units(sa: SmsActivateProvider, sim: SimulatorP
     assert (bal.amount, bal.currency) == (expected, "USD")
 
 
-async def test_catalog_round_trips_exactly(sa: SmsActivateProvider, sim: SimulatorProvider) -> None:
-    through_http = {(o.service, o.country): (o.cost, o.stock) for o in await sa.catalog()}
-    direct = {(o.service, o.country): (o.cost, o.stock) for o in await sim.catalog()}
+async def test_catalogue_round_trips_exactly(sa: SmsActivateProvider, sim: SimulatorProvider) -> None:
+    through_http = {(o.service, o.country): (o.cost, o.stock) for o in await sa.catalogue()}
+    direct = {(o.service, o.country): (o.cost, o.stock) for o in await sim.catalogue()}
     assert through_http == direct
     assert len(direct) > 100
 

@@ -106,8 +106,8 @@ async def test_balance_in_provider_minor_units(sa: SmsActivateProvider, fake: Fa
     assert (bal.amount, bal.currency) == (5030, "RUB")
 
 
-async def test_catalog_maps_services_countries_and_converts_costs(sa: SmsActivateProvider) -> None:
-    offers = {(o.service, o.country): (o.cost, o.stock) for o in await sa.catalog()}
+async def test_catalogue_maps_services_countries_and_converts_costs(sa: SmsActivateProvider) -> None:
+    offers = {(o.service, o.country): (o.cost, o.stock) for o in await sa.catalogue()}
     # 15.5 RUB × 0.01 = 0.155 USD → rounded up to 16 cents
     assert offers[("whatsapp", "RU")] == (16, 120)
     assert offers[("telegram", "RU")] == (20, 3)
@@ -124,16 +124,16 @@ async def test_catalog_maps_services_countries_and_converts_costs(sa: SmsActivat
     }
 
 
-async def test_catalog_reference_lists_are_cached(
+async def test_catalogue_reference_lists_are_cached(
     sa: SmsActivateProvider, fake: FakeSmsActivate, clock: FakeClock
 ) -> None:
-    await sa.catalog()
-    await sa.catalog()
+    await sa.catalogue()
+    await sa.catalogue()
     assert len(fake.calls_to("getCountries")) == 1
     assert len(fake.calls_to("getServicesList")) == 1
     assert len(fake.calls_to("getPrices")) == 2
     clock.advance(3601)
-    await sa.catalog()
+    await sa.catalogue()
     assert len(fake.calls_to("getCountries")) == 2
 
 
@@ -373,7 +373,7 @@ async def test_bad_key_and_ban_from_server_state(fake: FakeSmsActivate, clock: F
     sa = make(fake, clock)
     try:
         with pytest.raises(Banned) as banned:
-            await sa.catalog()
+            await sa.catalogue()
         assert "2026-02-01" in str(banned.value)
     finally:
         await sa.aclose()
@@ -422,7 +422,7 @@ async def test_malformed_status_replies(body: str, sa: SmsActivateProvider, fake
 async def test_malformed_prices(body: str, sa: SmsActivateProvider, fake: FakeSmsActivate) -> None:
     fake.script("getPrices", body=body, content_type="application/json")
     with pytest.raises(MalformedResponse):
-        await sa.catalog()
+        await sa.catalogue()
 
 
 @pytest.mark.parametrize(
@@ -579,7 +579,7 @@ async def test_api_key_never_logged(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     await sa.balance()
-    await sa.catalog()
+    await sa.catalogue()
     fake.script("getStatus", status=500, body=f"oops {fake.api_key}")
     with pytest.raises(ProviderUnavailable) as raised:
         await sa.status("1")
@@ -798,7 +798,7 @@ async def test_daisysms_max_price_param_and_its_error_keywords(
         fake.balance = fake.balance.__class__("0.10")
         with pytest.raises(InsufficientProviderBalance):  # NO_MONEY
             await daisy.rent(req(service="telegram", country="US", max_cost=60, key="o-3"))
-        offers = {(o.service, o.country): o.stock for o in await daisy.catalog()}
+        offers = {(o.service, o.country): o.stock for o in await daisy.catalogue()}
         assert offers[("telegram", "US")] == 100  # "100 or more"
     finally:
         await daisy.aclose()
@@ -846,7 +846,7 @@ async def test_smshub_sends_its_currency_and_both_price_caps(
     hub = preset_provider(fake, clock)
     try:
         assert (await hub.balance()).amount == 1100  # 1000 RUB × 0.011 = 11.00 USD
-        await hub.catalog()
+        await hub.catalogue()
         rental = await hub.rent(req(service="telegram", country="US", max_cost=60))
         for action in ("getBalance", "getPrices", "getNumberV2"):
             assert all(c.query["currency"] == "840" for c in fake.calls_to(action)), action

@@ -171,9 +171,9 @@ async def test_balance(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None
     assert (bal.amount, bal.currency) == (1234, "USD")
 
 
-async def test_catalog_with_pricing_and_inventory(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
+async def test_catalogue_with_pricing_and_inventory(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     fake.unpriceable.add("discord")  # pricing answers 400 for this one
-    offers = {(o.service, o.country): (o.cost, o.stock) for o in await tv.catalog()}
+    offers = {(o.service, o.country): (o.cost, o.stock) for o in await tv.catalogue()}
     assert offers == {
         ("whatsapp", "US"): (125, 9000),  # inventory capped at 9000
         ("telegram", "US"): (90, 0),
@@ -194,16 +194,16 @@ async def test_catalog_with_pricing_and_inventory(tv: TextVerifiedProvider, fake
     assert "voiceonly" not in pricing and "someothersite" not in pricing
 
 
-async def test_catalog_waits_out_a_short_429(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
+async def test_catalogue_waits_out_a_short_429(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     fake.script("inventory", status=429, headers={"Retry-After": "0"})
-    offers = await tv.catalog()
+    offers = await tv.catalogue()
     assert len(offers) == 4
 
 
-async def test_catalog_long_429_propagates(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
+async def test_catalogue_long_429_propagates(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     fake.script("services", status=429, headers={"Retry-After": "120"})
     with pytest.raises(RateLimited) as raised:
-        await tv.catalog()
+        await tv.catalogue()
     assert raised.value.retry_after == 120
 
 
@@ -753,7 +753,7 @@ async def test_encrypted_messages_are_never_shown(tv: TextVerifiedProvider, fake
 
 async def test_stock_cap_means_at_least(tv: TextVerifiedProvider, fake: FakeTextVerified) -> None:
     fake.stock["whatsapp"] = 25_000  # the API answers 9000, "9000 or more"
-    offers = {o.service: o.stock for o in await tv.catalog()}
+    offers = {o.service: o.stock for o in await tv.catalogue()}
     assert offers["whatsapp"] == 9000
 
 

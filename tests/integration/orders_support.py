@@ -89,7 +89,7 @@ class ScriptedProvider:
         self.activations[aid] = Activation(rental, req.idempotency_key)
         return rental
 
-    async def catalog(self) -> list[Offer]:
+    async def catalogue(self) -> list[Offer]:
         return []
 
     async def rent(self, req: RentRequest) -> Rental:
@@ -180,7 +180,7 @@ class Shop:
         )
         self._quotes = itertools.count(1)
 
-    async def setup_catalog(self, price_cost: dict[str, int] | None = None, stock: int = 10) -> None:
+    async def setup_catalogue(self, price_cost: dict[str, int] | None = None, stock: int = 10) -> None:
         now = self.clock.now()
         async with self.db.begin() as conn:
             await conn.execute(insert(services).values(code="whatsapp", name="WhatsApp", popularity=100))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, insert, select
 
-from core import audit, catalog, support, update_log, users, webhooks
+from core import audit, catalogue, support, update_log, users, webhooks
 from core.db.tables import audit_log, countries, offers, price_overrides, services, webhook_events
 from core.db.tables import users as users_t
 from core.providers.base import SmsMessage
@@ -102,13 +102,13 @@ async def test_resolve_user_marks_a_returning_user_reachable(db, clock) -> None:
 
 async def test_a_price_override_commits_with_its_audit_row(db, clock) -> None:
     await _catalogue(db, clock)
-    result = await catalog.override_price(
+    result = await catalogue.override_price(
         db, "whatsapp", markup_percent=30, actor="staff:ann", reason="promo", now=clock.now()
     )
     assert result.markup_percent == 30
     staff = dict(actor="staff:ann", reason="done", now=clock.now())
-    assert await catalog.remove_price_override(db, "whatsapp", **staff)
-    assert not await catalog.remove_price_override(db, "whatsapp", **staff)
+    assert await catalogue.remove_price_override(db, "whatsapp", **staff)
+    assert not await catalogue.remove_price_override(db, "whatsapp", **staff)
     assert await _audit(db) == [
         ("staff:ann", "price.set", "whatsapp"),
         ("staff:ann", "price.clear", "whatsapp"),
@@ -118,7 +118,7 @@ async def test_a_price_override_commits_with_its_audit_row(db, clock) -> None:
 async def test_a_price_override_whose_audit_row_fails_is_not_set(db, clock, audit_fails) -> None:
     await _catalogue(db, clock)
     with pytest.raises(AuditDown):
-        await catalog.override_price(
+        await catalogue.override_price(
             db, "whatsapp", fixed_price=99, actor="staff:ann", reason="x", now=clock.now()
         )
     assert await _count(db, price_overrides) == 0
@@ -129,11 +129,11 @@ async def test_a_refused_price_override_writes_no_audit_row(db, clock) -> None:
 
     await _catalogue(db, clock)
     with pytest.raises(InvalidInput):
-        await catalog.override_price(
+        await catalogue.override_price(
             db, "whatsapp", markup_percent=5000, actor="staff:ann", reason="x", now=clock.now()
         )
     with pytest.raises(NotFound):
-        await catalog.override_price(
+        await catalogue.override_price(
             db, "nosuch", markup_percent=5, actor="staff:ann", reason="x", now=clock.now()
         )
     assert await _audit(db) == [] and await _count(db, price_overrides) == 0
@@ -144,8 +144,8 @@ async def test_a_refused_price_override_writes_no_audit_row(db, clock) -> None:
 
 async def test_pruning_the_catalogue_commits_with_its_audit_row(db, clock) -> None:
     await _catalogue(db, clock)
-    assert await catalog.prune_catalogue(db, ["alpha"], actor="scheduler", now=clock.now()) == 1
-    assert await catalog.prune_catalogue(db, ["alpha"], actor="scheduler", now=clock.now()) == 0
+    assert await catalogue.prune_catalogue(db, ["alpha"], actor="scheduler", now=clock.now()) == 1
+    assert await catalogue.prune_catalogue(db, ["alpha"], actor="scheduler", now=clock.now()) == 0
     assert await _count(db, offers) == 1
     assert await _audit(db) == [("scheduler", "catalogue.prune", None)]  # only when something went
 
@@ -153,7 +153,7 @@ async def test_pruning_the_catalogue_commits_with_its_audit_row(db, clock) -> No
 async def test_a_prune_whose_audit_row_fails_removes_nothing(db, clock, audit_fails) -> None:
     await _catalogue(db, clock)
     with pytest.raises(AuditDown):
-        await catalog.prune_catalogue(db, ["alpha"], actor="scheduler", now=clock.now())
+        await catalogue.prune_catalogue(db, ["alpha"], actor="scheduler", now=clock.now())
     assert await _count(db, offers) == 2
 
 
@@ -163,7 +163,7 @@ async def test_a_prune_whose_audit_row_fails_removes_nothing(db, clock, audit_fa
 @pytest.fixture
 async def shop(db, clock):
     s = Shop(db, clock, {"alpha": ScriptedProvider("alpha", clock)})
-    await s.setup_catalog()
+    await s.setup_catalogue()
     yield s
     await s.assert_books_clean()
 

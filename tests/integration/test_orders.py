@@ -30,7 +30,7 @@ from tests.integration.orders_support import AppliedButUnknown, Crash, ScriptedP
 @pytest.fixture
 async def shop(db, clock):
     s = Shop(db, clock, {"alpha": ScriptedProvider("alpha", clock)})
-    await s.setup_catalog()
+    await s.setup_catalogue()
     yield s
     await s.assert_books_clean()
 
@@ -45,7 +45,7 @@ async def duo(db, clock):
             "beta": ScriptedProvider("beta", clock, cost=60),
         },
     )
-    await s.setup_catalog()
+    await s.setup_catalogue()
     yield s
     await s.assert_books_clean()
 
@@ -205,7 +205,7 @@ async def test_all_providers_down_charges_nothing(duo):
 
 async def test_offers_above_the_price_are_never_rented(db, clock):
     shop = Shop(db, clock, {"alpha": ScriptedProvider("alpha", clock, cost=150)})
-    await shop.setup_catalog()
+    await shop.setup_catalogue()
     user = await shop.user(1, funds=500)
     with pytest.raises(NoProviderAvailable):
         await _buy(shop, user, price=100)
@@ -397,7 +397,7 @@ async def test_provider_closing_the_activation_fails_and_refunds(shop):
 
 async def test_lost_answer_then_recovery_with_idempotent_provider(db, clock):
     shop = Shop(db, clock, {"tv": ScriptedProvider("tv", clock, idempotent=True)})
-    await shop.setup_catalog()
+    await shop.setup_catalogue()
     user = await shop.user(1, funds=500)
     shop.providers["tv"].rent_script = [AppliedButUnknown("timeout after send")]
     order = await _buy(shop, user)

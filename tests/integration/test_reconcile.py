@@ -25,7 +25,7 @@ STAFF_CHAT = -100123
 @pytest.fixture
 async def shop(db, clock):
     s = Shop(db, clock, {"alpha": FlakyProvider("alpha", clock)}, STAFF_CHAT_ID=STAFF_CHAT)
-    await s.setup_catalog()
+    await s.setup_catalogue()
     yield s
 
 
@@ -297,7 +297,7 @@ async def test_a_run_is_recorded_with_its_findings_and_fixes_and_alerts_staff(sh
 
 async def test_scheduled_run_without_staff_chat_alerts_nobody(db, clock):
     s = Shop(db, clock, {"alpha": FlakyProvider("alpha", clock)})
-    await s.setup_catalog()
+    await s.setup_catalogue()
     await orphan(s, clock)
     report = await reconciler(s).run(execute=True, mode="scheduled")
     assert report.status == "fixed"

@@ -28,7 +28,7 @@ from tests.integration.orders_support import ScriptedProvider, Shop
 @pytest.fixture
 async def shop(db, clock):
     s = Shop(db, clock, {"alpha": ScriptedProvider("alpha", clock)})
-    await s.setup_catalog(stock=1000)
+    await s.setup_catalogue(stock=1000)
     yield s
     await s.assert_books_clean()
 

@@ -24,7 +24,7 @@ FAST = RetentionPolicy(pause_s=0)
 @pytest.fixture
 async def shop(db, clock):
     s = Shop(db, clock, {"alpha": FlakyProvider("alpha", clock)})
-    await s.setup_catalog()
+    await s.setup_catalogue()
     yield s
     await s.assert_books_clean()
 
@@ -185,7 +185,7 @@ async def test_a_batch_deletes_at_most_batch_size_rows(shop, clock):
 
 async def test_the_ticker_runs_retention_with_the_settings(db, clock):
     shop = Shop(db, clock, {"alpha": FlakyProvider("alpha", clock)}, RETENTION_UPDATE_LOG_DAYS=2)
-    await shop.setup_catalog()
+    await shop.setup_catalogue()
     await add_updates(shop, 1, 2)
     clock.advance(days=1)
     await add_updates(shop, 10, 1)

@@ -26,7 +26,7 @@ from tests.integration.scheduler_support import FlakyProvider, buy, core_of, cou
 @pytest.fixture
 async def shop(db, clock):
     s = Shop(db, clock, {"alpha": FlakyProvider("alpha", clock)})
-    await s.setup_catalog()
+    await s.setup_catalogue()
     yield s
     await s.assert_books_clean()
 
@@ -42,7 +42,7 @@ async def duo(db, clock):
             "beta": FlakyProvider("beta", clock, cost=40, batch=False),
         },
     )
-    await s.setup_catalog()
+    await s.setup_catalogue()
     yield s
     await s.assert_books_clean()
 
@@ -96,7 +96,7 @@ async def test_apscheduler_registers_every_job_at_its_interval(shop):
         "retry_upstream": (15.0, 1, True),
         "void_overdue_holds": (60.0, 1, True),
         "reconcile": (900.0, 1, True),  # every 15 minutes by default
-        "sync_catalog": (600.0, 1, True),
+        "sync_catalogue": (600.0, 1, True),
         "reap_keys": (3600.0, 1, True),
         "retention": (21600.0, 1, True),  # every six hours
     }
@@ -319,7 +319,7 @@ async def test_crash_during_expiry_another_scheduler_finishes_after_the_lease(sh
 
 async def test_recover_settles_a_lost_rent_and_waits_out_a_provider_failure(db, clock):
     s = Shop(db, clock, {"tv": FlakyProvider("tv", clock, idempotent=True)})
-    await s.setup_catalog()
+    await s.setup_catalogue()
     user = await s.user(1, funds=500)
     tv = s.providers["tv"]
     tv.rent_script = [AppliedButUnknown("timeout after send")]
@@ -440,16 +440,16 @@ async def test_safety_net_settles_holds_past_timeout_through_the_order(shop, clo
 # -------------------------------------------------------- catalogue, keys, beats
 
 
-async def test_sync_catalog_stores_offers_and_reports_a_failing_provider(duo, clock):
+async def test_sync_catalogue_stores_offers_and_reports_a_failing_provider(duo, clock):
     alpha, beta = duo.providers["alpha"], duo.providers["beta"]
 
-    async def alpha_catalog():
+    async def alpha_catalogue():
         return [Offer("whatsapp", "GB", 33, 7)]
 
-    async def beta_catalog():
+    async def beta_catalogue():
         raise ProviderUnavailable("catalogue down")
 
-    alpha.catalog, beta.catalog = alpha_catalog, beta_catalog
+    alpha.catalogue, beta.catalogue = alpha_catalogue, beta_catalogue
     async with duo.db.begin() as conn:
         await conn.execute(
             insert(offers).values(
@@ -457,12 +457,12 @@ async def test_sync_catalog_stores_offers_and_reports_a_failing_provider(duo, cl
             )
         )
     with pytest.raises(RuntimeError, match="beta"):
-        await jobs_of(duo).sync_catalog()
+        await jobs_of(duo).sync_catalogue()
     async with duo.db.read() as conn:
         rows = {r.provider: (r.cost, r.stock) for r in await conn.execute(select(offers))}
     assert rows == {"alpha": (33, 7), "beta": (40, 10)}  # beta kept its last offers; gone pruned
     async with duo.db.read() as conn:
-        beat = (await conn.execute(select(job_runs).where(job_runs.c.job == "sync_catalog"))).one()
+        beat = (await conn.execute(select(job_runs).where(job_runs.c.job == "sync_catalogue"))).one()
     assert beat.last_started_at == clock.now() and beat.last_finished_at is None
     assert "catalogue down" in beat.last_error
 
@@ -522,7 +522,7 @@ async def test_run_all_once_runs_every_job(shop, clock):
         "retry_upstream",
         "void_overdue_holds",
         "reconcile",
-        "sync_catalog",
+        "sync_catalogue",
         "reap_keys",
         "retention",
     }

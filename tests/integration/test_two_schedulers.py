@@ -56,12 +56,12 @@ async def pair(db, clock):
     }
     for p in providers.values():
 
-        async def catalog(p=p):
+        async def catalogue(p=p):
             return [Offer("whatsapp", "GB", p.cost, 10)]
 
-        p.catalog = catalog
+        p.catalogue = catalogue
     shop = Shop(db, clock, providers, STAFF_CHAT_ID=-1)
-    await shop.setup_catalog()
+    await shop.setup_catalogue()
     db2 = Database(db.url)
     yield Pair(shop, db2)
     await db2.dispose()

@@ -249,7 +249,7 @@ async def test_random_shop_histories_keep_every_promise(db, clock, chunk):
             "beta": ScriptedProvider("beta", clock, cost=55, idempotent=True, batch=False),
         },
     )
-    await shop.setup_catalog(stock=1_000_000)
+    await shop.setup_catalogue(stock=1_000_000)
 
     async def orders_violations():
         from core.invariants import check_invariants

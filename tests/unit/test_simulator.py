@@ -68,11 +68,11 @@ async def test_polling_more_often_does_not_change_codes():
     assert all(state == ActivationState.CODE for _, state, _ in few[5:])
 
 
-async def test_catalog_is_realistic_and_seeded():
+async def test_catalogue_is_realistic_and_seeded():
     p1, p2 = SimulatorProvider(seed=1, clock=FakeClock()), SimulatorProvider(seed=1, clock=FakeClock())
-    offers = await p1.catalog()
-    assert offers == await p2.catalog()
-    assert offers != await SimulatorProvider(seed=2, clock=FakeClock()).catalog()
+    offers = await p1.catalogue()
+    assert offers == await p2.catalogue()
+    assert offers != await SimulatorProvider(seed=2, clock=FakeClock()).catalogue()
     stocked = [o for o in offers if o.stock > 0]
     assert len({o.service for o in stocked}) >= 20
     assert len({o.country for o in stocked}) >= 10
@@ -141,7 +141,7 @@ async def test_latency_sleeps_only_when_positive(clock, monkeypatch):
 
 async def test_transient_error_rate(clock):
     p = sim(clock, transient_error_rate=1.0)
-    for call in (p.catalog(), p.rent(req("o1")), p.balance(), p.active_activations()):
+    for call in (p.catalogue(), p.rent(req("o1")), p.balance(), p.active_activations()):
         with pytest.raises(ProviderUnavailable):
             await call
     assert p.activations == {}  # a transient failure never rents
@@ -184,13 +184,13 @@ async def test_out_of_stock_everywhere_or_for_chosen_pairs(clock):
     p = sim(clock, out_of_stock=True)
     with pytest.raises(OutOfStock):
         await p.rent(req("o1"))
-    assert all(o.stock == 0 for o in await p.catalog())
+    assert all(o.stock == 0 for o in await p.catalogue())
 
     p.set_faults(out_of_stock={("whatsapp", "GB")})
     with pytest.raises(OutOfStock):
         await p.rent(req("o2"))
     assert (await p.rent(req("o3", country="US"))).country == "US"
-    stock = {(o.service, o.country): o.stock for o in await p.catalog()}
+    stock = {(o.service, o.country): o.stock for o in await p.catalogue()}
     assert stock[("whatsapp", "GB")] == 0 and stock[("whatsapp", "US")] > 0
 
     p.set_faults(out_of_stock=False)

@@ -59,7 +59,7 @@ async def shop(db, clock) -> Shop:
         TEXTVERIFIED_WEBHOOK_SECRET=WEBHOOK_SECRET,
         ADMIN_SECRET_KEY="k" * 32,
     )
-    await s.setup_catalog()
+    await s.setup_catalogue()
     return s
 
 

@@ -49,7 +49,7 @@ def _fuzz_app(tmp_path) -> tuple[Any, dict[str, str]]:
             await conn.run_sync(metadata.create_all)
             await ledger.ensure_system_accounts(conn, clock.now())
         ledger.forget_system_accounts()
-        await shop.setup_catalog()
+        await shop.setup_catalogue()
         for tid in (1001, 1002):
             user = await shop.user(tid, funds=5000)
             quote = await shop.quote(user.id)

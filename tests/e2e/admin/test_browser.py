@@ -72,7 +72,7 @@ def served(tmp_path) -> Iterator[SimpleNamespace]:
             await conn.run_sync(metadata.create_all)
             await ledger.ensure_system_accounts(conn, clock.now())
         ledger.forget_system_accounts()
-        await shop.setup_catalog()
+        await shop.setup_catalogue()
         user = await shop.user(4242, funds=2000)
         quote = await shop.quote(user.id, price=300)
         order = await shop.orders.purchase(user_id=user.id, quote_id=quote, idempotency_key="b1")

@@ -22,7 +22,7 @@ from aiogram.types import Update
 from sqlalchemy import func, select
 
 from bot.app import BotApp, build_app, build_bot
-from core import catalog
+from core import catalogue
 from core.app import Core, build_core
 from core.clock import FakeClock
 from core.config import Settings
@@ -196,8 +196,8 @@ async def shop_harness(
     if prepare is not None:
         prepare(sim)
     async with db.begin() as conn:
-        await catalog.seed_reference_data(conn)
-    await catalog.sync_catalog(db, sim, clock)
+        await catalogue.seed_reference_data(conn)
+    await catalogue.sync_catalogue(db, sim, clock)
     async with running_emulator() as (emulator, base_url):
         tg = emulator.add_bot(TOKEN, username="numbershop_test_bot", first_name="numbershop")
         settings = make_settings(db, base_url)

@@ -22,7 +22,7 @@ from bot.app import BotApp, build_app, build_bot
 from bot.fsm_storage import make_storage
 from bot.middlewares.rate_limit import RedisTokenBucket, TokenBucket, make_bucket
 from bot.webhook import SECRET_HEADER, WebhookConfig
-from core import catalog
+from core import catalogue
 from core.app import build_core
 from core.clock import FakeClock
 from core.config import Settings
@@ -52,8 +52,8 @@ async def shop_world(
 ) -> AsyncIterator[tuple[EmulatedBot, Settings, SimulatorProvider]]:
     sim = SimulatorProvider(seed=7, clock=clock, code_delay_s=None)
     async with db.begin() as conn:
-        await catalog.seed_reference_data(conn)
-    await catalog.sync_catalog(db, sim, clock)
+        await catalogue.seed_reference_data(conn)
+    await catalogue.sync_catalogue(db, sim, clock)
     async with running_emulator() as (emulator, base_url):
         tg = emulator.add_bot(TOKEN, username="numbershop_test_bot", first_name="numbershop")
         yield tg, make_settings(db, base_url), sim

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from core import catalog
+from core import catalogue
 from core.app import build_core
 from core.clock import FakeClock
 from core.config import Settings
@@ -21,8 +21,8 @@ from numbershop.sandbox.panel import DeliveryError, DeliveryPanel
 async def _shop(db: Database, clock: FakeClock):
     sim = SimulatorProvider(seed=3, clock=clock, code_delay_s=(30.0, 30.0))
     async with db.begin() as conn:
-        await catalog.seed_reference_data(conn)
-    await catalog.sync_catalog(db, sim, clock)
+        await catalogue.seed_reference_data(conn)
+    await catalogue.sync_catalogue(db, sim, clock)
     settings = Settings(_env_file=None, DATABASE_URL=db.url, PROVIDERS="simulator")
     core = build_core(settings, clock=clock, providers={"simulator": sim}, db=db)
     woken: list[bool] = []
@@ -34,7 +34,7 @@ async def _buy(core, telegram_id: int, key: str):
     await core.wallets.top_up(telegram_id, 5000, source="test", reference=f"fund-{key}")
     user = await core.wallets.show(telegram_id)
     async with core.db.begin() as conn:
-        quote = await catalog.create_quote(
+        quote = await catalogue.create_quote(
             conn,
             user_id=user.user_id,
             service="whatsapp",

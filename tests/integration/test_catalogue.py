@@ -3,8 +3,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from core import catalog, ledger
-from core.catalog_data import COUNTRIES, SERVICES
+from core import catalogue, ledger
+from core.catalogue_data import COUNTRIES, SERVICES
 from core.db.tables import countries, offers, quotes, services, users
 from core.errors import InvalidInput, NotFound, QuoteExpired, QuoteNotFound
 from core.providers.base import Offer
@@ -32,20 +32,20 @@ async def make_user(db, clock, telegram_id: int) -> int:
 @pytest.fixture
 async def shop(db, clock):
     async with db.begin() as conn:
-        await catalog.seed_reference_data(conn)
+        await catalogue.seed_reference_data(conn)
     return db
 
 
 async def store(db, clock, provider: str, *rows: tuple[str, str, int, int]):
-    return await catalog.sync_offers(db, provider, [Offer(*r) for r in rows], clock.now())
+    return await catalogue.sync_offers(db, provider, [Offer(*r) for r in rows], clock.now())
 
 
 async def test_seeding_reference_data_is_idempotent_and_refreshes_names(db, clock):
     async with db.begin() as conn:
-        await catalog.seed_reference_data(conn)
+        await catalogue.seed_reference_data(conn)
         await conn.execute(update(services).where(services.c.code == "whatsapp").values(name="Old"))
     async with db.begin() as conn:
-        await catalog.seed_reference_data(conn)
+        await catalogue.seed_reference_data(conn)
     async with db.read() as conn:
         n_services = (await conn.execute(select(func.count()).select_from(services))).scalar_one()
         n_countries = (await conn.execute(select(func.count()).select_from(countries))).scalar_one()
@@ -86,18 +86,18 @@ async def test_sync_replaces_a_providers_offers_and_leaves_others_alone(shop, cl
     }
 
     async with shop.begin() as conn:
-        assert await catalog.prune_offers(conn, ["sim"]) == 1
+        assert await catalogue.prune_offers(conn, ["sim"]) == 1
     async with shop.read() as conn:
         assert {r.provider for r in await conn.execute(select(offers.c.provider))} == {"sim"}
 
 
-async def test_sync_catalog_stores_the_simulators_catalogue(shop, clock):
+async def test_sync_catalogue_stores_the_simulators_catalogue(shop, clock):
     sim = SimulatorProvider(clock=clock)
-    result = await catalog.sync_catalog(shop, sim, clock)
+    result = await catalogue.sync_catalogue(shop, sim, clock)
     assert result.stored == len(sim.offers) and result.skipped == 0
-    assert sim.calls == [("catalog",)]
+    assert sim.calls == [("catalogue",)]
     async with shop.read() as conn:
-        views, total = await catalog.list_services(conn, limit=100)
+        views, total = await catalogue.list_services(conn, limit=100)
     assert total == len(SERVICES)
     assert sum(v.available for v in views) >= 20
 
@@ -106,7 +106,7 @@ async def test_concurrent_syncs_of_one_provider_do_not_collide(shop, clock):
     import asyncio
 
     batches = [[Offer("whatsapp", c.code, 10 + i, 5) for c in COUNTRIES[: 5 + i]] for i in range(4)]
-    await asyncio.gather(*(catalog.sync_offers(shop, "sim", b, clock.now()) for b in batches))
+    await asyncio.gather(*(catalogue.sync_offers(shop, "sim", b, clock.now()) for b in batches))
     async with shop.read() as conn:
         n = (await conn.execute(select(func.count()).select_from(offers))).scalar_one()
     assert n in {len(b) for b in batches}  # exactly one batch won, whole
@@ -115,11 +115,11 @@ async def test_concurrent_syncs_of_one_provider_do_not_collide(shop, clock):
 async def test_list_services_is_popular_first_paged_and_searchable(shop, clock):
     await store(shop, clock, "sim", ("telegram", "GB", 100, 5), ("google", "US", 30, 0))
     async with shop.read() as conn:
-        page, total = await catalog.list_services(conn, offset=0, limit=3, markup_percent=MARKUP)
-        page2, _ = await catalog.list_services(conn, offset=3, limit=3)
-        found, n_found = await catalog.list_services(conn, search="GMAIL")
-        by_code, _ = await catalog.list_services(conn, search="tele")
-        none, n_none = await catalog.list_services(conn, search="100%_")
+        page, total = await catalogue.list_services(conn, offset=0, limit=3, markup_percent=MARKUP)
+        page2, _ = await catalogue.list_services(conn, offset=3, limit=3)
+        found, n_found = await catalogue.list_services(conn, search="GMAIL")
+        by_code, _ = await catalogue.list_services(conn, search="tele")
+        none, n_none = await catalogue.list_services(conn, search="100%_")
     assert total == len(SERVICES)
     assert [v.code for v in page] == ["whatsapp", "telegram", "google"]
     assert [v.code for v in page2] == [s.code for s in SERVICES[3:6]]
@@ -141,9 +141,9 @@ async def test_list_countries_takes_the_cheapest_offer_with_stock(shop, clock):
         shop, clock, "b", ("whatsapp", "GB", 80, 3), ("whatsapp", "US", 200, 0), ("telegram", "FR", 50, 1)
     )
     async with shop.read() as conn:
-        listed = await catalog.list_countries(conn, "whatsapp", markup_percent=MARKUP)
+        listed = await catalogue.list_countries(conn, "whatsapp", markup_percent=MARKUP)
         with pytest.raises(NotFound):
-            await catalog.list_countries(conn, "nosuch", markup_percent=MARKUP)
+            await catalogue.list_countries(conn, "nosuch", markup_percent=MARKUP)
     assert [(c.country, c.name, c.price, c.stock) for c in listed] == [
         ("GB", "United Kingdom", 96, 3),  # b's 80 + 20 %; a's 100 costs more than 96
         ("US", "United States", 360, 2),  # b has no stock there; DE has none anywhere
@@ -154,8 +154,8 @@ async def test_list_countries_sums_stock_that_fits_the_price_and_honours_overrid
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5), ("whatsapp", "US", 300, 2))
     await store(shop, clock, "b", ("whatsapp", "GB", 100, 7))
     async with shop.begin() as conn:
-        await catalog.set_price_override(conn, "whatsapp", fixed_price=250, now=clock.now())
-        listed = await catalog.list_countries(conn, "whatsapp", markup_percent=MARKUP)
+        await catalogue.set_price_override(conn, "whatsapp", fixed_price=250, now=clock.now())
+        listed = await catalogue.list_countries(conn, "whatsapp", markup_percent=MARKUP)
     # US costs 300: a fixed price of 250 would sell at a loss, so US is not offered at all.
     assert [(c.country, c.price, c.stock) for c in listed] == [("GB", 250, 12)]
 
@@ -165,7 +165,7 @@ async def test_quote_uses_the_cheapest_stocked_offer_and_loads_for_its_owner(sho
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5))
     await store(shop, clock, "b", ("whatsapp", "GB", 70, 0), ("whatsapp", "US", 10, 1))
     async with shop.begin() as conn:
-        quote = await catalog.create_quote(
+        quote = await catalogue.create_quote(
             conn,
             user_id=user,
             service="whatsapp",
@@ -178,7 +178,7 @@ async def test_quote_uses_the_cheapest_stocked_offer_and_loads_for_its_owner(sho
     assert quote.expires_at == clock.now() + timedelta(seconds=600)
     clock.advance(599)
     async with shop.read() as conn:
-        assert await catalog.load_quote(conn, quote.id, user, clock.now()) == quote
+        assert await catalogue.load_quote(conn, quote.id, user, clock.now()) == quote
         stored = (await conn.execute(select(quotes.c.price).where(quotes.c.id == quote.id))).scalar_one()
     assert stored == 120
 
@@ -187,9 +187,9 @@ async def test_quotes_honour_per_service_overrides(shop, clock):
     user = await make_user(shop, clock, 1)
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5), ("telegram", "GB", 100, 5))
     async with shop.begin() as conn:
-        await catalog.set_price_override(conn, "whatsapp", markup_percent=50, now=clock.now())
+        await catalogue.set_price_override(conn, "whatsapp", markup_percent=50, now=clock.now())
     async with shop.begin() as conn:
-        marked = await catalog.create_quote(
+        marked = await catalogue.create_quote(
             conn,
             user_id=user,
             service="whatsapp",
@@ -198,7 +198,7 @@ async def test_quotes_honour_per_service_overrides(shop, clock):
             now=clock.now(),
             ttl_seconds=60,
         )
-        default = await catalog.create_quote(
+        default = await catalogue.create_quote(
             conn,
             user_id=user,
             service="telegram",
@@ -210,8 +210,8 @@ async def test_quotes_honour_per_service_overrides(shop, clock):
     assert (marked.price, default.price) == (150, 120)
 
     async with shop.begin() as conn:
-        await catalog.set_price_override(conn, "whatsapp", fixed_price=199, now=clock.now())
-        fixed = await catalog.create_quote(
+        await catalogue.set_price_override(conn, "whatsapp", fixed_price=199, now=clock.now())
+        fixed = await catalogue.create_quote(
             conn,
             user_id=user,
             service="whatsapp",
@@ -223,9 +223,9 @@ async def test_quotes_honour_per_service_overrides(shop, clock):
     assert fixed.price == 199
 
     async with shop.begin() as conn:
-        await catalog.set_price_override(conn, "whatsapp", fixed_price=99, now=clock.now())
+        await catalogue.set_price_override(conn, "whatsapp", fixed_price=99, now=clock.now())
         with pytest.raises(OutOfStock):  # 99 is below every cost: never sell at a loss
-            await catalog.create_quote(
+            await catalogue.create_quote(
                 conn,
                 user_id=user,
                 service="whatsapp",
@@ -234,9 +234,9 @@ async def test_quotes_honour_per_service_overrides(shop, clock):
                 now=clock.now(),
                 ttl_seconds=60,
             )
-        assert await catalog.clear_price_override(conn, "whatsapp")
-        assert not await catalog.clear_price_override(conn, "whatsapp")
-        back = await catalog.create_quote(
+        assert await catalogue.clear_price_override(conn, "whatsapp")
+        assert not await catalogue.clear_price_override(conn, "whatsapp")
+        back = await catalogue.create_quote(
             conn,
             user_id=user,
             service="whatsapp",
@@ -254,13 +254,13 @@ async def test_quote_refusals(shop, clock):
     kw = dict(user_id=user, markup_percent=MARKUP, now=clock.now(), ttl_seconds=60)
     async with shop.begin() as conn:
         with pytest.raises(OutOfStock):
-            await catalog.create_quote(conn, service="whatsapp", country="GB", **kw)
+            await catalogue.create_quote(conn, service="whatsapp", country="GB", **kw)
         with pytest.raises(OutOfStock):
-            await catalog.create_quote(conn, service="telegram", country="GB", **kw)
+            await catalogue.create_quote(conn, service="telegram", country="GB", **kw)
         with pytest.raises(NotFound):
-            await catalog.create_quote(conn, service="nosuch", country="GB", **kw)
+            await catalogue.create_quote(conn, service="nosuch", country="GB", **kw)
         with pytest.raises(NotFound):
-            await catalog.create_quote(conn, service="whatsapp", country="GBR", **kw)
+            await catalogue.create_quote(conn, service="whatsapp", country="GBR", **kw)
         assert (await conn.execute(select(func.count()).select_from(quotes))).scalar_one() == 0
 
 
@@ -270,14 +270,14 @@ async def test_a_quote_without_a_transaction_prices_and_refuses_like_one(shop, c
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5), ("telegram", "GB", 100, 0))
     await store(shop, clock, "b", ("whatsapp", "GB", 90, 0), ("whatsapp", "US", 10, 1))
     async with shop.begin() as conn:
-        await catalog.set_price_override(conn, "whatsapp", markup_percent=50, now=clock.now())
+        await catalogue.set_price_override(conn, "whatsapp", markup_percent=50, now=clock.now())
     kw = dict(user_id=user, markup_percent=MARKUP, now=clock.now(), ttl_seconds=60)
-    quote = await catalog.new_quote(shop, service="whatsapp", country="GB", **kw)
+    quote = await catalogue.new_quote(shop, service="whatsapp", country="GB", **kw)
     async with shop.begin() as conn:
-        same = await catalog.create_quote(conn, service="whatsapp", country="GB", **kw)
+        same = await catalogue.create_quote(conn, service="whatsapp", country="GB", **kw)
     assert quote.price == same.price == 150  # the override on the cheapest cost with stock
     async with shop.read() as conn:
-        assert await catalog.load_quote(conn, quote.id, user, clock.now()) == quote
+        assert await catalogue.load_quote(conn, quote.id, user, clock.now()) == quote
 
     for service, country, error in [
         ("telegram", "GB", OutOfStock),
@@ -286,12 +286,12 @@ async def test_a_quote_without_a_transaction_prices_and_refuses_like_one(shop, c
         ("whatsapp", "GBR", NotFound),
     ]:
         with pytest.raises(error):
-            await catalog.new_quote(shop, service=service, country=country, **kw)
+            await catalogue.new_quote(shop, service=service, country=country, **kw)
     async with shop.begin() as conn:
-        await catalog.set_price_override(conn, "whatsapp", fixed_price=99, now=clock.now())
+        await catalogue.set_price_override(conn, "whatsapp", fixed_price=99, now=clock.now())
     with pytest.raises(OutOfStock):  # below every cost of GB: never sold at a loss
-        await catalog.new_quote(shop, service="whatsapp", country="GB", **kw)
-    assert (await catalog.new_quote(shop, service="whatsapp", country="US", **kw)).price == 99
+        await catalogue.new_quote(shop, service="whatsapp", country="GB", **kw)
+    assert (await catalogue.new_quote(shop, service="whatsapp", country="US", **kw)).price == 99
     async with shop.read() as conn:
         assert (await conn.execute(select(func.count()).select_from(quotes))).scalar_one() == 3
 
@@ -300,7 +300,7 @@ async def test_expired_quote(shop, clock):
     user = await make_user(shop, clock, 1)
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5))
     async with shop.begin() as conn:
-        quote = await catalog.create_quote(
+        quote = await catalogue.create_quote(
             conn,
             user_id=user,
             service="whatsapp",
@@ -312,7 +312,7 @@ async def test_expired_quote(shop, clock):
     clock.advance(600)
     async with shop.read() as conn:
         with pytest.raises(QuoteExpired):
-            await catalog.load_quote(conn, quote.id, user, clock.now())
+            await catalogue.load_quote(conn, quote.id, user, clock.now())
 
 
 async def test_another_users_quote_is_not_found(shop, clock):
@@ -320,7 +320,7 @@ async def test_another_users_quote_is_not_found(shop, clock):
     intruder = await make_user(shop, clock, 2)
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5))
     async with shop.begin() as conn:
-        quote = await catalog.create_quote(
+        quote = await catalogue.create_quote(
             conn,
             user_id=owner,
             service="whatsapp",
@@ -331,10 +331,10 @@ async def test_another_users_quote_is_not_found(shop, clock):
         )
     async with shop.read() as conn:
         with pytest.raises(QuoteNotFound):
-            await catalog.load_quote(conn, quote.id, intruder, clock.now())
+            await catalogue.load_quote(conn, quote.id, intruder, clock.now())
         with pytest.raises(QuoteNotFound):
-            await catalog.load_quote(conn, "not-a-quote", owner, clock.now())
-        assert (await catalog.load_quote(conn, quote.id, owner, clock.now())).id == quote.id
+            await catalogue.load_quote(conn, "not-a-quote", owner, clock.now())
+        assert (await catalogue.load_quote(conn, quote.id, owner, clock.now())).id == quote.id
 
 
 async def test_candidates_are_cheapest_first_with_stock_and_within_max_cost(shop, clock):
@@ -344,10 +344,10 @@ async def test_candidates_are_cheapest_first_with_stock_and_within_max_cost(shop
     await store(shop, clock, "d", ("whatsapp", "GB", 150, 9))  # too expensive
     await store(shop, clock, "e", ("whatsapp", "GB", 100, 9))  # ties with a, more stock
     async with shop.read() as conn:
-        got = await catalog.candidate_offers(conn, "whatsapp", "GB", 120)
-        ranked = await catalog.candidate_offers(conn, "whatsapp", "GB", 120, providers=["a", "b", "e"])
-        limited = await catalog.candidate_offers(conn, "whatsapp", "GB", 120, providers=["e", "a"])
-        none = await catalog.candidate_offers(conn, "whatsapp", "US", 1000)
+        got = await catalogue.candidate_offers(conn, "whatsapp", "GB", 120)
+        ranked = await catalogue.candidate_offers(conn, "whatsapp", "GB", 120, providers=["a", "b", "e"])
+        limited = await catalogue.candidate_offers(conn, "whatsapp", "GB", 120, providers=["e", "a"])
+        none = await catalogue.candidate_offers(conn, "whatsapp", "US", 1000)
     assert got == [("b", 80, 2), ("e", 100, 9), ("a", 100, 5)]
     assert [c.provider for c in ranked] == ["b", "a", "e"]  # tie broken by priority order
     assert [c.provider for c in limited] == ["e", "a"]
@@ -359,24 +359,24 @@ async def test_candidates_are_cheapest_first_with_stock_and_within_max_cost(shop
 async def test_price_overrides_are_validated_listed_and_updated(shop, clock):
     async with shop.begin() as conn:
         with pytest.raises(InvalidInput):
-            await catalog.set_price_override(conn, "whatsapp", now=clock.now())
+            await catalogue.set_price_override(conn, "whatsapp", now=clock.now())
         with pytest.raises(InvalidInput):
-            await catalog.set_price_override(conn, "whatsapp", markup_percent=-5, now=clock.now())
+            await catalogue.set_price_override(conn, "whatsapp", markup_percent=-5, now=clock.now())
         with pytest.raises(InvalidInput):
-            await catalog.set_price_override(conn, "whatsapp", markup_percent=12.5, now=clock.now())
+            await catalogue.set_price_override(conn, "whatsapp", markup_percent=12.5, now=clock.now())
         with pytest.raises(InvalidInput):
-            await catalog.set_price_override(conn, "whatsapp", fixed_price=0, now=clock.now())
+            await catalogue.set_price_override(conn, "whatsapp", fixed_price=0, now=clock.now())
         with pytest.raises(NotFound):
-            await catalog.set_price_override(conn, "nosuch", markup_percent=10, now=clock.now())
-        await catalog.set_price_override(conn, "whatsapp", markup_percent=30, now=clock.now())
-        await catalog.set_price_override(conn, "google", fixed_price=500, now=clock.now())
+            await catalogue.set_price_override(conn, "nosuch", markup_percent=10, now=clock.now())
+        await catalogue.set_price_override(conn, "whatsapp", markup_percent=30, now=clock.now())
+        await catalogue.set_price_override(conn, "google", fixed_price=500, now=clock.now())
     clock.advance(10)
     async with shop.begin() as conn:
-        updated = await catalog.set_price_override(conn, "whatsapp", markup_percent=40, now=clock.now())
+        updated = await catalogue.set_price_override(conn, "whatsapp", markup_percent=40, now=clock.now())
     async with shop.read() as conn:
-        google = await catalog.get_price_override(conn, "google")
-        one = await catalog.get_price_override(conn, "whatsapp")
-        missing = await catalog.get_price_override(conn, "telegram")
+        google = await catalogue.get_price_override(conn, "google")
+        one = await catalogue.get_price_override(conn, "whatsapp")
+        missing = await catalogue.get_price_override(conn, "telegram")
     assert google is not None and (google.markup_percent, google.fixed_price) == (None, 500)
     assert (one.markup_percent, one.fixed_price) == (40, None)
     assert one == updated and one.updated_at == clock.now()

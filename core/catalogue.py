@@ -3,7 +3,7 @@
 Why it looks like this:
 
 * Offers are a cache of each provider's catalogue, replaced per provider atomically by
-  ``sync_offers``. The provider is asked *before* the transaction opens (``sync_catalog``),
+  ``sync_offers``. The provider is asked *before* the transaction opens (``sync_catalogue``),
   never inside it.
 * Prices live on the server. A quote stores the price shown on the confirm screen; the
   purchase charges the stored quote (``load_quote`` checks owner and expiry), so nothing a
@@ -13,7 +13,7 @@ Why it looks like this:
   cost makes the combination unavailable rather than a loss).
 
 Functions taking ``conn`` run inside the caller's unit of work; those taking ``db`` own
-theirs (``sync_offers``, ``sync_catalog``, and the services adapters call: the bot's reads and
+theirs (``sync_offers``, ``sync_catalogue``, and the services adapters call: the bot's reads and
 the staff's audited writes, ``override_price``, ``remove_price_override``, ``prune_catalogue``,
 each committing its audit row with its change).
 """
@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core import audit, pricing
-from core.catalog_data import COUNTRIES, SERVICES
+from core.catalogue_data import COUNTRIES, SERVICES
 from core.db.engine import insert_ignore
 from core.db.tables import countries, offers, price_overrides, quotes, services
 from core.errors import InvalidInput, NotFound, QuoteExpired, QuoteNotFound
@@ -101,7 +101,7 @@ class SyncResult:
 async def seed_reference_data(conn: AsyncConnection) -> None:
     """Insert the canonical services and countries; safe to run on every start.
 
-    Existing rows get their display name and popularity refreshed from ``catalog_data``;
+    Existing rows get their display name and popularity refreshed from ``catalogue_data``;
     nothing is ever deleted (offers and history refer to these codes).
     """
     await conn.execute(
@@ -191,9 +191,9 @@ async def sync_offers(
     )
 
 
-async def sync_catalog(db: Database, provider: Provider, clock: Clock) -> SyncResult:
+async def sync_catalogue(db: Database, provider: Provider, clock: Clock) -> SyncResult:
     """Fetch a provider's catalogue (no transaction open), then store it with ``sync_offers``."""
-    fetched = await provider.catalog()
+    fetched = await provider.catalogue()
     return await sync_offers(db, provider.name, fetched, clock.now())
 
 
