@@ -37,6 +37,7 @@ from core.db.tables import metadata
 from core.invariants import check_invariants
 from core.orders import OrderService
 from core.providers.simulator import SimulatorProvider
+from core.quotes import create_quote
 from core.users import UserRow, get_or_create_user
 
 SERVICE, COUNTRY = "whatsapp", "GB"
@@ -85,7 +86,7 @@ async def run_shop(
     async with db.begin() as conn:
         for user in users:
             quotes[user.id] = (
-                await catalogue.create_quote(
+                await create_quote(
                     conn,
                     user_id=user.id,
                     service=SERVICE,

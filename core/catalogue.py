@@ -1,21 +1,19 @@
-"""The catalogue: services, countries, provider offers, per-service prices and quotes.
+"""The catalogue: services, countries and provider offers.
 
 Why it looks like this:
 
 * Offers are a cache of each provider's catalogue, replaced per provider atomically by
   ``sync_offers``. The provider is asked *before* the transaction opens (``sync_catalogue``),
   never inside it.
-* Prices live on the server. A quote stores the price shown on the confirm screen; the
-  purchase charges the stored quote (``load_quote`` checks owner and expiry), so nothing a
-  client sends can change what is charged.
 * A price is the user price of the cheapest offer with stock across providers, and only
   offers whose cost fits the price are ever counted as sellable (a fixed price below the
   cost makes the combination unavailable rather than a loss).
+* Quotes (the price fixed for the confirm screen) live in ``core.quotes``; per-service
+  price overrides in ``core.price_overrides``.
 
 Functions taking ``conn`` run inside the caller's unit of work; those taking ``db`` own
-theirs (``sync_offers``, ``sync_catalogue``, and the services adapters call: the bot's reads and
-the staff's audited writes, ``override_price``, ``remove_price_override``, ``prune_catalogue``,
-each committing its audit row with its change).
+theirs (``sync_offers``, ``sync_catalogue``, the bot's reads, and ``prune_catalogue``,
+committing its audit row with its change).
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, func, or_, select, text, update
@@ -32,10 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core import audit, pricing
 from core.catalogue_data import COUNTRIES, SERVICES
 from core.db.engine import insert_ignore
-from core.db.tables import countries, offers, price_overrides, quotes, services
-from core.errors import InvalidInput, NotFound, QuoteExpired, QuoteNotFound
-from core.ledger import new_id
-from core.providers.errors import OutOfStock
+from core.db.tables import countries, offers, services
+from core.price_overrides import get_price_override, overrides_for, price_with_override, require_service
 
 if TYPE_CHECKING:
     from core.clock import Clock
@@ -43,7 +39,6 @@ if TYPE_CHECKING:
     from core.providers.base import Offer, Provider
 
 MAX_PAGE = 100
-MAX_OVERRIDE_MARKUP = 1000
 _SYNC_LOCK_CLASS = 0x0FFE  # first key of pg_advisory_xact_lock(int, int) for offer syncs
 
 
@@ -63,28 +58,10 @@ class CountryOffer:
     stock: int  # summed over the offers that can serve this price
 
 
-@dataclass(frozen=True, slots=True)
-class Quote:
-    id: str
-    user_id: int
-    service: str
-    country: str
-    price: int
-    expires_at: datetime
-
-
 class Candidate(NamedTuple):
     provider: str
     cost: int
     stock: int
-
-
-@dataclass(frozen=True, slots=True)
-class PriceOverride:
-    service: str
-    markup_percent: int | None
-    fixed_price: int | None
-    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +257,7 @@ async def list_services(
             .group_by(offers.c.service)
         )
     }
-    overrides = await _overrides_for(conn, codes)
+    overrides = await overrides_for(conn, codes)
     views = []
     for r in rows:
         cost = min_costs.get(r.code)
@@ -316,7 +293,7 @@ async def list_countries(
     Price is the user price of the cheapest offer with stock across providers; stock is summed
     over the offers that can serve that price. Raises ``NotFound`` for an unknown service.
     """
-    await _require_service(conn, service)
+    await require_service(conn, service)
     override = await get_price_override(conn, service)
     rows = (
         await conn.execute(
@@ -331,7 +308,7 @@ async def list_countries(
     result = []
     for code, group in by_country.items():
         cheapest = min(r.cost for r in group)
-        price = _price(cheapest, markup_percent, override)
+        price = price_with_override(cheapest, markup_percent, override)
         if not pricing.sellable(cheapest, price):
             continue
         stock = sum(r.stock for r in group if pricing.sellable(r.cost, price))
@@ -378,263 +355,6 @@ async def candidate_offers(
     return rows
 
 
-# --- quotes -----------------------------------------------------------------------------
-
-
-# The quote and purchase path's statements, built once (building one per call cost as much
-# as running it). Pricing a quote asks four things — does the service exist, does the
-# country, the cheapest cost with stock, the service's override — in one statement: one
-# round trip instead of four on PostgreSQL, on the hot path of every confirm screen.
-_PRICING = (
-    select(
-        services.c.code,
-        select(countries.c.code)
-        .where(countries.c.code == bindparam("country"))
-        .scalar_subquery()
-        .label("country"),
-        select(func.min(offers.c.cost))
-        .where(
-            offers.c.service == bindparam("service"),
-            offers.c.country == bindparam("country"),
-            offers.c.stock > 0,
-        )
-        .scalar_subquery()
-        .label("cheapest"),
-        price_overrides.c.service,
-        price_overrides.c.markup_percent,
-        price_overrides.c.fixed_price,
-        price_overrides.c.updated_at,
-    )
-    .select_from(services.outerjoin(price_overrides, price_overrides.c.service == services.c.code))
-    .where(services.c.code == bindparam("service"))
-)
-_SERVICE = select(services.c.code).where(services.c.code == bindparam("code"))
-_OVERRIDE = select(price_overrides).where(price_overrides.c.service == bindparam("service"))
-_QUOTE = select(quotes).where(quotes.c.id == bindparam("quote_id"))
-
-
-async def price_quote(
-    conn: AsyncConnection,
-    *,
-    user_id: int,
-    service: str,
-    country: str,
-    markup_percent: int | float,
-    now: datetime,
-    ttl_seconds: int,
-) -> Quote:
-    """The quote the confirm screen would show, not yet stored (``create_quote`` and
-    ``new_quote`` store it).
-
-    ``NotFound`` for an unknown service or country, ``OutOfStock`` when no provider has a
-    sellable offer with stock.
-    """
-    row = (await conn.execute(_PRICING, {"service": str(service), "country": str(country)})).one_or_none()
-    if row is None:
-        raise NotFound(f"unknown service {service!r}")
-    if row.country is None:
-        raise NotFound(f"unknown country {country!r}")
-    if row.cheapest is None:
-        raise OutOfStock(f"no numbers for {service} in {country} right now")
-    override = _override_from_row(row) if row.service is not None else None
-    cheapest = int(row.cheapest)
-    price = _price(cheapest, markup_percent, override)
-    if not pricing.sellable(cheapest, price):
-        raise OutOfStock(f"no numbers for {service} in {country} at the set price")
-    return Quote(
-        id=new_id(),
-        user_id=user_id,
-        service=service,
-        country=country,
-        price=price,
-        expires_at=now + timedelta(seconds=ttl_seconds),
-    )
-
-
-def _quote_row(quote: Quote, now: datetime) -> dict[str, object]:
-    return {
-        "id": quote.id,
-        "user_id": quote.user_id,
-        "service": quote.service,
-        "country": quote.country,
-        "price": quote.price,
-        "expires_at": quote.expires_at,
-        "created_at": now,
-    }
-
-
-async def create_quote(
-    conn: AsyncConnection,
-    *,
-    user_id: int,
-    service: str,
-    country: str,
-    markup_percent: int | float,
-    now: datetime,
-    ttl_seconds: int,
-) -> Quote:
-    """Fix the price the confirm screen shows, inside the caller's transaction; the
-    purchase charges exactly this. Raises what ``price_quote`` raises."""
-    quote = await price_quote(
-        conn,
-        user_id=user_id,
-        service=service,
-        country=country,
-        markup_percent=markup_percent,
-        now=now,
-        ttl_seconds=ttl_seconds,
-    )
-    await conn.execute(quotes.insert(), _quote_row(quote, now))
-    return quote
-
-
-async def new_quote(
-    db: Database,
-    *,
-    user_id: int,
-    service: str,
-    country: str,
-    markup_percent: int | float,
-    now: datetime,
-    ttl_seconds: int,
-) -> Quote:
-    """``create_quote`` as two statements and no transaction: the read, then the insert.
-
-    Nothing needs the two to be atomic — a quote is a record of the price shown, and one
-    priced a moment before a price change is exactly as valid as one priced inside a
-    transaction that commits a moment before it. So the bot's confirm screen skips the
-    write transaction (on PostgreSQL two round trips instead of four; on SQLite the write
-    lock is held for one insert).
-    """
-    async with db.read() as conn:
-        quote = await price_quote(
-            conn,
-            user_id=user_id,
-            service=service,
-            country=country,
-            markup_percent=markup_percent,
-            now=now,
-            ttl_seconds=ttl_seconds,
-        )
-    await db.write_one(quotes.insert(), _quote_row(quote, now))
-    return quote
-
-
-async def load_quote(conn: AsyncConnection, quote_id: str, user_id: int, now: datetime) -> Quote:
-    """The stored quote, only for its owner and only until it expires.
-
-    Another user's quote is reported as not found: its existence is not disclosed.
-    """
-    row = (await conn.execute(_QUOTE, {"quote_id": str(quote_id)})).one_or_none()
-    if row is None or row.user_id != user_id:
-        raise QuoteNotFound("quote not found")
-    if now >= row.expires_at:
-        raise QuoteExpired("the quote has expired; choose the number again")
-    return Quote(
-        id=row.id,
-        user_id=row.user_id,
-        service=row.service,
-        country=row.country,
-        price=int(row.price),
-        expires_at=row.expires_at,
-    )
-
-
-# --- price overrides --------------------------------------------------------------------
-
-
-async def set_price_override(
-    conn: AsyncConnection,
-    service: str,
-    *,
-    markup_percent: int | None = None,
-    fixed_price: int | None = None,
-    now: datetime,
-) -> PriceOverride:
-    """Set a service's own markup or fixed price (a fixed price wins when both are set)."""
-    await _require_service(conn, service)
-    if markup_percent is None and fixed_price is None:
-        raise InvalidInput("give a markup percent or a fixed price (or clear the override)")
-    if markup_percent is not None:
-        if isinstance(markup_percent, bool) or int(markup_percent) != markup_percent:
-            raise InvalidInput("the markup must be a whole number of percent")
-        markup_percent = int(markup_percent)
-        if not 0 <= markup_percent <= MAX_OVERRIDE_MARKUP:
-            raise InvalidInput(f"the markup must be between 0 and {MAX_OVERRIDE_MARKUP} percent")
-    if fixed_price is not None:
-        if isinstance(fixed_price, bool) or int(fixed_price) != fixed_price or fixed_price <= 0:
-            raise InvalidInput("a fixed price must be a positive amount")
-        fixed_price = int(fixed_price)
-    values = {"markup_percent": markup_percent, "fixed_price": fixed_price, "updated_at": now}
-    inserted = await conn.execute(insert_ignore(conn, price_overrides).values(service=service, **values))
-    if not inserted.rowcount:
-        await conn.execute(
-            update(price_overrides).where(price_overrides.c.service == service).values(**values)
-        )
-    return PriceOverride(
-        service=service, updated_at=now, markup_percent=markup_percent, fixed_price=fixed_price
-    )
-
-
-async def get_price_override(conn: AsyncConnection, service: str) -> PriceOverride | None:
-    row = (await conn.execute(_OVERRIDE, {"service": service})).first()
-    return _override_from_row(row) if row is not None else None
-
-
-async def clear_price_override(conn: AsyncConnection, service: str) -> bool:
-    """Back to the shop's default markup; False if there was no override."""
-    result = await conn.execute(delete(price_overrides).where(price_overrides.c.service == service))
-    return bool(result.rowcount)
-
-
-async def override_price(
-    db: Database,
-    service: str,
-    *,
-    markup_percent: int | None = None,
-    fixed_price: int | None = None,
-    actor: str,
-    reason: str,
-    now: datetime,
-) -> PriceOverride:
-    """A staff member sets a service's price: the override and its audit row commit together."""
-    async with db.begin() as conn:
-        result = await set_price_override(
-            conn, service, markup_percent=markup_percent, fixed_price=fixed_price, now=now
-        )
-        await audit.record(
-            conn,
-            actor=actor,
-            action="price.set",
-            target_type="service",
-            target_id=service,
-            reason=reason,
-            now=now,
-            detail={"markup_percent": result.markup_percent, "fixed_price": result.fixed_price},
-        )
-    return result
-
-
-async def remove_price_override(
-    db: Database, service: str, *, actor: str, reason: str, now: datetime
-) -> bool:
-    """Back to the default markup, audited; False (and no audit row) if there was none."""
-    async with db.begin() as conn:
-        cleared = await clear_price_override(conn, service)
-        if cleared:
-            await audit.record(
-                conn,
-                actor=actor,
-                action="price.clear",
-                target_type="service",
-                target_id=service,
-                reason=reason,
-                detail=None,
-                now=now,
-            )
-    return cleared
-
-
 # --- reads for the adapters -------------------------------------------------------------
 
 
@@ -657,41 +377,3 @@ async def countries_of(db: Database, service: str, *, markup_percent: int | floa
     """``list_countries`` in its own read."""
     async with db.read() as conn:
         return await list_countries(conn, service, markup_percent=markup_percent)
-
-
-async def find_quote(db: Database, quote_id: str, user_id: int, now: datetime) -> Quote:
-    """``load_quote`` in its own read."""
-    async with db.read() as conn:
-        return await load_quote(conn, quote_id, user_id, now)
-
-
-# --- helpers ----------------------------------------------------------------------------
-
-
-def _price(cost: int, markup_percent: int | float, override: PriceOverride | None) -> int:
-    return pricing.user_price(
-        cost,
-        markup_percent=markup_percent,
-        override_markup=override.markup_percent if override else None,
-        fixed_price=override.fixed_price if override else None,
-    )
-
-
-async def _overrides_for(conn: AsyncConnection, codes: Sequence[str]) -> dict[str, PriceOverride]:
-    rows = await conn.execute(select(price_overrides).where(price_overrides.c.service.in_(list(codes))))
-    return {r.service: _override_from_row(r) for r in rows}
-
-
-def _override_from_row(row: Any) -> PriceOverride:
-    return PriceOverride(
-        service=row.service,
-        markup_percent=row.markup_percent,
-        fixed_price=int(row.fixed_price) if row.fixed_price is not None else None,
-        updated_at=row.updated_at,
-    )
-
-
-async def _require_service(conn: AsyncConnection, service: str) -> None:
-    found = (await conn.execute(_SERVICE, {"code": str(service)})).first()
-    if found is None:
-        raise NotFound(f"unknown service {service!r}")

@@ -1,5 +1,5 @@
 """Providers: breaker state, upstream balance, offers; the catalogue with per-service price
-overrides (admin), set through core.catalogue with an audit row in the same transaction."""
+overrides (admin), set through core.price_overrides with an audit row in the same transaction."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from admin.forms import (
 )
 from admin.params import NamePath
 from admin.render import ctx_of, flash, page, see_other
-from core import catalogue
+from core import price_overrides
 from core.errors import ShopError
 from core.money import MoneyError, parse_positive_amount
 
@@ -59,7 +59,7 @@ async def apply_price(ctx: Any, me: Any, service: str, mode: str, value: str, re
     """Set or clear a service's price override; returns a sentence for the flash message."""
     now = ctx.clock.now()
     if mode == "clear":
-        cleared = await catalogue.remove_price_override(
+        cleared = await price_overrides.remove_price_override(
             ctx.db, service, actor=me.actor, reason=reason, now=now
         )
         return f"{service}: back to the default markup." if cleared else f"{service} had no override."
@@ -68,7 +68,7 @@ async def apply_price(ctx: Any, me: Any, service: str, mode: str, value: str, re
             percent = int(value.strip().rstrip("%"))
         except ValueError:
             raise FormError("the markup is a whole number of percent, like 25") from None
-        await catalogue.override_price(
+        await price_overrides.override_price(
             ctx.db, service, markup_percent=percent, actor=me.actor, reason=reason, now=now
         )
         return f"{service}: markup {percent}%."
@@ -77,7 +77,7 @@ async def apply_price(ctx: Any, me: Any, service: str, mode: str, value: str, re
             price = parse_positive_amount(value, ctx.currency)
         except MoneyError as exc:
             raise FormError(str(exc)) from None
-        await catalogue.override_price(
+        await price_overrides.override_price(
             ctx.db, service, fixed_price=price, actor=me.actor, reason=reason, now=now
         )
         return f"{service}: fixed price set."

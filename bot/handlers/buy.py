@@ -17,7 +17,7 @@ from bot import keyboards, texts
 from bot.context import ShopContext, accessible, send_screen, show
 from bot.handlers import HandlerSet
 from bot.middlewares import Reply
-from core import catalogue
+from core import catalogue, quotes
 from core.catalogue import CountryOffer, ServiceView
 from core.errors import AlreadyInProgress, NoProviderAvailable
 
@@ -107,7 +107,7 @@ async def confirm_screen(
     shop: ShopContext, *, user_id: int, telegram_id: int, service: str, country: str
 ) -> Screen:
     settings = shop.core.settings
-    quote = await catalogue.new_quote(
+    quote = await quotes.new_quote(
         shop.core.db,
         user_id=user_id,
         service=service,
@@ -274,7 +274,7 @@ async def on_buy(
 
 async def _quote_service(shop: ShopContext, quote_id: str, user_id: int) -> str | None:
     try:
-        quote = await catalogue.find_quote(shop.core.db, quote_id, user_id, shop.core.clock.now())
+        quote = await quotes.find_quote(shop.core.db, quote_id, user_id, shop.core.clock.now())
     except Exception:
         return None
     return quote.service

@@ -98,14 +98,14 @@ async def purchase(
 async def _check(
     svc: OrderService, conn: AsyncConnection, user_id: int, quote_id: str, now: datetime
 ) -> _Checked:
-    from core import catalogue  # imported here: catalogue is a sibling service
+    from core import catalogue, quotes  # imported here: sibling services
 
     user = (await conn.execute(_BUYER, {"user_id": user_id})).one_or_none()
     if user is None:
         raise UserNotFound(f"no user {user_id}")
     if user.blocked:
         raise UserBlocked("this account is blocked")
-    quote = await catalogue.load_quote(conn, quote_id, user_id, now)
+    quote = await quotes.load_quote(conn, quote_id, user_id, now)
     offers = await catalogue.candidate_offers(
         conn, quote.service, quote.country, quote.price, providers=list(svc.providers)
     )

@@ -4,10 +4,7 @@ Protocol facts: ``shared/reference/textverified-api-v2.md`` and the OpenAPI docu
 
 Why it looks the way it does:
 
-* **Bearer token** from ``POST /auth`` (``X-API-USERNAME`` + ``X-API-KEY``), cached until
-  shortly before it expires (by our clock and the reply's ``expiresIn``). A 401 on any call
-  means the token died early: refresh once and repeat the call once; a second 401 is
-  ``BadKey``. Concurrent callers share one refresh.
+* **Bearer token** and authenticated calls: ``core.providers.textverified_session``.
 * **Rent is idempotent.** ``POST /verifications`` carries ``Idempotency-Key`` = our order id
   and ``maxPrice``. After an unclear failure (read timeout, reset, 5xx) the create is retried
   with the same key; a purchase still running answers 409 ``IdempotencyConflict`` and is
@@ -43,7 +40,6 @@ import logging
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -64,72 +60,40 @@ from core.providers.cost_rate import CostRate, decimal
 from core.providers.errors import (
     ActivationNotFound,
     AlreadyClosed,
-    BadKey,
     BadService,
     BusinessError,
     EarlyCancelDenied,
-    InsufficientProviderBalance,
     MalformedResponse,
     NotSupported,
     OutcomeUnknown,
-    OutOfStock,
     PriceTooHigh,
     ProviderError,
     RateLimited,
-    TooManyActive,
 )
 from core.providers.http import (
     MalformedOutcome,
     make_client,
     parse_json,
     parse_time,
-    send,
-    snippet,
 )
 from core.providers.instances import ProviderInstance
+from core.providers.textverified_session import TextVerifiedSession
+from core.providers.textverified_wire import (
+    API,
+    CREATE_ERRORS,
+    OPEN_STATES,
+    SERVICE_ALIASES,
+    STATES,
+    STOCK_CAP,
+    error_doc,
+    restart_key,
+    seg,
+)
 
 log = logging.getLogger(__name__)
 
-API = "/api/pub/v2"
 
-# errorCode of a 400 on create → error class
-_CREATE_ERRORS: dict[str, type[ProviderError]] = {
-    "InsufficientBalance": InsufficientProviderBalance,
-    "Unavailable": OutOfStock,
-    "PricingFailure": PriceTooHigh,
-    "TooManyUnfinishedVerifications": TooManyActive,
-}
-
-_STATES: dict[str, ActivationState] = {
-    "verificationPending": ActivationState.WAITING,
-    # Completed: the code arrived and the verification closed (billed) — never "still open"
-    "verificationCompleted": ActivationState.FINISHED,
-    "verificationCanceled": ActivationState.CANCELLED,
-    "verificationTimedOut": ActivationState.EXPIRED,
-    "verificationReported": ActivationState.CANCELLED,
-    "verificationRefunded": ActivationState.CANCELLED,
-    "verificationReused": ActivationState.FINISHED,
-    "verificationReactivated": ActivationState.FINISHED,
-}
-_OPEN_STATES = {"verificationPending"}
-#: ``availableQuantity`` is capped: 9000 means "9000 or more"
-STOCK_CAP = 9000
-
-# canonical service → TextVerified serviceName candidates (first one the service list has);
-# a canonical code not listed here is tried as its own name.
-SERVICE_ALIASES: dict[str, tuple[str, ...]] = {
-    "google": ("google", "gmail", "youtube"),
-    "microsoft": ("microsoft", "outlook", "hotmail"),
-    "twitter": ("twitter", "x"),
-    "openai": ("openai", "chatgpt"),
-    "alibaba": ("alibaba", "aliexpress"),
-    "apple": ("apple", "icloud"),
-    "line": ("line", "linemessenger"),
-    "other": (),  # "servicenotlisted" needs a free-text name; not sold through this adapter
-}
-
-
-class TextVerifiedProvider:
+class TextVerifiedProvider(TextVerifiedSession):
     name = "textverified"
     capabilities = Capabilities(idempotent_rent=True, batch_status=False, another_code=False)
 
@@ -195,138 +159,6 @@ class TextVerifiedProvider:
             shop_currency=shop_currency,
             name=instance.name,
         )
-
-    # ------------------------------------------------------------------ transport
-
-    @property
-    def _secrets(self) -> tuple[str | None, ...]:
-        return (self._api_key, self._token, *self._old_tokens)
-
-    def _url(self, href: str) -> httpx.URL:
-        """A path or a returned link, pinned to the configured origin (the token stays home)."""
-        url = self._base.join(href)
-        if (url.scheme, url.host, url.port) != self._origin:
-            url = self._base.copy_with(raw_path=url.raw_path)
-        return url
-
-    async def _bearer(self, stale: str | None = None) -> str:
-        async with self._auth_lock:
-            now = self._clock.now()
-            if (
-                self._token
-                and self._token != stale
-                and self._token_expires
-                and now < self._token_expires - self._refresh_margin
-            ):
-                return self._token
-            response = await send(
-                self._client,
-                "POST",
-                self._url(f"{API}/auth"),
-                provider=self.name,
-                clock=self._clock,
-                secrets=self._secrets,
-                what="auth",
-                headers={"X-API-USERNAME": self._username, "X-API-KEY": self._api_key},
-            )
-            if response.status_code in (401, 403):
-                raise BadKey(
-                    f"{self.name}: auth refused (HTTP {response.status_code}); "
-                    "check TEXTVERIFIED_API_USERNAME/TEXTVERIFIED_API_KEY",
-                    provider=self.name,
-                )
-            if response.status_code != 200:
-                raise self._malformed("auth", response)
-            doc = parse_json(response, provider=self.name, label="auth", secrets=self._secrets)
-            token = doc.get("token") if isinstance(doc, dict) else None
-            if not isinstance(token, str) or not token:
-                raise self._malformed("auth", response)
-            expires = None
-            try:
-                expires = now + timedelta(seconds=float(doc["expiresIn"]))
-            except (KeyError, TypeError, ValueError):
-                expires = parse_time(doc.get("expiresAt"))
-            if expires is None:
-                raise self._malformed("auth", response)
-            if self._token:
-                self._old_tokens = [self._token, *self._old_tokens][:4]
-            self._token, self._token_expires = token, expires
-            return token
-
-    async def _authed(
-        self,
-        method: str,
-        href: str,
-        *,
-        what: str,
-        idempotent: bool = True,
-        headers: dict[str, str] | None = None,
-        **kwargs: Any,
-    ) -> httpx.Response:
-        """A call with the bearer token; one refresh-and-repeat on 401."""
-        token = await self._bearer()
-        for attempt in (1, 2):
-            response = await send(
-                self._client,
-                method,
-                self._url(href),
-                provider=self.name,
-                clock=self._clock,
-                idempotent=idempotent,
-                secrets=self._secrets,
-                what=what,
-                headers={"Authorization": f"Bearer {token}", **(headers or {})},
-                **kwargs,
-            )
-            if response.status_code == 401 and attempt == 1:
-                token = await self._bearer(stale=token)
-                continue
-            if response.status_code in (401, 403):
-                raise BadKey(
-                    f"{self.name}: {what}: HTTP {response.status_code} with a fresh token", provider=self.name
-                )
-            return response
-        raise AssertionError("unreachable")
-
-    def _malformed(
-        self, what: str, response: httpx.Response | str, cls: type[MalformedResponse] = MalformedResponse
-    ) -> MalformedResponse:
-        if isinstance(response, httpx.Response):
-            detail = f"HTTP {response.status_code}: {snippet(response.content, self._secrets)!r}"
-        else:
-            detail = snippet(response, self._secrets)
-        return cls(f"{self.name}: {what}: unexpected reply {detail}", provider=self.name)
-
-    async def _get_json(self, href: str, *, what: str, not_found: bool = True) -> Any:
-        response = await self._authed("GET", href, what=what)
-        if response.status_code == 404 and not_found:
-            raise ActivationNotFound(f"{self.name}: {what}: not found", provider=self.name)
-        if response.status_code != 200:
-            raise self._malformed(what, response)
-        return parse_json(response, provider=self.name, label=what, secrets=self._secrets)
-
-    async def _pages(self, href: str, *, what: str) -> list[dict[str, Any]]:
-        """All items of a paginated list, following ``links.next`` (bounded)."""
-        items: list[dict[str, Any]] = []
-        for _ in range(self._max_pages):
-            doc = await self._get_json(href, what=what, not_found=False)
-            if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
-                raise self._malformed(what, repr(doc)[:200])
-            for item in doc["data"]:
-                if not isinstance(item, dict):
-                    raise self._malformed(what, repr(item)[:200])
-                items.append(item)
-            nxt = (doc.get("links") or {}).get("next") if isinstance(doc.get("links"), dict) else None
-            next_href = nxt.get("href") if isinstance(nxt, dict) else None
-            if not next_href or doc.get("hasNext") is False:
-                return items
-            href = str(next_href)
-        log.warning("%s: %s: more than %d pages; stopped", self.name, what, self._max_pages)
-        return items
-
-    @staticmethod
-    def _error_code(response: httpx.Response) -> str | None:
-        return _error_doc(response)[1]
 
     # ------------------------------------------------------------------ catalogue
 
@@ -531,7 +363,7 @@ class TextVerifiedProvider:
                 if not isinstance(location, str) or not location:
                     raise self._malformed(what, response, MalformedOutcome)
                 return location
-            is_error, code, description = _error_doc(response)
+            is_error, code, description = error_doc(response)
             if status == 409:
                 # The first purchase with this key is still running: wait, same key again.
                 maybe_sent = True
@@ -543,7 +375,7 @@ class TextVerifiedProvider:
                     )
                 await asyncio.sleep(delay)
                 continue
-            if status == 400 and not restarted and (maybe_sent or not is_error or code not in _CREATE_ERRORS):
+            if status == 400 and not restarted and (maybe_sent or not is_error or code not in CREATE_ERRORS):
                 # The spec: after a retry with the same key, 400 means that purchase expired
                 # without completing — nothing was bought; start over with a new key. The new
                 # key is derived, so recovery renting again with the order's key (400 again,
@@ -554,10 +386,10 @@ class TextVerifiedProvider:
                     self.name,
                     code or description or "400",
                 )
-                key, restarted, maybe_sent = _restart_key(key), True, False
+                key, restarted, maybe_sent = restart_key(key), True, False
                 continue
             if status == 400 and is_error:
-                cls = _CREATE_ERRORS.get(code or "", BusinessError)
+                cls = CREATE_ERRORS.get(code or "", BusinessError)
                 reason = code or description or "refused"
                 raise cls(f"{self.name}: {what}: {reason}", provider=self.name)
             raise self._malformed(what, response, MalformedOutcome if maybe_sent else MalformedResponse)
@@ -590,18 +422,18 @@ class TextVerifiedProvider:
     # ------------------------------------------------------------------ status
 
     async def _details(self, activation_id: str) -> dict[str, Any]:
-        doc = await self._get_json(f"{API}/verifications/{_seg(activation_id)}", what="verification details")
+        doc = await self._get_json(f"{API}/verifications/{seg(activation_id)}", what="verification details")
         if not isinstance(doc, dict) or not isinstance(doc.get("state"), str):
             raise self._malformed("verification details", repr(doc)[:200])
-        if doc["state"] not in _STATES:
+        if doc["state"] not in STATES:
             raise self._malformed("verification details", f"unknown state {doc['state']!r}")
         return doc
 
     async def status(self, activation_id: str) -> ActivationStatus:
         doc = await self._details(activation_id)
-        state = _STATES[doc["state"]]
+        state = STATES[doc["state"]]
         messages: tuple[SmsMessage, ...] = ()
-        if doc["state"] in _OPEN_STATES or state is ActivationState.FINISHED:
+        if doc["state"] in OPEN_STATES or state is ActivationState.FINISHED:
             messages = await self.messages(activation_id, doc)
         if state is ActivationState.WAITING and messages:
             state = ActivationState.CODE
@@ -796,29 +628,6 @@ class TextVerifiedProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _error_doc(response: httpx.Response) -> tuple[bool, str | None, str | None]:
-    """(is an ``Error`` document, errorCode, errorDescription). The spec makes both fields
-    required but nullable: ``{"errorCode": null, …}`` is still a well-formed refusal."""
-    try:
-        doc = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return False, None, None
-    if not isinstance(doc, dict) or not ({"errorCode", "errorDescription"} & doc.keys()):
-        return False, None, None
-    code, text = doc.get("errorCode"), doc.get("errorDescription")
-    return True, code if isinstance(code, str) else None, text if isinstance(text, str) else None
-
-
-def _restart_key(key: str) -> str:
-    """The key of the purchase that replaces an expired one (still 1–256 characters)."""
-    return key[:250] + "~new"
-
-
-def _seg(activation_id: str) -> str:
-    """An id as one URL path segment (no traversal through a crafted id)."""
-    return quote(str(activation_id), safe="")
 
 
 __all__ = ["SERVICE_ALIASES", "TextVerifiedProvider"]

@@ -28,6 +28,7 @@ from core.orders import OrderService
 from core.providers.breaker import BreakerBoard
 from core.providers.smsactivate import SmsActivateProvider
 from core.providers.textverified import TextVerifiedProvider
+from core.quotes import create_quote
 from core.users import get_or_create_user
 
 from .fakes.smsactivate_server import PATH, FakeSmsActivate
@@ -64,7 +65,7 @@ class World:
 
     async def quote(self, user: object) -> str:
         async with self.db.begin() as conn:
-            quote = await catalogue.create_quote(
+            quote = await create_quote(
                 conn,
                 user_id=user.id,
                 service="telegram",

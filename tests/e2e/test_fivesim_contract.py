@@ -41,6 +41,7 @@ from core.providers.errors import (
 )
 from core.providers.fivesim import FiveSimProvider
 from core.providers.registry import build_provider
+from core.quotes import create_quote
 from core.users import get_or_create_user
 
 from .fakes.fivesim_server import LIFETIME, PREFIX, FakeFiveSim
@@ -803,7 +804,7 @@ async def _purchase(db: Database, orders: OrderService, clock: FakeClock, key: s
             code="topup",
             now=now,
         )
-        quote = await catalogue.create_quote(
+        quote = await create_quote(
             conn,
             user_id=user.id,
             service="telegram",

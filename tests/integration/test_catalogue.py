@@ -7,9 +7,11 @@ from core import catalogue, ledger
 from core.catalogue_data import COUNTRIES, SERVICES
 from core.db.tables import countries, offers, quotes, services, users
 from core.errors import InvalidInput, NotFound, QuoteExpired, QuoteNotFound
+from core.price_overrides import clear_price_override, get_price_override, set_price_override
 from core.providers.base import Offer
 from core.providers.errors import OutOfStock
 from core.providers.simulator import SimulatorProvider
+from core.quotes import create_quote, load_quote, new_quote
 
 MARKUP = 20
 
@@ -154,7 +156,7 @@ async def test_list_countries_sums_stock_that_fits_the_price_and_honours_overrid
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5), ("whatsapp", "US", 300, 2))
     await store(shop, clock, "b", ("whatsapp", "GB", 100, 7))
     async with shop.begin() as conn:
-        await catalogue.set_price_override(conn, "whatsapp", fixed_price=250, now=clock.now())
+        await set_price_override(conn, "whatsapp", fixed_price=250, now=clock.now())
         listed = await catalogue.list_countries(conn, "whatsapp", markup_percent=MARKUP)
     # US costs 300: a fixed price of 250 would sell at a loss, so US is not offered at all.
     assert [(c.country, c.price, c.stock) for c in listed] == [("GB", 250, 12)]
@@ -165,7 +167,7 @@ async def test_quote_uses_the_cheapest_stocked_offer_and_loads_for_its_owner(sho
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5))
     await store(shop, clock, "b", ("whatsapp", "GB", 70, 0), ("whatsapp", "US", 10, 1))
     async with shop.begin() as conn:
-        quote = await catalogue.create_quote(
+        quote = await create_quote(
             conn,
             user_id=user,
             service="whatsapp",
@@ -178,7 +180,7 @@ async def test_quote_uses_the_cheapest_stocked_offer_and_loads_for_its_owner(sho
     assert quote.expires_at == clock.now() + timedelta(seconds=600)
     clock.advance(599)
     async with shop.read() as conn:
-        assert await catalogue.load_quote(conn, quote.id, user, clock.now()) == quote
+        assert await load_quote(conn, quote.id, user, clock.now()) == quote
         stored = (await conn.execute(select(quotes.c.price).where(quotes.c.id == quote.id))).scalar_one()
     assert stored == 120
 
@@ -187,9 +189,9 @@ async def test_quotes_honour_per_service_overrides(shop, clock):
     user = await make_user(shop, clock, 1)
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5), ("telegram", "GB", 100, 5))
     async with shop.begin() as conn:
-        await catalogue.set_price_override(conn, "whatsapp", markup_percent=50, now=clock.now())
+        await set_price_override(conn, "whatsapp", markup_percent=50, now=clock.now())
     async with shop.begin() as conn:
-        marked = await catalogue.create_quote(
+        marked = await create_quote(
             conn,
             user_id=user,
             service="whatsapp",
@@ -198,7 +200,7 @@ async def test_quotes_honour_per_service_overrides(shop, clock):
             now=clock.now(),
             ttl_seconds=60,
         )
-        default = await catalogue.create_quote(
+        default = await create_quote(
             conn,
             user_id=user,
             service="telegram",
@@ -210,8 +212,8 @@ async def test_quotes_honour_per_service_overrides(shop, clock):
     assert (marked.price, default.price) == (150, 120)
 
     async with shop.begin() as conn:
-        await catalogue.set_price_override(conn, "whatsapp", fixed_price=199, now=clock.now())
-        fixed = await catalogue.create_quote(
+        await set_price_override(conn, "whatsapp", fixed_price=199, now=clock.now())
+        fixed = await create_quote(
             conn,
             user_id=user,
             service="whatsapp",
@@ -223,9 +225,9 @@ async def test_quotes_honour_per_service_overrides(shop, clock):
     assert fixed.price == 199
 
     async with shop.begin() as conn:
-        await catalogue.set_price_override(conn, "whatsapp", fixed_price=99, now=clock.now())
+        await set_price_override(conn, "whatsapp", fixed_price=99, now=clock.now())
         with pytest.raises(OutOfStock):  # 99 is below every cost: never sell at a loss
-            await catalogue.create_quote(
+            await create_quote(
                 conn,
                 user_id=user,
                 service="whatsapp",
@@ -234,9 +236,9 @@ async def test_quotes_honour_per_service_overrides(shop, clock):
                 now=clock.now(),
                 ttl_seconds=60,
             )
-        assert await catalogue.clear_price_override(conn, "whatsapp")
-        assert not await catalogue.clear_price_override(conn, "whatsapp")
-        back = await catalogue.create_quote(
+        assert await clear_price_override(conn, "whatsapp")
+        assert not await clear_price_override(conn, "whatsapp")
+        back = await create_quote(
             conn,
             user_id=user,
             service="whatsapp",
@@ -254,13 +256,13 @@ async def test_quote_refusals(shop, clock):
     kw = dict(user_id=user, markup_percent=MARKUP, now=clock.now(), ttl_seconds=60)
     async with shop.begin() as conn:
         with pytest.raises(OutOfStock):
-            await catalogue.create_quote(conn, service="whatsapp", country="GB", **kw)
+            await create_quote(conn, service="whatsapp", country="GB", **kw)
         with pytest.raises(OutOfStock):
-            await catalogue.create_quote(conn, service="telegram", country="GB", **kw)
+            await create_quote(conn, service="telegram", country="GB", **kw)
         with pytest.raises(NotFound):
-            await catalogue.create_quote(conn, service="nosuch", country="GB", **kw)
+            await create_quote(conn, service="nosuch", country="GB", **kw)
         with pytest.raises(NotFound):
-            await catalogue.create_quote(conn, service="whatsapp", country="GBR", **kw)
+            await create_quote(conn, service="whatsapp", country="GBR", **kw)
         assert (await conn.execute(select(func.count()).select_from(quotes))).scalar_one() == 0
 
 
@@ -270,14 +272,14 @@ async def test_a_quote_without_a_transaction_prices_and_refuses_like_one(shop, c
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5), ("telegram", "GB", 100, 0))
     await store(shop, clock, "b", ("whatsapp", "GB", 90, 0), ("whatsapp", "US", 10, 1))
     async with shop.begin() as conn:
-        await catalogue.set_price_override(conn, "whatsapp", markup_percent=50, now=clock.now())
+        await set_price_override(conn, "whatsapp", markup_percent=50, now=clock.now())
     kw = dict(user_id=user, markup_percent=MARKUP, now=clock.now(), ttl_seconds=60)
-    quote = await catalogue.new_quote(shop, service="whatsapp", country="GB", **kw)
+    quote = await new_quote(shop, service="whatsapp", country="GB", **kw)
     async with shop.begin() as conn:
-        same = await catalogue.create_quote(conn, service="whatsapp", country="GB", **kw)
+        same = await create_quote(conn, service="whatsapp", country="GB", **kw)
     assert quote.price == same.price == 150  # the override on the cheapest cost with stock
     async with shop.read() as conn:
-        assert await catalogue.load_quote(conn, quote.id, user, clock.now()) == quote
+        assert await load_quote(conn, quote.id, user, clock.now()) == quote
 
     for service, country, error in [
         ("telegram", "GB", OutOfStock),
@@ -286,12 +288,12 @@ async def test_a_quote_without_a_transaction_prices_and_refuses_like_one(shop, c
         ("whatsapp", "GBR", NotFound),
     ]:
         with pytest.raises(error):
-            await catalogue.new_quote(shop, service=service, country=country, **kw)
+            await new_quote(shop, service=service, country=country, **kw)
     async with shop.begin() as conn:
-        await catalogue.set_price_override(conn, "whatsapp", fixed_price=99, now=clock.now())
+        await set_price_override(conn, "whatsapp", fixed_price=99, now=clock.now())
     with pytest.raises(OutOfStock):  # below every cost of GB: never sold at a loss
-        await catalogue.new_quote(shop, service="whatsapp", country="GB", **kw)
-    assert (await catalogue.new_quote(shop, service="whatsapp", country="US", **kw)).price == 99
+        await new_quote(shop, service="whatsapp", country="GB", **kw)
+    assert (await new_quote(shop, service="whatsapp", country="US", **kw)).price == 99
     async with shop.read() as conn:
         assert (await conn.execute(select(func.count()).select_from(quotes))).scalar_one() == 3
 
@@ -300,7 +302,7 @@ async def test_expired_quote(shop, clock):
     user = await make_user(shop, clock, 1)
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5))
     async with shop.begin() as conn:
-        quote = await catalogue.create_quote(
+        quote = await create_quote(
             conn,
             user_id=user,
             service="whatsapp",
@@ -312,7 +314,7 @@ async def test_expired_quote(shop, clock):
     clock.advance(600)
     async with shop.read() as conn:
         with pytest.raises(QuoteExpired):
-            await catalogue.load_quote(conn, quote.id, user, clock.now())
+            await load_quote(conn, quote.id, user, clock.now())
 
 
 async def test_another_users_quote_is_not_found(shop, clock):
@@ -320,7 +322,7 @@ async def test_another_users_quote_is_not_found(shop, clock):
     intruder = await make_user(shop, clock, 2)
     await store(shop, clock, "a", ("whatsapp", "GB", 100, 5))
     async with shop.begin() as conn:
-        quote = await catalogue.create_quote(
+        quote = await create_quote(
             conn,
             user_id=owner,
             service="whatsapp",
@@ -331,10 +333,10 @@ async def test_another_users_quote_is_not_found(shop, clock):
         )
     async with shop.read() as conn:
         with pytest.raises(QuoteNotFound):
-            await catalogue.load_quote(conn, quote.id, intruder, clock.now())
+            await load_quote(conn, quote.id, intruder, clock.now())
         with pytest.raises(QuoteNotFound):
-            await catalogue.load_quote(conn, "not-a-quote", owner, clock.now())
-        assert (await catalogue.load_quote(conn, quote.id, owner, clock.now())).id == quote.id
+            await load_quote(conn, "not-a-quote", owner, clock.now())
+        assert (await load_quote(conn, quote.id, owner, clock.now())).id == quote.id
 
 
 async def test_candidates_are_cheapest_first_with_stock_and_within_max_cost(shop, clock):
@@ -359,24 +361,24 @@ async def test_candidates_are_cheapest_first_with_stock_and_within_max_cost(shop
 async def test_price_overrides_are_validated_listed_and_updated(shop, clock):
     async with shop.begin() as conn:
         with pytest.raises(InvalidInput):
-            await catalogue.set_price_override(conn, "whatsapp", now=clock.now())
+            await set_price_override(conn, "whatsapp", now=clock.now())
         with pytest.raises(InvalidInput):
-            await catalogue.set_price_override(conn, "whatsapp", markup_percent=-5, now=clock.now())
+            await set_price_override(conn, "whatsapp", markup_percent=-5, now=clock.now())
         with pytest.raises(InvalidInput):
-            await catalogue.set_price_override(conn, "whatsapp", markup_percent=12.5, now=clock.now())
+            await set_price_override(conn, "whatsapp", markup_percent=12.5, now=clock.now())
         with pytest.raises(InvalidInput):
-            await catalogue.set_price_override(conn, "whatsapp", fixed_price=0, now=clock.now())
+            await set_price_override(conn, "whatsapp", fixed_price=0, now=clock.now())
         with pytest.raises(NotFound):
-            await catalogue.set_price_override(conn, "nosuch", markup_percent=10, now=clock.now())
-        await catalogue.set_price_override(conn, "whatsapp", markup_percent=30, now=clock.now())
-        await catalogue.set_price_override(conn, "google", fixed_price=500, now=clock.now())
+            await set_price_override(conn, "nosuch", markup_percent=10, now=clock.now())
+        await set_price_override(conn, "whatsapp", markup_percent=30, now=clock.now())
+        await set_price_override(conn, "google", fixed_price=500, now=clock.now())
     clock.advance(10)
     async with shop.begin() as conn:
-        updated = await catalogue.set_price_override(conn, "whatsapp", markup_percent=40, now=clock.now())
+        updated = await set_price_override(conn, "whatsapp", markup_percent=40, now=clock.now())
     async with shop.read() as conn:
-        google = await catalogue.get_price_override(conn, "google")
-        one = await catalogue.get_price_override(conn, "whatsapp")
-        missing = await catalogue.get_price_override(conn, "telegram")
+        google = await get_price_override(conn, "google")
+        one = await get_price_override(conn, "whatsapp")
+        missing = await get_price_override(conn, "telegram")
     assert google is not None and (google.markup_percent, google.fixed_price) == (None, 500)
     assert (one.markup_percent, one.fixed_price) == (40, None)
     assert one == updated and one.updated_at == clock.now()

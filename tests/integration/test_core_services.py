@@ -9,6 +9,7 @@ from sqlalchemy import func, insert, select
 from core import audit, catalogue, support, update_log, users, webhooks
 from core.db.tables import audit_log, countries, offers, price_overrides, services, webhook_events
 from core.db.tables import users as users_t
+from core.price_overrides import override_price, remove_price_override
 from core.providers.base import SmsMessage
 from core.webhooks import WebhookOutcome
 from tests.integration.orders_support import ScriptedProvider, Shop
@@ -102,13 +103,13 @@ async def test_resolve_user_marks_a_returning_user_reachable(db, clock) -> None:
 
 async def test_a_price_override_commits_with_its_audit_row(db, clock) -> None:
     await _catalogue(db, clock)
-    result = await catalogue.override_price(
+    result = await override_price(
         db, "whatsapp", markup_percent=30, actor="staff:ann", reason="promo", now=clock.now()
     )
     assert result.markup_percent == 30
     staff = dict(actor="staff:ann", reason="done", now=clock.now())
-    assert await catalogue.remove_price_override(db, "whatsapp", **staff)
-    assert not await catalogue.remove_price_override(db, "whatsapp", **staff)
+    assert await remove_price_override(db, "whatsapp", **staff)
+    assert not await remove_price_override(db, "whatsapp", **staff)
     assert await _audit(db) == [
         ("staff:ann", "price.set", "whatsapp"),
         ("staff:ann", "price.clear", "whatsapp"),
@@ -118,9 +119,7 @@ async def test_a_price_override_commits_with_its_audit_row(db, clock) -> None:
 async def test_a_price_override_whose_audit_row_fails_is_not_set(db, clock, audit_fails) -> None:
     await _catalogue(db, clock)
     with pytest.raises(AuditDown):
-        await catalogue.override_price(
-            db, "whatsapp", fixed_price=99, actor="staff:ann", reason="x", now=clock.now()
-        )
+        await override_price(db, "whatsapp", fixed_price=99, actor="staff:ann", reason="x", now=clock.now())
     assert await _count(db, price_overrides) == 0
 
 
@@ -129,13 +128,11 @@ async def test_a_refused_price_override_writes_no_audit_row(db, clock) -> None:
 
     await _catalogue(db, clock)
     with pytest.raises(InvalidInput):
-        await catalogue.override_price(
+        await override_price(
             db, "whatsapp", markup_percent=5000, actor="staff:ann", reason="x", now=clock.now()
         )
     with pytest.raises(NotFound):
-        await catalogue.override_price(
-            db, "nosuch", markup_percent=5, actor="staff:ann", reason="x", now=clock.now()
-        )
+        await override_price(db, "nosuch", markup_percent=5, actor="staff:ann", reason="x", now=clock.now())
     assert await _audit(db) == [] and await _count(db, price_overrides) == 0
 
 

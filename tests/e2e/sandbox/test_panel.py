@@ -15,6 +15,7 @@ from core.db.engine import Database
 from core.db.tables import outbox
 from core.invariants import check_invariants
 from core.providers.simulator import SimulatorProvider
+from core.quotes import create_quote
 from numbershop.sandbox.panel import DeliveryError, DeliveryPanel
 
 
@@ -34,7 +35,7 @@ async def _buy(core, telegram_id: int, key: str):
     await core.wallets.top_up(telegram_id, 5000, source="test", reference=f"fund-{key}")
     user = await core.wallets.show(telegram_id)
     async with core.db.begin() as conn:
-        quote = await catalogue.create_quote(
+        quote = await create_quote(
             conn,
             user_id=user.user_id,
             service="whatsapp",
