@@ -47,6 +47,9 @@ COMMANDS = [
     BotCommand(command="balance", description="Balance and top up with Stars"),
     BotCommand(command="orders", description="My recent orders"),
     BotCommand(command="help", description="How it works and refunds"),
+    BotCommand(command="support", description="Contact support"),
+    BotCommand(command="paysupport", description="Help with a Stars payment"),
+    BotCommand(command="terms", description="Terms of the shop"),
 ]
 
 

@@ -82,6 +82,8 @@ _MAIN_MENU = _markup(
     ]
 )
 _BACK_TO_MENU = _markup([[_MENU]])
+_BUY_OR_MENU = _markup([[_button(texts.BTN_BUY, MenuCb(to="buy"))], [_MENU]])
+_TOP_UP_OR_MENU = _markup([[_button(texts.BTN_BALANCE, MenuCb(to="balance"))], [_MENU]])
 _BACK = _button(texts.BTN_BACK, ServicesCb(offset=0))
 _BACK_TO_SERVICES = _markup([[_BACK, _MENU]])
 
@@ -96,6 +98,14 @@ def main_menu() -> InlineKeyboardMarkup:
 
 def back_to_menu() -> InlineKeyboardMarkup:
     return _BACK_TO_MENU
+
+
+def buy_or_menu() -> InlineKeyboardMarkup:
+    return _BUY_OR_MENU
+
+
+def top_up_or_menu() -> InlineKeyboardMarkup:
+    return _TOP_UP_OR_MENU
 
 
 def back_to_services() -> InlineKeyboardMarkup:

@@ -99,7 +99,35 @@ HELP = (
     "wrong, write to support with the order id.\n"
     "• Money topped up stays on your balance; it is not paid out in Stars.\n\n"
     "Commands: /start menu · /buy &lt;service&gt; [&lt;country&gt;] · /balance · /orders · /help"
+    " · /support · /paysupport · /terms"
 )
+
+
+# --- support and terms (the operator's words come from settings: plain text, escaped) ----
+
+
+def support(contact: str) -> str:
+    return (
+        "<b>Support</b>\n"
+        f"{escape(contact)}\n\n"
+        "Please include the order id (tap the order in /orders) and what went wrong. "
+        "An order without a code never costs you anything: its price comes back by itself."
+    )
+
+
+def pay_support(contact: str) -> str:
+    return (
+        "<b>Payment support</b>\n"
+        "Stars top-ups are added to your balance as soon as Telegram confirms the payment. "
+        "Balance is spent on numbers only; it is not paid out in Stars.\n\n"
+        "If you paid but your balance did not change, write to support with the date and the "
+        "number of Stars:\n"
+        f"{escape(contact)}"
+    )
+
+
+def terms(text: str) -> str:
+    return f"<b>Terms</b>\n{escape(text)}"
 
 
 # --- buy --------------------------------------------------------------------------------

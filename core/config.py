@@ -124,6 +124,24 @@ class Settings(BaseSettings):
     SUPPORT_CREDIT_LIMIT: int = Field(default=10_000, ge=0)
     ADMIN_API_DOCS: bool = False
 
+    # --- What the bot tells buyers (/support, /paysupport, /terms) -----------------------
+    # Plain text (shown escaped, never as markup). SUPPORT_CONTACT is where buyers reach a
+    # person, e.g. "@shop_support"; Telegram expects bots taking Stars to answer /paysupport.
+    SUPPORT_CONTACT: str = Field(
+        default="The shop's operator has not set a support contact yet.", min_length=1, max_length=500
+    )
+    TERMS_TEXT: str = Field(
+        default=(
+            "• Each number is for a single use.\n"
+            "• The price is held when you buy and charged only when a code arrives.\n"
+            "• No code before the deadline: the hold is released automatically, in full.\n"
+            "• Balance topped up with Telegram Stars cannot be withdrawn or paid out.\n"
+            "• Questions or problems: /support."
+        ),
+        min_length=1,
+        max_length=3000,
+    )
+
     # --- Web servers' Host check (core.hosts) -------------------------------------------
     # Names the dashboard and the sandbox answer besides localhost, 127.0.0.1, [::1] and the
     # address they are bound to; anything else gets 421 (DNS rebinding). "*" turns it off.

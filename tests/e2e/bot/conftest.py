@@ -171,17 +171,17 @@ class Harness:
         await self.core.wallets.top_up(user, amount, source="test", reference=reference)
 
 
-def make_settings(db: Database, base_url: str) -> Settings:
-    return Settings(
-        _env_file=None,
-        DATABASE_URL=db.url,
-        BOT_TOKEN=TOKEN,
-        TELEGRAM_API_URL=base_url,
-        PROVIDERS="simulator",
-        MARKUP_PERCENT=20,
-        STARS_PER_CURRENCY_UNIT=50,
-        SHOP_CURRENCY="USD",
-    )
+def make_settings(db: Database, base_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "DATABASE_URL": db.url,
+        "BOT_TOKEN": TOKEN,
+        "TELEGRAM_API_URL": base_url,
+        "PROVIDERS": "simulator",
+        "MARKUP_PERCENT": 20,
+        "STARS_PER_CURRENCY_UNIT": 50,
+        "SHOP_CURRENCY": "USD",
+    }
+    return Settings(_env_file=None, **(values | overrides))
 
 
 @contextlib.asynccontextmanager
@@ -191,7 +191,11 @@ async def shop_harness(
     *,
     app_options: dict[str, Any] | None = None,
     prepare: Callable[[SimulatorProvider], None] | None = None,
+    settings: dict[str, Any] | None = None,
+    set_commands: bool = False,
 ) -> AsyncIterator[Harness]:
+    """A running shop; ``settings`` overrides ``make_settings``; ``set_commands`` lets the
+    bot publish its command list at start (off by default: one request fewer per test)."""
     sim = SimulatorProvider(seed=7, clock=clock, code_delay_s=None)
     if prepare is not None:
         prepare(sim)
@@ -200,14 +204,16 @@ async def shop_harness(
     await catalogue.sync_catalogue(db, sim, clock)
     async with running_emulator() as (emulator, base_url):
         tg = emulator.add_bot(TOKEN, username="numbershop_test_bot", first_name="numbershop")
-        settings = make_settings(db, base_url)
-        core = build_core(settings, clock=clock, providers={"simulator": sim}, db=db)
+        configured = make_settings(db, base_url, **(settings or {}))
+        core = build_core(configured, clock=clock, providers={"simulator": sim}, db=db)
         sleeps = SleepRecorder()
-        app = build_app(core, build_bot(settings), sender_sleep=sleeps, **(app_options or {}))
+        app = build_app(core, build_bot(configured), sender_sleep=sleeps, **(app_options or {}))
         harness = Harness(core=core, app=app, tg=tg, sim=sim, clock=clock, sleeps=sleeps)
         harness.track()
         stop = asyncio.Event()
-        runner = asyncio.create_task(app.run(stop, polling_timeout=1, run_sender=False, set_commands=False))
+        runner = asyncio.create_task(
+            app.run(stop, polling_timeout=1, run_sender=False, set_commands=set_commands)
+        )
         try:
             yield harness
         finally:
