@@ -24,8 +24,7 @@ and every fix in ``reconciliation_runs``, and queues one staff alert when anythi
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,74 +42,15 @@ from core.orders import OrderService
 from core.orders.view import known_messages
 from core.providers.base import ActivationState, Provider, Rental
 from core.providers.errors import ActivationNotFound, AlreadyClosed, ProviderError
+from core.reconcile_report import Finding, Fix, ReconcileReport, alert_text, jsonable
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DAYS = 30
 DEFAULT_GRACE_S = 120  # how late a job may be before its lateness is a finding
 ORPHAN_MIN_AGE_S = 60  # an activation younger than this may still be joining its order
-ALERT_MAX_LINES = 20
 
 Progress = Callable[[str, int, int], None]
-Fix = Callable[[], Awaitable[bool]]
-
-
-@dataclass
-class Finding:
-    code: str
-    message: str
-    ref: str | None = None
-    fix: str | None = None  # what an executing run does about it; None: staff must act
-    fixed: bool = False
-    error: str | None = None  # why the fix did not work this time
-    invariant: int | None = None
-    repair: Fix | None = field(default=None, repr=False, compare=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "code": self.code,
-            "message": self.message,
-            "ref": self.ref,
-            "fix": self.fix,
-            "fixed": self.fixed,
-        }
-        if self.invariant is not None:
-            out["invariant"] = self.invariant
-        if self.error:
-            out["error"] = self.error
-        return out
-
-
-@dataclass
-class ReconcileReport:
-    run_id: int | None
-    mode: str
-    started_at: datetime
-    finished_at: datetime | None
-    checked: dict[str, Any]
-    findings: list[Finding]
-    status: str  # 'clean' | 'fixed' | 'findings' | 'error'
-
-    @property
-    def remaining(self) -> list[Finding]:
-        return [f for f in self.findings if not f.fixed]
-
-    @property
-    def fixes(self) -> list[Finding]:
-        return [f for f in self.findings if f.fixed]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "mode": self.mode,
-            "status": self.status,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "checked": self.checked,
-            "findings": [f.as_dict() for f in self.findings],
-            "fixed": len(self.fixes),
-            "remaining": len(self.remaining),
-        }
 
 
 class Reconciler:
@@ -608,7 +548,7 @@ class Reconciler:
                 .values(
                     finished_at=report.finished_at,
                     status=report.status,
-                    checked=_jsonable(report.checked),
+                    checked=jsonable(report.checked),
                     findings=[f.as_dict() for f in report.findings],
                     fixes=[f.as_dict() for f in report.fixes],
                 )
@@ -629,35 +569,6 @@ class Reconciler:
                     report.run_id,
                     len(report.findings),
                 )
-
-
-def alert_text(report: ReconcileReport) -> str:
-    head = (
-        f"Reconciliation run #{report.run_id} ({report.mode}): {len(report.findings)} "
-        f"finding(s), {len(report.fixes)} fixed, {len(report.remaining)} remaining"
-    )
-    lines = [head]
-    for f in report.findings[:ALERT_MAX_LINES]:
-        if f.fixed:
-            state = "fixed"
-        elif f.error:
-            state = f"fix failed: {f.error}"
-        else:
-            state = "needs staff" if f.fix is None else "not fixed"
-        lines.append(f"- {f.code}: {f.message} [{state}]")
-    if len(report.findings) > ALERT_MAX_LINES:
-        lines.append(f"… and {len(report.findings) - ALERT_MAX_LINES} more on the dashboard")
-    return "\n".join(lines)[:3500]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 async def run_reconciliation(

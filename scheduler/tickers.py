@@ -22,7 +22,8 @@ from core.db.engine import Database
 from core.orders import OrderService
 from core.providers.base import Provider
 from core.providers.errors import ProviderError
-from core.reconcile import DEFAULT_DAYS, Reconciler, ReconcileReport
+from core.reconcile import DEFAULT_DAYS, Reconciler
+from core.reconcile_report import ReconcileReport
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ Why it looks the way it does:
 
 * **Errors are plain text.** 5sim answers an error with a short text body (``no free phones``,
   ``order not found`` …), usually HTTP 400 but sometimes 200 or 404. The body text decides
-  first (``_ERRORS``), the HTTP status second; a body that is neither a known error nor the
-  expected JSON — an HTML page, a truncated document — is ``MalformedResponse``, never a
-  success. HTTP 401 is ``BadKey``.
+  first (``fivesim_wire.ERRORS``), the HTTP status second; a body that is neither a known
+  error nor the expected JSON — an HTML page, a truncated document — is
+  ``MalformedResponse``, never a success. HTTP 401 is ``BadKey``.
 * **Buying has no idempotency key.** Losing the reply to ``/user/buy/activation/…`` (read
   timeout, reset, 5xx, garbled body) may mean a number was bought and billed: that is
   ``OutcomeUnknown``. The order stays ``reserving`` and recovery looks for it through
@@ -43,13 +43,11 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -74,17 +72,23 @@ from core.providers.errors import (
     AlreadyClosed,
     BadKey,
     BadService,
-    Banned,
     BusinessError,
     EarlyCancelDenied,
-    InsufficientProviderBalance,
     MalformedResponse,
     NotSupported,
-    OutOfStock,
     PriceTooHigh,
-    ProviderError,
-    ProviderUnavailable,
     RateLimited,
+)
+from core.providers.fivesim_wire import (
+    CLOSE_OPS,
+    ERRORS,
+    LONGEST_LIFETIME,
+    OPEN_STATES,
+    STATES,
+    is_phone,
+    message_id,
+    order_id,
+    seg,
 )
 from core.providers.http import MalformedOutcome, make_client, parse_time, send, snippet
 from core.providers.instances import ProviderInstance
@@ -92,48 +96,6 @@ from core.providers.instances import ProviderInstance
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://5sim.net/v1"
-
-# Error body text (lower case, single spaces) → error class.
-_ERRORS: dict[str, type[ProviderError]] = {
-    "no free phones": OutOfStock,
-    "not enough user balance": InsufficientProviderBalance,
-    # Rating too low to buy (0 blocks buying for 24 h): staff must act, like a ban.
-    "not enough rating": Banned,
-    "select country": BadService,
-    "select operator": BadService,
-    "bad country": BadService,
-    "bad operator": BadService,
-    "no product": BadService,
-    "country is incorrect": BadService,
-    "product is incorrect": BadService,
-    "server offline": ProviderUnavailable,
-    "internal error": ProviderUnavailable,
-    "reuse not possible": NotSupported,
-    "reuse false": NotSupported,
-    "reuse expired": NotSupported,
-    "order not found": ActivationNotFound,
-    "record not found": ActivationNotFound,
-    "order expired": AlreadyClosed,
-    # A code arrived: the order can only be finished (and is billed); not a definite close.
-    "order has sms": BusinessError,
-    "order no sms": BusinessError,
-    "hosting order": BusinessError,
-    "you need to wait time": EarlyCancelDenied,
-    "api limit is 100 requests per second": RateLimited,
-    "ip address limit is 100 requests per second": RateLimited,
-}
-
-_STATES: dict[str, ActivationState] = {
-    "PENDING": ActivationState.WAITING,
-    "RECEIVED": ActivationState.WAITING,  # CODE once the sms list is non-empty
-    "CANCELED": ActivationState.CANCELLED,
-    "BANNED": ActivationState.CANCELLED,
-    "TIMEOUT": ActivationState.EXPIRED,
-    "FINISHED": ActivationState.FINISHED,
-}
-_OPEN = frozenset({"PENDING", "RECEIVED"})
-_LONGEST_LIFETIME = timedelta(minutes=30)
-_CLOSE_OPS = {"finish": "FINISHED", "cancel": "CANCELED", "ban": "BANNED"}
 
 
 class FiveSimProvider:
@@ -246,7 +208,7 @@ class FiveSimProvider:
 
     def _raise_for_error(self, what: str, body: str) -> None:
         text = " ".join(body.lower().split())
-        cls = _ERRORS.get(text)
+        cls = ERRORS.get(text)
         if cls is None:
             return
         message = snippet(f"{self.name}: {what}: {text}", (self._api_key,))
@@ -423,7 +385,7 @@ class FiveSimProvider:
             raise PriceTooHigh(
                 f"{self.name}: max cost {request.max_cost} is below one 5sim unit", provider=self.name
             )
-        path = f"/user/buy/activation/{_seg(slug)}/any/{_seg(product)}"
+        path = f"/user/buy/activation/{seg(slug)}/any/{seg(product)}"
         async with self._lock:
             doc = await self._get(
                 path, what="buy", idempotent=False, params={"maxPrice": format_provider_amount(max_price)}
@@ -454,12 +416,12 @@ class FiveSimProvider:
         try:
             if not isinstance(doc, dict):
                 raise ValueError
-            activation_id = _order_id(doc.get("id"))
+            activation_id = order_id(doc.get("id"))
             phone = doc.get("phone")
-            if not isinstance(phone, str) or not _is_phone(phone):
+            if not isinstance(phone, str) or not is_phone(phone):
                 raise ValueError
             cost = self._rate.to_shop_minor(doc["price"])
-            if doc.get("status") not in _STATES:
+            if doc.get("status") not in STATES:
                 raise ValueError
         except (KeyError, TypeError, ValueError):
             raise self._malformed(what, repr(doc)[:200], idempotent) from None
@@ -495,10 +457,10 @@ class FiveSimProvider:
     # ------------------------------------------------------------------ status
 
     async def _order(self, activation_id: str, op: str) -> dict[str, Any]:
-        doc = await self._get(f"/user/{op}/{_seg(activation_id)}", what=op)
+        doc = await self._get(f"/user/{op}/{seg(activation_id)}", what=op)
         if (
             not isinstance(doc, dict)
-            or doc.get("status") not in _STATES
+            or doc.get("status") not in STATES
             or str(doc.get("id", "")).strip() != activation_id.strip()
         ):
             raise self._malformed(op, repr(doc)[:200])
@@ -507,7 +469,7 @@ class FiveSimProvider:
     async def status(self, activation_id: str) -> ActivationStatus:
         doc = await self._order(activation_id, "check")
         messages = self._messages(activation_id, doc.get("sms"))
-        state = _STATES[doc["status"]]
+        state = STATES[doc["status"]]
         if state is ActivationState.WAITING and messages:
             state = ActivationState.CODE
         return ActivationStatus(activation_id, state, messages)
@@ -527,7 +489,7 @@ class FiveSimProvider:
             if code is None and not text:
                 continue
             received = parse_time(entry.get("date")) or parse_time(entry.get("created_at"))
-            out.append(SmsMessage(_message_id(activation_id, entry, code, text), code, text, received))
+            out.append(SmsMessage(message_id(activation_id, entry, code, text), code, text, received))
         # oldest first; a stable sort keeps 5sim's own order for SMS of the same second
         out.sort(key=lambda m: (m.received_at is None, m.received_at or datetime.min))
         return tuple(out)
@@ -554,7 +516,7 @@ class FiveSimProvider:
         until an order older than the longest lifetime shows up (it cannot be open).
         """
         # 5sim keeps some orders open up to 30 minutes, whatever our own deadline
-        horizon = self._clock.now() - max(self._ttl, _LONGEST_LIFETIME) - timedelta(minutes=5)
+        horizon = self._clock.now() - max(self._ttl, LONGEST_LIFETIME) - timedelta(minutes=5)
         open_orders: list[Rental] = []
         offset = 0
         for _ in range(self._max_pages):
@@ -578,12 +540,12 @@ class FiveSimProvider:
                 raise self._malformed("orders", repr(doc)[:200])
             older = False
             for entry in entries:
-                if not isinstance(entry, dict) or entry.get("status") not in _STATES:
+                if not isinstance(entry, dict) or entry.get("status") not in STATES:
                     raise self._malformed("orders", repr(entry)[:200])
                 created = parse_time(entry.get("created_at"))
                 if created is not None and created < horizon:
                     older = True
-                if entry["status"] in _OPEN:
+                if entry["status"] in OPEN_STATES:
                     open_orders.append(self._rental(entry, "orders"))
             offset += len(entries)
             total = doc.get("Total")
@@ -600,9 +562,9 @@ class FiveSimProvider:
         async with self._lock:
             doc = await self._order(activation_id, op)
         status = doc["status"]
-        if status == _CLOSE_OPS[op]:
+        if status == CLOSE_OPS[op]:
             return
-        if status in _OPEN:
+        if status in OPEN_STATES:
             raise self._malformed(op, repr(doc)[:200])
         message = f"{self.name}: {op}: order {activation_id} is {status}"
         if op != "finish" and status == "FINISHED":
@@ -639,28 +601,3 @@ class FiveSimProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _seg(value: str) -> str:
-    return quote(str(value).strip(), safe="")
-
-
-def _order_id(value: object) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError
-    text = str(value).strip()
-    if not text:
-        raise ValueError
-    return text
-
-
-def _is_phone(text: str) -> bool:
-    digits = text.strip().removeprefix("+")
-    return 5 <= len(digits) <= 20 and digits.isdigit()
-
-
-def _message_id(activation_id: str, entry: dict[str, Any], code: str | None, text: str | None) -> str:
-    """Stable across polls (5sim gives check's SMS no id): when it arrived and what it says."""
-    stamp = str(entry.get("date") or entry.get("created_at") or "")
-    digest = hashlib.sha256(f"{code or ''}\0{text or ''}".encode()).hexdigest()[:12]
-    return f"{activation_id}:{stamp}:{digest}"

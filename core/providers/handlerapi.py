@@ -12,7 +12,7 @@ Why it looks the way it does:
   ``NO_NUMBERS``, …) or, for the JSON actions, a JSON document of the expected shape. Anything
   else — an HTML error page, a truncated body, a keyword we do not know — is
   ``MalformedResponse`` (transient), never a success. Known error keywords map onto the
-  provider error tree (``_ERRORS`` plus the dialect's ``extra_errors``).
+  provider error tree (``handlerapi_wire.ERRORS`` plus the dialect's ``extra_errors``).
 * **getNumber has no idempotency key.** Losing its reply (read timeout, reset, 5xx, garbled
   body) may mean a number was rented and billed: that is ``OutcomeUnknown`` — the order stays
   ``reserving`` and recovery looks for the activation in ``getActiveActivations``. Only a
@@ -66,50 +66,28 @@ from core.providers.cost_rate import CostRate, decimal, format_provider_amount
 from core.providers.errors import (
     ActivationNotFound,
     AlreadyClosed,
-    BadKey,
     BadService,
-    Banned,
     BusinessError,
     EarlyCancelDenied,
-    InsufficientProviderBalance,
     MalformedResponse,
     NotSupported,
-    OutOfStock,
     PriceTooHigh,
     ProviderError,
-    ProviderUnavailable,
-    TooManyActive,
 )
 from core.providers.handlerapi_presets import NUMERIC_CURRENCY, Dialect, dialect
+from core.providers.handlerapi_wire import (
+    CURRENCY_ACTIONS,
+    ERRORS,
+    SET_STATUS_OK,
+    is_phone,
+    message_id,
+    sms_messages,
+    truthy,
+)
 from core.providers.http import MalformedOutcome, make_client, parse_time, send, snippet
 from core.providers.instances import ProviderInstance
 
 log = logging.getLogger(__name__)
-
-
-# Error keywords → error class. Replies are ``KEYWORD`` or ``KEYWORD:detail``.
-_ERRORS: dict[str, type[ProviderError]] = {
-    "NO_NUMBERS": OutOfStock,
-    "WRONG_MAX_PRICE": PriceTooHigh,
-    "NO_BALANCE": InsufficientProviderBalance,
-    "BAD_KEY": BadKey,
-    "BANNED": Banned,
-    "BAD_ACTION": NotSupported,
-    "BAD_SERVICE": BadService,
-    "BAD_STATUS": BusinessError,
-    "NO_ACTIVATION": ActivationNotFound,
-    "WRONG_ACTIVATION_ID": ActivationNotFound,
-    "TOO_MANY_ACTIVE_RENTALS": TooManyActive,
-    "CHANNELS_LIMIT": TooManyActive,
-    "ERROR_SQL": ProviderUnavailable,
-    "EARLY_CANCEL_DENIED": EarlyCancelDenied,
-    "ALREADY_CANCEL": AlreadyClosed,
-    "ALREADY_FINISH": AlreadyClosed,
-}
-
-_SET_STATUS_OK = {1: "ACCESS_READY", 3: "ACCESS_RETRY_GET", 6: "ACCESS_ACTIVATION", 8: "ACCESS_CANCEL"}
-# actions that take the dialect's currency parameter (SMSHub)
-_CURRENCY_ACTIONS = frozenset({"getBalance", "getNumber", "getNumberV2", "getPrices"})
 
 
 class HandlerApiProvider:
@@ -139,7 +117,7 @@ class HandlerApiProvider:
             self.name = name
         self.dialect = preset if isinstance(preset, Dialect) else dialect(preset)
         self._errors: dict[str, type[ProviderError]] = {
-            **_ERRORS,
+            **ERRORS,
             **{k: v for k, v in self.dialect.extra_errors.items() if k.isupper()},
         }
         self._sentences = {k.lower(): v for k, v in self.dialect.extra_errors.items() if not k.isupper()}
@@ -202,7 +180,7 @@ class HandlerApiProvider:
             "action": action,
             **{k: str(v) for k, v in params.items() if v is not None},
         }
-        if self.dialect.currency_param and action in _CURRENCY_ACTIONS:
+        if self.dialect.currency_param and action in CURRENCY_ACTIONS:
             query["currency"] = str(NUMERIC_CURRENCY[self.provider_currency])
         response = await send(
             self._client,
@@ -386,7 +364,7 @@ class HandlerApiProvider:
             body = await self._call("getNumber", idempotent=False, **params)
         keyword, _, rest = body.partition(":")
         activation_id, _, phone = rest.partition(":")
-        if keyword != "ACCESS_NUMBER" or not activation_id.strip() or not _is_phone(phone):
+        if keyword != "ACCESS_NUMBER" or not activation_id.strip() or not is_phone(phone):
             raise self._malformed("getNumber", body, idempotent=False)
         cost = await self._known_cost(code, cid, max_price)
         now = self._clock.now()
@@ -406,7 +384,7 @@ class HandlerApiProvider:
             activation_id = str(doc["activationId"]).strip()
             phone = str(doc["phoneNumber"]).strip()
             cost = decimal(doc["activationCost"])
-            if not activation_id or not _is_phone(phone):
+            if not activation_id or not is_phone(phone):
                 raise ValueError
         except (KeyError, TypeError, ValueError):
             raise self._malformed("getNumberV2", json.dumps(doc)[:200], idempotent=False) from None
@@ -428,7 +406,7 @@ class HandlerApiProvider:
             service=request.service,
             country=request.country,
             created_at=created,
-            can_request_another=_truthy(doc.get("canGetAnotherSms", True)),
+            can_request_another=truthy(doc.get("canGetAnotherSms", True)),
         )
 
     async def _known_cost(self, code: str, cid: int, max_price: Decimal) -> Decimal:
@@ -464,7 +442,7 @@ class HandlerApiProvider:
             return ActivationStatus(
                 activation_id,
                 ActivationState.CODE,
-                (SmsMessage(_message_id(activation_id, code), code, None),),
+                (SmsMessage(message_id(activation_id, code), code, None),),
             )
         raise self._malformed("getStatus", body)
 
@@ -475,7 +453,7 @@ class HandlerApiProvider:
             aid = str(entry["activationId"]).strip()
             if aid not in wanted:
                 continue
-            messages = _messages(aid, entry.get("smsCode"), entry.get("smsText"))
+            messages = sms_messages(aid, entry.get("smsCode"), entry.get("smsText"))
             state = ActivationState.CODE if messages else ActivationState.WAITING
             result[aid] = ActivationStatus(aid, state, messages)
         return result
@@ -500,7 +478,7 @@ class HandlerApiProvider:
                     service=data.canonical_service(entry.get("serviceCode")),
                     country=data.country_iso(entry.get("countryCode")),
                     created_at=created,
-                    can_request_another=_truthy(entry.get("canGetAnotherSms", False)),
+                    can_request_another=truthy(entry.get("canGetAnotherSms", False)),
                 )
             )
         return rentals
@@ -527,7 +505,7 @@ class HandlerApiProvider:
     async def _set_status(self, activation_id: str, status: int) -> None:
         async with self._lock:
             body = await self._call("setStatus", id=activation_id, status=status)
-        if body != _SET_STATUS_OK[status]:
+        if body != SET_STATUS_OK[status]:
             raise self._malformed(f"setStatus {status}", body)
 
     async def cancel(self, activation_id: str) -> None:
@@ -581,43 +559,6 @@ class HandlerApiProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _is_phone(text: str) -> bool:
-    digits = text.strip().removeprefix("+")
-    return 5 <= len(digits) <= 20 and digits.isdigit()
-
-
-def _truthy(value: object) -> bool:
-    return str(value).strip().lower() not in ("0", "false", "", "none")
-
-
-def _message_id(activation_id: str, code: str) -> str:
-    """Stable across getStatus and getActiveActivations, so each code is recorded once."""
-    return f"{activation_id}:{code}"
-
-
-def _as_list(value: object) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, list):
-        return [str(v) for v in value if v not in (None, "")]
-    if isinstance(value, str) and value.startswith("["):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return [value]
-        return _as_list(parsed) if isinstance(parsed, list) else [value]
-    return [str(value)]
-
-
-def _messages(activation_id: str, codes: object, texts: object) -> tuple[SmsMessage, ...]:
-    code_list, text_list = _as_list(codes), _as_list(texts)
-    out = []
-    for i, code in enumerate(code_list):
-        text = text_list[i] if i < len(text_list) else None
-        out.append(SmsMessage(_message_id(activation_id, code.strip()), code.strip(), text))
-    return tuple(out)
 
 
 #: the name this adapter had while SMS-Activate ran (tests and old imports use it)

@@ -14,7 +14,8 @@ from typing import TextIO
 
 from core.bootstrap import open_core
 from core.config import load_settings
-from core.reconcile import DEFAULT_DAYS, Reconciler, ReconcileReport
+from core.reconcile import DEFAULT_DAYS, Reconciler
+from core.reconcile_report import ReconcileReport
 from numbershop.commands._shared import add_json_flag, cli_actor, print_json
 
 MAX_DAYS = 36500
