@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from core import catalogue, idempotency, jobs, retention
+from core import catalogue, idempotency, jobs, provider_balances, retention
 from core.clock import Clock
 from core.config import Settings
 from core.db.engine import Database
@@ -36,6 +36,8 @@ SYNC_CATALOGUE_EVERY_S = 600.0
 REAP_KEYS_EVERY_S = 3600.0
 # Retention: a few times a day, so a run stays small and a restart never skips a day.
 RETENTION_EVERY_S = 6 * 3600.0
+# Upstream balances: often enough that a low balance is noticed before rents start failing.
+BALANCES_EVERY_S = 300.0
 
 
 class CoreLike(Protocol):
@@ -86,6 +88,7 @@ class ShopJobs:
             Ticker("sync_catalogue", SYNC_CATALOGUE_EVERY_S, self.sync_catalogue),
             Ticker("reap_keys", REAP_KEYS_EVERY_S, self.reap_keys),
             Ticker("retention", RETENTION_EVERY_S, self.apply_retention),
+            Ticker("provider_balances", BALANCES_EVERY_S, self.check_balances),
         ]
 
     async def _run(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -147,6 +150,15 @@ class ShopJobs:
             "retention", lambda: retention.prune(self.core.db, self.core.clock, policy)
         )
         return report
+
+    async def check_balances(self) -> list[provider_balances.BalanceCheck]:
+        checks: list[provider_balances.BalanceCheck] = await self._run(
+            "provider_balances",
+            lambda: provider_balances.check_from_settings(
+                self.core.db, self.core.clock, self.core.providers, self.core.settings
+            ),
+        )
+        return checks
 
     async def run_all_once(self) -> dict[str, Any]:
         """Every job once, in ticker order (``numbershop scheduler run --once``)."""

@@ -22,7 +22,7 @@ from admin.forms import (
 )
 from admin.params import NamePath
 from admin.render import ctx_of, flash, page, see_other
-from core import price_overrides
+from core import price_overrides, provider_balances
 from core.errors import ShopError
 from core.money import MoneyError, parse_positive_amount
 
@@ -36,6 +36,15 @@ async def providers_view(
         offer_counts = await queries.provider_offer_counts(conn)
         services = await queries.catalogue(conn)
     names = sorted(set(ctx.providers) | set(balances) | set(offer_counts))
+    instances = {i.name: i for i in ctx.core.settings.provider_instances}
+    alert_below = provider_balances.thresholds(ctx.core.settings)
+    low = {
+        name: provider_balances.is_low(
+            int(bal["amount"]), str(bal["currency"]), alert_below.get(name), instances[name].currency
+        )
+        for name, bal in balances.items()
+        if name in alert_below
+    }
     return page(
         request,
         "providers.html",
@@ -44,6 +53,8 @@ async def providers_view(
         names=names,
         breakers=await breaker_states(ctx.board),
         balances=balances,
+        alert_below={n: (t, instances[n].currency) for n, t in alert_below.items()},
+        low=low,
         offer_counts=offer_counts,
         services=services,
         markup=ctx.core.settings.MARKUP_PERCENT,

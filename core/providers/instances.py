@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 import httpx
 
 from core.config import ConfigError
+from core.money import MoneyError, parse_positive_amount
 from core.providers.handlerapi_presets import NUMERIC_CURRENCY, PRESETS
 
 log = logging.getLogger("core.config")
@@ -58,6 +59,7 @@ _SETTINGS = (
     "COST_RATE",
     "ORDER_TTL_SECONDS",
     "SEED",
+    "BALANCE_ALERT_BELOW",
 )
 #: declared settings that *are* an instance's own (the default instances' names)
 _OWN_SETTINGS = frozenset({"TEXTVERIFIED_WEBHOOK_SECRET", "SIMULATOR_SEED"})
@@ -77,6 +79,8 @@ class ProviderInstance:
     cost_rate: Decimal = Decimal(1)  # shop-currency units per provider unit
     order_ttl_seconds: int = 1200
     seed: int = 1  # simulator only
+    #: staff alert when the upstream balance drops below this, in ``currency`` minor units
+    balance_alert_below: int | None = None
 
     @property
     def host(self) -> str | None:
@@ -160,6 +164,7 @@ def _load(
             currency=shop_currency,
             seed=_int(v, "SEED", simulator_seed, minimum=None),
             order_ttl_seconds=_int(v, "ORDER_TTL_SECONDS", DEFAULT_TTL[kind]),
+            balance_alert_below=_threshold(v, shop_currency),
         )
     dialect = PRESETS[preset] if preset else None
     required = ["URL", *(["API_USERNAME"] if kind == "textverified" else []), "API_KEY"]
@@ -201,6 +206,7 @@ def _load(
         currency=currency,
         cost_rate=rate,
         order_ttl_seconds=_int(v, "ORDER_TTL_SECONDS", DEFAULT_TTL[kind]),
+        balance_alert_below=_threshold(v, currency),
     )
 
 
@@ -298,3 +304,15 @@ def _int(v: _Vars, setting: str, default: int, *, minimum: int | None = 1) -> in
     if minimum is not None and value < minimum:
         raise v.fail(setting, f"must be at least {minimum}")
     return value
+
+
+def _threshold(v: _Vars, currency: str) -> int | None:
+    """``<NAME>_BALANCE_ALERT_BELOW`` as a decimal in the provider's currency (``5.00``),
+    stored in its minor units like the balances it is compared with."""
+    raw = v.get("BALANCE_ALERT_BELOW")
+    if raw is None:
+        return None
+    try:
+        return parse_positive_amount(raw, currency)
+    except MoneyError as exc:
+        raise v.fail("BALANCE_ALERT_BELOW", f"{exc} (an amount in {currency}, e.g. 5.00)") from None

@@ -99,6 +99,7 @@ async def test_apscheduler_registers_every_job_at_its_interval(shop):
         "sync_catalogue": (600.0, 1, True),
         "reap_keys": (3600.0, 1, True),
         "retention": (21600.0, 1, True),  # every six hours
+        "provider_balances": (300.0, 1, True),
     }
 
 
@@ -525,6 +526,7 @@ async def test_run_all_once_runs_every_job(shop, clock):
         "sync_catalogue",
         "reap_keys",
         "retention",
+        "provider_balances",
     }
     async with shop.db.read() as conn:
         beats = {r.job: r.last_finished_at for r in await conn.execute(select(job_runs))}
