@@ -472,4 +472,7 @@ async def adjust_wallet(
             f"at once; ask an admin for {format_amount(amount, wallets.currency)}"
         )
     move = wallets.credit if direction == "credit" else wallets.debit
-    return await move(telegram_id, amount, reason=reason, idempotency_key=idempotency_key, actor=member.actor)
+    # The buyer hears about it from the outbox row committed with the movement.
+    return await move(
+        telegram_id, amount, reason=reason, idempotency_key=idempotency_key, actor=member.actor, notify=True
+    )
