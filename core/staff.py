@@ -56,6 +56,14 @@ class NotAllowed(ShopError):
     """The staff member's role does not allow this action (shown as a 403)."""
 
 
+class SelfChangeRefused(NotAllowed):
+    """A staff member tried to disable or demote themselves.
+
+    Another admin must do it: one slip of the hand must not lock the person making it out
+    of the dashboard (the last-admin check alone would not stop an admin among several).
+    """
+
+
 # Bidi embeddings/overrides/isolates, LRM/RLM and the Arabic letter mark: they reorder how a
 # line is displayed, so an audit reason could read differently from what it says.
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
@@ -290,13 +298,18 @@ class StaffAccounts:
             )
         return _member(row)
 
-    async def set_role(self, username: str, role: str, *, actor: str) -> StaffMember:
+    async def set_role(
+        self, username: str, role: str, *, actor: str, acting_id: int | None = None
+    ) -> StaffMember:
+        """``acting_id`` is the staff member making the change (None: the operator's CLI)."""
         role = check_role(role)
-        return await self._change(username, {"role": role}, "staff.role", actor, {"role": role})
+        return await self._change(username, {"role": role}, "staff.role", actor, {"role": role}, acting_id)
 
-    async def set_disabled(self, username: str, disabled: bool, *, actor: str) -> StaffMember:
+    async def set_disabled(
+        self, username: str, disabled: bool, *, actor: str, acting_id: int | None = None
+    ) -> StaffMember:
         action = "staff.disable" if disabled else "staff.enable"
-        return await self._change(username, {"disabled": disabled}, action, actor, None)
+        return await self._change(username, {"disabled": disabled}, action, actor, None, acting_id)
 
     async def _change(
         self,
@@ -305,6 +318,7 @@ class StaffAccounts:
         action: str,
         actor: str,
         detail: dict[str, object] | None,
+        acting_id: int | None = None,
     ) -> StaffMember:
         now = self.clock.now()
         async with self.db.begin() as conn:
@@ -313,6 +327,12 @@ class StaffAccounts:
             )
             if before is None:
                 raise StaffNotFound(f"no staff member {username!r}")
+            if acting_id is not None and before["id"] == acting_id:
+                if values.get("disabled"):
+                    raise SelfChangeRefused("you cannot disable your own account; ask another admin")
+                role = values.get("role")
+                if isinstance(role, str) and _RANK[role] < _RANK[before["role"]]:
+                    raise SelfChangeRefused("you cannot lower your own role; ask another admin")
             if (values.get("role", "admin") != "admin" or values.get("disabled")) and before[
                 "role"
             ] == "admin":
