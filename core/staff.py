@@ -327,12 +327,6 @@ class StaffAccounts:
             )
             if before is None:
                 raise StaffNotFound(f"no staff member {username!r}")
-            if acting_id is not None and before["id"] == acting_id:
-                if values.get("disabled"):
-                    raise SelfChangeRefused("you cannot disable your own account; ask another admin")
-                role = values.get("role")
-                if isinstance(role, str) and _RANK[role] < _RANK[before["role"]]:
-                    raise SelfChangeRefused("you cannot lower your own role; ask another admin")
             if (values.get("role", "admin") != "admin" or values.get("disabled")) and before[
                 "role"
             ] == "admin":
@@ -344,6 +338,13 @@ class StaffAccounts:
                 )
                 if not admins:
                     raise InvalidInput("this is the last enabled admin; add another admin first")
+            # Checked after the last-admin rule, whose message says what to do first.
+            if acting_id is not None and before["id"] == acting_id:
+                if values.get("disabled"):
+                    raise SelfChangeRefused("you cannot disable your own account; ask another admin")
+                role = values.get("role")
+                if isinstance(role, str) and _RANK[role] < _RANK[before["role"]]:
+                    raise SelfChangeRefused("you cannot lower your own role; ask another admin")
             await conn.execute(update(staff).where(staff.c.id == before["id"]).values(**values))
             row = (await conn.execute(select(staff).where(staff.c.id == before["id"]))).mappings().one()
             if any(before[k] != row[k] for k in values):
