@@ -311,6 +311,18 @@ class OutboxSender:
             else:
                 await self._send(chat, texts.number_ready(p.get("phone"), service))
             return
+        elif row.kind == "wallet_adjusted":
+            balance = p.get("balance_after")
+            await self._send(
+                chat,
+                texts.wallet_adjusted(
+                    str(p.get("direction") or ""),
+                    int(p.get("amount") or 0),
+                    self.currency,
+                    int(balance) if balance is not None else None,
+                ),
+            )
+            return
         elif row.kind == "staff_alert":
             await self._send(chat, texts.staff_alert(str(p.get("text") or "")))
             return

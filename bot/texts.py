@@ -340,6 +340,15 @@ def money_back(kind: str, price: int, currency: str, service: str, balance: int 
     return first
 
 
+def wallet_adjusted(direction: str, amount: int, currency: str, balance: int | None) -> str:
+    verb = "credited" if direction == "credit" else "debited"
+    where = "to" if direction == "credit" else "from"
+    text = f"💳 Support {verb} {format_amount(amount, currency)} {where} your wallet."
+    if balance is not None:
+        text += f" Balance: <b>{format_amount(balance, currency)}</b>."
+    return text
+
+
 def number_ready(phone: str | None, service: str) -> str:
     return f"📱 Your {escape(service_name(service))} number is ready: <code>{escape(phone or '')}</code>"
 

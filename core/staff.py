@@ -56,6 +56,14 @@ class NotAllowed(ShopError):
     """The staff member's role does not allow this action (shown as a 403)."""
 
 
+class SelfChangeRefused(NotAllowed):
+    """A staff member tried to disable or demote themselves.
+
+    Another admin must do it: one slip of the hand must not lock the person making it out
+    of the dashboard (the last-admin check alone would not stop an admin among several).
+    """
+
+
 # Bidi embeddings/overrides/isolates, LRM/RLM and the Arabic letter mark: they reorder how a
 # line is displayed, so an audit reason could read differently from what it says.
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
@@ -290,13 +298,18 @@ class StaffAccounts:
             )
         return _member(row)
 
-    async def set_role(self, username: str, role: str, *, actor: str) -> StaffMember:
+    async def set_role(
+        self, username: str, role: str, *, actor: str, acting_id: int | None = None
+    ) -> StaffMember:
+        """``acting_id`` is the staff member making the change (None: the operator's CLI)."""
         role = check_role(role)
-        return await self._change(username, {"role": role}, "staff.role", actor, {"role": role})
+        return await self._change(username, {"role": role}, "staff.role", actor, {"role": role}, acting_id)
 
-    async def set_disabled(self, username: str, disabled: bool, *, actor: str) -> StaffMember:
+    async def set_disabled(
+        self, username: str, disabled: bool, *, actor: str, acting_id: int | None = None
+    ) -> StaffMember:
         action = "staff.disable" if disabled else "staff.enable"
-        return await self._change(username, {"disabled": disabled}, action, actor, None)
+        return await self._change(username, {"disabled": disabled}, action, actor, None, acting_id)
 
     async def _change(
         self,
@@ -305,6 +318,7 @@ class StaffAccounts:
         action: str,
         actor: str,
         detail: dict[str, object] | None,
+        acting_id: int | None = None,
     ) -> StaffMember:
         now = self.clock.now()
         async with self.db.begin() as conn:
@@ -324,6 +338,13 @@ class StaffAccounts:
                 )
                 if not admins:
                     raise InvalidInput("this is the last enabled admin; add another admin first")
+            # Checked after the last-admin rule, whose message says what to do first.
+            if acting_id is not None and before["id"] == acting_id:
+                if values.get("disabled"):
+                    raise SelfChangeRefused("you cannot disable your own account; ask another admin")
+                role = values.get("role")
+                if isinstance(role, str) and _RANK[role] < _RANK[before["role"]]:
+                    raise SelfChangeRefused("you cannot lower your own role; ask another admin")
             await conn.execute(update(staff).where(staff.c.id == before["id"]).values(**values))
             row = (await conn.execute(select(staff).where(staff.c.id == before["id"]))).mappings().one()
             if any(before[k] != row[k] for k in values):
@@ -472,4 +493,7 @@ async def adjust_wallet(
             f"at once; ask an admin for {format_amount(amount, wallets.currency)}"
         )
     move = wallets.credit if direction == "credit" else wallets.debit
-    return await move(telegram_id, amount, reason=reason, idempotency_key=idempotency_key, actor=member.actor)
+    # The buyer hears about it from the outbox row committed with the movement.
+    return await move(
+        telegram_id, amount, reason=reason, idempotency_key=idempotency_key, actor=member.actor, notify=True
+    )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core import audit, ledger
+from core import audit, ledger, outbox
 from core.clock import Clock
 from core.db.engine import Database
 from core.db.tables import transfers
@@ -63,9 +63,10 @@ class Wallets:
         reason: str,
         idempotency_key: str | None = None,
         actor: str = "cli",
+        notify: bool = False,
     ) -> WalletChange:
         """Staff grant: adjustments → wallet. Creates the user if the shop has not seen them."""
-        return await self._adjust("credit", telegram_id, amount, reason, idempotency_key, actor)
+        return await self._adjust("credit", telegram_id, amount, reason, idempotency_key, actor, notify)
 
     async def debit(
         self,
@@ -75,9 +76,10 @@ class Wallets:
         reason: str,
         idempotency_key: str | None = None,
         actor: str = "cli",
+        notify: bool = False,
     ) -> WalletChange:
         """Staff deduction: wallet → adjustments, refused (InsufficientFunds) beyond available."""
-        return await self._adjust("debit", telegram_id, amount, reason, idempotency_key, actor)
+        return await self._adjust("debit", telegram_id, amount, reason, idempotency_key, actor, notify)
 
     async def _adjust(
         self,
@@ -87,6 +89,7 @@ class Wallets:
         reason: str,
         idempotency_key: str | None,
         actor: str,
+        notify: bool = False,
     ) -> WalletChange:
         check_telegram_id(telegram_id)
         _check_amount(amount)
@@ -153,6 +156,22 @@ class Wallets:
                     },
                 )
             view = await _view(conn, user)
+            if notify and result.created:
+                # Queued with the movement, keyed by its transfer: a retried action (same
+                # idempotency key, same transfer) never tells the user twice.
+                await outbox.enqueue(
+                    conn,
+                    kind="wallet_adjusted",
+                    chat_id=telegram_id,
+                    payload={
+                        "amount": amount,
+                        "direction": direction,
+                        # The staff reason stays in the audit log: it may be an internal note.
+                        "balance_after": view.available,
+                    },
+                    dedupe_key=f"wallet:{transfer_id}",
+                    now=now,
+                )
         return WalletChange(transfer_id, result.created, amount, view)
 
     async def top_up(

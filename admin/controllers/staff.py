@@ -88,7 +88,7 @@ async def add_staff(request: Request[Any, Any, Any]) -> Template | Redirect:
 @post("/staff/{username:str}/role", opt={"role": "admin"})
 async def set_role(request: Request[Any, Any, Any], username: NamePath) -> Template | Redirect:
     async def go(ctx: Any, me: Any, form: dict[str, str]) -> str:
-        member = await ctx.staff.set_role(username, form.get("role", ""), actor=me.actor)
+        member = await ctx.staff.set_role(username, form.get("role", ""), actor=me.actor, acting_id=me.id)
         return f"{member.username} is now {member.role}."
 
     return await _act(request, go)
@@ -100,7 +100,7 @@ async def set_disabled(request: Request[Any, Any, Any], username: NamePath) -> T
         value = form.get("disabled")
         if value not in ("1", "0"):
             raise FormError("say whether to disable (1) or enable (0)")
-        member = await ctx.staff.set_disabled(username, value == "1", actor=me.actor)
+        member = await ctx.staff.set_disabled(username, value == "1", actor=me.actor, acting_id=me.id)
         return f"{member.username} is now {'disabled' if member.disabled else 'enabled'}."
 
     return await _act(request, go)
