@@ -83,7 +83,7 @@ class ShopJobs:
             Ticker("expire", EXPIRE_EVERY_S, self.expire),
             Ticker("recover", recover_every(s.RECOVERY_AFTER_SECONDS), self.recover),
             Ticker("retry_upstream", RETRY_UPSTREAM_EVERY_S, self.retry_upstream),
-            Ticker("void_overdue_holds", SAFETY_NET_EVERY_S, self.void_overdue_holds),
+            Ticker("resolve_overdue_holds", SAFETY_NET_EVERY_S, self.resolve_overdue_holds),
             Ticker("reconcile", float(s.RECONCILE_INTERVAL_SECONDS), self.reconcile),
             Ticker("sync_catalogue", SYNC_CATALOGUE_EVERY_S, self.sync_catalogue),
             Ticker("reap_keys", REAP_KEYS_EVERY_S, self.reap_keys),
@@ -107,9 +107,9 @@ class ShopJobs:
     async def retry_upstream(self) -> int:
         return await self._run("retry_upstream", lambda: self.core.orders.retry_upstream(owner=self.owner))
 
-    async def void_overdue_holds(self) -> int:
+    async def resolve_overdue_holds(self) -> int:
         return await self._run(
-            "void_overdue_holds", lambda: self.core.orders.resolve_overdue_holds(owner=self.owner)
+            "resolve_overdue_holds", lambda: self.core.orders.resolve_overdue_holds(owner=self.owner)
         )
 
     async def reconcile(self) -> ReconcileReport:

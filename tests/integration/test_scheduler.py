@@ -94,7 +94,7 @@ async def test_apscheduler_registers_every_job_at_its_interval(shop):
         "expire": (5.0, 1, True),
         "recover": (30.0, 1, True),  # a quarter of RECOVERY_AFTER_SECONDS=120
         "retry_upstream": (15.0, 1, True),
-        "void_overdue_holds": (60.0, 1, True),
+        "resolve_overdue_holds": (60.0, 1, True),
         "reconcile": (900.0, 1, True),  # every 15 minutes by default
         "sync_catalogue": (600.0, 1, True),
         "reap_keys": (3600.0, 1, True),
@@ -421,9 +421,9 @@ async def test_safety_net_settles_holds_past_timeout_through_the_order(shop, clo
     reserving = await buy(shop, user, "k2")
     assert reserving.status == "reserving"
     clock.advance(shop.settings.ORDER_MAX_TTL_SECONDS + shop.settings.HOLD_GRACE_SECONDS - 1)
-    assert await jobs_of(shop).void_overdue_holds() == 0
+    assert await jobs_of(shop).resolve_overdue_holds() == 0
     clock.advance(2)
-    assert await jobs_of(shop).void_overdue_holds() == 2
+    assert await jobs_of(shop).resolve_overdue_holds() == 2
     assert (await order(shop, waiting.id)).status == "expired"
     assert (await order(shop, reserving.id)).status == "failed"
     async with shop.db.read() as conn:
@@ -521,7 +521,7 @@ async def test_run_all_once_runs_every_job(shop, clock):
         "expire",
         "recover",
         "retry_upstream",
-        "void_overdue_holds",
+        "resolve_overdue_holds",
         "reconcile",
         "sync_catalogue",
         "reap_keys",
