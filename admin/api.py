@@ -296,6 +296,15 @@ def _transfers(ctx: Any, rows: list[dict[str, Any]], names: dict[int, str]) -> l
     ]
 
 
+async def _order_or_404(conn: Any, order_id: str) -> dict[str, Any]:
+    """The order as the read model shows it, or 404: an action's answer re-reads it after core
+    changed it, and a missing order is the caller's mistake, never a 500."""
+    o = await queries.order_detail(conn, order_id)
+    if o is None:
+        raise OrderNotFound(f"no order {order_id}")
+    return o
+
+
 async def _names(conn: Any, rows: list[dict[str, Any]]) -> dict[int, str]:
     return await queries.account_names(
         conn, [t["debit_account_id"] for t in rows] + [t["credit_account_id"] for t in rows]
@@ -458,9 +467,7 @@ async def api_orders(
 async def api_order(request: Request[Any, Any, Any], order_id: OrderId) -> OrderDetailOut:
     ctx = _ctx(request)
     async with ctx.db.read() as conn:
-        o = await queries.order_detail(conn, order_id)
-        if o is None:
-            raise OrderNotFound(f"no order {order_id}")
+        o = await _order_or_404(conn, order_id)
         names = await _names(conn, o["transfers"])
     return OrderDetailOut(
         order=_order(ctx, o),
@@ -495,9 +502,7 @@ async def api_cancel(
         ctx.db, ctx.core.orders, order_id, actor=request.user.actor, reason=reason, now=ctx.clock.now()
     )
     async with ctx.db.read() as conn:
-        o = await queries.order_detail(conn, order_id)
-    if o is None:
-        raise OrderNotFound(f"no order {order_id}")
+        o = await _order_or_404(conn, order_id)
     return CancelOut(
         order=_order(ctx, o),
         refunded=_m(ctx, result.refunded),
@@ -520,9 +525,7 @@ async def api_refund(
         idempotency_key=f"api:{request.user.id}:{key}" if key else None,
     )
     async with ctx.db.read() as conn:
-        o = await queries.order_detail(conn, order_id)
-    if o is None:
-        raise OrderNotFound(f"no order {order_id}")
+        o = await _order_or_404(conn, order_id)
     return _order(ctx, o)
 
 
