@@ -134,7 +134,7 @@ class Settings(BaseSettings):
         default=(
             "• Each number is for a single use.\n"
             "• The price is held when you buy and charged only when a code arrives.\n"
-            "• No code before the deadline: the hold is released automatically, in full.\n"
+            "• No code before the deadline: the held money comes back to your balance by itself, in full.\n"
             "• Balance topped up with Telegram Stars cannot be withdrawn or paid out.\n"
             "• Questions or problems: /support."
         ),

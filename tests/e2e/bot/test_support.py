@@ -24,7 +24,12 @@ async def test_terms_state_the_money_rules(shop: Harness) -> None:
     chat = await shop.say(ALICE, "/terms")
     reply = chat.last()
     assert reply.text is not None and reply.text.startswith("Terms\n")
-    for rule in ("single use", "charged only when a code arrives", "released automatically", "/support"):
+    for rule in (
+        "single use",
+        "charged only when a code arrives",
+        "comes back to your balance by itself",
+        "/support",
+    ):
         assert rule in reply.text
     assert "cannot be withdrawn" in reply.text
     assert reply.button_texts == [texts.BTN_BUY, texts.BTN_MENU]
