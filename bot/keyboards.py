@@ -55,8 +55,26 @@ class BuyCb(CallbackData, prefix="b"):
 
 
 class OrderCb(CallbackData, prefix="o"):
-    action: Literal["view", "cancel", "check", "another"]
+    action: Literal["view", "cancel", "check", "another", "done", "ticket"]
     order: UUID
+
+
+class AgainCb(CallbackData, prefix="ag"):
+    """Buy the same service and country as this order again ("Another number", "Buy again").
+
+    Names the order rather than the pair: it fits Telegram's 64 bytes for any service code,
+    and core can steer the new number away from the provider that just failed the buyer.
+    """
+
+    order: UUID
+
+
+class FavCb(CallbackData, prefix="fv"):
+    """Save (``on``) or forget a service and country pair as a favourite."""
+
+    service: str = Code
+    country: str = CountryCode
+    on: bool = True
 
 
 class TopUpCb(CallbackData, prefix="t"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
+from bot.i18n import _
 from core.catalogue_data import COUNTRIES_BY_CODE, SERVICES_BY_CODE
 from core.money import format_amount
 
@@ -31,6 +32,37 @@ BTN_TOP_UP = "⭐ Top up"
 BTN_CUSTOM_AMOUNT = "✏️ Other amount"
 BTN_OTHER_COUNTRY = "🌍 Choose another country"
 BTN_ORDERS_BACK = "« My orders"
+
+
+# Buttons shared by several screens; functions so each call is translated for its reader.
+
+
+def btn_done() -> str:
+    return _("✅ Done")
+
+
+def btn_another_code() -> str:
+    return _("📨 Another code")
+
+
+def btn_another_number() -> str:
+    return _("🔁 Another number")
+
+
+def btn_buy_again() -> str:
+    return _("🔁 Buy again")
+
+
+def btn_other_country() -> str:
+    return _("🌍 Other country")
+
+
+def btn_code_didnt_work() -> str:
+    return _("⚠️ Code didn't work")
+
+
+def btn_favourite(saved: bool) -> str:
+    return _("⭐ Saved") if saved else _("☆ Save")
 
 
 def btn_buy(price: int, currency: str) -> str:
