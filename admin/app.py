@@ -124,6 +124,7 @@ def create_app(
             health.healthz,
             health.readyz,
             webhooks.textverified,
+            webhooks.cryptopay,
             create_static_files_router(
                 path="/static",
                 directories=[HERE / "static"],

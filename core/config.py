@@ -244,6 +244,41 @@ class Settings(BaseSettings):
     RETENTION_BATCH_SIZE: int = Field(default=500, gt=0, le=10_000)  # rows per transaction
     RETENTION_MAX_ROWS_PER_RUN: int = Field(default=50_000, gt=0)  # per kind, per run
 
+    # --- Crypto Pay (@CryptoBot) top-ups (core.cryptopay) ---------------------------------
+    # With a token the top-up screen offers "Pay with crypto"; the dashboard serves the
+    # webhook and the scheduler polls unpaid invoices. The URL is mainnet or testnet (a
+    # loopback http URL is accepted too, for the sandbox's simulated server and tests).
+    CRYPTOPAY_TOKEN: str | None = None
+    CRYPTOPAY_URL: str = "https://pay.crypt.bot"
+    CRYPTOPAY_ASSETS: Annotated[tuple[str, ...], NoDecode] = ("USDT", "TON", "BTC")
+
+    @field_validator("CRYPTOPAY_TOKEN")
+    @classmethod
+    def _cryptopay_token(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if len(value) > 256 or any(c.isspace() for c in value):
+            raise ValueError("paste the app token from @CryptoBot (Crypto Pay → My Apps → API token)")
+        return value
+
+    @field_validator("CRYPTOPAY_URL")
+    @classmethod
+    def _cryptopay_url(cls, value: str) -> str:
+        from core.cryptopay_wire import check_base_url
+
+        return check_base_url(value)
+
+    @field_validator("CRYPTOPAY_ASSETS", mode="before")
+    @classmethod
+    def _cryptopay_assets(cls, value: object) -> tuple[str, ...]:
+        from core.cryptopay_wire import check_assets
+
+        items = (
+            value.split(",") if isinstance(value, str) else [str(v) for v in cast(Iterable[object], value)]
+        )
+        return check_assets(items)
+
 
 _RAW_KEY = "__provider_variables__"
 
