@@ -244,13 +244,15 @@ class CryptoPay:
             )
             if moved.rowcount != 1:
                 return Outcome.ALREADY
-            wallet = await conn.scalar(select(users.c.wallet_account_id).where(users.c.id == row.user_id))
+            wallet: int = (
+                await conn.execute(select(users.c.wallet_account_id).where(users.c.id == row.user_id))
+            ).scalar_one()
             source = await ledger.system_account(conn, CRYPTOPAY)
             result = await ledger.post_transfer(
                 conn,
                 id=transfer_id_for(remote.invoice_id),
                 debit=source,
-                credit=int(wallet),
+                credit=wallet,
                 amount=row.amount,
                 code="topup",
                 now=now,
@@ -259,7 +261,7 @@ class CryptoPay:
             if not result.created:  # the row said unpaid but the money moved: never twice
                 log.error("crypto invoice %s: transfer existed for an unpaid row", remote.invoice_id)
                 return Outcome.ALREADY
-            available = (await ledger.balance_of(conn, int(wallet))).available
+            available = (await ledger.balance_of(conn, wallet)).available
             await outbox.enqueue(
                 conn,
                 kind=OUTBOX_KIND,
@@ -370,9 +372,8 @@ class CryptoPay:
                 if remote.status == "paid":
                     if await self.apply_paid(remote, via="poll") is Outcome.CREDITED:
                         credited += 1
-                elif remote.status == "expired":
-                    if await self._set(row.id, ("active",), status="expired"):
-                        expired += 1
+                elif remote.status == "expired" and await self._set(row.id, ("active",), status="expired"):
+                    expired += 1
         return PollResult(checked, credited, expired, failed)
 
 
@@ -429,4 +430,4 @@ async def list_invoices(db: Database, *, status: str | None = None, limit: int =
     if status:
         query = query.where(c.status == status)
     async with db.read() as conn:
-        return [InvoiceRow(*r) for r in (await conn.execute(query)).all()]
+        return [InvoiceRow(**r) for r in (await conn.execute(query)).mappings().all()]

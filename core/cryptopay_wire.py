@@ -232,7 +232,8 @@ class CryptoPayClient:
         if not isinstance(reply, dict):
             raise CryptoPayError(f"{method}: HTTP {response.status_code}, unexpected reply")
         if reply.get("ok") is not True:
-            error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+            raw = reply.get("error")
+            error: dict[str, Any] = raw if isinstance(raw, dict) else {}
             name = str(error.get("name") or "unknown error")[:64]
             raise CryptoPayError(f"{method}: {error.get('code', response.status_code)} {name}")
         return reply.get("result")
