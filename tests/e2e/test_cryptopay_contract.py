@@ -146,5 +146,5 @@ def test_bad_settings_exit_2_with_one_line_naming_the_variable(
 
 def test_mainnet_testnet_and_loopback_urls_are_accepted() -> None:
     for url in ("https://pay.crypt.bot", "https://testnet-pay.crypt.bot/", "http://127.0.0.1:8088/cryptopay"):
-        assert load_settings(CRYPTOPAY_URL=url).CRYPTOPAY_URL == url.rstrip("/")
+        assert url.rstrip("/") == load_settings(CRYPTOPAY_URL=url).CRYPTOPAY_URL
     assert load_settings(CRYPTOPAY_ASSETS="usdt, ton").CRYPTOPAY_ASSETS == ("USDT", "TON")
