@@ -48,6 +48,14 @@ def core(shop, db, clock, fake) -> SimpleNamespace:
     )
 
 
+@pytest.fixture
+async def pay(db, clock, fake) -> AsyncIterator[CryptoPay]:
+    """The same service on the test's own engine (the app's engine lives on the app's loop)."""
+    service = CryptoPay(db, clock, load_settings(CRYPTOPAY_TOKEN=fake.token, CRYPTOPAY_URL=fake.base_url))
+    yield service
+    await service.aclose()
+
+
 async def _post(client, body: bytes, signature: str | None):
     headers = {"Content-Type": "application/json"}
     if signature is not None:
@@ -55,8 +63,8 @@ async def _post(client, body: bytes, signature: str | None):
     return await client.post("/webhooks/cryptopay", content=body, headers=headers)
 
 
-async def test_webhook_credits_once_and_refuses_bad_signatures(client, core, fake, db) -> None:
-    created = await core.cryptopay.create_invoice(BUYER, 250, description="Top up $2.50")
+async def test_webhook_credits_once_and_refuses_bad_signatures(client, pay, fake, db) -> None:
+    created = await pay.create_invoice(BUYER, 250, description="Top up $2.50")
     body = fake.webhook_body(fake.pay(created.invoice_id))
     assert (await _post(client, body, None)).status_code == 401
     assert (await _post(client, body, fake.signature(body, token="wrong"))).status_code == 401
@@ -75,11 +83,11 @@ async def test_webhook_credits_once_and_refuses_bad_signatures(client, core, fak
     assert (await _post(client, garbage, fake.signature(garbage))).status_code == 400
 
 
-async def test_crypto_page_is_admin_only_and_lists_invoices(client, core, fake, staff) -> None:
-    created = await core.cryptopay.create_invoice(BUYER, 250, description="x")
+async def test_crypto_page_is_admin_only_and_lists_invoices(client, pay, fake, staff) -> None:
+    created = await pay.create_invoice(BUYER, 250, description="x")
     body = fake.webhook_body(fake.pay(created.invoice_id))
-    await core.cryptopay.handle_webhook(body, fake.signature(body))
-    await core.cryptopay.create_invoice(BUYER, 500, description="x")
+    await pay.handle_webhook(body, fake.signature(body))
+    await pay.create_invoice(BUYER, 500, description="x")
     await login(client, "support")
     assert (await client.get("/crypto")).status_code == 403
     await client.post("/logout", follow_redirects=False)
