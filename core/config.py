@@ -15,6 +15,7 @@ from pydantic import (
     ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -254,12 +255,17 @@ class Settings(BaseSettings):
 
     @field_validator("CRYPTOPAY_TOKEN")
     @classmethod
-    def _cryptopay_token(cls, value: str | None) -> str | None:
+    def _cryptopay_token(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from core.cryptopay_wire import FIATS
+
         if value is None or not value.strip():
             return None
         value = value.strip()
         if len(value) > 256 or any(c.isspace() for c in value):
             raise ValueError("paste the app token from @CryptoBot (Crypto Pay → My Apps → API token)")
+        currency = info.data.get("SHOP_CURRENCY")
+        if currency is not None and currency not in FIATS:
+            raise ValueError(f"Crypto Pay cannot price invoices in SHOP_CURRENCY {currency}")
         return value
 
     @field_validator("CRYPTOPAY_URL")

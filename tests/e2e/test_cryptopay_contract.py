@@ -148,3 +148,7 @@ def test_mainnet_testnet_and_loopback_urls_are_accepted() -> None:
     for url in ("https://pay.crypt.bot", "https://testnet-pay.crypt.bot/", "http://127.0.0.1:8088/cryptopay"):
         assert url.rstrip("/") == load_settings(CRYPTOPAY_URL=url).CRYPTOPAY_URL
     assert load_settings(CRYPTOPAY_ASSETS="usdt, ton").CRYPTOPAY_ASSETS == ("USDT", "TON")
+    with pytest.raises(
+        ConfigError, match="CRYPTOPAY_TOKEN: Crypto Pay cannot price invoices in SHOP_CURRENCY JPY"
+    ):
+        load_settings(CRYPTOPAY_TOKEN="t", SHOP_CURRENCY="JPY")
