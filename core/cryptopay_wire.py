@@ -43,7 +43,30 @@ PAYLOAD_VERSION = "c1"
 MAX_PAYLOAD = 256  # ours is ~100 characters; Crypto Pay allows 4 KB
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # The fiat currencies Crypto Pay prices invoices in (reference: "Fiat codes").
-FIATS = frozenset("USD EUR RUB BYN UAH GBP CNY KZT UZS GEL TRY AMD THB INR BRL IDR AZN AED PLN ILS".split())
+FIATS = frozenset(
+    [
+        "USD",
+        "EUR",
+        "RUB",
+        "BYN",
+        "UAH",
+        "GBP",
+        "CNY",
+        "KZT",
+        "UZS",
+        "GEL",
+        "TRY",
+        "AMD",
+        "THB",
+        "INR",
+        "BRL",
+        "IDR",
+        "AZN",
+        "AED",
+        "PLN",
+        "ILS",
+    ]
+)
 _ASSET = re.compile(r"^[A-Z0-9]{2,10}$")
 TIMEOUT = httpx.Timeout(connect=5.0, read=15.0, write=10.0, pool=5.0)
 
