@@ -179,3 +179,17 @@ async def test_apply_paid_refuses_crypto_currency_invoices(pay, fake, db, clock)
     async with db.read() as conn:
         source = await ledger.system_account(conn, "cryptopay")
         assert (await ledger.balance_of(conn, source)).balance == 0
+
+
+async def test_race_ten_credits_of_one_invoice_from_both_paths(pay, fake, db, clock) -> None:
+    """The credit itself under contention: ten transactions at once, webhook and poll mixed."""
+    created = await pay.create_invoice(USER, 500, description="x")
+    fake.pay(created.invoice_id)
+    (remote,) = await pay.client.get_invoices([created.invoice_id])
+    outcomes = await _race(
+        [lambda i=i: pay.apply_paid(remote, via=("webhook", "poll")[i % 2]) for i in range(10)]
+    )
+    assert sorted(outcomes) == sorted([Outcome.CREDITED] + [Outcome.ALREADY] * 9)
+    assert await _wallet(db, clock) == 500
+    assert await _counts(db, created.invoice_id) == (1, 1)
+    assert await check_invariants(db, clock.now()) == []
