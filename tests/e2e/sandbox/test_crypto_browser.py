@@ -32,6 +32,7 @@ def test_pay_a_crypto_invoice_in_the_sandbox(tmp_path: Path, processes) -> None:
     proc = run_shop(tmp_path, "run", "--port", "0", "--admin-port", "0", "--code-delay", "off")
     processes.append(proc)
     base = proc.wait_for(SANDBOX_URL).group(1)
+    dashboard, password = proc.wait_for(r"dashboard +(http://\S+?)/? \(log in as sandbox / (\S+)\)").groups()
     SHOTS.mkdir(parents=True, exist_ok=True)
 
     with playwright.sync_playwright() as p:
@@ -85,5 +86,19 @@ def test_pay_a_crypto_invoice_in_the_sandbox(tmp_path: Path, processes) -> None:
             page.screenshot(path=str(SHOTS / "6-credited.png"))
             expect(bubbles.filter(has_text="Crypto payment received")).to_have_count(1)
             assert errors == []
+
+            # --- staff see the paid invoice on the dashboard's Crypto page
+            staff = context.new_page()
+            staff.goto(dashboard + "/login")
+            staff.locator("input[name=username]").fill("sandbox")
+            staff.locator("input[name=password]").fill(password)
+            staff.get_by_role("button", name="Log in").click()
+            expect(staff.locator('nav.menu a[href="/crypto"]')).to_have_count(1, timeout=WAIT_MS)
+            staff.goto(dashboard + "/crypto")  # at 390 px the menu folds away
+            row = staff.locator("tbody tr").first
+            expect(row).to_contain_text("$5.00", timeout=WAIT_MS)
+            expect(row).to_contain_text("paid (webhook)")
+            expect(row).to_contain_text("5.00 USDT")
+            staff.screenshot(path=str(SHOTS / "7-dashboard-crypto-page.png"), full_page=True)
         finally:
             browser.close()
