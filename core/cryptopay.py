@@ -63,6 +63,7 @@ OUTBOX_KIND = "crypto_topup"
 EXPIRES_IN_S = 3600  # the buyer has an hour to pay; a new invoice is one tap away
 STALE_CREATING_S = 600  # a row still 'creating' this long after it began never got its link
 POLL_BATCH = 100  # ids per getInvoices call
+GONE_AFTER_S = 3600  # an invoice Crypto Pay stopped listing is expired this long after its end
 UNPAID = ("creating", "active", "expired", "failed")
 STATUSES = ("creating", "active", "paid", "expired", "failed")
 
@@ -364,6 +365,21 @@ class CryptoPay:
             except CryptoPayError as exc:
                 log.warning("crypto invoices not polled: %s", exc)
                 raise
+            # Crypto Pay no longer knows an invoice (deleted in the app) well past its expiry:
+            # it can no longer be paid. Marking it expired is safe either way, since a paid
+            # delivery still credits an expired row.
+            known = {r.invoice_id for r in remotes}
+            for invoice_id in batch:
+                stale_row = by_invoice[invoice_id]
+                ends = stale_row.expires_at
+                if (
+                    invoice_id not in known
+                    and ends is not None
+                    and ends < now - timedelta(seconds=GONE_AFTER_S)
+                ):
+                    expired += await self._set(
+                        stale_row.id, ("active",), status="expired", error="not found upstream"
+                    )
             for remote in remotes:
                 row = by_invoice.get(remote.invoice_id)
                 if row is None:

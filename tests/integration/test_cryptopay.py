@@ -120,6 +120,15 @@ async def test_poller_credits_a_lost_webhook_and_marks_expired(pay, fake, db, cl
     assert len(fake.calls_to("getInvoices")) == 1  # one batched call; nothing left to ask
 
 
+async def test_poller_expires_an_invoice_crypto_pay_no_longer_lists(pay, fake, db, clock) -> None:
+    created = await pay.create_invoice(USER, 300, description="x")
+    del fake.invoices[created.invoice_id]  # deleted in the app
+    assert (await pay.poll()).expired == 0  # not yet past its end: left alone
+    clock.advance(2 * 3600 + 1)
+    assert (await pay.poll()).expired == 1
+    assert await _status(db, created.id) == "expired"
+
+
 async def _race(jobs):
     gate = asyncio.Event()
 
