@@ -37,7 +37,18 @@ from litestar.types import Middleware
 from admin import api, health, metrics, webhooks
 from admin.auth import PUBLIC_PATHS, StaffAuthMiddleware, is_machine_path, role_guard
 from admin.context import AdminContext
-from admin.controllers import audit, ledger, login, orders, overview, providers, reconciliation, staff, users
+from admin.controllers import (
+    audit,
+    crypto,
+    ledger,
+    login,
+    orders,
+    overview,
+    providers,
+    reconciliation,
+    staff,
+    users,
+)
 from admin.csrf import csrf_middleware
 from admin.forms import FormError, error_message, error_status
 from admin.queries import BadQuery
@@ -116,6 +127,7 @@ def create_app(
                     *providers.HANDLERS,
                     *reconciliation.HANDLERS,
                     *audit.HANDLERS,
+                    *crypto.HANDLERS,
                     *staff.HANDLERS,
                 ],
             ),
@@ -124,6 +136,7 @@ def create_app(
             health.healthz,
             health.readyz,
             webhooks.textverified,
+            webhooks.cryptopay,
             create_static_files_router(
                 path="/static",
                 directories=[HERE / "static"],

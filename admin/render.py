@@ -22,6 +22,7 @@ NAV = [
     ("/providers", "Providers", "viewer"),
     ("/reconciliation", "Reconciliation", "viewer"),
     ("/audit", "Audit", "viewer"),
+    ("/crypto", "Crypto", "admin"),
     ("/staff", "Staff", "admin"),
 ]
 

@@ -122,3 +122,22 @@ _ANSWERS = {
     WebhookOutcome.ALREADY_POLLED: (200, "already recorded by polling"),
     WebhookOutcome.RECORDED: (200, "recorded"),
 }
+
+
+# --- Crypto Pay (@CryptoBot) ------------------------------------------------------------------
+CRYPTOPAY_MAX_BODY = 64 * 1024
+
+
+@post("/webhooks/cryptopay", opt={"public": True, "exclude_from_auth": True}, include_in_schema=False)
+async def cryptopay(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Crypto Pay's ``invoice_paid`` delivery. The raw body and its signature go to core
+    untouched (``CryptoPay.handle_webhook`` checks the signature before parsing anything and
+    explains which answer each delivery gets, for Crypto Pay's retry rules)."""
+    service = request.app.state.admin.core.cryptopay
+    if service is None:
+        return _json(503, "Crypto Pay is not configured (CRYPTOPAY_TOKEN)")
+    body = await request.body()
+    if len(body) > CRYPTOPAY_MAX_BODY:
+        return _json(413, "body too large")
+    answer = await service.handle_webhook(body, request.headers.get("crypto-pay-api-signature"))
+    return _json(answer.status, answer.detail)

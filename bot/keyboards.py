@@ -81,6 +81,13 @@ class TopUpCb(CallbackData, prefix="t"):
     stars: int = Field(ge=0, le=100_000)  # 0 = ask for another amount
 
 
+class CryptoCb(CallbackData, prefix="cp"):
+    """Crypto Pay top-up: ``package`` names a top-up package by its Stars count (the same
+    packages and amounts as Stars); 0 = type another amount, -1 = show the choice."""
+
+    package: int = Field(ge=-1, le=100_000)
+
+
 def _button(text: str, data: CallbackData) -> InlineKeyboardButton:
     return InlineKeyboardButton(text=text, callback_data=data.pack())
 
@@ -233,7 +240,9 @@ def orders(views: list[OrderView], currency: str) -> InlineKeyboardMarkup:
 
 
 @functools.lru_cache(maxsize=8)
-def balance(packages: tuple[tuple[int, int], ...], currency: str) -> InlineKeyboardMarkup:
+def balance(
+    packages: tuple[tuple[int, int], ...], currency: str, crypto: bool = False
+) -> InlineKeyboardMarkup:
     """The top-up packages (fixed by settings, so built once per set)."""
     buttons = [
         _button(texts.btn_package(stars, amount, currency), TopUpCb(stars=stars))
@@ -241,5 +250,7 @@ def balance(packages: tuple[tuple[int, int], ...], currency: str) -> InlineKeybo
     ]
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     rows.append([_button(texts.BTN_CUSTOM_AMOUNT, TopUpCb(stars=0))])
+    if crypto:
+        rows.append([_button(texts.btn_pay_crypto(), CryptoCb(package=-1))])
     rows.append(menu_row())
     return _markup(rows)

@@ -323,6 +323,15 @@ class OutboxSender:
                 ),
             )
             return
+        elif row.kind == "crypto_topup":  # core.cryptopay: one per invoice (dedupe key)
+            balance = p.get("balance_after")
+            await self._send(
+                chat,
+                texts.crypto_topped_up(
+                    int(p.get("amount") or 0), int(balance) if balance is not None else None, self.currency
+                ),
+            )
+            return
         elif row.kind == "staff_alert":
             await self._send(chat, texts.staff_alert(str(p.get("text") or "")))
             return

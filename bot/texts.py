@@ -478,3 +478,63 @@ def insufficient(missing: int, currency: str) -> str:
         f"Not enough money: you need {format_amount(missing, currency)} more. "
         "Open Balance & top up to add funds. You were not charged."
     )
+
+
+# --- Crypto Pay top-ups (bot/handlers/crypto.py) ---------------------------------------
+
+
+def btn_pay_crypto() -> str:
+    return _("💎 Pay with crypto")
+
+
+def btn_crypto_amount(amount: int, currency: str) -> str:
+    return _("💎 {amount}").format(amount=format_amount(amount, currency))
+
+
+def btn_crypto_other() -> str:
+    return _("✏️ Other amount")
+
+
+def btn_crypto_pay(amount: int, currency: str) -> str:
+    return _("Pay {amount} in @CryptoBot").format(amount=format_amount(amount, currency))
+
+
+def crypto_choose(currency: str, assets: tuple[str, ...]) -> str:
+    return _(
+        "<b>Pay with crypto</b>\n"
+        "Choose how much to add to your balance. You pay the same value in {assets} "
+        "through @CryptoBot."
+    ).format(assets=escape(", ".join(assets)))
+
+
+def crypto_ask_amount(currency: str, low: int, high: int) -> str:
+    return _(
+        "Type the amount to add in {currency}, for example <code>7.50</code> "
+        "(from {low} to {high}). You will pay it in crypto. Send /start to go back."
+    ).format(currency=currency, low=format_amount(low, currency), high=format_amount(high, currency))
+
+
+def crypto_invoice(amount: int, currency: str, minutes: int) -> str:
+    return _(
+        "Your invoice for <b>{amount}</b> is ready. Pay it in @CryptoBot within {minutes} "
+        "minutes; your balance goes up as soon as the payment is confirmed."
+    ).format(amount=format_amount(amount, currency), minutes=minutes)
+
+
+def crypto_unavailable() -> str:
+    return _(
+        "Crypto payments are not answering right now. Nothing was charged — please try again in a minute."
+    )
+
+
+def crypto_off() -> str:
+    return _("Crypto payments are not available right now. Open Balance & top up to pay with Stars.")
+
+
+def crypto_topped_up(amount: int, available: int | None, currency: str) -> str:
+    text = _("✅ Crypto payment received: {amount} added.").format(amount=format_amount(amount, currency))
+    if available is not None:
+        text += "\n" + _("Available balance: <b>{balance}</b>.").format(
+            balance=format_amount(available, currency)
+        )
+    return text

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from core.clock import Clock, SystemClock
 from core.config import Settings
+from core.cryptopay import CryptoPay
 from core.db.engine import Database
 from core.orders import OrderService
 from core.providers.base import Provider
@@ -27,6 +28,7 @@ class Core:
     providers: Mapping[str, Provider]
     wallets: Wallets
     orders: OrderService
+    cryptopay: CryptoPay | None = None  # Crypto Pay top-ups, when CRYPTOPAY_TOKEN is set
 
     async def aclose(self) -> None:
         await self.orders.drain_background(timeout=5)  # upstream closes still under way
@@ -34,6 +36,8 @@ class Core:
             close = getattr(provider, "aclose", None)
             if close is not None:
                 await close()
+        if self.cryptopay is not None:
+            await self.cryptopay.aclose()
         await self.board.aclose()
         await self.db.dispose()
 
@@ -63,4 +67,5 @@ def build_core(
         providers=providers,
         wallets=Wallets(db, clock, settings.SHOP_CURRENCY),
         orders=OrderService(db, clock, providers, settings, board=board),
+        cryptopay=CryptoPay(db, clock, settings) if settings.CRYPTOPAY_TOKEN else None,
     )

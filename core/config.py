@@ -15,6 +15,7 @@ from pydantic import (
     ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -243,6 +244,46 @@ class Settings(BaseSettings):
     RETENTION_QUOTES_HOURS: int = Field(default=24, gt=0, le=87600)  # expired, unused quotes
     RETENTION_BATCH_SIZE: int = Field(default=500, gt=0, le=10_000)  # rows per transaction
     RETENTION_MAX_ROWS_PER_RUN: int = Field(default=50_000, gt=0)  # per kind, per run
+
+    # --- Crypto Pay (@CryptoBot) top-ups (core.cryptopay) ---------------------------------
+    # With a token the top-up screen offers "Pay with crypto"; the dashboard serves the
+    # webhook and the scheduler polls unpaid invoices. The URL is mainnet or testnet (a
+    # loopback http URL is accepted too, for the sandbox's simulated server and tests).
+    CRYPTOPAY_TOKEN: str | None = None
+    CRYPTOPAY_URL: str = "https://pay.crypt.bot"
+    CRYPTOPAY_ASSETS: Annotated[tuple[str, ...], NoDecode] = ("USDT", "TON", "BTC")
+
+    @field_validator("CRYPTOPAY_TOKEN")
+    @classmethod
+    def _cryptopay_token(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from core.cryptopay_wire import FIATS
+
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if len(value) > 256 or any(c.isspace() for c in value):
+            raise ValueError("paste the app token from @CryptoBot (Crypto Pay → My Apps → API token)")
+        currency = info.data.get("SHOP_CURRENCY")
+        if currency is not None and currency not in FIATS:
+            raise ValueError(f"Crypto Pay cannot price invoices in SHOP_CURRENCY {currency}")
+        return value
+
+    @field_validator("CRYPTOPAY_URL")
+    @classmethod
+    def _cryptopay_url(cls, value: str) -> str:
+        from core.cryptopay_wire import check_base_url
+
+        return check_base_url(value)
+
+    @field_validator("CRYPTOPAY_ASSETS", mode="before")
+    @classmethod
+    def _cryptopay_assets(cls, value: object) -> tuple[str, ...]:
+        from core.cryptopay_wire import check_assets
+
+        items = (
+            value.split(",") if isinstance(value, str) else [str(v) for v in cast(Iterable[object], value)]
+        )
+        return check_assets(items)
 
 
 _RAW_KEY = "__provider_variables__"

@@ -40,7 +40,7 @@ _KINDS = {
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    invariant: int  # 1..5, numbered as in DESIGN §2
+    invariant: int  # 1..5, numbered as in DESIGN §2; 6: crypto top-ups (issue 19)
     code: str  # stable machine name of what is broken
     message: str
     ref: str | None = None  # the account, transfer or order concerned
@@ -51,7 +51,7 @@ async def check_invariants(db: Database, now: datetime, grace_seconds: int = 120
     cutoff = now - timedelta(seconds=grace_seconds)
     found: list[Violation] = []
     async with db.scan() as conn:
-        for check in (_global_balance, _cached_sums, _overdrawn, _holds, _orders):
+        for check in (_global_balance, _cached_sums, _overdrawn, _holds, _orders, _crypto_topups):
             found.extend(await check(conn, cutoff))
     return found
 
@@ -362,4 +362,44 @@ async def _orders(conn: AsyncConnection, cutoff: datetime) -> list[Violation]:
             )
     for (pid,) in (await conn.execute(text(_ORPHAN_HOLDS))).all():
         out.append(Violation(5, "hold_without_order", f"purchase hold {pid} belongs to no order", pid))
+    return out
+
+
+# 6. Crypto Pay top-ups: the ``cryptopay`` account paid out exactly the paid invoices, each
+# through its own transfer of the invoiced amount (one credit per invoice, none without one).
+_CRYPTO_SOURCE = """
+    SELECT COALESCE(SUM(a.debits_posted - a.credits_posted), 0) FROM accounts a WHERE a.code = 'cryptopay'
+"""
+_CRYPTO_PAID = "SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM crypto_invoices WHERE status = 'paid'"
+_CRYPTO_UNBACKED = """
+    SELECT ci.id, ci.invoice_id, ci.amount, t.amount FROM crypto_invoices ci
+    LEFT JOIN transfers t ON t.id = ci.transfer_id
+    WHERE ci.status = 'paid' AND (t.id IS NULL OR t.amount <> ci.amount)
+    ORDER BY ci.created_at LIMIT 50
+"""
+
+
+async def _crypto_topups(conn: AsyncConnection, cutoff: datetime) -> list[Violation]:
+    out = []
+    paid_out = int(await conn.scalar(text(_CRYPTO_SOURCE)) or 0)
+    paid_sum, _count = (await conn.execute(text(_CRYPTO_PAID))).one()
+    if paid_out != int(paid_sum):
+        out.append(
+            Violation(
+                6,
+                "crypto_topups_mismatch",
+                f"the cryptopay account paid out {paid_out} but paid crypto invoices total {int(paid_sum)}",
+                "cryptopay",
+            )
+        )
+    for row in (await conn.execute(text(_CRYPTO_UNBACKED))).all():
+        out.append(
+            Violation(
+                6,
+                "crypto_invoice_not_credited",
+                f"paid crypto invoice {row[1]} ({row[2]}) has "
+                + ("no transfer" if row[3] is None else f"a transfer of {row[3]}"),
+                str(row[0]),
+            )
+        )
     return out

@@ -1,4 +1,4 @@
-"""The shop's own accounts (revenue, top-ups, adjustments) and the shards the busy ones are
+"""The shop's own accounts (revenue, top-ups, adjustments, crypto top-ups) and the shards the busy ones are
 split into, with the per-database cache of their ids. The ledger books against these; kept
 apart so the sharding scheme is read in one place."""
 
@@ -17,7 +17,10 @@ from core.errors import NotFound
 REVENUE = "revenue"
 TOPUPS = "topups"
 ADJUSTMENTS = "adjustments"
-SYSTEM_ACCOUNTS = (REVENUE, TOPUPS, ADJUSTMENTS)
+# Crypto Pay top-ups come in through their own account, so the books can compare what it
+# paid out with the paid crypto invoices (core.cryptopay_books).
+CRYPTOPAY = "cryptopay"
+SYSTEM_ACCOUNTS = (REVENUE, TOPUPS, ADJUSTMENTS, CRYPTOPAY)
 
 # --- system accounts, some in shards -------------------------------------------------------
 # Revenue and top-ups take a move from every purchase, capture, refund and top-up. On

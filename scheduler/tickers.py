@@ -38,6 +38,8 @@ REAP_KEYS_EVERY_S = 3600.0
 RETENTION_EVERY_S = 6 * 3600.0
 # Upstream balances: often enough that a low balance is noticed before rents start failing.
 BALANCES_EVERY_S = 300.0
+# Crypto Pay invoices: the fallback for lost webhooks (one getInvoices call per 100 invoices).
+CRYPTOPAY_EVERY_S = 30.0
 
 
 class CoreLike(Protocol):
@@ -89,6 +91,7 @@ class ShopJobs:
             Ticker("reap_keys", REAP_KEYS_EVERY_S, self.reap_keys),
             Ticker("retention", RETENTION_EVERY_S, self.apply_retention),
             Ticker("provider_balances", BALANCES_EVERY_S, self.check_balances),
+            *([Ticker("cryptopay", CRYPTOPAY_EVERY_S, self.poll_crypto)] if self._cryptopay() else []),
         ]
 
     async def _run(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -159,6 +162,16 @@ class ShopJobs:
             ),
         )
         return checks
+
+    def _cryptopay(self) -> Any:
+        return getattr(self.core, "cryptopay", None)  # tests' lighter cores have none
+
+    async def poll_crypto(self) -> Any:
+        """Crypto Pay invoices: credit paid ones whose webhook was lost, mark expired ones."""
+        service = self._cryptopay()
+        if service is None:
+            return None
+        return await self._run("cryptopay", service.poll)
 
     async def run_all_once(self) -> dict[str, Any]:
         """Every job once, in ticker order (``numbershop scheduler run --once``)."""

@@ -44,7 +44,7 @@ async def _balance_screen(shop: ShopContext, telegram_id: int) -> tuple[str, Inl
     wallet = await shop.balance(telegram_id)
     return (
         texts.balance(wallet.balance, wallet.held, wallet.available, shop.currency),
-        keyboards.balance(shop.packages(), shop.currency),
+        keyboards.balance(shop.packages(), shop.currency, crypto=shop.core.cryptopay is not None),
     )
 
 

@@ -372,3 +372,35 @@ job_runs = Table(
     Column("last_error", Text),
     Column("owner", String(64)),
 )
+
+# Crypto Pay (@CryptoBot) top-up invoices. The row is written ('creating', keyed by our own
+# id, which the signed payload carries) before the provider is asked, so a reply lost in
+# transit still leaves a row a later payment can be matched to. ``invoice_id`` is the
+# provider's id once known; one invoice credits one wallet once (the transfer id is derived
+# from it, and the row moves to 'paid' only from an unpaid status, in the same transaction).
+crypto_invoices = Table(
+    "crypto_invoices",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("telegram_id", BigInteger, nullable=False),
+    Column("amount", Money, nullable=False),  # minor units of the shop currency credited
+    Column("currency", String(8), nullable=False),
+    Column("status", String(16), nullable=False),  # creating, active, paid, expired, failed
+    Column("invoice_id", BigInteger, unique=True),
+    Column("payload", String(256), nullable=False),
+    Column("pay_url", String(512)),
+    Column("paid_asset", String(16)),
+    Column("paid_amount", String(40)),
+    Column("transfer_id", String(36)),
+    Column("paid_via", String(16)),  # 'webhook' or 'poll': which path credited it
+    Column("error", String(255)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("paid_at", UTCDateTime),
+    CheckConstraint("amount > 0", name="positive_amount"),
+    CheckConstraint("status IN ('creating', 'active', 'paid', 'expired', 'failed')", name="known_status"),
+)
+Index("ix_crypto_invoices_status_created_at", crypto_invoices.c.status, crypto_invoices.c.created_at)
+Index("ix_crypto_invoices_user_id", crypto_invoices.c.user_id)

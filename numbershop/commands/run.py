@@ -41,6 +41,8 @@ from core.db import migrate
 from numbershop import sandbox as sb
 from numbershop.cli import CliError
 from numbershop.commands._shared import port
+from numbershop.cryptopay_sim import PREFIX as CRYPTOPAY_PREFIX
+from numbershop.cryptopay_sim import SANDBOX_CRYPTOPAY_TOKEN
 from numbershop.runtime import Component, ComponentFailed, drain_tasks, serve, stop_on_signals
 
 log = logging.getLogger("numbershop.run")
@@ -432,6 +434,9 @@ def plan(args: argparse.Namespace) -> Plan:
                     STAFF_CHAT_ID=None,
                     REDIS_URL=None,
                     DATABASE_URL=sb.SANDBOX_DATABASE_URL,
+                    # Crypto top-ups are paid on the sandbox's simulated Crypto Pay server.
+                    CRYPTOPAY_TOKEN=SANDBOX_CRYPTOPAY_TOKEN,
+                    CRYPTOPAY_URL=base_url(p.web_sock) + CRYPTOPAY_PREFIX,
                 )
             )
             p.reset_db = True
@@ -494,9 +499,12 @@ def _components(p: Plan, args: argparse.Namespace, core: Core, simulator: Any, a
             auto_codes=None if args.code_delay is None else list(args.code_delay),
         )
         hosts = HostPolicy(settings.ALLOWED_HOSTS, bind_host=args.host)
+        cryptopay = _cryptopay_sim(p, core)
         parts.append(
             SandboxServer(
-                make_sandbox_app(emulator, tg, panel, page_config, hosts=hosts), emulator, p.web_sock
+                make_sandbox_app(emulator, tg, panel, page_config, hosts=hosts, cryptopay=cryptopay),
+                emulator,
+                p.web_sock,
             )
         )
     parts += [
@@ -517,6 +525,19 @@ def _components(p: Plan, args: argparse.Namespace, core: Core, simulator: Any, a
             )
         )
     return parts
+
+
+def _cryptopay_sim(p: Plan, core: Core) -> Any:
+    """The sandbox's Crypto Pay server; its webhooks go to the dashboard when there is one
+    (without it the scheduler's poll credits the payments)."""
+    from numbershop.cryptopay_sim import CryptoPaySim
+    from numbershop.sandbox.web import base_url
+
+    assert p.web_sock is not None
+    sim = CryptoPaySim(core.clock, base_url(p.web_sock))
+    if p.admin_sock is not None:
+        sim.webhook_url = base_url(p.admin_sock) + "/webhooks/cryptopay"
+    return sim
 
 
 async def cmd_run(args: argparse.Namespace) -> int:

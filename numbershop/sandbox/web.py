@@ -133,9 +133,13 @@ def make_sandbox_app(
     config: dict[str, Any],
     *,
     hosts: HostPolicy | None = None,
+    cryptopay: Any = None,
 ) -> web.Application:
-    """The emulator's application (with its guards) plus the chat page and the panel."""
+    """The emulator's application (with its guards) plus the chat page and the panel, and
+    the simulated Crypto Pay server (``numbershop.cryptopay_sim``) when given."""
     app = make_app(emulator, hosts=hosts)
+    if cryptopay is not None:
+        cryptopay.routes(app)
     inflight = InFlight()
     app[INFLIGHT_KEY] = inflight
     app.middlewares.append(inflight.track)
