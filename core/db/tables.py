@@ -391,3 +391,5 @@ tickets = Table(
     Column("closed_at", UTCDateTime),
 )
 Index("ix_tickets_state_created_at", tickets.c.state, tickets.c.created_at)
+# The newest confirm screen of a user (core.pending_confirm) after a top-up.
+Index("ix_quotes_user_id_created_at", quotes.c.user_id, quotes.c.created_at)

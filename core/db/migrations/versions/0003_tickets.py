@@ -1,4 +1,4 @@
-"""tickets: one "code didn't work" report per order
+"""tickets: one "code didn't work" report per order; quotes by user for Continue
 
 Revision ID: 0003
 Revises: 0001
@@ -36,8 +36,10 @@ def upgrade() -> None:
         sa.UniqueConstraint("order_id", name=op.f("uq_tickets_order_id")),
     )
     op.create_index("ix_tickets_state_created_at", "tickets", ["state", "created_at"], unique=False)
+    op.create_index("ix_quotes_user_id_created_at", "quotes", ["user_id", "created_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_quotes_user_id_created_at", table_name="quotes")
     op.drop_index("ix_tickets_state_created_at", table_name="tickets")
     op.drop_table("tickets")
