@@ -291,7 +291,7 @@ def history(
     "Older" carries the last row's (created_at, id), "Newest" goes back to the top."""
     rows = [
         [
-            _button(texts.history_button(n, v.service, v.phone), OrderCb(action="view", order=UUID(v.id))),
+            _button(texts.history_button(n, v.status, v.phone), OrderCb(action="view", order=UUID(v.id))),
             _button(texts.btn_again_short(), AgainCb(order=UUID(v.id))),
         ]
         for n, v in enumerate(views, 1)

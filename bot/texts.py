@@ -565,7 +565,7 @@ def confirm_screen(
         lines.append(
             _(
                 "⚠️ Not enough money: you need <b>{missing}</b> more. "
-                "Top up exactly that below, then come straight back here."
+                "The top-up below covers it; after paying you come straight back here."
             ).format(missing=format_amount(missing, currency))
         )
     else:
@@ -640,7 +640,7 @@ def history_line(
     created_at: datetime,
 ) -> str:
     last4 = f" · …{escape(phone[-4:])}" if phone and len(phone) >= 4 else ""
-    return _("{n}. {icon} <b>{service}</b> {flag}{last4} · {price}\n    {when} · {status}").format(
+    return _("{n}. {icon} <b>{service}</b> {flag}{last4}\n    {when} · {status} · {price}").format(
         n=n,
         icon=_STATUS_SHORT.get(status, "•"),
         service=escape(service_name(service)),
@@ -652,9 +652,10 @@ def history_line(
     )
 
 
-def history_button(n: int, service: str, phone: str | None) -> str:
-    last4 = f" …{phone[-4:]}" if phone and len(phone) >= 4 else ""
-    return _("{n}. {service}{last4}").format(n=n, service=service_name(service), last4=last4)
+def history_button(n: int, status: str, phone: str | None) -> str:
+    """Half a row wide on a phone: the number in the list, the status and the last digits."""
+    last4 = f" · …{phone[-4:]}" if phone and len(phone) >= 4 else ""
+    return _("{icon} {n}{last4}").format(icon=_STATUS_SHORT.get(status, "•"), n=n, last4=last4)
 
 
 def ticket_opened(ticket_id: int, order_id: str) -> str:

@@ -67,7 +67,7 @@ async def test_my_orders_lists_and_opens_orders(shop: Harness) -> None:
     listing = chat.last()
     assert "1. ⏳ WhatsApp" in listing.text and "Waiting for the code" in listing.text
     assert "2. ❌" in listing.text and "Cancelled" in listing.text
-    await shop.press(ALICE, "2. WhatsApp")  # open the cancelled one
+    await shop.press(ALICE, "❌ 2")  # open the cancelled one
     opened = shop.tg.chat(ALICE).message(listing.message_id)
     assert "Cancelled" in opened.text and "is back on your balance" in opened.text
     assert opened.button_texts[-2:] == ["« My orders", "« Menu"]
