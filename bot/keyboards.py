@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
@@ -77,6 +77,7 @@ class FavCb(CallbackData, prefix="fv"):
     on: bool = True
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HistoryFilter = Literal["all", "active", "completed", "refunded"]
 HISTORY_FILTERS: tuple[HistoryFilter, ...] = ("all", "active", "completed", "refunded")
 HISTORY_PER_PAGE = 5
@@ -301,7 +302,7 @@ def history(
         pager.append(_button(texts.btn_newest(), HistCb(f=status_filter)))
     if next_cursor is not None:
         created, oid = next_cursor
-        at = int(created.timestamp() * 1_000_000)
+        at = (created - EPOCH) // timedelta(microseconds=1)  # exact: a float would round
         pager.append(_button(texts.btn_older(), HistCb(f=status_filter, ts=at, id=UUID(oid).hex)))
     rows.append(pager)
     names = list(HISTORY_FILTERS)

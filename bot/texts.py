@@ -389,19 +389,6 @@ def staff_alert(text: str) -> str:
     return f"🚨 {escape(text)}"
 
 
-def orders_list(count: int) -> str:
-    if count == 0:
-        return "You have no orders yet. Tap Buy number to get one."
-    return "Your recent orders (newest first). Tap one to open it."
-
-
-def order_button(status: str, service: str, country: str, price: int, currency: str) -> str:
-    return (
-        f"{_STATUS_SHORT.get(status, '•')} {service_name(service)} · {flag(country)} · "
-        f"{format_amount(price, currency)} · {status}"
-    )
-
-
 # --- balance and top-ups ---------------------------------------------------------------
 
 
@@ -667,11 +654,13 @@ def ticket_opened(ticket_id: int, order_id: str) -> str:
     ).format(ticket=ticket_id, order=escape(order_id[:8]))
 
 
-def ticket_refused(why: str) -> str:
+def ticket_refused(why: str, window_min: int = 30) -> str:
     if why == "exists":
         return _("You already reported this order. Support will answer here; nothing was changed.")
     if why == "too_late":
-        return _("Reports are possible only within 30 minutes of the code. Please write to /support.")
+        return _(
+            "A report is possible only within {minutes} minutes of the code. Please write to /support."
+        ).format(minutes=window_min)
     return _("Only an order that received its code can be reported; nothing was changed.")
 
 

@@ -1,4 +1,5 @@
-"""The order message's buttons (Cancel & refund, Check now, Another code) and My orders.
+"""The order message's buttons (Cancel & refund, Check now, Another code); My orders is in
+``bot.handlers.steps``.
 
 Every action names its order by id only; core answers ``OrderNotFound`` for an id that is
 unknown or belongs to someone else (existence is not disclosed), which the answerer turns

@@ -9,7 +9,7 @@ forged or foreign one gets one sentence and changes nothing.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from aiogram import F
@@ -206,7 +206,7 @@ async def on_history_page(
 ) -> None:
     before = None
     if callback_data.id:
-        at = datetime.fromtimestamp(callback_data.ts / 1_000_000, UTC)
+        at = keyboards.EPOCH + timedelta(microseconds=callback_data.ts)
         before = (at, str(UUID(callback_data.id)))
     await show(query.message, *await history_screen(shop, user_id, callback_data.f, before))
 
@@ -230,7 +230,7 @@ async def on_ticket(
         reply.say(texts.order_not_yours(), alert=True)
         return
     except tickets.TicketRefused as exc:
-        reply.say(texts.ticket_refused(exc.why), alert=True)
+        reply.say(texts.ticket_refused(exc.why, tickets.TICKET_WINDOW // timedelta(minutes=1)), alert=True)
         return
     shop.wake_sender()  # the staff alert, when a staff chat is set
     if query.message is not None and query.message.bot is not None:
