@@ -77,7 +77,8 @@ async def test_refusals_change_nothing(shop, clock):
 async def test_second_ticket_is_refused(shop):
     user = await shop.user(1, funds=500)
     order = await _completed(shop, user)
-    await _open(shop, order, user)
+    await tickets.open_ticket(shop.db, shop.clock, order_id=order.id, user_id=user.id, staff_chat_id=-100)
+    assert await _count(shop.db, outbox_t, outbox_t.c.kind == "staff_alert", outbox_t.c.chat_id == -100) == 1
     with pytest.raises(tickets.TicketRefused) as again:
         await _open(shop, order, user)
     assert again.value.why == "exists"
