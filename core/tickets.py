@@ -393,20 +393,3 @@ async def reject(db: Database, clock: Clock, ticket_id: int, *, actor: str, note
         )
         await _tell_buyer(conn, ticket, TicketState.REJECTED, now)
     return Outcome(ticket, changed=True)
-
-
-__all__ = [
-    "TICKET_WINDOW",
-    "Outcome",
-    "Ticket",
-    "TicketClosed",
-    "TicketNotFound",
-    "TicketRefused",
-    "TicketState",
-    "get_ticket",
-    "list_tickets",
-    "open_ticket",
-    "reject",
-    "resolve",
-    "ticket_of_order",
-]
