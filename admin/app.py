@@ -47,6 +47,7 @@ from admin.controllers import (
     providers,
     reconciliation,
     staff,
+    tickets,
     users,
 )
 from admin.csrf import csrf_middleware
@@ -123,6 +124,7 @@ def create_app(
                     overview.overview_page,
                     *users.HANDLERS,
                     *orders.HANDLERS,
+                    *tickets.HANDLERS,
                     *ledger.HANDLERS,
                     *providers.HANDLERS,
                     *reconciliation.HANDLERS,

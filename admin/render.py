@@ -18,6 +18,7 @@ NAV = [
     ("/", "Overview", "viewer"),
     ("/users", "Users", "viewer"),
     ("/orders", "Orders", "viewer"),
+    ("/tickets", "Tickets", "viewer"),
     ("/ledger", "Ledger", "viewer"),
     ("/providers", "Providers", "viewer"),
     ("/reconciliation", "Reconciliation", "viewer"),

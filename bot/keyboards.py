@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
@@ -24,7 +25,6 @@ from core.orders import OrderView
 
 SERVICES_PER_PAGE = 8
 COUNTRIES_PER_PAGE = 8
-ORDERS_SHOWN = 10
 MAX_OFFSET = 10_000
 
 Code = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")
@@ -75,6 +75,34 @@ class FavCb(CallbackData, prefix="fv"):
     service: str = Code
     country: str = CountryCode
     on: bool = True
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HistoryFilter = Literal["all", "active", "completed", "refunded"]
+HISTORY_FILTERS: tuple[HistoryFilter, ...] = ("all", "active", "completed", "refunded")
+HISTORY_PER_PAGE = 5
+
+
+class HistCb(CallbackData, prefix="oh"):
+    """A page of My orders: the filter and the keyset cursor (microseconds since the
+    epoch and the hex id of the last order seen; none for the newest page). A forged
+    cursor only picks which of the user's own orders are listed."""
+
+    f: HistoryFilter = "all"
+    ts: int = Field(default=0, ge=0, le=10**17)
+    id: str = Field(default="", max_length=32, pattern=r"^([0-9a-f]{32})?$")
+
+
+class ShortfallCb(CallbackData, prefix="sf"):
+    """Top up exactly what this quote is missing; the amount is worked out on the server."""
+
+    quote: UUID
+
+
+class ResumeCb(CallbackData, prefix="rs"):
+    """Back to the confirm screen of this quote after a top-up (re-priced if expired)."""
+
+    quote: UUID
 
 
 class TopUpCb(CallbackData, prefix="t"):
@@ -187,17 +215,54 @@ def countries(
     return _markup(rows)
 
 
-def confirm(service: str, quote_id: str, price: int, currency: str, *, enough: bool) -> InlineKeyboardMarkup:
-    first = (
-        _button(texts.btn_buy(price, currency), BuyCb(quote=UUID(quote_id)))
-        if enough
-        else _button(texts.BTN_TOP_UP, MenuCb(to="balance"))
+def confirm(
+    service: str,
+    quote_id: str,
+    price: int,
+    currency: str,
+    *,
+    enough: bool,
+    shortfall: tuple[int, int] | None = None,
+) -> InlineKeyboardMarkup:
+    """Buy when the money is there; otherwise a top-up of exactly the shortfall
+    (``(amount, stars)``) that comes back here, and the usual packages."""
+    quote = UUID(quote_id)
+    if enough:
+        first = [[_button(texts.btn_buy(price, currency), BuyCb(quote=quote))]]
+    elif shortfall is not None:
+        amount, stars = shortfall
+        first = [
+            [_button(texts.btn_top_up_shortfall(amount, stars, currency), ShortfallCb(quote=quote))],
+            [_button(texts.btn_other_amounts(), MenuCb(to="balance"))],
+        ]
+    else:
+        first = [[_button(texts.BTN_TOP_UP, MenuCb(to="balance"))]]
+    return _markup([*first, [_button(texts.BTN_BACK, ServiceCb(code=service, offset=0)), *menu_row()]])
+
+
+def not_charged(service: str, country: str | None = None) -> InlineKeyboardMarkup:
+    again = [_button(texts.btn_try_again(), CountryCb(service=service, country=country))] if country else []
+    return _markup(
+        [again, [_button(texts.btn_other_country(), ServiceCb(code=service, offset=0))], menu_row()]
     )
-    return _markup([[first], [_button(texts.BTN_BACK, ServiceCb(code=service, offset=0)), *menu_row()]])
 
 
-def not_charged(service: str) -> InlineKeyboardMarkup:
-    return _markup([[_button(texts.BTN_OTHER_COUNTRY, ServiceCb(code=service, offset=0))], menu_row()])
+def after_top_up(pending: tuple[str, str, str, int] | None, currency: str) -> InlineKeyboardMarkup:
+    """Continue to the confirm screen the buyer left (``(quote id, service, country,
+    price)``), or start buying."""
+    rows = []
+    if pending is not None:
+        quote_id, service, country, price = pending
+        rows.append(
+            [_button(texts.btn_continue(service, country, price, currency), ResumeCb(quote=UUID(quote_id)))]
+        )
+    rows.append([_button(texts.btn_buy_a_number(), MenuCb(to="buy"))])
+    rows.append(menu_row())
+    return _markup(rows)
+
+
+def ticket_opened() -> InlineKeyboardMarkup:
+    return _markup([[_button(texts.btn_my_orders(), HistCb(f="all"))], menu_row()])
 
 
 def order(view: OrderView, *, from_list: bool = False) -> InlineKeyboardMarkup:
@@ -223,18 +288,35 @@ def order(view: OrderView, *, from_list: bool = False) -> InlineKeyboardMarkup:
     return _markup(rows)
 
 
-def orders(views: list[OrderView], currency: str) -> InlineKeyboardMarkup:
+def history(
+    views: list[OrderView],
+    *,
+    status_filter: HistoryFilter,
+    first_page: bool,
+    next_cursor: tuple[datetime, str] | None,
+) -> InlineKeyboardMarkup:
+    """One row per order (open it | buy the same again), the filter, and keyset paging:
+    "Older" carries the last row's (created_at, id), "Newest" goes back to the top."""
     rows = [
         [
-            _button(
-                texts.order_button(v.status, v.service, v.country, v.price, currency),
-                OrderCb(action="view", order=UUID(v.id)),
-            )
+            _button(texts.history_button(n, v.status, v.phone), OrderCb(action="view", order=UUID(v.id))),
+            _button(texts.btn_again_short(), AgainCb(order=UUID(v.id))),
         ]
-        for v in views
+        for n, v in enumerate(views, 1)
     ]
+    pager = []
+    if not first_page:
+        pager.append(_button(texts.btn_newest(), HistCb(f=status_filter)))
+    if next_cursor is not None:
+        created, oid = next_cursor
+        at = (created - EPOCH) // timedelta(microseconds=1)  # exact: a float would round
+        pager.append(_button(texts.btn_older(), HistCb(f=status_filter, ts=at, id=UUID(oid).hex)))
+    rows.append(pager)
+    names = list(HISTORY_FILTERS)
+    filters = [_button(texts.btn_history_filter(f, f == status_filter), HistCb(f=f)) for f in names]
+    rows += [filters[:2], filters[2:]]
     if not views:
-        rows.append([_button(texts.BTN_BUY, MenuCb(to="buy"))])
+        rows.append([_button(texts.btn_buy_a_number(), MenuCb(to="buy"))])
     rows.append(menu_row())
     return _markup(rows)
 

@@ -332,6 +332,19 @@ class OutboxSender:
                 ),
             )
             return
+        elif row.kind == "ticket":  # a support ticket's outcome (core.tickets)
+            note = p.get("note")
+            await self._send(
+                chat,
+                texts.ticket_outcome(
+                    str(p.get("state") or ""),
+                    service,
+                    int(p.get("price") or 0),
+                    self.currency,
+                    note and str(note),
+                ),
+            )
+            return
         elif row.kind == "staff_alert":
             await self._send(chat, texts.staff_alert(str(p.get("text") or "")))
             return

@@ -389,19 +389,6 @@ def staff_alert(text: str) -> str:
     return f"🚨 {escape(text)}"
 
 
-def orders_list(count: int) -> str:
-    if count == 0:
-        return "You have no orders yet. Tap Buy number to get one."
-    return "Your recent orders (newest first). Tap one to open it."
-
-
-def order_button(status: str, service: str, country: str, price: int, currency: str) -> str:
-    return (
-        f"{_STATUS_SHORT.get(status, '•')} {service_name(service)} · {flag(country)} · "
-        f"{format_amount(price, currency)} · {status}"
-    )
-
-
 # --- balance and top-ups ---------------------------------------------------------------
 
 
@@ -537,4 +524,215 @@ def crypto_topped_up(amount: int, available: int | None, currency: str) -> str:
         text += "\n" + _("Available balance: <b>{balance}</b>.").format(
             balance=format_amount(available, currency)
         )
+    return text
+
+
+# --- next steps, history and tickets ------------------------------------------------------
+
+
+def btn_buy_a_number() -> str:
+    return _("🛒 Buy a number")
+
+
+def btn_continue(service: str, country: str, price: int, currency: str) -> str:
+    return _("Continue: {service} {flag} {price}").format(
+        service=service_name(service), flag=flag(country), price=format_amount(price, currency)
+    )
+
+
+def btn_top_up_shortfall(amount: int, stars: int, currency: str) -> str:
+    return _("⭐ Top up {amount} ({stars} Stars)").format(amount=format_amount(amount, currency), stars=stars)
+
+
+def btn_other_amounts() -> str:
+    return _("💰 Other amounts")
+
+
+def btn_try_again() -> str:
+    return _("🔁 Try again")
+
+
+def btn_my_orders() -> str:
+    return _("📋 My orders")
+
+
+def btn_again_short() -> str:
+    return _("🔁 Again")
+
+
+def btn_older() -> str:
+    return _("Older ›")
+
+
+def btn_newest() -> str:
+    return _("« Newest")
+
+
+def btn_history_filter(name: str, current: bool) -> str:
+    label = {
+        "all": _("All"),
+        "active": _("Active"),
+        "completed": _("Completed"),
+        "refunded": _("Refunded"),
+    }.get(name, name)
+    return f"• {label} •" if current else label
+
+
+def confirm_screen(
+    service: str,
+    country: str,
+    price: int,
+    available: int,
+    currency: str,
+    *,
+    price_holds_min: int,
+    number_waits_min: int,
+    note: str | None = None,
+) -> str:
+    """The confirm screen: what is bought, for how much, and the two clocks apart — how long
+    this price is kept, and how long the number will wait for a code once bought."""
+    lines = []
+    if note:
+        lines += [note, ""]
+    lines += [
+        _("<b>Confirm your order</b>"),
+        _("Service: {service}").format(service=escape(service_name(service))),
+        _("Country: {country}").format(country=country_label(country)),
+        _("Price: <b>{price}</b>").format(price=format_amount(price, currency)),
+        _("Available balance: {amount}").format(amount=format_amount(available, currency)),
+        "",
+        _("⏱ This price is kept for {minutes} min.").format(minutes=price_holds_min),
+        _("📱 After you buy, the number waits up to {minutes} min for a code.").format(
+            minutes=number_waits_min
+        ),
+        "",
+    ]
+    missing = price - available
+    if missing > 0:
+        lines.append(
+            _(
+                "⚠️ Not enough money: you need <b>{missing}</b> more. "
+                "The top-up below covers it; after paying you come straight back here."
+            ).format(missing=format_amount(missing, currency))
+        )
+    else:
+        lines.append(_("The price is held from your balance and charged only when the code arrives."))
+    return "\n".join(lines)
+
+
+def price_updated(old: int, new: int, currency: str) -> str:
+    if old == new:
+        return _("⌛ That price had expired. It is still {price}: here it is again.").format(
+            price=format_amount(new, currency)
+        )
+    return _("⌛ That price had expired. The new price is {price} (was {old}).").format(
+        price=format_amount(new, currency), old=format_amount(old, currency)
+    )
+
+
+def price_expired_toast() -> str:
+    return _("That price had expired, so nothing was bought. Here is the fresh price.")
+
+
+def not_enough_toast() -> str:
+    return _("Not enough money for this number; nothing was bought. You can top up the difference.")
+
+
+def continue_used() -> str:
+    return _("You already bought a number at this price. Open My orders to see it.")
+
+
+def order_not_yours() -> str:
+    return _("That order isn't in your history, so nothing was changed.")
+
+
+def again_unavailable(service: str, country: str) -> str:
+    return _("😕 No {service} numbers for {country} right now. Pick another country.").format(
+        service=escape(service_name(service)), country=country_label(country)
+    )
+
+
+def topped_up_next(amount: int, available: int, currency: str, *, has_pending: bool) -> str:
+    text = topped_up(amount, available, currency)
+    if has_pending:
+        return text + "\n\n" + _("Tap Continue to go back to the number you were buying.")
+    return text + "\n\n" + _("What next? Buy a number whenever you're ready.")
+
+
+_DAY = "%d %b, %H:%M"
+
+
+def history_title(status_filter: str, count: int, first_page: bool) -> str:
+    if count == 0:
+        if status_filter == "all":
+            return _("You have no orders yet. Tap Buy a number to get one.")
+        if not first_page:
+            return _("No older orders.")
+        return _("No orders here. Try another filter, or buy a number.")
+    head = (
+        _("<b>My orders</b>, newest first (times in UTC).") if first_page else _("<b>My orders</b>, older:")
+    )
+    return head + "\n" + _("Tap an order to open it, or 🔁 to buy the same again.")
+
+
+def history_line(
+    n: int,
+    *,
+    status: str,
+    service: str,
+    country: str,
+    price: int,
+    currency: str,
+    phone: str | None,
+    created_at: datetime,
+) -> str:
+    last4 = f" · …{escape(phone[-4:])}" if phone and len(phone) >= 4 else ""
+    return _("{n}. {icon} <b>{service}</b> {flag}{last4}\n    {when} · {status} · {price}").format(
+        n=n,
+        icon=_STATUS_SHORT.get(status, "•"),
+        service=escape(service_name(service)),
+        flag=flag(country),
+        last4=last4,
+        price=format_amount(price, currency),
+        when=created_at.strftime(_DAY),
+        status=_STATUS.get(status, status).split(" ", 1)[-1],
+    )
+
+
+def history_button(n: int, status: str, phone: str | None) -> str:
+    """Half a row wide on a phone: the number in the list, the status and the last digits."""
+    last4 = f" · …{phone[-4:]}" if phone and len(phone) >= 4 else ""
+    return _("{icon} {n}{last4}").format(icon=_STATUS_SHORT.get(status, "•"), n=n, last4=last4)
+
+
+def ticket_opened(ticket_id: int, order_id: str) -> str:
+    return _(
+        "📨 Thanks — we opened ticket #{ticket} for order {order}.\n\n"
+        "Support will check what the provider delivered. If the code didn't work, the price "
+        "comes back to your balance. Either way you will get a message here with the answer; "
+        "there is nothing more you need to do."
+    ).format(ticket=ticket_id, order=escape(order_id[:8]))
+
+
+def ticket_refused(why: str, window_min: int = 30) -> str:
+    if why == "exists":
+        return _("You already reported this order. Support will answer here; nothing was changed.")
+    if why == "too_late":
+        return _(
+            "A report is possible only within {minutes} minutes of the code. Please write to /support."
+        ).format(minutes=window_min)
+    return _("Only an order that received its code can be reported; nothing was changed.")
+
+
+def ticket_outcome(state: str, service: str, price: int, currency: str, note: str | None) -> str:
+    if state == "resolved":
+        text = _(
+            "✅ Support checked your report on the {service} order: {price} is back on your balance."
+        ).format(service=escape(service_name(service)), price=format_amount(price, currency))
+    else:
+        text = _("ℹ️ Support checked your report on the {service} order and could not refund it.").format(
+            service=escape(service_name(service))
+        )
+    if note:
+        text += "\n" + _("Message from support: {note}").format(note=escape(note))
     return text

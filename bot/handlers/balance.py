@@ -29,6 +29,7 @@ from bot.context import ShopContext, show
 from bot.handlers import HandlerSet
 from bot.invoices import MAX_STARS, amount_bounds, credit_for_stars, stars_for_amount
 from bot.middlewares import Reply
+from core import pending_confirm
 from core.money import MoneyError, parse_positive_amount
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,16 @@ async def on_paid(message: Message, shop: ShopContext, redelivered: bool = False
     )
     if change.created:
         log.info("payment %s: credited %s to %s", charge_id, invoice.amount, message.from_user.id)
-        await message.answer(texts.topped_up(invoice.amount, change.wallet.available, shop.currency))
+        now = shop.core.clock.now()
+        pending = await pending_confirm.pending_confirm(shop.core.db, change.wallet.user_id, now)
+        await message.answer(
+            texts.topped_up_next(
+                invoice.amount, change.wallet.available, shop.currency, has_pending=pending is not None
+            ),
+            reply_markup=keyboards.after_top_up(
+                (pending.quote_id, pending.service, pending.country, pending.price) if pending else None,
+                shop.currency,
+            ),
+        )
     elif not redelivered:
         await message.answer(texts.TOPUP_ALREADY)

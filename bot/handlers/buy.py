@@ -16,10 +16,11 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from bot import keyboards, texts
 from bot.context import ShopContext, accessible, send_screen, show
 from bot.handlers import HandlerSet
+from bot.invoices import MAX_STARS, amount_bounds, credit_for_stars, stars_for_amount
 from bot.middlewares import Reply
-from core import catalogue, quotes
+from core import catalogue, pending_confirm, quotes
 from core.catalogue import CountryOffer, ServiceView
-from core.errors import AlreadyInProgress, NoProviderAvailable
+from core.errors import AlreadyInProgress, InsufficientFunds, NoProviderAvailable, QuoteExpired
 
 handlers = HandlerSet("buy")
 
@@ -104,8 +105,16 @@ async def _render_countries(shop: ShopContext, service: str, offset: int) -> Scr
 
 
 async def confirm_screen(
-    shop: ShopContext, *, user_id: int, telegram_id: int, service: str, country: str
+    shop: ShopContext,
+    *,
+    user_id: int,
+    telegram_id: int,
+    service: str,
+    country: str,
+    old_price: int | None = None,
 ) -> Screen:
+    """A fresh quote's confirm screen; ``old_price`` (an expired quote's) adds the line that
+    says the price was renewed, so the buyer sees why the screen changed."""
     settings = shop.core.settings
     quote = await quotes.new_quote(
         shop.core.db,
@@ -116,17 +125,60 @@ async def confirm_screen(
         now=shop.core.clock.now(),
         ttl_seconds=settings.QUOTE_TTL_SECONDS,
     )
+    note = None if old_price is None else texts.price_updated(old_price, quote.price, shop.currency)
+    return await quote_screen(
+        shop,
+        telegram_id=telegram_id,
+        quote_id=quote.id,
+        service=service,
+        country=country,
+        price=quote.price,
+        note=note,
+    )
+
+
+async def quote_screen(
+    shop: ShopContext,
+    *,
+    telegram_id: int,
+    quote_id: str,
+    service: str,
+    country: str,
+    price: int,
+    note: str | None = None,
+) -> Screen:
+    """The confirm screen of a stored quote; short of money, it offers a top-up of exactly
+    the difference (in whole Stars, at least the smallest top-up)."""
+    settings = shop.core.settings
     wallet = await shop.balance(telegram_id)
-    enough = wallet.available >= quote.price
-    text = texts.confirm(
+    missing = price - wallet.available
+    text = texts.confirm_screen(
         service,
         country,
-        quote.price,
+        price,
         wallet.available,
         shop.currency,
-        max(1, settings.QUOTE_TTL_SECONDS // 60),
+        price_holds_min=max(1, settings.QUOTE_TTL_SECONDS // 60),
+        number_waits_min=max(1, settings.ORDER_MAX_TTL_SECONDS // 60),
+        note=note,
     )
-    return text, keyboards.confirm(service, quote.id, quote.price, shop.currency, enough=enough)
+    shortfall = shortfall_top_up(shop, missing) if missing > 0 else None
+    markup = keyboards.confirm(
+        service, quote_id, price, shop.currency, enough=missing <= 0, shortfall=shortfall
+    )
+    return text, markup
+
+
+def shortfall_top_up(shop: ShopContext, missing: int) -> tuple[int, int] | None:
+    """(amount credited, Stars) of the smallest Stars top-up covering ``missing``; None
+    when it would exceed one invoice's ceiling."""
+    low, _high = amount_bounds(shop.stars_per_unit, shop.currency)
+    stars = max(1, stars_for_amount(max(missing, low), shop.stars_per_unit, shop.currency))
+    while credit_for_stars(stars, shop.stars_per_unit, shop.currency) < missing:
+        stars += 1  # the credit rounds down; never offer a top-up that leaves the buyer short
+    if stars > MAX_STARS:
+        return None
+    return credit_for_stars(stars, shop.stars_per_unit, shop.currency), stars
 
 
 # --- browsing ---------------------------------------------------------------------------
@@ -260,21 +312,47 @@ async def on_buy(
     except AlreadyInProgress:
         reply.say(texts.WORKING)
         return
+    except (QuoteExpired, InsufficientFunds) as exc:
+        # Not a dead end: redraw the confirm screen in place, with the fresh price or the
+        # shortfall top-up. Nothing was bought and no money moved.
+        await _redraw_confirm(message, shop, quote_id, user_id, expired=isinstance(exc, QuoteExpired))
+        reply.say(texts.price_expired_toast() if isinstance(exc, QuoteExpired) else texts.not_enough_toast())
+        return
     except NoProviderAvailable as exc:
-        service = await _quote_service(shop, quote_id, user_id)
+        found = await pending_confirm.confirm_of_quote(shop.core.db, quote_id, user_id)
         await show(
             message,
             texts.not_charged(exc.reason),
-            keyboards.not_charged(service) if service else keyboards.back_to_menu(),
+            keyboards.not_charged(found.service, found.country) if found else keyboards.back_to_menu(),
         )
         reply.say(texts.not_charged(exc.reason), alert=True)
         return
     await show(message, *shop.order_screen(order))
 
 
-async def _quote_service(shop: ShopContext, quote_id: str, user_id: int) -> str | None:
-    try:
-        quote = await quotes.find_quote(shop.core.db, quote_id, user_id, shop.core.clock.now())
-    except Exception:
-        return None
-    return quote.service
+async def _redraw_confirm(
+    message: Message, shop: ShopContext, quote_id: str, user_id: int, *, expired: bool
+) -> None:
+    found = await pending_confirm.confirm_of_quote(shop.core.db, quote_id, user_id)
+    if found is None:
+        return
+    telegram_id = message.chat.id
+    if expired:
+        screen = await confirm_screen(
+            shop,
+            user_id=user_id,
+            telegram_id=telegram_id,
+            service=found.service,
+            country=found.country,
+            old_price=found.price,
+        )
+    else:
+        screen = await quote_screen(
+            shop,
+            telegram_id=telegram_id,
+            quote_id=found.quote_id,
+            service=found.service,
+            country=found.country,
+            price=found.price,
+        )
+    await show(message, *screen)

@@ -1,4 +1,5 @@
-"""The order message's buttons (Cancel & refund, Check now, Another code) and My orders.
+"""The order message's buttons (Cancel & refund, Check now, Another code); My orders is in
+``bot.handlers.steps``.
 
 Every action names its order by id only; core answers ``OrderNotFound`` for an id that is
 unknown or belongs to someone else (existence is not disclosed), which the answerer turns
@@ -8,8 +9,7 @@ into "that button no longer works" — nothing changes.
 from __future__ import annotations
 
 from aiogram import F
-from aiogram.filters import Command
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery
 
 from bot import keyboards, texts
 from bot.context import ShopContext, show
@@ -17,23 +17,6 @@ from bot.handlers import HandlerSet
 from bot.middlewares import Reply
 
 handlers = HandlerSet("orders")
-
-
-async def _orders_screen(shop: ShopContext, user_id: int) -> tuple[str, InlineKeyboardMarkup]:
-    views = await shop.core.orders.list_orders(user_id=user_id, limit=keyboards.ORDERS_SHOWN)
-    return texts.orders_list(len(views)), keyboards.orders(views, shop.currency)
-
-
-@handlers.message(Command("orders"))
-async def cmd_orders(message: Message, shop: ShopContext, user_id: int) -> None:
-    text, markup = await _orders_screen(shop, user_id)
-    await message.answer(text, reply_markup=markup)
-
-
-@handlers.callback_query(keyboards.MenuCb.filter(F.to == "orders"))
-async def on_orders(query: CallbackQuery, shop: ShopContext, user_id: int) -> None:
-    text, markup = await _orders_screen(shop, user_id)
-    await show(query.message, text, markup)
 
 
 @handlers.callback_query(keyboards.OrderCb.filter(F.action == "view"))

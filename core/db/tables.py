@@ -404,3 +404,23 @@ crypto_invoices = Table(
 )
 Index("ix_crypto_invoices_status_created_at", crypto_invoices.c.status, crypto_invoices.c.created_at)
 Index("ix_crypto_invoices_user_id", crypto_invoices.c.user_id)
+# "Code didn't work" reports: at most one per order (the unique order_id is the guard two
+# concurrent taps meet), worked by staff to 'resolved' (with a refund) or 'rejected'.
+# 'resolving' marks a resolve whose refund is under way, so a reject cannot slip in between.
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String(36), ForeignKey("orders.id"), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("reason", String(64), nullable=False),  # 'code_didnt_work'
+    Column("state", String(16), nullable=False),  # 'open' | 'resolving' | 'resolved' | 'rejected'
+    Column("staff_note", Text),
+    Column("closed_by", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+)
+Index("ix_tickets_state_created_at", tickets.c.state, tickets.c.created_at)
+# The newest confirm screen of a user (core.pending_confirm) after a top-up.
+Index("ix_quotes_user_id_created_at", quotes.c.user_id, quotes.c.created_at)

@@ -23,7 +23,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from admin.app import create_app
-from core import audit, ledger
+from core import audit, ledger, tickets
 from core.clock import FakeClock
 from core.db.engine import Database
 from core.db.tables import job_runs, metadata, provider_balances, reconciliation_runs
@@ -78,6 +78,7 @@ def served(tmp_path) -> Iterator[SimpleNamespace]:
         order = await shop.orders.purchase(user_id=user.id, quote_id=quote, idempotency_key="b1")
         shop.providers["alpha"].deliver(order.activation_id, "135790")
         await shop.orders.check_now(order.id)
+        ticket = await tickets.open_ticket(db, clock, order_id=order.id, user_id=user.id)
         other = await shop.user(5151, funds=1_234_567)
         waiting = await shop.orders.purchase(
             user_id=other.id, quote_id=await shop.quote(other.id, price=150), idempotency_key="b2"
@@ -125,7 +126,7 @@ def served(tmp_path) -> Iterator[SimpleNamespace]:
             )
         await staff.create("alice", "admin", "browser password")
         await db.dispose()
-        return {"order": order.id, "waiting": waiting.id, "run": run_id}
+        return {"order": order.id, "waiting": waiting.id, "run": run_id, "ticket": ticket.id}
 
     ids = asyncio.run(seed())
     ledger.forget_system_accounts()
@@ -210,6 +211,8 @@ def _pages(served: SimpleNamespace) -> list[tuple[str, str]]:
         ("orders", "/orders"),
         ("order", f"/orders/{served.order}"),
         ("order-waiting", f"/orders/{served.waiting}"),
+        ("tickets", "/tickets"),
+        ("ticket", f"/tickets/{served.ticket}"),
         ("users", "/users"),
         ("user", "/users/4242"),
         ("ledger", "/ledger"),

@@ -58,20 +58,21 @@ async def test_buy_command_jumps_ahead(shop: Harness) -> None:
 async def test_my_orders_lists_and_opens_orders(shop: Harness) -> None:
     await shop.fund(ALICE, 1000, "seed")
     chat = await shop.say(ALICE, "/orders")
-    assert chat.last().text == texts.orders_list(0)
+    assert chat.last().text == texts.history_title("all", 0, True)
     await buy_first_whatsapp(shop, ALICE)
     await shop.press(ALICE, "❌ Cancel & refund")
     shop.clock.advance(60)  # newest first needs distinct times; the fake clock stands still
     await buy_first_whatsapp(shop, ALICE)
     chat = await shop.say(ALICE, "/orders")
     listing = chat.last()
-    assert [t.split(" · ")[-1] for t in listing.button_texts[:2]] == ["waiting", "cancelled"]
-    await shop.press(ALICE, listing.button_texts[1][:6])  # open the cancelled one
+    assert "1. ⏳ WhatsApp" in listing.text and "Waiting for the code" in listing.text
+    assert "2. ❌" in listing.text and "Cancelled" in listing.text
+    await shop.press(ALICE, "❌ 2")  # open the cancelled one
     opened = shop.tg.chat(ALICE).message(listing.message_id)
     assert "Cancelled" in opened.text and "is back on your balance" in opened.text
-    assert opened.button_texts == ["« My orders", "« Menu"]
+    assert opened.button_texts[-2:] == ["« My orders", "« Menu"]
     await shop.press(ALICE, "« My orders")
-    assert shop.tg.chat(ALICE).message(listing.message_id).text == texts.orders_list(2)
+    assert "My orders" in shop.tg.chat(ALICE).message(listing.message_id).text
 
 
 async def test_help_states_the_refund_rules(shop: Harness) -> None:

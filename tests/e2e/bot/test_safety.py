@@ -138,9 +138,9 @@ async def test_not_enough_money_offers_top_up_and_buys_nothing(shop: Harness) ->
     await open_confirm(shop, ALICE)
     confirm = shop.tg.chat(ALICE).last()
     assert "Not enough money: you need" in confirm.text
-    assert "⭐ Top up" in confirm.button_texts
+    assert any(t.startswith("⭐ Top up $") for t in confirm.button_texts), confirm.button_texts
     assert not any(t.startswith("✅ Buy") for t in confirm.button_texts)
-    await shop.press(ALICE, "⭐ Top up")
+    await shop.press(ALICE, "💰 Other amounts")
     assert "Your balance" in shop.last_text(ALICE)
     assert await shop.orders_of(ALICE) == []
 
@@ -149,9 +149,13 @@ async def test_insufficient_funds_at_buy_time(shop: Harness) -> None:
     await shop.fund(ALICE, 1000, "seed")
     await open_confirm(shop, ALICE)
     await shop.core.wallets.debit(ALICE, 990, reason="test drain")
+    message_id = shop.tg.chat(ALICE).last().message_id
     answer = await shop.press(ALICE, "✅ Buy for")
-    assert answer.text is not None and answer.text.startswith("Not enough money: you need")
-    assert "You were not charged" in answer.text
+    assert answer.text == texts.not_enough_toast()
+    # The screen is redrawn in place with a top-up of the difference instead of Buy.
+    redrawn = shop.tg.chat(ALICE).message(message_id)
+    assert "Not enough money: you need" in redrawn.text
+    assert redrawn.button_texts[0].startswith("⭐ Top up $")
     assert await shop.orders_of(ALICE) == [] and await holds(shop) == 0
     assert (await shop.wallet(ALICE)).available == 10
 
@@ -172,8 +176,11 @@ async def test_out_of_stock_and_expired_quote(shop: Harness) -> None:
     message_id = await open_confirm(shop, ALICE)
     shop.clock.advance(shop.core.settings.QUOTE_TTL_SECONDS + 1)
     answer = await shop.press(ALICE, "✅ Buy for")
-    assert answer.text == texts.QUOTE_EXPIRED
-    assert shop.tg.chat(ALICE).message(message_id).button_texts[0].startswith("✅ Buy for")
+    assert answer.text == texts.price_expired_toast()
+    redrawn = shop.tg.chat(ALICE).message(message_id)
+    assert "That price had expired" in redrawn.text
+    assert redrawn.button_texts[0].startswith("✅ Buy for")
+    assert await shop.orders_of(ALICE) == []
     await open_confirm(shop, ALICE)
     shop.sim.set_faults(out_of_stock=True)
     answer = await shop.press(ALICE, "✅ Buy for")
