@@ -13,8 +13,10 @@ from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.db.engine import Database
 from core.orders import OrderService
+from core.promo import Promos
 from core.providers.base import Provider
 from core.providers.breaker import BreakerBoard
+from core.star_refunds import BotApiStarRefunds, StarRefunds
 from core.wallets import Wallets
 
 
@@ -27,6 +29,8 @@ class Core:
     providers: Mapping[str, Provider]
     wallets: Wallets
     orders: OrderService
+    promos: Promos
+    star_refunds: StarRefunds
 
     async def aclose(self) -> None:
         await self.orders.drain_background(timeout=5)  # upstream closes still under way
@@ -63,4 +67,10 @@ def build_core(
         providers=providers,
         wallets=Wallets(db, clock, settings.SHOP_CURRENCY),
         orders=OrderService(db, clock, providers, settings, board=board),
+        promos=Promos(db, clock),
+        star_refunds=StarRefunds(
+            db,
+            clock,
+            BotApiStarRefunds(settings.TELEGRAM_API_URL, settings.BOT_TOKEN) if settings.BOT_TOKEN else None,
+        ),
     )

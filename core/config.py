@@ -244,6 +244,11 @@ class Settings(BaseSettings):
     RETENTION_BATCH_SIZE: int = Field(default=500, gt=0, le=10_000)  # rows per transaction
     RETENTION_MAX_ROWS_PER_RUN: int = Field(default=50_000, gt=0)  # per kind, per run
 
+    # --- Referrals (core.referrals): a referrer earns REFERRAL_PERCENT of each captured order
+    # of a buyer they brought, for REFERRAL_DAYS after that buyer joined (0 percent: off).
+    REFERRAL_PERCENT: float = Field(default=5, ge=0, le=50)
+    REFERRAL_DAYS: int = Field(default=30, ge=0, le=3650)
+
 
 _RAW_KEY = "__provider_variables__"
 

@@ -1,4 +1,4 @@
-"""The shop's own accounts (revenue, top-ups, adjustments) and the shards the busy ones are
+"""The shop's own accounts (revenue, top-ups, adjustments, marketing) and the shards the busy ones are
 split into, with the per-database cache of their ids. The ledger books against these; kept
 apart so the sharding scheme is read in one place."""
 
@@ -17,7 +17,10 @@ from core.errors import NotFound
 REVENUE = "revenue"
 TOPUPS = "topups"
 ADJUSTMENTS = "adjustments"
-SYSTEM_ACCOUNTS = (REVENUE, TOPUPS, ADJUSTMENTS)
+# What the shop gives away on purpose (promo codes, referral rewards) is paid from here, so
+# its balance is the programmes' cost and never mixes with staff adjustments.
+MARKETING = "marketing"
+SYSTEM_ACCOUNTS = (REVENUE, TOPUPS, ADJUSTMENTS, MARKETING)
 
 # --- system accounts, some in shards -------------------------------------------------------
 # Revenue and top-ups take a move from every purchase, capture, refund and top-up. On
