@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "reconcile": "check ledger, orders and providers agree (dry run unless --execute)",
     "run": "run the whole shop in one process (the browser sandbox without BOT_TOKEN)",
     "doctor": "check a production configuration (database, Redis, Telegram, providers, secrets)",
+    "promo": "promo codes: create, list, disable",
 }
 TOP_LEVEL_FLAGS = frozenset({"-v", "--verbose"})
 
