@@ -23,6 +23,8 @@ NAV = [
     ("/reconciliation", "Reconciliation", "viewer"),
     ("/audit", "Audit", "viewer"),
     ("/staff", "Staff", "admin"),
+    ("/promo", "Promo & referrals", "viewer"),
+    ("/stars-refunds", "Stars refunds", "viewer"),
 ]
 
 
