@@ -371,3 +371,21 @@ async def test_star_refund_races_a_purchase_for_the_same_money(db, clock):
         if "bought" in won:
             await ledger.void_hold(conn, "race-hold", clock.now())
     await _sound(db, clock)
+
+
+# --- invariant 6 ---------------------------------------------------------------------------
+
+
+async def test_invariant_six_catches_programme_drift(db, clock, promos):
+    from sqlalchemy import update
+
+    from core.db.tables import promo_codes
+
+    await promos.create("DRIFT", amount=100, max_uses=5, actor="t")
+    assert (await promos.redeem(1, "DRIFT")).outcome == Outcome.CREDITED
+    await _sound(db, clock)
+    async with db.begin() as conn:  # a hand edit: one more use than redemptions
+        await conn.execute(update(promo_codes).values(used=2, spent=200))
+        await conn.execute(update(promo_redemptions).values(amount=50))
+    found = {v.code for v in await check_invariants(db, clock.now())}
+    assert {"promo_code_mismatch", "promo_transfer_mismatch"} <= found
