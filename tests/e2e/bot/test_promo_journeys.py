@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from core import referrals
 from core.star_refunds import Status
 from tests.e2e.bot.conftest import Harness
@@ -89,4 +91,32 @@ async def test_refund_stars_through_the_bot_api(shop: Harness) -> None:
     again = await shop.core.star_refunds.refund(payment.charge_id, reason="again", actor="t")
     assert (again.status, again.created) == (Status.REFUNDED, False)
     assert [c.method for c in shop.tg.calls_for(ALICE)].count("refundStarPayment") == 1
+    await shop.assert_books_clean()
+
+
+async def test_the_bot_api_port_maps_the_emulators_answers(shop: Harness) -> None:
+    from core.star_refunds import BotApiStarRefunds, StarRefundRejected, StarRefundUnavailable
+
+    await shop.say(ALICE, "/start")
+    await shop.press(ALICE, "💰 Balance")
+    await shop.press(ALICE, "⭐ 250 → $5.00")
+    payment = await shop.pay_last_invoice(ALICE)
+    settings = shop.core.settings
+    port = BotApiStarRefunds(settings.TELEGRAM_API_URL, settings.BOT_TOKEN or "")
+    with pytest.raises(StarRefundRejected) as missing:
+        await port.refund_star_payment(ALICE, "no-such-charge")
+    assert missing.value.code == "CHARGE_NOT_FOUND"
+    with pytest.raises(StarRefundRejected) as not_theirs:
+        await port.refund_star_payment(BOB, payment.charge_id)
+    assert not_theirs.value.code == "CHARGE_NOT_FOUND"
+    await port.refund_star_payment(ALICE, payment.charge_id)
+    with pytest.raises(StarRefundRejected) as twice:
+        await port.refund_star_payment(ALICE, payment.charge_id)
+    assert twice.value.code == "CHARGE_ALREADY_REFUNDED"
+    # Telegram already refunded it (say, an earlier answer was lost): the shop's refund
+    # completes on CHARGE_ALREADY_REFUNDED instead of releasing the hold.
+    done = await shop.core.star_refunds.refund(payment.charge_id, reason="lost answer", actor="t")
+    assert done.status == Status.REFUNDED and (await shop.wallet(ALICE)).available == 0
+    with pytest.raises(StarRefundUnavailable):
+        await BotApiStarRefunds("http://127.0.0.1:9", "x", timeout=2).refund_star_payment(ALICE, "c")
     await shop.assert_books_clean()
