@@ -19,7 +19,7 @@ from core.errors import InsufficientFunds, InvalidInput, NotFound
 from core.invariants import check_invariants
 from core.promo import Outcome, PromoCodeExists, Promos
 from core.referrals import Attribution
-from core.star_refunds import StarRefundRejected, StarRefunds, StarRefundUnavailable, Status
+from core.star_refunds import StarRefund, StarRefundRejected, StarRefunds, StarRefundUnavailable, Status
 from core.system_accounts import MARKETING
 from core.users import get_or_create_user
 from core.wallets import Wallets
@@ -341,35 +341,38 @@ async def test_star_refund_refused_when_money_is_spent(db, clock):
     await _sound(db, clock)
 
 
-async def test_star_refund_races_a_purchase_for_the_same_money(db, clock):
+@pytest.mark.parametrize("refund_first", [False, True])
+async def test_star_refund_races_a_purchase_for_the_same_money(db, clock, refund_first):
+    """A real purchase (order service, scripted provider) and a Stars refund both want the
+    same 600: exactly one wins, the other is refused with nothing changed."""
+    from tests.integration.orders_support import ScriptedProvider, Shop
+
+    shop = Shop(db, clock, {"alpha": ScriptedProvider("alpha", clock)})
+    await shop.setup_catalogue()
     buyer = await _user(db, clock, 34)
     await Wallets(db, clock).top_up(34, 600, source="telegram_stars", reference="ch-5")
-    refunds = StarRefunds(db, clock, FakeTelegram())
+    quote = await shop.quote(buyer.id, price=600)
+    telegram = FakeTelegram()
+    refunds = StarRefunds(db, clock, telegram)
 
-    async def purchase() -> str:
-        now = clock.now()
-        async with db.begin() as conn:
-            await ledger.create_hold(
-                conn,
-                id="race-hold",
-                debit=buyer.wallet_account_id,
-                credit=await ledger.system_account(conn, ledger.REVENUE),
-                amount=600,
-                timeout_at=now + timedelta(minutes=5),
-                now=now,
-                code="adjustment",  # a hold with no order: not a purchase for invariant 5
-            )
-        return "bought"
-
-    results = await _gather([purchase, lambda: refunds.refund("ch-5", reason="r", actor="a")])
+    jobs = [
+        lambda: shop.orders.purchase(user_id=buyer.id, quote_id=quote, idempotency_key="race"),
+        lambda: refunds.refund("ch-5", reason="r", actor="a"),
+    ]
+    results = await _gather(jobs[::-1] if refund_first else jobs)
     won = [r for r in results if not isinstance(r, BaseException)]
     lost = [r for r in results if isinstance(r, BaseException)]
     assert len(won) == 1 and len(lost) == 1, results
-    assert isinstance(lost[0], InsufficientFunds)
-    assert await _available(db, 34) == 0
-    async with db.begin() as conn:  # settle the purchase hold so invariant 4 has no open hold
-        if "bought" in won:
-            await ledger.void_hold(conn, "race-hold", clock.now())
+    assert isinstance(lost[0], InsufficientFunds), results
+    wallet = await Wallets(db, clock).show(34)
+    if isinstance(won[0], StarRefund):  # the refund won: no order, Stars returned
+        assert won[0].status == Status.REFUNDED and telegram.refunded == {"ch-5"}
+        assert (wallet.balance, wallet.held) == (0, 0)
+    else:  # the purchase won: the money is held for it, Telegram was never asked
+        assert won[0].status == "waiting" and telegram.calls == []
+        assert (wallet.balance, wallet.held, wallet.available) == (600, 600, 0)
+        await shop.orders.cancel(won[0].id, user_id=buyer.id)
+        await shop.orders.drain_background()
     await _sound(db, clock)
 
 
