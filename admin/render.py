@@ -25,6 +25,8 @@ NAV = [
     ("/audit", "Audit", "viewer"),
     ("/crypto", "Crypto", "admin"),
     ("/staff", "Staff", "admin"),
+    ("/promo", "Promo & referrals", "viewer"),
+    ("/stars-refunds", "Stars refunds", "viewer"),
 ]
 
 

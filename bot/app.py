@@ -50,6 +50,8 @@ COMMANDS = [
     BotCommand(command="support", description="Contact support"),
     BotCommand(command="paysupport", description="Help with a Stars payment"),
     BotCommand(command="terms", description="Terms of the shop"),
+    BotCommand(command="promo", description="Redeem a promo code"),
+    BotCommand(command="referral", description="Invite friends and earn"),
 ]
 
 

@@ -14,8 +14,10 @@ from core.config import Settings
 from core.cryptopay import CryptoPay
 from core.db.engine import Database
 from core.orders import OrderService
+from core.promo import Promos
 from core.providers.base import Provider
 from core.providers.breaker import BreakerBoard
+from core.star_refunds import BotApiStarRefunds, StarRefunds
 from core.wallets import Wallets
 
 
@@ -28,6 +30,8 @@ class Core:
     providers: Mapping[str, Provider]
     wallets: Wallets
     orders: OrderService
+    promos: Promos
+    star_refunds: StarRefunds
     cryptopay: CryptoPay | None = None  # Crypto Pay top-ups, when CRYPTOPAY_TOKEN is set
 
     async def aclose(self) -> None:
@@ -68,4 +72,10 @@ def build_core(
         wallets=Wallets(db, clock, settings.SHOP_CURRENCY),
         orders=OrderService(db, clock, providers, settings, board=board),
         cryptopay=CryptoPay(db, clock, settings) if settings.CRYPTOPAY_TOKEN else None,
+        promos=Promos(db, clock),
+        star_refunds=StarRefunds(
+            db,
+            clock,
+            BotApiStarRefunds(settings.TELEGRAM_API_URL, settings.BOT_TOKEN) if settings.BOT_TOKEN else None,
+        ),
     )

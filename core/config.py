@@ -285,6 +285,11 @@ class Settings(BaseSettings):
         )
         return check_assets(items)
 
+    # --- Referrals (core.referrals): a referrer earns REFERRAL_PERCENT of each captured order
+    # of a buyer they brought, for REFERRAL_DAYS after that buyer joined (0 percent: off).
+    REFERRAL_PERCENT: float = Field(default=5, ge=0, le=50)
+    REFERRAL_DAYS: int = Field(default=30, ge=0, le=3650)
+
 
 _RAW_KEY = "__provider_variables__"
 

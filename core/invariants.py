@@ -40,7 +40,7 @@ _KINDS = {
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    invariant: int  # 1..5, numbered as in DESIGN §2; 6: crypto top-ups (issue 19)
+    invariant: int  # 1..5, numbered as in DESIGN §2; 6: crypto top-ups; 7: promo, referrals, Stars refunds
     code: str  # stable machine name of what is broken
     message: str
     ref: str | None = None  # the account, transfer or order concerned
@@ -51,7 +51,15 @@ async def check_invariants(db: Database, now: datetime, grace_seconds: int = 120
     cutoff = now - timedelta(seconds=grace_seconds)
     found: list[Violation] = []
     async with db.scan() as conn:
-        for check in (_global_balance, _cached_sums, _overdrawn, _holds, _orders, _crypto_topups):
+        for check in (
+            _global_balance,
+            _cached_sums,
+            _overdrawn,
+            _holds,
+            _orders,
+            _crypto_topups,
+            _programmes,
+        ):
             found.extend(await check(conn, cutoff))
     return found
 
@@ -400,6 +408,91 @@ async def _crypto_topups(conn: AsyncConnection, cutoff: datetime) -> list[Violat
                 f"paid crypto invoice {row[1]} ({row[2]}) has "
                 + ("no transfer" if row[3] is None else f"a transfer of {row[3]}"),
                 str(row[0]),
+            )
+        )
+    return out
+
+
+# 7. The marketing programmes and Stars refunds agree with the ledger: each promo code's
+# uses and spend are its redemptions, each redemption and referral reward is exactly its
+# transfer, a reward's reversal is its transfer plus what was written off, marketing moves
+# only for these, and a Stars refund's hold is in the state its row says.
+_PROMO_CODES = """
+    SELECT c.code, c.used, c.spent, COUNT(r.user_id), COALESCE(SUM(r.amount), 0)
+    FROM promo_codes c LEFT JOIN promo_redemptions r ON r.code = c.code
+    GROUP BY c.code, c.used, c.spent
+    HAVING c.used <> COUNT(r.user_id) OR c.spent <> COALESCE(SUM(r.amount), 0)
+    ORDER BY c.code
+"""
+_PROGRAMME_TRANSFERS = """
+    SELECT 'promo', r.code || ':' || CAST(r.user_id AS VARCHAR(16)), r.amount, t.amount, t.code
+    FROM promo_redemptions r LEFT JOIN transfers t ON t.id = r.transfer_id
+    WHERE t.id IS NULL OR t.amount <> r.amount OR t.code <> 'promo'
+    UNION ALL
+    SELECT 'referral', w.order_id, w.amount, t.amount, t.code
+    FROM referral_rewards w LEFT JOIN transfers t ON t.id = w.transfer_id
+    WHERE t.id IS NULL OR t.amount <> w.amount OR t.code <> 'referral'
+    UNION ALL
+    SELECT 'referral_back', w.order_id, w.reversed, COALESCE(SUM(t.amount), 0), NULL
+    FROM referral_rewards w
+    LEFT JOIN transfers t ON t.order_id = w.order_id AND t.code = 'referral_back'
+    GROUP BY w.order_id, w.amount, w.reversed, w.written_off, w.reversed_at
+    HAVING w.reversed <> COALESCE(SUM(t.amount), 0)
+        OR (w.reversed_at IS NULL AND w.reversed + w.written_off <> 0)
+        OR (w.reversed_at IS NOT NULL AND w.reversed + w.written_off <> w.amount)
+    ORDER BY 1, 2
+"""
+_MARKETING_STRAYS = """
+    SELECT t.id, t.code FROM transfers t
+    JOIN accounts a ON a.id IN (t.debit_account_id, t.credit_account_id)
+    WHERE a.code = 'marketing' AND t.code NOT IN ('promo', 'referral', 'referral_back')
+    ORDER BY t.id
+"""
+_STAR_REFUNDS = """
+    SELECT s.charge_id, s.status, h.kind, r.kind
+    FROM star_refunds s
+    LEFT JOIN transfers h ON h.id = s.hold_transfer_id
+    LEFT JOIN transfers r ON r.pending_id = s.hold_transfer_id
+    WHERE h.id IS NULL OR h.kind <> {hold} OR h.amount <> s.amount
+       OR (s.status = 'held' AND r.id IS NOT NULL)
+       OR (s.status = 'refunded' AND (r.kind IS NULL OR r.kind <> {capture}))
+       OR (s.status = 'failed' AND (r.kind IS NULL OR r.kind <> {void}))
+       OR s.status NOT IN ('held', 'refunded', 'failed')
+    ORDER BY s.charge_id
+""".format(**_KINDS)
+
+
+async def _programmes(conn: AsyncConnection, cutoff: datetime) -> list[Violation]:
+    out = []
+    for code, used, spent, n, total in (await conn.execute(text(_PROMO_CODES))).all():
+        out.append(
+            Violation(
+                7,
+                "promo_code_mismatch",
+                f"promo code {code}: used {used}, spent {int(spent)}, but {n} redemptions of {int(total)}",
+                code,
+            )
+        )
+    for kind, ref, booked, moved, tcode in (await conn.execute(text(_PROGRAMME_TRANSFERS))).all():
+        out.append(
+            Violation(
+                7,
+                f"{kind}_transfer_mismatch",
+                f"{kind} {ref}: {int(booked or 0)} recorded, transfer {moved} ({tcode})",
+                ref,
+            )
+        )
+    for tid, tcode in (await conn.execute(text(_MARKETING_STRAYS))).all():
+        out.append(
+            Violation(7, "marketing_stray_transfer", f"transfer {tid} ({tcode}) moves marketing money", tid)
+        )
+    for charge, status, hkind, rkind in (await conn.execute(text(_STAR_REFUNDS))).all():
+        out.append(
+            Violation(
+                7,
+                "star_refund_mismatch",
+                f"Stars refund {charge} is {status} but its hold is {hkind}/{rkind or 'unresolved'}",
+                charge,
             )
         )
     return out

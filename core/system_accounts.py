@@ -1,6 +1,6 @@
-"""The shop's own accounts (revenue, top-ups, adjustments, crypto top-ups) and the shards the busy ones are
-split into, with the per-database cache of their ids. The ledger books against these; kept
-apart so the sharding scheme is read in one place."""
+"""The shop's own accounts (revenue, top-ups, adjustments, crypto top-ups, marketing) and the
+shards the busy ones are split into, with the per-database cache of their ids. The ledger
+books against these; kept apart so the sharding scheme is read in one place."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ ADJUSTMENTS = "adjustments"
 # Crypto Pay top-ups come in through their own account, so the books can compare what it
 # paid out with the paid crypto invoices (core.cryptopay_books).
 CRYPTOPAY = "cryptopay"
-SYSTEM_ACCOUNTS = (REVENUE, TOPUPS, ADJUSTMENTS, CRYPTOPAY)
+# What the shop gives away on purpose (promo codes, referral rewards) is paid from here, so
+# its balance is the programmes' cost and never mixes with staff adjustments.
+MARKETING = "marketing"
+SYSTEM_ACCOUNTS = (REVENUE, TOPUPS, ADJUSTMENTS, CRYPTOPAY, MARKETING)
 
 # --- system accounts, some in shards -------------------------------------------------------
 # Revenue and top-ups take a move from every purchase, capture, refund and top-up. On

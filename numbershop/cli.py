@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "run": "run the whole shop in one process (the browser sandbox without BOT_TOKEN)",
     "doctor": "check a production configuration (database, Redis, Telegram, providers, secrets)",
     "tickets": "buyers' \"code didn't work\" reports",
+    "promo": "promo codes: create, list, disable",
 }
 TOP_LEVEL_FLAGS = frozenset({"-v", "--verbose"})
 

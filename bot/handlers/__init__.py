@@ -67,9 +67,20 @@ def _inline(f: Any) -> Any:
 
 
 def routers() -> list[Router]:
-    from bot.handlers import balance, buy, crypto, fallback, help, orders, start, steps, support
+    from bot.handlers import (
+        balance,
+        buy,
+        crypto,
+        fallback,
+        help,
+        orders,
+        promo,
+        referral,
+        start,
+        steps,
+        support,
+    )
 
     # start first (it also leaves any half-typed input), fallback last (it catches the rest).
-    return [
-        m.handlers.router() for m in (start, help, support, balance, crypto, orders, steps, buy, fallback)
-    ]
+    first = (start, help, support, promo, referral, balance, crypto, orders, steps, buy, fallback)
+    return [m.handlers.router() for m in first]

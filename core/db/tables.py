@@ -424,3 +424,88 @@ tickets = Table(
 Index("ix_tickets_state_created_at", tickets.c.state, tickets.c.created_at)
 # The newest confirm screen of a user (core.pending_confirm) after a top-up.
 Index("ix_quotes_user_id_created_at", quotes.c.user_id, quotes.c.created_at)
+# --- promo codes, referrals, Stars refunds (all paid from the `marketing` system account,
+# except a Stars refund, which takes back a top-up) ----------------------------------------
+
+promo_codes = Table(
+    "promo_codes",
+    metadata,
+    Column("code", String(32), primary_key=True),  # upper case, [A-Z0-9_-]
+    Column("amount", Money, nullable=False),  # credited per redemption
+    Column("max_uses", Integer, nullable=False),
+    Column("used", Integer, nullable=False, default=0),
+    Column("budget", Money, nullable=False),  # most the code may ever pay out in total
+    Column("spent", Money, nullable=False, default=0),
+    Column("expires_at", UTCDateTime),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("amount > 0 AND max_uses > 0 AND budget > 0", name="positive"),
+    # The guarded UPDATE keeps these; the constraint is the last line if a bug does not.
+    CheckConstraint("used >= 0 AND used <= max_uses AND spent >= 0 AND spent <= budget", name="within"),
+)
+
+# One row per (code, user): the primary key is what makes "once per user" exact.
+promo_redemptions = Table(
+    "promo_redemptions",
+    metadata,
+    Column("code", String(32), ForeignKey("promo_codes.code"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("amount", Money, nullable=False),
+    Column("transfer_id", String(36), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_promo_redemptions_created_at", promo_redemptions.c.created_at)
+
+# A user's personal referral code, made the first time they open /referral.
+referral_codes = Table(
+    "referral_codes",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("code", String(16), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Who brought whom. The referee is the primary key: attributed once, never changed.
+referrals = Table(
+    "referrals",
+    metadata,
+    Column("referee_user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("referrer_user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("joined_at", UTCDateTime, nullable=False),
+    CheckConstraint("referee_user_id <> referrer_user_id", name="not_self"),
+)
+
+# One reward per captured order (the primary key), and what a later refund took back.
+referral_rewards = Table(
+    "referral_rewards",
+    metadata,
+    Column("order_id", String(36), ForeignKey("orders.id"), primary_key=True),
+    Column("referrer_user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("referee_user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("transfer_id", String(36), nullable=False),
+    Column("reversed", Money, nullable=False, default=0),  # taken back from the referrer
+    Column("written_off", Money, nullable=False, default=0),  # could not be taken back
+    Column("reversed_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_referral_rewards_created_at", referral_rewards.c.created_at)
+
+# Stars refunds, one per Telegram charge: 'held' (money held, Bot API call not settled),
+# 'refunded' (captured), 'failed' (Telegram refused; the hold was voided).
+star_refunds = Table(
+    "star_refunds",
+    metadata,
+    Column("charge_id", String(128), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("hold_transfer_id", String(36), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("error", String(255)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+Index("ix_star_refunds_created_at", star_refunds.c.created_at)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core import ledger
+from core import ledger, referrals
 from core.db.chunks import chunks
 from core.db.engine import insert_ignore
 from core.db.tables import order_events, order_messages, orders
@@ -236,6 +236,7 @@ async def _record_in(
         # Last, so the accounts (the revenue row, which every capture moves) stay locked
         # only for the commit.
         await ledger.capture_holds(conn, [o.hold_transfer_id for o, _m, _r in captures], now)
+        await referrals.reward_captures(conn, [o for o, _m, _r in captures], now, svc.settings)
     return after
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core import ledger, outbox
+from core import ledger, outbox, referrals
 from core.db.tables import order_events, orders, users
 from core.order_states import OPEN, LedgerEffect, OrderEvent, Transition, transition
 from core.orders.view import OrderView
@@ -114,6 +114,7 @@ async def apply(
     refunded = 0
     if t.effect == LedgerEffect.CAPTURE:
         await ledger.capture_hold(conn, order.hold_transfer_id, now)
+        await referrals.reward_capture(conn, order, now, svc.settings)
     elif t.effect == LedgerEffect.VOID:
         await ledger.void_hold(conn, order.hold_transfer_id, now)
         refunded = order.price
@@ -134,6 +135,7 @@ async def apply(
             now=now,
             memo=(detail or {}).get("reason"),
         )
+        await referrals.reverse_refund(conn, order.id, now)
         refunded = order.price
     await record_event(conn, order.id, event.value, t.source, t.target, actor, detail, now)
     note = notice(svc, order, t, now, values or {}, payload, refunded) if notify else None

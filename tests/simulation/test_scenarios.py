@@ -40,6 +40,7 @@ from tests.integration.orders_support import (
     ScriptedProvider,
     Shop,
 )
+from tests.simulation import programmes
 
 EXPECTED = (InsufficientFunds, NoProviderAvailable, AlreadyInProgress, OrderStateConflict)
 
@@ -81,6 +82,7 @@ class Scenario:
         self.funding: dict[int, int] = {}
         self.users: list = []
         self.order_ids: list[str] = []
+        self.programmes = programmes.Programmes(self)
 
     async def run(self) -> None:
         rng, shop = self.rng, self.shop
@@ -89,13 +91,14 @@ class Scenario:
             user = await shop.user(self.seed * 10 + i + 1, funds=funds)
             self.users.append(user)
             self.funding[user.id] = funds
+        await self.programmes.setup()
         for step in range(rng.randint(4, 12)):
             action = rng.choices(
-                ["buy", "double_tap", "cancel", "code", "jump", "jobs", "cancel_crash"],
-                weights=[5, 2, 3, 3, 2, 2, 1],
+                ["buy", "double_tap", "cancel", "code", "jump", "jobs", "cancel_crash"] + programmes.ACTIONS,
+                weights=[5, 2, 3, 3, 2, 2, 1] + programmes.WEIGHTS,
             )[0]
             self.log.append(f"{step}:{action}")
-            await getattr(self, action)()
+            await (getattr(self, action, None) or getattr(self.programmes, action))()
         await self.settle()
 
     def _script_next_rent(self) -> None:
@@ -207,6 +210,7 @@ class Scenario:
         for _ in range(3):
             self.shop.clock.advance(4000)
             await self.jobs()
+        await self.programmes.settle()
 
 
 async def _check(shop: Shop, scenario: Scenario) -> None:
@@ -233,7 +237,8 @@ async def _check(shop: Shop, scenario: Scenario) -> None:
             )
         wallet = await shop.wallet(user)
         assert wallet.held == 0, f"{where}: user {user.id} still has {wallet.held} held"
-        assert wallet.balance == scenario.funding[user.id] - spent, (
+        owed = await programmes.owed(shop, user)  # promo, referral rewards, Stars refunds
+        assert wallet.balance == scenario.funding[user.id] - spent + owed, (
             f"{where}: user {user.id} balance {wallet.balance}, funded "
             f"{scenario.funding[user.id]}, completed orders cost {spent}"
         )

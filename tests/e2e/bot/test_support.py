@@ -78,6 +78,8 @@ async def test_bot_publishes_its_commands_at_start(db, clock) -> None:
         "support",
         "paysupport",
         "terms",
+        "promo",
+        "referral",
     ]
     assert published == [(c.command, c.description) for c in COMMANDS]
     assert all(description for _, description in published)
