@@ -38,6 +38,8 @@ REAP_KEYS_EVERY_S = 3600.0
 RETENTION_EVERY_S = 6 * 3600.0
 # Upstream balances: often enough that a low balance is noticed before rents start failing.
 BALANCES_EVERY_S = 300.0
+# Order timers: redraws are due on whole minutes before each deadline; a few seconds late is fine.
+REDRAW_EVERY_S = 5.0
 
 
 class CoreLike(Protocol):
@@ -89,6 +91,8 @@ class ShopJobs:
             Ticker("reap_keys", REAP_KEYS_EVERY_S, self.reap_keys),
             Ticker("retention", RETENTION_EVERY_S, self.apply_retention),
             Ticker("provider_balances", BALANCES_EVERY_S, self.check_balances),
+            Ticker("finish_open", EXPIRE_EVERY_S, self.finish_open),
+            Ticker("redraw", REDRAW_EVERY_S, self.redraw),
         ]
 
     async def _run(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -100,6 +104,12 @@ class ShopJobs:
 
     async def expire(self) -> int:
         return await self._run("expire", lambda: self.core.orders.expire_due(owner=self.owner))
+
+    async def finish_open(self) -> int:
+        return await self._run("finish_open", lambda: self.core.orders.finish_due(owner=self.owner))
+
+    async def redraw(self) -> int:
+        return await self._run("redraw", lambda: self.core.orders.redraw_due())
 
     async def recover(self) -> int:
         return await self._run("recover", lambda: self.core.orders.recover_reserving(owner=self.owner))
