@@ -220,29 +220,24 @@ def _copy_number(view: OrderView, *, national: bool) -> list[InlineKeyboardButto
 
 
 def order(view: OrderView, *, from_list: bool = False, now: datetime | None = None) -> InlineKeyboardMarkup:
-    """The order screen's buttons: what the buyer can do next in each state."""
+    """The order screen's buttons: what the buyer can do next in each state. A label that
+    would be cut at phone width (390 px) gets a row of its own."""
     oid = UUID(view.id)
     now = now or datetime.now(UTC)
     rows: list[list[InlineKeyboardButton]] = []
-    again = _button(texts.btn_buy_again(), AgainCb(order=oid))
     if view.status == "waiting":
-        rows.append(
-            [
-                _button(texts.BTN_CANCEL, OrderCb(action="cancel", order=oid)),
-                _button(texts.BTN_CHECK, OrderCb(action="check", order=oid)),
-            ]
-        )
+        rows.append([_button(texts.BTN_CANCEL, OrderCb(action="cancel", order=oid))])
+        rows.append([_button(texts.BTN_CHECK, OrderCb(action="check", order=oid))])
         rows.append(_copy_number(view, national=True))
     elif view.status == "reserving":
         rows.append([_button(texts.BTN_CHECK, OrderCb(action="view", order=oid))])
     elif view.status == "completed":
-        rows.append(
-            _row(
-                _copy(texts.btn_copy_code(), view.code) if view.code else None,
-                *_copy_number(view, national=False),
-            )
-        )
-        if number_open(view, now):
+        open_ = number_open(view, now)
+        copies = _row(_copy(texts.btn_copy_code(), view.code) if view.code else None)
+        number = _copy_number(view, national=False)
+        # Side by side under the open number's wider text; stacked under the short closed one.
+        rows.extend([copies + number] if open_ else [copies, number])
+        if open_:
             rows.append(
                 _row(
                     _button(texts.btn_another_code(), OrderCb(action="another", order=oid))
@@ -251,35 +246,21 @@ def order(view: OrderView, *, from_list: bool = False, now: datetime | None = No
                     _button(texts.btn_done(), OrderCb(action="done", order=oid)),
                 )
             )
-        done_at = view.closed_at or view.updated_at
-        rows.append(
-            _row(
-                _button(texts.btn_code_didnt_work(), OrderCb(action="ticket", order=oid))
-                if now - done_at <= TICKET_WINDOW
-                else None,
-                again,
-            )
-        )
+        if now - (view.closed_at or view.updated_at) <= TICKET_WINDOW:
+            rows.append([_button(texts.btn_code_didnt_work(), OrderCb(action="ticket", order=oid))])
         rows.append(
             [
+                _button(texts.btn_buy_again(), AgainCb(order=oid)),
                 _button(
                     texts.btn_favourite(False), FavCb(service=view.service, country=view.country, on=True)
                 ),
-                *menu_row(),
             ]
         )
-        if from_list:
-            rows.append([_button(texts.BTN_ORDERS_BACK, MenuCb(to="orders"))])
-        return _markup(rows)
     elif view.status in ("cancelled", "expired", "failed"):
-        rows.append(
-            [
-                _button(texts.btn_another_number(), AgainCb(order=oid)),
-                _button(texts.btn_other_country(), ServiceCb(code=view.service, offset=0)),
-            ]
-        )
+        rows.append([_button(texts.btn_another_number(), AgainCb(order=oid))])
+        rows.append([_button(texts.btn_other_country(), ServiceCb(code=view.service, offset=0))])
     elif view.status == "refunded":
-        rows.append([again])
+        rows.append([_button(texts.btn_buy_again(), AgainCb(order=oid))])
     last = menu_row()
     if from_list:
         last = [_button(texts.BTN_ORDERS_BACK, MenuCb(to="orders")), *last]

@@ -287,7 +287,8 @@ class OutboxSender:
             unreachable = await self._one(row)
 
     async def _redraw_wanted(self, row: OutboxMessage) -> bool:
-        if row.kind != outbox.ORDER_REDRAW:
+        """A timer row (redraw, reminder) is worth sending only while its order waits."""
+        if row.kind not in (outbox.ORDER_REDRAW, outbox.ORDER_REMINDER):
             return True
         if not row.order_id:
             return False

@@ -23,11 +23,13 @@ from core.db.tables import outbox
 PENDING, SENT, FAILED, UNREACHABLE = "pending", "sent", "failed", "unreachable"
 MAX_ATTEMPTS = 8
 
-# Kinds that may wait: redraws of a waiting order's message and broadcasts. The sender gives
-# them at most a share of its budget and only what codes and replies leave over.
+# Kinds that may wait: a waiting order's timer (its redraws and its one "5 min left"
+# reminder) and broadcasts. The sender gives them at most a share of its budget and only what
+# codes and replies leave over: under load a reminder is late, a code never is.
 ORDER_REDRAW = "order_redraw"
+ORDER_REMINDER = "order_reminder"
 BROADCAST = "broadcast"
-LOW_PRIORITY_KINDS = (ORDER_REDRAW, BROADCAST)
+LOW_PRIORITY_KINDS = (ORDER_REDRAW, ORDER_REMINDER, BROADCAST)
 
 
 @dataclass(frozen=True, slots=True)

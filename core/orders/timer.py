@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from core.orders.service import OrderService
 
 REMINDER_S = 300  # the one "5 min left" notice
-REMINDER = "order_reminder"
+REMINDER = outbox.ORDER_REMINDER
 
 _SET_REDRAW = (
     update(orders)

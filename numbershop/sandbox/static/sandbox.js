@@ -200,7 +200,7 @@
       const label = btn.textContent;
       btn.textContent = "✓ Copied";
       btn.dataset.copied = text;
-      setTimeout(() => { btn.textContent = label; }, 1500);
+      setTimeout(() => { btn.textContent = label; }, 2500);
     };
     const fallback = () => {
       const area = el("textarea");
