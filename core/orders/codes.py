@@ -321,7 +321,9 @@ async def request_another_code(
         raise
     async with svc.db.begin() as conn:
         await idempotency.finish(conn, key, {"asked": True}, now)
-        await transitions.record_event(conn, order.id, "another_code", None, None, "user", {"messages": seen}, now)
+        await transitions.record_event(
+            conn, order.id, "another_code", None, None, "user", {"messages": seen}, now
+        )
     return AnotherCodeResult(await svc.get_order(order.id))
 
 

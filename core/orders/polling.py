@@ -217,12 +217,23 @@ async def _poll_provider(svc: OrderService, name: str, group: list[OrderView]) -
         and after.status == OrderStatus.COMPLETED
     )
     if finished_upstream:
-        # Closed upstream after its code: nothing more can arrive, stop polling it.
+        # Closed upstream after its code (the provider's own deadline): nothing more can
+        # arrive, stop polling it; an open number is closed in our books too, so neither Done
+        # nor the deadline job asks the provider to finish it again.
         async with svc.db.begin() as conn:
             await conn.execute(
                 update(orders)
                 .where(orders.c.id.in_(finished_upstream), orders.c.status == OrderStatus.COMPLETED)
                 .values(next_poll_at=None)
+            )
+            await conn.execute(
+                update(orders)
+                .where(
+                    orders.c.id.in_(finished_upstream),
+                    orders.c.status == OrderStatus.COMPLETED,
+                    orders.c.upstream_state == UpstreamState.ACTIVE,
+                )
+                .values(upstream_state=UpstreamState.FINISHED, upstream_retry_at=None)
             )
     return first_codes
 
