@@ -197,6 +197,7 @@ def build_app(
     options = dict(sender_options or {})
     if sender_sleep is not None:
         options["sleep"] = sender_sleep
+    options.setdefault("low_share", core.settings.OUTBOX_LOW_PRIORITY_SHARE)
     sender = OutboxSender(bot, core, on_unreachable=users.forget, **options)
     shop = ShopContext(core=core, signer=InvoiceSigner(bot.token), users=users, wake_sender=sender.wake)
     if storage is None:

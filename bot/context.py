@@ -22,6 +22,7 @@ from bot.invoices import PACKAGES, InvoiceSigner, credit_for_stars
 from bot.middlewares import UserDirectory
 from core.app import Core
 from core.orders import OrderView
+from core.orders.view import number_open
 from core.users import wallet_balance
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,9 @@ def order_screen(
         expires_at=order.expires_at,
         now=now,
         order_id=order.id,
+        open_number=number_open(order, now),
     )
-    return text, keyboards.order(order, from_list=from_list)
+    return text, keyboards.order(order, from_list=from_list, now=now)
 
 
 async def show(

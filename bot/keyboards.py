@@ -16,12 +16,13 @@ from typing import Literal
 from uuid import UUID
 
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 from pydantic import Field
 
 from bot import texts
 from core.catalogue import CountryOffer, ServiceView
 from core.orders import OrderView
+from core.orders.view import number_open
 
 SERVICES_PER_PAGE = 8
 COUNTRIES_PER_PAGE = 8
@@ -265,27 +266,87 @@ def ticket_opened() -> InlineKeyboardMarkup:
     return _markup([[_button(texts.btn_my_orders(), HistCb(f="all"))], menu_row()])
 
 
-def order(view: OrderView, *, from_list: bool = False) -> InlineKeyboardMarkup:
+TICKET_WINDOW = timedelta(minutes=30)  # "Code didn't work" is offered this long after the code
+
+
+def _copy(text: str, value: str) -> InlineKeyboardButton | None:
+    """A button that copies ``value`` (Bot API CopyTextButton: 1-256 characters)."""
+    if not 1 <= len(value) <= 256:
+        return None
+    return InlineKeyboardButton(text=text, copy_text=CopyTextButton(text=value))
+
+
+def _row(*buttons: InlineKeyboardButton | None) -> list[InlineKeyboardButton]:
+    return [b for b in buttons if b is not None]
+
+
+def _copy_number(view: OrderView, *, national: bool) -> list[InlineKeyboardButton]:
+    if not view.phone:
+        return []
+    full, calling, rest = texts.split_phone(view.phone, view.country)
+    return _row(
+        _copy(texts.btn_copy_number(), full),
+        _copy(texts.btn_copy_national(calling), rest) if national and calling else None,
+    )
+
+
+def order(view: OrderView, *, from_list: bool = False, now: datetime | None = None) -> InlineKeyboardMarkup:
+    """The order screen's buttons: what the buyer can do next in each state. A label that
+    would be cut at phone width (390 px) gets a row of its own."""
     oid = UUID(view.id)
+    now = now or datetime.now(UTC)
     rows: list[list[InlineKeyboardButton]] = []
     if view.status == "waiting":
-        rows.append(
-            [
-                _button(texts.BTN_CANCEL, OrderCb(action="cancel", order=oid)),
-                _button(texts.BTN_CHECK, OrderCb(action="check", order=oid)),
-            ]
-        )
+        rows.append([_button(texts.BTN_CANCEL, OrderCb(action="cancel", order=oid))])
+        rows.append([_button(texts.BTN_CHECK, OrderCb(action="check", order=oid))])
+        rows.append(_copy_number(view, national=True))
     elif view.status == "reserving":
         rows.append([_button(texts.BTN_CHECK, OrderCb(action="view", order=oid))])
-    elif view.status == "completed" and view.can_request_another:
-        rows.append([_button(texts.BTN_ANOTHER, OrderCb(action="another", order=oid))])
-    elif view.status == "failed":
-        rows.append([_button(texts.BTN_OTHER_COUNTRY, ServiceCb(code=view.service, offset=0))])
+    elif view.status == "completed":
+        open_ = number_open(view, now)
+        copies = _row(_copy(texts.btn_copy_code(), view.code) if view.code else None)
+        number = _copy_number(view, national=False)
+        # Side by side under the open number's wider text; stacked under the short closed one.
+        rows.extend([copies + number] if open_ else [copies, number])
+        if open_:
+            rows.append(
+                _row(
+                    _button(texts.btn_another_code(), OrderCb(action="another", order=oid))
+                    if view.can_request_another
+                    else None,
+                    _button(texts.btn_done(), OrderCb(action="done", order=oid)),
+                )
+            )
+        if now - (view.closed_at or view.updated_at) <= TICKET_WINDOW:
+            rows.append([_button(texts.btn_code_didnt_work(), OrderCb(action="ticket", order=oid))])
+        rows.append(
+            [
+                _button(texts.btn_buy_again(), AgainCb(order=oid)),
+                _button(
+                    texts.btn_favourite(False), FavCb(service=view.service, country=view.country, on=True)
+                ),
+            ]
+        )
+    elif view.status in ("cancelled", "expired", "failed"):
+        rows.append([_button(texts.btn_another_number(), AgainCb(order=oid))])
+        rows.append([_button(texts.btn_other_country(), ServiceCb(code=view.service, offset=0))])
+    elif view.status == "refunded":
+        rows.append([_button(texts.btn_buy_again(), AgainCb(order=oid))])
     last = menu_row()
     if from_list:
         last = [_button(texts.BTN_ORDERS_BACK, MenuCb(to="orders")), *last]
     rows.append(last)
     return _markup(rows)
+
+
+def code_message(order_id: str, code: str | None) -> InlineKeyboardMarkup:
+    """Under each code message: copy that code, and buy the same number again."""
+    return _markup(
+        [
+            _row(_copy(texts.btn_copy_code(), code) if code else None),
+            [_button(texts.btn_buy_again(), AgainCb(order=UUID(order_id)))],
+        ]
+    )
 
 
 def history(

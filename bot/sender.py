@@ -13,6 +13,9 @@ turns rows into messages:
   at least ``per_chat_interval`` apart. A 429 pauses *all* sending for ``retry_after`` (it is
   a bot-wide flood limit), then the same call is made again; after a few 429s in a row the
   row is put back for ``retry_after`` later.
+* **Priorities.** Redraws of a waiting order's message and broadcasts (``outbox
+  .LOW_PRIORITY_KINDS``) take at most ``low_share`` of ``per_second``, only what the other
+  rows leave, and never hold up the next batch of codes (``drain_once``).
 * **Blocked users.** A 403 marks the user unreachable and the row ``unreachable`` (final:
   no retry storm); other rows for that chat in the batch are settled the same way without
   calling Telegram again.
@@ -28,7 +31,7 @@ import os
 import socket
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -41,12 +44,14 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardMarkup
 
-from bot import errors, texts
+from bot import errors, keyboards, texts
 from bot.context import order_screen
 from core import outbox
 from core.app import Core
 from core.backoff import Backoff
 from core.errors import ShopError
+from core.orders import OrderView
+from core.orders.timer import REMINDER, minutes_left
 from core.outbox import OutboxMessage
 from core.users import mark_chat_unreachable
 
@@ -113,6 +118,46 @@ class Limits:
             await self.sleep(start - now)
 
 
+class LowPriorityLimiter:
+    """At most ``per_second`` low-priority calls in any one-second window (sliding), each
+    call reserved at the time it will be made. ``free`` says how many may be claimed now, so
+    the sender never takes more redraws from the outbox than it can send soon: the rest stay
+    pending, where a newer redraw of the same message replaces them."""
+
+    def __init__(
+        self,
+        *,
+        per_second: float,
+        monotonic: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.per_window = max(1, int(per_second))
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self._times: deque[float] = deque()
+
+    def _trim(self, now: float) -> None:
+        while self._times and self._times[0] <= now - 1.0:
+            self._times.popleft()
+
+    def free(self) -> int:
+        now = self.monotonic()
+        self._trim(now)
+        return max(0, self.per_window - len(self._times))
+
+    async def slot(self) -> None:
+        now = self.monotonic()
+        self._trim(now)
+        at = now
+        if self._times:
+            at = max(at, self._times[-1])
+        if len(self._times) >= self.per_window:
+            at = max(at, self._times[-self.per_window] + 1.0)
+        self._times.append(at)
+        if at > now:
+            await self.sleep(at - now)
+
+
 class OutboxSender:
     def __init__(
         self,
@@ -128,6 +173,7 @@ class OutboxSender:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         on_unreachable: Callable[[int], None] | None = None,
+        low_share: float = 0.2,
     ) -> None:
         self.bot = bot
         self.core = core
@@ -138,6 +184,8 @@ class OutboxSender:
         self.limits = Limits(
             per_second=per_second, per_chat_interval=per_chat_interval, monotonic=monotonic, sleep=sleep
         )
+        self.low = LowPriorityLimiter(per_second=per_second * low_share, monotonic=monotonic, sleep=sleep)
+        self._low_tasks: set[asyncio.Task[None]] = set()
         self.on_unreachable = on_unreachable
         self._wake = asyncio.Event()
         self.stats: dict[str, int] = defaultdict(int)
@@ -173,31 +221,82 @@ class OutboxSender:
                     w.cancel()
 
     async def drain_once(self) -> int:
-        """Claim one batch and deliver it; returns how many rows were claimed."""
+        """Claim one batch and deliver it; returns how many rows were claimed.
+
+        Codes and every other notice first: a batch of them is delivered before this
+        returns. Low-priority rows (redraws, broadcasts) are claimed only when that batch
+        left room, only as many as their share of the budget allows now, and are delivered
+        in the background, so a code claimed by the next drain never waits behind them."""
+        now = self.core.clock.now()
         rows = await outbox.claim_batch(
             self.core.db,
             owner=self.owner,
-            now=self.core.clock.now(),
+            now=now,
             limit=self.batch_size,
             lease_seconds=self.lease_seconds,
+            low=False,
         )
-        if not rows:
-            return 0
+        low: list[OutboxMessage] = []
+        free = self.low.free()
+        if len(rows) < self.batch_size and free > 0:
+            low = await outbox.claim_batch(
+                self.core.db,
+                owner=self.owner,
+                now=now,
+                limit=free,
+                lease_seconds=self.lease_seconds,
+                low=True,
+            )
+        if low:
+            task = asyncio.get_running_loop().create_task(self._deliver_low(low))
+            self._low_tasks.add(task)
+            task.add_done_callback(self._low_tasks.discard)
+        if rows:
+            by_chat: dict[int, list[OutboxMessage]] = defaultdict(list)
+            for row in rows:
+                by_chat[row.chat_id].append(row)
+            await asyncio.gather(*(self._chat_rows(chat, group) for chat, group in by_chat.items()))
+        return len(rows) + len(low)
+
+    async def _deliver_low(self, rows: list[OutboxMessage]) -> None:
         by_chat: dict[int, list[OutboxMessage]] = defaultdict(list)
         for row in rows:
             by_chat[row.chat_id].append(row)
-        await asyncio.gather(*(self._chat_rows(chat, group) for chat, group in by_chat.items()))
-        return len(rows)
+        await asyncio.gather(*(self._chat_rows(chat, group, low=True) for chat, group in by_chat.items()))
 
-    async def _chat_rows(self, chat_id: int, rows: list[OutboxMessage]) -> None:
+    async def settle_low(self) -> None:
+        """Wait for the low-priority rows in flight (tests, shutdown)."""
+        while self._low_tasks:
+            await asyncio.gather(*list(self._low_tasks), return_exceptions=True)
+
+    async def _chat_rows(self, chat_id: int, rows: list[OutboxMessage], *, low: bool = False) -> None:
         unreachable = False
         for row in rows:
             if unreachable:
                 await outbox.mark_unreachable(self.core.db, row.id, self.owner, "bot was blocked")
                 self.stats["unreachable"] += 1
                 continue
+            if low and not await self._redraw_wanted(row):
+                # The order moved on (a code, a cancel): its own notice redrew the message.
+                await outbox.mark_sent(self.core.db, row.id, self.owner, self.core.clock.now())
+                self.stats["skipped"] += 1
+                continue
             await self.limits.chat_slot(chat_id)
+            if low:
+                await self.low.slot()
             unreachable = await self._one(row)
+
+    async def _redraw_wanted(self, row: OutboxMessage) -> bool:
+        """A timer row (redraw, reminder) is worth sending only while its order waits."""
+        if row.kind not in (outbox.ORDER_REDRAW, outbox.ORDER_REMINDER):
+            return True
+        if not row.order_id:
+            return False
+        try:
+            order = await self.core.orders.get_order(row.order_id)
+        except ShopError:
+            return False
+        return order.status == "waiting" and bool(order.message_id)
 
     async def _one(self, row: OutboxMessage) -> bool:
         """Deliver one row and settle it; True if the chat turned out to be unreachable."""
@@ -276,12 +375,17 @@ class OutboxSender:
 
     # --- rendering ------------------------------------------------------------------
 
-    async def _order_screen(self, row: OutboxMessage) -> tuple[str, InlineKeyboardMarkup] | None:
+    async def _order(self, row: OutboxMessage) -> OrderView | None:
         if not row.order_id:
             return None
         try:
-            order = await self.core.orders.get_order(row.order_id)
+            return await self.core.orders.get_order(row.order_id)
         except ShopError:
+            return None
+
+    async def _order_screen(self, row: OutboxMessage) -> tuple[str, InlineKeyboardMarkup] | None:
+        order = await self._order(row)
+        if order is None:
             return None
         return order_screen(order, now=self.core.clock.now(), currency=self.currency)
 
@@ -296,7 +400,12 @@ class OutboxSender:
         service = str(p.get("service") or "")
         message_id = p.get("message_id")
         if row.kind in ("completed", "code_extra"):
-            await self._send(chat, texts.code_message(p.get("code"), p.get("text"), p.get("phone"), service))
+            code = p.get("code")
+            await self._send(
+                chat,
+                texts.code_message(code, p.get("text"), p.get("phone"), service),
+                keyboards.code_message(str(row.order_id or p.get("order_id")), str(code) if code else None),
+            )
         elif row.kind in ("expired", "failed", "cancelled", "refunded"):
             price = int(p.get("refunded") or p.get("price") or 0)
             await self._send(
@@ -344,6 +453,23 @@ class OutboxSender:
                     note and str(note),
                 ),
             )
+            return
+        elif row.kind == outbox.ORDER_REDRAW:
+            screen = await self._order_screen(row)
+            if screen is not None:
+                order_message = p.get("message_id")
+                await self._edit(chat, int(order_message) if order_message else None, *screen)
+            return
+        elif row.kind == REMINDER:
+            order = await self._order(row)
+            if order is not None and order.status == "waiting" and order.expires_at is not None:
+                now = self.core.clock.now()
+                await self._send(
+                    chat,
+                    texts.reminder(
+                        order.service, order.phone, minutes_left(order.expires_at, now), order.expires_at
+                    ),
+                )
             return
         elif row.kind == "staff_alert":
             await self._send(chat, texts.staff_alert(str(p.get("text") or "")))

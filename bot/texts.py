@@ -8,10 +8,13 @@ Amounts always pass through ``core.money.format_amount``.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from html import escape
 
-from bot.i18n import _
+import phonenumbers
+
+from bot.i18n import _, ngettext
 from core.catalogue_data import COUNTRIES_BY_CODE, SERVICES_BY_CODE
 from core.money import format_amount
 
@@ -271,15 +274,16 @@ _STATUS_SHORT = {
 
 
 def time_left(expires_at: datetime | None, now: datetime) -> str:
+    """Minutes left rounded up, with the deadline as a UTC clock time: the number shown
+    changes exactly when the timer redraws the message (core.orders.timer)."""
     if expires_at is None:
         return ""
-    seconds = int((expires_at - now).total_seconds())
+    seconds = (expires_at - now).total_seconds()
     if seconds <= 0:
-        return "time is up"
-    minutes, secs = divmod(seconds, 60)
-    if minutes >= 1:
-        return f"{minutes} min left"
-    return f"{secs} s left"
+        return _("time is up")
+    return ngettext("{minutes} min left", "{minutes} min left", math.ceil(seconds / 60)).format(
+        minutes=math.ceil(seconds / 60)
+    ) + _(" (until {clock} UTC)").format(clock=clock_time(expires_at))
 
 
 def order(
@@ -294,6 +298,7 @@ def order(
     expires_at: datetime | None,
     now: datetime,
     order_id: str,
+    open_number: bool = False,
 ) -> str:
     lines = [f"<b>{escape(service_name(service))}</b> · {country_label(country)}"]
     if phone:
@@ -306,6 +311,8 @@ def order(
     lines.append(f"Status: {state}")
     if code:
         lines.append(f"Code: <code>{escape(code)}</code>")
+    if open_number and expires_at is not None:
+        lines.append("\n" + number_open_note(expires_at))
     if status == "waiting":
         lines.append(
             "\nUse the number now; the code will appear in this chat. "
@@ -736,3 +743,87 @@ def ticket_outcome(state: str, service: str, price: int, currency: str, note: st
     if note:
         text += "\n" + _("Message from support: {note}").format(note=escape(note))
     return text
+
+
+# --- order codes: open number, Done, Another code, live timer, copy buttons --------------
+
+
+def clock_time(at: datetime) -> str:
+    """A deadline as the buyer reads it on the screen: hours and minutes, UTC."""
+    return at.strftime("%H:%M")
+
+
+def number_open_note(expires_at: datetime) -> str:
+    return _(
+        "📨 The number stays open for more codes until {clock} UTC, at no extra cost. "
+        "Tap ✅ Done when you have what you need."
+    ).format(clock=clock_time(expires_at))
+
+
+def done_ok() -> str:
+    return _("✅ Done. The number is closed; thank you!")
+
+
+def done_already() -> str:
+    return _("This number is already closed.")
+
+
+def done_not_open(status: str) -> str:
+    if status in ("waiting", "reserving"):
+        return _("No code has arrived yet, so there is nothing to finish. Cancel gets your money back.")
+    return _("This order is closed; there is nothing to finish.")
+
+
+def another_requested() -> str:
+    return _("📨 Asked for another code. It will appear in this chat as its own message, free of charge.")
+
+
+def another_already() -> str:
+    return _("Already asked. The next code will appear in this chat.")
+
+
+def another_closed() -> str:
+    return _("This number is closed and can't receive more codes.")
+
+
+def reminder(service: str, phone: str | None, minutes: int, expires_at: datetime) -> str:
+    """The one "5 min left" notice of a waiting order."""
+    return _(
+        "⏰ {minutes} min left for your {service} number {phone}. The code will appear here; "
+        "if none arrives by {clock} UTC, your money comes back by itself."
+    ).format(
+        minutes=minutes,
+        service=escape(service_name(service)),
+        phone=f"<code>{escape(phone or '')}</code>",
+        clock=clock_time(expires_at),
+    )
+
+
+def btn_copy_number() -> str:
+    return _("📋 Copy number")
+
+
+def btn_copy_national(calling_code: str) -> str:
+    return _("📋 Without +{code}").format(code=calling_code)
+
+
+def btn_copy_code() -> str:
+    return _("📋 Copy code")
+
+
+def split_phone(phone: str, country: str) -> tuple[str, str, str]:
+    """(the number with ``+`` and its country code, the calling code, the number without it),
+    for the copy buttons. The country code comes from the number itself where it parses, and
+    from the order's country otherwise; an empty calling code means it could not be split."""
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    if not digits:
+        return phone, "", phone
+    try:
+        parsed = phonenumbers.parse("+" + digits)
+        calling = str(parsed.country_code)
+    except phonenumbers.NumberParseException:
+        data = COUNTRIES_BY_CODE.get(country)
+        calling = (data.dial_code if data else "").lstrip("+")
+        if not calling or not digits.startswith(calling):
+            return "+" + digits, "", digits
+    return "+" + digits, calling, digits[len(calling) :]

@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     HOLD_GRACE_SECONDS: int = Field(default=900, gt=0)
     RECOVERY_AFTER_SECONDS: int = Field(default=120, gt=0)
     SMS_POLL_INTERVAL_SECONDS: float = Field(default=3, gt=0)
+    # After its first code an order's number stays open (more codes, free) until the buyer
+    # taps Done or the deadline passes; it is polled this often meanwhile.
+    OPEN_ORDER_POLL_SECONDS: float = Field(default=15, gt=0)
+    # A waiting order's message is redrawn with the minutes left about this often; redraws
+    # (and broadcasts) take at most OUTBOX_LOW_PRIORITY_SHARE of the sender's budget.
+    ORDER_REDRAW_SECONDS: float = Field(default=60, gt=0)
+    OUTBOX_LOW_PRIORITY_SHARE: float = Field(default=0.2, gt=0, le=1)
     RECONCILE_INTERVAL_SECONDS: int = Field(default=900, gt=0)
     ADMIN_SECRET_KEY: str | None = None
     # Dashboard security: a staff session ends this long after login however active it is;

@@ -23,6 +23,14 @@ from core.db.tables import outbox
 PENDING, SENT, FAILED, UNREACHABLE = "pending", "sent", "failed", "unreachable"
 MAX_ATTEMPTS = 8
 
+# Kinds that may wait: a waiting order's timer (its redraws and its one "5 min left"
+# reminder) and broadcasts. The sender gives them at most a share of its budget and only what
+# codes and replies leave over: under load a reminder is late, a code never is.
+ORDER_REDRAW = "order_redraw"
+ORDER_REMINDER = "order_reminder"
+BROADCAST = "broadcast"
+LOW_PRIORITY_KINDS = (ORDER_REDRAW, ORDER_REMINDER, BROADCAST)
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxMessage:
@@ -61,13 +69,63 @@ async def enqueue(
     return result.rowcount == 1
 
 
-def _claim_statement(postgres: bool) -> Any:
+async def enqueue_redraws(conn: AsyncConnection, rows: list[dict[str, Any]], now: datetime) -> int:
+    """Queue a redraw of each order's message, coalesced: an order with a redraw still
+    pending gets that row's payload replaced (the newest wins) instead of a second row.
+    ``rows`` hold ``order_id``, ``chat_id`` and ``payload``. Returns how many were added."""
+    if not rows:
+        return 0
+    ids = [r["order_id"] for r in rows]
+    pending = {
+        order_id: row_id
+        for row_id, order_id in await conn.execute(
+            select(outbox.c.id, outbox.c.order_id).where(
+                outbox.c.order_id.in_(ids), outbox.c.kind == ORDER_REDRAW, outbox.c.status == PENDING
+            )
+        )
+    }
+    replace = [
+        dict(b_id=pending[r["order_id"]], b_payload=r["payload"]) for r in rows if r["order_id"] in pending
+    ]
+    if replace:
+        await conn.execute(
+            update(outbox)
+            .where(outbox.c.id == bindparam("b_id"), outbox.c.status == PENDING)
+            .values(payload=bindparam("b_payload")),
+            replace,
+        )
+    fresh = [
+        dict(
+            dedupe_key=f"redraw:{r['order_id']}:{now.timestamp():.3f}",
+            kind=ORDER_REDRAW,
+            chat_id=r["chat_id"],
+            order_id=r["order_id"],
+            payload=r["payload"],
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for r in rows
+        if r["order_id"] not in pending
+    ]
+    if fresh:
+        await conn.execute(insert_ignore(conn, outbox), fresh)
+    return len(fresh)
+
+
+def _claim_statement(postgres: bool, low: bool | None) -> Any:
     now = bindparam("b_now", type_=outbox.c.next_attempt_at.type)
     due = and_(
         outbox.c.status == PENDING,
         outbox.c.next_attempt_at <= now,
         or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now),
     )
+    if low is not None:
+        due = and_(
+            due,
+            outbox.c.kind.in_(LOW_PRIORITY_KINDS) if low else outbox.c.kind.not_in(LOW_PRIORITY_KINDS),
+        )
     pick = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(bindparam("b_limit"))
     stmt = update(outbox)
     if postgres:
@@ -88,7 +146,7 @@ def _claim_statement(postgres: bool) -> Any:
 
 
 # Built once per dialect: every sender polls with it several times a second.
-_CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
+_CLAIM = {(pg, low): _claim_statement(pg, low) for pg in (False, True) for low in (None, False, True)}
 
 
 async def claim_batch(
@@ -98,15 +156,17 @@ async def claim_batch(
     now: datetime,
     limit: int = 50,
     lease_seconds: float = 60,
+    low: bool | None = None,
 ) -> list[OutboxMessage]:
-    """Lease up to ``limit`` due rows to ``owner``, oldest first."""
+    """Lease up to ``limit`` due rows to ``owner``, oldest first; ``low`` True claims only
+    the low-priority kinds, False all others, None any."""
     params = {
         "b_now": now,
         "b_limit": limit,
         "b_owner": owner,
         "b_lease_until": now + timedelta(seconds=lease_seconds),
     }
-    written = await db.write_one(_CLAIM[db.is_postgres], params)
+    written = await db.write_one(_CLAIM[(db.is_postgres, low)], params)
     return sorted((OutboxMessage(*r) for r in written.rows), key=lambda m: m.id)
 
 

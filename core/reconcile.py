@@ -224,6 +224,19 @@ class Reconciler:
                     )
                 )
             ).all()
+            # A completed order's number stays open (more codes) until Done or its deadline:
+            # open before the deadline is normal, not an orphan; open well after it means the
+            # finishing job fell behind.
+            open_late = (
+                await conn.execute(
+                    select(orders.c.id, orders.c.expires_at).where(
+                        orders.c.created_at >= since,
+                        orders.c.status.in_((OrderStatus.COMPLETED, OrderStatus.REFUNDED)),
+                        orders.c.upstream_state == UpstreamState.ACTIVE,
+                        orders.c.expires_at < now - self.grace,
+                    )
+                )
+            ).all()
             stuck = (
                 await conn.execute(
                     select(orders.c.id, orders.c.updated_at).where(
@@ -244,6 +257,17 @@ class Reconciler:
                     order_id,
                     fix="expire the order (after a final check for a code)",
                     repair=self._settle_overdue(order_id),
+                )
+            )
+        for order_id, expires_at in open_late:
+            report.findings.append(
+                Finding(
+                    "open_number_overdue",
+                    f"order {order_id} is completed but its number is still open upstream past "
+                    f"its deadline {expires_at.isoformat()}",
+                    order_id,
+                    fix="finish it upstream",
+                    repair=self._finish_open(),
                 )
             )
         for order_id, updated_at in stuck:
@@ -470,6 +494,13 @@ class Reconciler:
         async def fix() -> bool:
             after = await self.orders.settle_overdue(order_id, actor=self.actor)
             return not after.is_open
+
+        return fix
+
+    def _finish_open(self) -> Fix:
+        async def fix() -> bool:  # the finishing job's own pass: guarded, so running it twice finishes once
+            await self.orders.finish_due(owner=f"reconcile:{self.actor}"[:64])
+            return True
 
         return fix
 

@@ -40,6 +40,8 @@ RETENTION_EVERY_S = 6 * 3600.0
 BALANCES_EVERY_S = 300.0
 # Crypto Pay invoices: the fallback for lost webhooks (one getInvoices call per 100 invoices).
 CRYPTOPAY_EVERY_S = 30.0
+# Order timers: redraws are due on whole minutes before each deadline; a few seconds late is fine.
+REDRAW_EVERY_S = 5.0
 
 
 class CoreLike(Protocol):
@@ -92,6 +94,8 @@ class ShopJobs:
             Ticker("retention", RETENTION_EVERY_S, self.apply_retention),
             Ticker("provider_balances", BALANCES_EVERY_S, self.check_balances),
             *([Ticker("cryptopay", CRYPTOPAY_EVERY_S, self.poll_crypto)] if self._cryptopay() else []),
+            Ticker("finish_open", EXPIRE_EVERY_S, self.finish_open),
+            Ticker("redraw", REDRAW_EVERY_S, self.redraw),
         ]
 
     async def _run(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -103,6 +107,12 @@ class ShopJobs:
 
     async def expire(self) -> int:
         return await self._run("expire", lambda: self.core.orders.expire_due(owner=self.owner))
+
+    async def finish_open(self) -> int:
+        return await self._run("finish_open", lambda: self.core.orders.finish_due(owner=self.owner))
+
+    async def redraw(self) -> int:
+        return await self._run("redraw", lambda: self.core.orders.redraw_due())
 
     async def recover(self) -> int:
         return await self._run("recover", lambda: self.core.orders.recover_reserving(owner=self.owner))

@@ -1,5 +1,5 @@
-"""The order message's buttons (Cancel & refund, Check now, Another code); My orders is in
-``bot.handlers.steps``.
+"""The order message's buttons (Cancel & refund, Check now, Another code, Done); My orders
+is in ``bot.handlers.steps``.
 
 Every action names its order by id only; core answers ``OrderNotFound`` for an id that is
 unknown or belongs to someone else (existence is not disclosed), which the answerer turns
@@ -15,6 +15,8 @@ from bot import keyboards, texts
 from bot.context import ShopContext, show
 from bot.handlers import HandlerSet
 from bot.middlewares import Reply
+from core.errors import OrderStateConflict
+from core.providers.errors import AlreadyClosed, NotSupported
 
 handlers = HandlerSet("orders")
 
@@ -63,5 +65,26 @@ async def on_check(
 async def on_another(
     query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext, user_id: int, reply: Reply
 ) -> None:
-    await shop.core.orders.request_another_code(str(callback_data.order), user_id=user_id)
-    reply.say(texts.ANOTHER_REQUESTED)
+    """Ask for one more code on the open number; the provider call is the point of the tap."""
+    try:
+        result = await shop.core.orders.request_another_code(str(callback_data.order), user_id=user_id)
+    except (OrderStateConflict, AlreadyClosed, NotSupported):
+        reply.say(texts.another_closed())
+        order = await shop.core.orders.get_order(str(callback_data.order), user_id=user_id)
+        await show(query.message, *shop.order_screen(order))
+        return
+    reply.say(texts.another_already() if result.already else texts.another_requested())
+
+
+@handlers.callback_query(keyboards.OrderCb.filter(F.action == "done"))
+async def on_done(
+    query: CallbackQuery, callback_data: keyboards.OrderCb, shop: ShopContext, user_id: int, reply: Reply
+) -> None:
+    """Close the open number; the provider's finish runs after this answer."""
+    try:
+        result = await shop.core.orders.done(str(callback_data.order), user_id=user_id)
+    except OrderStateConflict as exc:
+        reply.say(texts.done_not_open(exc.status))
+        return
+    reply.say(texts.done_already() if result.already else texts.done_ok())
+    await show(query.message, *shop.order_screen(result.order))

@@ -209,6 +209,8 @@ orders = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("closed_at", UTCDateTime),
+    # When the waiting order's message is next redrawn with the time left (core.orders.timer).
+    Column("redraw_at", UTCDateTime),
     UniqueConstraint("provider", "activation_id", name="uq_orders_provider_activation"),
 )
 Index("ix_orders_status_next_poll_at", orders.c.status, orders.c.next_poll_at)
@@ -268,6 +270,8 @@ outbox = Table(
     Column("sent_at", UTCDateTime),
 )
 Index("ix_outbox_status_next_attempt_at", outbox.c.status, outbox.c.next_attempt_at)
+# An order's pending redraw is found and replaced, not queued again (core.outbox.enqueue_redraw).
+Index("ix_outbox_order_id_kind_status", outbox.c.order_id, outbox.c.kind, outbox.c.status)
 
 idempotency_keys = Table(
     "idempotency_keys",

@@ -1,8 +1,15 @@
-"""Closing an order: cancel, expire, fail, staff refund, and settling a closed order's hold.
+"""Closing an order: cancel, expire, fail, staff refund, Done, and settling a closed
+order's hold.
 
 Cancel and expiry look for a code one last time before voiding the hold, so a code that
 arrived just now is captured, never given away after a refund. The user's answer follows
 the refund's commit; closing the activation upstream runs after it (``upstream``).
+
+A completed order's number stays open for more codes until the buyer taps Done or its
+deadline passes; then it is *finished* upstream (never cancelled: the code was paid for).
+Both paths mark ``finish_pending`` by compare-and-set from ``active``, so whichever comes
+first closes it and the provider is asked to finish exactly once (crash-safe through the
+retry job, as every upstream close).
 """
 
 from __future__ import annotations
@@ -11,12 +18,15 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from core import ledger, outbox
+from sqlalchemy import and_, bindparam, or_, update
+
+from core import jobs, ledger, outbox
+from core.db.tables import orders
 from core.errors import InvalidInput, OrderNotFound, OrderStateConflict
 from core.order_states import OPEN, OrderEvent, OrderStatus, UpstreamState
 from core.orders import transitions, upstream
 from core.orders.upstream import after_direct_close
-from core.orders.view import CancelResult, OrderView, load, with_
+from core.orders.view import CancelResult, DoneResult, OrderView, load, with_
 from core.providers.errors import ProviderError
 
 if TYPE_CHECKING:
@@ -217,8 +227,22 @@ async def staff_refund(
             return order
         if order.status != OrderStatus.COMPLETED:
             raise OrderStateConflict(order.id, order.status, "refund (only completed orders)")
+        # A number still open upstream is finished with the refund: no more codes for it.
+        closing_upstream = order.upstream_state == UpstreamState.ACTIVE and order.activation_id
         won = await transitions.apply(
-            svc, conn, order, OrderEvent.REFUND, actor=actor, now=now, detail={"reason": reason}, notify=True
+            svc,
+            conn,
+            order,
+            OrderEvent.REFUND,
+            actor=actor,
+            now=now,
+            detail={"reason": reason},
+            notify=True,
+            values=(
+                dict(upstream_state=UpstreamState.FINISH_PENDING, upstream_retry_at=now, next_poll_at=None)
+                if closing_upstream
+                else None
+            ),
         )
         if won:
             await audit.record(
@@ -290,3 +314,97 @@ async def settle_closed_order_hold(svc: OrderService, order_id: str, *, actor: s
                 payload=transitions.notice_payload(svc, order, status=order.status, refunded=order.price),
             )
     return True
+
+
+_MARK_FINISH = (
+    update(orders)
+    .where(
+        orders.c.id == bindparam("b_id"),
+        orders.c.status.in_((OrderStatus.COMPLETED, OrderStatus.REFUNDED)),
+        orders.c.upstream_state == UpstreamState.ACTIVE,
+    )
+    .values(
+        upstream_state=UpstreamState.FINISH_PENDING,
+        upstream_retry_at=bindparam("b_retry_at"),
+        next_poll_at=None,
+        updated_at=bindparam("b_now"),
+        version=orders.c.version + 1,
+    )
+)
+
+
+async def _mark_finish(svc: OrderService, order: OrderView, *, actor: str, reason: str) -> OrderView | None:
+    """Compare-and-set ``active`` → ``finish_pending``; the order as now, or None when the
+    number was already closed (by Done, the deadline, or the provider)."""
+    now = svc.clock.now()
+    async with svc.db.begin() as conn:
+        won = await conn.execute(
+            _MARK_FINISH, {"b_id": order.id, "b_retry_at": after_direct_close(now), "b_now": now}
+        )
+        if won.rowcount != 1:
+            return None
+        # Not a status change (the order stays completed): no from/to status.
+        await transitions.record_event(conn, order.id, "finish", None, None, actor, {"reason": reason}, now)
+    return with_(
+        order,
+        upstream_state=UpstreamState.FINISH_PENDING,
+        upstream_retry_at=after_direct_close(now),
+        version=order.version + 1,
+        updated_at=now,
+    )
+
+
+async def done(
+    svc: OrderService, order_id: str, *, user_id: int | None = None, actor: str = "user"
+) -> DoneResult:
+    """The buyer is done with the number: finish it upstream (after this answer)."""
+    order = await svc.get_order(order_id, user_id=user_id)
+    if order.status != OrderStatus.COMPLETED:
+        raise OrderStateConflict(order.id, order.status, "finish")
+    if order.upstream_state != UpstreamState.ACTIVE:
+        return DoneResult(order, already=True)
+    marked = await _mark_finish(svc, order, actor=actor, reason="done")
+    if marked is None:
+        current = await svc.get_order(order_id)
+        if current.status != OrderStatus.COMPLETED:
+            raise OrderStateConflict(current.id, current.status, "finish")
+        return DoneResult(current, already=True)
+    upstream.start_close(svc, marked)
+    return DoneResult(marked)
+
+
+async def finish_due(svc: OrderService, *, owner: str | None = None, limit: int = 100) -> int:
+    """Finish upstream every open number past its deadline (and a refunded order's, at
+    once). Returns how many this call marked; the provider calls run here, each retried by
+    ``retry_upstream`` if it fails."""
+    from core.orders.work import each
+
+    owner = owner or svc.worker_id
+    now = svc.clock.now()
+    ids = await jobs.claim_orders(
+        svc.db,
+        owner=owner,
+        now=now,
+        due=(
+            orders.c.upstream_state == UpstreamState.ACTIVE,
+            or_(
+                and_(orders.c.status == OrderStatus.COMPLETED, orders.c.expires_at <= now),
+                orders.c.status == OrderStatus.REFUNDED,
+            ),
+        ),
+        order_by=(orders.c.expires_at,),
+        limit=limit,
+    )
+    if not ids:
+        return 0
+
+    async def one(order_id: str) -> bool:
+        order = await svc.get_order(order_id)
+        marked = await _mark_finish(svc, order, actor="scheduler", reason="deadline")
+        if marked is None:
+            return False
+        await upstream.close(svc, marked)
+        return True
+
+    results = await each(svc, ids, one, owner=owner)
+    return sum(1 for r in results if r)

@@ -2,23 +2,25 @@
 
 Messages are stored once each. Codes after completion are recorded and forwarded without
 charge; codes after a refund are recorded and never delivered (the user got their money
-back, so the shop does not give the code away).
+back, so the shop does not give the code away). After its first code the number stays open
+upstream, so "Another code" can ask the provider for one, until the buyer taps Done or the
+deadline passes (``closing``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core import ledger, referrals
+from core import idempotency, ledger, referrals
 from core.db.chunks import chunks
 from core.db.engine import insert_ignore
-from core.db.tables import order_events, order_messages, orders
+from core.db.tables import idempotency_keys, order_events, order_messages, orders
 from core.db.tables import outbox as outbox_t
 from core.errors import OrderNotFound, OrderStateConflict
 from core.order_states import OrderEvent, OrderStatus, UpstreamState, transition
@@ -29,8 +31,11 @@ from core.orders.view import (
     LOAD_MANY,
     LOCK_MANY,
     SEEN_MANY,
+    AnotherCodeResult,
     OrderView,
+    load,
     message_id,
+    number_open,
     view,
     with_,
 )
@@ -38,6 +43,10 @@ from core.providers.base import ActivationState, ActivationStatus, SmsMessage
 
 if TYPE_CHECKING:
     from core.orders.service import OrderService
+
+# How long a first tap's request holds its key before a second tap may take it over (the
+# first attempt crashed between its claim and the provider's answer).
+ANOTHER_LOCK_S = 30
 
 
 async def record_messages(
@@ -107,7 +116,7 @@ async def _record_once(
     if todo:
         async with svc.db.begin() as conn:
             views.update(await _record_in(svc, conn, todo, actor=actor, now=now))
-    # Finishing upstream is left to retry_upstream: never a network call on the code's path.
+    # Finishing upstream waits for Done or the deadline: never a network call on the code's path.
     return views
 
 
@@ -173,11 +182,12 @@ async def _record_in(
     events: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     for order, msg, _row in sorted(captures, key=lambda c: c[0].id):
+        # The number stays open upstream for more codes (free) until Done or the deadline
+        # (``closing.done``, ``closing.finish_due``); it is polled less often meanwhile.
         values = dict(
             code=msg.code,
-            upstream_state=UpstreamState.FINISH_PENDING,
-            upstream_retry_at=now,
-            next_poll_at=None,
+            next_poll_at=now + timedelta(seconds=svc.settings.OPEN_ORDER_POLL_SECONDS),
+            redraw_at=None,
         )
         if not await transitions.cas(conn, order, t, now, values):
             raise Retry()  # lost a race (PostgreSQL): someone else moved the order first
@@ -253,22 +263,69 @@ async def request_another_code(
     order_id: str,
     *,
     user_id: int | None = None,
-) -> OrderView:
+) -> AnotherCodeResult:
+    """Ask the provider for one more code on an open number; later codes cost nothing.
+
+    A double tap asks once: the request is keyed by the order and how many messages it has
+    (``core.idempotency``), so the same tap replayed finds the first request, and once a new
+    code has arrived the next tap is a new request. The key and the check that the number is
+    still open commit before the provider call (none runs inside a transaction); if the
+    provider refuses, the key is given back so the buyer can try again."""
     order = await svc.get_order(order_id, user_id=user_id)
-    if not order.can_request_another or order.status != OrderStatus.COMPLETED or not order.activation_id:
-        raise OrderStateConflict(order.id, order.status, "request another code")
-    await svc.providers[order.provider or ""].request_another_code(order.activation_id)
     now = svc.clock.now()
+    provider = svc.providers.get(order.provider or "")
+    if provider is None or not provider.capabilities.another_code or not order.can_request_another:
+        raise OrderStateConflict(order.id, order.status, "request another code")
+    if not number_open(order, now):
+        raise OrderStateConflict(order.id, order.status, "request another code")
+    assert order.activation_id is not None
     async with svc.db.begin() as conn:
-        await conn.execute(
+        seen = int(
+            await conn.scalar(
+                select(func.count()).select_from(order_messages).where(order_messages.c.order_id == order.id)
+            )
+            or 0
+        )
+        key = f"another:{order.id}:{seen}"
+        prior = await idempotency.claim(
+            conn,
+            key=key,
+            scope="another_code",
+            fingerprint=idempotency.fingerprint(order.id, seen),
+            now=now,
+            lock_seconds=ANOTHER_LOCK_S,
+        )
+        if prior is not None:
+            return AnotherCodeResult(order, already=True)
+        # Still open now (Done or the deadline may have closed it since the read above): if
+        # not, the key rolls back with this transaction and nothing is asked.
+        still = await conn.execute(
             update(orders)
-            .where(orders.c.id == order_id)
-            .values(next_poll_at=now, upstream_state=UpstreamState.ACTIVE, updated_at=now)
+            .where(
+                orders.c.id == order.id,
+                orders.c.status == OrderStatus.COMPLETED,
+                orders.c.upstream_state == UpstreamState.ACTIVE,
+                orders.c.expires_at > now,
+            )
+            .values(next_poll_at=now, updated_at=now)
         )
+        if still.rowcount != 1:
+            current = await load(conn, order.id)
+            raise OrderStateConflict(
+                order.id, current.status if current else order.status, "request another code"
+            )
+    try:
+        await provider.request_another_code(order.activation_id)
+    except BaseException:
+        async with svc.db.begin() as conn:
+            await conn.execute(delete(idempotency_keys).where(idempotency_keys.c.key == key))
+        raise
+    async with svc.db.begin() as conn:
+        await idempotency.finish(conn, key, {"asked": True}, now)
         await transitions.record_event(
-            conn, order_id, "another_code", order.status, order.status, "user", None, now
+            conn, order.id, "another_code", None, None, "user", {"messages": seen}, now
         )
-    return await svc.get_order(order_id)
+    return AnotherCodeResult(await svc.get_order(order.id))
 
 
 async def apply_status(

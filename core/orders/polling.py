@@ -2,7 +2,8 @@
 what is new, and close what the provider closed without a code.
 
 Polling backs off by order age: codes mostly arrive within minutes, and a batch status read
-makes a poll cheap, so the full rate lasts five minutes.
+makes a poll cheap, so the full rate lasts five minutes. A completed order whose number is
+still open (more codes until Done or the deadline) is polled at OPEN_ORDER_POLL_SECONDS.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy import and_, case, literal, or_, update
 from core import jobs
 from core.db.chunks import chunks
 from core.db.tables import UTCDateTime, orders
-from core.order_states import OrderStatus
+from core.order_states import OrderStatus, UpstreamState
 from core.orders import codes
 from core.orders.view import OrderView, known_messages, load_many, message_id
 from core.providers.base import ActivationState, ActivationStatus
@@ -54,7 +55,11 @@ def _next_poll_at(svc: OrderService, now: datetime, tick_seconds: float) -> Any:
     last = now + timedelta(
         seconds=max(min(interval * POLL_BACKOFF_MAX_FACTOR, max(interval, POLL_BACKOFF_CAP_S)) - slack, 0.1)
     )
+    # A completed order's open number waits for a code the buyer asked for (Another code
+    # polls it at once): its own, slower cadence.
+    open_at = now + timedelta(seconds=max(svc.settings.OPEN_ORDER_POLL_SECONDS - slack, 0.1))
     return case(
+        (orders.c.status == OrderStatus.COMPLETED, literal(open_at, UTCDateTime())),
         *(
             (orders.c.created_at > now - timedelta(seconds=age), literal(at, UTCDateTime()))
             for age, at in steps
@@ -68,7 +73,11 @@ def _due_where(now: datetime) -> list[Any]:
         orders.c.next_poll_at <= now,
         or_(
             orders.c.status == OrderStatus.WAITING,
-            and_(orders.c.status == OrderStatus.COMPLETED, orders.c.expires_at > now),
+            and_(
+                orders.c.status == OrderStatus.COMPLETED,
+                orders.c.upstream_state == UpstreamState.ACTIVE,
+                orders.c.expires_at > now,
+            ),
         ),
     ]
 
@@ -208,12 +217,23 @@ async def _poll_provider(svc: OrderService, name: str, group: list[OrderView]) -
         and after.status == OrderStatus.COMPLETED
     )
     if finished_upstream:
-        # Closed upstream after its code: nothing more can arrive, stop polling it.
+        # Closed upstream after its code (the provider's own deadline): nothing more can
+        # arrive, stop polling it; an open number is closed in our books too, so neither Done
+        # nor the deadline job asks the provider to finish it again.
         async with svc.db.begin() as conn:
             await conn.execute(
                 update(orders)
                 .where(orders.c.id.in_(finished_upstream), orders.c.status == OrderStatus.COMPLETED)
                 .values(next_poll_at=None)
+            )
+            await conn.execute(
+                update(orders)
+                .where(
+                    orders.c.id.in_(finished_upstream),
+                    orders.c.status == OrderStatus.COMPLETED,
+                    orders.c.upstream_state == UpstreamState.ACTIVE,
+                )
+                .values(upstream_state=UpstreamState.FINISHED, upstream_retry_at=None)
             )
     return first_codes
 

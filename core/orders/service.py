@@ -17,8 +17,8 @@ from core.clock import Clock
 from core.config import Settings
 from core.db.engine import Database
 from core.order_states import UpstreamState
-from core.orders import closing, codes, polling, purchase, recovery, upstream, view
-from core.orders.view import CancelResult, OrderDetail, OrderView
+from core.orders import closing, codes, polling, purchase, recovery, timer, upstream, view
+from core.orders.view import AnotherCodeResult, CancelResult, DoneResult, OrderDetail, OrderView
 from core.providers.base import ActivationStatus, Provider, SmsMessage
 
 # Retries of an upstream cancel or finish: 15 s, 30 s, … up to 10 minutes, with jitter.
@@ -131,8 +131,15 @@ class OrderService:
         """Ask the provider once for this order's messages (the user's Check now button)."""
         return await codes.check_now(self, order_id, user_id=user_id)
 
-    async def request_another_code(self, order_id: str, *, user_id: int | None = None) -> OrderView:
+    async def request_another_code(self, order_id: str, *, user_id: int | None = None) -> AnotherCodeResult:
+        """Ask the provider for one more code on an open number (free); a double tap asks
+        once. ``OrderStateConflict`` when the number is closed or the provider can't."""
         return await codes.request_another_code(self, order_id, user_id=user_id)
+
+    async def done(self, order_id: str, *, user_id: int | None = None, actor: str = "user") -> DoneResult:
+        """The buyer is done: finish the number upstream once (after the answer).
+        ``already`` when it was closed before; ``OrderStateConflict`` unless completed."""
+        return await closing.done(self, order_id, user_id=user_id, actor=actor)
 
     async def apply_upstream_status(
         self,
@@ -233,6 +240,14 @@ class OrderService:
     async def expire_due(self, *, owner: str | None = None, limit: int = 100) -> int:
         """Expire waiting orders past their deadline (each after a final check for a code)."""
         return await recovery.expire_due(self, owner=owner, limit=limit)
+
+    async def finish_due(self, *, owner: str | None = None, limit: int = 100) -> int:
+        """Finish upstream the open numbers whose deadline passed (never cancel: paid for)."""
+        return await closing.finish_due(self, owner=owner, limit=limit)
+
+    async def redraw_due(self, *, limit: int = 1000) -> int:
+        """Queue the waiting orders' timer redraws and 5-minute reminders that are due."""
+        return await timer.redraw_due(self, limit=limit)
 
     async def recover_reserving(self, *, owner: str | None = None, limit: int = 50) -> int:
         """Settle orders left ``reserving`` (crash, or a rent whose answer was lost).

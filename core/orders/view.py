@@ -55,6 +55,29 @@ class OrderView:
         return self.status in OPEN
 
 
+def number_open(order: OrderView, now: datetime) -> bool:
+    """After its first code the number stays open for more codes (free) until the buyer
+    taps Done or the deadline passes; only then is it finished upstream."""
+    return (
+        order.status == OrderStatus.COMPLETED
+        and order.upstream_state == UpstreamState.ACTIVE
+        and order.activation_id is not None
+        and (order.expires_at is None or order.expires_at > now)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DoneResult:
+    order: OrderView
+    already: bool = False  # the number was closed before this call (Done twice, or the deadline)
+
+
+@dataclass(frozen=True, slots=True)
+class AnotherCodeResult:
+    order: OrderView
+    already: bool = False  # this request was already made (a double tap): asked once
+
+
 @dataclass(frozen=True, slots=True)
 class OrderDetail:
     order: OrderView

@@ -12,6 +12,7 @@ from typing import Any
 from numbershop.emulator.errors import BUTTON_DATA_INVALID, BotApiError, bad_request
 
 MAX_CALLBACK_DATA_BYTES = 64
+MAX_COPY_TEXT_CHARS = 256  # CopyTextButton.text: 1-256 characters
 
 _ACTIONS = (
     "callback_data",
@@ -78,6 +79,8 @@ def normalize_inline(markup: Any) -> dict[str, Any] | None:
                 raise bad_request(
                     "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
                 )
+            if "copy_text" in clean:
+                _check_copy_text(clean["copy_text"])
             data = clean.get("callback_data")
             if data is not None:
                 if not isinstance(data, str):
@@ -88,3 +91,11 @@ def normalize_inline(markup: Any) -> dict[str, Any] | None:
         if clean_row:
             clean_rows.append(clean_row)
     return {"inline_keyboard": clean_rows} if clean_rows else None
+
+
+def _check_copy_text(value: Any) -> None:
+    """A CopyTextButton as Telegram takes it: an object whose ``text`` has 1-256 characters."""
+    if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+        raise bad_request('can\'t parse inline keyboard button: Field "copy_text" must be of type Object')
+    if not 1 <= len(value["text"]) <= MAX_COPY_TEXT_CHARS:
+        raise bad_request("BUTTON_COPY_TEXT_INVALID")

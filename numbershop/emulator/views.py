@@ -27,6 +27,7 @@ class Button:
     callback_data: str | None = None
     url: str | None = None
     pay: bool = False
+    copy_text: str | None = None  # what a CopyTextButton copies
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,14 @@ class BotWorld:
         for m in chat.messages.values():
             keyboard = tuple(
                 tuple(
-                    Button(b["text"], b.get("callback_data"), b.get("url"), bool(b.get("pay"))) for b in row
+                    Button(
+                        b["text"],
+                        b.get("callback_data"),
+                        b.get("url"),
+                        bool(b.get("pay")),
+                        (b.get("copy_text") or {}).get("text"),
+                    )
+                    for b in row
                 )
                 for row in (m.markup or {}).get("inline_keyboard", [])
             )

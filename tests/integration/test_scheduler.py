@@ -100,6 +100,8 @@ async def test_apscheduler_registers_every_job_at_its_interval(shop):
         "reap_keys": (3600.0, 1, True),
         "retention": (21600.0, 1, True),  # every six hours
         "provider_balances": (300.0, 1, True),
+        "finish_open": (5.0, 1, True),  # open numbers past their deadline, finished upstream
+        "redraw": (5.0, 1, True),  # waiting orders' timers
     }
 
 
@@ -230,7 +232,7 @@ async def test_completed_order_stops_being_polled_when_closed_upstream(shop, clo
     await jobs_of(shop).poll()
     assert await count(shop.db, outbox_t, outbox_t.c.kind == "code_extra") == 1
     alpha.close(o.activation_id, ActivationState.FINISHED)
-    clock.advance(3)
+    clock.advance(shop.settings.OPEN_ORDER_POLL_SECONDS)  # an open number's own cadence
     await jobs_of(shop).poll()
     assert await next_poll(shop, o.id) is None
     calls = alpha.calls_of("batch_status")
@@ -399,14 +401,19 @@ async def test_retry_upstream_backs_off_on_failures(shop, clock):
     assert (await shop.wallet(user)).available == 500  # refunded at once all along
 
 
-async def test_retry_upstream_finishes_completed_orders(shop, clock):
+async def test_completed_orders_stay_open_until_the_deadline_then_finish_once(shop, clock):
     user = await shop.user(1, funds=500)
     o = await buy(shop, user, "k1")
     shop.providers["alpha"].deliver(o.activation_id, "1")
     clock.advance(3)
     await jobs_of(shop).poll()
-    assert (await order(shop, o.id)).upstream_state == "finish_pending"
-    assert await jobs_of(shop).retry_upstream() == 1
+    assert (await order(shop, o.id)).upstream_state == "active"  # open for more codes
+    assert await jobs_of(shop).retry_upstream() == 0
+    assert await jobs_of(shop).finish_open() == 0
+    clock.set(o.expires_at)
+    assert await jobs_of(shop).finish_open() == 1
+    assert await jobs_of(shop).finish_open() == 0
+    assert await jobs_of(shop).retry_upstream() == 0
     assert (await order(shop, o.id)).upstream_state == "finished"
     assert shop.providers["alpha"].calls_of("finish", o.activation_id) == 1
 
@@ -527,6 +534,8 @@ async def test_run_all_once_runs_every_job(shop, clock):
         "reap_keys",
         "retention",
         "provider_balances",
+        "finish_open",
+        "redraw",
     }
     async with shop.db.read() as conn:
         beats = {r.job: r.last_finished_at for r in await conn.execute(select(job_runs))}

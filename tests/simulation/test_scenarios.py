@@ -8,6 +8,8 @@ past every deadline and the jobs settle everything. Then:
 
 * every ledger invariant holds (the auditor in core.invariants);
 * no order is left open and no hold is left pending;
+* every number paid for is finished upstream exactly once and never cancelled, and only
+  its first code is charged (Another code and Done run among the steps);
 * each user's balance is exactly their funding minus the prices of their completed orders —
   nobody paid for a number that gave no code, nobody got a code for free.
 
@@ -25,7 +27,7 @@ import random
 import pytest
 from sqlalchemy import func, select
 
-from core.db.tables import orders
+from core.db.tables import order_messages, orders
 from core.errors import AlreadyInProgress, InsufficientFunds, NoProviderAvailable, OrderStateConflict
 from core.providers.errors import (
     EarlyCancelDenied,
@@ -94,8 +96,9 @@ class Scenario:
         await self.programmes.setup()
         for step in range(rng.randint(4, 12)):
             action = rng.choices(
-                ["buy", "double_tap", "cancel", "code", "jump", "jobs", "cancel_crash"] + programmes.ACTIONS,
-                weights=[5, 2, 3, 3, 2, 2, 1] + programmes.WEIGHTS,
+                ["buy", "double_tap", "cancel", "code", "jump", "jobs", "cancel_crash", "another", "done"]
+                + programmes.ACTIONS,
+                weights=[5, 2, 3, 3, 2, 2, 1, 2, 1] + programmes.WEIGHTS,
             )[0]
             self.log.append(f"{step}:{action}")
             await (getattr(self, action, None) or getattr(self.programmes, action))()
@@ -185,6 +188,38 @@ class Scenario:
             order.activation_id, str(self.rng.randint(100000, 999999))
         )
 
+    async def another(self) -> None:
+        """Another code on a completed order (sometimes a double tap), then maybe its code:
+        free of charge, whatever the timing against Done or the deadline."""
+        completed = await self._open("completed")
+        if not completed:
+            return
+        order = self.rng.choice(completed)
+        times = self.rng.choice([1, 1, 2])
+        results = await asyncio.gather(
+            *(self.shop.orders.request_another_code(order.id, user_id=order.user_id) for _ in range(times)),
+            return_exceptions=True,
+        )
+        assert [r for r in results if isinstance(r, BaseException) and not isinstance(r, EXPECTED)] == []
+        asked = [r for r in results if not isinstance(r, BaseException) and not r.already]
+        assert len(asked) <= 1, f"asked {len(asked)} times for one tap"
+        if asked and self.rng.random() < 0.7:
+            self.shop.providers[order.provider].deliver(
+                order.activation_id, str(self.rng.randint(100000, 999999))
+            )
+
+    async def done(self) -> None:
+        completed = await self._open("completed")
+        if not completed:
+            return
+        order = self.rng.choice(completed)
+        times = self.rng.choice([1, 2])
+        racing = [self.shop.orders.done(order.id, user_id=order.user_id) for _ in range(times)]
+        if self.rng.random() < 0.3:
+            racing.append(self.shop.orders.finish_due())
+        results = await asyncio.gather(*racing, return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException) and not isinstance(r, EXPECTED)] == []
+
     async def jump(self) -> None:
         self.shop.clock.advance(self.rng.choice([5, 60, 200, 700, 1300]))
 
@@ -198,6 +233,7 @@ class Scenario:
             orders_.recover_reserving,
             orders_.retry_upstream,
             orders_.resolve_overdue_holds,
+            orders_.finish_due,
         ]
         self.rng.shuffle(jobs)
         for job in jobs:
@@ -224,6 +260,32 @@ async def _check(shop: Shop, scenario: Scenario) -> None:
             .where(orders.c.id.in_(scenario.order_ids), orders.c.status.in_(("reserving", "waiting")))
         )
     assert open_orders == 0, f"{where}: {open_orders} orders still open"
+    # Every number paid for was finished upstream once, never cancelled; no code after the
+    # first was charged.
+    await shop.orders.drain_background()
+    async with shop.db.read() as conn:
+        paid = (
+            await conn.execute(
+                select(orders.c.id, orders.c.provider, orders.c.activation_id, orders.c.upstream_state).where(
+                    orders.c.id.in_(scenario.order_ids), orders.c.status.in_(("completed", "refunded"))
+                )
+            )
+        ).all()
+        charged = dict(
+            (
+                await conn.execute(
+                    select(order_messages.c.order_id, func.count())
+                    .where(order_messages.c.order_id.in_(scenario.order_ids), order_messages.c.charged)
+                    .group_by(order_messages.c.order_id)
+                )
+            ).all()
+        )
+    for row in paid:
+        calls = shop.providers[row.provider].calls
+        assert row.upstream_state == "finished", f"{where}: order {row.id} upstream {row.upstream_state}"
+        assert calls.count(("finish", row.activation_id)) == 1, f"{where}: order {row.id} finished twice"
+        assert ("cancel", row.activation_id) not in calls, f"{where}: order {row.id} cancelled after its code"
+        assert charged.get(row.id) == 1, f"{where}: order {row.id} charged {charged.get(row.id)} codes"
     for user in scenario.users:
         spent = 0
         async with shop.db.read() as conn:

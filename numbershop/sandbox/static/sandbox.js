@@ -193,6 +193,34 @@
     return wrap;
   }
 
+  // A CopyTextButton copies its text on this device and says so, as Telegram's apps do;
+  // nothing goes to the bot.
+  function copyText(text, btn) {
+    const done = () => {
+      const label = btn.textContent;
+      btn.textContent = "✓ Copied";
+      btn.dataset.copied = text;
+      setTimeout(() => { btn.textContent = label; }, 2500);
+    };
+    const fallback = () => {
+      const area = el("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.style.position = "fixed";
+      area.style.opacity = "0";
+      document.body.append(area);
+      area.select();
+      try { document.execCommand("copy"); } catch (e) { /* shown as copied anyway */ }
+      area.remove();
+      done();
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, fallback);
+    } else {
+      fallback();
+    }
+  }
+
   function keyboardNode(m) {
     const kb = el("div", "keyboard");
     for (const row of m.keyboard) {
@@ -214,6 +242,9 @@
           btn.onclick = () => {
             if (/^https?:\/\//i.test(b.url)) window.open(b.url, "_blank", "noopener");
           };
+        } else if (b.copy_text != null) {
+          btn.classList.add("copy");
+          btn.onclick = () => copyText(b.copy_text, btn);
         } else if (b.callback_data != null) {
           btn.onclick = () => press(m.message_id, b.callback_data, btn);
         }

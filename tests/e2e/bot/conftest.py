@@ -147,6 +147,7 @@ class Harness:
         total = 0
         while n := await self.app.sender.drain_once():
             total += n
+            await self.app.sender.settle_low()
         return total
 
     async def wallet(self, user: int) -> WalletView:

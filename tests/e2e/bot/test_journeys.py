@@ -125,7 +125,7 @@ async def test_no_code_expires_and_money_comes_back(shop: Harness) -> None:
     assert "No code arrived" in chat.last().text and f"{money} is back" in chat.last().text
     assert "Available balance: $3.00" in chat.last().text
     assert "Expired" in chat.message(message_id).text
-    assert chat.message(message_id).button_texts == ["« Menu"]
+    assert chat.message(message_id).button_texts == ["🔁 Another number", "🌍 Other country", "« Menu"]
     wallet = await shop.wallet(ALICE)
     assert (wallet.balance, wallet.held, wallet.available) == (300, 0, 300)
     rows = await shop.outbox_rows()
