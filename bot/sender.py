@@ -43,6 +43,7 @@ from aiogram.types import InlineKeyboardMarkup
 
 from bot import errors, texts
 from bot.context import order_screen
+from bot.i18n import use_locale
 from core import outbox
 from core.app import Core
 from core.backoff import Backoff
@@ -128,6 +129,7 @@ class OutboxSender:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         on_unreachable: Callable[[int], None] | None = None,
+        locale_for: Callable[[int], Awaitable[str]] | None = None,
     ) -> None:
         self.bot = bot
         self.core = core
@@ -139,6 +141,7 @@ class OutboxSender:
             per_second=per_second, per_chat_interval=per_chat_interval, monotonic=monotonic, sleep=sleep
         )
         self.on_unreachable = on_unreachable
+        self.locale_for = locale_for
         self._wake = asyncio.Event()
         self.stats: dict[str, int] = defaultdict(int)
 
@@ -203,7 +206,10 @@ class OutboxSender:
         """Deliver one row and settle it; True if the chat turned out to be unreachable."""
         db, owner = self.core.db, self.owner
         try:
-            await self._deliver(row)
+            # Rendered in the recipient's language, not the one of whatever update is running.
+            locale = await self.locale_for(row.chat_id) if self.locale_for is not None else None
+            with use_locale(locale):
+                await self._deliver(row)
         except TelegramForbiddenError as exc:
             log.info("chat %s blocked the bot; row %s unreachable", row.chat_id, row.id)
             await mark_chat_unreachable(db, row.chat_id)
