@@ -252,24 +252,28 @@ async def test_wallet_balance_reads_the_users_wallet(db, clock) -> None:
     assert (balance.balance, balance.held, balance.available) == (0, 0, 0)
 
 
-async def test_language_is_kept_from_first_sight_until_the_user_picks_one(db, clock) -> None:
+async def test_the_client_language_is_followed_until_the_user_picks_one(db, clock) -> None:
     first = await users.resolve_user(
         db, telegram_id=41, username=None, first_name=None, now=clock.now(), language="ru"
     )
-    assert first.language == "ru"
-    # Another client language later never overwrites what is stored.
-    again = await users.resolve_user(
-        db, telegram_id=41, username=None, first_name=None, now=clock.now(), language="es"
-    )
-    assert again.language == "ru"
+    assert (first.language, first.language_chosen) == ("ru", False)
+    assert await users.follow_client_language(db, 41, "es") is True
+    assert await users.follow_client_language(db, 41, "es") is False  # nothing to change
+    assert await users.user_language(db, 41) == ("es", False)
     assert await users.set_language(db, 41, "pt_BR") is True
-    assert await users.user_language(db, 41) == "pt_BR"
+    assert await users.user_language(db, 41) == ("pt_BR", True)
+    # A picked language is never replaced by the client's, on either path.
+    assert await users.follow_client_language(db, 41, "ru") is False
+    again = await users.resolve_user(
+        db, telegram_id=41, username=None, first_name=None, now=clock.now(), language="id"
+    )
+    assert (again.language, again.language_chosen) == ("pt_BR", True)
     # Unknown language: bad input, nothing written; unknown user: nothing to set.
     with pytest.raises(InvalidInput):
         await users.set_language(db, 41, "xx")
-    assert await users.user_language(db, 41) == "pt_BR"
+    assert await users.user_language(db, 41) == ("pt_BR", True)
     assert await users.set_language(db, 42, "ru") is False
-    assert await users.user_language(db, 42) is None
+    assert await users.user_language(db, 42) == (None, False)
     # A client language the shop does not speak is not stored.
     other = await users.resolve_user(
         db, telegram_id=43, username=None, first_name=None, now=clock.now(), language="de"

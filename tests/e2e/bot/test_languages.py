@@ -200,3 +200,15 @@ async def test_a_bad_language_button_changes_nothing(shop: Harness) -> None:
     async with shop.core.db.read() as conn:
         stored = await conn.scalar(select(users.c.language).where(users.c.telegram_id == USER))
     assert stored == "en"
+
+
+async def test_a_changed_client_language_is_followed_until_the_buyer_picks_one(shop: Harness) -> None:
+    async def start_in(client: str) -> str:
+        update_id = shop.tg.send_text(USER, "/start", language_code=client)
+        return (await shop.tg.wait_for_reply(update_id, 10)).last().button_texts[0]
+
+    assert await start_in("ru") == "🛒 Купить номер"
+    assert await start_in("es") == "🛒 Comprar número"
+    await shop.say(USER, "/language")
+    await shop.press(USER, "🇮🇩 Bahasa Indonesia")
+    assert await start_in("ru") == "🛒 Beli nomor"
