@@ -212,3 +212,19 @@ async def test_a_changed_client_language_is_followed_until_the_buyer_picks_one(s
     await shop.say(USER, "/language")
     await shop.press(USER, "🇮🇩 Bahasa Indonesia")
     assert await start_in("ru") == "🛒 Beli nomor"
+
+
+async def test_cached_list_screens_are_kept_per_language(shop: Harness) -> None:
+    """The service and country screens are cached for everyone; a Russian reader's copy must
+    never be served to a Spanish one."""
+    first, second = USER, USER + 1
+    shop.tg.add_user(first, language_code="ru")
+    shop.tg.add_user(second, language_code="es")
+    for user, services, countries in (
+        (first, "Выберите сервис", "выберите страну"),
+        (second, "Elige un servicio", "elige un país"),
+    ):
+        await shop.say(user, "/buy")
+        assert shop.last_text(user).startswith(services)
+        await shop.press(user, "WhatsApp")
+        assert countries in shop.last_text(user)
