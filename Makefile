@@ -40,20 +40,20 @@ fix: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Translations: extract every _()/ngettext()/N_() text of the bot into locales/messages.pot and
-# merge it into each language's catalogue (new texts arrive with an empty msgstr, removed ones
+# Translations: extract every _()/ngettext()/N_() text of the bot into bot/locales/messages.pot
+# and merge it into each language's catalogue (new texts arrive with an empty msgstr, removed ones
 # are dropped). Fill the empty msgstr, then tests/unit/test_i18n_catalogs.py must pass. The bot
 # compiles the .po files in memory at start, so there is no compile step.
 I18N_LANGS := ru es pt_BR id
 i18n: install
 	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --project numbershop \
-		--copyright-holder numbershop --msgid-bugs-address "" -o locales/messages.pot .
+		--copyright-holder numbershop --msgid-bugs-address "" -o bot/locales/messages.pot bot
 	for lang in $(I18N_LANGS); do \
-		if [ -f locales/$$lang/LC_MESSAGES/messages.po ]; then \
-			$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages -l $$lang \
+		if [ -f bot/locales/$$lang/LC_MESSAGES/messages.po ]; then \
+			$(BIN)/pybabel update -i bot/locales/messages.pot -d bot/locales -D messages -l $$lang \
 				--no-fuzzy-matching --ignore-obsolete || exit 1; \
 		else \
-			$(BIN)/pybabel init -i locales/messages.pot -d locales -D messages -l $$lang || exit 1; \
+			$(BIN)/pybabel init -i bot/locales/messages.pot -d bot/locales -D messages -l $$lang || exit 1; \
 		fi; \
 	done
 

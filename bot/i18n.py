@@ -9,7 +9,8 @@ tests and tools that render texts need no setup.
 Write ``_("Your balance is {amount}.").format(amount=...)``: placeholders are named, and
 formatting happens after translation so a translator can move them.
 
-The catalogues are ``locales/<lang>/LC_MESSAGES/messages.po``; English is the source
+The catalogues are ``bot/locales/<lang>/LC_MESSAGES/messages.po`` (package data, so a
+non-editable install carries them); English is the source
 language (the msgids), so it has none. They are compiled in memory when this module is
 first imported (Babel's ``read_po`` + ``write_mo``, a few milliseconds): no binary ``.mo``
 file is committed or has to be built by an install step, so a plain ``pip install`` and a
@@ -31,7 +32,7 @@ from babel.messages.pofile import read_po
 
 from core.users import LANGUAGES
 
-LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+LOCALES_DIR = Path(__file__).resolve().parent / "locales"
 DOMAIN = "messages"
 DEFAULT_LOCALE = "en"
 
