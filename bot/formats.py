@@ -18,7 +18,7 @@ from babel.numbers import NumberPattern, format_decimal
 
 from bot.i18n import _, current_locale
 from core.catalogue_data import COUNTRIES_BY_CODE
-from core.money import exponent
+from core.money import exponent, iso_currencies
 from core.money import format_amount as plain_amount
 
 # Service names that differ by language, locale -> service code -> name. Brand names stay as
@@ -40,13 +40,14 @@ def _money_pattern(locale: str, digits: int) -> NumberPattern:
 
 def format_amount(minor: int, currency: str = "USD") -> str:
     """Minor units as money in the current language (``core.money`` decides the digits)."""
-    locale = current_locale()
-    exp = exponent(currency)
-    try:
-        value = Decimal(int(minor)).scaleb(-exp)
-        return str(_money_pattern(locale, exp).apply(value, _locale(locale), currency=currency.upper()))
-    except Exception:  # a currency CLDR does not know (Stars): the shop's own format
+    code = currency.upper()
+    if code not in iso_currencies():  # Telegram Stars (XTR): CLDR has no symbol for it
         return plain_amount(minor, currency)
+    locale = current_locale()
+    exp = exponent(code)
+    value = Decimal(int(minor)).scaleb(-exp)
+    pattern = _money_pattern(locale, exp)
+    return str(pattern.apply(value, _locale(locale), currency=code, currency_digits=False))
 
 
 def format_number(value: int) -> str:
