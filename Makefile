@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv install run test lint fix migration-initial clean
+.PHONY: venv install run test lint fix i18n migration-initial clean
 
 venv: $(BIN)/python
 
@@ -39,6 +39,23 @@ lint: install
 fix: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Translations: extract every _()/ngettext()/N_() text of the bot into bot/locales/messages.pot
+# and merge it into each language's catalogue (new texts arrive with an empty msgstr, removed ones
+# are dropped). Fill the empty msgstr, then tests/unit/test_i18n_catalogs.py must pass. The bot
+# compiles the .po files in memory at start, so there is no compile step.
+I18N_LANGS := ru es pt_BR id
+i18n: install
+	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --project numbershop \
+		--copyright-holder numbershop --msgid-bugs-address "" -o bot/locales/messages.pot bot
+	for lang in $(I18N_LANGS); do \
+		if [ -f bot/locales/$$lang/LC_MESSAGES/messages.po ]; then \
+			$(BIN)/pybabel update -i bot/locales/messages.pot -d bot/locales -D messages -l $$lang \
+				--no-fuzzy-matching --ignore-obsolete || exit 1; \
+		else \
+			$(BIN)/pybabel init -i bot/locales/messages.pot -d bot/locales -D messages -l $$lang || exit 1; \
+		fi; \
+	done
 
 # Regenerate the initial revision from core/db/tables.py (only while it is the sole revision).
 # Autogenerate compares against an empty throwaway SQLite file, so the revision holds the

@@ -24,11 +24,14 @@ from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import BotCommand
 
+from bot import texts
 from bot.context import ShopContext
 from bot.fsm_storage import make_storage
 from bot.handlers import routers
+from bot.i18n import use_locale
 from bot.invoices import InvoiceSigner
 from bot.middlewares.dedupe import UpdateDedupe, UpdateLog
+from bot.middlewares.locale import UserLocale
 from bot.middlewares.rate_limit import RateLimit, RedisTokenBucket, TokenBucket, make_bucket
 from bot.middlewares.replies import CallbackAnswerer, MessageErrors
 from bot.middlewares.users import UserResolver
@@ -38,21 +41,24 @@ from bot.users import UserDirectory
 from bot.webhook import WebhookConfig, WebhookServer
 from core.app import Core
 from core.config import Settings
+from core.users import LANGUAGES
 
 log = logging.getLogger(__name__)
 
-COMMANDS = [
-    BotCommand(command="start", description="Menu and balance"),
-    BotCommand(command="buy", description="Buy a number: /buy whatsapp GB"),
-    BotCommand(command="balance", description="Balance and top up with Stars"),
-    BotCommand(command="orders", description="My recent orders"),
-    BotCommand(command="help", description="How it works and refunds"),
-    BotCommand(command="support", description="Contact support"),
-    BotCommand(command="paysupport", description="Help with a Stars payment"),
-    BotCommand(command="terms", description="Terms of the shop"),
-    BotCommand(command="promo", description="Redeem a promo code"),
-    BotCommand(command="referral", description="Invite friends and earn"),
-]
+
+def commands(locale: str = "en") -> list[BotCommand]:
+    """The command list in ``locale`` (descriptions live in ``bot.texts``)."""
+    with use_locale(locale):
+        return [BotCommand(command=c, description=d) for c, d in texts.cmd_descriptions().items()]
+
+
+COMMANDS = commands()
+
+
+def command_languages() -> dict[str, str]:
+    """Telegram's ``language_code`` for setMyCommands (two letters) → our language;
+    "" is the default list, shown to every other language."""
+    return {("" if lang == "en" else lang.split("_", 1)[0]): lang for lang in LANGUAGES}
 
 
 def build_bot(settings: Settings, *, token: str | None = None) -> Bot:
@@ -76,10 +82,11 @@ class BotApp:
     bucket: TokenBucket | RedisTokenBucket | None = None
 
     async def _set_commands(self) -> None:
-        try:
-            await self.bot.set_my_commands(COMMANDS)
-        except Exception as exc:
-            log.warning("could not set the command list: %s", exc)
+        for code, lang in command_languages().items():
+            try:
+                await self.bot.set_my_commands(commands(lang), language_code=code or None)
+            except Exception as exc:
+                log.warning("could not set the command list (%s): %s", code or "default", exc)
 
     async def run(
         self,
@@ -198,12 +205,15 @@ def build_app(
     if sender_sleep is not None:
         options["sleep"] = sender_sleep
     options.setdefault("low_share", core.settings.OUTBOX_LOW_PRIORITY_SHARE)
-    sender = OutboxSender(bot, core, on_unreachable=users.forget, **options)
+    sender = OutboxSender(
+        bot, core, on_unreachable=users.forget, locale_for=users.recipient_locale, **options
+    )
     shop = ShopContext(core=core, signer=InvoiceSigner(bot.token), users=users, wake_sender=sender.wake)
     if storage is None:
         storage = make_storage(core.settings.REDIS_URL)
     dp = Dispatcher(storage=storage, shop=shop)
     dp.update.outer_middleware(UpdateDedupe(UpdateLog(core.db, core.clock)))
+    dp.update.outer_middleware(UserLocale(users))
     dp.callback_query.outer_middleware(CallbackAnswerer(currency, answer_deadline))
     dp.message.outer_middleware(MessageErrors(currency))
     bucket = make_bucket(core.settings.REDIS_URL, rate_per_second, rate_burst)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, TypeVar, cast
 from uuid import UUID
 
 from aiogram.filters.callback_data import CallbackData
@@ -20,6 +20,7 @@ from aiogram.types import CopyTextButton, InlineKeyboardButton, InlineKeyboardMa
 from pydantic import Field
 
 from bot import texts
+from bot.i18n import LANGUAGE_NAMES, current_locale
 from core.catalogue import CountryOffer, ServiceView
 from core.orders import OrderView
 from core.orders.view import number_open
@@ -106,6 +107,10 @@ class ResumeCb(CallbackData, prefix="rs"):
     quote: UUID
 
 
+class LangCb(CallbackData, prefix="l"):
+    lang: str = Field(min_length=2, max_length=5, pattern=r"^[a-z]{2}(_[A-Z]{2})?$")
+
+
 class TopUpCb(CallbackData, prefix="t"):
     stars: int = Field(ge=0, le=100_000)  # 0 = ask for another amount
 
@@ -125,45 +130,81 @@ def _markup(rows: list[list[InlineKeyboardButton]]) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[r for r in rows if r])
 
 
-# Keyboards that never change are built once: every Telegram object is a validated pydantic
-# model (about 17 us a button), and they are frozen, so sharing one is safe.
-_MENU = _button(texts.BTN_MENU, MenuCb(to="home"))
-_MAIN_MENU = _markup(
-    [
-        [_button(texts.BTN_BUY, MenuCb(to="buy"))],
-        [_button(texts.BTN_BALANCE, MenuCb(to="balance"))],
-        [_button(texts.BTN_ORDERS, MenuCb(to="orders")), _button(texts.BTN_HELP, MenuCb(to="help"))],
-    ]
-)
-_BACK_TO_MENU = _markup([[_MENU]])
-_BUY_OR_MENU = _markup([[_button(texts.BTN_BUY, MenuCb(to="buy"))], [_MENU]])
-_TOP_UP_OR_MENU = _markup([[_button(texts.BTN_BALANCE, MenuCb(to="balance"))], [_MENU]])
-_BACK = _button(texts.BTN_BACK, ServicesCb(offset=0))
-_BACK_TO_SERVICES = _markup([[_BACK, _MENU]])
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def per_locale(func: F) -> F:
+    """Cache a keyboard per language and arguments.
+
+    Keyboards that never change are built once per language: every Telegram object is a
+    validated pydantic model (about 17 us a button), and they are frozen, so sharing one is
+    safe. The language is part of the key because the labels are translated.
+    """
+
+    @functools.lru_cache(maxsize=256)
+    def cached(locale: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...]) -> Any:
+        return func(*args, **dict(kwargs))
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return cached(current_locale(), args, tuple(sorted(kwargs.items())))
+
+    return cast(F, wrapper)
+
+
+@per_locale
+def _menu() -> InlineKeyboardButton:
+    return _button(texts.BTN_MENU, MenuCb(to="home"))
+
+
+@per_locale
+def _back() -> InlineKeyboardButton:
+    return _button(texts.BTN_BACK, ServicesCb(offset=0))
 
 
 def menu_row() -> list[InlineKeyboardButton]:
-    return [_MENU]
+    return [_menu()]
 
 
+@per_locale
 def main_menu() -> InlineKeyboardMarkup:
-    return _MAIN_MENU
+    return _markup(
+        [
+            [_button(texts.BTN_BUY, MenuCb(to="buy"))],
+            [_button(texts.BTN_BALANCE, MenuCb(to="balance"))],
+            [_button(texts.BTN_ORDERS, MenuCb(to="orders")), _button(texts.BTN_HELP, MenuCb(to="help"))],
+        ]
+    )
 
 
+@per_locale
 def back_to_menu() -> InlineKeyboardMarkup:
-    return _BACK_TO_MENU
+    return _markup([[_menu()]])
 
 
+@per_locale
 def buy_or_menu() -> InlineKeyboardMarkup:
-    return _BUY_OR_MENU
+    return _markup([[_button(texts.BTN_BUY, MenuCb(to="buy"))], [_menu()]])
 
 
+@per_locale
 def top_up_or_menu() -> InlineKeyboardMarkup:
-    return _TOP_UP_OR_MENU
+    return _markup([[_button(texts.BTN_BALANCE, MenuCb(to="balance"))], [_menu()]])
 
 
+@per_locale
 def back_to_services() -> InlineKeyboardMarkup:
-    return _BACK_TO_SERVICES
+    return _markup([[_back(), _menu()]])
+
+
+def languages(current: str) -> InlineKeyboardMarkup:
+    """The /language picker: one language a row, each in its own words; ✓ marks the current."""
+    rows = [
+        [_button(("✓ " if code == current else "") + name, LangCb(lang=code))]
+        for code, name in LANGUAGE_NAMES.items()
+    ]
+    rows.append(menu_row())
+    return _markup(rows)
 
 
 def _pager(
@@ -212,7 +253,7 @@ def countries(
         for o in page
     ]
     rows.append(_pager(offset, COUNTRIES_PER_PAGE, len(offers), lambda o: ServiceCb(code=service, offset=o)))
-    rows.append([_BACK, _MENU])
+    rows.append([_back(), _menu()])
     return _markup(rows)
 
 
@@ -382,7 +423,7 @@ def history(
     return _markup(rows)
 
 
-@functools.lru_cache(maxsize=8)
+@per_locale
 def balance(
     packages: tuple[tuple[int, int], ...], currency: str, crypto: bool = False
 ) -> InlineKeyboardMarkup:

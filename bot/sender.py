@@ -46,6 +46,7 @@ from aiogram.types import InlineKeyboardMarkup
 
 from bot import errors, keyboards, texts
 from bot.context import order_screen
+from bot.i18n import use_locale
 from core import outbox
 from core.app import Core
 from core.backoff import Backoff
@@ -174,6 +175,7 @@ class OutboxSender:
         monotonic: Callable[[], float] = time.monotonic,
         on_unreachable: Callable[[int], None] | None = None,
         low_share: float = 0.2,
+        locale_for: Callable[[int], Awaitable[str]] | None = None,
     ) -> None:
         self.bot = bot
         self.core = core
@@ -187,6 +189,7 @@ class OutboxSender:
         self.low = LowPriorityLimiter(per_second=per_second * low_share, monotonic=monotonic, sleep=sleep)
         self._low_tasks: set[asyncio.Task[None]] = set()
         self.on_unreachable = on_unreachable
+        self.locale_for = locale_for
         self._wake = asyncio.Event()
         self.stats: dict[str, int] = defaultdict(int)
 
@@ -302,7 +305,10 @@ class OutboxSender:
         """Deliver one row and settle it; True if the chat turned out to be unreachable."""
         db, owner = self.core.db, self.owner
         try:
-            await self._deliver(row)
+            # Rendered in the recipient's language, not the one of whatever update is running.
+            locale = await self.locale_for(row.chat_id) if self.locale_for is not None else None
+            with use_locale(locale):
+                await self._deliver(row)
         except TelegramForbiddenError as exc:
             log.info("chat %s blocked the bot; row %s unreachable", row.chat_id, row.id)
             await mark_chat_unreachable(db, row.chat_id)

@@ -3,7 +3,14 @@
 Texts are HTML (the bot's default parse mode), so anything that did not come from this
 module — SMS text from a provider, a user's search words — goes through ``escape`` first: a
 ``<`` in an SMS must never turn into a Telegram "can't parse entities" error or markup.
-Amounts always pass through ``core.money.format_amount``.
+Amounts pass through ``bot.formats.format_amount`` (``core.money``'s minor units, shown the
+way the reader's locale writes money).
+
+Translation: every sentence is wrapped in ``_`` (functions) or ``N_`` (module-level constants
+and tables, translated when read). A constant written ``NAME = N_("...")`` is looked up
+through the module's ``__getattr__`` at the end of this file, so ``texts.NAME`` is always in
+the language of the update being handled; refer to such constants as ``texts.NAME`` (never
+``from bot.texts import NAME``, nor by bare name inside this module, which would bypass it).
 """
 
 from __future__ import annotations
@@ -14,27 +21,41 @@ from html import escape
 
 import phonenumbers
 
+from bot.formats import country_name as _cldr_country_name
+from bot.formats import format_amount, format_number, local_service_name
 from bot.i18n import _, ngettext
+from bot.i18n import gettext as translate
 from core.catalogue_data import COUNTRIES_BY_CODE, SERVICES_BY_CODE
-from core.money import format_amount
+
+
+class _Deferred(str):
+    """A module-level text, translated each time it is read (see ``__getattr__``)."""
+
+    __slots__ = ()
+
+
+def N_(message: str) -> str:
+    """Mark a text for extraction; it is translated when read, not at import."""
+    return _Deferred(message)
+
 
 # --- buttons ----------------------------------------------------------------------------
 
-BTN_BUY = "🛒 Buy number"
-BTN_BALANCE = "💰 Balance & top up"
-BTN_ORDERS = "📋 My orders"
-BTN_HELP = "❓ Help"
-BTN_MENU = "« Menu"
-BTN_BACK = "« Back"
-BTN_PREV = "‹ Prev"
-BTN_NEXT = "Next ›"
-BTN_CANCEL = "❌ Cancel & refund"
-BTN_CHECK = "🔄 Check now"
-BTN_ANOTHER = "✉️ Another code"
-BTN_TOP_UP = "⭐ Top up"
-BTN_CUSTOM_AMOUNT = "✏️ Other amount"
-BTN_OTHER_COUNTRY = "🌍 Choose another country"
-BTN_ORDERS_BACK = "« My orders"
+BTN_BUY = N_("🛒 Buy number")
+BTN_BALANCE = N_("💰 Balance & top up")
+BTN_ORDERS = N_("📋 My orders")
+BTN_HELP = N_("❓ Help")
+BTN_MENU = N_("« Menu")
+BTN_BACK = N_("« Back")
+BTN_PREV = N_("‹ Prev")
+BTN_NEXT = N_("Next ›")
+BTN_CANCEL = N_("❌ Cancel & refund")
+BTN_CHECK = N_("🔄 Check now")
+BTN_ANOTHER = N_("✉️ Another code")
+BTN_TOP_UP = N_("⭐ Top up")
+BTN_CUSTOM_AMOUNT = N_("✏️ Other amount")
+BTN_OTHER_COUNTRY = N_("🌍 Choose another country")
+BTN_ORDERS_BACK = N_("« My orders")
 
 
 # Buttons shared by several screens; functions so each call is translated for its reader.
@@ -69,11 +90,11 @@ def btn_favourite(saved: bool) -> str:
 
 
 def btn_buy(price: int, currency: str) -> str:
-    return f"✅ Buy for {format_amount(price, currency)}"
+    return _("✅ Buy for {price}").format(price=format_amount(price, currency))
 
 
 def btn_package(stars: int, amount: int, currency: str) -> str:
-    return f"⭐ {stars} → {format_amount(amount, currency)}"
+    return f"⭐ {format_number(stars)} → {format_amount(amount, currency)}"
 
 
 def btn_page(page: int, pages: int) -> str:
@@ -85,12 +106,13 @@ def btn_page(page: int, pages: int) -> str:
 
 def service_name(code: str) -> str:
     data = SERVICES_BY_CODE.get(code)
-    return data.name if data else code
+    if data is None:
+        return code
+    return local_service_name(code) or data.name
 
 
 def country_name(code: str) -> str:
-    data = COUNTRIES_BY_CODE.get(code)
-    return data.name if data else code
+    return _cldr_country_name(code)
 
 
 def flag(country: str) -> str:
@@ -108,19 +130,27 @@ def country_label(code: str) -> str:
 
 
 def greeting(first_name: str | None, available: int, currency: str) -> str:
-    who = f", {escape(first_name)}" if first_name else ""
+    amount = format_amount(available, currency)
+    if first_name:
+        hello = _("👋 Hi, {name}!").format(name=escape(first_name))
+    else:
+        hello = _("👋 Hi!")
     return (
-        f"👋 Hi{who}! Here you can buy a phone number to receive one SMS verification code.\n\n"
-        f"Available balance: <b>{format_amount(available, currency)}</b>\n\n"
-        "If no code arrives, or you cancel, your money comes back at once."
+        hello
+        + " "
+        + _(
+            "Here you can buy a phone number to receive one SMS verification code.\n\n"
+            "Available balance: <b>{amount}</b>\n\n"
+            "If no code arrives, or you cancel, your money comes back at once."
+        ).format(amount=amount)
     )
 
 
 def menu(available: int, currency: str) -> str:
-    return f"Menu · available balance <b>{format_amount(available, currency)}</b>"
+    return _("Menu · available balance <b>{amount}</b>").format(amount=format_amount(available, currency))
 
 
-HELP = (
+HELP = N_(
     "<b>How it works</b>\n"
     "1. Top up your balance with Telegram Stars.\n"
     "2. Pick a service and a country, check the price and tap Buy.\n"
@@ -134,7 +164,7 @@ HELP = (
     "wrong, write to support with the order id.\n"
     "• Money topped up stays on your balance; it is not paid out in Stars.\n\n"
     "Commands: /start menu · /buy &lt;service&gt; [&lt;country&gt;] · /balance · /orders · /help"
-    " · /support · /paysupport · /terms"
+    " · /support · /paysupport · /terms · /language"
 )
 
 
@@ -142,27 +172,27 @@ HELP = (
 
 
 def support(contact: str) -> str:
-    return (
+    return _(
         "<b>Support</b>\n"
-        f"{escape(contact)}\n\n"
+        "{contact}\n\n"
         "Please include the order id (tap the order in /orders) and what went wrong. "
         "An order without a code never costs you anything: its price comes back by itself."
-    )
+    ).format(contact=escape(contact))
 
 
 def pay_support(contact: str) -> str:
-    return (
+    return _(
         "<b>Payment support</b>\n"
         "Stars top-ups are added to your balance as soon as Telegram confirms the payment. "
         "Balance is spent on numbers only; it is not paid out in Stars.\n\n"
         "If you paid but your balance did not change, write to support with the date and the "
         "number of Stars:\n"
-        f"{escape(contact)}"
-    )
+        "{contact}"
+    ).format(contact=escape(contact))
 
 
 def terms(text: str) -> str:
-    return f"<b>Terms</b>\n{escape(text)}"
+    return _("<b>Terms</b>\n{text}").format(text=escape(text))
 
 
 # --- buy --------------------------------------------------------------------------------
@@ -170,97 +200,114 @@ def terms(text: str) -> str:
 
 def services_page(page: int, pages: int, search: str | None = None, total: int = 0) -> str:
     if search:
-        head = f"Services matching “{escape(search)}”"
+        head = _("Services matching “{search}”").format(search=escape(search))
         if total > 0:
-            head += f" ({total})"
+            head += f" ({format_number(total)})"
         return head + ":"
-    more = f" · page {page}/{pages}" if pages > 1 else ""
-    return (
-        f"Choose a service{more}. Most popular first.\n"
+    more = " · " + _("page {page}/{pages}").format(page=page, pages=pages) if pages > 1 else ""
+    return _(
+        "Choose a service{more}. Most popular first.\n"
         "Or type part of a name (for example <i>whats</i>) to search."
-    )
+    ).format(more=more)
 
 
 def service_button(name: str, min_price: int | None, currency: str) -> str:
     if min_price is None:
-        return f"{name} · sold out"
-    return f"{name} · from {format_amount(min_price, currency)}"
+        return _("{name} · sold out").format(name=name)
+    return _("{name} · from {price}").format(name=name, price=format_amount(min_price, currency))
 
 
 def search_none(search: str) -> str:
-    return f"No service matches “{escape(search)}”. Try another name, or tap Buy number to browse."
+    return _("No service matches “{search}”. Try another name, or tap Buy number to browse.").format(
+        search=escape(search)
+    )
 
 
 def search_more(shown: int, total: int) -> str:
-    return f"Showing {shown} of {total}. Type more letters to narrow it down."
+    return _("Showing {shown} of {total}. Type more letters to narrow it down.").format(
+        shown=format_number(shown), total=format_number(total)
+    )
 
 
 def countries_page(service: str, page: int, pages: int) -> str:
-    more = f" · page {page}/{pages}" if pages > 1 else ""
-    return (
-        f"<b>{escape(service_name(service))}</b>: choose a country{more}.\n"
-        "Price and numbers in stock are on each button."
-    )
+    more = " · " + _("page {page}/{pages}").format(page=page, pages=pages) if pages > 1 else ""
+    return _(
+        "<b>{service}</b>: choose a country{more}.\nPrice and numbers in stock are on each button."
+    ).format(service=escape(service_name(service)), more=more)
 
 
 def country_button(country: str, price: int, stock: int, currency: str) -> str:
-    return f"{country_label(country)} · {format_amount(price, currency)} · {stock:,} left"
+    return _("{country} · {price} · {stock} left").format(
+        country=country_label(country), price=format_amount(price, currency), stock=format_number(stock)
+    )
 
 
 def no_countries(service: str) -> str:
-    return (
-        f"No numbers for <b>{escape(service_name(service))}</b> right now. "
-        "Please try again later or pick another service."
-    )
+    return _(
+        "No numbers for <b>{service}</b> right now. Please try again later or pick another service."
+    ).format(service=escape(service_name(service)))
 
 
 def confirm(
     service: str, country: str, price: int, available: int, currency: str, expires_in_min: int
 ) -> str:
-    text = (
+    text = _(
         "<b>Confirm your order</b>\n"
-        f"Service: {escape(service_name(service))}\n"
-        f"Country: {country_label(country)}\n"
-        f"Price: <b>{format_amount(price, currency)}</b>\n"
-        f"Available balance: {format_amount(available, currency)}\n\n"
+        "Service: {service}\n"
+        "Country: {country}\n"
+        "Price: <b>{price}</b>\n"
+        "Available balance: {available}\n\n"
+    ).format(
+        service=escape(service_name(service)),
+        country=country_label(country),
+        price=format_amount(price, currency),
+        available=format_amount(available, currency),
     )
     missing = price - available
     if missing > 0:
-        return text + (
-            f"⚠️ Not enough money: you need <b>{format_amount(missing, currency)}</b> more. "
-            "Top up, then choose the number again."
-        )
-    return text + (
+        return text + _(
+            "⚠️ Not enough money: you need <b>{missing}</b> more. Top up, then choose the number again."
+        ).format(missing=format_amount(missing, currency))
+    return text + _(
         "The price is held from your balance and charged only when the code arrives. "
-        f"This price is kept for {expires_in_min} min."
-    )
+        "This price is kept for {minutes} min."
+    ).format(minutes=expires_in_min)
 
 
 def unknown_country(service: str, text: str) -> str:
-    return (
-        f"No numbers for {escape(service_name(service))} in “{escape(text)}” right now. "
-        "Pick a country from the list."
+    return _("No numbers for {service} in “{text}” right now. Pick a country from the list.").format(
+        service=escape(service_name(service)), text=escape(text)
     )
 
 
 def not_charged(reason: str) -> str:
     if reason == "out_of_stock":
-        return "😕 The numbers for this country just ran out. You were not charged."
+        return _("😕 The numbers for this country just ran out. You were not charged.")
     if reason == "price":
-        return "😕 The provider raised its price, so we stopped. You were not charged."
-    return "😕 The provider is unavailable right now. You were not charged — please try again soon."
+        return _("😕 The provider raised its price, so we stopped. You were not charged.")
+    return _("😕 The provider is unavailable right now. You were not charged — please try again soon.")
 
 
 # --- orders -----------------------------------------------------------------------------
 
 _STATUS = {
-    "reserving": "⏳ Getting your number…",
-    "waiting": "⏳ Waiting for the code",
-    "completed": "✅ Completed",
-    "cancelled": "❌ Cancelled",
-    "expired": "⌛ Expired",
-    "failed": "⚠️ Not available",
-    "refunded": "↩️ Refunded",
+    "reserving": N_("⏳ Getting your number…"),
+    "waiting": N_("⏳ Waiting for the code"),
+    "completed": N_("✅ Completed"),
+    "cancelled": N_("❌ Cancelled"),
+    "expired": N_("⌛ Expired"),
+    "failed": N_("⚠️ Not available"),
+    "refunded": N_("↩️ Refunded"),
+}
+# The status word at the end of a My orders button.
+_STATUS_WORD = {
+    "reserving": N_("reserving"),
+    "waiting": N_("waiting"),
+    "completed": N_("completed"),
+    "cancelled": N_("cancelled"),
+    "expired": N_("expired"),
+    "failed": N_("failed"),
+    "refunded": N_("refunded"),
 }
 _STATUS_SHORT = {
     "reserving": "⏳",
@@ -302,31 +349,37 @@ def order(
 ) -> str:
     lines = [f"<b>{escape(service_name(service))}</b> · {country_label(country)}"]
     if phone:
-        lines.append(f"Number: <code>{escape(phone)}</code>")
-    lines.append(f"Price: {format_amount(price, currency)}")
-    state = _STATUS.get(status, status)
+        lines.append(_("Number: <code>{phone}</code>").format(phone=escape(phone)))
+    lines.append(_("Price: {price}").format(price=format_amount(price, currency)))
+    state = translate(_STATUS.get(status, status))
     if status == "waiting":
         left = time_left(expires_at, now)
         state += f" · {left}" if left else ""
-    lines.append(f"Status: {state}")
+    lines.append(_("Status: {state}").format(state=state))
     if code:
-        lines.append(f"Code: <code>{escape(code)}</code>")
+        lines.append(_("Code: <code>{code}</code>").format(code=escape(code)))
     if open_number and expires_at is not None:
         lines.append("\n" + number_open_note(expires_at))
     if status == "waiting":
         lines.append(
-            "\nUse the number now; the code will appear in this chat. "
-            "Cancel any time before it arrives for a full refund."
+            "\n"
+            + _(
+                "Use the number now; the code will appear in this chat. "
+                "Cancel any time before it arrives for a full refund."
+            )
         )
     elif status in ("cancelled", "expired", "failed"):
         lines.append(
-            f"\n💸 {format_amount(price, currency)} is back on your balance."
+            "\n" + _("💸 {amount} is back on your balance.").format(amount=format_amount(price, currency))
             if status != "failed"
-            else "\nYou were not charged."
+            else "\n" + _("You were not charged.")
         )
     elif status == "refunded":
-        lines.append(f"\n💸 {format_amount(price, currency)} was refunded to your balance.")
-    lines.append(f"\n<i>Order {escape(order_id[:8])}</i>")
+        lines.append(
+            "\n"
+            + _("💸 {amount} was refunded to your balance.").format(amount=format_amount(price, currency))
+        )
+    lines.append("\n<i>" + _("Order {id}").format(id=escape(order_id[:8])) + "</i>")
     return "\n".join(lines)
 
 
@@ -334,26 +387,26 @@ def cancelled(refunded: int, balance: int, currency: str, *, html: bool = True) 
     """The cancel confirmation; ``html=False`` for a callback toast, which Telegram shows as
     plain text (tags would appear literally)."""
     amount = format_amount(balance, currency)
-    return (
-        f"❌ Order cancelled. {format_amount(refunded, currency)} refunded — "
-        f"your available balance is now {f'<b>{amount}</b>' if html else amount}."
+    return _("❌ Order cancelled. {refunded} refunded — your available balance is now {balance}.").format(
+        refunded=format_amount(refunded, currency), balance=f"<b>{amount}</b>" if html else amount
     )
 
 
-CANCEL_ALREADY = "This order was already cancelled; the money is back on your balance."
-CANCEL_COMPLETED_INSTEAD = "A code arrived just before you cancelled, so the order is complete."
-CANCEL_TOO_EARLY = "Your number is still being set up. Try again in a few seconds."
-ANOTHER_REQUESTED = "Asked for another code. It will appear in this chat."
-CHECKED_NOTHING = "No code yet. We keep checking and will post it here."
-CHECKED_CODE = "The code has arrived!"
+CANCEL_ALREADY = N_("This order was already cancelled; the money is back on your balance.")
+CANCEL_COMPLETED_INSTEAD = N_("A code arrived just before you cancelled, so the order is complete.")
+CANCEL_TOO_EARLY = N_("Your number is still being set up. Try again in a few seconds.")
+ANOTHER_REQUESTED = N_("Asked for another code. It will appear in this chat.")
+CHECKED_NOTHING = N_("No code yet. We keep checking and will post it here.")
+CHECKED_CODE = N_("The code has arrived!")
 
 
 def order_closed(status: str) -> str:
-    return f"This order is {_STATUS.get(status, status).split(' ', 1)[-1].lower()}; nothing to do."
+    state = translate(_STATUS.get(status, status)).split(" ", 1)[-1].lower()
+    return _("This order is {state}; nothing to do.").format(state=state)
 
 
 def code_message(code: str | None, text: str | None, phone: str | None, service: str) -> str:
-    head = f"📩 Code for {escape(service_name(service))}"
+    head = _("📩 Code for {service}").format(service=escape(service_name(service)))
     if phone:
         head += f" ({escape(phone)})"
     body = [head + ":", f"<code>{escape(code or '—')}</code>"]
@@ -367,29 +420,36 @@ def money_back(kind: str, price: int, currency: str, service: str, balance: int 
     what = escape(service_name(service))
     amount = format_amount(price, currency)
     if kind == "expired":
-        first = f"⌛ No code arrived for your {what} number in time. {amount} is back on your balance."
+        first = _("⌛ No code arrived for your {service} number in time. {amount} is back on your balance.")
     elif kind == "failed":
-        first = f"⚠️ We couldn't get a {what} number for you. You were not charged ({amount} released)."
+        first = _("⚠️ We couldn't get a {service} number for you. You were not charged ({amount} released).")
     elif kind == "cancelled":
-        first = f"❌ Your {what} order was cancelled. {amount} is back on your balance."
+        first = _("❌ Your {service} order was cancelled. {amount} is back on your balance.")
     else:  # refunded by staff after completion
-        first = f"↩️ Your {what} order was refunded. {amount} is back on your balance."
+        first = _("↩️ Your {service} order was refunded. {amount} is back on your balance.")
+    first = first.format(service=what, amount=amount)
     if balance is not None:
-        first += f"\nAvailable balance: <b>{format_amount(balance, currency)}</b>."
+        first += "\n" + _("Available balance: <b>{amount}</b>.").format(
+            amount=format_amount(balance, currency)
+        )
     return first
 
 
 def wallet_adjusted(direction: str, amount: int, currency: str, balance: int | None) -> str:
-    verb = "credited" if direction == "credit" else "debited"
-    where = "to" if direction == "credit" else "from"
-    text = f"💳 Support {verb} {format_amount(amount, currency)} {where} your wallet."
+    if direction == "credit":
+        text = _("💳 Support credited {amount} to your wallet.")
+    else:
+        text = _("💳 Support debited {amount} from your wallet.")
+    text = text.format(amount=format_amount(amount, currency))
     if balance is not None:
-        text += f" Balance: <b>{format_amount(balance, currency)}</b>."
+        text += " " + _("Balance: <b>{amount}</b>.").format(amount=format_amount(balance, currency))
     return text
 
 
 def number_ready(phone: str | None, service: str) -> str:
-    return f"📱 Your {escape(service_name(service))} number is ready: <code>{escape(phone or '')}</code>"
+    return _("📱 Your {service} number is ready: <code>{phone}</code>").format(
+        service=escape(service_name(service)), phone=escape(phone or "")
+    )
 
 
 def staff_alert(text: str) -> str:
@@ -400,78 +460,80 @@ def staff_alert(text: str) -> str:
 
 
 def balance(balance_: int, held: int, available: int, currency: str) -> str:
-    return (
+    return _(
         "<b>Your balance</b>\n"
-        f"Balance: {format_amount(balance_, currency)}\n"
-        f"Held for open orders: {format_amount(held, currency)}\n"
-        f"Available: <b>{format_amount(available, currency)}</b>\n\n"
+        "Balance: {balance}\n"
+        "Held for open orders: {held}\n"
+        "Available: <b>{available}</b>\n\n"
         "Top up with Telegram Stars: pick a package or another amount."
+    ).format(
+        balance=format_amount(balance_, currency),
+        held=format_amount(held, currency),
+        available=format_amount(available, currency),
     )
 
 
 def ask_amount(currency: str, low: int, high: int) -> str:
-    return (
-        f"Type the amount to add in {currency}, for example <code>7.50</code> "
-        f"(from {format_amount(low, currency)} to {format_amount(high, currency)}). "
-        "Send /start to go back."
-    )
+    return _(
+        "Type the amount to add in {currency}, for example <code>7.50</code> "
+        "(from {low} to {high}). Send /start to go back."
+    ).format(currency=currency, low=format_amount(low, currency), high=format_amount(high, currency))
 
 
 def bad_amount(currency: str, low: int, high: int) -> str:
-    return (
-        f"That is not an amount I can use. Write it like <code>7.50</code>, "
-        f"from {format_amount(low, currency)} to {format_amount(high, currency)}."
-    )
+    return _(
+        "That is not an amount I can use. Write it like <code>7.50</code>, from {low} to {high}."
+    ).format(low=format_amount(low, currency), high=format_amount(high, currency))
 
 
 def invoice_title(amount: int, currency: str) -> str:
-    return f"Top up {format_amount(amount, currency)}"
+    return _("Top up {amount}").format(amount=format_amount(amount, currency))
 
 
 def invoice_description(stars: int, amount: int, currency: str) -> str:
-    return f"{stars} Stars add {format_amount(amount, currency)} to your numbershop balance."
-
-
-def invoice_label(amount: int, currency: str) -> str:
-    return f"Balance {format_amount(amount, currency)}"
-
-
-def topped_up(amount: int, available: int, currency: str) -> str:
-    return (
-        f"✅ Payment received: {format_amount(amount, currency)} added.\n"
-        f"Available balance: <b>{format_amount(available, currency)}</b>."
+    return _("{stars} Stars add {amount} to your numbershop balance.").format(
+        stars=format_number(stars), amount=format_amount(amount, currency)
     )
 
 
-TOPUP_ALREADY = "This payment was already added to your balance."
-INVOICE_INVALID = "This invoice is no longer valid. Open Balance & top up for a new one."
-PAYMENT_UNMATCHED = (
+def invoice_label(amount: int, currency: str) -> str:
+    return _("Balance {amount}").format(amount=format_amount(amount, currency))
+
+
+def topped_up(amount: int, available: int, currency: str) -> str:
+    return _("✅ Payment received: {amount} added.\nAvailable balance: <b>{available}</b>.").format(
+        amount=format_amount(amount, currency), available=format_amount(available, currency)
+    )
+
+
+TOPUP_ALREADY = N_("This payment was already added to your balance.")
+INVOICE_INVALID = N_("This invoice is no longer valid. Open Balance & top up for a new one.")
+PAYMENT_UNMATCHED = N_(
     "We received a payment we could not match to an invoice. Your Stars are safe: please "
     "write to support with this id: {charge_id}"
 )
 
 # --- errors -----------------------------------------------------------------------------
 
-WORKING = "⏳ Working on it…"
-STALE_BUTTON = "That button no longer works. Send /start to open the menu."
-RATE_LIMITED = "You're going a bit fast — please wait a second and try again."
-BLOCKED = "Your account is blocked. Please contact support."
-INTERNAL = "Something went wrong on our side. Your money is safe — please try again."
-QUOTE_EXPIRED = "This price has expired. Please choose the number again to see a fresh price."
-OUT_OF_STOCK = "No numbers in stock for that right now. Please try another country or later."
-PROVIDER_DOWN = "The provider isn't answering right now. Your money is safe — try again soon."
-NO_MORE_CODES = "This number can't receive more codes."
-CONFLICT = "That button was already used for something else. Send /start to begin again."
-BAD_INPUT = "That didn't look right. Send /start to open the menu."
-NOT_IN_PRIVATE = "Please talk to me in a private chat."
-NOT_UNDERSTOOD = "I understand text and buttons. Type a service name to search, or send /start."
+WORKING = N_("⏳ Working on it…")
+STALE_BUTTON = N_("That button no longer works. Send /start to open the menu.")
+RATE_LIMITED = N_("You're going a bit fast — please wait a second and try again.")
+BLOCKED = N_("Your account is blocked. Please contact support.")
+INTERNAL = N_("Something went wrong on our side. Your money is safe — please try again.")
+QUOTE_EXPIRED = N_("This price has expired. Please choose the number again to see a fresh price.")
+OUT_OF_STOCK = N_("No numbers in stock for that right now. Please try another country or later.")
+PROVIDER_DOWN = N_("The provider isn't answering right now. Your money is safe — try again soon.")
+NO_MORE_CODES = N_("This number can't receive more codes.")
+CONFLICT = N_("That button was already used for something else. Send /start to begin again.")
+BAD_INPUT = N_("That didn't look right. Send /start to open the menu.")
+NOT_IN_PRIVATE = N_("Please talk to me in a private chat.")
+NOT_UNDERSTOOD = N_("I understand text and buttons. Type a service name to search, or send /start.")
 
 
 def insufficient(missing: int, currency: str) -> str:
-    return (
-        f"Not enough money: you need {format_amount(missing, currency)} more. "
-        "Open Balance & top up to add funds. You were not charged."
-    )
+    return _(
+        "Not enough money: you need {missing} more. Open Balance & top up to add funds. You were not charged."
+    ).format(missing=format_amount(missing, currency))
 
 
 # --- Crypto Pay top-ups (bot/handlers/crypto.py) ---------------------------------------
@@ -827,3 +889,45 @@ def split_phone(phone: str, country: str) -> tuple[str, str, str]:
         if not calling or not digits.startswith(calling):
             return "+" + digits, "", digits
     return "+" + digits, calling, digits[len(calling) :]
+
+
+# --- languages --------------------------------------------------------------------------
+
+
+def language_prompt() -> str:
+    return _("Choose the language I speak to you in:")
+
+
+def language_set() -> str:
+    return _("Done: I'll speak English from now on.")
+
+
+def cmd_descriptions() -> dict[str, str]:
+    """The command list Telegram shows next to the text box (setMyCommands), per language."""
+    return {
+        "start": _("Menu and balance"),
+        "buy": _("Buy a number: /buy whatsapp GB"),
+        "balance": _("Balance and top up with Stars"),
+        "orders": _("My recent orders"),
+        "help": _("How it works and refunds"),
+        "support": _("Contact support"),
+        "paysupport": _("Help with a Stars payment"),
+        "terms": _("Terms of the shop"),
+        "promo": _("Redeem a promo code"),
+        "referral": _("Invite friends and earn"),
+        "language": _("Change the language"),
+    }
+
+
+# Module-level texts marked N_() are translated when read: take them out of the module's
+# namespace so every ``texts.NAME`` goes through ``__getattr__`` in the reader's language.
+_DEFERRED: dict[str, str] = {k: v for k, v in globals().items() if type(v) is _Deferred}
+for _name in _DEFERRED:
+    del globals()[_name]
+
+
+def __getattr__(name: str) -> str:
+    try:
+        return translate(_DEFERRED[name])
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

@@ -35,6 +35,11 @@ class UserRow:
     blocked: bool
     unreachable: bool
     created_at: datetime
+    # The language the bot speaks to this user (one of LANGUAGES); None until first seen
+    # with a language. ``language_chosen``: picked with /language, so the client's language
+    # no longer replaces it.
+    language: str | None = None
+    language_chosen: bool = False
 
 
 _COLUMNS = (
@@ -46,6 +51,8 @@ _COLUMNS = (
     users.c.blocked,
     users.c.unreachable,
     users.c.created_at,
+    users.c.language,
+    users.c.language_chosen,
 )
 
 
@@ -59,6 +66,8 @@ def _row(row: Any) -> UserRow:
         blocked=bool(row.blocked),
         unreachable=bool(row.unreachable),
         created_at=row.created_at,
+        language=row.language,
+        language_chosen=bool(row.language_chosen),
     )
 
 
@@ -99,6 +108,7 @@ async def get_or_create_user(
     username: str | None = None,
     first_name: str | None = None,
     now: datetime,
+    language: str | None = None,
 ) -> UserRow:
     """The user for ``telegram_id``, created with a fresh wallet if there is none yet.
 
@@ -111,8 +121,11 @@ async def get_or_create_user(
     orphan account.
 
     A changed username or first name is stored, so staff search finds current names.
+    ``language`` (the one Telegram reports, mapped to ours) is stored unless the user picked
+    one with /language: a choice is never overwritten by the client's language.
     """
     check_telegram_id(telegram_id)
+    language = language if language in LANGUAGES else None
     username = _clip(username.lstrip("@") if username else None, 64)
     first_name = _clip(first_name, 128)
 
@@ -124,6 +137,8 @@ async def get_or_create_user(
                 telegram_id=telegram_id,
                 username=username,
                 first_name=first_name,
+                language=language,
+                language_chosen=False,
                 wallet_account_id=wallet_id,
                 blocked=False,
                 unreachable=False,
@@ -140,6 +155,8 @@ async def get_or_create_user(
         changes["username"] = username
     if first_name is not None and first_name != existing.first_name:
         changes["first_name"] = first_name
+    if language is not None and language != existing.language and not existing.language_chosen:
+        changes["language"] = language
     if changes:
         await conn.execute(update(users).where(users.c.id == existing.id).values(**changes))
         existing = await _must_find(conn, telegram_id)
@@ -197,15 +214,85 @@ async def mark_unreachable(conn: AsyncConnection, telegram_id: int, unreachable:
 
 # --- services ---------------------------------------------------------------------------
 
+# The languages the shop speaks (gettext locale names). The bot owns the texts; core only
+# guards what is stored, so a bad value can never reach the column.
+LANGUAGES = ("en", "ru", "es", "pt_BR", "id")
+
+
+def _check_language(language: str) -> str:
+    if language not in LANGUAGES:
+        raise InvalidInput(f"{language!r} is not a supported language")
+    return language
+
+
+async def set_language(db: Database, telegram_id: int, language: str) -> bool:
+    """The user picked a language (/language): stored and marked chosen. False when there is
+    no such user; an unsupported language is bad input and nothing is written.
+
+    Idempotent: setting the same language again changes nothing visible."""
+    check_telegram_id(telegram_id)
+    _check_language(language)
+    async with db.begin() as conn:
+        result = await conn.execute(
+            update(users)
+            .where(users.c.telegram_id == telegram_id)
+            .values(language=language, language_chosen=True)
+        )
+    return result.rowcount == 1
+
+
+async def follow_client_language(db: Database, telegram_id: int, language: str) -> bool:
+    """The user's Telegram client now reports another language: store it, unless the user
+    picked one with /language (checked in the same UPDATE, so a pick made at the same moment
+    always wins). True when something changed."""
+    check_telegram_id(telegram_id)
+    _check_language(language)
+    async with db.begin() as conn:
+        result = await conn.execute(
+            update(users)
+            .where(
+                users.c.telegram_id == telegram_id,
+                users.c.language_chosen.is_(False),
+                or_(users.c.language.is_(None), users.c.language != language),
+            )
+            .values(language=language)
+        )
+    return result.rowcount == 1
+
+
+async def user_language(db: Database, telegram_id: int) -> tuple[str | None, bool]:
+    """The stored language of a user (None when unknown or none yet) and whether the user
+    chose it; the sender renders a queued message in that language."""
+    async with db.read() as conn:
+        row = (
+            await conn.execute(
+                select(users.c.language, users.c.language_chosen).where(users.c.telegram_id == telegram_id)
+            )
+        ).one_or_none()
+    if row is None or row.language not in LANGUAGES:
+        return None, False
+    return row.language, bool(row.language_chosen)
+
 
 async def resolve_user(
-    db: Database, *, telegram_id: int, username: str | None, first_name: str | None, now: datetime
+    db: Database,
+    *,
+    telegram_id: int,
+    username: str | None,
+    first_name: str | None,
+    now: datetime,
+    language: str | None = None,
 ) -> UserRow:
     """The user behind a Telegram update, created on first sight. Someone who writes to the
     bot can be messaged again, so a user marked unreachable is marked reachable."""
     async with db.begin() as conn:
         row = await get_or_create_user(
-            conn, telegram_id=telegram_id, username=username, first_name=first_name, now=now
+            conn,
+            telegram_id=telegram_id,
+            username=username,
+            first_name=first_name,
+            now=now,
+            language=language,
         )
         if row.unreachable:
             await mark_unreachable(conn, telegram_id, False)

@@ -73,6 +73,7 @@ def routers() -> list[Router]:
         crypto,
         fallback,
         help,
+        language,
         orders,
         promo,
         referral,
@@ -82,5 +83,5 @@ def routers() -> list[Router]:
     )
 
     # start first (it also leaves any half-typed input), fallback last (it catches the rest).
-    first = (start, help, support, promo, referral, balance, crypto, orders, steps, buy, fallback)
+    first = (start, help, support, language, promo, referral, balance, crypto, orders, steps, buy, fallback)
     return [m.handlers.router() for m in first]

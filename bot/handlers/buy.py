@@ -16,6 +16,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from bot import keyboards, texts
 from bot.context import ShopContext, accessible, send_screen, show
 from bot.handlers import HandlerSet
+from bot.i18n import current_locale
 from bot.invoices import MAX_STARS, amount_bounds, credit_for_stars, stars_for_amount
 from bot.middlewares import Reply
 from core import catalogue, pending_confirm, quotes
@@ -47,8 +48,11 @@ async def _services_page(
 
 
 async def services_screen(shop: ShopContext, offset: int = 0) -> Screen:
-    """Everyone sees the same page, so the rendered screen is cached with the catalogue."""
-    return await shop.catalogue_cache.get(("services-screen", offset), lambda: _render_services(shop, offset))
+    """Everyone reading one language sees the same page, so the rendered screen is cached
+    with the catalogue, per language."""
+    return await shop.catalogue_cache.get(
+        ("services-screen", current_locale(), offset), lambda: _render_services(shop, offset)
+    )
 
 
 async def _render_services(shop: ShopContext, offset: int) -> Screen:
@@ -84,9 +88,10 @@ async def _offers(shop: ShopContext, service: str) -> list[CountryOffer]:
 
 
 async def countries_screen(shop: ShopContext, service: str, offset: int = 0) -> Screen:
-    """The same for everyone, so cached like the services page."""
+    """The same for everyone reading one language, so cached like the services page."""
     return await shop.catalogue_cache.get(
-        ("countries-screen", service, offset), lambda: _render_countries(shop, service, offset)
+        ("countries-screen", current_locale(), service, offset),
+        lambda: _render_countries(shop, service, offset),
     )
 
 

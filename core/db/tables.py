@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -71,6 +72,9 @@ users = Table(
     Column("username", String(64)),
     Column("first_name", String(128)),
     Column("language", String(8)),
+    # True once the user picked the language with /language; until then the bot follows the
+    # language of the user's Telegram client.
+    Column("language_chosen", Boolean, nullable=False, default=False, server_default=false()),
     Column("wallet_account_id", Integer, ForeignKey("accounts.id"), nullable=False, unique=True),
     Column("blocked", Boolean, nullable=False, default=False),
     Column("unreachable", Boolean, nullable=False, default=False),

@@ -67,7 +67,10 @@ async def page_config(request: web.Request) -> web.Response:
 
 
 async def commands(request: web.Request) -> web.Response:
-    return _json({"ok": True, "result": request.app[BOT_KEY].commands()})
+    """The command list as the simulated app shows it: in its language, else the default."""
+    language = request.query.get("language_code", "").split("-", 1)[0].lower()
+    bot = request.app[BOT_KEY]
+    return _json({"ok": True, "result": bot.commands(language_code=language) or bot.commands()})
 
 
 async def activations(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from sqlalchemy import func, insert, select
 from core import audit, catalogue, support, update_log, users, webhooks
 from core.db.tables import audit_log, countries, offers, price_overrides, services, webhook_events
 from core.db.tables import users as users_t
+from core.errors import InvalidInput
 from core.price_overrides import override_price, remove_price_override
 from core.providers.base import SmsMessage
 from core.webhooks import WebhookOutcome
@@ -249,3 +250,32 @@ async def test_wallet_balance_reads_the_users_wallet(db, clock) -> None:
     user = await users.resolve_user(db, telegram_id=5, username=None, first_name=None, now=clock.now())
     balance = await users.wallet_balance(db, user.wallet_account_id)
     assert (balance.balance, balance.held, balance.available) == (0, 0, 0)
+
+
+async def test_the_client_language_is_followed_until_the_user_picks_one(db, clock) -> None:
+    first = await users.resolve_user(
+        db, telegram_id=41, username=None, first_name=None, now=clock.now(), language="ru"
+    )
+    assert (first.language, first.language_chosen) == ("ru", False)
+    assert await users.follow_client_language(db, 41, "es") is True
+    assert await users.follow_client_language(db, 41, "es") is False  # nothing to change
+    assert await users.user_language(db, 41) == ("es", False)
+    assert await users.set_language(db, 41, "pt_BR") is True
+    assert await users.user_language(db, 41) == ("pt_BR", True)
+    # A picked language is never replaced by the client's, on either path.
+    assert await users.follow_client_language(db, 41, "ru") is False
+    again = await users.resolve_user(
+        db, telegram_id=41, username=None, first_name=None, now=clock.now(), language="id"
+    )
+    assert (again.language, again.language_chosen) == ("pt_BR", True)
+    # Unknown language: bad input, nothing written; unknown user: nothing to set.
+    with pytest.raises(InvalidInput):
+        await users.set_language(db, 41, "xx")
+    assert await users.user_language(db, 41) == ("pt_BR", True)
+    assert await users.set_language(db, 42, "ru") is False
+    assert await users.user_language(db, 42) == (None, False)
+    # A client language the shop does not speak is not stored.
+    other = await users.resolve_user(
+        db, telegram_id=43, username=None, first_name=None, now=clock.now(), language="de"
+    )
+    assert other.language is None

@@ -21,6 +21,7 @@
     pending: new Map(), // callback query id -> button element
     commands: [],
     online: true,
+    languageCode: "en", // what the simulated Telegram app reports (the bot follows it)
   };
 
   // ------------------------------------------------------------------ helpers
@@ -327,7 +328,7 @@
     if (!text) return;
     try {
       await api("POST", `/control/bots/${state.bot.id}/users/${state.userId}/messages`,
-        { text, first_name: state.firstName });
+        { text, first_name: state.firstName, language_code: state.languageCode });
     } catch (err) {
       toast(`Could not send: ${err.message}`);
     }
@@ -454,7 +455,7 @@
 
   async function loadCommands() {
     try {
-      state.commands = await api("GET", "/sandbox/api/commands");
+      state.commands = await api("GET", `/sandbox/api/commands?language_code=${encodeURIComponent(state.languageCode)}`);
     } catch (_) {
       state.commands = [];
     }
@@ -491,7 +492,21 @@
     state.userId = Number.isInteger(asked) && asked > 0 && asked < 1e12 ? asked : cfg.user.id;
     state.firstName = (params.get("name") || "").slice(0, 64)
       || (state.userId === cfg.user.id ? cfg.user.first_name : `User ${state.userId}`);
-    await api("POST", botPath(`/users/${state.userId}`), { first_name: state.firstName });
+    const picker = $("language");
+    const known = [...picker.options].map((o) => o.value);
+    const wanted = [params.get("lang"), localStorage.getItem("numbershop.sandbox.lang"),
+      (navigator.language || "").toLowerCase(), (navigator.language || "").slice(0, 2).toLowerCase()];
+    state.languageCode = wanted.find((l) => l && known.includes(l)) || "en";
+    picker.value = state.languageCode;
+    picker.onchange = async () => {
+      state.languageCode = picker.value;
+      localStorage.setItem("numbershop.sandbox.lang", state.languageCode);
+      state.commands = [];
+      await api("POST", botPath(`/users/${state.userId}`), { language_code: state.languageCode });
+      toast("App language changed. Send /start: the bot follows it unless you picked one with /language.");
+    };
+    await api("POST", botPath(`/users/${state.userId}`),
+      { first_name: state.firstName, language_code: state.languageCode });
 
     $("bot-name").textContent = cfg.bot.first_name;
     $("bot-status").textContent = `@${cfg.bot.username} · bot`;

@@ -69,6 +69,8 @@ async def test_bot_publishes_its_commands_at_start(db, clock) -> None:
     async with shop_harness(db, clock, set_commands=True) as shop:
         await shop.say(ALICE, "/start")  # polling, so the command list is already set
         published = [(c.command, c.description) for c in await shop.app.bot.get_my_commands()]
+        # Each language gets the list in its own words (Telegram picks it by the client's language).
+        russian = {c.command: c.description for c in await shop.app.bot.get_my_commands(language_code="ru")}
     assert [c for c, _ in published] == [
         "start",
         "buy",
@@ -80,6 +82,8 @@ async def test_bot_publishes_its_commands_at_start(db, clock) -> None:
         "terms",
         "promo",
         "referral",
+        "language",
     ]
     assert published == [(c.command, c.description) for c in COMMANDS]
     assert all(description for _, description in published)
+    assert russian["language"] == "Сменить язык"
