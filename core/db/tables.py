@@ -372,3 +372,13 @@ job_runs = Table(
     Column("last_error", Text),
     Column("owner", String(64)),
 )
+
+# A buyer's saved service+country pairs (⭐ on the confirm screen), shown atop the service list.
+favourites = Table(
+    "favourites",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("service", String(32), primary_key=True),
+    Column("country", String(2), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
