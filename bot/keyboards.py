@@ -10,7 +10,8 @@ works" fallback, and every id is re-checked against its owner by core.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
@@ -18,9 +19,11 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from pydantic import Field
 
-from bot import texts
+from bot import layout, texts
 from core.catalogue import CountryOffer, ServiceView
 from core.orders import OrderView
+from core.search import country_name, short_country_name
+from core.search_data import service_name
 
 SERVICES_PER_PAGE = 8
 COUNTRIES_PER_PAGE = 8
@@ -67,6 +70,14 @@ class AgainCb(CallbackData, prefix="ag"):
     """
 
     order: UUID
+
+
+class CountriesCb(CallbackData, prefix="cl"):
+    """A page of a service's country list in an order: cheapest or most in stock first."""
+
+    service: str = Code
+    offset: int = Offset
+    sort: Literal["price", "stock"] = "price"
 
 
 class FavCb(CallbackData, prefix="fv"):
@@ -145,48 +156,159 @@ def _pager(
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class ShortItem:
+    """A favourite or recent pair on top of the service list, at its current price."""
+
+    service: str
+    country: str
+    saved: bool
+    price: int | None  # None: not sold now (the button opens the service's countries)
+
+
 def services(
-    views: list[ServiceView], *, offset: int, total: int, currency: str, paged: bool = True
+    views: list[ServiceView],
+    *,
+    offset: int,
+    total: int,
+    currency: str,
+    paged: bool = True,
+    lang: str = "en",
+    shortlist: Sequence[ShortItem] = (),
+    extra: Sequence[InlineKeyboardButton] = (),
 ) -> InlineKeyboardMarkup:
-    buttons = [
-        _button(
-            texts.service_button(v.name, v.min_price if v.available else None, currency),
-            ServiceCb(code=v.code, offset=0),
+    """Services two to a row where both labels fit a phone, price first if that makes them
+    fit, else one to a row; the buyer's favourites and recent pairs first."""
+    rows: list[list[InlineKeyboardButton]] = []
+    for item in shortlist:
+        label = texts.shortlist_button(
+            item.saved,
+            service_name(item.service, texts.service_name(item.service), lang),
+            texts.flag(item.country),
+            item.price,
+            currency,
         )
-        for v in views
-    ]
-    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+        data: CallbackData = (
+            CountryCb(service=item.service, country=item.country)
+            if item.price is not None
+            else ServiceCb(code=item.service, offset=0)
+        )
+        rows.append([_button(label, data)])
+    labelled = []
+    for v in views:
+        name = service_name(v.code, v.name, lang)
+        price = v.min_price if v.available else None
+        label = texts.service_choice(name, price, currency)
+        if not layout.fits(label, 2):
+            short = texts.service_choice(name, price, currency, short=True)
+            label = short if layout.fits(short, 2) else label
+        labelled.append((label, _button(label, ServiceCb(code=v.code, offset=0))))
+    rows.extend(layout.rows_of(labelled, 2))  # type: ignore[arg-type]
+    if extra:
+        rows.append(list(extra))
     if paged:
         rows.append(_pager(offset, SERVICES_PER_PAGE, total, lambda o: ServicesCb(offset=o)))
     rows.append(menu_row())
     return _markup(rows)
 
 
+def country_label(o: CountryOffer, lang: str, currency: str, *, popular: bool) -> str:
+    """The longest label for the offer that fits one to a row."""
+    flag = texts.flag(o.country)
+    variants = texts.country_choice(
+        flag, country_name(o.country, lang), o.price, o.stock, currency, popular=popular
+    )
+    short = short_country_name(o.country, lang)
+    if short != country_name(o.country, lang):
+        variants += texts.country_choice(flag, short, o.price, o.stock, currency, popular=popular)
+    for label in variants:
+        if layout.fits(label, 1):
+            return label
+    return variants[-1]
+
+
 def countries(
-    service: str, offers: list[CountryOffer], *, offset: int, currency: str
+    service: str,
+    offers: list[CountryOffer],
+    *,
+    offset: int,
+    currency: str,
+    lang: str = "en",
+    popular: frozenset[str] = frozenset(),
+    by_stock: bool = False,
+    paged: bool = True,
+    sortable: bool = True,
 ) -> InlineKeyboardMarkup:
-    page = offers[offset : offset + COUNTRIES_PER_PAGE]
+    """One country a row (flag, name, price and stock need the width); ``offers`` already in
+    display order (popular first)."""
+    page = offers[offset : offset + COUNTRIES_PER_PAGE] if paged else offers
     rows = [
         [
             _button(
-                texts.country_button(o.country, o.price, o.stock, currency),
+                country_label(o, lang, currency, popular=o.country in popular),
                 CountryCb(service=service, country=o.country),
             )
         ]
         for o in page
     ]
-    rows.append(_pager(offset, COUNTRIES_PER_PAGE, len(offers), lambda o: ServiceCb(code=service, offset=o)))
+    sort: Literal["price", "stock"] = "stock" if by_stock else "price"
+    if paged:
+        rows.append(
+            _pager(
+                offset,
+                COUNTRIES_PER_PAGE,
+                len(offers),
+                lambda o: CountriesCb(service=service, offset=o, sort=sort),
+            )
+        )
+    if sortable and len(offers) > 1:
+        other: Literal["price", "stock"] = "price" if by_stock else "stock"
+        rows.append([_button(texts.btn_sort(by_stock), CountriesCb(service=service, offset=0, sort=other))])
+    else:
+        rows.append([_button(texts.btn_all_countries(), ServiceCb(code=service, offset=0))])
     rows.append([_BACK, _MENU])
     return _markup(rows)
 
 
-def confirm(service: str, quote_id: str, price: int, currency: str, *, enough: bool) -> InlineKeyboardMarkup:
+def no_match(
+    suggestions: Sequence[tuple[str, CallbackData]], everything: InlineKeyboardButton
+) -> InlineKeyboardMarkup:
+    """For "no match": the closest names, then the full list the text promises."""
+    rows = [[_button(label, data)] for label, data in suggestions]
+    rows.append([everything])
+    rows.append(menu_row())
+    return _markup(rows)
+
+
+def all_services_button() -> InlineKeyboardButton:
+    return _button(texts.btn_all_services(), ServicesCb(offset=0))
+
+
+def all_countries_button(service: str) -> InlineKeyboardButton:
+    return _button(texts.btn_all_countries(), ServiceCb(code=service, offset=0))
+
+
+def confirm(
+    service: str,
+    quote_id: str,
+    price: int,
+    currency: str,
+    *,
+    enough: bool,
+    country: str | None = None,
+    saved: bool = False,
+) -> InlineKeyboardMarkup:
     first = (
         _button(texts.btn_buy(price, currency), BuyCb(quote=UUID(quote_id)))
         if enough
         else _button(texts.BTN_TOP_UP, MenuCb(to="balance"))
     )
-    return _markup([[first], [_button(texts.BTN_BACK, ServiceCb(code=service, offset=0)), *menu_row()]])
+    fav = (
+        [_button(texts.btn_favourite(saved), FavCb(service=service, country=country, on=not saved))]
+        if country
+        else []
+    )
+    return _markup([[first], fav, [_button(texts.BTN_BACK, ServiceCb(code=service, offset=0)), *menu_row()]])
 
 
 def not_charged(service: str) -> InlineKeyboardMarkup:

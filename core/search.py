@@ -28,7 +28,7 @@ from babel import Locale
 from rapidfuzz import fuzz, process
 
 from core.catalogue_data import COUNTRIES, SERVICES
-from core.search_data import ALIASES, LANGUAGES, LOCAL_NAMES, SERVICE_NAMES
+from core.search_data import ALIASES, LANGUAGES, LOCAL_NAMES, SERVICE_NAMES, SHORT_COUNTRY_NAMES
 
 MAX_TERM = 64
 FUZZY_MIN_LEN = 4  # shorter texts match too much by accident
@@ -238,6 +238,11 @@ def country_name(code: str, lang: str) -> str:
     return code
 
 
+def short_country_name(code: str, lang: str) -> str:
+    """An everyday short name where the CLDR one is too long for a button, else the CLDR one."""
+    return SHORT_COUNTRY_NAMES.get(supported(lang), {}).get(code) or country_name(code, lang)
+
+
 @functools.cache
 def dialling_codes() -> dict[str, tuple[int, ...]]:
     """Region -> international calling codes, from the ``phonenumbers`` metadata."""
@@ -254,7 +259,8 @@ def country_entries(lang: str) -> list[Entry]:
     codes = dialling_codes()
     entries = []
     for rank, c in enumerate(COUNTRIES):
-        names = tuple(n for n in (mine.get(c.code), en.get(c.code), c.name) if n)
+        short = SHORT_COUNTRY_NAMES.get(lang, {}).get(c.code)
+        names = tuple(n for n in (mine.get(c.code), en.get(c.code), c.name, short) if n)
         dials = tuple(f"+{d}" for d in codes.get(c.code, ()))
         entries.append(Entry(c.code, names, (c.code, *dials), len(COUNTRIES) - rank))
     return entries
@@ -286,6 +292,7 @@ __all__ = [
     "SearchIndex",
     "Tier",
     "country_name",
+    "short_country_name",
     "normalize",
     "search_countries",
     "search_services",

@@ -80,6 +80,11 @@ LOCAL_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
     "id": {"whatsapp": ("wa", "wasap"), "other": ("lain", "lainnya")},
 }
 
+# Shorter everyday names for countries whose CLDR name does not fit a phone-wide button.
+SHORT_COUNTRY_NAMES: dict[str, dict[str, str]] = {
+    "ru": {"ZA": "ЮАР", "US": "США", "GB": "Британия"},
+}
+
 
 def service_name(code: str, english: str, lang: str) -> str:
     """The name shown for a service in ``lang``: the English name unless it differs there."""

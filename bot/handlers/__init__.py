@@ -67,7 +67,7 @@ def _inline(f: Any) -> Any:
 
 
 def routers() -> list[Router]:
-    from bot.handlers import balance, buy, fallback, help, orders, start, support
+    from bot.handlers import balance, buy, fallback, help, orders, search, start, support
 
     # start first (it also leaves any half-typed input), fallback last (it catches the rest).
-    return [m.handlers.router() for m in (start, help, support, balance, orders, buy, fallback)]
+    return [m.handlers.router() for m in (start, help, support, balance, orders, search, buy, fallback)]
