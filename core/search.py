@@ -33,7 +33,7 @@ from core.search_data import ALIASES, LANGUAGES, LOCAL_NAMES, SERVICE_NAMES, SHO
 MAX_TERM = 64
 FUZZY_MIN_LEN = 4  # shorter texts match too much by accident
 FUZZY_CUTOFF = 75.0  # rapidfuzz ratio (0-100) that counts as "the same name, mistyped"
-SUGGEST_CUTOFF = 50.0  # close enough to offer as "did you mean"
+SUGGEST_CUTOFF = 60.0  # close enough to offer as "did you mean" when nothing matched
 _SEP = "\x00"
 _DIAL = re.compile(r"^\+?\s*\d[\d\s-]{0,6}$")
 
@@ -65,6 +65,7 @@ class Hit:
 @dataclass(frozen=True, slots=True)
 class Result:
     hits: tuple[Hit, ...]
+    total: int = 0  # all hits, of which ``hits`` holds the best
     suggestions: tuple[str, ...] = ()  # keys close to the text, offered when nothing matched
     opens: str | None = None  # the key to open without asking, when the match is unambiguous
 
@@ -89,110 +90,119 @@ def normalize(text: str) -> str:
 
 @dataclass
 class SearchIndex:
-    """A language's names prepared for cheap queries (build once, query often)."""
+    """A language's names prepared for cheap queries (build once, query often).
+
+    Per query the work is bounded by the catalogue's size in C loops (one ``in`` test per
+    entry, one rapidfuzz pass over a length slice) and by the number of hits in Python.
+    """
 
     entries: list[Entry]
     _exact: dict[str, list[int]] = field(default_factory=dict)
-    _words: list[str] = field(default_factory=list)  # sorted, for prefix bisection
-    _word_owner: list[tuple[int, int]] = field(default_factory=list)  # (entry, 0 = name start)
-    _haystack: str = ""
-    _starts: list[int] = field(default_factory=list)  # offset of each haystack piece
-    _piece_owner: list[int] = field(default_factory=list)
-    _choices: list[str] = field(default_factory=list)  # distinct strings for the fuzzy pass
+    _starts: list[str] = field(default_factory=list)  # name starts, sorted for bisection
+    _start_owner: list[int] = field(default_factory=list)
+    _later: list[str] = field(default_factory=list)  # starts of later words, sorted
+    _later_owner: list[int] = field(default_factory=list)
+    _hays: list[str] = field(default_factory=list)  # per entry: its names joined
+    _pos: list[int] = field(default_factory=list)  # per entry: place by popularity
+    _choices: list[str] = field(default_factory=list)  # distinct strings, sorted by length
+    _choice_lens: list[int] = field(default_factory=list)
     _choice_owners: list[tuple[int, ...]] = field(default_factory=list)
 
     @classmethod
     def build(cls, entries: Iterable[Entry]) -> SearchIndex:
         index = cls(entries=list(entries))
-        words: list[tuple[str, int, int]] = []
-        pieces: list[tuple[str, int]] = []
+        starts: list[tuple[str, int]] = []
+        later: list[tuple[str, int]] = []
         fuzzy: dict[str, set[int]] = {}
         for i, entry in enumerate(index.entries):
-            names = {normalize(n) for n in entry.names} - {""}
-            aliases = {normalize(a) for a in entry.aliases} - {""}
-            for term in names | aliases:
+            names = sorted({normalize(n) for n in entry.names} - {""})
+            aliases = sorted({normalize(a) for a in entry.aliases} - {""})
+            for term in (*names, *aliases):
                 owners = index._exact.setdefault(term, [])
                 if i not in owners:
                     owners.append(i)
-            for name in names | {a for a in aliases if len(a) >= 3}:
-                words.append((name, i, 0))
-                for w in name.split()[1:]:
-                    words.append((w, i, 1))
-                pieces.append((name, i))
-                if len(name) >= FUZZY_MIN_LEN - 1:
-                    fuzzy.setdefault(name, set()).add(i)
-                for w in name.split():
-                    if len(w) >= FUZZY_MIN_LEN - 1:
-                        fuzzy.setdefault(w, set()).add(i)
-        words.sort()
-        index._words = [w for w, _, _ in words]
-        index._word_owner = [(i, later) for _, i, later in words]
-        offset = 0
-        for text, i in pieces:
-            index._starts.append(offset)
-            index._piece_owner.append(i)
-            offset += len(text) + 1
-        index._haystack = _SEP.join(t for t, _ in pieces)
-        index._choices = list(fuzzy)
-        index._choice_owners = [tuple(sorted(v)) for v in fuzzy.values()]
+            searchable = [*names, *(a for a in aliases if len(a) >= 3)]
+            for name in searchable:
+                starts.append((name, i))
+                later.extend((w, i) for w in name.split()[1:])
+                for choice in {name, *name.split()}:
+                    if len(choice) >= FUZZY_MIN_LEN - 1:
+                        fuzzy.setdefault(choice, set()).add(i)
+            index._hays.append(_SEP.join(searchable))
+        starts.sort()
+        later.sort()
+        index._starts, index._start_owner = [w for w, _ in starts], [i for _, i in starts]
+        index._later, index._later_owner = [w for w, _ in later], [i for _, i in later]
+        by_popularity = sorted(
+            range(len(index.entries)), key=lambda i: (-index.entries[i].weight, index.entries[i].key)
+        )
+        index._pos = [0] * len(index.entries)
+        for place, i in enumerate(by_popularity):
+            index._pos[i] = place
+        ordered = sorted(fuzzy.items(), key=lambda kv: (len(kv[0]), kv[0]))
+        index._choices = [c for c, _ in ordered]
+        index._choice_lens = [len(c) for c in index._choices]
+        index._choice_owners = [tuple(sorted(v)) for _, v in ordered]
         return index
 
-    def search(self, text: str, *, among: Collection[str] | None = None) -> Result:
-        """Ranked hits for ``text``; ``among`` keeps only those keys (a service's countries)."""
+    @staticmethod
+    def _prefixed(words: list[str], owners: list[int], term: str) -> list[int]:
+        lo = bisect.bisect_left(words, term)
+        hi = bisect.bisect_left(words, term + "\U0010ffff", lo)
+        return owners[lo:hi]
+
+    def search(self, text: str, *, among: Collection[str] | None = None, limit: int = 20) -> Result:
+        """Ranked hits for ``text`` (the best ``limit``; ``total`` counts them all);
+        ``among`` keeps only those keys (the countries a service is sold in)."""
         term = normalize(text)
         if not term:
             return Result(hits=())
-        best: dict[int, tuple[int, float, int]] = {}  # entry -> (tier, -score, sub-rank)
-
-        def add(i: int, tier: Tier, score: float = 100.0, sub: int = 0) -> None:
-            if among is not None and self.entries[i].key not in among:
-                return
-            rank = (int(tier), -score, sub)
-            if i not in best or rank < best[i]:
-                best[i] = rank
-
-        exact = self._exact.get(term, ())
-        for i in exact:
-            add(i, Tier.EXACT)
-        lo = bisect.bisect_left(self._words, term)
-        hi = bisect.bisect_left(self._words, term + "\U0010ffff", lo)
-        starters: set[int] = set()
-        for j in range(lo, hi):
-            i, later = self._word_owner[j]
-            add(i, Tier.WORD_START, sub=later)
-            starters.add(i)
-        if not term.startswith("+"):
-            pos = self._haystack.find(term)
-            while pos >= 0:
-                piece = bisect.bisect_right(self._starts, pos) - 1
-                add(self._piece_owner[piece], Tier.SUBSTRING)
-                pos = self._haystack.find(term, pos + 1)
-        if len(best) < 8 and len(term) >= FUZZY_MIN_LEN and not term.startswith("+"):
+        dialling = term.startswith("+")
+        rank: dict[int, float] = {}
+        if not dialling:
+            rank = dict.fromkeys(
+                (i for i, hay in enumerate(self._hays) if term in hay), float(Tier.SUBSTRING)
+            )
+        word_starts = self._prefixed(self._later, self._later_owner, term)
+        rank.update(dict.fromkeys(word_starts, Tier.WORD_START + 0.5))
+        name_starts = self._prefixed(self._starts, self._start_owner, term)
+        rank.update(dict.fromkeys(name_starts, float(Tier.WORD_START)))
+        exact = self._exact.get(term, [])
+        rank.update(dict.fromkeys(exact, float(Tier.EXACT)))
+        entries = self.entries
+        if among is not None:
+            rank = {i: r for i, r in rank.items() if entries[i].key in among}
+        suggestions: list[int] = []
+        if len(rank) < 8 and len(term) >= FUZZY_MIN_LEN and not dialling:
+            cutoff = FUZZY_CUTOFF if rank else SUGGEST_CUTOFF
+            # Indel similarity can only reach the cutoff when the lengths are close enough,
+            # so only that slice of the (length-sorted) choices is compared at all.
+            n = len(term)
+            lo = bisect.bisect_left(self._choice_lens, n * cutoff / (200 - cutoff))
+            hi = bisect.bisect_right(self._choice_lens, n * (200 - cutoff) / cutoff)
             for _choice, score, j in process.extract(
-                term, self._choices, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF, limit=None
+                term, self._choices[lo:hi], scorer=fuzz.ratio, score_cutoff=cutoff, limit=None
             ):
-                for i in self._choice_owners[j]:
-                    add(i, Tier.FUZZY, score)
-        order = sorted(best, key=lambda i: (best[i], -self.entries[i].weight, self.entries[i].key))
-        hits = tuple(Hit(self.entries[i].key, Tier(best[i][0]), -best[i][1]) for i in order)
+                for i in self._choice_owners[lo + j]:
+                    if among is not None and entries[i].key not in among:
+                        continue
+                    if score >= FUZZY_CUTOFF:
+                        rank.setdefault(i, Tier.FUZZY + (100 - score) / 1000)
+                    elif i not in suggestions:
+                        suggestions.append(i)
+        pos = self._pos
+        order = sorted(rank, key=lambda i: (rank[i], pos[i]))
+        hits = tuple(Hit(entries[i].key, Tier(int(rank[i])), _score(rank[i])) for i in order[:limit])
         opens = None
-        mine = [i for i in exact if i in best]
-        if len(mine) == 1 and not (starters - set(mine)):
-            opens = self.entries[mine[0]].key
-        suggested = () if hits or term.startswith("+") else self.suggest(term, among)
-        return Result(hits=hits, suggestions=suggested, opens=opens)
+        mine = [i for i in exact if i in rank]
+        if len(mine) == 1 and all(i == mine[0] for i in (*name_starts, *word_starts) if i in rank):
+            opens = entries[mine[0]].key
+        suggested = () if hits else tuple(entries[i].key for i in suggestions[:3])
+        return Result(hits=hits, total=len(rank), suggestions=suggested, opens=opens)
 
-    def suggest(self, term: str, among: Collection[str] | None = None, limit: int = 3) -> tuple[str, ...]:
-        """The closest names for a text that matched nothing (a looser, rarer pass)."""
-        keys: list[str] = []
-        for _choice, _score, j in process.extract(
-            term, self._choices, scorer=fuzz.WRatio, score_cutoff=SUGGEST_CUTOFF, limit=limit * 4
-        ):
-            for i in self._choice_owners[j]:
-                key = self.entries[i].key
-                if key not in keys and (among is None or key in among):
-                    keys.append(key)
-        return tuple(keys[:limit])
+
+def _score(rank: float) -> float:
+    return 100 - (rank - Tier.FUZZY) * 1000 if rank >= Tier.FUZZY else 100.0
 
 
 # --- the shop's catalogue, per language --------------------------------------------------

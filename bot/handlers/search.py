@@ -315,11 +315,11 @@ async def _service_search(
     views = {v.code: v for v in await all_services(shop)}
     if result.hits:
         found = [views[k] for k in result.keys if k in views]
-        text = texts.service_results(term, len(found))
-        if len(found) > SHOWN:
-            text += "\n" + texts.service_results_more(SHOWN, len(found))
+        text = texts.service_results(term, result.total)
+        if result.total > SHOWN:
+            text += "\n" + texts.service_results_more(SHOWN, result.total)
         markup = keyboards.services(
-            found[:SHOWN], offset=0, total=len(found), currency=shop.currency, paged=False, lang=lang
+            found[:SHOWN], offset=0, total=result.total, currency=shop.currency, paged=False, lang=lang
         )
         await message.answer(text, reply_markup=markup)
         return
