@@ -123,7 +123,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     built = time.process_time()
-    cases = []
+    cases: list[tuple[str, SearchIndex, list[tuple[str, str]], str]] = []
     names = 0
     for lang, (svc, cty) in catalogue(args.seed).items():
         for entries in (svc, cty):
