@@ -20,7 +20,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, User
 from aiogram.utils.i18n import I18n
 
 from bot import keyboards, texts
-from bot.context import ShopContext, accessible, send_screen, show
+from bot.context import ShopContext, send_screen, show
 from bot.handlers import HandlerSet
 from bot.handlers.buy import confirm_screen
 from bot.middlewares import Reply
@@ -213,7 +213,7 @@ async def on_countries_page(
 async def on_favourite(
     query: CallbackQuery, callback_data: keyboards.FavCb, shop: ShopContext, user_id: int, reply: Reply
 ) -> None:
-    """Save or forget the pair, then flip only the ⭐ button of the message it was on."""
+    """Save or forget the pair (from the confirm screen's ⭐), then show that screen again."""
     try:
         saved = await favourites.set_favourite(
             shop.core.db,
@@ -230,21 +230,18 @@ async def on_favourite(
         )
         return
     reply.say(texts.favourite_toast(saved))
-    message = accessible(query.message)
-    if message is None or message.reply_markup is None:
-        return
-    old = query.data
-    flipped = keyboards.FavCb(service=callback_data.service, country=callback_data.country, on=not saved)
-    rows = [
-        [
-            b.model_copy(update={"text": texts.btn_favourite(saved), "callback_data": flipped.pack()})
-            if b.callback_data == old
-            else b
-            for b in row
-        ]
-        for row in message.reply_markup.inline_keyboard
-    ]
-    await show(message, message.html_text, InlineKeyboardMarkup(inline_keyboard=rows))
+    # Updates arrive without the pressed message's keyboard (bot.session strips it), so the
+    # confirm screen is drawn again: a fresh quote, as Back and a country tap would give.
+    await show(
+        query.message,
+        *await confirm_screen(
+            shop,
+            user_id=user_id,
+            telegram_id=query.from_user.id,
+            service=callback_data.service,
+            country=callback_data.country,
+        ),
+    )
 
 
 # --- typed text ---------------------------------------------------------------------------
