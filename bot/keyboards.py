@@ -181,12 +181,10 @@ def services(
     fit, else one to a row; the buyer's favourites and recent pairs first."""
     rows: list[list[InlineKeyboardButton]] = []
     for item in shortlist:
-        label = texts.shortlist_button(
-            item.saved,
-            service_name(item.service, texts.service_name(item.service), lang),
-            texts.flag(item.country),
-            item.price,
-            currency,
+        name = service_name(item.service, texts.service_name(item.service), lang)
+        flag = texts.flag(item.country)
+        label = layout.first_fitting(
+            [texts.shortlist_button(item.saved, n, flag, item.price, currency) for n in _names(name)], 1
         )
         data: CallbackData = (
             CountryCb(service=item.service, country=item.country)
@@ -198,18 +196,32 @@ def services(
     for v in views:
         name = service_name(v.code, v.name, lang)
         price = v.min_price if v.available else None
-        label = texts.service_choice(name, price, currency)
-        if not layout.fits(label, 2):
-            short = texts.service_choice(name, price, currency, short=True)
-            label = short if layout.fits(short, 2) else label
+        short = texts.service_choice(name, price, currency, short=True)
+        if layout.fits(short, 2):  # two to a row
+            label = short
+        else:
+            label = layout.first_fitting(
+                [
+                    texts.service_choice(n, price, currency, short=s)
+                    for n in _names(name)
+                    for s in (False, True)
+                ],
+                1,
+            )
         labelled.append((label, _button(label, ServiceCb(code=v.code, offset=0))))
-    rows.extend(layout.rows_of(labelled, 2))  # type: ignore[arg-type]
+    rows.extend(layout.rows_of(labelled, 2))
     if extra:
         rows.append(list(extra))
     if paged:
         rows.append(_pager(offset, SERVICES_PER_PAGE, total, lambda o: ServicesCb(offset=o)))
     rows.append(menu_row())
     return _markup(rows)
+
+
+def _names(name: str) -> list[str]:
+    """A service's name, then its first part ("Google / Gmail / YouTube" → "Google")."""
+    first = name.split(" / ")[0]
+    return [name, first] if first != name else [name]
 
 
 def country_label(o: CountryOffer, lang: str, currency: str, *, popular: bool) -> str:
@@ -361,7 +373,7 @@ def balance(packages: tuple[tuple[int, int], ...], currency: str) -> InlineKeybo
         _button(texts.btn_package(stars, amount, currency), TopUpCb(stars=stars))
         for stars, amount in packages
     ]
-    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    rows = layout.rows_of([(b.text, b) for b in buttons], 2)
     rows.append([_button(texts.BTN_CUSTOM_AMOUNT, TopUpCb(stars=0))])
     rows.append(menu_row())
     return _markup(rows)

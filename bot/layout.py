@@ -6,24 +6,32 @@ back to one per row; ``tests/unit/test_keyboard_width.py`` renders every keyboar
 send in every language and checks every label against ``BUDGET``.
 
 Width is counted in "units" of one average Latin letter, from the characters alone (no font
-needed): East Asian wide/full-width characters and emoji count two, a flag (two regional
-indicators) counts two, joiners, variation selectors and combining marks count nothing,
-thin punctuation counts half and wide letters (m, w, Ш, Ж, …) a unit and a half.
+needed): an emoji, a flag (two regional indicators) or an East Asian wide/full-width
+character counts ``EMOJI`` units; joiners, variation selectors and combining marks nothing;
+thin punctuation half; capitals, digits and Cyrillic a little more; wide letters (m, W, Ж, …)
+a unit and a half.
 
-Calibration (how BUDGET was chosen): the sandbox chat page was rendered in headless
-Chromium at a 390 px wide viewport (Playwright, ``--headless --no-sandbox``), and buttons
-of growing width in units were laid out one, two and three to a row in the page's own
-keyboard CSS; the budget is the widest label that was not ellipsised in each layout, less a
-unit of margin for fonts wider than the sandbox's (Telegram's clients use the system font,
-about 15 px). ``bench``-free: re-run ``python -m bot.layout calibrate`` to repeat it.
+Calibration (how ``BUDGET`` was chosen): ``tests/e2e/sandbox/test_search_screens.py`` opens
+the sandbox chat in headless Chromium at a 390 px wide viewport (Playwright,
+``--headless --no-sandbox --disable-gpu``), lays out every label of every keyboard in every
+language in the page's own keyboard CSS (14 px, as many to a row as the bot puts them), and
+writes ``calibration.json``: the room inside a button (275 px one to a row, 127 px two, 78 px
+three) and the widest pixels per unit seen among long labels (8.4 px). Room divided by that
+gives 32.8, 15.1 and 9.4 units; ``BUDGET`` is a little under each, and that test fails if the
+browser ellipsises any label this budget accepts.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: Most units a label may take in a row of 1, 2 or 3 buttons at 390 px.
-BUDGET: dict[int, float] = {1: 34.0, 2: 16.0, 3: 10.0}
+BUDGET: dict[int, float] = {1: 32.0, 2: 14.5, 3: 9.0}
+
+EMOJI = 2.5  # an emoji or a CJK character, in units
 
 _THIN = set(" .,·:;|!'il()[]/-‹›«»")
 _WIDE_LETTERS = set("mwMWшщжмыюфШЩЖМЫЮФ@%")
@@ -33,19 +41,20 @@ def char_width(ch: str) -> float:
     code = ord(ch)
     if ch in ("\u200d", "\ufe0f", "\ufe0e") or unicodedata.combining(ch):
         return 0.0
-    if 0x1F1E6 <= code <= 0x1F1FF:  # regional indicator: a pair makes one flag, two units wide
-        return 1.0
+    if 0x1F1E6 <= code <= 0x1F1FF:  # regional indicator: a pair makes one flag glyph
+        return EMOJI / 2
     if unicodedata.east_asian_width(ch) in ("W", "F"):
-        return 2.0
+        return EMOJI
     if code >= 0x2600 and unicodedata.category(ch) == "So":  # ⭐ ✅ ❌ … drawn as emoji
-        return 2.0
+        return EMOJI
     if ch in _THIN:
         return 0.5
     if ch in _WIDE_LETTERS:
         return 1.5
+    cyrillic = 0x0400 <= code <= 0x04FF
     if ch.isupper() or ch.isdigit():
-        return 1.15
-    return 1.0
+        return 1.3 if cyrillic else 1.15
+    return 1.1 if cyrillic else 1.0
 
 
 def label_width(text: str) -> float:
@@ -56,10 +65,18 @@ def fits(text: str, per_row: int) -> bool:
     return label_width(text) <= BUDGET[per_row]
 
 
-def rows_of(labels_and_items: list[tuple[str, object]], per_row: int = 2) -> list[list[object]]:
+def first_fitting(variants: list[str], per_row: int) -> str:
+    """The first (richest) label that fits; the last (shortest) when none does."""
+    for label in variants:
+        if fits(label, per_row):
+            return label
+    return variants[-1]
+
+
+def rows_of(labels_and_items: list[tuple[str, T]], per_row: int = 2) -> list[list[T]]:
     """Pack items ``per_row`` to a row while every label in the row fits; else one to a row."""
-    rows: list[list[object]] = []
-    pending: list[object] = []
+    rows: list[list[T]] = []
+    pending: list[T] = []
     for label, item in labels_and_items:
         if per_row > 1 and fits(label, per_row):
             pending.append(item)

@@ -56,10 +56,10 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 SERVICE_NAMES: dict[str, dict[str, str]] = {
-    "ru": {"other": "Любой другой сервис"},
-    "es": {"other": "Cualquier otro servicio"},
-    "pt_BR": {"other": "Qualquer outro serviço"},
-    "id": {"other": "Layanan lainnya"},
+    "ru": {"other": "Другой сервис"},
+    "es": {"other": "Otro servicio"},
+    "pt_BR": {"other": "Outro serviço"},
+    "id": {"other": "Layanan lain"},
 }
 
 LOCAL_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -73,11 +73,11 @@ LOCAL_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
         "openai": ("ЧатГПТ",),
         "twitter": ("Твиттер",),
         "microsoft": ("Майкрософт",),
-        "other": ("другой", "прочее"),
+        "other": ("Любой другой сервис", "прочее"),
     },
-    "es": {"whatsapp": ("guasap",), "other": ("otro", "otros")},
-    "pt_BR": {"whatsapp": ("zap", "zapzap"), "other": ("outro", "outros")},
-    "id": {"whatsapp": ("wa", "wasap"), "other": ("lain", "lainnya")},
+    "es": {"whatsapp": ("guasap",), "other": ("Cualquier otro servicio", "otros")},
+    "pt_BR": {"whatsapp": ("zap", "zapzap"), "other": ("Qualquer outro serviço", "outros")},
+    "id": {"whatsapp": ("wa", "wasap"), "other": ("Layanan lainnya",)},
 }
 
 # Shorter everyday names for countries whose CLDR name does not fit a phone-wide button.

@@ -49,8 +49,8 @@ SERVICES_TABLE = [
     ("телеграмп", "ru", None, "telegram"),
     ("steem", "en", None, "steam"),
     ("Любой другой сервис", "ru", "other", "other"),
-    ("другой", "ru", "other", "other"),
-    ("outro", "pt_BR", "other", "other"),
+    ("другой", "ru", None, "other"),
+    ("Outro serviço", "pt_BR", "other", "other"),
     ("zzzz", "en", None, None),
     ("", "en", None, None),
 ]
