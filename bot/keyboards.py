@@ -192,24 +192,29 @@ def services(
             else ServiceCb(code=item.service, offset=0)
         )
         rows.append([_button(label, data)])
-    labelled = []
-    for v in views:
-        name = service_name(v.code, v.name, lang)
-        price = v.min_price if v.available else None
-        short = texts.service_choice(name, price, currency, short=True)
-        if layout.fits(short, 2):  # two to a row
-            label = short
-        else:
-            label = layout.first_fitting(
+    # One layout per page: two a row when every short label fits, else one a row with the
+    # full label ("from"), shortening the name before dropping "from".
+    named = [(v, service_name(v.code, v.name, lang), v.min_price if v.available else None) for v in views]
+    short = [texts.service_choice(name, price, currency, short=True) for _v, name, price in named]
+    if all(layout.fits(label, 2) for label in short):
+        labels = short
+    else:
+        labels = [
+            layout.first_fitting(
                 [
                     texts.service_choice(n, price, currency, short=s)
-                    for n in _names(name)
                     for s in (False, True)
+                    for n in _names(name)
                 ],
                 1,
             )
-        labelled.append((label, _button(label, ServiceCb(code=v.code, offset=0))))
-    rows.extend(layout.rows_of(labelled, 2))
+            for _v, name, price in named
+        ]
+    buttons = [
+        _button(label, ServiceCb(code=v.code, offset=0))
+        for (v, _n, _p), label in zip(named, labels, strict=True)
+    ]
+    rows.extend(layout.rows_of(list(zip(labels, buttons, strict=True)), 2))
     if extra:
         rows.append(list(extra))
     if paged:

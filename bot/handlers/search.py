@@ -316,7 +316,13 @@ async def _service_search(
         if result.total > SHOWN:
             text += "\n" + texts.service_results_more(SHOWN, result.total)
         markup = keyboards.services(
-            found[:SHOWN], offset=0, total=result.total, currency=shop.currency, paged=False, lang=lang
+            found[:SHOWN],
+            offset=0,
+            total=result.total,
+            currency=shop.currency,
+            paged=False,
+            lang=lang,
+            extra=[keyboards.all_services_button()],
         )
         await message.answer(text, reply_markup=markup)
         return

@@ -87,6 +87,7 @@ def test_search_favourites_popular_at_phone_width(tmp_path: Path, processes) -> 
             bubbles = page.get_by_test_id("bubble")
 
             def shot(name: str) -> None:
+                expect(page.locator("#toast")).to_be_hidden(timeout=WAIT_MS)
                 page.screenshot(path=str(SHOTS / f"{name}.png"))
 
             def button(name: str | re.Pattern[str]):
