@@ -193,7 +193,7 @@ def services(
         )
         rows.append([_button(label, data)])
     # One layout per page: two a row when every short label fits, else one a row with the
-    # full label ("from"), shortening the name before dropping "from".
+    # full label ("from"), dropping "from" before shortening the name.
     named = [(v, service_name(v.code, v.name, lang), v.min_price if v.available else None) for v in views]
     short = [texts.service_choice(name, price, currency, short=True) for _v, name, price in named]
     if all(layout.fits(label, 2) for label in short):
@@ -203,8 +203,8 @@ def services(
             layout.first_fitting(
                 [
                     texts.service_choice(n, price, currency, short=s)
-                    for s in (False, True)
                     for n in _names(name)
+                    for s in (False, True)
                 ],
                 1,
             )
