@@ -10,7 +10,8 @@ works" fallback, and every id is re-checked against its owner by core.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar, cast
 from uuid import UUID
@@ -19,11 +20,13 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 from pydantic import Field
 
-from bot import texts
+from bot import layout, texts
 from bot.i18n import LANGUAGE_NAMES, current_locale
 from core.catalogue import CountryOffer, ServiceView
 from core.orders import OrderView
 from core.orders.view import number_open
+from core.search import country_name, short_country_name
+from core.search_data import service_name
 
 SERVICES_PER_PAGE = 8
 COUNTRIES_PER_PAGE = 8
@@ -69,6 +72,14 @@ class AgainCb(CallbackData, prefix="ag"):
     """
 
     order: UUID
+
+
+class CountriesCb(CallbackData, prefix="cl"):
+    """A page of a service's country list in an order: cheapest or most in stock first."""
+
+    service: str = Code
+    offset: int = Offset
+    sort: Literal["price", "stock"] = "price"
 
 
 class FavCb(CallbackData, prefix="fv"):
@@ -222,39 +233,153 @@ def _pager(
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class ShortItem:
+    """A favourite or recent pair on top of the service list, at its current price."""
+
+    service: str
+    country: str
+    saved: bool
+    price: int | None  # None: not sold now (the button opens the service's countries)
+
+
 def services(
-    views: list[ServiceView], *, offset: int, total: int, currency: str, paged: bool = True
+    views: list[ServiceView],
+    *,
+    offset: int,
+    total: int,
+    currency: str,
+    paged: bool = True,
+    lang: str = "en",
+    shortlist: Sequence[ShortItem] = (),
+    extra: Sequence[InlineKeyboardButton] = (),
 ) -> InlineKeyboardMarkup:
-    buttons = [
-        _button(
-            texts.service_button(v.name, v.min_price if v.available else None, currency),
-            ServiceCb(code=v.code, offset=0),
+    """Services two to a row where both labels fit a phone, price first if that makes them
+    fit, else one to a row; the buyer's favourites and recent pairs first."""
+    rows: list[list[InlineKeyboardButton]] = []
+    for item in shortlist:
+        name = service_name(item.service, texts.service_name(item.service), lang)
+        flag = texts.flag(item.country)
+        label = layout.first_fitting(
+            [texts.shortlist_button(item.saved, n, flag, item.price, currency) for n in _names(name)], 1
         )
-        for v in views
+        data: CallbackData = (
+            CountryCb(service=item.service, country=item.country)
+            if item.price is not None
+            else ServiceCb(code=item.service, offset=0)
+        )
+        rows.append([_button(label, data)])
+    # One layout per page: two a row when every short label fits, else one a row with the
+    # full label ("from"), dropping "from" before shortening the name.
+    named = [(v, service_name(v.code, v.name, lang), v.min_price if v.available else None) for v in views]
+    short = [texts.service_choice(name, price, currency, short=True) for _v, name, price in named]
+    if all(layout.fits(label, 2) for label in short):
+        labels = short
+    else:
+        labels = [
+            layout.first_fitting(
+                [
+                    texts.service_choice(n, price, currency, short=s)
+                    for n in _names(name)
+                    for s in (False, True)
+                ],
+                1,
+            )
+            for _v, name, price in named
+        ]
+    buttons = [
+        _button(label, ServiceCb(code=v.code, offset=0))
+        for (v, _n, _p), label in zip(named, labels, strict=True)
     ]
-    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    rows.extend(layout.rows_of(list(zip(labels, buttons, strict=True)), 2))
+    if extra:
+        rows.append(list(extra))
     if paged:
         rows.append(_pager(offset, SERVICES_PER_PAGE, total, lambda o: ServicesCb(offset=o)))
     rows.append(menu_row())
     return _markup(rows)
 
 
+def _names(name: str) -> list[str]:
+    """A service's name, then its first part ("Google / Gmail / YouTube" → "Google")."""
+    first = name.split(" / ")[0]
+    return [name, first] if first != name else [name]
+
+
+def country_label(o: CountryOffer, lang: str, currency: str, *, popular: bool) -> str:
+    """The longest label for the offer that fits one to a row."""
+    flag = texts.flag(o.country)
+    variants = texts.country_choice(
+        flag, country_name(o.country, lang), o.price, o.stock, currency, popular=popular
+    )
+    short = short_country_name(o.country, lang)
+    if short != country_name(o.country, lang):
+        variants += texts.country_choice(flag, short, o.price, o.stock, currency, popular=popular)
+    for label in variants:
+        if layout.fits(label, 1):
+            return label
+    return variants[-1]
+
+
 def countries(
-    service: str, offers: list[CountryOffer], *, offset: int, currency: str
+    service: str,
+    offers: list[CountryOffer],
+    *,
+    offset: int,
+    currency: str,
+    lang: str = "en",
+    popular: frozenset[str] = frozenset(),
+    by_stock: bool = False,
+    paged: bool = True,
+    sortable: bool = True,
 ) -> InlineKeyboardMarkup:
-    page = offers[offset : offset + COUNTRIES_PER_PAGE]
+    """One country a row (flag, name, price and stock need the width); ``offers`` already in
+    display order (popular first)."""
+    page = offers[offset : offset + COUNTRIES_PER_PAGE] if paged else offers
     rows = [
         [
             _button(
-                texts.country_button(o.country, o.price, o.stock, currency),
+                country_label(o, lang, currency, popular=o.country in popular),
                 CountryCb(service=service, country=o.country),
             )
         ]
         for o in page
     ]
-    rows.append(_pager(offset, COUNTRIES_PER_PAGE, len(offers), lambda o: ServiceCb(code=service, offset=o)))
+    sort: Literal["price", "stock"] = "stock" if by_stock else "price"
+    if paged:
+        rows.append(
+            _pager(
+                offset,
+                COUNTRIES_PER_PAGE,
+                len(offers),
+                lambda o: CountriesCb(service=service, offset=o, sort=sort),
+            )
+        )
+    if sortable and len(offers) > 1:
+        other: Literal["price", "stock"] = "price" if by_stock else "stock"
+        rows.append([_button(texts.btn_sort(by_stock), CountriesCb(service=service, offset=0, sort=other))])
+    else:
+        rows.append([_button(texts.btn_all_countries(), ServiceCb(code=service, offset=0))])
     rows.append([_back(), _menu()])
     return _markup(rows)
+
+
+def no_match(
+    suggestions: Sequence[tuple[str, CallbackData]], everything: InlineKeyboardButton
+) -> InlineKeyboardMarkup:
+    """For "no match": the closest names, then the full list the text promises."""
+    rows = [[_button(label, data)] for label, data in suggestions]
+    rows.append([everything])
+    rows.append(menu_row())
+    return _markup(rows)
+
+
+def all_services_button() -> InlineKeyboardButton:
+    return _button(texts.btn_all_services(), ServicesCb(offset=0))
+
+
+def all_countries_button(service: str) -> InlineKeyboardButton:
+    return _button(texts.btn_all_countries(), ServiceCb(code=service, offset=0))
 
 
 def confirm(
@@ -265,9 +390,12 @@ def confirm(
     *,
     enough: bool,
     shortfall: tuple[int, int] | None = None,
+    country: str | None = None,
+    saved: bool = False,
 ) -> InlineKeyboardMarkup:
     """Buy when the money is there; otherwise a top-up of exactly the shortfall
-    (``(amount, stars)``) that comes back here, and the usual packages."""
+    (``(amount, stars)``) that comes back here, and the usual packages. With the country
+    known, a star saves the pair as a favourite."""
     quote = UUID(quote_id)
     if enough:
         first = [[_button(texts.btn_buy(price, currency), BuyCb(quote=quote))]]
@@ -279,7 +407,12 @@ def confirm(
         ]
     else:
         first = [[_button(texts.BTN_TOP_UP, MenuCb(to="balance"))]]
-    return _markup([*first, [_button(texts.BTN_BACK, ServiceCb(code=service, offset=0)), *menu_row()]])
+    fav = (
+        [_button(texts.btn_favourite(saved), FavCb(service=service, country=country, on=not saved))]
+        if country
+        else []
+    )
+    return _markup([*first, fav, [_button(texts.BTN_BACK, ServiceCb(code=service, offset=0)), *menu_row()]])
 
 
 def not_charged(service: str, country: str | None = None) -> InlineKeyboardMarkup:
@@ -432,7 +565,7 @@ def balance(
         _button(texts.btn_package(stars, amount, currency), TopUpCb(stars=stars))
         for stars, amount in packages
     ]
-    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    rows = layout.rows_of([(b.text, b) for b in buttons], 2)
     rows.append([_button(texts.BTN_CUSTOM_AMOUNT, TopUpCb(stars=0))])
     if crypto:
         rows.append([_button(texts.btn_pay_crypto(), CryptoCb(package=-1))])

@@ -919,6 +919,119 @@ def cmd_descriptions() -> dict[str, str]:
     }
 
 
+# --- search, favourites and the service and country lists ---------------------------------
+
+
+def services_intro(page: int, pages: int, shortlist: bool) -> str:
+    more = _(" · page {page}/{pages}").format(page=page, pages=pages) if pages > 1 else ""
+    head = _("Choose a service{more}. Most popular first.").format(more=more)
+    if shortlist:
+        head += "\n" + _("⭐ Your favourites and 🕘 recent buys are at the top, at today's price.")
+    return head + "\n" + _("Or type a name to search, for example <i>wa</i> or <i>telegram</i>.")
+
+
+def shortlist_button(saved: bool, service: str, country_flag: str, price: int | None, currency: str) -> str:
+    mark = "⭐" if saved else "🕘"
+    if price is None:
+        return _("{mark} {service} {flag} · sold out").format(mark=mark, service=service, flag=country_flag)
+    return _("{mark} {service} {flag} · {price}").format(
+        mark=mark, service=service, flag=country_flag, price=format_amount(price, currency)
+    )
+
+
+def service_choice(name: str, min_price: int | None, currency: str, *, short: bool = False) -> str:
+    """A service button; ``short`` drops "from" so two fit a row more often."""
+    if min_price is None:
+        return _("{name} · sold out").format(name=name)
+    if short:
+        return _("{name} · {price}").format(price=format_amount(min_price, currency), name=name)
+    return _("{name} · from {price}").format(name=name, price=format_amount(min_price, currency))
+
+
+def country_choice(
+    flag_: str, name: str, price: int, stock: int, currency: str, *, popular: bool
+) -> list[str]:
+    """Labels for a country button, longest first: the keyboard takes the first that fits."""
+    mark = "🔥 " if popular else ""
+    amount = format_amount(price, currency)
+    return [
+        _("{mark}{flag} {name} · {price} · {stock} left").format(
+            mark=mark, flag=flag_, name=name, price=amount, stock=f"{stock:,}"
+        ),
+        _("{mark}{price} · {flag} {name} · {stock}").format(
+            mark=mark, flag=flag_, name=name, price=amount, stock=f"{stock:,}"
+        ),
+        _("{mark}{price} · {flag} {name}").format(mark=mark, flag=flag_, name=name, price=amount),
+    ]
+
+
+def countries_intro(service: str, page: int, pages: int, *, popular: bool, by_stock: bool) -> str:
+    more = _(" · page {page}/{pages}").format(page=page, pages=pages) if pages > 1 else ""
+    lines = [
+        _("<b>{service}</b>: choose a country{more}.").format(service=escape(service), more=more),
+    ]
+    if popular:
+        lines.append(_("🔥 Most bought this week first, then the rest."))
+    lines.append(_("Sorted by stock, most first.") if by_stock else _("Sorted by price, cheapest first."))
+    lines.append(_("Type a country, its code or a dialling code like <i>+49</i> to find it."))
+    return "\n".join(lines)
+
+
+def btn_sort(by_stock: bool) -> str:
+    """The toggle names the order it switches to."""
+    return _("💲 Cheapest first") if by_stock else _("📦 Most in stock first")
+
+
+def btn_all_services() -> str:
+    return _("🛒 All services")
+
+
+def btn_all_countries() -> str:
+    return _("🌍 All countries")
+
+
+def service_results(term: str, total: int) -> str:
+    return _("Services matching “{term}” ({total}). Tap one:").format(term=escape(term), total=total)
+
+
+def service_results_more(shown: int, total: int) -> str:
+    return _("Showing {shown} of {total}. Type more letters to narrow it down.").format(
+        shown=shown, total=total
+    )
+
+
+def service_no_match(term: str, suggested: bool) -> str:
+    text = _("No service matches “{term}”.").format(term=escape(term))
+    if suggested:
+        return text + " " + _("Did you mean one of these? Or open the full list.")
+    return text + " " + _("Check the spelling, or open the full list of services.")
+
+
+def country_results(service: str, term: str) -> str:
+    return _("<b>{service}</b>: countries matching “{term}”. Tap one:").format(
+        service=escape(service), term=escape(term)
+    )
+
+
+def country_no_match(service: str, term: str, suggested: bool) -> str:
+    text = _("No country for <b>{service}</b> matches “{term}”.").format(
+        service=escape(service), term=escape(term)
+    )
+    if suggested:
+        return text + " " + _("Did you mean one of these? Or open all countries.")
+    return text + " " + _("Try its name, its code (DE) or its dialling code (+49), or open all countries.")
+
+
+def favourite_toast(saved: bool) -> str:
+    if saved:
+        return _("⭐ Saved. It is at the top of the service list now.")
+    return _("Removed from your favourites.")
+
+
+def favourites_full(limit: int) -> str:
+    return _("You can keep up to {limit} favourites. Remove one first.").format(limit=limit)
+
+
 # Module-level texts marked N_() are translated when read: take them out of the module's
 # namespace so every ``texts.NAME`` goes through ``__getattr__`` in the reader's language.
 _DEFERRED: dict[str, str] = {k: v for k, v in globals().items() if type(v) is _Deferred}

@@ -77,11 +77,26 @@ def routers() -> list[Router]:
         orders,
         promo,
         referral,
+        search,
         start,
         steps,
         support,
     )
 
     # start first (it also leaves any half-typed input), fallback last (it catches the rest).
-    first = (start, help, support, language, promo, referral, balance, crypto, orders, steps, buy, fallback)
+    first = (
+        start,
+        help,
+        support,
+        language,
+        promo,
+        referral,
+        balance,
+        crypto,
+        orders,
+        steps,
+        search,
+        buy,
+        fallback,
+    )
     return [m.handlers.router() for m in first]

@@ -92,6 +92,7 @@ async def on_resume(
             screen = await quote_screen(
                 shop,
                 telegram_id=query.from_user.id,
+                user_id=user_id,
                 quote_id=found.quote_id,
                 service=found.service,
                 country=found.country,
@@ -142,6 +143,7 @@ async def on_shortfall(
             *await quote_screen(
                 shop,
                 telegram_id=query.from_user.id,
+                user_id=user_id,
                 quote_id=quote.id,
                 service=quote.service,
                 country=quote.country,

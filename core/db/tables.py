@@ -517,3 +517,12 @@ star_refunds = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 Index("ix_star_refunds_created_at", star_refunds.c.created_at)
+# A buyer's saved service+country pairs (⭐ on the confirm screen), shown atop the service list.
+favourites = Table(
+    "favourites",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("service", String(32), primary_key=True),
+    Column("country", String(2), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -18,7 +18,7 @@ async def test_services_are_paged_most_popular_first(shop: Harness) -> None:
     first = shop.tg.chat(ALICE).last()
     names = [t.split(" · ")[0] for t in first.button_texts[:8]]
     assert names[:3] == ["WhatsApp", "Telegram", "Google / Gmail / YouTube"]
-    assert "from $" in first.button_texts[0]
+    assert "$" in first.button_texts[0]
     assert "Next ›" in first.button_texts and "‹ Prev" not in first.button_texts
     await shop.press(ALICE, "Next ›")
     second = shop.tg.chat(ALICE).message(first.message_id)  # edited in place
@@ -29,16 +29,17 @@ async def test_services_are_paged_most_popular_first(shop: Harness) -> None:
 
 
 async def test_typing_searches_services(shop: Harness) -> None:
-    chat = await shop.say(ALICE, "whats")
-    assert "WhatsApp: choose a country" in chat.last().text  # one match: straight to countries
+    chat = await shop.say(ALICE, "whatsapp")
+    assert "WhatsApp: choose a country" in chat.last().text  # an exact name opens it
+    await shop.say(ALICE, "/start")
+    chat = await shop.say(ALICE, "whats")  # a word start is a guess: the buyer taps it
+    assert "Services matching “whats” (1)" in chat.last().text
     chat = await shop.say(ALICE, "o")
     assert "Services matching “o”" in chat.last().text
     assert "Type more letters" in chat.last().text
     chat = await shop.say(ALICE, "<b>nothing</b>")
-    assert (
-        chat.last().text
-        == "No service matches “<b>nothing</b>”. Try another name, or tap Buy number to browse."
-    )
+    assert chat.last().text.startswith("No service matches “<b>nothing</b>”.")
+    assert "🛒 All services" in chat.last().button_texts
 
 
 async def test_buy_command_jumps_ahead(shop: Harness) -> None:

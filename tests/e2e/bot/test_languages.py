@@ -135,7 +135,7 @@ async def test_top_up_buy_cancel_history_and_code_in_the_buyers_language(shop: H
     # History: newest first, status words in the buyer's language.
     listing = (await shop.say(USER, "/orders")).last()
     assert listing.text.startswith(lang.history)
-    assert listing.button_texts[1].endswith(lang.cancelled)
+    assert lang.cancelled.lower() in listing.text.lower()
     await shop.assert_books_clean()
 
 
