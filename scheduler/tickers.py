@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from core import catalogue, idempotency, jobs, provider_balances, retention
+from core import catalogue, delivery_stats, idempotency, jobs, provider_balances, retention
 from core.clock import Clock
 from core.config import Settings
 from core.db.engine import Database
@@ -38,6 +38,8 @@ REAP_KEYS_EVERY_S = 3600.0
 RETENTION_EVERY_S = 6 * 3600.0
 # Upstream balances: often enough that a low balance is noticed before rents start failing.
 BALANCES_EVERY_S = 300.0
+# Delivery statistics: rates that move over hours lose nothing by being half a minute late.
+DELIVERY_STATS_EVERY_S = 30.0
 
 
 class CoreLike(Protocol):
@@ -89,6 +91,7 @@ class ShopJobs:
             Ticker("reap_keys", REAP_KEYS_EVERY_S, self.reap_keys),
             Ticker("retention", RETENTION_EVERY_S, self.apply_retention),
             Ticker("provider_balances", BALANCES_EVERY_S, self.check_balances),
+            Ticker("delivery_stats", DELIVERY_STATS_EVERY_S, self.fold_delivery_stats),
         ]
 
     async def _run(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -159,6 +162,12 @@ class ShopJobs:
             ),
         )
         return checks
+
+    async def fold_delivery_stats(self) -> int:
+        return await self._run(
+            "delivery_stats",
+            lambda: delivery_stats.fold_closed_orders(self.core.db, self.core.clock, self.core.settings),
+        )
 
     async def run_all_once(self) -> dict[str, Any]:
         """Every job once, in ticker order (``numbershop scheduler run --once``)."""
