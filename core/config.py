@@ -249,7 +249,7 @@ class Settings(BaseSettings):
     # failures) prior updated with rentals that weigh half as much every half-life.
     ROUTING_PRIOR_SUCCESSES: float = Field(default=2.0, gt=0, le=1000)
     ROUTING_PRIOR_FAILURES: float = Field(default=1.0, gt=0, le=1000)
-    ROUTING_HALF_LIFE_HOURS: float = Field(default=6.0, gt=0, le=24 * 365)
+    ROUTING_HALF_LIFE_HOURS: float = Field(default=3.0, gt=0, le=24 * 365)
     # Below this smoothed rate (once ROUTING_FLOOR_MIN_RENTALS weighted rentals are known) an
     # offer is tried only after every other one with stock.
     ROUTING_SUCCESS_FLOOR: float = Field(default=0.2, ge=0, lt=1)

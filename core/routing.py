@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 class RoutingParams:
     prior_successes: float = 2.0
     prior_failures: float = 1.0
-    half_life_s: float = 6 * 3600.0
+    half_life_s: float = 3 * 3600.0
     success_floor: float = 0.2
     floor_min_rentals: float = 5.0
     exploration: float = 0.05

@@ -218,15 +218,23 @@ def resolve_soon(svc: OrderService, order_id: str) -> None:
 async def resolve_now(svc: OrderService, order_id: str) -> OrderView | None:
     """Recover one ``reserving`` order now under a lease (so the recovery job and a second
     process leave it alone meanwhile); None when it is no longer reserving or someone else
-    holds it. No transaction stays open across the provider call (``recover_order``)."""
+    holds it, or when it is already the recovery job's. No transaction stays open across the
+    provider call (``recover_order``)."""
     lock = _FAST_LOCKS.setdefault(svc, asyncio.Lock())
     owner = svc.worker_id
     async with lock:
+        now = svc.clock.now()
+        job_takes_over = now - timedelta(seconds=svc.settings.RECOVERY_AFTER_SECONDS)
         ids = await jobs.claim_orders(
             svc.db,
             owner=owner,
-            now=svc.clock.now(),
-            due=(orders.c.id == order_id, orders.c.status == OrderStatus.RESERVING),
+            now=now,
+            # Once the order is old enough for the recovery job, it is the job's alone.
+            due=(
+                orders.c.id == order_id,
+                orders.c.status == OrderStatus.RESERVING,
+                orders.c.updated_at > job_takes_over,
+            ),
             limit=1,
         )
         if not ids:
