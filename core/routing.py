@@ -30,17 +30,18 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.db.tables import orders
-from core.delivery_stats import Stats
+from core.delivery_stats import Stats, StatsRow, all_stats
 from core.order_states import OrderStatus
 
 if TYPE_CHECKING:
     from core.config import Settings
+    from core.db.engine import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,3 +189,36 @@ async def provider_to_avoid(
         },
     )
     return str(found) if found else None
+
+
+# --- what the status screens show ------------------------------------------------------------
+
+
+def describe(row: StatsRow, params: RoutingParams, now: datetime) -> dict[str, Any]:
+    """One combination as ``providers status`` and the dashboard show it: plain counts, the
+    decayed figures routing uses, the smoothed rate and whether it is below the floor."""
+    recent = row.stats.at(now, params.half_life_s)
+    scored = score(row.provider, 0, row.stats, params, now)
+    mean = recent.mean_first_code_seconds
+    return {
+        "provider": row.provider,
+        "service": row.service,
+        "country": row.country,
+        "rentals": row.stats.rented_total,
+        "codes": row.stats.delivered_total,
+        "recent_rentals": round(recent.rented, 2),
+        "recent_codes": round(recent.delivered, 2),
+        "success_rate": round(scored.rate, 4),
+        "first_code_seconds": round(mean, 1) if mean is not None else None,
+        "below_floor": scored.below_floor,
+        "last_closed_at": row.stats.last_closed_at,
+    }
+
+
+async def status_rows(
+    db: Database, settings: Settings, now: datetime, *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """``describe`` for every combination on record, most rentals first."""
+    rows = await all_stats(db)
+    params = RoutingParams.from_settings(settings)
+    return [describe(r, params, now) for r in (rows if limit is None else rows[:limit])]
