@@ -319,6 +319,8 @@ def order(
         )
     elif status == "refunded":
         lines.append(f"\n💸 {format_amount(price, currency)} was refunded to your balance.")
+    elif status == "reserving":
+        lines.append("\n" + checking_rent())
     lines.append(f"\n<i>Order {escape(order_id[:8])}</i>")
     return "\n".join(lines)
 
@@ -477,4 +479,17 @@ def insufficient(missing: int, currency: str) -> str:
     return (
         f"Not enough money: you need {format_amount(missing, currency)} more. "
         "Open Balance & top up to add funds. You were not charged."
+    )
+
+
+# --- routing: a rent whose answer was lost ----------------------------------------------
+
+
+def checking_rent() -> str:
+    """Under "Getting your number…" while core asks the provider whether the rent went
+    through (a few seconds; the number or the refund then replaces this message)."""
+    return _(
+        "The provider did not answer clearly, so we are checking whether your number was "
+        "rented. Your money is only held, not charged. The number or a full refund will "
+        "show here in a few seconds."
     )

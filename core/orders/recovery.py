@@ -190,6 +190,8 @@ async def settle_overdue(svc: OrderService, order_id: str, *, actor: str) -> Ord
 # Fast recoveries in flight, per service. Kept apart from ``OrderService.background`` (which
 # shutdown drains): a fast recovery cut short loses nothing, the recovery job takes over.
 _FAST: weakref.WeakKeyDictionary[OrderService, set[asyncio.Task[None]]] = weakref.WeakKeyDictionary()
+# Those past their delay (working, not sleeping): what ``drain_fast`` waits for.
+_AWAKE: weakref.WeakKeyDictionary[OrderService, set[asyncio.Task[None]]] = weakref.WeakKeyDictionary()
 # One fast recovery at a time per service: two could both take the same unowned activation.
 _FAST_LOCKS: weakref.WeakKeyDictionary[OrderService, asyncio.Lock] = weakref.WeakKeyDictionary()
 
@@ -205,6 +207,7 @@ def resolve_soon(svc: OrderService, order_id: str) -> None:
     async def run() -> None:
         try:
             await sleep(svc.clock, delay)
+            _AWAKE.setdefault(svc, set()).add(task)
             await resolve_now(svc, order_id)
         except Exception:
             log.exception("order %s: fast recovery failed; the recovery job takes over", order_id)
@@ -213,6 +216,7 @@ def resolve_soon(svc: OrderService, order_id: str) -> None:
     tasks = _FAST.setdefault(svc, set())
     tasks.add(task)
     task.add_done_callback(tasks.discard)
+    task.add_done_callback(lambda t: _AWAKE.get(svc, set()).discard(t))
 
 
 async def resolve_now(svc: OrderService, order_id: str) -> OrderView | None:
@@ -246,7 +250,9 @@ async def resolve_now(svc: OrderService, order_id: str) -> OrderView | None:
 
 
 async def drain_fast(svc: OrderService) -> None:
-    """Wait for the fast recoveries in flight (tests)."""
-    tasks = set(_FAST.get(svc, ()))
+    """Wait for the fast recoveries whose delay is over (tests: after moving the clock, what
+    that woke has run). Those still waiting for their time are left waiting."""
+    await asyncio.sleep(0)  # let the ones the clock just woke start
+    tasks = set(_AWAKE.get(svc, ()))
     if tasks:
         await asyncio.gather(*tasks, return_exceptions=True)
