@@ -78,7 +78,9 @@ class Tally:
 Chooser = Callable[[int, datetime, list[SimProvider]], list[SimProvider]]
 
 
-def simulate(n: int, seed: int, choose: Chooser, on_outcome: Callable[[Outcome], None] | None = None) -> Tally:
+def simulate(
+    n: int, seed: int, choose: Chooser, on_outcome: Callable[[Outcome], None] | None = None
+) -> Tally:
     draws = random.Random(seed)
     tally = Tally()
     stock: dict[str, int] = {}
@@ -173,7 +175,7 @@ class Routed:
 
 
 def run(n: int, seed: int) -> dict[str, object]:
-    settings = Settings(_env_file=None)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]  # _env_file is BaseSettings.__init__'s, not a field
     base = simulate(n, seed, cheapest_first)
     best = simulate(n, seed, oracle(n))
     routed = Routed(settings, seed + 1)
@@ -195,7 +197,12 @@ def run(n: int, seed: int) -> dict[str, object]:
         "purchases": n,
         "seed": seed,
         "providers": [
-            {"name": p.name, "cost": p.cost, "rate": [p.rate_before, p.rate_after], "stock_per_hour": p.stock_per_hour}
+            {
+                "name": p.name,
+                "cost": p.cost,
+                "rate": [p.rate_before, p.rate_after],
+                "stock_per_hour": p.stock_per_hour,
+            }
             for p in PROVIDERS
         ],
         "cheapest_first": summary(base),
@@ -217,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         assert isinstance(part, dict)
         print(
             f"{name:15} codes per 100 spent: {part['codes_per_100_spend']:.3f} "
-            f"(first half {part['first_half_codes_per_100']:.3f}, second {part['second_half_codes_per_100']:.3f}) "
+            f"(first half {part['first_half_codes_per_100']:.3f}, "
+            f"second {part['second_half_codes_per_100']:.3f}) "
             f"rentals {part['rentals_by_provider']}",
             flush=True,
         )
