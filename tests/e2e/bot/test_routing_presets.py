@@ -225,3 +225,27 @@ async def test_a_lost_rent_answer_reaches_the_buyer_in_seconds(
             assert seconds == shop.core.settings.RECOVERY_AFTER_SECONDS
         assert await money(shop, ALICE) == (1000, PRICE, 1000 - PRICE)
         await shop.assert_books_clean()
+
+
+async def test_a_lost_5sim_buy_is_found_in_the_order_history_in_seconds(
+    db: Database, clock: FakeClock
+) -> None:
+    async with preset_shop(db, clock) as (shop, up):
+        await shop.fund(ALICE, 1000, "seed")
+        await shop.say(ALICE, "/buy whatsapp GB")
+        for fake in (up.grizzly, up.bower):
+            for route in ("getNumberV2", "getNumber"):
+                fake.script(route, body="NO_NUMBERS")
+        up.fivesim.script("buy", apply=True, reset=True)  # bought upstream, the reply lost
+        assert (await shop.press(ALICE, "✅ Buy for")).text is None
+        (order,) = await shop.orders_of(ALICE)
+        assert (order.status, order.provider) == ("reserving", "fivesim")
+        assert await money(shop, ALICE) == (1000, PRICE, 1000 - PRICE)
+        job_every = recover_every(shop.core.settings.RECOVERY_AFTER_SECONDS)
+        assert await _seconds_until_answer(shop, up, order.id, job_every) == 3
+        final = await shop.core.orders.get_order(order.id)
+        (bought,) = up.fivesim.orders.values()
+        assert final.status == "waiting" and final.activation_id == str(bought.id)
+        assert len(up.fivesim.calls_to("buy")) == 1 and up.fivesim.calls_to("orders")
+        assert await money(shop, ALICE) == (1000, PRICE, 1000 - PRICE)
+        await shop.assert_books_clean()
