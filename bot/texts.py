@@ -379,6 +379,8 @@ def order(
             "\n"
             + _("💸 {amount} was refunded to your balance.").format(amount=format_amount(price, currency))
         )
+    elif status == "reserving":
+        lines.append("\n" + checking_rent())
     lines.append("\n<i>" + _("Order {id}").format(id=escape(order_id[:8])) + "</i>")
     return "\n".join(lines)
 
@@ -1030,6 +1032,19 @@ def favourite_toast(saved: bool) -> str:
 
 def favourites_full(limit: int) -> str:
     return _("You can keep up to {limit} favourites. Remove one first.").format(limit=limit)
+
+
+# --- routing: a rent whose answer was lost ----------------------------------------------
+
+
+def checking_rent() -> str:
+    """Under "Getting your number…" while core asks the provider whether the rent went
+    through (a few seconds; the number or the refund then replaces this message)."""
+    return _(
+        "The provider did not answer clearly, so we are checking whether your number was "
+        "rented. Your money is only held, not charged. The number or a full refund will "
+        "show here in a few seconds."
+    )
 
 
 # Module-level texts marked N_() are translated when read: take them out of the module's

@@ -297,6 +297,33 @@ class Settings(BaseSettings):
     REFERRAL_PERCENT: float = Field(default=5, ge=0, le=50)
     REFERRAL_DAYS: int = Field(default=30, ge=0, le=3650)
 
+    # --- Routing by delivered codes (core.routing, core.delivery_stats) -----------------
+    # Each offer is ranked by cost / smoothed success rate; the rate is a Beta(successes,
+    # failures) prior updated with rentals that weigh half as much every half-life.
+    ROUTING_PRIOR_SUCCESSES: float = Field(default=2.0, gt=0, le=1000)
+    ROUTING_PRIOR_FAILURES: float = Field(default=1.0, gt=0, le=1000)
+    ROUTING_HALF_LIFE_HOURS: float = Field(default=3.0, gt=0, le=24 * 365)
+    # Below this smoothed rate (once ROUTING_FLOOR_MIN_RENTALS weighted rentals are known) an
+    # offer is tried only after every other one with stock.
+    ROUTING_SUCCESS_FLOOR: float = Field(default=0.2, ge=0, lt=1)
+    ROUTING_FLOOR_MIN_RENTALS: float = Field(default=5.0, ge=0)
+    # Share of purchases sent to the least-known other offer, so a new or recovered one gets
+    # traffic; 0 turns exploration off.
+    ROUTING_EXPLORATION: float = Field(default=0.05, ge=0, le=0.5)
+    # After a number expires without a code, the buyer's next number for that service and
+    # country within this many seconds goes to another provider first.
+    ROUTING_AVOID_AFTER_EXPIRY_SECONDS: int = Field(default=900, ge=0)
+    # A cancel counts as "no code" only after the number was held this long (earlier, the
+    # buyer changed their mind).
+    ROUTING_CANCEL_COUNTS_AFTER_SECONDS: int = Field(default=180, ge=0)
+    # Closed orders are folded into the statistics this long after closing (a close still
+    # committing is never skipped by the watermark).
+    ROUTING_FOLD_LAG_SECONDS: int = Field(default=30, ge=0, le=3600)
+    # A rent whose outcome is unknown is resolved this many seconds after the failure (the
+    # provider's list of activations/orders, or an idempotent retry); the recovery job
+    # (RECOVERY_AFTER_SECONDS) stays the fallback. 0 turns the fast path off.
+    RECOVERY_FAST_AFTER_SECONDS: float = Field(default=3.0, ge=0, le=600)
+
 
 _RAW_KEY = "__provider_variables__"
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core import pricing
+from core import pricing, routing
 from core.db.tables import countries, offers, price_overrides, quotes, services
 from core.errors import NotFound, QuoteExpired, QuoteNotFound
 from core.ledger import new_id
@@ -38,6 +38,9 @@ class Quote:
     country: str
     price: int
     expires_at: datetime
+    # Routing hint: try this provider last (the buyer's previous number from it expired
+    # without a code). Set from ``after_order``/``avoid_provider``; see core.routing.
+    avoid_provider: str | None = None
 
 
 # The quote and purchase path's statements, built once (building one per call cost as much
@@ -79,9 +82,16 @@ async def price_quote(
     markup_percent: int | float,
     now: datetime,
     ttl_seconds: int,
+    after_order: str | None = None,
+    avoid_provider: str | None = None,
 ) -> Quote:
     """The quote the confirm screen would show, not yet stored (``create_quote`` and
     ``new_quote`` store it).
+
+    ``after_order`` names the buyer's previous order this purchase follows (the "Another
+    number" button): if it ended without a code, its provider is tried last. ``avoid_provider``
+    says the same directly. Without either, the purchase still steers away from a provider
+    whose number for this service and country just expired (``core.routing``).
 
     ``NotFound`` for an unknown service or country, ``OutOfStock`` when no provider has a
     sellable offer with stock.
@@ -98,6 +108,16 @@ async def price_quote(
     price = price_with_override(cheapest, markup_percent, override)
     if not pricing.sellable(cheapest, price):
         raise OutOfStock(f"no numbers for {service} in {country} at the set price")
+    if avoid_provider is None and after_order is not None:
+        avoid_provider = await routing.provider_to_avoid(
+            conn,
+            user_id=user_id,
+            service=service,
+            country=country,
+            now=now,
+            window_s=0,
+            after_order=after_order,
+        )
     return Quote(
         id=new_id(),
         user_id=user_id,
@@ -105,6 +125,7 @@ async def price_quote(
         country=country,
         price=price,
         expires_at=now + timedelta(seconds=ttl_seconds),
+        avoid_provider=avoid_provider,
     )
 
 
@@ -117,6 +138,7 @@ def _quote_row(quote: Quote, now: datetime) -> dict[str, object]:
         "price": quote.price,
         "expires_at": quote.expires_at,
         "created_at": now,
+        "avoid_provider": quote.avoid_provider,
     }
 
 
@@ -129,6 +151,8 @@ async def create_quote(
     markup_percent: int | float,
     now: datetime,
     ttl_seconds: int,
+    after_order: str | None = None,
+    avoid_provider: str | None = None,
 ) -> Quote:
     """Fix the price the confirm screen shows, inside the caller's transaction; the
     purchase charges exactly this. Raises what ``price_quote`` raises."""
@@ -140,6 +164,8 @@ async def create_quote(
         markup_percent=markup_percent,
         now=now,
         ttl_seconds=ttl_seconds,
+        after_order=after_order,
+        avoid_provider=avoid_provider,
     )
     await conn.execute(quotes.insert(), _quote_row(quote, now))
     return quote
@@ -154,6 +180,8 @@ async def new_quote(
     markup_percent: int | float,
     now: datetime,
     ttl_seconds: int,
+    after_order: str | None = None,
+    avoid_provider: str | None = None,
 ) -> Quote:
     """``create_quote`` as two statements and no transaction: the read, then the insert.
 
@@ -172,6 +200,8 @@ async def new_quote(
             markup_percent=markup_percent,
             now=now,
             ttl_seconds=ttl_seconds,
+            after_order=after_order,
+            avoid_provider=avoid_provider,
         )
     await db.write_one(quotes.insert(), _quote_row(quote, now))
     return quote
@@ -194,6 +224,7 @@ async def load_quote(conn: AsyncConnection, quote_id: str, user_id: int, now: da
         country=row.country,
         price=int(row.price),
         expires_at=row.expires_at,
+        avoid_provider=row.avoid_provider,
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from core import catalogue, idempotency, jobs, provider_balances, retention
+from core import catalogue, delivery_stats, idempotency, jobs, provider_balances, retention
 from core.clock import Clock
 from core.config import Settings
 from core.db.engine import Database
@@ -42,6 +42,8 @@ BALANCES_EVERY_S = 300.0
 CRYPTOPAY_EVERY_S = 30.0
 # Order timers: redraws are due on whole minutes before each deadline; a few seconds late is fine.
 REDRAW_EVERY_S = 5.0
+# Delivery statistics: rates that move over hours lose nothing by being half a minute late.
+DELIVERY_STATS_EVERY_S = 30.0
 
 
 class CoreLike(Protocol):
@@ -96,6 +98,7 @@ class ShopJobs:
             *([Ticker("cryptopay", CRYPTOPAY_EVERY_S, self.poll_crypto)] if self._cryptopay() else []),
             Ticker("finish_open", EXPIRE_EVERY_S, self.finish_open),
             Ticker("redraw", REDRAW_EVERY_S, self.redraw),
+            Ticker("delivery_stats", DELIVERY_STATS_EVERY_S, self.fold_delivery_stats),
         ]
 
     async def _run(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -182,6 +185,12 @@ class ShopJobs:
         if service is None:
             return None
         return await self._run("cryptopay", service.poll)
+
+    async def fold_delivery_stats(self) -> int:
+        return await self._run(
+            "delivery_stats",
+            lambda: delivery_stats.fold_closed_orders(self.core.db, self.core.clock, self.core.settings),
+        )
 
     async def run_all_once(self) -> dict[str, Any]:
         """Every job once, in ticker order (``numbershop scheduler run --once``)."""

@@ -1,5 +1,6 @@
-"""Providers: breaker state, upstream balance, offers; the catalogue with per-service price
-overrides (admin), set through core.price_overrides with an audit row in the same transaction."""
+"""Providers: breaker state, upstream balance, offers; the delivery statistics routing ranks
+offers by (core.routing); the catalogue with per-service price overrides (admin), set through
+core.price_overrides with an audit row in the same transaction."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from admin.forms import (
 )
 from admin.params import NamePath
 from admin.render import ctx_of, flash, page, see_other
-from core import price_overrides, provider_balances
+from core import price_overrides, provider_balances, routing
 from core.errors import ShopError
 from core.money import MoneyError, parse_positive_amount
+
+DELIVERY_ROWS = 200  # the page shows the busiest combinations; the CLI lists them all
 
 
 async def providers_view(
@@ -45,9 +48,17 @@ async def providers_view(
         for name, bal in balances.items()
         if name in alert_below
     }
+    settings = ctx.core.settings
+    delivery = await routing.status_rows(ctx.db, settings, ctx.clock.now(), limit=DELIVERY_ROWS + 1)
+    prior = settings.ROUTING_PRIOR_SUCCESSES / (
+        settings.ROUTING_PRIOR_SUCCESSES + settings.ROUTING_PRIOR_FAILURES
+    )
     return page(
         request,
         "providers.html",
+        delivery=delivery[:DELIVERY_ROWS],
+        delivery_more=len(delivery) > DELIVERY_ROWS,
+        routing={"prior_pct": round(100 * prior), "floor_pct": round(100 * settings.ROUTING_SUCCESS_FLOOR)},
         status=status,
         error=error,
         names=names,

@@ -16,6 +16,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -177,6 +178,9 @@ quotes = Table(
     Column("price", Money, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Routing: the provider the purchase should try last (the one whose number just expired
+    # without a code), fixed with the quote so the buy step needs no hint from the client.
+    Column("avoid_provider", String(32)),
 )
 
 orders = Table(
@@ -225,6 +229,8 @@ Index("ix_orders_created_at", orders.c.created_at)
 Index("ix_orders_status_created_at", orders.c.status, orders.c.created_at)
 Index("ix_orders_service_created_at", orders.c.service, orders.c.created_at)
 Index("ix_orders_upstream_state", orders.c.upstream_state, orders.c.upstream_retry_at)
+# Delivery statistics fold closed orders in (closed_at, id) order from a watermark.
+Index("ix_orders_closed_at_id", orders.c.closed_at, orders.c.id)
 
 order_messages = Table(
     "order_messages",
@@ -525,4 +531,34 @@ favourites = Table(
     Column("service", String(32), primary_key=True),
     Column("country", String(2), primary_key=True),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Routing by delivered codes (core.delivery_stats): per provider × service × country, the
+# rentals and the codes delivered before the deadline, each weighted by 2^(-age/half-life) as
+# of ``decayed_at``; sums of seconds to the first code for the delivered ones. Folded in from
+# closed orders by one folder at a time (the watermark row's compare-and-set).
+delivery_stats = Table(
+    "delivery_stats",
+    metadata,
+    Column("provider", String(32), primary_key=True),
+    Column("service", String(32), primary_key=True),
+    Column("country", String(2), primary_key=True),
+    Column("rented", Float, nullable=False, default=0.0),
+    Column("delivered", Float, nullable=False, default=0.0),
+    Column("first_code_seconds", Float, nullable=False, default=0.0),  # weighted sum, delivered only
+    Column("rented_total", Integer, nullable=False, default=0),  # undecayed counts, for people
+    Column("delivered_total", Integer, nullable=False, default=0),
+    Column("decayed_at", UTCDateTime, nullable=False),
+    Column("last_closed_at", UTCDateTime),
+)
+
+# How far the fold has read the closed orders: (closed_at, id) of the last one folded.
+delivery_watermark = Table(
+    "delivery_watermark",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("closed_at", UTCDateTime),
+    Column("order_id", String(36)),
+    Column("folded", Integer, nullable=False, default=0),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

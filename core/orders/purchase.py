@@ -8,6 +8,7 @@ A crash anywhere leaves a ``reserving`` order that recovery resolves.
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core import idempotency, ledger
+from core import delivery_stats, idempotency, ledger, routing
 from core.db.tables import orders, users
 from core.errors import AlreadyInProgress, NoProviderAvailable, UserBlocked, UserNotFound
 from core.order_states import OrderEvent, OrderStatus, UpstreamState
@@ -109,9 +110,48 @@ async def _check(
     offers = await catalogue.candidate_offers(
         conn, quote.service, quote.country, quote.price, providers=list(svc.providers)
     )
-    # Providers able to sell this now, cheapest first, in PROVIDERS order on a tie.
-    candidates = [(o.provider, o.cost) for o in offers]
+    # Providers able to sell this now within the confirmed price, in the order routing
+    # wants them tried (core.routing: expected cost per delivered code).
+    candidates = await _route(svc, conn, user.id, quote, [(o.provider, o.cost) for o in offers], now)
     return _Checked(user.id, user.wallet_account_id, user.telegram_id, quote, candidates)
+
+
+async def _route(
+    svc: OrderService,
+    conn: AsyncConnection,
+    user_id: int,
+    quote: Any,
+    offers: list[tuple[str, int]],
+    now: datetime,
+) -> list[tuple[str, int]]:
+    if len(offers) < 2:
+        return offers
+    settings = svc.settings
+    avoid = quote.avoid_provider or await routing.provider_to_avoid(
+        conn,
+        user_id=user_id,
+        service=quote.service,
+        country=quote.country,
+        now=now,
+        window_s=settings.ROUTING_AVOID_AFTER_EXPIRY_SECONDS,
+    )
+    stats = await delivery_stats.for_pair(conn, quote.service, quote.country)
+    ranked = routing.rank(
+        offers,
+        stats,
+        params=routing.RoutingParams.from_settings(settings),
+        now=now,
+        rng=routing_rng(svc),
+        avoid=avoid,
+    )
+    return [(s.provider, s.cost) for s in ranked]
+
+
+def routing_rng(svc: OrderService) -> random.Random | None:
+    """The randomness routing explores with: ``svc.routing_rng`` when a test or benchmark
+    set one (seeded), else the module's own."""
+    rng = getattr(svc, "routing_rng", None)
+    return rng if isinstance(rng, random.Random) else None
 
 
 async def _open_order(
@@ -206,6 +246,9 @@ async def rent(
                 "order %s: outcome of rent at %s unknown (%s); recovery will settle it", order_id, name, exc
             )
             await transitions.note(svc, order_id, "rent_unknown", {"provider": name, "error": str(exc)})
+            from core.orders import recovery  # imported here: recovery builds on this module
+
+            recovery.resolve_soon(svc, order_id)
             return await svc.get_order(order_id)
         except (OutOfStock, PriceTooHigh) as exc:
             reasons.append("out_of_stock" if isinstance(exc, OutOfStock) else "price")

@@ -1,16 +1,26 @@
 """Settling what the normal path left behind: expiring orders past their deadline,
 recovering ``reserving`` orders whose rent outcome is unknown, and the safety net for holds
-past their timeout. Each claims its orders with a lease (``work``)."""
+past their timeout. Each claims its orders with a lease (``work``).
+
+A rent whose outcome is unknown (HTTP 500, an HTML page, a dropped connection) is first
+resolved in the background a few seconds after the failure (``resolve_soon``): the buyer is
+watching "Getting your number…" with the price held, and the provider can usually tell us at
+once — handler_api's list of active activations, 5sim's order history, TextVerified's
+idempotent retry. The recovery job (``RECOVERY_AFTER_SECONDS``) stays the fallback for
+whatever the fast attempt could not settle (provider down, process stopped)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
 from core import jobs
+from core.clock import sleep
 from core.db.tables import orders, transfers
 from core.ledger import TransferKind
 from core.order_states import OPEN, OrderStatus
@@ -173,3 +183,76 @@ async def settle_overdue(svc: OrderService, order_id: str, *, actor: str) -> Ord
     if order.status == OrderStatus.RESERVING:
         return await svc.fail(order_id, reason="hold timed out while reserving", actor=actor)
     return order
+
+
+# --- unknown outcomes, resolved in seconds ----------------------------------------------------
+
+# Fast recoveries in flight, per service. Kept apart from ``OrderService.background`` (which
+# shutdown drains): a fast recovery cut short loses nothing, the recovery job takes over.
+_FAST: weakref.WeakKeyDictionary[OrderService, set[asyncio.Task[None]]] = weakref.WeakKeyDictionary()
+# Those past their delay (working, not sleeping): what ``drain_fast`` waits for.
+_AWAKE: weakref.WeakKeyDictionary[OrderService, set[asyncio.Task[None]]] = weakref.WeakKeyDictionary()
+# One fast recovery at a time per service: two could both take the same unowned activation.
+_FAST_LOCKS: weakref.WeakKeyDictionary[OrderService, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def resolve_soon(svc: OrderService, order_id: str) -> None:
+    """Settle a ``reserving`` order ``RECOVERY_FAST_AFTER_SECONDS`` after its rent's outcome
+    was lost, in the background (the buyer's reply does not wait for it). The result reaches
+    the buyer through the order's usual notice (number or refund)."""
+    delay = svc.settings.RECOVERY_FAST_AFTER_SECONDS
+    if delay <= 0:
+        return
+
+    async def run() -> None:
+        try:
+            await sleep(svc.clock, delay)
+            _AWAKE.setdefault(svc, set()).add(task)
+            await resolve_now(svc, order_id)
+        except Exception:
+            log.exception("order %s: fast recovery failed; the recovery job takes over", order_id)
+
+    task = asyncio.get_running_loop().create_task(run(), name=f"fast-recovery:{order_id}")
+    tasks = _FAST.setdefault(svc, set())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    task.add_done_callback(lambda t: _AWAKE.get(svc, set()).discard(t))
+
+
+async def resolve_now(svc: OrderService, order_id: str) -> OrderView | None:
+    """Recover one ``reserving`` order now under a lease (so the recovery job and a second
+    process leave it alone meanwhile); None when it is no longer reserving or someone else
+    holds it, or when it is already the recovery job's. No transaction stays open across the
+    provider call (``recover_order``)."""
+    lock = _FAST_LOCKS.setdefault(svc, asyncio.Lock())
+    owner = svc.worker_id
+    async with lock:
+        now = svc.clock.now()
+        job_takes_over = now - timedelta(seconds=svc.settings.RECOVERY_AFTER_SECONDS)
+        ids = await jobs.claim_orders(
+            svc.db,
+            owner=owner,
+            now=now,
+            # Once the order is old enough for the recovery job, it is the job's alone.
+            due=(
+                orders.c.id == order_id,
+                orders.c.status == OrderStatus.RESERVING,
+                orders.c.updated_at > job_takes_over,
+            ),
+            limit=1,
+        )
+        if not ids:
+            return None
+        try:
+            return await recover_order(svc, order_id)
+        finally:
+            await jobs.release_orders(svc.db, ids, owner)
+
+
+async def drain_fast(svc: OrderService) -> None:
+    """Wait for the fast recoveries whose delay is over (tests: after moving the clock, what
+    that woke has run). Those still waiting for their time are left waiting."""
+    await asyncio.sleep(0)  # let the ones the clock just woke start
+    tasks = set(_AWAKE.get(svc, ()))
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)

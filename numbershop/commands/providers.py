@@ -5,8 +5,12 @@ Lists every instance in ``PROVIDERS`` (name, kind, preset, URL host), asks each 
 upstream balance (through its circuit breaker, so a failure shows up as the breaker's failure
 count and last error), and — for adapters that can tell — which of the provider's service
 codes and country ids map to no canonical service or ISO country (so they are never sold).
-Breaker state is per process unless ``REDIS_URL`` is set, in which case it is the state all
-processes share. Exit code 0 when every provider answered, 1 when any failed.
+It also shows the delivery statistics routing ranks offers by (per provider, service and
+country: numbers rented, codes delivered, the smoothed success rate, the mean time to the
+first code); when the database cannot be read they are reported as unavailable, and the
+exit code does not change. Breaker state is per process unless ``REDIS_URL`` is set, in which
+case it is the state all processes share. Exit code 0 when every provider answered, 1 when
+any failed.
 """
 
 from __future__ import annotations
@@ -14,10 +18,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
+from core import routing
 from core.clock import SystemClock
-from core.config import load_settings
+from core.config import Settings, load_settings
+from core.db.engine import Database
 from core.money import format_amount
 from core.providers.breaker import BreakerBoard
 from core.providers.catalogue_gaps import CatalogueGaps, ReportsCatalogueGaps
@@ -60,6 +69,24 @@ async def _no_gaps() -> tuple[CatalogueGaps | None, str | None]:
     return None, None
 
 
+async def _delivery(settings: Settings, now: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The delivery statistics, or why they could not be read (never a traceback)."""
+    url = make_url(settings.DATABASE_URL)
+    if (
+        url.get_backend_name() == "sqlite"
+        and url.database
+        and not await asyncio.to_thread(Path(url.database).exists)
+    ):
+        return [], f"no database at {url.database}"  # a status call creates no file
+    db = Database(settings.DATABASE_URL)
+    try:
+        return await routing.status_rows(db, settings, now), None
+    except Exception as exc:  # a database not migrated yet, or not reachable
+        return [], f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    finally:
+        await db.dispose()
+
+
 async def cmd_status(args: argparse.Namespace) -> int:
     settings = load_settings()
     clock = SystemClock()
@@ -82,6 +109,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
             except Exception:  # closing is best effort
                 pass
         await board.aclose()
+    delivery, delivery_error = await _delivery(settings, clock.now())
     rows = []
     instances = settings.provider_instances
     for instance, (balance, error), (gap, gap_error) in zip(instances, results, gaps, strict=True):
@@ -114,10 +142,11 @@ async def cmd_status(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print_json({"providers": rows})
+        print_json({"providers": rows, "delivery": delivery, "delivery_error": delivery_error})
     else:
         _print_table(rows)
         _print_gaps(rows)
+        _print_delivery(delivery, delivery_error)
     return 1 if any(r["error"] for r in rows) else 0
 
 
@@ -155,6 +184,37 @@ def _print_gaps(rows: list[dict[str, Any]]) -> None:
         elif gap and (gap["services"] or gap["countries"]):
             parts = [f"{key} {', '.join(gap[key])}" for key in ("services", "countries") if gap[key]]
             sys.stdout.write(f"{r['name']}: not mapped, never sold: {'; '.join(parts)}\n")
+
+
+def _print_delivery(rows: list[dict[str, Any]], error: str | None) -> None:
+    """Routing's view of each provider × service × country, most rentals first."""
+    if error:
+        sys.stdout.write(f"delivery statistics unavailable ({error})\n")
+        return
+    if not rows:
+        sys.stdout.write("delivery statistics: no closed orders folded yet\n")
+        return
+    header = ("PROVIDER", "SERVICE", "COUNTRY", "RENTED", "CODES", "SUCCESS", "FIRST CODE", "")
+    lines = [header]
+    for r in rows:
+        first = r["first_code_seconds"]
+        lines.append(
+            (
+                r["provider"],
+                r["service"],
+                r["country"],
+                str(r["rentals"]),
+                str(r["codes"]),
+                f"{100 * r['success_rate']:.0f}%",
+                f"{first:.0f} s" if first is not None else "-",
+                "below floor" if r["below_floor"] else "",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    sys.stdout.write("\n")
+    for line in lines:
+        cells = [cell.ljust(w) for cell, w in zip(line, widths, strict=True)]
+        sys.stdout.write("  ".join(cells).rstrip() + "\n")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -234,7 +234,8 @@ class SchedulerComponent(Component):
         return (
             f"jobs in this process: poll for codes every {s.SMS_POLL_INTERVAL_SECONDS:g}s, "
             f"expire, recover, retry upstream, safety net, reconcile every "
-            f"{s.RECONCILE_INTERVAL_SECONDS}s, catalogue, key reaper, retention, provider balances"
+            f"{s.RECONCILE_INTERVAL_SECONDS}s, catalogue, key reaper, retention, provider balances, "
+            "delivery statistics"
         )
 
     async def stop(self) -> None:

@@ -102,6 +102,7 @@ async def test_apscheduler_registers_every_job_at_its_interval(shop):
         "provider_balances": (300.0, 1, True),
         "finish_open": (5.0, 1, True),  # open numbers past their deadline, finished upstream
         "redraw": (5.0, 1, True),  # waiting orders' timers
+        "delivery_stats": (30.0, 1, True),
     }
 
 
@@ -536,6 +537,7 @@ async def test_run_all_once_runs_every_job(shop, clock):
         "provider_balances",
         "finish_open",
         "redraw",
+        "delivery_stats",
     }
     async with shop.db.read() as conn:
         beats = {r.job: r.last_finished_at for r in await conn.execute(select(job_runs))}

@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 
 from core.db.tables import order_messages, orders
 from core.errors import AlreadyInProgress, InsufficientFunds, NoProviderAvailable, OrderStateConflict
+from core.orders.recovery import drain_fast
 from core.providers.errors import (
     EarlyCancelDenied,
     OutcomeUnknown,
@@ -80,6 +81,7 @@ class Scenario:
         self.shop = shop
         self.seed = seed
         self.rng = random.Random(seed)
+        shop.orders.routing_rng = random.Random(seed)  # type: ignore[attr-defined]  # replayable routing
         self.log: list[str] = []
         self.funding: dict[int, int] = {}
         self.users: list = []
@@ -222,6 +224,7 @@ class Scenario:
 
     async def jump(self) -> None:
         self.shop.clock.advance(self.rng.choice([5, 60, 200, 700, 1300]))
+        await drain_fast(self.shop.orders)  # what the time that passed woke up has run
 
     async def jobs(self) -> None:
         for prov in self.shop.providers.values():
@@ -245,6 +248,7 @@ class Scenario:
             prov.cancel_script = []
         for _ in range(3):
             self.shop.clock.advance(4000)
+            await drain_fast(self.shop.orders)
             await self.jobs()
         await self.programmes.settle()
 
