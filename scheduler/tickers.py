@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from core import catalogue, idempotency, jobs, provider_balances, retention
+from core import broadcasts, catalogue, idempotency, jobs, provider_balances, retention, rollups
 from core.clock import Clock
 from core.config import Settings
 from core.db.engine import Database
@@ -38,6 +38,10 @@ REAP_KEYS_EVERY_S = 3600.0
 RETENTION_EVERY_S = 6 * 3600.0
 # Upstream balances: often enough that a low balance is noticed before rents start failing.
 BALANCES_EVERY_S = 300.0
+# The overview's daily rollups: today's partial day is at most a minute old.
+ROLLUPS_EVERY_S = 60.0
+# Broadcasts: each run queues the next few seconds' worth of messages.
+BROADCASTS_EVERY_S = 5.0
 
 
 class CoreLike(Protocol):
@@ -89,6 +93,8 @@ class ShopJobs:
             Ticker("reap_keys", REAP_KEYS_EVERY_S, self.reap_keys),
             Ticker("retention", RETENTION_EVERY_S, self.apply_retention),
             Ticker("provider_balances", BALANCES_EVERY_S, self.check_balances),
+            Ticker("rollups", ROLLUPS_EVERY_S, self.refresh_rollups),
+            Ticker("broadcasts", BROADCASTS_EVERY_S, self.queue_broadcasts),
         ]
 
     async def _run(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -159,6 +165,17 @@ class ShopJobs:
             ),
         )
         return checks
+
+    async def refresh_rollups(self) -> int:
+        return await self._run("rollups", lambda: rollups.refresh(self.core.db, self.core.clock.now()))
+
+    async def queue_broadcasts(self) -> int:
+        return await self._run(
+            "broadcasts",
+            lambda: broadcasts.enqueue_due(
+                self.core.db, self.core.clock.now(), interval_s=BROADCASTS_EVERY_S
+            ),
+        )
 
     async def run_all_once(self) -> dict[str, Any]:
         """Every job once, in ticker order (``numbershop scheduler run --once``)."""

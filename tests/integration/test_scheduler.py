@@ -100,6 +100,8 @@ async def test_apscheduler_registers_every_job_at_its_interval(shop):
         "reap_keys": (3600.0, 1, True),
         "retention": (21600.0, 1, True),  # every six hours
         "provider_balances": (300.0, 1, True),
+        "rollups": (60.0, 1, True),
+        "broadcasts": (5.0, 1, True),
     }
 
 
@@ -527,6 +529,8 @@ async def test_run_all_once_runs_every_job(shop, clock):
         "reap_keys",
         "retention",
         "provider_balances",
+        "rollups",
+        "broadcasts",
     }
     async with shop.db.read() as conn:
         beats = {r.job: r.last_finished_at for r in await conn.execute(select(job_runs))}
