@@ -37,7 +37,19 @@ from litestar.types import Middleware
 from admin import api, health, metrics, webhooks
 from admin.auth import PUBLIC_PATHS, StaffAuthMiddleware, is_machine_path, role_guard
 from admin.context import AdminContext
-from admin.controllers import audit, ledger, login, orders, overview, providers, reconciliation, staff, users
+from admin.controllers import (
+    audit,
+    broadcasts,
+    ledger,
+    login,
+    orders,
+    overview,
+    prices,
+    providers,
+    reconciliation,
+    staff,
+    users,
+)
 from admin.csrf import csrf_middleware
 from admin.forms import FormError, error_message, error_status
 from admin.queries import BadQuery
@@ -117,6 +129,8 @@ def create_app(
                     *reconciliation.HANDLERS,
                     *audit.HANDLERS,
                     *staff.HANDLERS,
+                    *broadcasts.HANDLERS,
+                    *prices.HANDLERS,
                 ],
             ),
             *api.HANDLERS,

@@ -231,6 +231,12 @@ AUDIT_WORDS = {
     "staff.enable": "Enabled a staff member",
     "staff.token_create": "Created an API token",
     "staff.token_revoke": "Revoked an API token",
+    "price.country.set": "Set a country's markup",
+    "price.country.clear": "Cleared a country's markup",
+    "broadcast.create": "Started a broadcast",
+    "broadcast.pause": "Paused a broadcast",
+    "broadcast.resume": "Resumed a broadcast",
+    "broadcast.cancel": "Cancelled a broadcast",
 }
 
 # Audit detail keys already shown elsewhere on the row (the target column names the user).

@@ -423,3 +423,7 @@ country_price_overrides = Table(
     Column("markup_percent", Integer, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# The audit page's filter selects list the actions and actors the log has.
+Index("ix_audit_log_action", audit_log.c.action)
+Index("ix_audit_log_actor", audit_log.c.actor)

@@ -64,9 +64,13 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("country", name=op.f("pk_country_price_overrides")),
     )
+    op.create_index("ix_audit_log_action", "audit_log", ["action"], unique=False)
+    op.create_index("ix_audit_log_actor", "audit_log", ["actor"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_log_actor", table_name="audit_log")
+    op.drop_index("ix_audit_log_action", table_name="audit_log")
     op.drop_table("country_price_overrides")
     op.drop_index("ix_broadcasts_status", table_name="broadcasts")
     op.drop_table("broadcasts")
