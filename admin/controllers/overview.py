@@ -30,7 +30,8 @@ class Chart:
 
 
 def _tick(i: int, n: int, day: Any) -> str:
-    return day.strftime("%d %b") if i % 7 == 0 or i == n - 1 else ""
+    """A date under every seventh column, counted back from today so today always has one."""
+    return day.strftime("%d %b") if (n - 1 - i) % 7 == 0 else ""
 
 
 def build_charts(r: rollups.Rollups, currency: str) -> list[Chart]:
