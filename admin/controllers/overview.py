@@ -35,7 +35,9 @@ def _tick(i: int, n: int, day: Any) -> str:
 
 
 def build_charts(r: rollups.Rollups, currency: str) -> list[Chart]:
-    money = lambda minor: words.money(int(minor), currency)  # noqa: E731
+    def money(minor: float) -> str:
+        return words.money(int(minor), currency)
+
     days = r.days
     span = f"{days[0]:%d %b} to {days[-1]:%d %b %Y} (UTC)"
     out: list[Chart] = []
