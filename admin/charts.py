@@ -56,10 +56,15 @@ def columns(title: str, desc: str, bars: Sequence[Bar], *, top_text: Callable[[f
             f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{step * 0.76:.1f}" height="{h:.1f}" '
             f'class="bar"><title>{escape(b.label)}: {escape(b.text)}</title></rect>'
         )
-        if b.short:
+        if b.short:  # the edge labels are anchored inwards so they are never cut off
+            anchor, x_text = "middle", left + i * step + step / 2
+            if i == len(bars) - 1:
+                anchor, x_text = "end", WIDTH - 4
+            elif i == 0:
+                anchor, x_text = "start", left
             parts.append(
-                f'<text x="{left + i * step + step / 2:.1f}" y="{height - 5}" class="tick" '
-                f'text-anchor="middle">{escape(b.short)}</text>'
+                f'<text x="{x_text:.1f}" y="{height - 5}" class="tick" '
+                f'text-anchor="{anchor}">{escape(b.short)}</text>'
             )
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -282,6 +282,11 @@ def test_every_page_fits_the_screen(served, width: int) -> None:
             page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]"),
         )
         page.screenshot(path=str(SHOTS / f"{width}-{name}.png"), full_page=True)
+        if name == "overview":  # two charts up close, to check they read at this width
+            for chart in ("revenue", "first_code"):
+                box = page.locator(f"#chart-{chart}")
+                assert box.locator("svg > title").first.text_content()
+                box.screenshot(path=str(SHOTS / f"{width}-chart-{chart}.png"))
     menu = page.locator("header nav.menu")
     if width < 720:  # the phone: the menu folds behind its toggle and opens on a tap
         assert not menu.is_visible()
