@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from core import broadcasts, outbox
+from core.db.engine import Database
 from core.db.tables import audit_log, orders, services, transfers, users
 from core.db.tables import outbox as outbox_table
 from core.errors import InvalidInput
@@ -224,3 +225,20 @@ async def test_message_checks(shop) -> None:
             actor=ACTOR,
             now=shop.clock.now(),
         )
+
+
+async def test_two_schedulers_queue_each_user_once_within_one_budget(shop, db) -> None:
+    for i in range(30):
+        await make_user(shop, 5000 + i)
+    b, _ = await new(shop, "nonce-race-1")
+    other = Database(db.url)
+    try:
+        counts = await asyncio.gather(
+            broadcasts.enqueue_due(db, shop.clock.now(), per_second=2, interval_s=5),
+            broadcasts.enqueue_due(other, shop.clock.now(), per_second=2, interval_s=5),
+        )
+    finally:
+        await other.dispose()
+    assert sorted(counts) == [0, 10]  # the broadcast's lock: one run queues, the other sees the backlog
+    chats = await queued_chats(shop, b.id)
+    assert len(chats) == len(set(chats)) == 10

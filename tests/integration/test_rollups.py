@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import defaultdict
 from datetime import timedelta
@@ -9,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import insert
 
 from core import ledger, rollups
+from core.db.engine import Database
 from core.db.tables import orders, transfers
 from tests.integration.orders_support import Shop
 
@@ -209,3 +211,20 @@ async def test_settled_days_are_kept_and_today_is_recomputed(db, clock) -> None:
     # The next UTC day: the window moves, yesterday (now unsettled) and today are computed.
     clock.set(now.replace(hour=0, minute=30) + timedelta(days=1))
     assert await rollups.refresh(db, clock.now()) == 2
+
+
+async def test_two_schedulers_refreshing_at_once_store_each_day_once(db, clock) -> None:
+    shop = Shop(db, clock, {})
+    made = await seed(shop, 120, random.Random(9))
+    other = Database(db.url)
+    try:
+        results = await asyncio.gather(
+            rollups.refresh(db, clock.now()), rollups.refresh(other, clock.now()), return_exceptions=True
+        )
+    finally:
+        await other.dispose()
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert all(isinstance(r, int) and 0 < r <= rollups.WINDOW_DAYS for r in results)
+    async with db.read() as conn:
+        got = await rollups.read(conn, clock.now())
+    assert flatten(got) == direct(made, got.days)

@@ -356,5 +356,6 @@ async def test_runner_rebuilds_the_tickers_after_losing_and_regaining_leadership
     await until(lambda: lead.acquired == 2)
     stop.set()
     await asyncio.wait_for(task, 5)
-    assert started == [10, 10] and stopped == [False, False]
+    every = len(ShopJobs(core_of(pair.shop)).tickers())
+    assert started == [every, every] and stopped == [False, False]
     assert lead.acquired == 2 and lead.released == 1
