@@ -39,11 +39,13 @@ from admin.auth import PUBLIC_PATHS, StaffAuthMiddleware, is_machine_path, role_
 from admin.context import AdminContext
 from admin.controllers import (
     audit,
+    broadcasts,
     crypto,
     ledger,
     login,
     orders,
     overview,
+    prices,
     promo,
     providers,
     reconciliation,
@@ -133,6 +135,8 @@ def create_app(
                     *crypto.HANDLERS,
                     *staff.HANDLERS,
                     *promo.HANDLERS,
+                    *broadcasts.HANDLERS,
+                    *prices.HANDLERS,
                 ],
             ),
             *api.HANDLERS,

@@ -24,6 +24,8 @@ from core import ledger
 from core.db.tables import (
     accounts,
     audit_log,
+    countries,
+    country_price_overrides,
     job_runs,
     offers,
     order_events,
@@ -723,3 +725,73 @@ async def users_by_ids(conn: AsyncConnection, ids: Sequence[str | int]) -> dict[
         .all()
     )
     return {str(r["id"]): dict(r) for r in rows}
+
+
+# --- choices for the filter and form selects --------------------------------------------------
+
+
+async def service_choices(conn: AsyncConnection) -> list[str]:
+    return [r[0] for r in await conn.execute(select(services.c.code).order_by(services.c.code))]
+
+
+async def country_choices(conn: AsyncConnection) -> list[str]:
+    return [r[0] for r in await conn.execute(select(countries.c.code).order_by(countries.c.code))]
+
+
+async def provider_choices(conn: AsyncConnection) -> list[str]:
+    return [
+        r[0] for r in await conn.execute(select(offers.c.provider).distinct().order_by(offers.c.provider))
+    ]
+
+
+async def language_choices(conn: AsyncConnection) -> list[str]:
+    """Languages users have (users.language; empty until users choose one)."""
+    rows = await conn.execute(
+        select(users.c.language).where(users.c.language.is_not(None)).distinct().order_by(users.c.language)
+    )
+    return [r[0] for r in rows if r[0]]
+
+
+async def audit_choices(conn: AsyncConnection) -> tuple[list[str], list[str]]:
+    """The actions and actors the audit log has, for its filter selects."""
+    actions = [
+        r[0] for r in await conn.execute(select(audit_log.c.action).distinct().order_by(audit_log.c.action))
+    ]
+    actors = [
+        r[0] for r in await conn.execute(select(audit_log.c.actor).distinct().order_by(audit_log.c.actor))
+    ]
+    return actions, actors
+
+
+async def country_prices(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """One row per country with offers, or with a markup of its own."""
+    agg = (
+        select(
+            offers.c.country,
+            func.count().label("offers"),
+            func.min(offers.c.cost).label("min_cost"),
+            func.sum(offers.c.stock).label("stock"),
+        )
+        .group_by(offers.c.country)
+        .subquery()
+    )
+    rows = (
+        await conn.execute(
+            select(
+                countries.c.code,
+                agg.c.offers,
+                agg.c.min_cost,
+                agg.c.stock,
+                country_price_overrides.c.markup_percent,
+                country_price_overrides.c.updated_at,
+            )
+            .select_from(
+                countries.outerjoin(agg, agg.c.country == countries.c.code).outerjoin(
+                    country_price_overrides, country_price_overrides.c.country == countries.c.code
+                )
+            )
+            .where(or_(agg.c.offers.is_not(None), country_price_overrides.c.markup_percent.is_not(None)))
+            .order_by(countries.c.code)
+        )
+    ).mappings()
+    return [dict(r) for r in rows]

@@ -27,6 +27,8 @@ NAV = [
     ("/staff", "Staff", "admin"),
     ("/promo", "Promo & referrals", "viewer"),
     ("/stars-refunds", "Stars refunds", "viewer"),
+    ("/broadcasts", "Broadcasts", "admin"),
+    ("/prices", "Prices", "viewer"),
 ]
 
 
@@ -130,3 +132,6 @@ def install_filters(env: Any, currency: str) -> None:
     env.globals["user_label"] = words.user_label
     env.globals["money_in"] = words.money
     env.globals["transfer_words"] = words.TRANSFER_WORDS
+    env.globals["audience_words"] = words.AUDIENCE_WORDS
+    env.globals["broadcast_status_words"] = words.BROADCAST_STATUS_WORDS
+    env.filters["upstream"] = words.upstream_state

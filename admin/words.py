@@ -231,6 +231,12 @@ AUDIT_WORDS = {
     "staff.enable": "Enabled a staff member",
     "staff.token_create": "Created an API token",
     "staff.token_revoke": "Revoked an API token",
+    "price.country.set": "Set a country's markup",
+    "price.country.clear": "Cleared a country's markup",
+    "broadcast.create": "Started a broadcast",
+    "broadcast.pause": "Paused a broadcast",
+    "broadcast.resume": "Resumed a broadcast",
+    "broadcast.cancel": "Cancelled a broadcast",
 }
 
 # Audit detail keys already shown elsewhere on the row (the target column names the user).
@@ -267,3 +273,52 @@ def user_label(telegram_id: int | None, username: str | None = None, first_name:
     if first_name:
         parts.append(first_name)
     return " · ".join(parts)
+
+
+# --- overview charts, broadcasts, upstream state ---------------------------------------------
+
+MONEY_BACK_WORDS = {
+    "expired": "Expired without a code",
+    "cancelled": "Cancelled",
+    "failed": "Failed at the provider",
+    "staff_refund": "Refunded by staff",
+    "other": "Other",
+}
+TOPUP_WORDS = {"stars": "Telegram Stars", "crypto": "Crypto Pay", "cryptopay": "Crypto Pay", "other": "Other"}
+UPSTREAM_WORDS = {
+    "none": "Not rented from a provider",
+    "active": "Rented, the provider is waiting for the SMS",
+    "cancel_pending": "Being cancelled at the provider",
+    "cancelled": "Cancelled at the provider",
+    "finish_pending": "Being closed at the provider",
+    "finished": "Closed at the provider",
+}
+AUDIENCE_WORDS = {
+    "everyone": "Everyone",
+    "active": "Active in the last 30 days",
+    "service": "Bought a service",
+    "language": "Speaks a language",
+}
+BROADCAST_STATUS_WORDS = {
+    "sending": "Sending",
+    "paused": "Paused",
+    "cancelled": "Cancelled",
+    "done": "Done",
+}
+
+
+def money_back_reason(key: str | None) -> str:
+    return MONEY_BACK_WORDS.get(key or "", key or "—")
+
+
+def topup_method(key: str | None) -> str:
+    return TOPUP_WORDS.get(key or "", (key or "—").replace("_", " ").capitalize())
+
+
+def upstream_state(state: str | None) -> str:
+    """An order's bookkeeping with its provider, in words (``cancel_pending`` → …)."""
+    return UPSTREAM_WORDS.get(state or "", (state or "—").replace("_", " "))
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "—"

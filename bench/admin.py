@@ -5,8 +5,10 @@
 Seeds (once per --db file; reused when it already has the rows) a year of history: users
 with wallets, orders in every status, and their ledger transfers (holds, captures, releases,
 refunds, top-ups, adjustments), then times real HTTP requests through the dashboard (in
-process, Litestar's test client, logged in as staff): the overview, the orders list with and
-without filters at deep keyset positions, an order page, a user page and the ledger. Prints
+process, Litestar's test client, logged in as staff): the overview with its charts (their
+daily rollups are computed first, as the scheduler's ticker would, and that time is reported
+too), the orders list with and without filters at deep keyset positions, an order page, a user
+page, the ledger, the audit log, prices and broadcasts. Prints
 p50/p99 per page; the last line is one JSON object whose ``*_p99_ms`` keys are the results
 (target: ≤ 100 ms each).
 
@@ -349,6 +351,28 @@ def seed(path: Path, n_orders: int, n_transfers: int, n_users: int, rng: random.
     print(f"seeded everything in {time.perf_counter() - started:.1f}s", file=sys.stderr)
 
 
+WARMUP = 5
+
+
+async def compute_rollups(path: Path) -> float:
+    """The overview's thirty days of rollups, as the scheduler's ticker computes them on its
+    first run (later runs recompute only today); returns the seconds it took."""
+    from core import rollups
+
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        t0 = time.perf_counter()
+        await rollups.refresh(db, NOW)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        await rollups.refresh(db, NOW + timedelta(minutes=1))  # a later run: today only
+        later = time.perf_counter() - t0
+        print(f"rollups: first run {first * 1000:.0f} ms, a later run {later * 1000:.0f} ms", file=sys.stderr)
+        return first
+    finally:
+        await db.dispose()
+
+
 def _pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -399,7 +423,8 @@ async def measure(path: Path, requests: int, rng: random.Random, only: set[str])
         )
         assert r.status_code == 303, r.text
 
-        deep = [NOW - timedelta(days=rng.uniform(30, DAYS - 5)) for _ in range(requests)]
+        # At least as many as the warm-up requests use (the first five of each page).
+        deep = [NOW - timedelta(days=rng.uniform(30, DAYS - 5)) for _ in range(max(requests, WARMUP))]
         some_order = (await client.get("/api/orders", params={"limit": 1})).json()["items"][0]["id"]
 
         def deep_cursor(i: int) -> str:
@@ -420,13 +445,16 @@ async def measure(path: Path, requests: int, rng: random.Random, only: set[str])
             "order": lambda i: f"/orders/{some_order}",
             "user": lambda i: f"/users/{10_000_000 + rng.randint(1, 1000)}",
             "ledger_deep": lambda i: f"/ledger?cursor={deep_cursor(i)}",
+            "audit": lambda i: "/audit",
+            "prices": lambda i: "/prices",
+            "broadcasts": lambda i: "/broadcasts",
             "metrics": lambda i: "/metrics",
         }
         results: dict[str, float] = {}
         for name, make in pages.items():
             if only and name not in only:
                 continue
-            for i in range(5):  # warm up: the first requests compile templates and fill caches
+            for i in range(WARMUP):  # the first requests compile templates and fill caches
                 await client.get(make(i))
             samples = []
             for i in range(requests):
@@ -459,8 +487,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     path = args.db or Path(tempfile.gettempdir()) / f"numbershop-bench-admin-{args.orders}.db"
     rng = random.Random(args.seed)
+    if args.requests < 1:
+        parser.error("--requests must be at least 1")
     seed(path, args.orders, args.transfers, args.users, rng)
+    rollup_s = asyncio.run(compute_rollups(path))
     results = asyncio.run(measure(path, args.requests, rng, {n for n in args.only.split(",") if n}))
+    results["rollups_first_run_ms"] = round(rollup_s * 1000, 1)
     results.update(
         orders=args.orders,
         transfers=args.transfers,

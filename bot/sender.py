@@ -47,7 +47,7 @@ from aiogram.types import InlineKeyboardMarkup
 from bot import errors, keyboards, texts
 from bot.context import order_screen
 from bot.i18n import use_locale
-from core import outbox
+from core import broadcasts, outbox
 from core.app import Core
 from core.backoff import Backoff
 from core.errors import ShopError
@@ -476,6 +476,13 @@ class OutboxSender:
                         order.service, order.phone, minutes_left(order.expires_at, now), order.expires_at
                     ),
                 )
+            return
+        elif row.kind == broadcasts.KIND:
+            # Staff's own HTML, checked against Telegram's rules when it was written.
+            text = await broadcasts.text_for(self.core.db, int(p.get("broadcast_id") or 0))
+            if text is None:
+                raise Undeliverable("the broadcast was cancelled")
+            await self._send(chat, text)
             return
         elif row.kind == "staff_alert":
             await self._send(chat, texts.staff_alert(str(p.get("text") or "")))

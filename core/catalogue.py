@@ -31,7 +31,14 @@ from core import audit, pricing
 from core.catalogue_data import COUNTRIES, SERVICES
 from core.db.engine import insert_ignore
 from core.db.tables import countries, offers, services
-from core.price_overrides import get_price_override, overrides_for, price_with_override, require_service
+from core.price_overrides import (
+    country_markups,
+    get_price_override,
+    markup_for,
+    overrides_for,
+    price_with_override,
+    require_service,
+)
 
 if TYPE_CHECKING:
     from core.clock import Clock
@@ -295,6 +302,7 @@ async def list_countries(
     """
     await require_service(conn, service)
     override = await get_price_override(conn, service)
+    markups = await country_markups(conn)
     rows = (
         await conn.execute(
             select(offers.c.country, countries.c.name, offers.c.cost, offers.c.stock)
@@ -308,7 +316,7 @@ async def list_countries(
     result = []
     for code, group in by_country.items():
         cheapest = min(r.cost for r in group)
-        price = price_with_override(cheapest, markup_percent, override)
+        price = price_with_override(cheapest, markup_for(markup_percent, markups.get(code)), override)
         if not pricing.sellable(cheapest, price):
             continue
         stock = sum(r.stock for r in group if pricing.sellable(r.cost, price))

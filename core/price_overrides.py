@@ -1,6 +1,8 @@
-"""Per-service price overrides: a service's own markup or fixed price, set by staff.
+"""Price overrides set by staff: a service's own markup or fixed price, and a country's markup.
 
-A fixed price wins over a markup; without an override the shop's default markup applies.
+A service's fixed price wins over everything, then a service's markup; otherwise a country's
+markup replaces the shop's default markup for every service in that country (numbers in some
+countries cost the shop more to support); without either the default markup applies.
 Functions taking ``conn`` run inside the caller's unit of work; ``override_price`` and
 ``remove_price_override`` own theirs, committing the audit row with the change.
 """
@@ -17,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core import audit, pricing
 from core.db.engine import insert_ignore
-from core.db.tables import price_overrides, services
+from core.db.tables import countries, country_price_overrides, price_overrides, services
 from core.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -157,3 +159,90 @@ async def require_service(conn: AsyncConnection, service: str) -> None:
     found = (await conn.execute(_SERVICE, {"code": str(service)})).first()
     if found is None:
         raise NotFound(f"unknown service {service!r}")
+
+
+# --- per country ------------------------------------------------------------------------------
+
+
+def check_markup(markup_percent: object) -> int:
+    if isinstance(markup_percent, bool) or not isinstance(markup_percent, int | float):
+        raise InvalidInput("the markup must be a whole number of percent")
+    if int(markup_percent) != markup_percent:
+        raise InvalidInput("the markup must be a whole number of percent")
+    if not 0 <= int(markup_percent) <= MAX_OVERRIDE_MARKUP:
+        raise InvalidInput(f"the markup must be between 0 and {MAX_OVERRIDE_MARKUP} percent")
+    return int(markup_percent)
+
+
+async def require_country(conn: AsyncConnection, country: str) -> str:
+    code = str(country).strip().upper()
+    found = (await conn.execute(select(countries.c.code).where(countries.c.code == code))).first()
+    if found is None:
+        raise NotFound(f"unknown country {country!r}")
+    return code
+
+
+async def country_markups(conn: AsyncConnection) -> dict[str, int]:
+    """Every country's own markup (few rows: one per country staff priced)."""
+    rows = await conn.execute(
+        select(country_price_overrides.c.country, country_price_overrides.c.markup_percent)
+    )
+    return {r.country: int(r.markup_percent) for r in rows}
+
+
+def markup_for(default: int | float, country_markup: int | None) -> int | float:
+    """The markup a country's prices start from: its own, else the shop's default."""
+    return default if country_markup is None else country_markup
+
+
+async def override_country_price(
+    db: Database, country: str, *, markup_percent: int, actor: str, reason: str, now: datetime
+) -> int:
+    """A staff member sets a country's markup: the override and its audit row commit together."""
+    markup = check_markup(markup_percent)
+    async with db.begin() as conn:
+        code = await require_country(conn, country)
+        values = {"markup_percent": markup, "updated_at": now}
+        inserted = await conn.execute(
+            insert_ignore(conn, country_price_overrides).values(country=code, **values)
+        )
+        if not inserted.rowcount:
+            await conn.execute(
+                update(country_price_overrides)
+                .where(country_price_overrides.c.country == code)
+                .values(**values)
+            )
+        await audit.record(
+            conn,
+            actor=actor,
+            action="price.country.set",
+            target_type="country",
+            target_id=code,
+            reason=reason,
+            now=now,
+            detail={"markup_percent": markup},
+        )
+    return markup
+
+
+async def remove_country_price_override(
+    db: Database, country: str, *, actor: str, reason: str, now: datetime
+) -> bool:
+    """Back to the default markup in that country, audited; False if it had none."""
+    async with db.begin() as conn:
+        code = str(country).strip().upper()
+        result = await conn.execute(
+            delete(country_price_overrides).where(country_price_overrides.c.country == code)
+        )
+        if result.rowcount:
+            await audit.record(
+                conn,
+                actor=actor,
+                action="price.country.clear",
+                target_type="country",
+                target_id=code,
+                reason=reason,
+                detail=None,
+                now=now,
+            )
+    return bool(result.rowcount)

@@ -20,10 +20,10 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core import pricing, routing
-from core.db.tables import countries, offers, price_overrides, quotes, services
+from core.db.tables import countries, country_price_overrides, offers, price_overrides, quotes, services
 from core.errors import NotFound, QuoteExpired, QuoteNotFound
 from core.ledger import new_id
-from core.price_overrides import override_from_row, price_with_override
+from core.price_overrides import markup_for, override_from_row, price_with_override
 from core.providers.errors import OutOfStock
 
 if TYPE_CHECKING:
@@ -62,6 +62,10 @@ _PRICING = (
         )
         .scalar_subquery()
         .label("cheapest"),
+        select(country_price_overrides.c.markup_percent)
+        .where(country_price_overrides.c.country == bindparam("country"))
+        .scalar_subquery()
+        .label("country_markup"),
         price_overrides.c.service,
         price_overrides.c.markup_percent,
         price_overrides.c.fixed_price,
@@ -105,7 +109,8 @@ async def price_quote(
         raise OutOfStock(f"no numbers for {service} in {country} right now")
     override = override_from_row(row) if row.service is not None else None
     cheapest = int(row.cheapest)
-    price = price_with_override(cheapest, markup_percent, override)
+    markup = markup_for(markup_percent, row.country_markup)
+    price = price_with_override(cheapest, markup, override)
     if not pricing.sellable(cheapest, price):
         raise OutOfStock(f"no numbers for {service} in {country} at the set price")
     if avoid_provider is None and after_order is not None:

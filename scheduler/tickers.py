@@ -15,7 +15,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from core import catalogue, delivery_stats, idempotency, jobs, provider_balances, retention
+from core import (
+    broadcasts,
+    catalogue,
+    delivery_stats,
+    idempotency,
+    jobs,
+    provider_balances,
+    retention,
+    rollups,
+)
 from core.clock import Clock
 from core.config import Settings
 from core.db.engine import Database
@@ -44,6 +53,10 @@ CRYPTOPAY_EVERY_S = 30.0
 REDRAW_EVERY_S = 5.0
 # Delivery statistics: rates that move over hours lose nothing by being half a minute late.
 DELIVERY_STATS_EVERY_S = 30.0
+# The overview's daily rollups: today's partial day is at most a minute old.
+ROLLUPS_EVERY_S = 60.0
+# Broadcasts: each run queues the next few seconds' worth of messages.
+BROADCASTS_EVERY_S = 5.0
 
 
 class CoreLike(Protocol):
@@ -99,6 +112,8 @@ class ShopJobs:
             Ticker("finish_open", EXPIRE_EVERY_S, self.finish_open),
             Ticker("redraw", REDRAW_EVERY_S, self.redraw),
             Ticker("delivery_stats", DELIVERY_STATS_EVERY_S, self.fold_delivery_stats),
+            Ticker("rollups", ROLLUPS_EVERY_S, self.refresh_rollups),
+            Ticker("broadcasts", BROADCASTS_EVERY_S, self.queue_broadcasts),
         ]
 
     async def _run(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -190,6 +205,17 @@ class ShopJobs:
         return await self._run(
             "delivery_stats",
             lambda: delivery_stats.fold_closed_orders(self.core.db, self.core.clock, self.core.settings),
+        )
+
+    async def refresh_rollups(self) -> int:
+        return await self._run("rollups", lambda: rollups.refresh(self.core.db, self.core.clock.now()))
+
+    async def queue_broadcasts(self) -> int:
+        return await self._run(
+            "broadcasts",
+            lambda: broadcasts.enqueue_due(
+                self.core.db, self.core.clock.now(), interval_s=BROADCASTS_EVERY_S
+            ),
         )
 
     async def run_all_once(self) -> dict[str, Any]:

@@ -27,9 +27,12 @@ async def audit_page(
         people = await queries.users_by_ids(
             conn, [a["target_id"] for a in result.rows if a["target_type"] == "user" and a["target_id"]]
         )
+        action_choices, actor_choices = await queries.audit_choices(conn)
     return page(
         request,
         "audit.html",
+        action_choices=action_choices,
+        actor_choices=actor_choices,
         rows=result.rows,
         next_cursor=result.next_cursor,
         flt=flt,

@@ -34,6 +34,11 @@ async def orders_page(
     flt = order_filter(status, service, country, provider, user, date_from, date_to)
     async with ctx.db.read() as conn:
         result = await queries.list_orders(conn, flt, cursor=cursor, limit=50)
+        choices: dict[str, Any] = {
+            "service_choices": await queries.service_choices(conn),
+            "country_choices": await queries.country_choices(conn),
+            "provider_choices": sorted(set(await queries.provider_choices(conn)) | set(ctx.providers)),
+        }
     return page(
         request,
         "orders.html",
@@ -44,6 +49,7 @@ async def orders_page(
         statuses=queries.ORDER_STATUSES,
         show_user=True,
         first_page=not cursor,
+        **choices,
     )
 
 

@@ -562,3 +562,57 @@ delivery_watermark = Table(
     Column("folded", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+# --- dashboard: daily rollups, broadcasts, per-country prices (migration 0009) ---
+
+# Pre-aggregated figures per UTC day for the overview's charts (core.rollups): one row per
+# (day, metric, key) with a count and an amount, so thirty days read a few hundred rows.
+daily_rollups = Table(
+    "daily_rollups",
+    metadata,
+    Column("day", String(10), primary_key=True),  # 'YYYY-MM-DD' (UTC)
+    Column("metric", String(24), primary_key=True),
+    Column("key", String(64), primary_key=True),  # '' when the metric has no breakdown
+    Column("n", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+)
+
+# When each day's rollup was last computed: a day computed after it settled is final.
+rollup_days = Table(
+    "rollup_days",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("computed_at", UTCDateTime, nullable=False),
+)
+
+broadcasts = Table(
+    "broadcasts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("nonce", String(128), nullable=False, unique=True),  # the form's: a resubmit sends once
+    Column("text", Text, nullable=False),  # Telegram HTML
+    Column("audience", String(16), nullable=False),  # 'everyone' | 'active' | 'service' | 'language'
+    Column("audience_value", String(32)),
+    # 'sending' | 'paused' | 'cancelled' | 'done'
+    Column("status", String(16), nullable=False),
+    Column("cursor_user_id", Integer, nullable=False, default=0),  # enqueued up to this users.id
+    Column("total", Integer, nullable=False),  # audience size when created
+    Column("enqueued", Integer, nullable=False, default=0),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+)
+Index("ix_broadcasts_status", broadcasts.c.status)
+
+# A country's own markup, replacing the default markup there (a service's override still wins).
+country_price_overrides = Table(
+    "country_price_overrides",
+    metadata,
+    Column("country", String(2), ForeignKey("countries.code"), primary_key=True),
+    Column("markup_percent", Integer, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The audit page's filter selects list the actions and actors the log has.
+Index("ix_audit_log_action", audit_log.c.action)
+Index("ix_audit_log_actor", audit_log.c.actor)

@@ -103,6 +103,8 @@ async def test_apscheduler_registers_every_job_at_its_interval(shop):
         "finish_open": (5.0, 1, True),  # open numbers past their deadline, finished upstream
         "redraw": (5.0, 1, True),  # waiting orders' timers
         "delivery_stats": (30.0, 1, True),
+        "rollups": (60.0, 1, True),
+        "broadcasts": (5.0, 1, True),
     }
 
 
@@ -538,6 +540,8 @@ async def test_run_all_once_runs_every_job(shop, clock):
         "finish_open",
         "redraw",
         "delivery_stats",
+        "rollups",
+        "broadcasts",
     }
     async with shop.db.read() as conn:
         beats = {r.job: r.last_finished_at for r in await conn.execute(select(job_runs))}

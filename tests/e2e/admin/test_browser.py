@@ -3,18 +3,20 @@
 One person's path (log in, find a user, credit them, refund an order, see both in the audit
 log), then every page at a phone's width (390 px) and a desk's (1280 px): the page itself
 must never scroll sideways (wide tables scroll inside their own box) and the menu folds
-behind its toggle on the phone. Screenshots go to artifacts/screenshots/admin/. Skipped with
-the reason where Chromium or Playwright is missing."""
+behind its toggle on the phone. Screenshots go to artifacts/screenshots/admin/ (or to
+``NUMBERSHOP_SHOTS_DIR``). Skipped with the reason where Chromium or Playwright is missing."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,7 +25,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from admin.app import create_app
-from core import audit, ledger, tickets
+from core import audit, broadcasts, ledger, rollups, tickets
 from core.clock import FakeClock
 from core.db.engine import Database
 from core.db.tables import job_runs, metadata, provider_balances, reconciliation_runs
@@ -32,7 +34,10 @@ from core.wallets import Wallets
 from tests.integration.orders_support import ScriptedProvider, Shop
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[3] / "artifacts" / "screenshots" / "admin"
+SHOTS = Path(
+    os.environ.get("NUMBERSHOP_SHOTS_DIR")
+    or Path(__file__).resolve().parents[3] / "artifacts" / "screenshots" / "admin"
+)
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -73,6 +78,28 @@ def served(tmp_path) -> Iterator[SimpleNamespace]:
             await ledger.ensure_system_accounts(conn, clock.now())
         ledger.forget_system_accounts()
         await shop.setup_catalogue()
+        # Two weeks of history for the overview's charts: some delivered, some not.
+        today = clock.now()
+        wallets = Wallets(db, clock, "USD")
+        for i in range(14):
+            clock.set(today - timedelta(days=14 - i, hours=i % 5))
+            buyer = await shop.user(9000 + i, funds=5000)
+            await wallets.top_up(
+                9000 + i, 1000 + 100 * i, source="stars" if i % 3 else "crypto", reference=f"r{i}"
+            )
+            for j in range(1 + i % 4):
+                past = await shop.orders.purchase(
+                    user_id=buyer.id,
+                    quote_id=await shop.quote(buyer.id, price=150 + 10 * j),
+                    idempotency_key=f"h{i}-{j}",
+                )
+                clock.advance(30 + 40 * j)
+                if (i + j) % 3:
+                    shop.providers["alpha"].deliver(past.activation_id, "24680")
+                    await shop.orders.check_now(past.id)
+                else:
+                    await shop.orders.cancel(past.id, user_id=buyer.id)
+        clock.set(today)
         user = await shop.user(4242, funds=2000)
         quote = await shop.quote(user.id, price=300)
         order = await shop.orders.purchase(user_id=user.id, quote_id=quote, idempotency_key="b1")
@@ -125,8 +152,25 @@ def served(tmp_path) -> Iterator[SimpleNamespace]:
                 now=now,
             )
         await staff.create("alice", "admin", "browser password")
+        sent, _ = await broadcasts.create(
+            db,
+            nonce="browser-broadcast",
+            text="<b>New:</b> numbers for Germany &amp; Spain, from $0.90. <i>Tap /start to see them.</i>",
+            audience="everyone",
+            audience_value=None,
+            actor="staff:alice",
+            now=clock.now(),
+        )
+        await broadcasts.enqueue_due(db, clock.now())
+        await rollups.refresh(db, clock.now())
         await db.dispose()
-        return {"order": order.id, "waiting": waiting.id, "run": run_id, "ticket": ticket.id}
+        return {
+            "order": order.id,
+            "waiting": waiting.id,
+            "run": run_id,
+            "ticket": ticket.id,
+            "broadcast": sent.id,
+        }
 
     ids = asyncio.run(seed())
     ledger.forget_system_accounts()
@@ -221,6 +265,9 @@ def _pages(served: SimpleNamespace) -> list[tuple[str, str]]:
         ("reconciliation", "/reconciliation"),
         ("reconciliation-run", f"/reconciliation/{served.run}"),
         ("staff", "/staff"),
+        ("broadcasts", "/broadcasts"),
+        ("broadcast", f"/broadcasts/{served.broadcast}"),
+        ("prices", "/prices"),
         ("error", "/users/999999"),
         ("bad-filter", "/orders?status=weird"),
     ]
@@ -244,6 +291,11 @@ def test_every_page_fits_the_screen(served, width: int) -> None:
             page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]"),
         )
         page.screenshot(path=str(SHOTS / f"{width}-{name}.png"), full_page=True)
+        if name == "overview":  # two charts up close, to check they read at this width
+            for chart in ("revenue", "first_code"):
+                box = page.locator(f"#chart-{chart}")
+                assert box.locator("svg > title").first.text_content()
+                box.screenshot(path=str(SHOTS / f"{width}-chart-{chart}.png"))
     menu = page.locator("header nav.menu")
     if width < 720:  # the phone: the menu folds behind its toggle and opens on a tap
         assert not menu.is_visible()
