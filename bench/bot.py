@@ -250,10 +250,12 @@ class User:
         await self.tg.wait_for_reply(payment.update_id, WAIT)
         await self.pause()
 
-    async def wait_chat(self, predicate: Callable[[ChatView], bool], what: str) -> None:
+    async def wait_chat(
+        self, predicate: Callable[[ChatView], bool], what: str, timeout: float = WAIT
+    ) -> None:
         """Wait on this chat's own change signal (a bot-wide wait would wake every user on
         every change and turn the driver, not the bot, into the bottleneck)."""
-        deadline = time.monotonic() + WAIT
+        deadline = time.monotonic() + timeout
         view = self.tg.chat(self.id)
         while not predicate(view):
             remaining = deadline - time.monotonic()
