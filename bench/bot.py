@@ -1,6 +1,7 @@
 """Bot latency under load: the shop bot against a minimal echo bot, same emulator, same run.
 
     python -m bench.bot [--users 200] [--rounds 3] [--db sqlite|postgres] [--url postgresql://…]
+    python -m bench.bot --webhook --workers 2 --db postgres   # capacity, see bench.capacity
 
 This process runs the Bot API emulator and the simulated users; the bot under test runs in
 a process of its own (``--serve echo|shop``, started here), a real aiogram client
@@ -552,7 +553,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", choices=("echo", "shop"), help=argparse.SUPPRESS)
     parser.add_argument("--api-url", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    from bench import capacity  # webhook mode's capacity search lives there
+
+    capacity.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.webhook:
+        capacity_result = asyncio.run(capacity.main_async(args))
+        print(json.dumps(capacity_result))
+        return 0
     if args.serve:
         logging.basicConfig(level=logging.WARNING)
         if args.serve == "echo":
