@@ -1,6 +1,7 @@
 """Bot latency under load: the shop bot against a minimal echo bot, same emulator, same run.
 
     python -m bench.bot [--users 200] [--rounds 3] [--db sqlite|postgres] [--url postgresql://…]
+    python -m bench.bot --webhook --workers 2 --db postgres   # capacity, see bench.capacity
 
 This process runs the Bot API emulator and the simulated users; the bot under test runs in
 a process of its own (``--serve echo|shop``, started here), a real aiogram client
@@ -250,10 +251,12 @@ class User:
         await self.tg.wait_for_reply(payment.update_id, WAIT)
         await self.pause()
 
-    async def wait_chat(self, predicate: Callable[[ChatView], bool], what: str) -> None:
+    async def wait_chat(
+        self, predicate: Callable[[ChatView], bool], what: str, timeout: float = WAIT
+    ) -> None:
         """Wait on this chat's own change signal (a bot-wide wait would wake every user on
         every change and turn the driver, not the bot, into the bottleneck)."""
-        deadline = time.monotonic() + WAIT
+        deadline = time.monotonic() + timeout
         view = self.tg.chat(self.id)
         while not predicate(view):
             remaining = deadline - time.monotonic()
@@ -550,7 +553,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", choices=("echo", "shop"), help=argparse.SUPPRESS)
     parser.add_argument("--api-url", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    from bench import capacity  # webhook mode's capacity search lives there
+
+    capacity.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.webhook:
+        capacity_result = asyncio.run(capacity.main_async(args))
+        print(json.dumps(capacity_result))
+        return 0
     if args.serve:
         logging.basicConfig(level=logging.WARNING)
         if args.serve == "echo":

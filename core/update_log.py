@@ -1,4 +1,11 @@
-"""Telegram update ids already handled, so a redelivered update has its effect once."""
+"""Telegram update ids already handled, so a redelivered update has its effect once.
+
+An id is written when its update has been handled, not when it arrives: a worker killed
+mid-update leaves no row, so the redelivery Telegram sends (the webhook never got its 200,
+or the poller never confirmed the offset) is handled again instead of dropped unanswered.
+Handling twice is safe because every effect is idempotent on its own key (a purchase on its
+quote, a cancel on its order's state, a payment on its charge id).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.sql import Insert
 
 from core.db.engine import insert_ignore
@@ -30,3 +38,13 @@ async def record_updates(db: Database, update_ids: Iterable[int], now: datetime)
         )
     written = await db.write_one(statement, [{"update_id": i, "received_at": now} for i in update_ids])
     return {int(row[0]) for row in written.rows}
+
+
+async def handled_among(db: Database, update_ids: Iterable[int]) -> set[int]:
+    """The ids of ``update_ids`` already handled (one indexed read for a batch)."""
+    ids = list(update_ids)
+    async with db.read() as conn:
+        rows = await conn.execute(
+            select(processed_updates.c.update_id).where(processed_updates.c.update_id.in_(ids))
+        )
+        return {int(i) for i in rows.scalars()}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from aiogram import F
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -143,7 +144,12 @@ async def on_pre_checkout(query: PreCheckoutQuery, shop: ShopContext) -> None:
         log.warning("pre-checkout %s from %s refused: payload does not match", query.id, query.from_user.id)
         await query.answer(ok=False, error_message=texts.INVOICE_INVALID)
         return
-    await query.answer(ok=True)
+    try:
+        await query.answer(ok=True)
+    except TelegramBadRequest as exc:
+        # A redelivery of a query another worker answered before it died (or one answered
+        # too late): Telegram has its answer or has given up; either way nothing is owed.
+        log.info("pre-checkout %s not answered again: %s", query.id, exc)
 
 
 @handlers.message(F.successful_payment)

@@ -5,12 +5,11 @@ sentences), ``rate_limit`` and ``users`` (the resolver over ``bot.users.UserDire
 
 Order (outermost first), set up in ``bot.app.build_app``:
 
-* ``UpdateDedupe`` (every update): records ``update_id`` in ``processed_updates`` before the
-  update is handled and drops one that was recorded already, so a redelivered update (a
-  webhook retry, a crash before the polling offset moved on) has its effect once. A
-  ``successful_payment`` is the exception: it is always handled, because crediting is
-  idempotent on the payment's charge id and a payment must never be lost to a crash between
-  recording and crediting.
+* ``UpdateDedupe`` (every update): drops an update whose id is in ``processed_updates`` and
+  records the id once the update has been handled, so a redelivery of a finished update (a
+  webhook retry, a crash before the polling offset moved on) is dropped while one a killed
+  worker never finished is handled again (its effects are idempotent on their own keys). A
+  ``successful_payment`` is always handled: crediting is idempotent on the charge id.
 * ``CallbackAnswerer`` (callback queries): every query is answered exactly once — with what
   the handler put in ``reply``, with the sentence for the error it raised, or with "working
   on it" when the handler is still busy after ``deadline`` seconds (Telegram shows a spinner

@@ -1,15 +1,16 @@
 """Delivery dedupe: each update id has its effect once, however often it is delivered.
 
-``UpdateDedupe`` records ``update_id`` in ``processed_updates`` before the update is handled
-and drops one that was recorded already. A ``successful_payment`` is always handled, because
-crediting is idempotent on the payment's charge id and a payment must never be lost to a
-crash between recording and crediting.
+``UpdateDedupe`` drops an update whose id is in ``processed_updates`` and records the id once
+the update has been handled (``core.update_log`` says why after, not before). A
+``successful_payment`` is always handled, because crediting is idempotent on the payment's
+charge id and a payment must never be lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
@@ -18,26 +19,24 @@ from aiogram.types import TelegramObject, Update
 from bot.middlewares.handler import Handler
 from core.clock import Clock
 from core.db.engine import Database
-from core.update_log import record_updates
+from core.update_log import handled_among, record_updates
 
 log = logging.getLogger(__name__)
 
 
-class UpdateLog:
-    """Records update ids; concurrent records share one transaction (group commit).
+class _Batch:
+    """Concurrent calls share one database round trip (group commit for the writes).
 
-    Under load many updates arrive together; one write transaction for all of them keeps the
-    cost of deduplication flat instead of one ``BEGIN IMMEDIATE`` per update on SQLite.
-    """
+    Under load many updates arrive together; one statement for all of them keeps the cost of
+    deduplication flat instead of one ``BEGIN IMMEDIATE`` per update on SQLite."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
-        self.db = db
-        self.clock = clock
+    def __init__(self, run: Callable[[list[int]], Awaitable[set[int]]], *, first_only: bool = False) -> None:
+        self._run = run
+        self._first_only = first_only  # an id found is True for its first caller only
         self._pending: list[tuple[int, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def record(self, update_id: int) -> bool:
-        """True the first time ``update_id`` is seen, False for a redelivery."""
+    async def __call__(self, update_id: int) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((update_id, future))
         if self._flusher is None or self._flusher.done():
@@ -47,21 +46,37 @@ class UpdateLog:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
-            ids = list(dict.fromkeys(update_id for update_id, _ in batch))
             try:
-                inserted = await record_updates(self.db, ids, self.clock.now())
+                found = await self._run(list(dict.fromkeys(update_id for update_id, _ in batch)))
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             for update_id, future in batch:
-                # Fresh for the first waiter of a newly inserted id; a duplicate in the
-                # same batch is a redelivery like any other.
-                fresh = update_id in inserted
-                inserted.discard(update_id)
+                hit = update_id in found
+                if hit and self._first_only:
+                    found.discard(update_id)
                 if not future.done():
-                    future.set_result(fresh)
+                    future.set_result(hit)
+
+
+class UpdateLog:
+    """Which update ids were handled; reads and writes each batched across concurrent updates."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+        self._handled = _Batch(lambda ids: handled_among(db, ids))
+        self._record = _Batch(lambda ids: record_updates(db, ids, clock.now()), first_only=True)
+
+    async def handled(self, update_id: int) -> bool:
+        """True if ``update_id`` was handled before (a redelivery)."""
+        return await self._handled(update_id)
+
+    async def record(self, update_id: int) -> bool:
+        """Mark ``update_id`` handled; True if this call recorded it (False: it already was)."""
+        return await self._record(update_id)
 
 
 def _is_payment(update: Update) -> bool:
@@ -75,12 +90,26 @@ class UpdateDedupe(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
         try:
-            fresh = await self.log.record(event.update_id)
+            seen = await self.log.handled(event.update_id)
         except Exception:
-            log.exception("could not record update %s; handling it anyway", event.update_id)
-            fresh = True
-        if not fresh and not _is_payment(event):
+            log.exception("could not read the update log for %s; handling it anyway", event.update_id)
+            seen = False
+        if seen and not _is_payment(event):
             log.info("update %s was delivered again; dropped", event.update_id)
             return None
-        data["redelivered"] = not fresh
-        return await handler(event, data)
+        data["redelivered"] = seen
+        try:
+            result = await handler(event, data)
+        except asyncio.CancelledError:
+            raise  # stopped mid-update: left unrecorded, so its redelivery is handled
+        except Exception:
+            await self._record(event.update_id)  # a crash in a handler must not loop forever
+            raise
+        await self._record(event.update_id)
+        return result
+
+    async def _record(self, update_id: int) -> None:
+        try:
+            await self.log.record(update_id)
+        except Exception:  # a redelivery would be handled again: idempotent, so only logged
+            log.exception("could not record update %s as handled", update_id)

@@ -334,7 +334,7 @@ api_tokens = Table(
     Column("last_used_at", UTCDateTime),
 )
 
-# Telegram update ids already handled: a redelivered update is dropped.
+# Telegram update ids already handled (written after handling): a redelivery is dropped.
 processed_updates = Table(
     "processed_updates",
     metadata,

@@ -77,6 +77,16 @@ class WebhookSide(BotWorld):
     webhook_retry_max_s = 2.0
     webhook_timeout_s = 10.0
 
+    def terminate_tls(self, public_url: str, local_url: str) -> None:
+        """Deliver what is registered for ``public_url`` to ``local_url`` instead, as the
+        TLS-terminating proxy in front of the workers does in production (``deploy/``).
+
+        The bot only accepts an https ``WEBHOOK_URL`` and registers it on every start, so a
+        worker restarted mid-test re-registers the public URL; routing here keeps delivery
+        going to the plain-HTTP listener without the test racing that registration.
+        """
+        self._tls_routes[public_url] = local_url
+
     @property
     def webhook_url(self) -> str:
         hook = self._webhook
@@ -93,7 +103,7 @@ class WebhookSide(BotWorld):
         if not url:
             await self.api_delete_webhook(drop_pending_updates)
             return True
-        if not _loopback(url):
+        if not _loopback(url) and url not in self._tls_routes:  # a routed URL ends on loopback
             raise bad_request("bad webhook: the emulator delivers to loopback http(s) URLs only")
         if secret_token is not None and not _SECRET.fullmatch(secret_token):
             raise bad_request("secret token contains unallowed characters")
@@ -189,7 +199,8 @@ class WebhookSide(BotWorld):
                 record.deliveries += 1
                 if record.delivered_at is None:
                     record.delivered_at = time.perf_counter()
-                error = await self._post(http, hook.url, record.payload, headers)
+                url = self._tls_routes.get(hook.url, hook.url)
+                error = await self._post(http, url, record.payload, headers)
             if error is None:
                 self._finish(hook, entry)
                 return

@@ -78,6 +78,7 @@ class BotWorld:
         self._allowed: frozenset[str] = DEFAULT_UPDATE_TYPES
         self._poller: object | None = None
         self._webhook: Any = None  # webhook._Webhook while a webhook is set
+        self._tls_routes: dict[str, str] = {}  # public webhook URL -> local listener (a TLS proxy)
         self._polling = False
         self._updates_signal = Signal()
         self._changed = Signal()

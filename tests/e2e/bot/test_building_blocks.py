@@ -16,10 +16,12 @@ from bot.sender import Limits
 
 async def test_update_log_batches_and_dedupes(db, clock) -> None:
     log = UpdateLog(db, clock)
+    assert await asyncio.gather(*(log.handled(i) for i in (1, 2, 3))) == [False] * 3
     first = await asyncio.gather(*(log.record(i) for i in (1, 2, 2, 3, 1)))
     assert first == [True, True, False, True, False]  # duplicates within one batch, too
     assert await log.record(2) is False
     assert await asyncio.gather(log.record(3), log.record(4)) == [False, True]
+    assert await asyncio.gather(*(log.handled(i) for i in (1, 4, 5, 1))) == [True, True, False, True]
 
 
 class FakeTime:
@@ -162,3 +164,27 @@ async def test_rate_limit_warns_once_per_period_and_forgets_old_warnings(
     assert len(sent) == 2 + 5000
     # Only warnings still inside their quiet period are worth remembering.
     assert len(limit._warned) <= RateLimit.WARN_EVERY_S + 1
+
+
+async def test_an_update_cut_off_mid_handling_is_handled_again_and_a_finished_one_is_not(db, clock) -> None:
+    from aiogram.types import Update
+
+    from bot.middlewares.dedupe import UpdateDedupe
+
+    dedupe = UpdateDedupe(UpdateLog(db, clock))
+    calls: list[bool] = []
+
+    async def killed(_event: object, data: dict) -> None:
+        calls.append(data["redelivered"])
+        raise asyncio.CancelledError  # the worker stops mid-update
+
+    async def handled(_event: object, data: dict) -> str:
+        calls.append(data["redelivered"])
+        return "done"
+
+    update = Update(update_id=77)
+    with pytest.raises(asyncio.CancelledError):
+        await dedupe(killed, update, {})
+    assert await dedupe(handled, update, {}) == "done"  # the redelivery is handled
+    assert await dedupe(handled, update, {}) is None  # a finished update is dropped
+    assert calls == [False, False]

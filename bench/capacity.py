@@ -1,0 +1,371 @@
+"""Capacity in webhook mode: the highest steady arrival rate at which the p99 first reply
+stays within 250 ms, for the echo bot, the shop on one worker and the shop on N workers.
+
+    python -m bench.bot --webhook --workers 2 --db postgres [--duration 20] [--start-rate 2]
+
+(``bench.bot`` hands ``--webhook`` runs to this module.) Everything real, as deployed: the
+shop's workers are ``numbershop bot run --webhook`` processes sharing one port
+(SO_REUSEPORT) over PostgreSQL and Redis; the provider is the simulator's handler_api server
+and Telegram is the emulator, both in this (the driver's) process, which POSTs every update
+to the workers over up to ``max_connections`` connections, as Telegram does. The echo bot is
+a minimal aiogram dispatcher behind the same ``bot.webhook.WebhookServer``.
+
+A trial starts simulated people at a steady rate for ``--duration`` seconds; each goes
+through the same journey as ``bench.bot`` (the echo bot gets as many updates, alternating
+texts and taps), pausing ``--think-min``…``--think-max`` seconds between steps. The rate is
+counted in updates per second (people per second × updates per journey). Latency of one
+update = from the emulator creating it to the bot's first Bot API call in that chat. The
+search doubles the rate until p99 passes 250 ms (or a journey fails), then bisects twice
+between the last rate that held and the first that did not: capacity is the highest rate
+that held. CPU per update is each bot's processes' CPU (``/proc``) over a trial at a rate
+that held, divided by that trial's updates.
+
+The last line is one JSON object with each capacity, ``capacity_ratio_1w`` (shop on one
+worker ÷ echo), ``scaling_2w`` (shop on N workers ÷ one) and the CPU per update of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench._support import percentile, throwaway_database
+from bench.bot import SHOP_STEPS, Phase, User, echo_journey, shop_journey
+from core.clock import SystemClock
+from core.providers.simulator import SimulatorProvider
+from core.providers.simulator_http import start_server
+from numbershop.emulator import EmulatedBot, running_emulator
+
+SHOP_TOKEN = "900011:bench-capacity-shop"
+ECHO_TOKEN = "900012:bench-capacity-echo"
+SECRET = "bench-capacity_secret"
+PUBLIC_URL = "https://shop.example/telegram"
+SIM_KEY = "bench-capacity-key"
+TARGET_P99_MS = 250.0
+CODE_DELAY_S = (1.5, 2.5)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (Linux ``/proc``; 0 where it is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+# --- the echo bot, served as a webhook (run with --serve-echo) ------------------------------
+
+
+async def serve_echo(api_url: str, port: int) -> None:
+    from aiogram import Bot, Dispatcher, F
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+
+    from bot.warmup import freeze_startup_objects
+    from bot.webhook import WebhookConfig, WebhookServer
+
+    dp = Dispatcher()
+    again = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="again", callback_data="again")]]
+    )
+
+    @dp.message(F.text)
+    async def echo(message: Message) -> None:
+        await message.answer(message.text or "", reply_markup=again)
+
+    @dp.callback_query()
+    async def pressed(query: CallbackQuery) -> None:
+        await query.answer()
+
+    bot = Bot(ECHO_TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url)))
+    server = WebhookServer(
+        bot, dp, WebhookConfig(url=f"http://127.0.0.1:{port}/hook", secret=SECRET, port=port)
+    )
+    await server.start()
+    await server.register()
+    freeze_startup_objects()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+    await bot.session.close()
+
+
+# --- the bots under test, as processes ------------------------------------------------------
+
+
+@dataclass
+class Bots:
+    """One configuration under test: its processes and how to start them."""
+
+    name: str
+    tg: EmulatedBot
+    journey: Callable[[User, int], Awaitable[None]]
+    procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p.returncode is None]
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                async with asyncio.timeout(30):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def _spawn(argv: list[str], env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(sys.executable, *argv, env=env, stdout=out, stderr=out)
+
+
+async def _registered(tg: EmulatedBot, count: int) -> None:
+    await tg.wait_until(
+        lambda: sum(c.method == "setWebhook" and c.ok for c in tg.calls) >= count, 120, "setWebhook"
+    )
+
+
+# --- one trial at one rate -----------------------------------------------------------------
+
+
+@dataclass
+class Trial:
+    rate: float  # updates per second
+    p99_ms: float
+    updates: int
+    errors: int
+    cpu_ms_per_update: float
+
+    @property
+    def held(self) -> bool:
+        return self.errors == 0 and self.updates > 0 and self.p99_ms <= TARGET_P99_MS
+
+
+async def trial(bots: Bots, rate: float, args: argparse.Namespace, first_user: int) -> Trial:
+    phase = Phase(bots.name, bots.tg)
+    people = max(1, round(rate * args.duration / SHOP_STEPS))
+    spacing = args.duration / people
+    cpu_before = _cpu_seconds(bots.pids())
+
+    async def one(i: int) -> None:
+        await asyncio.sleep(i * spacing)
+        user = User(
+            phase, first_user + i, random.Random(f"{args.seed}:{rate}:{i}"), (args.think_min, args.think_max)
+        )
+        try:
+            await bots.journey(user, i)
+        except Exception as exc:
+            phase.errors.append(f"user {user.id}: {type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(one(i) for i in range(people)))
+    cpu = _cpu_seconds(bots.pids()) - cpu_before
+    latencies = phase.latencies
+    result = Trial(
+        rate=rate,
+        p99_ms=round(percentile(latencies, 0.99), 1),
+        updates=len(phase.update_ids),
+        errors=len(phase.errors),
+        cpu_ms_per_update=round(cpu * 1000 / max(1, len(phase.update_ids)), 2),
+    )
+    for err in phase.errors[:3]:
+        print(f"  error: {err}", file=sys.stderr)
+    print(
+        f"{bots.name}: {rate:.1f} updates/s → p99 {result.p99_ms} ms over {result.updates} updates, "
+        f"{result.errors} errors, CPU {result.cpu_ms_per_update} ms/update "
+        f"({'held' if result.held else 'missed'})",
+        file=sys.stderr,
+    )
+    return result
+
+
+async def capacity(bots: Bots, args: argparse.Namespace, first_user: int) -> tuple[float, Trial | None]:
+    """Double, then bisect twice; the highest rate that held and its trial."""
+    rate, best, worst = args.start_rate, None, None
+    users = first_user
+    while worst is None and rate <= args.max_rate:
+        result = await trial(bots, rate, args, users)
+        users += 10_000
+        if result.held:
+            best, rate = result, rate * 2
+        else:
+            worst = rate
+    if best is not None and worst is not None:
+        low, high = best.rate, worst
+        for _ in range(2):
+            mid = (low + high) / 2
+            result = await trial(bots, mid, args, users)
+            users += 10_000
+            if result.held:
+                best, low = result, mid
+            else:
+                high = mid
+    return (best.rate if best else 0.0), best
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    redis_url = args.redis or os.environ.get("NUMBERSHOP_TEST_REDIS_URL")
+    if args.workers > 1 and not redis_url:
+        raise SystemExit("--workers > 1 needs Redis: pass --redis URL or set NUMBERSHOP_TEST_REDIS_URL")
+    logs = Path(args.logs)
+    os.makedirs(logs, exist_ok=True)
+    results: dict[str, object] = {"db": args.db, "workers": args.workers, "target_p99_ms": TARGET_P99_MS}
+    clock = SystemClock()
+    sim = SimulatorProvider(seed=args.seed, clock=clock, code_delay_s=CODE_DELAY_S)
+    provider = await start_server(sim, api_key=SIM_KEY, port=0)
+    try:
+        async with running_emulator() as (emulator, base_url):
+            # The echo bot.
+            echo = Bots("echo", emulator.add_bot(ECHO_TOKEN), echo_journey)
+            port = _free_port()
+            echo.procs.append(
+                await _spawn(
+                    ["-m", "bench.capacity", "--serve-echo", "--api-url", base_url, "--port", str(port)],
+                    dict(os.environ),
+                    logs / "echo.log",
+                )
+            )
+            await _registered(echo.tg, 1)
+            try:
+                echo_cap, echo_trial = await capacity(echo, args, 10_000_000)
+            finally:
+                await echo.stop()
+
+            shop_caps: dict[int, tuple[float, Trial | None]] = {}
+            for workers in sorted({1, args.workers}):
+                async with throwaway_database(args.db, args.url, "bench.capacity") as db:
+                    shop = Bots(f"shop-{workers}w", emulator.add_bot(_token(workers)), shop_journey)
+                    port = _free_port()
+                    shop.tg.terminate_tls(PUBLIC_URL, f"http://127.0.0.1:{port}/telegram")
+                    env = _shop_env(db.url, redis_url, base_url, port, provider.url, workers)
+                    upgrade = await _spawn(["-m", "numbershop", "db", "upgrade"], env, logs / "upgrade.log")
+                    if await upgrade.wait() != 0:
+                        raise SystemExit(f"db upgrade failed: see {logs / 'upgrade.log'}")
+                    for n in range(workers):
+                        shop.procs.append(
+                            await _spawn(
+                                ["-m", "numbershop", "bot", "run", "--webhook"],
+                                env,
+                                logs / f"shop-{workers}w-{n}.log",
+                            )
+                        )
+                    scheduler = await _spawn(
+                        ["-m", "numbershop", "scheduler", "run"], env, logs / "scheduler.log"
+                    )
+                    try:
+                        await _registered(shop.tg, workers)
+                        shop_caps[workers] = await capacity(shop, args, 20_000_000 + workers * 1_000_000)
+                    finally:
+                        await shop.stop()
+                        scheduler.send_signal(signal.SIGTERM)
+                        await scheduler.wait()
+    finally:
+        await provider.stop()
+
+    one_cap, one_trial = shop_caps[1]
+    n_cap, n_trial = shop_caps[args.workers]
+    results.update(
+        echo_capacity=echo_cap,
+        shop_capacity_1w=one_cap,
+        shop_capacity_nw=n_cap,
+        capacity_ratio_1w=round(one_cap / echo_cap, 2) if echo_cap else None,
+        scaling_2w=round(n_cap / one_cap, 2) if one_cap and args.workers > 1 else None,
+        echo_cpu_ms_per_update=echo_trial.cpu_ms_per_update if echo_trial else None,
+        shop_cpu_ms_per_update_1w=one_trial.cpu_ms_per_update if one_trial else None,
+        shop_cpu_ms_per_update_nw=n_trial.cpu_ms_per_update if n_trial else None,
+        cpu_ratio_1w=(
+            round(one_trial.cpu_ms_per_update / echo_trial.cpu_ms_per_update, 2)
+            if one_trial and echo_trial and echo_trial.cpu_ms_per_update
+            else None
+        ),
+    )
+    return results
+
+
+def _token(workers: int) -> str:
+    return f"{900020 + workers}:bench-capacity-shop"
+
+
+def _shop_env(
+    database_url: str, redis_url: str | None, api_url: str, port: int, provider_url: str, workers: int
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBERSHOP_", "SMSACTIVATE_"))}
+    env.update(
+        DATABASE_URL=database_url,
+        BOT_TOKEN=_token(workers),
+        TELEGRAM_API_URL=api_url,
+        WEBHOOK_URL=PUBLIC_URL,
+        WEBHOOK_SECRET=SECRET,
+        WEBHOOK_PORT=str(port),
+        PROVIDERS="sim",
+        SIM_KIND="handlerapi",
+        SIM_URL=provider_url,
+        SIM_API_KEY=SIM_KEY,
+        SIM_CURRENCY="USD",
+        SIM_COST_RATE="1",
+        SHOP_CURRENCY="USD",
+        NUMBERSHOP_BOT_WORKER="1",  # SO_REUSEPORT, as --workers does
+        LOG_LEVEL="WARNING",
+    )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--webhook", action="store_true", help="measure capacity in webhook mode (this module)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="webhook mode: shop workers in the second run")
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="webhook mode: seconds of arrivals per trial"
+    )
+    parser.add_argument("--start-rate", type=float, default=2.0, help="webhook mode: first rate, updates/s")
+    parser.add_argument("--max-rate", type=float, default=512.0, help="webhook mode: stop doubling here")
+    parser.add_argument("--redis", help="webhook mode: Redis URL (default NUMBERSHOP_TEST_REDIS_URL)")
+    parser.add_argument("--logs", default="/tmp/bench-capacity", help="webhook mode: the processes' logs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.capacity")
+    parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--api-url")
+    parser.add_argument("--port", type=int)
+    args = parser.parse_args(argv)
+    if args.serve_echo:
+        asyncio.run(serve_echo(args.api_url, args.port))
+        return 0
+    parser.error("run it as: python -m bench.bot --webhook [--workers N] [--db postgres]")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
