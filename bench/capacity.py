@@ -22,6 +22,10 @@ that held, divided by that trial's updates.
 
 The last line is one JSON object with each capacity, ``capacity_ratio_1w`` (shop on one
 worker ÷ echo), ``scaling_2w`` (shop on N workers ÷ one) and the CPU per update of each.
+
+``--burst 200 --ramp 5`` measures the burst case instead: 200 people arriving within 5 s,
+once per configuration, with the p99 of each (``--verbose`` prints the shop's p99 per
+journey step, which says where the time goes).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench._support import percentile, throwaway_database
-from bench.bot import SHOP_STEPS, Phase, User, echo_journey, shop_journey
+from bench.bot import SHOP_STEPS, Phase, User, echo_journey, report_steps, shop_journey
 from core.clock import SystemClock
 from core.providers.simulator import SimulatorProvider
 from core.providers.simulator_http import start_server
@@ -167,10 +171,18 @@ class Trial:
         return self.errors == 0 and self.updates > 0 and self.p99_ms <= TARGET_P99_MS
 
 
-async def trial(bots: Bots, rate: float, args: argparse.Namespace, first_user: int) -> Trial:
+async def trial(
+    bots: Bots, rate: float, args: argparse.Namespace, first_user: int, *, burst: int = 0
+) -> Trial:
+    """People arriving steadily at ``rate`` updates/s for ``--duration`` s; or, with
+    ``burst``, that many people arriving within ``--ramp`` s (the burst case)."""
     phase = Phase(bots.name, bots.tg)
-    people = max(1, round(rate * args.duration / SHOP_STEPS))
-    spacing = args.duration / people
+    if burst:
+        people, spacing = burst, args.ramp / burst
+        rate = burst * SHOP_STEPS / max(args.ramp, 0.001)
+    else:
+        people = max(1, round(rate * args.duration / SHOP_STEPS))
+        spacing = args.duration / people
     cpu_before = _cpu_seconds(bots.pids())
 
     async def one(i: int) -> None:
@@ -195,6 +207,8 @@ async def trial(bots: Bots, rate: float, args: argparse.Namespace, first_user: i
     )
     for err in phase.errors[:3]:
         print(f"  error: {err}", file=sys.stderr)
+    if burst and args.verbose:
+        report_steps(phase)  # where the time goes, step by step
     print(
         f"{bots.name}: {rate:.1f} updates/s → p99 {result.p99_ms} ms over {result.updates} updates, "
         f"{result.errors} errors, CPU {result.cpu_ms_per_update} ms/update "
@@ -205,7 +219,11 @@ async def trial(bots: Bots, rate: float, args: argparse.Namespace, first_user: i
 
 
 async def capacity(bots: Bots, args: argparse.Namespace, first_user: int) -> tuple[float, Trial | None]:
-    """Double, then bisect twice; the highest rate that held and its trial."""
+    """Double, then bisect twice; the highest rate that held and its trial. With
+    ``--burst N``, one burst trial instead (its p99 is in the trial)."""
+    if args.burst:
+        result = await trial(bots, 0.0, args, first_user, burst=args.burst)
+        return result.p99_ms, result
     rate, best, worst = args.start_rate, None, None
     users = first_user
     while worst is None and rate <= args.max_rate:
@@ -292,6 +310,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
 
     one_cap, one_trial = shop_caps[1]
     n_cap, n_trial = shop_caps[args.workers]
+    if args.burst:
+        results.update(
+            burst_people=args.burst,
+            ramp_s=args.ramp,
+            echo_p99_ms=echo_cap,
+            shop_p99_ms_1w=one_cap,
+            shop_p99_ms_nw=n_cap,
+            errors=sum(t.errors for t in (echo_trial, one_trial, n_trial) if t),
+            echo_cpu_ms_per_update=echo_trial.cpu_ms_per_update if echo_trial else None,
+            shop_cpu_ms_per_update_1w=one_trial.cpu_ms_per_update if one_trial else None,
+            shop_cpu_ms_per_update_nw=n_trial.cpu_ms_per_update if n_trial else None,
+        )
+        return results
     results.update(
         echo_capacity=echo_cap,
         shop_capacity_1w=one_cap,
@@ -352,6 +383,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rate", type=float, default=512.0, help="webhook mode: stop doubling here")
     parser.add_argument("--redis", help="webhook mode: Redis URL (default NUMBERSHOP_TEST_REDIS_URL)")
     parser.add_argument("--logs", default="/tmp/bench-capacity", help="webhook mode: the processes' logs")
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=0,
+        help="webhook mode: instead of capacity, N people arriving within --ramp s",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
