@@ -45,6 +45,16 @@ def _fields(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
 
 
+def _key(message) -> str:  # type: ignore[no-untyped-def]
+    """A message's English text: the msgid, or the singular of a plural entry."""
+    return message.id if isinstance(message.id, str) else message.id[0]
+
+
+def _forms(message) -> list[str]:  # type: ignore[no-untyped-def]
+    """Its translations: one, or one per plural form."""
+    return [message.string] if isinstance(message.string, str) else list(message.string)
+
+
 def _sample(text: str) -> str:
     """Placeholders filled with plain values, as the bot fills them (escaped text)."""
     return text.format(**dict.fromkeys(_fields(text), "1"))
@@ -61,12 +71,12 @@ def test_the_code_has_texts_to_translate() -> None:
 @pytest.mark.parametrize("lang", TRANSLATED)
 def test_every_text_is_translated(lang: str) -> None:
     catalog = _catalog(lang)
-    messages = {m.id: m for m in catalog if m.id}
+    messages = {_key(m): m for m in catalog if m.id}
     missing = sorted(CODE_MSGIDS - messages.keys())
     assert not missing, f"{lang}: run `make i18n` and translate: {missing}"
-    empty = sorted(m.id for m in messages.values() if not m.string)
+    empty = sorted(key for key, m in messages.items() if not all(_forms(m)))
     assert not empty, f"{lang}: untranslated {empty}"
-    fuzzy = sorted(m.id for m in messages.values() if m.fuzzy)
+    fuzzy = sorted(key for key, m in messages.items() if m.fuzzy)
     assert not fuzzy, f"{lang}: fuzzy (never shown) {fuzzy}"
 
 
@@ -75,8 +85,15 @@ def test_placeholders_and_markup_match(lang: str) -> None:
     for message in _catalog(lang):
         if not message.id:
             continue
-        assert _fields(message.string) == _fields(message.id), (lang, message.id, message.string)
-        assert Counter(TAG.findall(message.string)) == Counter(TAG.findall(message.id)), (lang, message.id)
+        if isinstance(message.id, str):
+            assert _fields(message.string) == _fields(message.id), (lang, message.id, message.string)
+        else:  # a plural: each form may drop the count, never add a placeholder; the last keeps all
+            allowed = _fields(message.id[0]) | _fields(message.id[1])
+            forms = _forms(message)
+            assert all(_fields(form) <= allowed for form in forms), (lang, message.id, forms)
+            assert _fields(forms[-1]) == _fields(message.id[1]), (lang, message.id, forms)
+        for form in _forms(message):
+            assert Counter(TAG.findall(form)) == Counter(TAG.findall(_key(message))), (lang, message.id)
 
 
 @pytest.mark.parametrize("lang", TRANSLATED)
@@ -84,11 +101,12 @@ def test_translations_pass_telegram_html_parsing(lang: str) -> None:
     for message in _catalog(lang):
         if not message.id:
             continue
-        try:
-            text, _ = parse_html(_sample(message.string))
-        except BotApiError as exc:  # pragma: no cover - the failure message is the point
-            pytest.fail(f"{lang}: {message.string!r}: {exc}")
-        assert text.strip(), (lang, message.id)
+        for form in _forms(message):
+            try:
+                text, _ = parse_html(_sample(form))
+            except BotApiError as exc:  # pragma: no cover - the failure message is the point
+                pytest.fail(f"{lang}: {form!r}: {exc}")
+            assert text.strip(), (lang, message.id)
 
 
 def test_the_bot_loads_every_catalogue() -> None:
