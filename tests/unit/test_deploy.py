@@ -58,7 +58,7 @@ def test_compose_has_every_process():
     assert set(services) == {"postgres", "redis", "migrate", "bot", "scheduler", "admin", "caddy"}
     assert compose_commands() == {
         "migrate": ["db", "upgrade"],
-        "bot": ["bot", "run"],
+        "bot": ["bot", "run", "--webhook", "--workers", "2"],
         "scheduler": ["scheduler", "run"],
         "admin": [
             "admin",
@@ -73,7 +73,8 @@ def test_compose_has_every_process():
             "--secure-cookies",
         ],
     }
-    assert services["bot"]["deploy"]["replicas"] == 1  # long polling: one consumer per token
+    assert services["bot"]["deploy"]["replicas"] == 1  # one container, its workers share a port
+    assert services["bot"]["environment"]["WEBHOOK_HOST"] == "0.0.0.0"
     assert services["scheduler"]["deploy"]["replicas"] == 2  # one leads, one stands by
     published = {name for name, svc in services.items() if svc.get("ports")}
     assert published == {"caddy"}
@@ -83,7 +84,7 @@ def test_compose_has_every_process():
 def test_units_cover_every_process():
     assert unit_commands() == {
         "numbershop-migrate.service": ["db", "upgrade"],
-        "numbershop-bot@.service": ["bot", "run"],
+        "numbershop-bot@.service": ["bot", "run", "--webhook"],
         "numbershop-scheduler@.service": ["scheduler", "run"],
         "numbershop-admin.service": [
             "admin",
