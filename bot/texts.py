@@ -299,16 +299,6 @@ _STATUS = {
     "failed": N_("⚠️ Not available"),
     "refunded": N_("↩️ Refunded"),
 }
-# The status word at the end of a My orders button.
-_STATUS_WORD = {
-    "reserving": N_("reserving"),
-    "waiting": N_("waiting"),
-    "completed": N_("completed"),
-    "cancelled": N_("cancelled"),
-    "expired": N_("expired"),
-    "failed": N_("failed"),
-    "refunded": N_("refunded"),
-}
 _STATUS_SHORT = {
     "reserving": "⏳",
     "waiting": "⏳",
@@ -766,7 +756,7 @@ def history_line(
         last4=last4,
         price=format_amount(price, currency),
         when=created_at.strftime(_DAY),
-        status=_STATUS.get(status, status).split(" ", 1)[-1],
+        status=translate(_STATUS.get(status, status)).split(" ", 1)[-1],
     )
 
 
