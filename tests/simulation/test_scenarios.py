@@ -27,8 +27,15 @@ import random
 import pytest
 from sqlalchemy import func, select
 
+from core import tickets
 from core.db.tables import order_messages, orders
-from core.errors import AlreadyInProgress, InsufficientFunds, NoProviderAvailable, OrderStateConflict
+from core.errors import (
+    AlreadyInProgress,
+    InsufficientFunds,
+    NoProviderAvailable,
+    OrderStateConflict,
+    ShopError,
+)
 from core.orders.recovery import drain_fast
 from core.providers.errors import (
     EarlyCancelDenied,
@@ -98,9 +105,20 @@ class Scenario:
         await self.programmes.setup()
         for step in range(rng.randint(4, 12)):
             action = rng.choices(
-                ["buy", "double_tap", "cancel", "code", "jump", "jobs", "cancel_crash", "another", "done"]
+                [
+                    "buy",
+                    "double_tap",
+                    "cancel",
+                    "code",
+                    "jump",
+                    "jobs",
+                    "cancel_crash",
+                    "another",
+                    "done",
+                    "ticket",
+                ]
                 + programmes.ACTIONS,
-                weights=[5, 2, 3, 3, 2, 2, 1, 2, 1] + programmes.WEIGHTS,
+                weights=[5, 2, 3, 3, 2, 2, 1, 2, 1, 1] + programmes.WEIGHTS,
             )[0]
             self.log.append(f"{step}:{action}")
             await (getattr(self, action, None) or getattr(self.programmes, action))()
@@ -221,6 +239,43 @@ class Scenario:
             racing.append(self.shop.orders.finish_due())
         results = await asyncio.gather(*racing, return_exceptions=True)
         assert [r for r in results if isinstance(r, BaseException) and not isinstance(r, EXPECTED)] == []
+
+    async def ticket(self) -> None:
+        """A "code didn't work" report (sometimes a double tap) and staff's answer: a resolve
+        (sometimes two at once) refunds the order once; a reject moves no money."""
+        completed = await self._open("completed")
+        if not completed:
+            return
+        order = self.rng.choice(completed)
+        shop = self.shop
+        opened = await asyncio.gather(
+            *(
+                tickets.open_ticket(shop.db, shop.clock, order_id=order.id, user_id=order.user_id)
+                for _ in range(self.rng.choice([1, 2]))
+            ),
+            return_exceptions=True,
+        )
+        assert [r for r in opened if isinstance(r, BaseException) and not isinstance(r, ShopError)] == []
+        made = {r.id for r in opened if not isinstance(r, BaseException)}
+        assert len(made) <= 1, f"one report opened {len(made)} tickets"
+        if not made:
+            return
+        ticket_id = made.pop()
+        if self.rng.random() < 0.6:
+            results = await asyncio.gather(
+                *(
+                    tickets.resolve(shop.db, shop.clock, shop.orders, ticket_id, actor="staff")
+                    for _ in range(self.rng.choice([1, 2]))
+                ),
+                return_exceptions=True,
+            )
+            assert [r for r in results if isinstance(r, BaseException) and not isinstance(r, ShopError)] == []
+            changed = [r for r in results if not isinstance(r, BaseException) and r.changed]
+            assert len(changed) <= 1, "a ticket was resolved twice"
+        else:
+            await tickets.reject(
+                shop.db, shop.clock, ticket_id, actor="staff", note="The code was delivered."
+            )
 
     async def jump(self) -> None:
         self.shop.clock.advance(self.rng.choice([5, 60, 200, 700, 1300]))
