@@ -21,6 +21,7 @@ ten chunks of consecutive seeds);
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 
@@ -244,6 +245,14 @@ class Scenario:
         """A "code didn't work" report (sometimes a double tap) and staff's answer: a resolve
         (sometimes two at once) refunds the order once; a reject moves no money."""
         completed = await self._open("completed")
+        if not completed:  # a report follows a code: buy if need be, and let a code arrive
+            if not await self._open("waiting"):
+                await self.buy()
+            await self.code()
+            for order in await self._open("waiting"):
+                with contextlib.suppress(*EXPECTED):
+                    await self.shop.orders.check_now(order.id, user_id=order.user_id)
+            completed = await self._open("completed")
         if not completed:
             return
         order = self.rng.choice(completed)
