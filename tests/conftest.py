@@ -12,6 +12,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -35,14 +36,11 @@ def _pg_url() -> str | None:
     return url
 
 
-@pytest.fixture(scope="session")
-def pg_database_url() -> Iterator[str | None]:
-    """Create a throwaway database for this session; yield its URL; drop it afterwards."""
-    base = _pg_url()
-    if base is None:
-        yield None
-        return
-    name = f"numbershop_t_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+@contextmanager
+def scratch_postgres_database(base: str, prefix: str) -> Iterator[str]:
+    """Create an empty database named ``<prefix>_<pid>_<random>`` on the server at ``base``
+    (an asyncpg URL); yield its URL; drop it afterwards, connections and all."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
     async def admin(sql: str) -> None:
         eng = create_async_engine(base, isolation_level="AUTOCOMMIT")
@@ -53,19 +51,29 @@ def pg_database_url() -> Iterator[str | None]:
             await eng.dispose()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = base.rsplit("/", 1)[0] + "/" + name
-
-    async def create_schema() -> None:
-        eng = create_async_engine(url)
-        async with eng.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-        await eng.dispose()
-
-    asyncio.run(create_schema())
     try:
-        yield url
+        yield base.rsplit("/", 1)[0] + "/" + name
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str | None]:
+    """Create a throwaway database for this session; yield its URL; drop it afterwards."""
+    base = _pg_url()
+    if base is None:
+        yield None
+        return
+    with scratch_postgres_database(base, "numbershop_t") as url:
+
+        async def create_schema() -> None:
+            eng = create_async_engine(url)
+            async with eng.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+            await eng.dispose()
+
+        asyncio.run(create_schema())
+        yield url
 
 
 @pytest.fixture

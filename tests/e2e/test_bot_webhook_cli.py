@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,11 +18,10 @@ import pytest
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from numbershop.cli import main
 from numbershop.emulator import running_emulator
+from tests.conftest import _pg_url, scratch_postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "777001:numbershop-cli-test"
@@ -120,27 +118,13 @@ def test_bad_webhook_settings_exit_2_naming_the_problem(
 
 @pytest.fixture
 def shared_backends() -> Iterator[tuple[str, str]]:
-    """A private, migrated PostgreSQL database and the Redis URL; skipped without them."""
-    base, redis_url = os.environ.get(PG_ENV), os.environ.get(REDIS_ENV)
+    """A private, migrated PostgreSQL database and the Redis URL; skipped without both."""
+    base, redis_url = _pg_url(), os.environ.get(REDIS_ENV)
     if not base or not redis_url:
         print(f"skipped: set {PG_ENV} and {REDIS_ENV} to run the two-worker test")
         pytest.skip(f"two-worker test skipped: set {PG_ENV} and {REDIS_ENV}")
-    base = "postgresql+asyncpg://" + base.split("://", 1)[1]
-    name = f"numbershop_w_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-
-    async def admin(sql: str) -> None:
-        engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text(sql))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.rsplit("/", 1)[0] + "/" + name, redis_url
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_postgres_database(base, "numbershop_w") as url:
+        yield url, redis_url
 
 
 def _children_of(pid: int) -> list[int]:

@@ -23,14 +23,12 @@ import signal
 import socket
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.bot import Phase, User
 from core.clock import SystemClock
@@ -39,8 +37,8 @@ from core.invariants import check_invariants
 from core.providers.simulator import SimulatorProvider
 from core.providers.simulator_http import start_server
 from numbershop.emulator import ChatView, EmulatedBot, running_emulator
+from tests.conftest import PG_ENV, _pg_url, scratch_postgres_database
 
-PG_ENV = "NUMBERSHOP_TEST_POSTGRES_URL"
 REDIS_ENV = "NUMBERSHOP_TEST_REDIS_URL"
 TOKEN = "777321:numbershop-scale-out"
 SECRET = "scale-out_secret"
@@ -59,26 +57,12 @@ def _free_port() -> int:
 @pytest.fixture
 def backends() -> Iterator[tuple[str, str]]:
     """A private PostgreSQL database and a Redis URL; skipped without both."""
-    base, redis_url = os.environ.get(PG_ENV), os.environ.get(REDIS_ENV)
+    base, redis_url = _pg_url(), os.environ.get(REDIS_ENV)
     if not base or not redis_url:
         print(f"skipped: set {PG_ENV} and {REDIS_ENV} to run the scale-out test")
         pytest.skip(f"scale-out test skipped: set {PG_ENV} and {REDIS_ENV}")
-    base = "postgresql+asyncpg://" + base.split("://", 1)[1]
-    name = f"numbershop_scale_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-
-    async def admin(sql: str) -> None:
-        engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text(sql))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.rsplit("/", 1)[0] + "/" + name, redis_url
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_postgres_database(base, "numbershop_scale") as url:
+        yield url, redis_url
 
 
 class Processes:
@@ -309,12 +293,13 @@ async def tap(user: User, label: str, *, then: str | None) -> None:
     A tap redelivered after the kill can land after a newer one and redraw the older screen
     (Telegram redelivers what a dead worker never answered; the effect is idempotent, the
     screen is simply the earlier one). A person then taps again, and so does this one."""
+    if then is None:
+        await user.press(label)
+        return
     for attempt in range(3):
         if attempt and not _has_button(user.tg.chat(user.id), label):
             break
         await user.press(label)
-        if then is None:
-            return
         try:
             await user.wait_chat(lambda chat: _has_button(chat, then), then, timeout=15)
             return
