@@ -38,6 +38,7 @@ import random
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,24 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _machine() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def _pids_named(name: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+    return found
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -164,7 +183,12 @@ class Trial:
     p99_ms: float
     updates: int
     errors: int
-    cpu_ms_per_update: float
+    cpu_ms_per_update: float  # the bot's processes
+    # Where the rest of the machine's time went, per update: this driver (the emulator, the
+    # simulated people, the provider) and PostgreSQL; and how busy all cores were.
+    driver_cpu_ms_per_update: float = 0.0
+    postgres_cpu_ms_per_update: float = 0.0
+    machine_busy: float = 0.0  # 0..1 of all cores
 
     @property
     def held(self) -> bool:
@@ -184,6 +208,12 @@ async def trial(
         people = max(1, round(rate * args.duration / SHOP_STEPS))
         spacing = args.duration / people
     cpu_before = _cpu_seconds(bots.pids())
+    pg_pids = _pids_named("postgres")
+    pg_before, driver_before, (busy_before, total_before) = (
+        _cpu_seconds(pg_pids),
+        time.process_time(),
+        _machine(),
+    )
 
     async def one(i: int) -> None:
         await asyncio.sleep(i * spacing)
@@ -197,13 +227,18 @@ async def trial(
 
     await asyncio.gather(*(one(i) for i in range(people)))
     cpu = _cpu_seconds(bots.pids()) - cpu_before
+    busy_after, total_after = _machine()
+    per = 1000 / max(1, len(phase.update_ids))
     latencies = phase.latencies
     result = Trial(
         rate=rate,
         p99_ms=round(percentile(latencies, 0.99), 1),
         updates=len(phase.update_ids),
         errors=len(phase.errors),
-        cpu_ms_per_update=round(cpu * 1000 / max(1, len(phase.update_ids)), 2),
+        cpu_ms_per_update=round(cpu * per, 2),
+        driver_cpu_ms_per_update=round((time.process_time() - driver_before) * per, 2),
+        postgres_cpu_ms_per_update=round((_cpu_seconds(pg_pids) - pg_before) * per, 2),
+        machine_busy=round((busy_after - busy_before) / max(0.001, total_after - total_before), 2),
     )
     for err in phase.errors[:3]:
         print(f"  error: {err}", file=sys.stderr)
@@ -211,8 +246,9 @@ async def trial(
         report_steps(phase)  # where the time goes, step by step
     print(
         f"{bots.name}: {rate:.1f} updates/s → p99 {result.p99_ms} ms over {result.updates} updates, "
-        f"{result.errors} errors, CPU {result.cpu_ms_per_update} ms/update "
-        f"({'held' if result.held else 'missed'})",
+        f"{result.errors} errors, CPU per update: bot {result.cpu_ms_per_update} ms, driver "
+        f"{result.driver_cpu_ms_per_update} ms, PostgreSQL {result.postgres_cpu_ms_per_update} ms; "
+        f"machine {result.machine_busy:.0%} busy ({'held' if result.held else 'missed'})",
         file=sys.stderr,
     )
     return result
@@ -321,6 +357,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
             echo_cpu_ms_per_update=echo_trial.cpu_ms_per_update if echo_trial else None,
             shop_cpu_ms_per_update_1w=one_trial.cpu_ms_per_update if one_trial else None,
             shop_cpu_ms_per_update_nw=n_trial.cpu_ms_per_update if n_trial else None,
+            where=_where(echo_trial, one_trial, n_trial),
         )
         return results
     results.update(
@@ -332,6 +369,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         echo_cpu_ms_per_update=echo_trial.cpu_ms_per_update if echo_trial else None,
         shop_cpu_ms_per_update_1w=one_trial.cpu_ms_per_update if one_trial else None,
         shop_cpu_ms_per_update_nw=n_trial.cpu_ms_per_update if n_trial else None,
+        at_capacity=_where(echo_trial, one_trial, n_trial),
         cpu_ratio_1w=(
             round(one_trial.cpu_ms_per_update / echo_trial.cpu_ms_per_update, 2)
             if one_trial and echo_trial and echo_trial.cpu_ms_per_update
@@ -339,6 +377,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         ),
     )
     return results
+
+
+def _where(echo: Trial | None, one: Trial | None, many: Trial | None) -> dict[str, dict[str, float]]:
+    """Per update, where the machine's CPU went in each configuration's measured trial."""
+    return {
+        name: {
+            "bot_cpu_ms": t.cpu_ms_per_update,
+            "driver_cpu_ms": t.driver_cpu_ms_per_update,
+            "postgres_cpu_ms": t.postgres_cpu_ms_per_update,
+            "machine_busy": t.machine_busy,
+        }
+        for name, t in (("echo", echo), ("shop_1w", one), ("shop_nw", many))
+        if t is not None
+    }
 
 
 def _token(workers: int) -> str:
