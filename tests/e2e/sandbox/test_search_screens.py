@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 from pathlib import Path
 
@@ -24,13 +23,11 @@ import pytest
 
 from bot import layout
 from core.search_data import LANGUAGES
-from tests.e2e.sandbox.conftest import REPO, SANDBOX_URL, run_shop
+from tests.e2e.sandbox.browser import WAIT_MS, sandbox_chat
+from tests.e2e.sandbox.conftest import REPO
 from tests.unit.test_keyboard_width import keyboards_in
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 SHOTS = Path(os.environ.get("NUMBERSHOP_SHOTS") or REPO / "artifacts" / "screenshots" / "search")
-WAIT_MS = 20_000
 
 pytestmark = pytest.mark.slow
 
@@ -70,122 +67,94 @@ MEASURE = """
 
 
 def test_search_favourites_popular_at_phone_width(tmp_path: Path, processes) -> None:
-    playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"Chromium is missing at {CHROMIUM}")
-    expect = playwright.expect
-    proc = run_shop(tmp_path, "run", "--port", "0", "--admin-port", "0", "--code-delay", "off")
-    processes.append(proc)
-    base = proc.wait_for(SANDBOX_URL).group(1)
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sandbox_chat(tmp_path, processes, SHOTS, scale=2) as chat:
+        page, expect, button, bot_says, send, shot = (
+            chat.page,
+            chat.expect,
+            chat.button,
+            chat.bot_says,
+            chat.send,
+            chat.shot,
+        )
+        chat.start()
+        button("Balance & top up").click()
+        bot_says("Your balance")
+        button(re.compile(r"⭐ 250 → \$5\.00")).click()
+        page.locator(".kb-button.pay").last.click()
+        bot_says("Payment received")
 
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
-            page.goto(base + "/")
-            bubbles = page.get_by_test_id("bubble")
+        # Buy WhatsApp in Germany by alias and dialling code, and save the pair.
+        send("/buy wa +49")  # the country list is first drawn after this purchase
+        bot_says("Confirm your order")
+        button("☆ Save").click()
+        expect(button("⭐ Saved")).to_be_visible(timeout=WAIT_MS)
+        button(re.compile(r"^✅ Buy for")).click()
+        bot_says("Waiting for the code")
+        button("Cancel & refund").click()
+        bot_says("Order cancelled")
 
-            def shot(name: str) -> None:
-                expect(page.locator("#toast")).to_be_hidden(timeout=WAIT_MS)
-                page.screenshot(path=str(SHOTS / f"{name}.png"))
+        send("/buy")
+        listing = bot_says("Choose a service")
+        expect(listing).to_contain_text("favourites")
+        expect(button(re.compile(r"^⭐ WhatsApp 🇩🇪 · \$"))).to_be_visible()
+        shot("1-services-with-favourites")
 
-            def button(name: str | re.Pattern[str]):
-                return page.get_by_test_id("inline-button").filter(has_text=name).last
+        button(re.compile(r"^WhatsApp · ")).click()
+        bot_says("Most bought this week")
+        expect(button(re.compile(r"^🔥 🇩🇪"))).to_be_visible()
+        shot("2-countries-with-popular")
+        button("Most in stock first").click()
+        bot_says("Sorted by stock")
+        shot("3-countries-by-stock")
 
-            def bot_says(text: str | re.Pattern[str]):
-                found = bubbles.filter(has_text=text).last
-                expect(found).to_be_visible(timeout=WAIT_MS)
-                return found
+        send("germny")
+        bot_says("countries matching")
+        shot("4-country-search-typo")
+        send("/start")
+        bot_says("Hi, Alex!")
+        send("telegarm")
+        bot_says("Services matching “telegarm”")
+        shot("5-service-search-typo")
+        send("fcbk")
+        bot_says("Did you mean")
+        shot("6-no-match-suggestions")
 
-            def send(text: str) -> None:
-                page.get_by_test_id("composer-input").fill(text)
-                page.get_by_test_id("composer-input").press("Enter")
+        # The width budget against this render.
+        rows: list[list[str]] = []
+        for lang in LANGUAGES:
+            for markup in keyboards_in(lang).values():
+                for row in markup.inline_keyboard:
+                    labels = [b.text for b in row]
+                    if labels not in rows:
+                        rows.append(labels)
+        measured = page.evaluate(MEASURE, [rows])
+        cut = [(t, per, round(px), room) for t, per, ellipsised, px, room in measured if ellipsised]
+        report = {}
+        for per in (1, 2, 3):
+            mine = [(t, px, room) for t, n, _e, px, room in measured if n == per]
+            if not mine:
+                continue
+            room = min(r for _t, _p, r in mine)
+            # Short labels (« Menu) have room to spare; the budget matters for long ones.
+            long = [px / layout.label_width(t) for t, px, _r in mine if layout.label_width(t) >= 10]
+            worst = max(long or [px / layout.label_width(t) for t, px, _r in mine])
+            report[per] = {
+                "room_px": room,
+                "worst_px_per_unit": round(worst, 2),
+                "budget_units": round(room / worst, 1),
+                "our_budget": layout.BUDGET[per],
+            }
+        ratios = sorted(
+            (
+                (px / layout.label_width(t), t)
+                for t, _n, _e, px, _r in measured
+                if layout.label_width(t) >= 10
+            ),
+            reverse=True,
+        )
+        report["widest_per_unit"] = [[round(r, 2), t] for r, t in ratios[:12] if layout.label_width(t) >= 10]
+        (SHOTS / "calibration.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+        assert cut == [], cut[:10]
 
-            expect(page.get_by_test_id("start")).to_be_visible(timeout=WAIT_MS)
-            page.get_by_test_id("start").click()
-            bot_says("Hi, Alex!")
-            button("Balance & top up").click()
-            bot_says("Your balance")
-            button(re.compile(r"⭐ 250 → \$5\.00")).click()
-            page.locator(".kb-button.pay").last.click()
-            bot_says("Payment received")
-
-            # Buy WhatsApp in Germany by alias and dialling code, and save the pair.
-            send("/buy wa +49")  # the country list is first drawn after this purchase
-            bot_says("Confirm your order")
-            button("☆ Save").click()
-            expect(button("⭐ Saved")).to_be_visible(timeout=WAIT_MS)
-            button(re.compile(r"^✅ Buy for")).click()
-            bot_says("Waiting for the code")
-            button("Cancel & refund").click()
-            bot_says("Order cancelled")
-
-            send("/buy")
-            listing = bot_says("Choose a service")
-            expect(listing).to_contain_text("favourites")
-            expect(button(re.compile(r"^⭐ WhatsApp 🇩🇪 · \$"))).to_be_visible()
-            shot("1-services-with-favourites")
-
-            button(re.compile(r"^WhatsApp · ")).click()
-            bot_says("Most bought this week")
-            expect(button(re.compile(r"^🔥 🇩🇪"))).to_be_visible()
-            shot("2-countries-with-popular")
-            button("Most in stock first").click()
-            bot_says("Sorted by stock")
-            shot("3-countries-by-stock")
-
-            send("germny")
-            bot_says("countries matching")
-            shot("4-country-search-typo")
-            send("/start")
-            bot_says("Hi, Alex!")
-            send("telegarm")
-            bot_says("Services matching “telegarm”")
-            shot("5-service-search-typo")
-            send("fcbk")
-            bot_says("Did you mean")
-            shot("6-no-match-suggestions")
-
-            # The width budget against this render.
-            rows: list[list[str]] = []
-            for lang in LANGUAGES:
-                for markup in keyboards_in(lang).values():
-                    for row in markup.inline_keyboard:
-                        labels = [b.text for b in row]
-                        if labels not in rows:
-                            rows.append(labels)
-            measured = page.evaluate(MEASURE, [rows])
-            cut = [(t, per, round(px), room) for t, per, ellipsised, px, room in measured if ellipsised]
-            report = {}
-            for per in (1, 2, 3):
-                mine = [(t, px, room) for t, n, _e, px, room in measured if n == per]
-                if not mine:
-                    continue
-                room = min(r for _t, _p, r in mine)
-                # Short labels (« Menu) have room to spare; the budget matters for long ones.
-                long = [px / layout.label_width(t) for t, px, _r in mine if layout.label_width(t) >= 10]
-                worst = max(long or [px / layout.label_width(t) for t, px, _r in mine])
-                report[per] = {
-                    "room_px": room,
-                    "worst_px_per_unit": round(worst, 2),
-                    "budget_units": round(room / worst, 1),
-                    "our_budget": layout.BUDGET[per],
-                }
-            ratios = sorted(
-                (
-                    (px / layout.label_width(t), t)
-                    for t, _n, _e, px, _r in measured
-                    if layout.label_width(t) >= 10
-                ),
-                reverse=True,
-            )
-            report["widest_per_unit"] = [
-                [round(r, 2), t] for r, t in ratios[:12] if layout.label_width(t) >= 10
-            ]
-            (SHOTS / "calibration.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
-            assert cut == [], cut[:10]
-        finally:
-            browser.close()
-    assert proc.stop(signal.SIGTERM) == 0, proc.output
-    assert "Traceback" not in "".join(proc.stderr), proc.output
+    assert chat.shop.stop(signal.SIGTERM) == 0, chat.shop.output
+    assert "Traceback" not in "".join(chat.shop.stderr), chat.shop.output
