@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from admin import queries
 from admin.context import breaker_states
+from core import tickets
 
 BREAKER_VALUES = {"closed": 0, "half-opened": 1, "half_open": 1, "half-open": 1, "opened": 2, "open": 2}
 
@@ -34,6 +35,7 @@ class Snapshot:
     now: datetime
     overview: queries.Overview
     breakers: dict[str, dict[str, Any]]
+    tickets_open: int = 0  # "code didn't work" reports waiting for staff
 
 
 class ShopCollector(Collector):
@@ -116,13 +118,23 @@ class ShopCollector(Collector):
             labels=("provider", "currency"),
             samples=[([n, b["currency"]], b["amount"]) for n, b in sorted(ov.provider_balances.items())],
         )
+        yield gauge(
+            "numbershop_tickets_open",
+            "Support tickets waiting for staff (the inbox).",
+            self.snap.tickets_open,
+        )
 
 
 async def snapshot(ctx: Any) -> Snapshot:
     now = ctx.clock.now()
     async with ctx.db.read() as conn:
         ov = await queries.overview(conn, now)
-    return Snapshot(now=now, overview=ov, breakers=await breaker_states(ctx.board))
+    return Snapshot(
+        now=now,
+        overview=ov,
+        breakers=await breaker_states(ctx.board),
+        tickets_open=await tickets.count_open(ctx.db),
+    )
 
 
 def exposition(snap: Snapshot) -> bytes:

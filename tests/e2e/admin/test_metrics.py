@@ -8,6 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
+from core import tickets
 from core.db.tables import job_runs, orders, outbox, provider_balances, transfers
 
 from .conftest import buy, complete, login, nonce, post_form
@@ -30,6 +31,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 async def test_metrics_match_the_database(admin_client, shop, db, clock) -> None:
     made = [await buy(shop, 950 + i, funds=1000, price=100 + i) for i in range(3)]
     await complete(shop, made[0])
+    await tickets.open_ticket(db, clock, order_id=made[0].id, user_id=made[0].user_id)  # "didn't work"
     await post_form(
         admin_client, f"/orders/{made[0].id}/refund", {"reason": "did not work", "nonce": nonce()}
     )
@@ -96,3 +98,4 @@ async def test_metrics_match_the_database(admin_client, shop, db, clock) -> None
     assert got[("numbershop_provider_balance_minor", (("currency", "USD"), ("provider", "alpha")))] == 4321
     assert got[("numbershop_breaker_state", (("provider", "alpha"),))] == 0
     assert got[("numbershop_breaker_failures", (("provider", "alpha"),))] == 0
+    assert got[("numbershop_tickets_open", ())] == await tickets.count_open(db) == 1
