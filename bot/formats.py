@@ -17,13 +17,14 @@ from babel import Locale
 from babel.numbers import NumberPattern, format_decimal
 
 from bot.i18n import _, current_locale
+from core import search_data
 from core.catalogue_data import COUNTRIES_BY_CODE
 from core.money import exponent, iso_currencies
 from core.money import format_amount as plain_amount
 
 # Service names that differ by language, locale -> service code -> name. Brand names stay as
 # they are; the search feature's per-language names can be merged in here.
-SERVICE_NAMES: dict[str, dict[str, str]] = {}
+SERVICE_NAMES: dict[str, dict[str, str]] = search_data.SERVICE_NAMES  # where a language differs
 
 
 @functools.lru_cache(maxsize=16)

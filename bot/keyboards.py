@@ -83,11 +83,13 @@ class CountriesCb(CallbackData, prefix="cl"):
 
 
 class FavCb(CallbackData, prefix="fv"):
-    """Save (``on``) or forget a service and country pair as a favourite."""
+    """Save (``on``) or forget a service and country pair as a favourite. ``redraw``: the
+    confirm screen is drawn again with the star flipped; from an order screen it is not."""
 
     service: str = Code
     country: str = CountryCode
     on: bool = True
+    redraw: bool = True
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -497,7 +499,8 @@ def order(view: OrderView, *, from_list: bool = False, now: datetime | None = No
             [
                 _button(texts.btn_buy_again(), AgainCb(order=oid)),
                 _button(
-                    texts.btn_favourite(False), FavCb(service=view.service, country=view.country, on=True)
+                    texts.btn_favourite(False),
+                    FavCb(service=view.service, country=view.country, on=True, redraw=False),
                 ),
             ]
         )

@@ -230,6 +230,8 @@ async def on_favourite(
         )
         return
     reply.say(texts.favourite_toast(saved))
+    if not callback_data.redraw:  # pressed on an order screen: the toast says it, the order stays
+        return
     # Updates arrive without the pressed message's keyboard (bot.session strips it), so the
     # confirm screen is drawn again: a fresh quote, as Back and a country tap would give.
     await show(

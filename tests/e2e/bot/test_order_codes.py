@@ -11,6 +11,7 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import texts
+from core import favourites
 from core.db.tables import outbox
 from tests.e2e.bot.conftest import Harness, shop_harness
 from tests.e2e.bot.test_journeys import buy_first_whatsapp
@@ -176,3 +177,17 @@ async def test_the_emulator_checks_copy_text_buttons_like_telegram(shop: Harness
     for bad in ("", "x" * 257):
         with pytest.raises(TelegramBadRequest):
             await shop.app.bot.send_message(ALICE, "copy me", reply_markup=markup(bad))
+
+
+async def test_the_star_on_an_order_saves_the_pair_and_leaves_the_order_on_screen(shop: Harness) -> None:
+    message_id, order = await _with_first_code(shop, ALICE)
+    before = shop.tg.chat(ALICE).message(message_id).text
+    answer = await shop.press(ALICE, texts.btn_favourite(False))
+    assert answer.text is not None and answer.text.startswith("⭐ Saved")
+    assert shop.tg.chat(ALICE).message(message_id).text == before  # still the order, not a confirm screen
+    assert await favourites.is_favourite(
+        shop.core.db,
+        user_id=order.user_id,  # type: ignore[attr-defined]
+        service=order.service,  # type: ignore[attr-defined]
+        country=order.country,  # type: ignore[attr-defined]
+    )
