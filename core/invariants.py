@@ -1,4 +1,5 @@
-"""The five ledger invariants of DESIGN §2, checked with aggregate SQL.
+"""The ledger invariants, checked with aggregate SQL: the five of DESIGN §2, a sixth for
+crypto top-ups and a seventh for the promo, referral and Stars refund programmes.
 
 The ledger keeps these by construction; this checker exists to prove it (after every test
 scenario, in the reconciliation job and in ``numbershop ledger check``) and to catch what
@@ -36,6 +37,9 @@ _KINDS = {
     "capture": f"'{TransferKind.CAPTURE}'",
     "void": f"'{TransferKind.VOID}'",
 }
+
+
+INVARIANT_COUNT = 7  # what "all invariants hold" covers, for people reading a report
 
 
 @dataclass(frozen=True, slots=True)

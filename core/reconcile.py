@@ -36,7 +36,7 @@ from core.config import Settings
 from core.db.chunks import chunks
 from core.db.engine import Database
 from core.db.tables import orders, provider_balances, reconciliation_runs
-from core.invariants import check_invariants
+from core.invariants import INVARIANT_COUNT, check_invariants
 from core.order_states import OPEN, UPSTREAM_CLOSED, OrderStatus, UpstreamState
 from core.orders import OrderService
 from core.orders.view import known_messages
@@ -149,7 +149,7 @@ class Reconciler:
     # ----------------------------------------------------------------- checks
     async def _ledger(self, report: ReconcileReport, now: datetime, settled: set[str]) -> None:
         violations = await check_invariants(self.db, now, int(self.grace.total_seconds()))
-        report.checked["invariants"] = 5
+        report.checked["invariants"] = INVARIANT_COUNT
         report.checked["violations"] = len(violations)
         holds = [v.ref for v in violations if v.code == "hold_overdue" and v.ref]
         by_hold: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""``numbershop ledger check``: prove the books balance (the five invariants of DESIGN §2).
+"""``numbershop ledger check``: prove the books balance (the invariants of core.invariants).
 
 Exit 0 when every invariant holds, 1 when any is broken (each violation listed), 2 for bad
 input or configuration — so a cron job or CI step can alert on a non-zero exit.
@@ -10,7 +10,7 @@ import argparse
 
 from core.bootstrap import open_core
 from core.config import load_settings
-from core.invariants import check_invariants
+from core.invariants import INVARIANT_COUNT, check_invariants
 from numbershop.commands._shared import add_json_flag, print_json
 
 DEFAULT_GRACE_SECONDS = 120
@@ -44,7 +44,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
             }
         )
     elif not violations:
-        print("ledger ok: all five invariants hold")
+        print(f"ledger ok: all {INVARIANT_COUNT} invariants hold")
     else:
         print(f"ledger check found {len(violations)} violation(s):")
         for v in violations:

@@ -288,7 +288,7 @@ async def test_a_run_is_recorded_with_its_findings_and_fixes_and_alerts_staff(sh
     assert row["started_at"] == started and row["finished_at"] == clock.now()
     assert sorted(f["code"] for f in row["findings"]) == ["cost_mismatch", "upstream_orphan"]
     assert [(f["code"], f["ref"], f["fixed"]) for f in row["fixes"]] == [("upstream_orphan", aid, True)]
-    assert row["checked"]["invariants"] == 5 and row["checked"]["providers"]["alpha"]["active"] == 2
+    assert row["checked"]["invariants"] == 7 and row["checked"]["providers"]["alpha"]["active"] == 2
     assert row["checked"]["balances"] == {"alpha": {"amount": 10_000, "currency": "USD"}}
     assert alert["chat_id"] == STAFF_CHAT and f"#{report.run_id}" in alert["payload"]["text"]
     assert "cost_mismatch" in alert["payload"]["text"] and "upstream_orphan" in alert["payload"]["text"]
