@@ -451,8 +451,8 @@ def staff_alert(text: str) -> str:
 # --- balance and top-ups ---------------------------------------------------------------
 
 
-def balance(balance_: int, held: int, available: int, currency: str) -> str:
-    return _(
+def balance(balance_: int, held: int, available: int, currency: str, *, crypto: bool = False) -> str:
+    text = _(
         "<b>Your balance</b>\n"
         "Balance: {balance}\n"
         "Held for open orders: {held}\n"
@@ -463,6 +463,9 @@ def balance(balance_: int, held: int, available: int, currency: str) -> str:
         held=format_amount(held, currency),
         available=format_amount(available, currency),
     )
+    if crypto:
+        text += "\n" + _("Or pay in crypto through @CryptoBot: tap 💎 below.")
+    return text
 
 
 def ask_amount(currency: str, low: int, high: int) -> str:

@@ -44,9 +44,10 @@ class TopUp(StatesGroup):
 
 async def _balance_screen(shop: ShopContext, telegram_id: int) -> tuple[str, InlineKeyboardMarkup]:
     wallet = await shop.balance(telegram_id)
+    crypto = shop.core.cryptopay is not None
     return (
-        texts.balance(wallet.balance, wallet.held, wallet.available, shop.currency),
-        keyboards.balance(shop.packages(), shop.currency, crypto=shop.core.cryptopay is not None),
+        texts.balance(wallet.balance, wallet.held, wallet.available, shop.currency, crypto=crypto),
+        keyboards.balance(shop.packages(), shop.currency, crypto=crypto),
     )
 
 

@@ -37,6 +37,7 @@ async def shop(db, clock, fake) -> AsyncIterator[Harness]:
 
 async def _ask_for_invoice(shop: Harness, fake: FakeCryptoPay) -> int:
     await shop.say(BUYER, "/balance")
+    assert "Or pay in crypto through @CryptoBot" in shop.last_text(BUYER)  # the screen says so
     await shop.press(BUYER, "💎 Pay with crypto")
     choice = shop.last_text(BUYER)
     assert "Pay with crypto" in choice and "USDT, TON" in choice

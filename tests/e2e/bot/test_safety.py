@@ -142,6 +142,7 @@ async def test_not_enough_money_offers_top_up_and_buys_nothing(shop: Harness) ->
     assert not any(t.startswith("✅ Buy") for t in confirm.button_texts)
     await shop.press(ALICE, "💰 Other amounts")
     assert "Your balance" in shop.last_text(ALICE)
+    assert "crypto" not in shop.last_text(ALICE)  # no Crypto Pay token: Stars only
     assert await shop.orders_of(ALICE) == []
 
 
