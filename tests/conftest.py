@@ -76,6 +76,14 @@ def pg_database_url() -> Iterator[str | None]:
         yield url
 
 
+@pytest.fixture(autouse=True)
+def _no_routing_exploration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Routing sends a random few percent of purchases to the least-known provider
+    (``ROUTING_EXPLORATION``). A test that is not about routing must see the same provider
+    every run, so exploration is off unless a test's settings turn it on."""
+    monkeypatch.setenv("ROUTING_EXPLORATION", "0")
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
