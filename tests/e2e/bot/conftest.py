@@ -208,7 +208,11 @@ async def shop_harness(
         configured = make_settings(db, base_url, **(settings or {}))
         core = build_core(configured, clock=clock, providers={"simulator": sim}, db=db)
         sleeps = SleepRecorder()
-        app = build_app(core, build_bot(configured), sender_sleep=sleeps, **(app_options or {}))
+        # The bot answers a slow callback with "working on it" after 2 s; a loaded test machine
+        # can take that long for a Buy or a Cancel, and the journeys assert the real answer.
+        # Tests about the early answer pass their own answer_deadline.
+        options = {"answer_deadline": 20.0, **(app_options or {})}
+        app = build_app(core, build_bot(configured), sender_sleep=sleeps, **options)
         harness = Harness(core=core, app=app, tg=tg, sim=sim, clock=clock, sleeps=sleeps)
         harness.track()
         stop = asyncio.Event()
