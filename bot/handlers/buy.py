@@ -35,9 +35,12 @@ async def confirm_screen(
     service: str,
     country: str,
     old_price: int | None = None,
+    after_order: str | None = None,
 ) -> Screen:
     """A fresh quote's confirm screen; ``old_price`` (an expired quote's) adds the line that
-    says the price was renewed, so the buyer sees why the screen changed."""
+    says the price was renewed, so the buyer sees why the screen changed. ``after_order``:
+    the order this one follows ("Another number"), whose provider core tries last if it
+    delivered no code."""
     settings = shop.core.settings
     quote = await quotes.new_quote(
         shop.core.db,
@@ -47,6 +50,7 @@ async def confirm_screen(
         markup_percent=shop.markup_percent,
         now=shop.core.clock.now(),
         ttl_seconds=settings.QUOTE_TTL_SECONDS,
+        after_order=after_order,
     )
     note = None if old_price is None else texts.price_updated(old_price, quote.price, shop.currency)
     return await quote_screen(

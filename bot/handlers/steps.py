@@ -45,8 +45,6 @@ async def on_again(
     except OrderNotFound:
         reply.say(texts.order_not_yours(), alert=True)
         return
-    # Core's quote has no way yet to steer away from the order's provider; when it gains
-    # one, pass ``order.id`` here.
     try:
         text, markup = await confirm_screen(
             shop,
@@ -54,6 +52,7 @@ async def on_again(
             telegram_id=query.from_user.id,
             service=order.service,
             country=order.country,
+            after_order=order.id,  # a number that never got a code: try another provider
         )
     except (OutOfStock, NotFound):
         text, markup = (

@@ -249,3 +249,30 @@ async def test_a_lost_5sim_buy_is_found_in_the_order_history_in_seconds(
         assert len(up.fivesim.calls_to("buy")) == 1 and up.fivesim.calls_to("orders")
         assert await money(shop, ALICE) == (1000, PRICE, 1000 - PRICE)
         await shop.assert_books_clean()
+
+
+async def test_another_number_after_an_expiry_goes_to_another_provider_at_any_time(
+    db: Database, clock: FakeClock
+) -> None:
+    """The button names the expired order, so its provider is tried last even after the
+    window in which core steers away by itself has passed; /buy then goes back to it."""
+    async with preset_shop(db, clock) as (shop, up):
+        await shop.fund(ALICE, 1000, "seed")
+        expired = await buy(shop, ALICE)
+        assert expired.provider == "grizzly"
+        shop.clock.set(expired.expires_at)
+        shop.clock.advance(1)
+        assert await shop.core.orders.expire_due() == 1
+        assert await shop.drain() == 1 and "No code arrived" in shop.last_text(ALICE)
+        shop.clock.advance(shop.core.settings.ROUTING_AVOID_AFTER_EXPIRY_SECONDS + 1)
+
+        await shop.press(ALICE, "🔁 Another number")
+        assert "Confirm your order" in shop.last_text(ALICE)
+        assert (await shop.press(ALICE, "✅ Buy for")).text is None
+        again = (await shop.orders_of(ALICE))[0]
+        assert again.id != expired.id and again.provider == "bower"
+
+        plain = await buy(shop, ALICE)  # not following an expired order: the cheapest again
+        assert plain.provider == "grizzly"
+        assert await money(shop, ALICE) == (1000, 2 * PRICE, 1000 - 2 * PRICE)
+        await shop.assert_books_clean()
