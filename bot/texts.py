@@ -51,10 +51,8 @@ BTN_PREV = N_("‹ Prev")
 BTN_NEXT = N_("Next ›")
 BTN_CANCEL = N_("❌ Cancel & refund")
 BTN_CHECK = N_("🔄 Check now")
-BTN_ANOTHER = N_("✉️ Another code")
 BTN_TOP_UP = N_("⭐ Top up")
 BTN_CUSTOM_AMOUNT = N_("✏️ Other amount")
-BTN_OTHER_COUNTRY = N_("🌍 Choose another country")
 BTN_ORDERS_BACK = N_("« My orders")
 
 
@@ -198,80 +196,10 @@ def terms(text: str) -> str:
 # --- buy --------------------------------------------------------------------------------
 
 
-def services_page(page: int, pages: int, search: str | None = None, total: int = 0) -> str:
-    if search:
-        head = _("Services matching “{search}”").format(search=escape(search))
-        if total > 0:
-            head += f" ({format_number(total)})"
-        return head + ":"
-    more = " · " + _("page {page}/{pages}").format(page=page, pages=pages) if pages > 1 else ""
-    return _(
-        "Choose a service{more}. Most popular first.\n"
-        "Or type part of a name (for example <i>whats</i>) to search."
-    ).format(more=more)
-
-
-def service_button(name: str, min_price: int | None, currency: str) -> str:
-    if min_price is None:
-        return _("{name} · sold out").format(name=name)
-    return _("{name} · from {price}").format(name=name, price=format_amount(min_price, currency))
-
-
-def search_none(search: str) -> str:
-    return _("No service matches “{search}”. Try another name, or tap Buy number to browse.").format(
-        search=escape(search)
-    )
-
-
-def search_more(shown: int, total: int) -> str:
-    return _("Showing {shown} of {total}. Type more letters to narrow it down.").format(
-        shown=format_number(shown), total=format_number(total)
-    )
-
-
-def countries_page(service: str, page: int, pages: int) -> str:
-    more = " · " + _("page {page}/{pages}").format(page=page, pages=pages) if pages > 1 else ""
-    return _(
-        "<b>{service}</b>: choose a country{more}.\nPrice and numbers in stock are on each button."
-    ).format(service=escape(service_name(service)), more=more)
-
-
-def country_button(country: str, price: int, stock: int, currency: str) -> str:
-    return _("{country} · {price} · {stock} left").format(
-        country=country_label(country), price=format_amount(price, currency), stock=format_number(stock)
-    )
-
-
 def no_countries(service: str) -> str:
     return _(
         "No numbers for <b>{service}</b> right now. Please try again later or pick another service."
     ).format(service=escape(service_name(service)))
-
-
-def confirm(
-    service: str, country: str, price: int, available: int, currency: str, expires_in_min: int
-) -> str:
-    text = _(
-        "<b>Confirm your order</b>\n"
-        "Service: {service}\n"
-        "Country: {country}\n"
-        "Price: <b>{price}</b>\n"
-        "Available balance: {available}\n\n"
-    ).format(
-        service=escape(service_name(service)),
-        country=country_label(country),
-        price=format_amount(price, currency),
-        available=format_amount(available, currency),
-    )
-    missing = price - available
-    if missing > 0:
-        return text + _(
-            "⚠️ Not enough money: you need <b>{missing}</b> more. Top up, then choose the number again."
-        ).format(missing=format_amount(missing, currency))
-    return text + _(
-        "The price is held from your balance and charged only when the code arrives. "
-        "This price is kept for {minutes} min."
-    ).format(minutes=expires_in_min)
 
 
 def unknown_country(service: str, text: str) -> str:
@@ -387,7 +315,6 @@ def cancelled(refunded: int, balance: int, currency: str, *, html: bool = True) 
 CANCEL_ALREADY = N_("This order was already cancelled; the money is back on your balance.")
 CANCEL_COMPLETED_INSTEAD = N_("A code arrived just before you cancelled, so the order is complete.")
 CANCEL_TOO_EARLY = N_("Your number is still being set up. Try again in a few seconds.")
-ANOTHER_REQUESTED = N_("Asked for another code. It will appear in this chat.")
 CHECKED_NOTHING = N_("No code yet. We keep checking and will post it here.")
 CHECKED_CODE = N_("The code has arrived!")
 
@@ -521,7 +448,6 @@ PROVIDER_DOWN = N_("The provider isn't answering right now. Your money is safe �
 NO_MORE_CODES = N_("This number can't receive more codes.")
 CONFLICT = N_("That button was already used for something else. Send /start to begin again.")
 BAD_INPUT = N_("That didn't look right. Send /start to open the menu.")
-NOT_IN_PRIVATE = N_("Please talk to me in a private chat.")
 NOT_UNDERSTOOD = N_("I understand text and buttons. Type a service name to search, or send /start.")
 
 
