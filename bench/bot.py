@@ -58,6 +58,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import text
 
@@ -83,7 +84,9 @@ SHOP_STEPS = 12  # updates in a shop journey with one Check now (payment = 2 upd
 # --- the bots under test (run with --serve) ---------------------------------------------
 
 
-async def serve_echo(api_url: str) -> None:
+def echo_bot(api_url: str, token: str) -> tuple[Any, Any]:
+    """The echo bot (a Bot and its Dispatcher), the baseline both bot benchmarks measure
+    against: text → the same text with one button; button → answerCallbackQuery."""
     from aiogram import Bot, Dispatcher, F
     from aiogram.client.session.aiohttp import AiohttpSession
     from aiogram.client.telegram import TelegramAPIServer
@@ -102,7 +105,11 @@ async def serve_echo(api_url: str) -> None:
     async def pressed(query: CallbackQuery) -> None:
         await query.answer()
 
-    bot = Bot(ECHO_TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url)))
+    return Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url))), dp
+
+
+async def serve_echo(api_url: str) -> None:
+    bot, dp = echo_bot(api_url, ECHO_TOKEN)
     freeze_startup_objects()  # the same treatment as the shop bot
     stop = _stop_on_sigterm()
     cpu_start = time.process_time()

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench._support import percentile, throwaway_database
-from bench.bot import SHOP_STEPS, Phase, User, echo_journey, report_steps, shop_journey
+from bench.bot import SHOP_STEPS, Phase, User, echo_bot, echo_journey, report_steps, shop_journey
 from core.clock import SystemClock
 from core.providers.simulator import SimulatorProvider
 from core.providers.simulator_http import start_server
@@ -98,28 +98,10 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 async def serve_echo(api_url: str, port: int) -> None:
-    from aiogram import Bot, Dispatcher, F
-    from aiogram.client.session.aiohttp import AiohttpSession
-    from aiogram.client.telegram import TelegramAPIServer
-    from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
-
     from bot.warmup import freeze_startup_objects
     from bot.webhook import WebhookConfig, WebhookServer
 
-    dp = Dispatcher()
-    again = InlineKeyboardMarkup(
-        inline_keyboard=[[InlineKeyboardButton(text="again", callback_data="again")]]
-    )
-
-    @dp.message(F.text)
-    async def echo(message: Message) -> None:
-        await message.answer(message.text or "", reply_markup=again)
-
-    @dp.callback_query()
-    async def pressed(query: CallbackQuery) -> None:
-        await query.answer()
-
-    bot = Bot(ECHO_TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url)))
+    bot, dp = echo_bot(api_url, ECHO_TOKEN)
     server = WebhookServer(
         bot, dp, WebhookConfig(url=f"http://127.0.0.1:{port}/hook", secret=SECRET, port=port)
     )
