@@ -67,8 +67,10 @@ class UpdateLog:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
-        self._handled = _Batch(lambda ids: handled_among(db, ids))
-        self._record = _Batch(lambda ids: record_updates(db, ids, clock.now()), first_only=True)
+        # One kept connection each: a read and a write batch may be in flight at once.
+        reads, writes = db.kept_connection(), db.kept_connection()
+        self._handled = _Batch(lambda ids: handled_among(reads, ids))
+        self._record = _Batch(lambda ids: record_updates(writes, ids, clock.now()), first_only=True)
 
     async def handled(self, update_id: int) -> bool:
         """True if ``update_id`` was handled before (a redelivery)."""

@@ -186,6 +186,7 @@ class Database:
         self._commits = 0
         self._checkpoint: asyncio.Future[None] | None = None
         self._checkpoint_conn: sqlite3.Connection | None = None
+        self._kept: set[KeptConnection] = set()
 
     @property
     def is_sqlite(self) -> bool:
@@ -356,7 +357,17 @@ class Database:
         if self._checkpoint is not None:
             await self._checkpoint
 
+    def kept_connection(self) -> KeptConnection:
+        """A connection kept open for a caller that runs one statement after another all day
+        (the bot's update log); closed by ``dispose``."""
+        kept = KeptConnection(self)
+        self._kept.add(kept)
+        return kept
+
     async def dispose(self) -> None:
+        for kept in list(self._kept):
+            await kept.close()
+        self._kept.clear()
         await self.wait_for_checkpoint()
         if self._checkpoint_conn is not None:
             self._checkpoint_conn.close()
@@ -364,6 +375,61 @@ class Database:
         await self.engine.dispose()
         if self._scan_engine is not None:
             await self._scan_engine.dispose()
+
+
+class KeptConnection:
+    """Single statements, each atomic by itself, on one connection kept open between them.
+
+    On PostgreSQL, taking a connection from SQLAlchemy's pool and giving it back costs more
+    CPU than a small indexed statement itself: the update log's statements cost 0.19 ms
+    each through the pool against 0.11 ms on a connection already open (``python -m
+    bench.kept``). The bot runs two of them per update, so it keeps one autocommit
+    connection for each instead. Statements on one ``KeptConnection`` run one at a time (a
+    lock, uncontended for the update log, whose batches already flush one at a time). A
+    failed statement closes the connection; the next one opens a fresh one, so a restarted
+    server costs one error.
+
+    On SQLite it is ``read()`` and ``write_one()``: the write lock lives there, and taking an
+    inline connection is cheap.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._conn: AsyncConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def read(self, statement: Executable, parameters: Any = None) -> Written:
+        if self.db.is_sqlite:
+            async with self.db.read() as conn:
+                return Written.of(await conn.execute(statement, parameters))
+        return await self._execute(statement, parameters)
+
+    async def write(self, statement: Executable, parameters: Any = None) -> Written:
+        """Like ``Database.write_one``: the statement must be atomic by itself."""
+        if self.db.is_sqlite:
+            return await self.db.write_one(statement, parameters)
+        return await self._execute(statement, parameters)
+
+    async def _execute(self, statement: Executable, parameters: Any) -> Written:
+        async with self._lock:
+            if self._conn is None:
+                conn = await self.db.engine.connect()
+                self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                return Written.of(await self._conn.execute(statement, parameters))
+            except BaseException:
+                await self._drop()
+                raise
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._drop()
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
 
 @dataclass(frozen=True, slots=True)

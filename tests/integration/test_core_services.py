@@ -242,8 +242,38 @@ async def test_a_staff_cancel_refunds_and_is_audited_once(shop, clock) -> None:
 
 
 async def test_update_ids_are_recorded_once(db, clock) -> None:
-    assert await update_log.record_updates(db, [1, 2], clock.now()) == {1, 2}
-    assert await update_log.record_updates(db, [2, 3], clock.now()) == {3}
+    assert await update_log.record_updates(db.kept_connection(), [1, 2], clock.now()) == {1, 2}
+    assert await update_log.record_updates(db.kept_connection(), [2, 3], clock.now()) == {3}
+
+
+async def test_handled_ids_are_found_among_any_number_of_ids(db, clock) -> None:
+    kept = db.kept_connection()
+    await update_log.record_updates(kept, [10, 11, 12], clock.now())
+    assert await update_log.handled_among(kept, [9, 10, 12, 13]) == {10, 12}
+    assert await update_log.handled_among(kept, [13]) == set()
+
+
+async def test_a_kept_connection_survives_its_server_closing_it(db, clock) -> None:
+    """The connection dies under it (a database restart, an idle timeout): the statement
+    running then fails, the next one opens a fresh connection and works."""
+    if not db.is_postgres:
+        pytest.skip("SQLite keeps no connection open: nothing to lose")
+    kept = db.kept_connection()
+    await update_log.record_updates(kept, [1], clock.now())
+    backend = (await kept.read(select(func.pg_backend_pid()))).rows[0][0]
+    async with db.read() as conn:
+        assert (await conn.execute(select(func.pg_terminate_backend(backend)))).scalar() is True
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver calls a dropped link
+        await update_log.handled_among(kept, [1])
+    assert await update_log.handled_among(kept, [1, 2]) == {1}
+    assert (await kept.read(select(func.pg_backend_pid()))).rows[0][0] != backend
+
+
+async def test_dispose_gives_back_the_kept_connections(db, clock) -> None:
+    kept = db.kept_connection()
+    await update_log.record_updates(kept, [1], clock.now())
+    await db.dispose()
+    assert db.engine.pool.checkedout() == 0
 
 
 async def test_wallet_balance_reads_the_users_wallet(db, clock) -> None:
