@@ -84,7 +84,7 @@ SHOP_STEPS = 12  # updates in a shop journey with one Check now (payment = 2 upd
 # --- the bots under test (run with --serve) ---------------------------------------------
 
 
-def echo_bot(api_url: str, token: str) -> tuple[Any, Any]:
+def echo_bot(api_url: str, token: str, storage: Any = None) -> tuple[Any, Any]:
     """The echo bot (a Bot and its Dispatcher), the baseline both bot benchmarks measure
     against: text → the same text with one button; button → answerCallbackQuery."""
     from aiogram import Bot, Dispatcher, F
@@ -92,7 +92,7 @@ def echo_bot(api_url: str, token: str) -> tuple[Any, Any]:
     from aiogram.client.telegram import TelegramAPIServer
     from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-    dp = Dispatcher()
+    dp = Dispatcher(storage=storage)
     again = InlineKeyboardMarkup(
         inline_keyboard=[[InlineKeyboardButton(text="again", callback_data="again")]]
     )

@@ -23,6 +23,12 @@ that held, divided by that trial's updates.
 The last line is one JSON object with each capacity, ``capacity_ratio_1w`` (shop on one
 worker ÷ echo), ``scaling_2w`` (shop on N workers ÷ one) and the CPU per update of each.
 
+Between the echo bot and the shop it measures the *floor*: the echo bot with the shop's
+per-update bookkeeping and nothing else (the update log read before and recorded after each
+update in the database, conversation state and the rate limit in Redis, as ``bot.app``
+wires them). ``floor_ratio`` (floor ÷ echo) is the highest ``capacity_ratio_1w`` any shop
+that keeps those promises could reach here, whatever its handlers do.
+
 ``--burst 200 --ramp 5`` measures the burst case instead: 200 people arriving within 5 s,
 once per configuration, with the p99 of each (``--verbose`` prints the shop's p99 per
 journey step, which says where the time goes).
@@ -42,6 +48,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench._support import percentile, throwaway_database
 from bench.bot import SHOP_STEPS, Phase, User, echo_bot, echo_journey, report_steps, shop_journey
@@ -52,6 +59,7 @@ from numbershop.emulator import EmulatedBot, running_emulator
 
 SHOP_TOKEN = "900011:bench-capacity-shop"
 ECHO_TOKEN = "900012:bench-capacity-echo"
+FLOOR_TOKEN = "900013:bench-capacity-floor"
 SECRET = "bench-capacity_secret"
 PUBLIC_URL = "https://shop.example/telegram"
 SIM_KEY = "bench-capacity-key"
@@ -97,11 +105,22 @@ def _cpu_seconds(pids: list[int]) -> float:
 # --- the echo bot, served as a webhook (run with --serve-echo) ------------------------------
 
 
-async def serve_echo(api_url: str, port: int) -> None:
+async def serve_echo(
+    api_url: str, port: int, floor_db: str | None = None, redis_url: str | None = None
+) -> None:
+    """The echo bot as a webhook; with ``floor_db``, wrapped in the bookkeeping every shop
+    update pays before any handler runs (see ``_add_floor``)."""
     from bot.warmup import freeze_startup_objects
     from bot.webhook import WebhookConfig, WebhookServer
 
-    bot, dp = echo_bot(api_url, ECHO_TOKEN)
+    if floor_db:
+        from bot.fsm_storage import make_storage
+
+        bot, dp = echo_bot(api_url, FLOOR_TOKEN, make_storage(redis_url))
+        db = _add_floor(dp, floor_db, redis_url)
+    else:
+        bot, dp = echo_bot(api_url, ECHO_TOKEN)
+        db = None
     server = WebhookServer(
         bot, dp, WebhookConfig(url=f"http://127.0.0.1:{port}/hook", secret=SECRET, port=port)
     )
@@ -115,6 +134,26 @@ async def serve_echo(api_url: str, port: int) -> None:
     await stop.wait()
     await server.stop()
     await bot.session.close()
+    await dp.storage.close()
+    if db is not None:
+        await db.dispose()
+
+
+def _add_floor(dp: Any, database_url: str, redis_url: str | None) -> Any:
+    """The shop's per-update bookkeeping on the echo bot, as ``bot.app.build_app`` wires it:
+    the update log on the database (read before, record after), conversation state in Redis
+    and the per-user rate limit in Redis. What this bot costs above the echo bot is the
+    floor under any shop that keeps those promises, before it does any work of its own."""
+    from bot.middlewares.dedupe import UpdateDedupe, UpdateLog
+    from bot.middlewares.rate_limit import RateLimit, make_bucket
+    from core.db.engine import Database
+
+    db = Database(database_url)
+    dp.update.outer_middleware(UpdateDedupe(UpdateLog(db, SystemClock())))
+    limit = RateLimit(make_bucket(redis_url, 4.0, 12))
+    dp.message.outer_middleware(limit)
+    dp.callback_query.outer_middleware(limit)
+    return db
 
 
 # --- the bots under test, as processes ------------------------------------------------------
@@ -219,7 +258,10 @@ async def trial(
         errors=len(phase.errors),
         cpu_ms_per_update=round(cpu * per, 2),
         driver_cpu_ms_per_update=round((time.process_time() - driver_before) * per, 2),
-        postgres_cpu_ms_per_update=round((_cpu_seconds(pg_pids) - pg_before) * per, 2),
+        # Backends that connected during the trial count whole (all their CPU is in it).
+        postgres_cpu_ms_per_update=round(
+            (_cpu_seconds(sorted(set(pg_pids) | set(_pids_named("postgres")))) - pg_before) * per, 2
+        ),
         machine_busy=round((busy_after - busy_before) / max(0.001, total_after - total_before), 2),
     )
     for err in phase.errors[:3]:
@@ -295,6 +337,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
             finally:
                 await echo.stop()
 
+            floor_cap, floor_trial = 0.0, None
+            if not args.burst:
+                floor_cap, floor_trial = await _measure_floor(emulator, base_url, redis_url, args, logs)
+
             shop_caps: dict[int, tuple[float, Trial | None]] = {}
             for workers in sorted({1, args.workers}):
                 async with throwaway_database(args.db, args.url, "bench.capacity") as db:
@@ -339,11 +385,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
             echo_cpu_ms_per_update=echo_trial.cpu_ms_per_update if echo_trial else None,
             shop_cpu_ms_per_update_1w=one_trial.cpu_ms_per_update if one_trial else None,
             shop_cpu_ms_per_update_nw=n_trial.cpu_ms_per_update if n_trial else None,
-            where=_where(echo_trial, one_trial, n_trial),
+            where=_where(echo=echo_trial, shop_1w=one_trial, shop_nw=n_trial),
         )
         return results
     results.update(
         echo_capacity=echo_cap,
+        floor_capacity=floor_cap,
+        floor_ratio=round(floor_cap / echo_cap, 2) if echo_cap else None,
+        floor_cpu_ms_per_update=floor_trial.cpu_ms_per_update if floor_trial else None,
         shop_capacity_1w=one_cap,
         shop_capacity_nw=n_cap,
         capacity_ratio_1w=round(one_cap / echo_cap, 2) if echo_cap else None,
@@ -351,7 +400,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         echo_cpu_ms_per_update=echo_trial.cpu_ms_per_update if echo_trial else None,
         shop_cpu_ms_per_update_1w=one_trial.cpu_ms_per_update if one_trial else None,
         shop_cpu_ms_per_update_nw=n_trial.cpu_ms_per_update if n_trial else None,
-        at_capacity=_where(echo_trial, one_trial, n_trial),
+        at_capacity=_where(echo=echo_trial, floor=floor_trial, shop_1w=one_trial, shop_nw=n_trial),
         cpu_ratio_1w=(
             round(one_trial.cpu_ms_per_update / echo_trial.cpu_ms_per_update, 2)
             if one_trial and echo_trial and echo_trial.cpu_ms_per_update
@@ -361,7 +410,29 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     return results
 
 
-def _where(echo: Trial | None, one: Trial | None, many: Trial | None) -> dict[str, dict[str, float]]:
+async def _measure_floor(
+    emulator: Any, base_url: str, redis_url: str | None, args: argparse.Namespace, logs: Path
+) -> tuple[float, Trial | None]:
+    """The echo bot with the shop's per-update bookkeeping (``_add_floor``): the highest
+    ``capacity_ratio_1w`` any shop keeping those promises could reach on this machine."""
+    from core.db.tables import processed_updates
+
+    async with throwaway_database(args.db, args.url, "bench.floor") as db:
+        async with db.begin() as conn:
+            await conn.run_sync(processed_updates.metadata.create_all, tables=[processed_updates])
+        floor = Bots("floor", emulator.add_bot(FLOOR_TOKEN), echo_journey)
+        port = _free_port()
+        argv = ["-m", "bench.capacity", "--serve-echo", "--api-url", base_url, "--port", str(port)]
+        argv += ["--floor-db", db.url] + (["--redis-url", redis_url] if redis_url else [])
+        floor.procs.append(await _spawn(argv, dict(os.environ), logs / "floor.log"))
+        await _registered(floor.tg, 1)
+        try:
+            return await capacity(floor, args, 15_000_000)
+        finally:
+            await floor.stop()
+
+
+def _where(**trials: Trial | None) -> dict[str, dict[str, float]]:
     """Per update, where the machine's CPU went in each configuration's measured trial."""
     return {
         name: {
@@ -370,7 +441,7 @@ def _where(echo: Trial | None, one: Trial | None, many: Trial | None) -> dict[st
             "postgres_cpu_ms": t.postgres_cpu_ms_per_update,
             "machine_busy": t.machine_busy,
         }
-        for name, t in (("echo", echo), ("shop_1w", one), ("shop_nw", many))
+        for name, t in trials.items()
         if t is not None
     }
 
@@ -430,9 +501,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--api-url")
     parser.add_argument("--port", type=int)
+    parser.add_argument("--floor-db")
+    parser.add_argument("--redis-url")
     args = parser.parse_args(argv)
     if args.serve_echo:
-        asyncio.run(serve_echo(args.api_url, args.port))
+        asyncio.run(serve_echo(args.api_url, args.port, args.floor_db, args.redis_url))
         return 0
     parser.error("run it as: python -m bench.bot --webhook [--workers N] [--db postgres]")
     return 2
