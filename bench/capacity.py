@@ -15,9 +15,9 @@ through the same journey as ``bench.bot`` (the echo bot gets as many updates, al
 texts and taps), pausing ``--think-min``…``--think-max`` seconds between steps. The rate is
 counted in updates per second (people per second × updates per journey). Latency of one
 update = from the emulator creating it to the bot's first Bot API call in that chat. The
-search doubles the rate until p99 passes 250 ms (or a journey fails), then bisects twice
-between the last rate that held and the first that did not: capacity is the highest rate
-that held. CPU per update is each bot's processes' CPU (``/proc``) over a trial at a rate
+search doubles the rate until p99 passes 250 ms (or a journey fails), then bisects
+``--bisect`` times (default 3, to an eighth of that rate) between the last rate that held and
+the first that did not: capacity is the highest rate that held. CPU per update is each bot's processes' CPU (``/proc``) over a trial at a rate
 that held, divided by that trial's updates.
 
 The last line is one JSON object with each capacity, ``capacity_ratio_1w`` (shop on one
@@ -279,7 +279,7 @@ async def trial(
 
 
 async def capacity(bots: Bots, args: argparse.Namespace, first_user: int) -> tuple[float, Trial | None]:
-    """Double, then bisect twice; the highest rate that held and its trial. With
+    """Double, then bisect ``--bisect`` times; the highest rate that held and its trial. With
     ``--burst N``, one burst trial instead (its p99 is in the trial)."""
     if args.burst:
         result = await trial(bots, 0.0, args, first_user, burst=args.burst)
@@ -295,7 +295,7 @@ async def capacity(bots: Bots, args: argparse.Namespace, first_user: int) -> tup
             worst = rate
     if best is not None and worst is not None:
         low, high = best.rate, worst
-        for _ in range(2):
+        for _ in range(args.bisect):
             mid = (low + high) / 2
             result = await trial(bots, mid, args, users)
             users += 10_000
@@ -484,6 +484,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration", type=float, default=20.0, help="webhook mode: seconds of arrivals per trial"
     )
+    parser.add_argument("--bisect", type=int, default=3, help="webhook mode: bisection steps after doubling")
     parser.add_argument("--start-rate", type=float, default=2.0, help="webhook mode: first rate, updates/s")
     parser.add_argument("--max-rate", type=float, default=512.0, help="webhook mode: stop doubling here")
     parser.add_argument("--redis", help="webhook mode: Redis URL (default NUMBERSHOP_TEST_REDIS_URL)")
