@@ -14,10 +14,10 @@
    credited idempotently on its charge id, so a payment is never lost.
 5. The 200 carries the callback answer when the handler left one (``bot.webhook_reply``):
    Telegram runs a Bot API method put in the reply's body, so a tap costs one outgoing
-   request fewer. The answer now leaves with the 200, after the update log has recorded the
-   update (one batched write) rather than straight after the handler; a 500 discards it with
-   the rest of the update. A slow handler's early "working on it" is still a request of its
-   own, since the reply cannot leave before the update is done.
+   request fewer. The answer leaves with the 200, so after the update log has recorded the
+   update (one batched write), not straight after the handler as its own request would; a
+   500 discards it with the rest of the update. A slow handler's early "working on it" is
+   still a request of its own, since the reply cannot leave before the update is done.
 
 Several workers may serve one port (``reuse_port``, SO_REUSEPORT); each registers the same
 webhook on start, which is idempotent on Telegram's side. No worker deletes the webhook on

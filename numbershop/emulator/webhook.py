@@ -8,15 +8,15 @@ Telegram's semantics, as far as a test can see them:
 * One update per POST to the url, with ``X-Telegram-Bot-Api-Secret-Token`` when a secret was
   set, over at most ``max_connections`` connections at once (an aiohttp connector limit and
   a semaphore). No order is promised across connections; each update is retried on its own.
-* A 2xx reply confirms the update. A 2xx reply whose body is a JSON object with a "method"
-  is also a Bot API call: it is run for the bot as if the bot had made it over HTTP (same
-  validation, faults, call-log entry, recorded as the reply arrives), and its result or error
-  goes nowhere, as Telegram reports neither; the update counts as confirmed either way.
-  Like Telegram, the emulator ignores getters, setWebhook, deleteWebhook, close and logOut
-  there. Anything else (another status, a refused connection, a
+* A 2xx reply confirms the update. Anything else (another status, a refused connection, a
   timeout) is recorded as ``last_error_date``/``last_error_message`` and retried after a
   doubling back-off, at most ``webhook_max_attempts`` times; then the update is dropped, as
   Telegram gives up "after a reasonable number of attempts".
+* A 2xx reply whose body is a JSON object (``application/json``) with a "method" is also a
+  Bot API call, run for the bot as if the bot had made it over HTTP: same validation, same
+  faults, same call-log entry, timed from the reply's arrival. Its result or error goes
+  nowhere, as Telegram reports neither, and the update is confirmed either way. As Telegram
+  does, getters, setWebhook, deleteWebhook, close and logOut are not run from a reply.
 
 Differences on purpose: the emulator delivers only to loopback addresses (it must never be
 made to POST to arbitrary hosts), accepts ``http`` and any port there (tests serve the bot on
@@ -252,7 +252,7 @@ class WebhookSide(BotWorld):
         return None, call if isinstance(call, dict) else None
 
     async def _run_reply(self, call: dict[str, Any]) -> None:
-        """Run the method a webhook reply names, result and errors dropped (see the module docstring)."""
+        """Run the method a webhook reply names, dropping its result and error as Telegram does."""
         # Here, not at the top: methods imports the state this module is part of.
         from numbershop.emulator.methods import Params, run_method
         from numbershop.emulator.state import EmulatedBot
