@@ -302,6 +302,44 @@ async def test_a_slow_tap_in_webhook_mode_is_told_working_on_it_by_one_request(
             await shop.app.aclose()
 
 
+async def test_a_tap_recorded_but_not_answered_is_answered_on_its_redelivery(
+    db: Database, clock: FakeClock
+) -> None:
+    """A worker dying after the update log recorded a tap but before its 200 left: the
+    answer in that reply never ran, and the redelivery is dropped as already handled."""
+    async with shop_world(db, clock) as (tg, settings, sim):
+        tg.webhook_retry_base_s = 0.001
+        shop = harness(db, clock, tg, settings, sim, answer_deadline=20.0)
+        sent = SentMethods()
+        shop.app.bot.session.middleware(sent)
+        original = shop.app.dp.feed_update
+        lost = 1
+
+        async def lose_the_first_taps_reply(bot: Any, update: Any, **kwargs: Any) -> Any:
+            nonlocal lost
+            result = await original(bot, update, **kwargs)
+            if update.callback_query is not None and lost:
+                lost -= 1
+                raise RuntimeError("the worker died before answering")
+            return result
+
+        shop.app.dp.feed_update = lose_the_first_taps_reply  # type: ignore[method-assign]
+        try:
+            async with serving_webhook(shop.app):
+                await shop.say(ALICE, "/start")
+                message_id = tg.chat(ALICE).last().message_id
+                press = shop.press_nowait(ALICE, data="no:such:button", message_id=message_id, forge=True)
+                answer = await tg.wait_for_callback_answer(press.query_id, WAIT)
+                record = await tg.wait_for_confirmation(press.update_id, WAIT)
+
+                assert record.deliveries == 2
+                assert answer.text is None  # the alert went with the lost reply
+                assert answers_logged(tg) == [(ALICE, True)]
+                assert "answerCallbackQuery" not in sent.names
+        finally:
+            await shop.app.aclose()
+
+
 # ------------------------------------------------------------------ shared state (Redis)
 
 
