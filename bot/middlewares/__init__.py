@@ -13,7 +13,7 @@ Order (outermost first), set up in ``bot.app.build_app``:
 * ``CallbackAnswerer`` (callback queries): every query is answered exactly once — with what
   the handler put in ``reply``, with the sentence for the error it raised, or with "working
   on it" when the handler is still busy after ``deadline`` seconds (Telegram shows a spinner
-  until a query is answered).
+  until a query is answered). In webhook mode a timely answer rides on the webhook's reply.
 * ``MessageErrors`` (messages): an exception becomes a sentence in the chat, never silence
   or a traceback.
 * ``RateLimit`` (messages and callback queries, never payments): a simple per-user token

@@ -4,6 +4,14 @@
 the update has been handled (``core.update_log`` says why after, not before). A
 ``successful_payment`` is always handled, because crediting is idempotent on the payment's
 charge id and a payment must never be lost.
+
+A dropped tap still gets an answer in webhook mode. There a tap's answer rides on the
+webhook's 200, which leaves only after the update is recorded, so a worker killed in between
+(or a 500) leaves a recorded tap unanswered. Telegram redelivers only what it did not get a
+2xx for, and only a 2xx's method is run, so a redelivered tap's answer never ran: the
+redelivery's reply carries an empty one to stop the spinner. Had the tap been answered by a
+request after all (an early "working on it"), Telegram refuses the second answer and
+reports nothing.
 """
 
 from __future__ import annotations
@@ -14,9 +22,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.methods import AnswerCallbackQuery
 from aiogram.types import TelegramObject, Update
 
 from bot.middlewares.handler import Handler
+from bot.webhook_reply import WebhookReply
 from core.clock import Clock
 from core.db.engine import Database
 from core.update_log import handled_among, record_updates
@@ -98,6 +108,9 @@ class UpdateDedupe(BaseMiddleware):
             seen = False
         if seen and not _is_payment(event):
             log.info("update %s was delivered again; dropped", event.update_id)
+            slot = data.get("webhook_reply")
+            if event.callback_query is not None and isinstance(slot, WebhookReply):
+                slot.method = AnswerCallbackQuery(callback_query_id=event.callback_query.id)
             return None
         data["redelivered"] = seen
         try:

@@ -3,7 +3,9 @@
 ``CallbackAnswerer`` answers each callback query exactly once — with what the handler put in
 ``reply``, with the sentence for the error it raised, or with "working on it" when the
 handler is still busy after ``deadline`` seconds (Telegram shows a spinner until a query is
-answered). ``MessageErrors`` turns an exception in a message handler into a sentence in the
+answered). In webhook mode an answer given in time rides on the webhook's 200 reply
+(``bot.webhook_reply``) instead of costing a request; the early "working on it" is a request
+either way. ``MessageErrors`` turns an exception in a message handler into a sentence in the
 chat, never silence or a traceback.
 """
 
@@ -17,10 +19,12 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
+from aiogram.methods import AnswerCallbackQuery
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot import errors, texts
 from bot.middlewares.handler import Handler
+from bot.webhook_reply import WebhookReply
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,13 @@ class CallbackAnswerer(BaseMiddleware):
             result = await self._run(handler, event, data, reply)
         finally:
             timer.cancel()
+        slot = data.get("webhook_reply")
         if early:
             await early[0]  # answered "working on it" already; the screen says the rest
+        elif isinstance(slot, WebhookReply):
+            slot.method = AnswerCallbackQuery(
+                callback_query_id=event.id, text=reply.text, show_alert=reply.alert
+            )
         else:
             await self._answer(event, reply)
         return result

@@ -8,6 +8,7 @@ method expects. Unknown parameters are ignored, as Telegram ignores them.
 from __future__ import annotations
 
 import builtins
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -115,6 +116,37 @@ def chat_hint(params: Params) -> int | None:
         return params.chat_id()
     except BotApiError:
         return None
+
+
+async def run_method(
+    bot: EmulatedBot, name: str, read_params: Callable[[], Awaitable[Params]], started: float
+) -> tuple[Any, BotApiError | None]:
+    """One Bot API call, however it reached the emulator (an HTTP request, or the method in a
+    webhook's reply): the method looked up by name, its parameters read, an armed fault
+    taken, the method run — and the call recorded in the call log, refused or not.
+
+    ``read_params`` runs only once the method is known, so an unknown method is a 404
+    whatever its body holds. Returns the result, or the error the call was refused with.
+    """
+    spec = METHODS.get(name.lower())
+    ctx = CallContext(spec.name if spec else name, started)
+    error: BotApiError | None = None
+    result: Any = None
+    try:
+        if spec is None:
+            raise BotApiError(404, "Not Found")
+        params = await read_params()
+        ctx.chat_id = chat_hint(params)
+        fault = bot.take_fault(spec.name, ctx.chat_id)
+        if fault is not None:
+            raise fault
+        result = spec.handler(bot, params, ctx)
+        if inspect.isawaitable(result):
+            result = await result
+    except BotApiError as exc:
+        error = exc
+    bot.record_call(ctx, error)
+    return result, error
 
 
 @method("getMe")

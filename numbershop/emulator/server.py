@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from collections.abc import AsyncIterator
@@ -16,9 +15,9 @@ from aiohttp import web
 from core.hosts import HostPolicy
 from numbershop.emulator.errors import BotApiError, bad_request
 from numbershop.emulator.guards import HostGuard, same_origin
-from numbershop.emulator.methods import METHODS, Params, chat_hint
+from numbershop.emulator.methods import Params, run_method
 from numbershop.emulator.numeric import strict_json
-from numbershop.emulator.state import CallContext, Emulator
+from numbershop.emulator.state import Emulator
 
 EMULATOR_KEY = web.AppKey("numbershop_emulator", Emulator)
 
@@ -72,24 +71,7 @@ async def handle_bot_api(request: web.Request) -> web.Response:
         bot = emulator.resolve_token(request.match_info["token"])
     except BotApiError as exc:
         return _reply(exc.body(), exc.error_code)
-    spec = METHODS.get(request.match_info["method"].lower())
-    ctx = CallContext(spec.name if spec else request.match_info["method"], started)
-    error: BotApiError | None = None
-    result: Any = None
-    try:
-        if spec is None:
-            raise BotApiError(404, "Not Found")
-        params = await read_params(request)
-        ctx.chat_id = chat_hint(params)
-        fault = bot.take_fault(spec.name, ctx.chat_id)
-        if fault is not None:
-            raise fault
-        result = spec.handler(bot, params, ctx)
-        if inspect.isawaitable(result):
-            result = await result
-    except BotApiError as exc:
-        error = exc
-    bot.record_call(ctx, error)
+    result, error = await run_method(bot, request.match_info["method"], lambda: read_params(request), started)
     if error is not None:
         return _reply(error.body(), error.error_code)
     return _reply({"ok": True, "result": result})

@@ -12,6 +12,11 @@ Telegram's semantics, as far as a test can see them:
   timeout) is recorded as ``last_error_date``/``last_error_message`` and retried after a
   doubling back-off, at most ``webhook_max_attempts`` times; then the update is dropped, as
   Telegram gives up "after a reasonable number of attempts".
+* A 2xx reply whose body is a JSON object (``application/json``) with a "method" is also a
+  Bot API call, run for the bot as if the bot had made it over HTTP: same validation, same
+  faults, same call-log entry, timed from the reply's arrival. Its result or error goes
+  nowhere, as Telegram reports neither, and the update is confirmed either way. As Telegram
+  does, getters, setWebhook, deleteWebhook, close and logOut are not run from a reply.
 
 Differences on purpose: the emulator delivers only to loopback addresses (it must never be
 made to POST to arbitrary hosts), accepts ``http`` and any port there (tests serve the bot on
@@ -34,6 +39,7 @@ import aiohttp
 
 from numbershop.emulator import errors as E
 from numbershop.emulator.errors import BotApiError, bad_request
+from numbershop.emulator.numeric import strict_json
 from numbershop.emulator.records import _Pending
 from numbershop.emulator.world import DEFAULT_UPDATE_TYPES, BotWorld
 
@@ -42,6 +48,7 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _LOOPBACK_NAMES = {"localhost"}
+_NOT_FROM_REPLIES = re.compile(r"get.*|setwebhook|deletewebhook|close|logout")  # lower case
 
 
 @dataclass
@@ -200,8 +207,10 @@ class WebhookSide(BotWorld):
                 if record.delivered_at is None:
                     record.delivered_at = time.perf_counter()
                 url = self._tls_routes.get(hook.url, hook.url)
-                error = await self._post(http, url, record.payload, headers)
+                error, call = await self._post(http, url, record.payload, headers)
             if error is None:
+                if call is not None:
+                    await self._run_reply(call)
                 self._finish(hook, entry)
                 return
             hook.last_error_date = self._date()
@@ -222,18 +231,45 @@ class WebhookSide(BotWorld):
     @staticmethod
     async def _post(
         http: aiohttp.ClientSession, url: str, payload: dict[str, Any], headers: dict[str, str]
-    ) -> str | None:
-        """None on a 2xx reply, else the error as getWebhookInfo words it."""
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """(None, the Bot API call the reply carries, if any) on a 2xx reply, else (the error
+        as getWebhookInfo words it, None)."""
         try:
             async with http.post(url, json=payload, headers=headers) as response:
-                await response.read()
-                if 200 <= response.status < 300:
-                    return None
-                return f"Wrong response from the webhook: {response.status} {response.reason}"
+                body = await response.read()
+                if not 200 <= response.status < 300:
+                    return f"Wrong response from the webhook: {response.status} {response.reason}", None
+                if response.content_type != "application/json":
+                    return None, None
         except TimeoutError:
-            return "Read timeout expired"
+            return "Read timeout expired", None
         except aiohttp.ClientError as exc:
-            return f"Connection failed: {exc}"
+            return f"Connection failed: {exc}", None
+        try:
+            call = strict_json(body.decode())
+        except ValueError:  # undecodable bytes too: UnicodeDecodeError is a ValueError
+            return None, None
+        return None, call if isinstance(call, dict) else None
+
+    async def _run_reply(self, call: dict[str, Any]) -> None:
+        """Run the method a webhook reply names, dropping its result and error as Telegram does."""
+        # Here, not at the top: methods imports the state this module is part of.
+        from numbershop.emulator.methods import Params, run_method
+        from numbershop.emulator.state import EmulatedBot
+
+        assert isinstance(self, EmulatedBot)
+        started = time.perf_counter()
+        name = call.get("method")
+        if not isinstance(name, str) or not name or _NOT_FROM_REPLIES.fullmatch(name.lower()):
+            return
+        params = Params({k: v for k, v in call.items() if k != "method"})
+
+        async def read() -> Params:
+            return params
+
+        _, error = await run_method(self, name, read, started)
+        if error is not None:
+            log.info("webhook reply: %s refused: %s", name, error.description)
 
     def _finish(self, hook: _Webhook, entry: _Pending) -> None:
         hook.inflight.discard(entry.update_id)

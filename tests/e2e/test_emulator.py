@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import pytest
@@ -732,11 +733,13 @@ async def test_browsers_cannot_post_as_the_bot_from_another_site(served) -> None
 @dataclass
 class Receiver:
     """A webhook endpoint on loopback: records each POST, answers with the queued statuses
-    (then 200); ``gate`` holds requests until set, to see how many arrive at once."""
+    (then 200); ``gate`` holds requests until set, to see how many arrive at once.
+    ``reply`` makes the body of a 200 from the update (a dict is sent as JSON)."""
 
     url: str = ""
     seen: list[tuple[int, str | None]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    reply: Callable[[dict[str, Any]], dict[str, Any] | str] | None = None
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     inflight: int = 0
     most_inflight: int = 0
@@ -752,7 +755,13 @@ class Receiver:
             await self.gate.wait()
         finally:
             self.inflight -= 1
-        return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
+        status = self.statuses.pop(0) if self.statuses else 200
+        if status == 200 and self.reply is not None:
+            answer = self.reply(body)
+            if isinstance(answer, dict):
+                return web.json_response(answer)
+            return web.Response(text=answer)
+        return web.Response(status=status)
 
 
 @pytest.fixture
@@ -881,3 +890,85 @@ async def test_set_webhook_refuses_what_telegram_refuses(
         await bot.set_webhook(**kwargs)  # type: ignore[arg-type]
     assert error in refused.value.message
     assert (await bot.get_webhook_info()).url == ""
+
+
+async def test_a_method_in_a_webhook_reply_is_run_and_logged_like_a_call(
+    tg: EmulatedBot, bot: Bot, receiver: Receiver
+) -> None:
+    await bot.set_webhook(receiver.url)
+    tg.add_user(USER)
+    await bot.send_message(USER, "pick", reply_markup=keyboard(("Go", "go")))
+    receiver.reply = lambda update: {
+        "method": "answerCallbackQuery",
+        "callback_query_id": update["callback_query"]["id"],
+        "text": "went",
+        "show_alert": True,
+    }
+    calls_before = len(tg.calls)
+    press = tg.press_button(USER, text="Go")
+    answer = await tg.wait_for_callback_answer(press.query_id, WAIT)
+    record = await tg.wait_for_confirmation(press.update_id, WAIT)
+
+    assert (answer.text, answer.show_alert) == ("went", True)
+    (call,) = tg.calls[calls_before:]  # the receiver made no request: this is the reply's
+    assert (call.method, call.ok, call.chat_id) == ("answerCallbackQuery", True, USER)
+    assert record.delivered_at is not None and record.confirmed_at is not None
+    assert record.delivered_at <= call.started <= record.confirmed_at
+    assert record.deliveries == 1
+
+
+async def test_a_refused_method_in_a_webhook_reply_is_logged_and_the_update_confirmed(
+    tg: EmulatedBot, bot: Bot, receiver: Receiver
+) -> None:
+    await bot.set_webhook(receiver.url)
+    replies: list[dict[str, Any]] = [
+        {"method": "answerCallbackQuery", "callback_query_id": "no-such-query"},
+        {"method": "noSuchMethod", "chat_id": USER},
+        {"method": "sendMessage", "chat_id": USER},  # no text
+        {"method": "sendMessage", "chat_id": USER, "text": "hi"},  # meets an armed fault
+    ]
+    receiver.reply = lambda update: replies.pop(0)
+    calls_before = len(tg.calls)
+    for i in range(4):
+        if i == 3:
+            tg.fail_next("sendMessage", chat_id=USER, error_code=429, retry_after=3)
+        update_id = tg.send_text(USER, f"hello {i}")
+        record = await tg.wait_for_confirmation(update_id, WAIT)
+        assert record.deliveries == 1 and not record.dropped
+
+    got = [(c.method, c.ok, c.error_code) for c in tg.calls[calls_before:]]
+    assert got == [
+        ("answerCallbackQuery", False, 400),
+        ("noSuchMethod", False, 404),
+        ("sendMessage", False, 400),
+        ("sendMessage", False, 429),
+    ]
+    assert tg.chat(USER).bot_messages() == []
+    info = await bot.get_webhook_info()
+    assert info.last_error_message is None and info.pending_update_count == 0
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "ok",
+        '{"method": "sendMessage", "chat_id": 1001, "text": "not JSON by its type"}',
+        {},
+        {"ok": True},
+        {"method": "getMe"},
+        {"method": "deleteWebhook"},
+    ],
+    ids=["text", "json-as-text", "empty-object", "no-method", "getter", "delete-webhook"],
+)
+async def test_a_webhook_reply_without_a_method_to_run_changes_nothing(
+    tg: EmulatedBot, bot: Bot, receiver: Receiver, reply: dict[str, Any] | str
+) -> None:
+    await bot.set_webhook(receiver.url)
+    receiver.reply = lambda update: reply
+    calls_before = len(tg.calls)
+    update_id = tg.send_text(USER, "hello")
+    record = await tg.wait_for_confirmation(update_id, WAIT)
+    assert record.deliveries == 1
+    assert tg.calls[calls_before:] == []
+    assert tg.chat(USER).bot_messages() == []
+    assert (await bot.get_webhook_info()).url == receiver.url
