@@ -86,10 +86,12 @@ SHOP_STEPS = 12  # updates in a shop journey with one Check now (payment = 2 upd
 
 def echo_bot(api_url: str, token: str, storage: Any = None) -> tuple[Any, Any]:
     """The echo bot (a Bot and its Dispatcher), the baseline both bot benchmarks measure
-    against: text → the same text with one button; button → answerCallbackQuery."""
+    against: text → the same text with one button; button → answerCallbackQuery (in the
+    webhook's reply when served as a webhook, as the shop answers taps there)."""
     from aiogram import Bot, Dispatcher, F
     from aiogram.client.session.aiohttp import AiohttpSession
     from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.methods import AnswerCallbackQuery
     from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
     dp = Dispatcher(storage=storage)
@@ -102,8 +104,11 @@ def echo_bot(api_url: str, token: str, storage: Any = None) -> tuple[Any, Any]:
         await message.answer(message.text or "", reply_markup=again)
 
     @dp.callback_query()
-    async def pressed(query: CallbackQuery) -> None:
-        await query.answer()
+    async def pressed(query: CallbackQuery, webhook_reply: Any = None) -> None:
+        if webhook_reply is not None:  # as the shop does in webhook mode: in the 200's body
+            webhook_reply.method = AnswerCallbackQuery(callback_query_id=query.id)
+        else:
+            await query.answer()
 
     return Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url))), dp
 

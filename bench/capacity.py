@@ -14,11 +14,12 @@ A trial starts simulated people at a steady rate for ``--duration`` seconds; eac
 through the same journey as ``bench.bot`` (the echo bot gets as many updates, alternating
 texts and taps), pausing ``--think-min``…``--think-max`` seconds between steps. The rate is
 counted in updates per second (people per second × updates per journey). Latency of one
-update = from the emulator creating it to the bot's first Bot API call in that chat. The
-search doubles the rate until p99 passes 250 ms (or a journey fails), then bisects
-``--bisect`` times (default 3, to an eighth of that rate) between the last rate that held and
-the first that did not: capacity is the highest rate that held. CPU per update is each bot's processes' CPU (``/proc``) over a trial at a rate
-that held, divided by that trial's updates.
+update = from the emulator creating it to the bot's first Bot API call in that chat (a call
+carried in a webhook's reply counts when the reply arrives). The search doubles the rate
+until p99 passes 250 ms (or a journey fails), then bisects ``--bisect`` times (default 3, to
+an eighth of that rate) between the last rate that held and the first that did not:
+capacity is the highest rate that held. CPU per update is each bot's processes' CPU
+(``/proc``) over a trial at a rate that held, divided by that trial's updates.
 
 The last line is one JSON object with each capacity, ``capacity_ratio_1w`` (shop on one
 worker ÷ echo), ``scaling_2w`` (shop on N workers ÷ one) and the CPU per update of each.
