@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import (
     Field,
@@ -49,6 +49,7 @@ class Settings(BaseSettings):
 
     DATABASE_URL: str = DEFAULT_DATABASE_URL
     REDIS_URL: str | None = None
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     BOT_TOKEN: str | None = None
     TELEGRAM_API_URL: str = "https://api.telegram.org"
     # Providers: ``PROVIDERS`` names instances in priority order; each instance's own settings
@@ -154,6 +155,11 @@ class Settings(BaseSettings):
     # Names the dashboard and the sandbox answer besides localhost, 127.0.0.1, [::1] and the
     # address they are bound to; anything else gets 421 (DNS rebinding). "*" turns it off.
     ALLOWED_HOSTS: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("ALLOWED_HOSTS", mode="before")
     @classmethod

@@ -81,33 +81,38 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def mask_secrets_in_logs() -> None:
-    """Every handler of the root logger masks secrets (``core.logmask``): the configured
-    ones by value, and key-like query parameters and bot tokens by shape. Bad settings are
-    left for the command to report."""
+# A line per update handled and per provider request: hundreds a second on a busy shop,
+# which bury everything else and cost the workers CPU. Shown with -v.
+PER_EVENT_LOGGERS = ("aiogram.event", "httpx")
+
+
+def configure_logging(*, verbose: bool) -> None:
+    """``LOG_LEVEL`` (DEBUG with ``-v``), and every handler of the root logger masks
+    secrets (``core.logmask``): the configured ones by value, and key-like query parameters
+    and bot tokens by shape. Bad settings are left for the command to report."""
     from core.config import ConfigError, load_settings
     from core.logmask import install_secret_masking, secret_values
 
     try:
-        secrets = secret_values(load_settings())
+        settings = load_settings()
     except ConfigError:
-        secrets = []
-    install_secret_masking(secrets)
+        settings = None
+    level = logging.DEBUG if verbose else getattr(logging, settings.LOG_LEVEL if settings else "INFO")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in PER_EVENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else max(level, logging.WARNING))
+    install_secret_masking(secret_values(settings) if settings else [])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
         return 2
-    mask_secrets_in_logs()
+    configure_logging(verbose=args.verbose)
     # Lazy: core.config loads pydantic, which only a command that runs needs, not --help.
     from core.config import ConfigError
 

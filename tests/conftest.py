@@ -9,6 +9,7 @@ is skipped with the reason printed by ``-ra``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -82,6 +83,19 @@ def _no_routing_exploration(monkeypatch: pytest.MonkeyPatch) -> None:
     (``ROUTING_EXPLORATION``). A test that is not about routing must see the same provider
     every run, so exploration is off unless a test's settings turn it on."""
     monkeypatch.setenv("ROUTING_EXPLORATION", "0")
+
+
+@pytest.fixture(autouse=True)
+def _logger_levels_restored() -> Iterator[None]:
+    """The command line quiets the per-update and per-request loggers for its process; a
+    test that runs it must not take those lines from the tests after it (several read
+    httpx's request lines with ``caplog``)."""
+    from numbershop.cli import PER_EVENT_LOGGERS
+
+    levels = {name: logging.getLogger(name).level for name in PER_EVENT_LOGGERS}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture

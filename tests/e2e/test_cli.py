@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -27,6 +28,7 @@ from core import ledger
 from core.clock import FakeClock
 from core.db.engine import Database
 from core.db.tables import metadata, offers
+from numbershop import cli
 from numbershop.cli import COMMANDS, build_parser, main
 from tests.integration.orders_support import ScriptedProvider, Shop
 
@@ -332,6 +334,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(shop_db, capsys, arg
         ("PROVIDERS", "nope"),
         ("MARKUP_PERCENT", "lots"),
         ("DATABASE_URL", "mysql://x/y"),
+        ("LOG_LEVEL", "loud"),
     ],
 )
 def test_bad_configuration_exits_2_naming_the_variable(shop_db, capsys, monkeypatch, name, value):
@@ -342,6 +345,33 @@ def test_bad_configuration_exits_2_naming_the_variable(shop_db, capsys, monkeypa
     lines = err.strip().splitlines()
     assert len(lines) == 1 and name in lines[0], err
     assert row_counts(shop_db) == before
+
+
+@pytest.mark.parametrize(
+    ("level", "verbose", "root", "per_event"),
+    [
+        ("info", False, logging.INFO, logging.WARNING),
+        ("ERROR", False, logging.ERROR, logging.ERROR),
+        ("info", True, logging.DEBUG, logging.NOTSET),
+    ],
+)
+def test_log_level_and_the_per_event_lines(monkeypatch, level, verbose, root, per_event):
+    """LOG_LEVEL sets the root level; the line per update and per provider request shows
+    only with -v."""
+    monkeypatch.setenv("LOG_LEVEL", level)
+    logger = logging.getLogger()
+    saved = logger.handlers[:], logger.level
+    saved_per_event = {name: logging.getLogger(name).level for name in cli.PER_EVENT_LOGGERS}
+    logger.handlers = []
+    try:
+        cli.configure_logging(verbose=verbose)
+        assert logger.level == root
+        for name in cli.PER_EVENT_LOGGERS:
+            assert logging.getLogger(name).level == per_event, name
+    finally:
+        logger.handlers, logger.level = saved[0], saved[1]
+        for name, was in saved_per_event.items():
+            logging.getLogger(name).setLevel(was)
 
 
 def test_unusable_database_is_one_line(tmp_path, monkeypatch, capsys):
@@ -401,6 +431,7 @@ def test_subprocess_success_and_bad_input(tmp_path):
 HEAVY = ("aiogram", "litestar", "sqlalchemy", "sqlalchemy.ext.asyncio", "apscheduler", "pydantic")
 LOADED_AFTER_MAIN = """
 import contextlib, json, sys
+from numbershop import cli
 from numbershop.cli import COMMANDS, build_parser, main
 with contextlib.redirect_stdout(sys.stderr), contextlib.suppress(SystemExit):
     main(sys.argv[1:])

@@ -33,7 +33,7 @@ def output(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[io.StringIO]:
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.handlers = [handler]
     try:
-        cli.mask_secrets_in_logs()  # what the command line does before running any command
+        cli.configure_logging(verbose=True)  # what the command line does before any command
         root.setLevel(logging.DEBUG)
         yield buffer
     finally:
