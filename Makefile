@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv install run test lint fix i18n migration-initial clean
+.PHONY: venv install run test lint fix i18n migration clean
 
 venv: $(BIN)/python
 
@@ -57,13 +57,14 @@ i18n: install
 		fi; \
 	done
 
-# Regenerate the initial revision from core/db/tables.py (only while it is the sole revision).
-# Autogenerate compares against an empty throwaway SQLite file, so the revision holds the
-# whole schema; it renders generic types and named constraints that PostgreSQL runs too.
-migration-initial: install
-	rm -f core/db/migrations/versions/0001_initial.py
-	tmp=$$(mktemp -d) && \
-	DATABASE_URL="sqlite+aiosqlite:///$$tmp/autogen.db" $(BIN)/alembic revision --autogenerate --rev-id 0001 -m initial; \
+# A new revision for what changed in core/db/tables.py: a throwaway SQLite file is upgraded
+# to head and autogenerate compares the metadata with it. The id is the next number, so the
+# versions folder reads in order. Usage: make migration M="what changed"
+migration: install
+	@test -n "$(M)" || { echo 'usage: make migration M="what changed"' >&2; exit 2; }
+	tmp=$$(mktemp -d) && export DATABASE_URL="sqlite+aiosqlite:///$$tmp/autogen.db" && \
+	rev=$$(printf '%04d' $$(( $$(ls core/db/migrations/versions/0*.py | wc -l) + 1 ))) && \
+	$(BIN)/alembic upgrade head && $(BIN)/alembic revision --autogenerate --rev-id "$$rev" -m "$(M)"; \
 	rc=$$?; rm -rf "$$tmp"; exit $$rc
 
 clean:
