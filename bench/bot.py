@@ -306,9 +306,12 @@ async def shop_journey(user: User, i: int) -> None:
 
     if cancel:
         answer = await user.press("❌ Cancel & refund")
-        if answer != texts.WORKING and (not answer or "refunded" not in answer):
+        if answer == texts.CANCEL_COMPLETED_INSTEAD:  # the code won the race (a slow tap under load)
+            await user.wait_chat(lambda chat: "Completed" in order_text(chat), "completed order")
+        elif answer != texts.WORKING and (not answer or "refunded" not in answer):
             raise RuntimeError(f"cancel answered {answer!r}")
-        await user.wait_chat(lambda chat: "Cancelled" in order_text(chat), "cancelled order")
+        else:
+            await user.wait_chat(lambda chat: "Cancelled" in order_text(chat), "cancelled order")
     else:
         for _ in range(8):
             if "Completed" in order_text(user.tg.chat(user.id)):

@@ -92,15 +92,25 @@ def _pids_named(name: str) -> list[int]:
     return found
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes so far (Linux ``/proc``; 0 where it is gone)."""
+def _cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """User + system CPU of each of these processes so far (Linux ``/proc``; gone ones left out)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    cpu = {}
     for pid in pids:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return cpu
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    return sum(_cpu_by_pid(pids).values())
+
+
+def _cpu_since(before: dict[int, float], pids: list[int]) -> float:
+    """CPU these processes used since ``before``: a process started since counts whole, one
+    that exited meanwhile is left out (its last figures cannot be read any more)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in _cpu_by_pid(pids).items())
 
 
 # --- the echo bot, served as a webhook (run with --serve-echo) ------------------------------
@@ -230,9 +240,8 @@ async def trial(
         people = max(1, round(rate * args.duration / SHOP_STEPS))
         spacing = args.duration / people
     cpu_before = _cpu_seconds(bots.pids())
-    pg_pids = _pids_named("postgres")
     pg_before, driver_before, (busy_before, total_before) = (
-        _cpu_seconds(pg_pids),
+        _cpu_by_pid(_pids_named("postgres")),
         time.process_time(),
         _machine(),
     )
@@ -259,10 +268,7 @@ async def trial(
         errors=len(phase.errors),
         cpu_ms_per_update=round(cpu * per, 2),
         driver_cpu_ms_per_update=round((time.process_time() - driver_before) * per, 2),
-        # Backends that connected during the trial count whole (all their CPU is in it).
-        postgres_cpu_ms_per_update=round(
-            (_cpu_seconds(sorted(set(pg_pids) | set(_pids_named("postgres")))) - pg_before) * per, 2
-        ),
+        postgres_cpu_ms_per_update=round(_cpu_since(pg_before, _pids_named("postgres")) * per, 2),
         machine_busy=round((busy_after - busy_before) / max(0.001, total_after - total_before), 2),
     )
     for err in phase.errors[:3]:
