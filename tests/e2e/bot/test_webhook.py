@@ -243,63 +243,77 @@ def answers_logged(tg: EmulatedBot) -> list[tuple[int | None, bool]]:
     return [(c.chat_id, c.ok) for c in tg.calls if c.method == "answerCallbackQuery"]
 
 
+@contextlib.asynccontextmanager
+async def recorded(
+    db: Database, clock: FakeClock, world: Any, *, answer_deadline: float
+) -> AsyncIterator[tuple[Harness, SentMethods]]:
+    """The shop, with the methods it requests itself recorded (``world`` from shop_world)."""
+    tg, settings, sim = world
+    shop = harness(db, clock, tg, settings, sim, answer_deadline=answer_deadline)
+    sent = SentMethods()
+    shop.app.bot.session.middleware(sent)
+    try:
+        yield shop, sent
+    finally:
+        await shop.app.aclose()
+
+
+async def an_order_screen(shop: Harness) -> None:
+    await shop.fund(ALICE, 1000, "seed")
+    await shop.say(ALICE, "/buy whatsapp ID")
+
+
 async def test_a_tap_is_answered_in_the_webhook_reply_and_by_a_request_when_polling(
     db: Database, clock: FakeClock
 ) -> None:
-    async with shop_world(db, clock) as (tg, settings, sim):
-        shop = harness(db, clock, tg, settings, sim, answer_deadline=20.0)
-        sent = SentMethods()
-        shop.app.bot.session.middleware(sent)
-        try:
-            async with serving_webhook(shop.app):
-                await shop.fund(ALICE, 1000, "seed")
-                await shop.say(ALICE, "/buy whatsapp ID")
-                buy = shop.press_nowait(ALICE, "✅ Buy for")
-                await tg.wait_for_callback_answer(buy.query_id, WAIT)
-                await tg.wait_for_confirmation(buy.update_id, WAIT)
-                stale = shop.press_nowait(ALICE, data="no:such:button", message_id=buy.message_id, forge=True)
-                answer = await tg.wait_for_callback_answer(stale.query_id, WAIT)
-                await tg.wait_for_confirmation(stale.update_id, WAIT)
+    async with (
+        shop_world(db, clock) as world,
+        recorded(db, clock, world, answer_deadline=20.0) as (shop, sent),
+    ):
+        tg = world[0]
+        async with serving_webhook(shop.app):
+            await an_order_screen(shop)
+            buy = shop.press_nowait(ALICE, "✅ Buy for")
+            await tg.wait_for_callback_answer(buy.query_id, WAIT)
+            await tg.wait_for_confirmation(buy.update_id, WAIT)
+            stale = shop.press_nowait(ALICE, data="no:such:button", message_id=buy.message_id, forge=True)
+            answer = await tg.wait_for_callback_answer(stale.query_id, WAIT)
+            await tg.wait_for_confirmation(stale.update_id, WAIT)
 
-                assert (answer.text, answer.show_alert) == (texts.STALE_BUTTON, True)
-                assert answers_logged(tg) == [(ALICE, True), (ALICE, True)]
-                assert "answerCallbackQuery" not in sent.names
-                assert "editMessageText" in sent.names  # the recorder sees the bot's requests
-                (order,) = await shop.orders_of(ALICE)
-                assert order.phone in shop.last_text(ALICE)
+            assert (answer.text, answer.show_alert) == (texts.STALE_BUTTON, True)
+            assert answers_logged(tg) == [(ALICE, True), (ALICE, True)]
+            assert "answerCallbackQuery" not in sent.names
+            assert "editMessageText" in sent.names  # the recorder sees the bot's requests
+            (order,) = await shop.orders_of(ALICE)
+            assert order.phone in shop.last_text(ALICE)
 
-            async with polling(shop.app):
-                again = await shop.press(ALICE, data="no:such:button", message_id=buy.message_id, forge=True)
-            assert again.text == texts.STALE_BUTTON
-            assert sent.names.count("answerCallbackQuery") == 1
-            assert answers_logged(tg) == [(ALICE, True)] * 3
-        finally:
-            await shop.app.aclose()
+        async with polling(shop.app):
+            again = await shop.press(ALICE, data="no:such:button", message_id=buy.message_id, forge=True)
+        assert again.text == texts.STALE_BUTTON
+        assert sent.names.count("answerCallbackQuery") == 1
+        assert answers_logged(tg) == [(ALICE, True)] * 3
 
 
 async def test_a_slow_tap_in_webhook_mode_is_told_working_on_it_by_one_request(
     db: Database, clock: FakeClock
 ) -> None:
-    async with shop_world(db, clock) as (tg, settings, sim):
-        shop = harness(db, clock, tg, settings, sim, answer_deadline=0.2)
-        sent = SentMethods()
-        shop.app.bot.session.middleware(sent)
-        try:
-            async with serving_webhook(shop.app):
-                await shop.fund(ALICE, 1000, "seed")
-                await shop.say(ALICE, "/buy whatsapp ID")
-                sim.set_faults(latency_s=1.0)
-                press = shop.press_nowait(ALICE, "✅ Buy for")
-                answer = await tg.wait_for_callback_answer(press.query_id, WAIT)
-                assert answer.text == texts.WORKING
-                await tg.wait_for_confirmation(press.update_id, WAIT)
+    async with (
+        shop_world(db, clock) as world,
+        recorded(db, clock, world, answer_deadline=0.2) as (shop, sent),
+    ):
+        tg, _, sim = world
+        async with serving_webhook(shop.app):
+            await an_order_screen(shop)
+            sim.set_faults(latency_s=1.0)
+            press = shop.press_nowait(ALICE, "✅ Buy for")
+            answer = await tg.wait_for_callback_answer(press.query_id, WAIT)
+            assert answer.text == texts.WORKING
+            await tg.wait_for_confirmation(press.update_id, WAIT)
 
-                assert sent.names.count("answerCallbackQuery") == 1
-                assert answers_logged(tg) == [(ALICE, True)]  # the reply carried no second one
-                (order,) = await shop.orders_of(ALICE)
-                assert order.phone in shop.last_text(ALICE)
-        finally:
-            await shop.app.aclose()
+            assert sent.names.count("answerCallbackQuery") == 1
+            assert answers_logged(tg) == [(ALICE, True)]  # the reply carried no second one
+            (order,) = await shop.orders_of(ALICE)
+            assert order.phone in shop.last_text(ALICE)
 
 
 async def test_a_tap_recorded_but_not_answered_is_answered_on_its_redelivery(
@@ -307,11 +321,12 @@ async def test_a_tap_recorded_but_not_answered_is_answered_on_its_redelivery(
 ) -> None:
     """A worker dying after the update log recorded a tap but before its 200 left: the
     answer in that reply never ran, and the redelivery is dropped as already handled."""
-    async with shop_world(db, clock) as (tg, settings, sim):
+    async with (
+        shop_world(db, clock) as world,
+        recorded(db, clock, world, answer_deadline=20.0) as (shop, sent),
+    ):
+        tg = world[0]
         tg.webhook_retry_base_s = 0.001
-        shop = harness(db, clock, tg, settings, sim, answer_deadline=20.0)
-        sent = SentMethods()
-        shop.app.bot.session.middleware(sent)
         original = shop.app.dp.feed_update
         lost = 1
 
@@ -324,20 +339,17 @@ async def test_a_tap_recorded_but_not_answered_is_answered_on_its_redelivery(
             return result
 
         shop.app.dp.feed_update = lose_the_first_taps_reply  # type: ignore[method-assign]
-        try:
-            async with serving_webhook(shop.app):
-                await shop.say(ALICE, "/start")
-                message_id = tg.chat(ALICE).last().message_id
-                press = shop.press_nowait(ALICE, data="no:such:button", message_id=message_id, forge=True)
-                answer = await tg.wait_for_callback_answer(press.query_id, WAIT)
-                record = await tg.wait_for_confirmation(press.update_id, WAIT)
+        async with serving_webhook(shop.app):
+            await shop.say(ALICE, "/start")
+            message_id = tg.chat(ALICE).last().message_id
+            press = shop.press_nowait(ALICE, data="no:such:button", message_id=message_id, forge=True)
+            answer = await tg.wait_for_callback_answer(press.query_id, WAIT)
+            record = await tg.wait_for_confirmation(press.update_id, WAIT)
 
-                assert record.deliveries == 2
-                assert answer.text is None  # the alert went with the lost reply
-                assert answers_logged(tg) == [(ALICE, True)]
-                assert "answerCallbackQuery" not in sent.names
-        finally:
-            await shop.app.aclose()
+            assert record.deliveries == 2
+            assert answer.text is None  # the alert went with the lost reply
+            assert answers_logged(tg) == [(ALICE, True)]
+            assert "answerCallbackQuery" not in sent.names
 
 
 # ------------------------------------------------------------------ shared state (Redis)
