@@ -4,8 +4,9 @@ provider reached over HTTP (the simulator's handler_api server) so every process
 same numbers.
 
 100 people go through full journeys (top up with Stars, buy, then wait for the code or
-cancel) delivered by the emulator's webhook. Mid-run one worker is killed with SIGKILL —
-updates it was handling are lost mid-flight — and started again. The promise is checked
+cancel) delivered by the emulator's webhook. Mid-run one worker is frozen (SIGSTOP) until
+it holds an update, then killed with SIGKILL — updates it was handling are lost mid-flight —
+and started again. The promise is checked
 afterwards from the books, not from the screens: every update was handled, every person
 paid once, holds ended in a capture or a refund, and the ledger check passes.
 
@@ -176,11 +177,28 @@ async def test_two_workers_two_schedulers_and_a_sigkill_lose_nothing_and_charge_
         phase = Phase("scale-out", tg)
         killed: dict[str, float] = {}
 
+        def held_by_the_frozen_worker() -> bool:
+            """An update delivered half a second ago and still unconfirmed: worker-b answers
+            in milliseconds, so the frozen worker-a holds it."""
+            now = time.perf_counter()
+            for update_id in phase.update_ids[-200:]:
+                record = tg.update(update_id)
+                if record.confirmed_at is None and record.delivered_at and now - record.delivered_at > 0.5:
+                    return True
+            return False
+
         async def kill_one_worker_mid_run() -> None:
             while len(phase.update_ids) < KILL_AFTER_UPDATES:
                 await asyncio.sleep(0.05)
-            procs.running["worker-a"].kill()  # SIGKILL: no clean shutdown, in-flight updates lost
-            await procs.running["worker-a"].wait()
+            # Frozen first, until it holds an update unfinished: a kill landing between two
+            # updates would prove nothing. Then SIGKILL: no clean shutdown.
+            worker = procs.running["worker-a"]
+            worker.send_signal(signal.SIGSTOP)
+            deadline = time.monotonic() + 30.0
+            while not held_by_the_frozen_worker() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            worker.kill()
+            await worker.wait()
             killed["at"] = time.monotonic()
             await asyncio.sleep(1.0)  # worker-b alone meanwhile; then the restart
             await procs.start("worker-a", "bot", "run", "--webhook")
