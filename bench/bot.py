@@ -91,7 +91,6 @@ def echo_bot(api_url: str, token: str, storage: Any = None) -> tuple[Any, Any]:
     from aiogram import Bot, Dispatcher, F
     from aiogram.client.session.aiohttp import AiohttpSession
     from aiogram.client.telegram import TelegramAPIServer
-    from aiogram.methods import AnswerCallbackQuery
     from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
     dp = Dispatcher(storage=storage)
@@ -106,7 +105,7 @@ def echo_bot(api_url: str, token: str, storage: Any = None) -> tuple[Any, Any]:
     @dp.callback_query()
     async def pressed(query: CallbackQuery, webhook_reply: Any = None) -> None:
         if webhook_reply is not None:  # as the shop does in webhook mode: in the 200's body
-            webhook_reply.method = AnswerCallbackQuery(callback_query_id=query.id)
+            webhook_reply.answer(query.id)
         else:
             await query.answer()
 

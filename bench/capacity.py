@@ -156,12 +156,12 @@ def _add_floor(dp: Any, database_url: str, redis_url: str | None) -> Any:
     and the per-user rate limit in Redis. What this bot costs above the echo bot is the
     floor under any shop that keeps those promises, before it does any work of its own."""
     from bot.middlewares.dedupe import UpdateDedupe, UpdateLog
-    from bot.middlewares.rate_limit import RateLimit, make_bucket
+    from bot.middlewares.rate_limit import RATE_BURST, RATE_PER_SECOND, RateLimit, make_bucket
     from core.db.engine import Database
 
     db = Database(database_url)
     dp.update.outer_middleware(UpdateDedupe(UpdateLog(db, SystemClock())))
-    limit = RateLimit(make_bucket(redis_url, 4.0, 12))
+    limit = RateLimit(make_bucket(redis_url, RATE_PER_SECOND, RATE_BURST))
     dp.message.outer_middleware(limit)
     dp.callback_query.outer_middleware(limit)
     return db

@@ -32,7 +32,14 @@ from bot.i18n import use_locale
 from bot.invoices import InvoiceSigner
 from bot.middlewares.dedupe import UpdateDedupe, UpdateLog
 from bot.middlewares.locale import UserLocale
-from bot.middlewares.rate_limit import RateLimit, RedisTokenBucket, TokenBucket, make_bucket
+from bot.middlewares.rate_limit import (
+    RATE_BURST,
+    RATE_PER_SECOND,
+    RateLimit,
+    RedisTokenBucket,
+    TokenBucket,
+    make_bucket,
+)
 from bot.middlewares.replies import CallbackAnswerer, MessageErrors
 from bot.middlewares.users import UserResolver
 from bot.sender import OutboxSender
@@ -192,8 +199,8 @@ def build_app(
     bot: Bot,
     *,
     storage: BaseStorage | None = None,
-    rate_per_second: float = 4.0,
-    rate_burst: int = 12,
+    rate_per_second: float = RATE_PER_SECOND,
+    rate_burst: int = RATE_BURST,
     answer_deadline: float = 2.0,
     sender_sleep: Callable[[float], Awaitable[None]] | None = None,
     sender_options: dict[str, Any] | None = None,

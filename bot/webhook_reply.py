@@ -21,6 +21,10 @@ from aiogram.methods import AnswerCallbackQuery
 class WebhookReply:
     method: AnswerCallbackQuery | None = None
 
+    def answer(self, query_id: str, text: str | None = None, *, alert: bool = False) -> None:
+        """Answer callback query ``query_id`` with this reply."""
+        self.method = AnswerCallbackQuery(callback_query_id=query_id, text=text, show_alert=alert)
+
     def body(self) -> str | None:
         """The reply's JSON body, or None when there is nothing to run."""
         if self.method is None:

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.methods import AnswerCallbackQuery
 from aiogram.types import TelegramObject, Update
 
 from bot.middlewares.handler import Handler
@@ -110,7 +109,7 @@ class UpdateDedupe(BaseMiddleware):
             log.info("update %s was delivered again; dropped", event.update_id)
             slot = data.get("webhook_reply")
             if event.callback_query is not None and isinstance(slot, WebhookReply):
-                slot.method = AnswerCallbackQuery(callback_query_id=event.callback_query.id)
+                slot.answer(event.callback_query.id)
             return None
         data["redelivered"] = seen
         try:

@@ -24,6 +24,10 @@ from bot.middlewares.handler import Handler
 
 log = logging.getLogger(__name__)
 
+# Each user's bucket: refilled at this many updates a second, holding at most this many.
+RATE_PER_SECOND = 4.0
+RATE_BURST = 12
+
 
 class TokenBucket:
     """``burst`` actions at once, then ``rate`` per second, per key."""

@@ -19,7 +19,6 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
-from aiogram.methods import AnswerCallbackQuery
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot import errors, texts
@@ -69,9 +68,7 @@ class CallbackAnswerer(BaseMiddleware):
         if early:
             await early[0]  # answered "working on it" already; the screen says the rest
         elif isinstance(slot, WebhookReply):
-            slot.method = AnswerCallbackQuery(
-                callback_query_id=event.id, text=reply.text, show_alert=reply.alert
-            )
+            slot.answer(event.id, reply.text, alert=reply.alert)
         else:
             await self._answer(event, reply)
         return result
